@@ -1,0 +1,320 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+)
+
+// Default limits, as Prometheus' own receiver (client_golang exp/api/remote)
+// sets them: 32 MiB decoded. A Prometheus sender's batches are far smaller
+// (2,000 samples, well under 1 MiB).
+const (
+	DefaultMaxBodyBytes    = 32 << 20
+	DefaultMaxDecodedBytes = 32 << 20
+)
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.logger = l } }
+
+// WithMetrics sets the metrics (default: unregistered).
+func WithMetrics(m *Metrics) Option { return func(h *Handler) { h.metrics = m } }
+
+// WithLimits sets the compressed and decompressed body limits in bytes.
+func WithLimits(maxBody, maxDecoded int) Option {
+	return func(h *Handler) { h.maxBody, h.maxDecoded = maxBody, maxDecoded }
+}
+
+// Handler is the remote-write receiver: decode, repair, forward, answer.
+type Handler struct {
+	logger     *slog.Logger
+	metrics    *Metrics
+	maxBody    int
+	maxDecoded int
+
+	route  atomic.Pointer[route]
+	writer http.Handler // client_golang's handler: method, content type, Written headers
+}
+
+// route is what a reload swaps atomically: the rules and the upstreams.
+type route struct {
+	repairer  Repairer
+	upstreams []*Upstream
+}
+
+// NewHandler returns a handler that repairs with r (nil: no repair) and
+// forwards to upstreams.
+func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
+	h := &Handler{
+		logger:     slog.New(slog.DiscardHandler),
+		maxBody:    DefaultMaxBodyBytes,
+		maxDecoded: DefaultMaxDecodedBytes,
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.metrics == nil {
+		h.metrics = NewMetrics(nil)
+	}
+	h.Update(r, upstreams)
+	h.writer = remoteapi.NewWriteHandler(store{h}, remoteapi.MessageTypes{ProtoV1, ProtoV2},
+		remoteapi.WithWriteHandlerLogger(h.logger),
+		remoteapi.WithWriteHandlerMiddlewares(h.readBody))
+	return h
+}
+
+// Update swaps the rules and upstreams; requests in flight finish with the
+// old ones.
+func (h *Handler) Update(r Repairer, upstreams []*Upstream) {
+	h.route.Store(&route{repairer: r, upstreams: upstreams})
+}
+
+// ServeHTTP counts the request by protocol and answer, then hands it to
+// client_golang's write handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	proto := "unknown"
+	if p, err := remoteapi.ParseProtoMsg(contentType(r)); err == nil {
+		proto = protoLabel(string(p))
+	}
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	h.writer.ServeHTTP(sw, r)
+	h.metrics.requests.WithLabelValues(proto, strconv.Itoa(sw.code)).Inc()
+	h.metrics.requestDuration.WithLabelValues(proto).Observe(time.Since(start).Seconds())
+}
+
+func contentType(r *http.Request) string {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		return ct
+	}
+	return "application/x-protobuf"
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+type bodyKey struct{}
+
+// body is the request as it came (compressed) and decompressed.
+type body struct{ compressed, raw []byte }
+
+// readBody replaces client_golang's snappy middleware: it also keeps the
+// compressed bytes, so that a batch no rule changes is forwarded as it came,
+// and applies rwfix's own limits.
+func (h *Handler) readBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r) // client_golang answers 405.
+			return
+		}
+		if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
+			http.Error(w, fmt.Sprintf("Content-Encoding %q is not supported; only snappy (block format) is", enc), http.StatusUnsupportedMediaType)
+			return
+		}
+		if r.ContentLength > int64(h.maxBody) {
+			http.Error(w, fmt.Sprintf("request body of %d bytes exceeds the %d bytes limit", r.ContentLength, h.maxBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		compressed, err := io.ReadAll(io.LimitReader(r.Body, int64(h.maxBody)+1))
+		if err != nil {
+			http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(compressed) > h.maxBody {
+			http.Error(w, fmt.Sprintf("request body exceeds the %d bytes limit", h.maxBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		// Check the size that the snappy header announces before allocating.
+		n, err := snappy.DecodedLen(compressed)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("%v: snappy: %v", ErrCorrupt, err), http.StatusBadRequest)
+			return
+		}
+		if n > h.maxDecoded {
+			http.Error(w, fmt.Sprintf("decompressed body of %d bytes exceeds the %d bytes limit", n, h.maxDecoded), http.StatusRequestEntityTooLarge)
+			return
+		}
+		raw, err := decompress(compressed)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Header.Del("Content-Encoding")
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyKey{}, body{compressed, raw})))
+	})
+}
+
+// store adapts Handler to client_golang's write handler.
+type store struct{ h *Handler }
+
+func (s store) Store(r *http.Request, proto remoteapi.WriteMessageType) (*remoteapi.WriteResponse, error) {
+	return s.h.store(r, proto)
+}
+
+func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*remoteapi.WriteResponse, error) {
+	resp := remoteapi.NewWriteResponse()
+	in, _ := r.Context().Value(bodyKey{}).(body)
+	b, err := decode(proto, in.raw)
+	if err != nil {
+		resp.SetStatusCode(http.StatusBadRequest)
+		return resp, err
+	}
+	c := b.counts()
+	pl := protoLabel(string(proto))
+	h.metrics.series.WithLabelValues(pl).Add(float64(c.series))
+	h.metrics.samples.WithLabelValues(pl).Add(float64(c.samples))
+	h.metrics.histograms.WithLabelValues(pl).Add(float64(c.histograms))
+	h.metrics.exemplars.WithLabelValues(pl).Add(float64(c.exemplars))
+
+	rt := h.route.Load()
+	var res repairResult
+	if rt.repairer != nil {
+		res = b.repair(rt.repairer)
+	}
+	h.metrics.collisions.Add(float64(res.collisions))
+
+	p := &payloads{b: b, proto: proto}
+	if res.changed {
+		h.metrics.forwarded.WithLabelValues("reencoded").Inc()
+	} else {
+		p.original = in.compressed
+		h.metrics.forwarded.WithLabelValues("original").Inc()
+	}
+	fwd := b.counts()
+	if fwd.series == 0 && c.series > 0 && (b.v1 == nil || len(b.v1.Metadata) == 0) {
+		// Rules dropped every series: nothing left to send.
+		return h.written(resp, c), nil
+	}
+	replies := h.forward(r.Context(), rt.upstreams, p, fwd.samples+fwd.histograms+fwd.exemplars > 0)
+	code, msg, retryAfter := merge(replies)
+	if code/100 == 2 {
+		return h.written(resp, c), nil
+	}
+	resp.SetStatusCode(code)
+	if retryAfter != "" {
+		resp.SetExtraHeader("Retry-After", retryAfter)
+	}
+	if code/100 == 5 || code == http.StatusTooManyRequests {
+		h.logger.Warn("upstream failed; the sender will retry", "code", code, "err", msg)
+	} else {
+		h.logger.Error("upstream rejected the request", "code", code, "err", msg)
+	}
+	return resp, errors.New(msg)
+}
+
+// written fills the RW 2.0 Written headers: every sample of the request was
+// either accepted by every upstream or dropped by a rule on purpose, so rwfix
+// takes responsibility for all of them. Copying an upstream's own counts
+// would be wrong: rules can drop series, and the sender would count those as
+// failed.
+func (h *Handler) written(resp *remoteapi.WriteResponse, c counts) *remoteapi.WriteResponse {
+	resp.Samples, resp.Histograms, resp.Exemplars = c.samples, c.histograms, c.exemplars
+	return resp
+}
+
+// payloads encodes a batch at most once per protocol, on first need.
+type payloads struct {
+	b        *batch
+	proto    remoteapi.WriteMessageType
+	original []byte // the sender's bytes, when no rule changed the batch
+
+	once, onceV1 sync.Once
+	enc, encV1   []byte
+	err, errV1   error
+}
+
+func (p *payloads) get(proto remoteapi.WriteMessageType) ([]byte, error) {
+	if proto == p.proto {
+		if p.original != nil {
+			return p.original, nil
+		}
+		p.once.Do(func() {
+			raw, err := p.b.marshal()
+			p.enc, p.err = compress(raw), err
+		})
+		return p.enc, p.err
+	}
+	p.onceV1.Do(func() {
+		req, err := p.b.toV1()
+		if err != nil {
+			p.errV1 = err
+			return
+		}
+		raw, err := req.Marshal()
+		p.encV1, p.errV1 = compress(raw), err
+	})
+	return p.encV1, p.errV1
+}
+
+// forward sends the batch to every upstream in parallel.
+func (h *Handler) forward(ctx context.Context, ups []*Upstream, p *payloads, hasData bool) []reply {
+	replies := make([]reply, len(ups))
+	var wg sync.WaitGroup
+	for i, u := range ups {
+		wg.Go(func() { replies[i] = h.send(ctx, u, p, hasData) })
+	}
+	wg.Wait()
+	return replies
+}
+
+// send delivers the batch to one upstream, falling back to RW 1.0 when the
+// upstream shows that it does not speak RW 2.0: it answers 415, or it answers
+// 2xx without the Written headers that every RW 2.0 receiver must send (an
+// RW 1.0-only receiver decodes an RW 2.0 body as an empty RW 1.0 request and
+// silently stores nothing).
+func (h *Handler) send(ctx context.Context, u *Upstream, p *payloads, hasData bool) reply {
+	proto := p.proto
+	if proto == ProtoV2 && u.v1Only.Load() {
+		proto = ProtoV1
+	}
+	r := h.post(ctx, u, p, proto)
+	if proto == ProtoV2 && r.err == nil &&
+		(r.code == http.StatusUnsupportedMediaType || (r.code/100 == 2 && !r.confirmed && hasData)) {
+		if !u.v1Only.Swap(true) {
+			h.metrics.upstreamFallbacks.WithLabelValues(u.name).Inc()
+			h.logger.Warn("upstream does not speak remote-write 2.0; converting to 1.0 for it from now on",
+				"upstream", u.name, "code", r.code)
+		}
+		r = h.post(ctx, u, p, ProtoV1)
+	}
+	return r
+}
+
+func (h *Handler) post(ctx context.Context, u *Upstream, p *payloads, proto remoteapi.WriteMessageType) reply {
+	body, err := p.get(proto)
+	if err != nil {
+		return reply{upstream: u.name, code: http.StatusInternalServerError, msg: "encoding: " + err.Error()}
+	}
+	start := time.Now()
+	r := u.post(ctx, proto, body)
+	h.metrics.upstreamDuration.WithLabelValues(u.name).Observe(time.Since(start).Seconds())
+	code := strconv.Itoa(r.code)
+	switch {
+	case r.timeout:
+		code = "timeout"
+	case r.err != nil:
+		code = "error"
+	}
+	h.metrics.upstreamRequests.WithLabelValues(u.name, protoLabel(string(proto)), code).Inc()
+	return r
+}

@@ -1,0 +1,88 @@
+package remotewrite
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the wire-side metrics. Create them once per process: a config
+// reload replaces upstreams and rules, not the counters.
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	series          *prometheus.CounterVec
+	samples         *prometheus.CounterVec
+	histograms      *prometheus.CounterVec
+	exemplars       *prometheus.CounterVec
+	collisions      prometheus.Counter
+	forwarded       *prometheus.CounterVec
+
+	upstreamRequests  *prometheus.CounterVec
+	upstreamDuration  *prometheus.HistogramVec
+	upstreamFallbacks *prometheus.CounterVec
+}
+
+// NewMetrics registers the wire-side metrics with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	proto := []string{"protocol"}
+	return &Metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "requests_total",
+			Help: "Remote-write requests received, by protocol (1.0, 2.0, unknown) and the HTTP code rwfix answered.",
+		}, []string{"protocol", "code"}),
+		requestDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "rwfix", Name: "request_duration_seconds",
+			Help:    "Time from receiving a remote-write request to answering it, upstream round trips included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
+		}, proto),
+		series: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "series_received_total",
+			Help: "Series received in decodable remote-write requests.",
+		}, proto),
+		samples: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "samples_received_total",
+			Help: "Float samples received in decodable remote-write requests.",
+		}, proto),
+		histograms: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "histograms_received_total",
+			Help: "Native histogram samples received in decodable remote-write requests.",
+		}, proto),
+		exemplars: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "exemplars_received_total",
+			Help: "Exemplars received in decodable remote-write requests.",
+		}, proto),
+		collisions: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "collisions_total",
+			Help: "Rewrites whose output label set another series of the same request already had; the rewrite was undone and the series forwarded unrepaired.",
+		}),
+		forwarded: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "batches_forwarded_total",
+			Help: "Requests forwarded upstream, by how: original (untouched bytes) or reencoded (a rule changed them).",
+		}, []string{"mode"}),
+		upstreamRequests: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "upstream_requests_total",
+			Help: "Requests sent to each upstream, by protocol and HTTP code (or error, timeout).",
+		}, []string{"upstream", "protocol", "code"}),
+		upstreamDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "rwfix", Name: "upstream_request_duration_seconds",
+			Help:    "Round trip of one request to an upstream.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
+		}, []string{"upstream"}),
+		upstreamFallbacks: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "upstream_protocol_fallbacks_total",
+			Help: "Times an upstream showed that it does not speak RW 2.0, so rwfix switched it to RW 1.0.",
+		}, []string{"upstream"}),
+	}
+}
+
+// protoLabel is the protocol's metric label value.
+func protoLabel(p string) string {
+	switch p {
+	case string(ProtoV1):
+		return "1.0"
+	case string(ProtoV2):
+		return "2.0"
+	}
+	return "unknown"
+}
