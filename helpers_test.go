@@ -1,0 +1,305 @@
+package main
+
+// Helpers for the tests that drive real binaries: rwfix itself (built once in
+// TestMain), Prometheus 2.42 (Debian's package, sends RW 1.0) and Prometheus
+// 3.x (go install, sends RW 2.0 and is the receiver). Every process a test
+// starts is stopped by t.Cleanup; every server listens on 127.0.0.1 only.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var rwfixBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rwfix-test-bin")
+	if err != nil {
+		panic(err)
+	}
+	rwfixBin = filepath.Join(dir, "rwfix")
+	out, err := exec.Command("go", "build", "-o", rwfixBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building rwfix: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needBinary finds a binary, or fails the test under CI=true (where .ci/run
+// must have installed it), or skips it on a developer machine without it.
+func needBinary(t *testing.T, what string, candidates ...string) string {
+	t.Helper()
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("%s not found (tried %v); run .ci/run once to install it", what, candidates)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// prometheus2 is Debian's Prometheus 2.42: it sends RW 1.0.
+func prometheus2(t *testing.T) string {
+	return needBinary(t, "Prometheus 2.x (apt-get install prometheus)", os.Getenv("RWFIX_PROMETHEUS2"), "/usr/bin/prometheus")
+}
+
+// prometheus3 is Prometheus 3.x (v0.316.0): it sends RW 2.0 and receives both.
+func prometheus3(t *testing.T) string {
+	home, _ := os.UserHomeDir()
+	return needBinary(t, "Prometheus 3.x (go install github.com/prometheus/prometheus/cmd/prometheus@v0.316.0)",
+		os.Getenv("RWFIX_PROMETHEUS3"), filepath.Join(home, ".cache/rwfix-tools/prometheus-v0.316.0/prometheus"))
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a started process that the test stops in Cleanup.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log (last 3 KiB):\n%s", name, tail(string(b), 3<<10))
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM, waits up to 20 s, then kills the process group.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Logf("%s did not stop on SIGTERM; killing it", p.name)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *proc) logText() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// waitFor polls cond every 200 ms until it is true or the timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s (last error: %v)", timeout, what, lastErr)
+}
+
+func waitReady(t *testing.T, p *proc, base string) {
+	t.Helper()
+	waitFor(t, p.name+" to be ready", 60*time.Second, func() (bool, error) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited: %v\n%s", p.name, p.err, tail(p.logText(), 3<<10))
+		default:
+		}
+		resp, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, fmt.Errorf("status %d", resp.StatusCode)
+	})
+}
+
+// startPrometheus writes cfg and runs a Prometheus binary on a free port.
+// extra are additional flags (e.g. --web.enable-remote-write-receiver).
+func startPrometheus(t *testing.T, name, bin, cfg string, extra ...string) (base string, p *proc) {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	args := append([]string{bin,
+		"--config.file=" + cfgPath,
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
+	}, extra...)
+	p = startProc(t, name, args...)
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitReady(t, p, base)
+	return base, p
+}
+
+// startRwfix runs the rwfix binary on a free port.
+func startRwfix(t *testing.T, args ...string) (base string, p *proc) {
+	t.Helper()
+	port := freePort(t)
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	p = startProc(t, "rwfix", append([]string{rwfixBin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port)}, args...)...)
+	waitReady(t, p, base)
+	return base, p
+}
+
+// promSample is one sample of a PromQL result.
+type promSample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+	Values [][2]any          `json:"values"`
+}
+
+// query runs an instant PromQL query (at ts when non-zero).
+func query(t *testing.T, base, q string, ts time.Time) ([]promSample, error) {
+	t.Helper()
+	v := url.Values{"query": {q}}
+	if !ts.IsZero() {
+		v.Set("time", fmt.Sprintf("%.3f", float64(ts.UnixMilli())/1000))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?"+v.Encode(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("query %q: %v: %s", q, err, body)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("query %q: %s", q, r.Error)
+	}
+	var out []promSample
+	if r.Data.ResultType == "scalar" {
+		var s [2]any
+		if err := json.Unmarshal(r.Data.Result, &s); err != nil {
+			return nil, err
+		}
+		return []promSample{{Value: s}}, nil
+	}
+	if err := json.Unmarshal(r.Data.Result, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scalarQuery runs q, which must return exactly one sample, and returns its value.
+func scalarQuery(t *testing.T, base, q string, ts time.Time) (float64, error) {
+	t.Helper()
+	r, err := query(t, base, q, ts)
+	if err != nil {
+		return 0, err
+	}
+	if len(r) != 1 {
+		return 0, fmt.Errorf("query %q: want 1 sample, got %d", q, len(r))
+	}
+	var f float64
+	_, err = fmt.Sscan(r[0].Value[1].(string), &f)
+	return f, err
+}
+
+// metricValue sums the samples of one metric family in a /metrics page whose
+// labels contain every labelSubstr.
+func metricValue(t *testing.T, base, name string, labelSubstr ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+lines:
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, s := range labelSubstr {
+			if !strings.Contains(line, s) {
+				continue lines
+			}
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}

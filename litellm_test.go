@@ -1,0 +1,169 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeLiteLLM serves a /metrics page shaped like LiteLLM's proxy: counters
+// from prometheus_client (with _total and _created samples) whose failed
+// requests without an HTTP code carry status_code="None" and
+// exception_status="None". Its counters grow by a fixed step on every scrape
+// until frozen, so the test knows the truth at any scrape.
+type fakeLiteLLM struct {
+	mu sync.Mutex
+	// collide puts the "None" failures on the same key (user, model) as
+	// genuine 500 failures, so that the repair lands on an existing series.
+	collide bool
+	frozen  bool
+	scrapes int // scrapes served since the last freeze (or start)
+	step    int
+	total   map[string]float64 // label string -> value
+	failed  map[string]float64
+	created map[string]float64
+	gauge   map[string]float64 // disappears after a few steps: a stale marker
+	srv     *http.Server
+	URL     string
+	Addr    string
+}
+
+type llmKey struct{ user, model string }
+
+var llmKeys = []llmKey{
+	{"alice", "gpt-4o"}, {"alice", "claude-3-5-sonnet"},
+	{"bob", "gpt-4o"}, {"bob", "claude-3-5-sonnet"},
+}
+
+func (k llmKey) labels() string {
+	h := sha256.Sum256([]byte("sk-" + k.user))
+	return fmt.Sprintf(`api_key_alias="%s-key",end_user="None",hashed_api_key="%s",requested_model="%s",team="team-%s",team_alias="%s-team",user="%s"`,
+		k.user, hex.EncodeToString(h[:]), k.model, k.user, k.user, k.user)
+}
+
+func newFakeLiteLLM(t *testing.T, collide bool) *fakeLiteLLM {
+	t.Helper()
+	f := &fakeLiteLLM{collide: collide, total: map[string]float64{}, failed: map[string]float64{},
+		created: map[string]float64{}, gauge: map[string]float64{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Addr = l.Addr().String()
+	f.URL = "http://" + f.Addr
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve)}
+	go func() { _ = f.srv.Serve(l) }()
+	t.Cleanup(func() { _ = f.srv.Close() })
+	return f
+}
+
+func (f *fakeLiteLLM) inc(m map[string]float64, lbls string, by float64) {
+	if _, ok := m[lbls]; !ok {
+		f.created[lbls] = 1.7e9 + float64(len(f.created))
+	}
+	m[lbls] += by
+}
+
+// advance is one step of traffic: successes, genuine 500s, 429s, and failures
+// without an HTTP code (LiteLLM's "None").
+func (f *fakeLiteLLM) advance() {
+	f.step++
+	for i, k := range llmKeys {
+		base := k.labels()
+		f.inc(f.total, base+`,status_code="200"`, 3)
+		if i%2 == 0 {
+			f.inc(f.total, base+`,status_code="500"`, 1)
+			f.inc(f.failed, base+`,exception_class="InternalServerError",exception_status="500"`, 1)
+		}
+		if i%2 == 1 || f.collide {
+			f.inc(f.total, base+`,status_code="None"`, 2)
+			f.inc(f.failed, base+`,exception_class="Timeout",exception_status="None"`, 2)
+		}
+		if i == 0 && f.step%2 == 0 {
+			f.inc(f.total, base+`,status_code="429"`, 1)
+			f.inc(f.failed, base+`,exception_class="RateLimitError",exception_status="429"`, 1)
+		}
+	}
+	if f.step <= 5 {
+		f.gauge[`team="team-alice"`] = 100 - float64(f.step)
+	} else {
+		delete(f.gauge, `team="team-alice"`)
+	}
+}
+
+func (f *fakeLiteLLM) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/metrics" {
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.frozen {
+		f.advance()
+	}
+	f.scrapes++
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	var b strings.Builder
+	family := func(name, help string, m map[string]float64) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+		for _, l := range sortedKeys(m) {
+			fmt.Fprintf(&b, "%s_total{%s} %v\n", name, l, m[l])
+		}
+		for _, l := range sortedKeys(m) {
+			fmt.Fprintf(&b, "%s_created{%s} %v\n", name, l, f.created[l])
+		}
+	}
+	family("litellm_proxy_total_requests_metric", "Total number of requests made to the proxy server - track number of client side requests", f.total)
+	family("litellm_proxy_failed_requests_metric", "Total number of failed responses from proxy - the client did not get a success response from litellm proxy", f.failed)
+	b.WriteString("# HELP litellm_remaining_team_budget_metric Remaining Budget for Team\n# TYPE litellm_remaining_team_budget_metric gauge\n")
+	for _, l := range sortedKeys(f.gauge) {
+		fmt.Fprintf(&b, "litellm_remaining_team_budget_metric{%s} %v\n", l, f.gauge[l])
+	}
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// freeze stops the counters; the exporter keeps serving the same values.
+func (f *fakeLiteLLM) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.frozen = true
+	f.scrapes = 0
+}
+
+func (f *fakeLiteLLM) scrapesSinceFreeze() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scrapes
+}
+
+// truth returns what a fixed LiteLLM would report: the sum of the total
+// counter over error codes (None counted as the 500 it should be) and the sum
+// of the failed counter.
+func (f *fakeLiteLLM) truth() (totalErrors, failed float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for l, v := range f.total {
+		if !strings.Contains(l, `status_code="200"`) {
+			totalErrors += v
+		}
+	}
+	for _, v := range f.failed {
+		failed += v
+	}
+	return totalErrors, failed
+}
