@@ -45,12 +45,14 @@ import (
 // level (presets, relabel_configs) so a write_relabel_configs block pastes in
 // unchanged.
 type fileConfig struct {
-	relabel.Config `yaml:",inline"`
-	Upstreams      []remotewrite.UpstreamConfig `yaml:"upstreams,omitempty"`
+	// Repair is a named field, not embedded: embedding would promote
+	// relabel.Config's UnmarshalYAML and hide the upstreams key.
+	Repair    relabel.Config               `yaml:",inline"`
+	Upstreams []remotewrite.UpstreamConfig `yaml:"upstreams,omitempty"`
 }
 
 func (c *fileConfig) UnmarshalYAML(unmarshal func(any) error) error {
-	*c = fileConfig{Config: relabel.DefaultConfig()}
+	*c = fileConfig{Repair: relabel.DefaultConfig()}
 	type plain fileConfig
 	return unmarshal((*plain)(c))
 }
@@ -58,7 +60,7 @@ func (c *fileConfig) UnmarshalYAML(unmarshal func(any) error) error {
 // loadConfig reads and validates the file ("" means the defaults). Upstream
 // URLs from flags are appended to the file's upstreams.
 func loadConfig(path string, flagURLs []string, flagTimeout time.Duration) (*fileConfig, error) {
-	cfg := &fileConfig{Config: relabel.DefaultConfig()}
+	cfg := &fileConfig{Repair: relabel.DefaultConfig()}
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -82,7 +84,7 @@ func loadConfig(path string, flagURLs []string, flagTimeout time.Duration) (*fil
 			HTTPClientConfig: config.DefaultHTTPClientConfig,
 		})
 	}
-	if err := cfg.Config.Validate(); err != nil {
+	if err := cfg.Repair.Validate(); err != nil {
 		return nil, err
 	}
 	names := map[string]bool{}
@@ -134,7 +136,7 @@ func (r *reloader) apply() error {
 	if len(cfg.Upstreams) == 0 {
 		return errors.New("no upstream: give --upstream.url or an upstreams list in --config.file")
 	}
-	p, err := relabel.New(cfg.Config, r.relabelM)
+	p, err := relabel.New(cfg.Repair, r.relabelM)
 	if err != nil {
 		return err
 	}
@@ -151,7 +153,7 @@ func (r *reloader) apply() error {
 	for i, u := range ups {
 		names[i] = u.Name()
 	}
-	r.logger.Info("configuration loaded", "presets", cfg.Presets, "rules", p.String(), "upstreams", names)
+	r.logger.Info("configuration loaded", "presets", cfg.Repair.Presets, "rules", p.String(), "upstreams", names)
 	return nil
 }
 
@@ -305,14 +307,14 @@ func checkConfigFiles(files []string) int {
 	for _, f := range files {
 		cfg, err := loadConfig(f, nil, 0)
 		if err == nil {
-			_, err = relabel.New(cfg.Config, nil)
+			_, err = relabel.New(cfg.Repair, nil)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "FAILED: %s: %v\n", f, err)
 			rc = 1
 			continue
 		}
-		fmt.Printf("SUCCESS: %s is valid: presets %v, %d relabel rules, %d upstreams\n", f, cfg.Presets, len(cfg.RelabelConfigs), len(cfg.Upstreams))
+		fmt.Printf("SUCCESS: %s is valid: presets %v, %d relabel rules, %d upstreams\n", f, cfg.Repair.Presets, len(cfg.Repair.RelabelConfigs), len(cfg.Upstreams))
 	}
 	return rc
 }

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cfg, err := loadConfig("testdata/config/example.yml", []string{"http://127.0.0.1:1/api/v1/write"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Repair.Presets) != 1 || cfg.Repair.Presets[0] != "litellm" || len(cfg.Repair.RelabelConfigs) != 1 {
+		t.Errorf("repair config = %+v", cfg.Repair)
+	}
+	if len(cfg.Upstreams) != 2 || cfg.Upstreams[0].Name != "receiver" || cfg.Upstreams[1].Name != "127.0.0.1:1" ||
+		cfg.Upstreams[0].Headers["X-Scope-OrgID"] != "team-a" || time.Duration(cfg.Upstreams[1].Timeout) != 5*time.Second {
+		t.Errorf("upstreams = %+v", cfg.Upstreams)
+	}
+
+	dir := t.TempDir()
+	write := func(doc string) string {
+		p := filepath.Join(dir, "c.yml")
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// No presets key: the litellm preset stays on. An empty list turns it off.
+	if cfg, err := loadConfig(write("upstreams: [{url: 'http://a/b'}]"), nil, 0); err != nil || len(cfg.Repair.Presets) != 1 {
+		t.Errorf("missing presets: %v %v", cfg, err)
+	}
+	if cfg, err := loadConfig(write("presets: []"), nil, 0); err != nil || len(cfg.Repair.Presets) != 0 {
+		t.Errorf("presets: []: %v %v", cfg, err)
+	}
+	for doc, want := range map[string]string{
+		"upstream: []":                                          "line 1: field upstream not found",
+		"upstreams: [{url: 'http://a/b'}, {url: 'http://a/c'}]": `name "a" used twice`,
+		"upstreams: [{url: 'http://a/b', timeout: -1s}]":        "not a valid duration",
+	} {
+		if _, err := loadConfig(write(doc), nil, 0); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want error containing %q", doc, err, want)
+		}
+	}
+}
+
+func TestCheckConfigCommand(t *testing.T) {
+	out, err := exec.Command(rwfixBin, "check", "config", "testdata/config/example.yml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Errorf("valid file: %v %s", err, out)
+	}
+	out, err = exec.Command(rwfixBin, "check", "config", "testdata/config/bad.yml").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "relabel_configs[0]") {
+		t.Errorf("invalid file: want exit 1 naming relabel_configs[0], got %v %s", err, out)
+	}
+}
+
+func TestServeEndpointsAndShutdown(t *testing.T) {
+	up := newRecordingUpstream(t)
+	base, p := startRwfix(t, "--upstream.url="+up.srv.URL+"/api/v1/write")
+	for path, want := range map[string]string{
+		"/-/healthy": "Healthy", "/-/ready": "Ready", "/metrics": "rwfix_config_last_reload_successful 1",
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1<<20)
+		n, _ := resp.Body.Read(b)
+		for n < len(b) {
+			m, err := resp.Body.Read(b[n:])
+			n += m
+			if err != nil {
+				break
+			}
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b[:n]), want) {
+			t.Errorf("GET %s: %d, want 200 containing %q", path, resp.StatusCode, want)
+		}
+	}
+	resp, err := http.Get(base + "/api/v1/write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /api/v1/write: %d, want 405", resp.StatusCode)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("exit after SIGTERM: %v, want 0", p.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("rwfix did not exit after SIGTERM")
+	}
+}
+
+func TestNoUpstreamIsAnError(t *testing.T) {
+	out, err := exec.Command(rwfixBin, "--web.listen-address=127.0.0.1:0").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "no upstream") {
+		t.Errorf("want exit 1 with 'no upstream', got %v %s", err, out)
+	}
+}

@@ -1,0 +1,494 @@
+package remotewrite
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/rwfix/rwfix/relabel"
+)
+
+const (
+	ctV1 = "application/x-protobuf"
+	ctV2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+)
+
+// upstreamStub is a real HTTP server on 127.0.0.1 that records what it gets
+// and answers what the test tells it to.
+type upstreamStub struct {
+	mu         sync.Mutex
+	bodies     [][]byte
+	cts        []string
+	code       int
+	msg        string
+	retryAfter string
+	delay      time.Duration
+	rejectV2   bool // answer 415 to RW 2.0
+	noWritten  bool // never send Written headers (an RW 1.0-only receiver)
+	srv        *httptest.Server
+}
+
+func newUpstreamStub(t *testing.T) *upstreamStub {
+	t.Helper()
+	s := &upstreamStub{code: http.StatusNoContent}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		code, msg, ra, delay := s.code, s.msg, s.retryAfter, s.delay
+		if s.rejectV2 && r.Header.Get("Content-Type") == ctV2 {
+			code, msg = http.StatusUnsupportedMediaType, "v2 not supported"
+		}
+		s.bodies = append(s.bodies, body)
+		s.cts = append(s.cts, r.Header.Get("Content-Type"))
+		noWritten := s.noWritten
+		s.mu.Unlock()
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		if ra != "" {
+			w.Header().Set("Retry-After", ra)
+		}
+		if r.Header.Get("Content-Type") == ctV2 && !noWritten && code/100 == 2 {
+			w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", "1")
+		}
+		if code/100 == 2 {
+			w.WriteHeader(code)
+			return
+		}
+		http.Error(w, msg, code)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *upstreamStub) got() ([][]byte, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.bodies...), append([]string(nil), s.cts...)
+}
+
+func upstreamFor(t *testing.T, url string, timeout time.Duration) *Upstream {
+	t.Helper()
+	var c UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte("url: "+url), &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Timeout = model.Duration(timeout)
+	u, err := NewUpstream(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func litellmPipeline(t *testing.T, rules string) *relabel.Pipeline {
+	t.Helper()
+	cfg := relabel.DefaultConfig()
+	if err := yaml.UnmarshalStrict([]byte(rules), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	p, err := relabel.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func post(t *testing.T, h http.Handler, ct string, body []byte) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Content-Encoding", "snappy")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func v1Series(lbls labels.Labels, samples ...prompb.Sample) prompb.TimeSeries {
+	return prompb.TimeSeries{Labels: prompb.FromLabels(lbls, nil), Samples: samples}
+}
+
+func encodeV1(t *testing.T, req *prompb.WriteRequest) []byte {
+	t.Helper()
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snappy.Encode(nil, raw)
+}
+
+func decodeV1(t *testing.T, body []byte) *prompb.WriteRequest {
+	t.Helper()
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	return &req
+}
+
+var (
+	noneTotal = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "None", "user", "a")
+	fixedTotal = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "500", "user", "a")
+	okTotal    = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "200", "user", "a")
+	otherNone  = labels.FromStrings("__name__", "other_metric", "status_code", "None")
+)
+
+func TestHandlerRejectsBadInput(t *testing.T) {
+	up := newUpstreamStub(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithLimits(1000, 2000))
+	good := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
+	big := snappy.Encode(nil, bytes.Repeat([]byte{0}, 5000)) // compresses small, decodes to 5000 bytes
+	for _, tc := range []struct {
+		name, method, ct, enc string
+		body                  []byte
+		code                  int
+		msg                   string
+	}{
+		{"GET", http.MethodGet, ctV1, "snappy", good, 405, ""},
+		{"unknown content type", http.MethodPost, "text/plain", "snappy", good, 415, "application/x-protobuf"},
+		{"unknown proto", http.MethodPost, "application/x-protobuf;proto=foo.Bar", "snappy", good, 415, "foo.Bar"},
+		{"gzip", http.MethodPost, ctV1, "gzip", good, 415, "gzip"},
+		{"body too large", http.MethodPost, ctV1, "snappy", bytes.Repeat([]byte{1}, 1001), 413, "1000 bytes limit"},
+		{"decoded too large", http.MethodPost, ctV1, "snappy", big, 413, "2000 bytes limit"},
+		{"not snappy", http.MethodPost, ctV1, "snappy", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x0f}, 400, "snappy"},
+		{"corrupt protobuf", http.MethodPost, ctV1, "snappy", snappy.Encode(nil, []byte{0x0a, 0x50, 0x01}), 400, "corrupt"},
+		{"RW2 ref outside symbols", http.MethodPost, ctV2, "snappy", encodeV2(t, &writev2.Request{
+			Symbols: []string{"", "__name__"}, Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 7}}}}), 400, "outside of the symbols table"},
+		{"RW2 odd refs", http.MethodPost, ctV2, "snappy", encodeV2(t, &writev2.Request{
+			Symbols: []string{"", "__name__"}, Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1}}}}), 400, "odd number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, "/api/v1/write", bytes.NewReader(tc.body))
+			req.Header.Set("Content-Type", tc.ct)
+			req.Header.Set("Content-Encoding", tc.enc)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
+				t.Errorf("got %d %q, want %d containing %q", rec.Code, rec.Body.String(), tc.code, tc.msg)
+			}
+		})
+	}
+	if bodies, _ := up.got(); len(bodies) != 0 {
+		t.Errorf("rejected requests reached the upstream: %d bodies", len(bodies))
+	}
+}
+
+func TestUnchangedBatchForwardedAsOriginalBytes(t *testing.T) {
+	up := newUpstreamStub(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1}),
+		v1Series(otherNone, prompb.Sample{Value: 2, Timestamp: 1}), // not a LiteLLM metric: untouched
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	bodies, _ := up.got()
+	if len(bodies) != 1 || !bytes.Equal(bodies[0], body) {
+		t.Fatalf("upstream did not get the original bytes")
+	}
+}
+
+func TestRepairRW1KeepsSamplesBitExact(t *testing.T) {
+	up := newUpstreamStub(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	stale := math.Float64frombits(value.StaleNaN)
+	in := &prompb.WriteRequest{
+		Timeseries: []prompb.TimeSeries{
+			{
+				Labels:    prompb.FromLabels(noneTotal, nil),
+				Samples:   []prompb.Sample{{Value: 3, Timestamp: 10}, {Value: stale, Timestamp: 20}},
+				Exemplars: []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "abc"}}, Value: 1, Timestamp: 10}},
+			},
+			v1Series(okTotal, prompb.Sample{Value: 7, Timestamp: 10}),
+		},
+		Metadata: []prompb.MetricMetadata{{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "litellm_proxy_total_requests_metric", Help: "h"}},
+	}
+	if rec := post(t, h, ctV1, encodeV1(t, in)); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	bodies, _ := up.got()
+	out := decodeV1(t, bodies[0])
+	var sb labels.ScratchBuilder
+	if got := out.Timeseries[0].ToLabels(&sb, nil); !labels.Equal(got, fixedTotal) {
+		t.Errorf("labels = %v, want %v", got, fixedTotal)
+	}
+	s := out.Timeseries[0].Samples
+	if len(s) != 2 || s[0].Value != 3 || s[0].Timestamp != 10 || math.Float64bits(s[1].Value) != value.StaleNaN || s[1].Timestamp != 20 {
+		t.Errorf("samples = %v, want 3@10 and the exact stale NaN @20", s)
+	}
+	if len(out.Timeseries[0].Exemplars) != 1 || out.Timeseries[0].Exemplars[0].Labels[0].Value != "abc" {
+		t.Errorf("exemplar lost: %v", out.Timeseries[0].Exemplars)
+	}
+	if got := out.Timeseries[1].ToLabels(&sb, nil); !labels.Equal(got, okTotal) || out.Timeseries[1].Samples[0].Value != 7 {
+		t.Errorf("untouched series changed: %v %v", got, out.Timeseries[1].Samples)
+	}
+	if len(out.Metadata) != 1 || out.Metadata[0].Help != "h" {
+		t.Errorf("metadata lost: %v", out.Metadata)
+	}
+}
+
+func TestCollisionGuardWithinRequest(t *testing.T) {
+	up := newUpstreamStub(t)
+	m := NewMetrics(nil)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithMetrics(m))
+	in := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
+	}}
+	if rec := post(t, h, ctV1, encodeV1(t, in)); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	bodies, _ := up.got()
+	out := decodeV1(t, bodies[0])
+	seen := map[string]float64{}
+	var sb labels.ScratchBuilder
+	for _, ts := range out.Timeseries {
+		k := ts.ToLabels(&sb, nil).String()
+		if _, dup := seen[k]; dup {
+			t.Fatalf("two series with labels %s forwarded", k)
+		}
+		seen[k] = ts.Samples[0].Value
+	}
+	if seen[noneTotal.String()] != 3 || seen[fixedTotal.String()] != 5 {
+		t.Errorf("want both series forwarded unmerged with their own values, got %v", seen)
+	}
+	if got := testutilCounter(m.collisions); got != 1 {
+		t.Errorf("rwfix_collisions_total = %v, want 1", got)
+	}
+}
+
+func TestUpstreamAnswersMapped(t *testing.T) {
+	body := func(t *testing.T) []byte {
+		return encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(noneTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
+	}
+	for _, tc := range []struct {
+		name       string
+		setup      func(*upstreamStub)
+		code       int
+		msg        string
+		retryAfter string
+	}{
+		{"accepted", func(*upstreamStub) {}, 204, "", ""},
+		{"server error", func(s *upstreamStub) { s.code, s.msg = 503, "tsdb overloaded" }, 503, "tsdb overloaded", ""},
+		{"rate limited", func(s *upstreamStub) { s.code, s.msg, s.retryAfter = 429, "slow down", "7" }, 429, "slow down", "7"},
+		{"bad request", func(s *upstreamStub) { s.code, s.msg = 400, "out of order sample" }, 400, "out of order sample", ""},
+		{"timeout", func(s *upstreamStub) { s.delay = 2 * time.Second }, 504, "timeout", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newUpstreamStub(t)
+			tc.setup(up)
+			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, 300*time.Millisecond)})
+			rec := post(t, h, ctV1, body(t))
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) || rec.Header().Get("Retry-After") != tc.retryAfter {
+				t.Errorf("got %d %q Retry-After=%q, want %d containing %q Retry-After=%q",
+					rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"), tc.code, tc.msg, tc.retryAfter)
+			}
+		})
+	}
+	t.Run("connection refused", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, "http://"+addr+"/api/v1/write", time.Second)})
+		if rec := post(t, h, ctV1, body(t)); rec.Code != http.StatusBadGateway {
+			t.Errorf("got %d %q, want 502", rec.Code, rec.Body)
+		}
+	})
+	t.Run("one of two upstreams fails", func(t *testing.T) {
+		good, bad := newUpstreamStub(t), newUpstreamStub(t)
+		bad.code, bad.msg = 500, "disk full"
+		h := NewHandler(litellmPipeline(t, ""), []*Upstream{
+			upstreamFor(t, good.srv.URL, time.Second), upstreamFor(t, bad.srv.URL, time.Second)})
+		rec := post(t, h, ctV1, body(t))
+		if rec.Code != 500 || !strings.Contains(rec.Body.String(), "disk full") {
+			t.Errorf("got %d %q, want 500 with the failing upstream's message", rec.Code, rec.Body)
+		}
+		if b, _ := good.got(); len(b) != 1 {
+			t.Errorf("healthy upstream got %d requests, want 1", len(b))
+		}
+	})
+}
+
+func encodeV2(t *testing.T, req *writev2.Request) []byte {
+	t.Helper()
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snappy.Encode(nil, raw)
+}
+
+func decodeV2(t *testing.T, body []byte) *writev2.Request {
+	t.Helper()
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	return &req
+}
+
+// rw2Request has a None series with a native histogram, an exemplar, metadata
+// and start timestamps, and a series dropped by the rule in droppingRules.
+func rw2Request() *writev2.Request {
+	st := writev2.NewSymbolTable()
+	none := st.SymbolizeLabels(noneTotal, nil)
+	lat := st.SymbolizeLabels(labels.FromStrings("__name__", "latency_seconds"), nil)
+	drop := st.SymbolizeLabels(labels.FromStrings("__name__", "debug_metric"), nil)
+	ex := st.SymbolizeLabels(labels.FromStrings("trace_id", "t1"), nil)
+	help := st.Symbolize("Total requests")
+	h := writev2.FromIntHistogram(5, 10, testHistogram())
+	return &writev2.Request{
+		Symbols: st.Symbols(),
+		Timeseries: []writev2.TimeSeries{
+			{
+				LabelsRefs: none,
+				Samples:    []writev2.Sample{{Value: 4, Timestamp: 10, StartTimestamp: 5}},
+				Exemplars:  []writev2.Exemplar{{LabelsRefs: ex, Value: 1, Timestamp: 10}},
+				Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: help},
+			},
+			{LabelsRefs: lat, Histograms: []writev2.Histogram{h}},
+			{LabelsRefs: drop, Samples: []writev2.Sample{{Value: 1, Timestamp: 10}, {Value: 2, Timestamp: 20}}},
+		},
+	}
+}
+
+const droppingRules = `
+relabel_configs:
+  - source_labels: [__name__]
+    regex: debug_.*
+    action: drop
+`
+
+func TestRW2RepairPassThroughAndWrittenHeaders(t *testing.T) {
+	up := newUpstreamStub(t)
+	h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	rec := post(t, h, ctV2, encodeV2(t, rw2Request()))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	// Every sample is accounted for: 3 floats forwarded or dropped on purpose, 1 histogram, 1 exemplar.
+	for hdr, want := range map[string]string{"Samples": "3", "Histograms": "1", "Exemplars": "1"} {
+		if got := rec.Header().Get("X-Prometheus-Remote-Write-" + hdr + "-Written"); got != want {
+			t.Errorf("%s-Written = %q, want %q", hdr, got, want)
+		}
+	}
+	bodies, cts := up.got()
+	if len(bodies) != 1 || cts[0] != ctV2 {
+		t.Fatalf("upstream got %d bodies %v, want one RW 2.0", len(bodies), cts)
+	}
+	out := decodeV2(t, bodies[0])
+	if len(out.Timeseries) != 2 {
+		t.Fatalf("got %d series, want 2 (debug_metric dropped)", len(out.Timeseries))
+	}
+	var sb labels.ScratchBuilder
+	ls, err := out.Timeseries[0].ToLabels(&sb, out.Symbols)
+	if err != nil || !labels.Equal(ls, fixedTotal) {
+		t.Errorf("labels = %v (%v), want %v", ls, err, fixedTotal)
+	}
+	ts := out.Timeseries[0]
+	if len(ts.Samples) != 1 || ts.Samples[0].StartTimestamp != 5 || ts.Samples[0].Value != 4 {
+		t.Errorf("sample or start timestamp changed: %v", ts.Samples)
+	}
+	md, _ := ts.ToMetadata(out.Symbols)
+	if md.Help != "Total requests" || md.Type != model.MetricTypeCounter {
+		t.Errorf("metadata changed: %+v", md)
+	}
+	exl, _ := ts.Exemplars[0].ToExemplar(&sb, out.Symbols)
+	if exl.Labels.Get("trace_id") != "t1" {
+		t.Errorf("exemplar changed: %v", exl)
+	}
+	hs := out.Timeseries[1].Histograms
+	if len(hs) != 1 || !hs[0].ToIntHistogram().Equals(testHistogram()) || hs[0].StartTimestamp != 5 {
+		t.Errorf("histogram changed: %v", hs)
+	}
+}
+
+func TestRW2FallbackToRW1(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*upstreamStub)
+	}{
+		{"415", func(s *upstreamStub) { s.rejectV2 = true }},
+		{"2xx without Written headers", func(s *upstreamStub) { s.noWritten = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newUpstreamStub(t)
+			tc.setup(up)
+			h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+			for i := range 2 {
+				if rec := post(t, h, ctV2, encodeV2(t, rw2Request())); rec.Code != http.StatusNoContent {
+					t.Fatalf("request %d: status %d: %s", i, rec.Code, rec.Body)
+				}
+			}
+			bodies, cts := up.got()
+			// First request: tried in 2.0, then 1.0. Second: 1.0 straight away.
+			want := []string{ctV2, ctV1, ctV1}
+			if strings.Join(cts, " ") != strings.Join(want, " ") {
+				t.Fatalf("content types sent %v, want %v", cts, want)
+			}
+			out := decodeV1(t, bodies[2])
+			var sb labels.ScratchBuilder
+			if len(out.Timeseries) != 2 || !labels.Equal(out.Timeseries[0].ToLabels(&sb, nil), fixedTotal) {
+				t.Fatalf("RW 1.0 conversion wrong: %v", out.Timeseries)
+			}
+			if out.Timeseries[0].Samples[0].Value != 4 || len(out.Timeseries[1].Histograms) != 1 || len(out.Timeseries[0].Exemplars) != 1 {
+				t.Errorf("samples, histograms or exemplars lost in conversion: %+v", out.Timeseries)
+			}
+			if len(out.Metadata) != 1 || out.Metadata[0].Help != "Total requests" {
+				t.Errorf("metadata lost in conversion: %v", out.Metadata)
+			}
+		})
+	}
+}
+
+func TestUpstreamConfigValidation(t *testing.T) {
+	for _, tc := range []struct{ yaml, err string }{
+		{"url: /relative", "absolute"},
+		{"url: ftp://x/y", "scheme"},
+		{"url: http://x/y\nheaders: {Content-Type: x}", "set by rwfix"},
+		{"url: http://x/y\nbasic_auth: {username: a, password: b}\nauthorization: {credentials: c}", "at most one"},
+	} {
+		var c UpstreamConfig
+		err := yaml.UnmarshalStrict([]byte(tc.yaml), &c)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%q: got %v, want error containing %q", tc.yaml, err, tc.err)
+		}
+	}
+	var c UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte("url: https://mimir.example/api/v1/push\nbasic_auth: {username: u, password: p}"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.Name != "mimir.example" || c.Timeout != model.Duration(DefaultUpstreamTimeout) || !c.HTTPClientConfig.FollowRedirects {
+		t.Errorf("defaults not applied: %v %+v", err, c)
+	}
+}
