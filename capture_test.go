@@ -69,7 +69,7 @@ func captureFrom(t *testing.T, prefix, bin string, rw2 bool) {
 		body, _ := io.ReadAll(r.Body)
 		raw, err := snappyDecode(body)
 		if err != nil {
-			http.Error(w, err.Error(), 400)
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		// Answer like an RW 2.0 receiver: the sender checks Written headers.

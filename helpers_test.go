@@ -174,7 +174,7 @@ func waitReady(t *testing.T, p *proc, base string) {
 			return false, err
 		}
 		resp.Body.Close()
-		return resp.StatusCode == 200, fmt.Errorf("status %d", resp.StatusCode)
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("status %d", resp.StatusCode)
 	})
 }
 
@@ -241,7 +241,7 @@ func query(t *testing.T, base, q string, ts time.Time) ([]promSample, error) {
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("query %q: %v: %s", q, err, body)
+		return nil, fmt.Errorf("query %q: %w: %s", q, err, body)
 	}
 	if r.Status != "success" {
 		return nil, fmt.Errorf("query %q: %s", q, r.Error)

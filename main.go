@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -172,8 +173,8 @@ func runMain(args []string) int {
 	upstreamURLs := serve.Flag("upstream.url", "Remote-write URL to forward to. Repeatable; added to the upstreams of --config.file.").Strings()
 	upstreamTimeout := serve.Flag("upstream.timeout", "Timeout of one request to an --upstream.url upstream.").Default("30s").Duration()
 	lifecycle := serve.Flag("web.enable-lifecycle", "Enable POST /-/reload.").Bool()
-	maxBody := serve.Flag("web.max-request-bytes", "Largest compressed request body accepted (413 beyond).").Default(fmt.Sprint(remotewrite.DefaultMaxBodyBytes)).Int()
-	maxDecoded := serve.Flag("web.max-decoded-bytes", "Largest decompressed request body accepted, checked from the snappy header before allocating (413 beyond).").Default(fmt.Sprint(remotewrite.DefaultMaxDecodedBytes)).Int()
+	maxBody := serve.Flag("web.max-request-bytes", "Largest compressed request body accepted (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxBodyBytes)).Int()
+	maxDecoded := serve.Flag("web.max-decoded-bytes", "Largest decompressed request body accepted, checked from the snappy header before allocating (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxDecodedBytes)).Int()
 	drain := serve.Flag("web.shutdown-timeout", "On SIGTERM, how long in-flight requests may take to finish.").Default("30s").Duration()
 
 	check := app.Command("check", "Check a configuration.")
@@ -190,8 +191,7 @@ func runMain(args []string) int {
 	}
 	logger := promslog.New(logCfg)
 
-	switch cmd {
-	case checkConfig.FullCommand():
+	if cmd == checkConfig.FullCommand() {
 		return checkConfigFiles(*checkFiles)
 	}
 

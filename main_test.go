@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,7 +41,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("presets: []: %v %v", cfg, err)
 	}
 	for doc, want := range map[string]string{
-		"upstream: []":                                          "line 1: field upstream not found",
+		"upstream: []": "line 1: field upstream not found",
 		"upstreams: [{url: 'http://a/b'}, {url: 'http://a/c'}]": `name "a" used twice`,
 		"upstreams: [{url: 'http://a/b', timeout: -1s}]":        "not a valid duration",
 	} {
@@ -56,7 +57,8 @@ func TestCheckConfigCommand(t *testing.T) {
 		t.Errorf("valid file: %v %s", err, out)
 	}
 	out, err = exec.Command(rwfixBin, "check", "config", "testdata/config/bad.yml").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "relabel_configs[0]") {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "relabel_configs[0]") {
 		t.Errorf("invalid file: want exit 1 naming relabel_configs[0], got %v %s", err, out)
 	}
 }
@@ -81,7 +83,7 @@ func TestServeEndpointsAndShutdown(t *testing.T) {
 			}
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(b[:n]), want) {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b[:n]), want) {
 			t.Errorf("GET %s: %d, want 200 containing %q", path, resp.StatusCode, want)
 		}
 	}
@@ -106,7 +108,8 @@ func TestServeEndpointsAndShutdown(t *testing.T) {
 
 func TestNoUpstreamIsAnError(t *testing.T) {
 	out, err := exec.Command(rwfixBin, "--web.listen-address=127.0.0.1:0").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "no upstream") {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "no upstream") {
 		t.Errorf("want exit 1 with 'no upstream', got %v %s", err, out)
 	}
 }

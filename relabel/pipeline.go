@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 )
@@ -101,7 +102,7 @@ func (p *Pipeline) MayChange(metricName string) bool {
 // and whether the series is kept. The output is sorted, has no empty values
 // and no duplicate names (labels.Builder guarantees all three).
 func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep bool) {
-	if !p.MayChange(lbls.Get(labels.MetricName)) {
+	if !p.MayChange(lbls.Get(model.MetricNameLabel)) {
 		return lbls, false, true
 	}
 	b := p.builders.Get().(*labels.Builder)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -66,7 +67,7 @@ func lookupPreset(name string) ([]valueRewrite, error) {
 // apply rewrites the label in b if the series matches. It reports whether it
 // changed anything.
 func (r *valueRewrite) apply(b *labels.Builder) bool {
-	if !r.matchesName(b.Get(labels.MetricName)) || b.Get(r.label) != r.from {
+	if !r.matchesName(b.Get(model.MetricNameLabel)) || b.Get(r.label) != r.from {
 		return false
 	}
 	b.Set(r.label, r.to)

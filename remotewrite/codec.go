@@ -7,6 +7,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -37,7 +38,7 @@ type counts struct {
 func decompress(compressed []byte) ([]byte, error) {
 	out, err := snappy.Decode(nil, compressed)
 	if err != nil {
-		return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: snappy: %w", ErrCorrupt, err)
 	}
 	return out, nil
 }
@@ -54,16 +55,16 @@ func decode(proto remoteapi.WriteMessageType, raw []byte) (*batch, error) {
 	case ProtoV1:
 		var req prompb.WriteRequest
 		if err := req.Unmarshal(raw); err != nil {
-			return nil, fmt.Errorf("%w: decoding %s: %v", ErrCorrupt, proto, err)
+			return nil, fmt.Errorf("%w: decoding %s: %w", ErrCorrupt, proto, err)
 		}
 		return &batch{v1: &req}, nil
 	case ProtoV2:
 		var req writev2.Request
 		if err := req.Unmarshal(raw); err != nil {
-			return nil, fmt.Errorf("%w: decoding %s: %v", ErrCorrupt, proto, err)
+			return nil, fmt.Errorf("%w: decoding %s: %w", ErrCorrupt, proto, err)
 		}
 		if err := checkSymbolRefs(&req); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		return &batch{v2: &req}, nil
 	}
@@ -174,7 +175,7 @@ func (b *batch) toV1() (*prompb.WriteRequest, error) {
 		}
 		out.Timeseries = append(out.Timeseries, o)
 
-		name := lbls.Get(labels.MetricName)
+		name := lbls.Get(model.MetricNameLabel)
 		if name == "" || seenMeta[name] || ts.Metadata.Type == writev2.Metadata_METRIC_TYPE_UNSPECIFIED {
 			continue
 		}

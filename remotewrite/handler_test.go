@@ -146,7 +146,7 @@ func decodeV1(t *testing.T, body []byte) *prompb.WriteRequest {
 }
 
 var (
-	noneTotal = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "None", "user", "a")
+	noneTotal  = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "None", "user", "a")
 	fixedTotal = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "500", "user", "a")
 	okTotal    = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "200", "user", "a")
 	otherNone  = labels.FromStrings("__name__", "other_metric", "status_code", "None")

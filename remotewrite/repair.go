@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -232,7 +233,7 @@ type v1View struct{ req *prompb.WriteRequest }
 func (v v1View) len() int { return len(v.req.Timeseries) }
 func (v v1View) metricName(i int) string {
 	for _, l := range v.req.Timeseries[i].Labels {
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			return l.Value
 		}
 	}
@@ -256,7 +257,7 @@ func (v v2View) len() int { return len(v.req.Timeseries) }
 func (v v2View) metricName(i int) string {
 	refs := v.req.Timeseries[i].LabelsRefs
 	for j := 0; j+1 < len(refs); j += 2 {
-		if v.req.Symbols[refs[j]] == labels.MetricName {
+		if v.req.Symbols[refs[j]] == model.MetricNameLabel {
 			return v.req.Symbols[refs[j+1]]
 		}
 	}
