@@ -110,6 +110,9 @@ type reloader struct {
 	flagTimeout time.Duration
 	handler     *remotewrite.Handler
 	relabelM    *relabel.Metrics
+	reg         prometheus.Registerer
+	merger      *relabel.Merger // created on the first load; kept across reloads
+	stateFile   string
 	logger      *slog.Logger
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -137,7 +140,19 @@ func (r *reloader) apply() error {
 	if len(cfg.Upstreams) == 0 {
 		return errors.New("no upstream: give --upstream.url or an upstreams list in --config.file")
 	}
-	p, err := relabel.New(cfg.Repair, r.relabelM)
+	if r.merger == nil {
+		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
+		r.stateFile = cfg.Repair.Collision.StateFile
+		if r.stateFile != "" {
+			n, err := r.merger.Load(r.stateFile)
+			if err != nil {
+				r.logger.Error("could not restore the merge state; merged outputs warm up instead", "err", err)
+			} else {
+				r.logger.Info("merge state restored", "file", r.stateFile, "outputs", n)
+			}
+		}
+	}
+	p, err := relabel.New(cfg.Repair, r.relabelM, r.merger)
 	if err != nil {
 		return err
 	}
@@ -205,7 +220,7 @@ func runMain(args []string) int {
 	f := promauto.With(reg)
 	rl := &reloader{
 		path: *configFile, flagURLs: *upstreamURLs, flagTimeout: *upstreamTimeout,
-		handler: handler, relabelM: relabel.NewMetrics(reg), logger: logger,
+		handler: handler, relabelM: relabel.NewMetrics(reg), reg: reg, logger: logger,
 		success: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_successful",
 			Help: "Whether the last configuration load succeeded."}),
 		successTime: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_success_timestamp_seconds",
@@ -293,7 +308,34 @@ func runMain(args []string) int {
 			}
 		})
 	}
-	if err := g.Run(); err != nil {
+	if rl.stateFile != "" {
+		// Save the merge state every 30 s (a crash loses at most that) and
+		// once more after the last request has drained.
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			t := time.NewTicker(30 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					if err := rl.merger.Save(rl.stateFile); err != nil {
+						logger.Error("saving the merge state failed", "file", rl.stateFile, "err", err)
+					}
+				case <-cancel:
+					return nil
+				}
+			}
+		}, func(error) { close(cancel) })
+	}
+	err = g.Run()
+	if rl.stateFile != "" {
+		if serr := rl.merger.Save(rl.stateFile); serr != nil {
+			logger.Error("saving the merge state failed", "file", rl.stateFile, "err", serr)
+		} else {
+			logger.Info("merge state saved", "file", rl.stateFile)
+		}
+	}
+	if err != nil {
 		logger.Error("rwfix stopped", "err", err)
 		return 1
 	}
@@ -307,7 +349,7 @@ func checkConfigFiles(files []string) int {
 	for _, f := range files {
 		cfg, err := loadConfig(f, nil, 0)
 		if err == nil {
-			_, err = relabel.New(cfg.Repair, nil)
+			_, err = relabel.New(cfg.Repair, nil, nil)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "FAILED: %s: %v\n", f, err)

@@ -155,14 +155,15 @@ func contentTypeFor(p remoteapi.WriteMessageType) string {
 	return "application/x-protobuf"
 }
 
-// newTestHandler wires a handler the way main does, with the default config.
-func newTestHandler(t *testing.T, upstreamURL string) *remotewrite.Handler {
+// newTestHandler wires a handler the way main does, with the configuration
+// file cfgPath ("" for the defaults).
+func newTestHandler(t *testing.T, cfgPath, upstreamURL string) *remotewrite.Handler {
 	t.Helper()
-	cfg, err := loadConfig("", []string{upstreamURL}, 0)
+	cfg, err := loadConfig(cfgPath, []string{upstreamURL}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := relabel.New(cfg.Repair, nil)
+	p, err := relabel.New(cfg.Repair, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,68 +179,101 @@ func TestReplayFixtures(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no fixtures in testdata/fixtures (re-make them with -capture)")
 	}
-	protos := map[remoteapi.WriteMessageType]int{}
+	// One handler per capture, fed in capture order as the sender sent them,
+	// so that the merge state carries across requests as in production.
+	// testdata/config/replay.yml merges from the first request (no warm-up).
+	captures := map[string][]string{}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			body, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+		prefix := strings.TrimRight(strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)), "0123456789")
+		captures[prefix] = append(captures[prefix], f)
+	}
+	protos := map[remoteapi.WriteMessageType]int{}
+	for prefix, files := range captures {
+		up := newRecordingUpstream(t)
+		h := newTestHandler(t, "testdata/config/replay.yml", up.srv.URL+"/api/v1/write")
+		for _, f := range files {
+			ok := t.Run(filepath.Base(f), func(t *testing.T) {
+				proto := fixtureProto(f)
+				protos[proto]++
+				replayOne(t, h, up, f, proto)
+			})
+			if !ok {
+				t.Fatalf("%s: stopping this capture's replay: later requests depend on the merge state", prefix)
 			}
-			proto := fixtureProto(f)
-			protos[proto]++
-			up := newRecordingUpstream(t)
-			h := newTestHandler(t, up.srv.URL+"/api/v1/write")
-			req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-			req.Header.Set("Content-Type", contentTypeFor(proto))
-			req.Header.Set("Content-Encoding", "snappy")
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusNoContent {
-				t.Fatalf("status %d: %s", rec.Code, rec.Body)
-			}
-			if len(up.bodies) != 1 || up.protos[0] != proto {
-				t.Fatalf("upstream got %d bodies (%v), want 1 in %s", len(up.bodies), up.protos, proto)
-			}
-			raw, err := snappyDecode(up.bodies[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := renderBatch(proto, raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			inRaw, _ := snappyDecode(body)
-			in, _ := renderBatch(proto, inRaw)
-			if proto == remotewrite.ProtoV2 {
-				// Written headers count every sample the sender sent.
-				want := strings.Count(in, " s=")
-				if hv := rec.Header().Get("X-Prometheus-Remote-Write-Samples-Written"); hv != strconv.Itoa(want) {
-					t.Errorf("Samples-Written = %q, want %d", hv, want)
-				}
-			}
-			// Same number of series and samples out as in: the preset never drops.
-			if strings.Count(got, "\n") != strings.Count(in, "\n") || strings.Count(got, " s=") != strings.Count(in, " s=") {
-				t.Errorf("series/sample count changed: in %d/%d, out %d/%d",
-					strings.Count(in, "\n"), strings.Count(in, " s="), strings.Count(got, "\n"), strings.Count(got, " s="))
-			}
-			golden := strings.TrimSuffix(f, filepath.Ext(f)) + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (make it with -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("output differs from %s (re-make with -update if intended):\n%s", golden, lineDiff(string(want), got))
-			}
-		})
+		}
 	}
 	if protos[remotewrite.ProtoV1] == 0 || protos[remotewrite.ProtoV2] == 0 {
 		t.Errorf("fixtures must cover both protocols, have %v", protos)
+	}
+}
+
+func replayOne(t *testing.T, h http.Handler, up *recordingUpstream, f string, proto remoteapi.WriteMessageType) {
+	body, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(up.bodies)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentTypeFor(proto))
+	req.Header.Set("Content-Encoding", "snappy")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	inRaw, _ := snappyDecode(body)
+	in, _ := renderBatch(proto, inRaw)
+	if proto == remotewrite.ProtoV2 {
+		// Written headers count every sample the sender sent, merged ones too.
+		want := strings.Count(in, " s=")
+		if hv := rec.Header().Get("X-Prometheus-Remote-Write-Samples-Written"); hv != strconv.Itoa(want) {
+			t.Errorf("Samples-Written = %q, want %d", hv, want)
+		}
+	}
+	got := "# nothing forwarded: every series was merged into state\n"
+	if len(up.bodies) > before {
+		if len(up.bodies) != before+1 || up.protos[before] != proto {
+			t.Fatalf("upstream got %d bodies (%v), want 1 in %s", len(up.bodies)-before, up.protos[before:], proto)
+		}
+		raw, err := snappyDecode(up.bodies[before])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err = renderBatch(proto, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertNoDuplicateSeries(t, got)
+	golden := strings.TrimSuffix(f, filepath.Ext(f)) + ".golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (make it with -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (re-make with -update if intended):\n%s", golden, lineDiff(string(want), got))
+	}
+}
+
+// assertNoDuplicateSeries fails if one label set appears twice in a rendered
+// batch: the TSDB would keep one of two values.
+func assertNoDuplicateSeries(t *testing.T, rendered string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(rendered, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		ls := line[:strings.Index(line, "} ")+1]
+		if seen[ls] {
+			t.Errorf("series forwarded twice in one request: %s", ls)
+		}
+		seen[ls] = true
 	}
 }
 

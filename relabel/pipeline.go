@@ -55,18 +55,31 @@ type Pipeline struct {
 
 	userRepaired, userDropped prometheus.Counter
 
+	policy Policy
+	merger *Merger
+
 	builders sync.Pool
 }
 
-// New compiles cfg. It validates cfg first.
-func New(cfg Config, m *Metrics) (*Pipeline, error) {
+// New compiles cfg. It validates cfg first. merger holds the merge state for
+// the merge policy; pass the process' one so that state survives reloads
+// (nil: a private one).
+func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	if merger == nil && cfg.Collision.Policy == PolicyMerge {
+		merger = NewMerger(cfg.Collision, nil)
+	}
+	if merger != nil {
+		merger.setConfig(cfg.Collision)
+	}
 	p := &Pipeline{
+		policy:       cfg.Collision.Policy,
+		merger:       merger,
 		names:        map[string]struct{}{},
 		rules:        cfg.RelabelConfigs,
 		userRepaired: m.repaired.WithLabelValues(RuleUserRelabel),
@@ -120,7 +133,7 @@ func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep 
 		if !presetChanged {
 			return lbls, false, true
 		}
-		return b.Labels(), true, true
+		return p.output(b, lbls), true, true
 	}
 
 	mid := lbls
@@ -142,7 +155,50 @@ func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep 
 	} else if !presetChanged {
 		return lbls, false, true
 	}
-	return out, true, true
+	return p.output(b, lbls), true, true
+}
+
+// output returns the builder's labels, with keep_distinct's markers: every
+// label whose value the rules changed or removed keeps its original value in
+// <name>_original, so the rewritten series cannot land on another one.
+func (p *Pipeline) output(b *labels.Builder, orig labels.Labels) labels.Labels {
+	if p.policy == PolicyKeepDistinct {
+		orig.Range(func(l labels.Label) {
+			if b.Get(l.Name) != l.Value {
+				b.Set(l.Name+MarkerSuffix, l.Value)
+			}
+		})
+	}
+	return b.Labels()
+}
+
+// Merges reports whether the output label set out (changed: made by a
+// rewrite) must go through Merge: under the merge policy, every output a
+// rewrite can reach. For presets those are known in advance (the target
+// value, e.g. status_code="500", on the preset's metrics), so a genuine 500
+// series is tracked from its first sample. For user rules, an output becomes
+// known when a rewrite first produces it.
+func (p *Pipeline) Merges(out labels.Labels, changed bool) bool {
+	if p.policy != PolicyMerge {
+		return false
+	}
+	if changed {
+		return true
+	}
+	name := out.Get(model.MetricNameLabel)
+	for i := range p.rewrites {
+		rw := &p.rewrites[i]
+		if rw.matchesName(name) && out.Get(rw.label) == rw.to {
+			return true
+		}
+	}
+	return len(p.rules) > 0 && p.merger.known(out)
+}
+
+// Merge hands one request's samples for the sources of out to the merge
+// state; see Merger.Merge.
+func (p *Pipeline) Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) ([]model.SamplePair, func(), bool) {
+	return p.merger.Merge(out, sources, samples)
 }
 
 // String describes the pipeline for logs.

@@ -16,7 +16,7 @@ func pipeline(t *testing.T, doc string, reg prometheus.Registerer) *Pipeline {
 	if err := yaml.UnmarshalStrict([]byte(doc), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(cfg, NewMetrics(reg))
+	p, err := New(cfg, NewMetrics(reg), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestConfigErrors(t *testing.T) {
 		cfg := DefaultConfig()
 		err := yaml.UnmarshalStrict([]byte(tc.doc), &cfg)
 		if err == nil {
-			_, err = New(cfg, nil)
+			_, err = New(cfg, nil, nil)
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%q: got %v, want error containing %q", tc.doc, err, tc.err)

@@ -189,7 +189,11 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	rt := h.route.Load()
 	var res repairResult
 	if rt.repairer != nil {
-		res = b.repair(rt.repairer)
+		var release func()
+		res, release = b.repair(rt.repairer)
+		// Merged samples stay "in flight" until every upstream answered, so
+		// that no later sample of the same output can overtake them.
+		defer release()
 	}
 	h.metrics.collisions.Add(float64(res.collisions))
 

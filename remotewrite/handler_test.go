@@ -99,10 +99,13 @@ func upstreamFor(t *testing.T, url string, timeout time.Duration) *Upstream {
 func litellmPipeline(t *testing.T, rules string) *relabel.Pipeline {
 	t.Helper()
 	cfg := relabel.DefaultConfig()
+	if !strings.Contains(rules, "collision:") {
+		rules = "collision: {warmup: 0s}\n" + rules // merge from the first request
+	}
 	if err := yaml.UnmarshalStrict([]byte(rules), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	p, err := relabel.New(cfg, nil)
+	p, err := relabel.New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,33 +250,73 @@ func TestRepairRW1KeepsSamplesBitExact(t *testing.T) {
 	}
 }
 
-func TestCollisionGuardWithinRequest(t *testing.T) {
-	up := newUpstreamStub(t)
-	m := NewMetrics(nil)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithMetrics(m))
-	in := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
-		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
-	}}
+// forwardV1 sends one RW 1.0 request through h and returns what the upstream
+// got, as label string -> samples.
+func forwardV1(t *testing.T, h http.Handler, up *upstreamStub, in *prompb.WriteRequest) map[string][]prompb.Sample {
+	t.Helper()
+	before, _ := up.got()
 	if rec := post(t, h, ctV1, encodeV1(t, in)); rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
 	bodies, _ := up.got()
-	out := decodeV1(t, bodies[0])
-	seen := map[string]float64{}
+	seen := map[string][]prompb.Sample{}
+	if len(bodies) == len(before) {
+		return seen // nothing forwarded
+	}
 	var sb labels.ScratchBuilder
-	for _, ts := range out.Timeseries {
+	for _, ts := range decodeV1(t, bodies[len(bodies)-1]).Timeseries {
 		k := ts.ToLabels(&sb, nil).String()
 		if _, dup := seen[k]; dup {
-			t.Fatalf("two series with labels %s forwarded", k)
+			t.Fatalf("two series with labels %s forwarded in one request", k)
 		}
-		seen[k] = ts.Samples[0].Value
+		seen[k] = ts.Samples
 	}
-	if seen[noneTotal.String()] != 3 || seen[fixedTotal.String()] != 5 {
-		t.Errorf("want both series forwarded unmerged with their own values, got %v", seen)
+	return seen
+}
+
+func TestCollisionWithinRequestMerged(t *testing.T) {
+	up := newUpstreamStub(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
+		v1Series(okTotal, prompb.Sample{Value: 9, Timestamp: 10}),
+	}})
+	if len(got) != 2 || len(got[fixedTotal.String()]) != 1 || got[fixedTotal.String()][0].Value != 8 || got[okTotal.String()][0].Value != 9 {
+		t.Errorf("want the 500 series = 3+5 = 8 and the 200 series untouched, got %v", got)
 	}
-	if got := testutilCounter(m.collisions); got != 1 {
-		t.Errorf("rwfix_collisions_total = %v, want 1", got)
+}
+
+func TestCollisionKeepDistinct(t *testing.T) {
+	up := newUpstreamStub(t)
+	h := NewHandler(litellmPipeline(t, "collision: {policy: keep_distinct}"), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
+	}})
+	marked := labels.NewBuilder(fixedTotal).Set("status_code_original", "None").Labels()
+	if len(got) != 2 || got[marked.String()][0].Value != 3 || got[fixedTotal.String()][0].Value != 5 {
+		t.Errorf("want %s = 3 and %s = 5, got %v", marked, fixedTotal, got)
+	}
+}
+
+func TestCollisionGuardWhenMergeStateFull(t *testing.T) {
+	up := newUpstreamStub(t)
+	m := NewMetrics(nil)
+	h := NewHandler(litellmPipeline(t, "collision: {warmup: 0s, max_series: 1}"), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithMetrics(m))
+	other := labels.NewBuilder(fixedTotal).Set("user", "b").Labels()
+	otherNone := labels.NewBuilder(noneTotal).Set("user", "b").Labels()
+	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}), // takes the one state slot
+		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
+		v1Series(otherNone, prompb.Sample{Value: 1, Timestamp: 10}), // no room: must not collide
+		v1Series(other, prompb.Sample{Value: 2, Timestamp: 10}),
+	}})
+	if got[fixedTotal.String()][0].Value != 8 || got[otherNone.String()][0].Value != 1 || got[other.String()][0].Value != 2 {
+		t.Errorf("want user a merged (8) and user b forwarded unrepaired (None=1, 500=2), got %v", got)
+	}
+	if c := testutilCounter(m.collisions); c != 1 {
+		t.Errorf("rwfix_collisions_unrepaired_total = %v, want 1", c)
 	}
 }
 
@@ -356,25 +399,25 @@ func decodeV2(t *testing.T, body []byte) *writev2.Request {
 
 // rw2Request has a None series with a native histogram, an exemplar, metadata
 // and start timestamps, and a series dropped by the rule in droppingRules.
-func rw2Request() *writev2.Request {
+func rw2Request(t int64) *writev2.Request {
 	st := writev2.NewSymbolTable()
 	none := st.SymbolizeLabels(noneTotal, nil)
 	lat := st.SymbolizeLabels(labels.FromStrings("__name__", "latency_seconds"), nil)
 	drop := st.SymbolizeLabels(labels.FromStrings("__name__", "debug_metric"), nil)
 	ex := st.SymbolizeLabels(labels.FromStrings("trace_id", "t1"), nil)
 	help := st.Symbolize("Total requests")
-	h := writev2.FromIntHistogram(5, 10, testHistogram())
+	h := writev2.FromIntHistogram(5, t, testHistogram())
 	return &writev2.Request{
 		Symbols: st.Symbols(),
 		Timeseries: []writev2.TimeSeries{
 			{
 				LabelsRefs: none,
-				Samples:    []writev2.Sample{{Value: 4, Timestamp: 10, StartTimestamp: 5}},
-				Exemplars:  []writev2.Exemplar{{LabelsRefs: ex, Value: 1, Timestamp: 10}},
+				Samples:    []writev2.Sample{{Value: 4, Timestamp: t, StartTimestamp: 5}},
+				Exemplars:  []writev2.Exemplar{{LabelsRefs: ex, Value: 1, Timestamp: t}},
 				Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: help},
 			},
 			{LabelsRefs: lat, Histograms: []writev2.Histogram{h}},
-			{LabelsRefs: drop, Samples: []writev2.Sample{{Value: 1, Timestamp: 10}, {Value: 2, Timestamp: 20}}},
+			{LabelsRefs: drop, Samples: []writev2.Sample{{Value: 1, Timestamp: t}, {Value: 2, Timestamp: t + 10}}},
 		},
 	}
 }
@@ -389,7 +432,7 @@ relabel_configs:
 func TestRW2RepairPassThroughAndWrittenHeaders(t *testing.T) {
 	up := newUpstreamStub(t)
 	h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
-	rec := post(t, h, ctV2, encodeV2(t, rw2Request()))
+	rec := post(t, h, ctV2, encodeV2(t, rw2Request(10)))
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
@@ -443,7 +486,7 @@ func TestRW2FallbackToRW1(t *testing.T) {
 			tc.setup(up)
 			h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
 			for i := range 2 {
-				if rec := post(t, h, ctV2, encodeV2(t, rw2Request())); rec.Code != http.StatusNoContent {
+				if rec := post(t, h, ctV2, encodeV2(t, rw2Request(int64(10+i*10)))); rec.Code != http.StatusNoContent {
 					t.Fatalf("request %d: status %d: %s", i, rec.Code, rec.Body)
 				}
 			}

@@ -53,8 +53,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Exemplars received in decodable remote-write requests.",
 		}, proto),
 		collisions: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "rwfix", Name: "collisions_total",
-			Help: "Rewrites whose output label set another series of the same request already had; the rewrite was undone and the series forwarded unrepaired.",
+			Namespace: "rwfix", Name: "collisions_unrepaired_total",
+			Help: "Rewrites undone because their output label set was another series' of the same request and could not be merged (keep_distinct corner cases, native histograms, full merge state); the series was forwarded unrepaired.",
 		}),
 		forwarded: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "batches_forwarded_total",

@@ -1,12 +1,27 @@
 package remotewrite
 
 import (
+	"slices"
+
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
+
+// Merger is implemented by a Repairer whose collision policy merges series
+// (package relabel's Pipeline under the merge policy).
+type Merger interface {
+	// Merges reports whether a series with output labels out (changed: the
+	// Repairer rewrote it) must go through Merge.
+	Merges(out labels.Labels, changed bool) bool
+	// Merge takes one request's float samples for every source of out and
+	// returns the samples to forward for out (possibly none). ok false: not
+	// merged, forward the sources unrepaired. done is called once every
+	// upstream has answered.
+	Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) (emit []model.SamplePair, done func(), ok bool)
+}
 
 // Repairer decides what happens to a series. package relabel implements it.
 type Repairer interface {
@@ -24,6 +39,7 @@ type edit struct {
 	idx       int
 	orig, out labels.Labels
 	keep      bool
+	merge     bool   // the output goes through the Merger
 	hash      uint64 // of out, when kept
 }
 
@@ -33,6 +49,7 @@ type repairResult struct {
 	repaired   int  // series whose labels changed and were kept
 	dropped    int  // series dropped by a rule
 	collisions int  // rewrites undone by the collision guard
+	merged     int  // series handed to the Merger
 }
 
 // seriesView lets the repair logic walk either protocol's series without
@@ -64,27 +81,6 @@ func hashLabels(ls labels.Labels) uint64 {
 	return h.sum()
 }
 
-// decide runs the Repairer over every series that it may change and applies
-// the collision guard. It does not modify the batch.
-func decide(r Repairer, v seriesView) []edit {
-	var (
-		edits []edit
-		sb    labels.ScratchBuilder
-	)
-	for i := range v.len() {
-		if !r.MayChange(v.metricName(i)) {
-			continue
-		}
-		orig := v.labels(i, &sb)
-		out, changed, keep := r.Repair(orig)
-		if !changed && keep {
-			continue
-		}
-		edits = append(edits, edit{idx: i, orig: orig, out: out, keep: keep})
-	}
-	return edits
-}
-
 // guardCollisions undoes every rewrite whose output label set is also the
 // label set of another series in the same batch, so that rwfix never sends
 // two different values for one series at one timestamp. The undone series is
@@ -94,14 +90,25 @@ func decide(r Repairer, v seriesView) []edit {
 // Undoing a rewrite can in theory make the original labels collide with
 // another rewrite's output, so it repeats until nothing collides; every round
 // undoes at least one rewrite, so it ends.
-func guardCollisions(edits []edit, v seriesView) int {
+func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 	undone := 0
 	for {
 		outs := make(map[uint64][]int, len(edits)) // hash -> positions of live rewrites
 		skip := make(map[int]bool, len(edits))     // series that are rewritten or dropped
+		for i := range dropped {
+			skip[i] = true
+		}
 		for k := range edits {
 			e := &edits[k]
-			if !e.keep {
+			if e.merge {
+				// A merged output is one series; its slot carries it. Other
+				// rewrites must not land on it either.
+				if !dropped[e.idx] {
+					h := hashLabels(e.out)
+					outs[h] = append(outs[h], k)
+				}
+				skip[e.idx] = true
+			} else if !e.keep {
 				skip[e.idx] = true
 			} else if !labels.Equal(e.out, e.orig) {
 				skip[e.idx] = true
@@ -109,7 +116,7 @@ func guardCollisions(edits []edit, v seriesView) int {
 				outs[e.hash] = append(outs[e.hash], k)
 			}
 		}
-		if len(outs) == 0 {
+		if len(outs) == 0 || !slices.ContainsFunc(edits, func(e edit) bool { return !e.merge && e.keep && !labels.Equal(e.out, e.orig) }) {
 			return undone
 		}
 		clash := map[int]bool{}
@@ -139,63 +146,182 @@ func guardCollisions(edits []edit, v seriesView) int {
 		if len(clash) == 0 {
 			return undone
 		}
+		progress := false
 		for k := range clash {
+			if edits[k].merge {
+				continue // a merged output stays; the rewrite landing on it is undone
+			}
 			edits[k].out = edits[k].orig
 			undone++
+			progress = true
+		}
+		if !progress {
+			return undone
 		}
 	}
 }
 
 // repair applies r to the batch in place: rewritten labels, dropped series,
-// rewrites that would collide undone.
-func (b *batch) repair(r Repairer) repairResult {
-	var v seriesView
-	if b.v1 != nil {
-		v = v1View{b.v1}
-	} else {
-		v = v2View{b.v2}
-	}
-	edits := decide(r, v)
+// merged sources, rewrites that would collide undone. release must be called
+// once every upstream has answered: it tells the merge state that the
+// request's merged samples are no longer in flight.
+func (b *batch) repair(r Repairer) (res repairResult, release func()) {
+	release = func() {}
+	ops := b.ops()
+	v := ops.view()
+	mg, _ := r.(Merger)
+	edits := decide(r, mg, v, ops)
 	if len(edits) == 0 {
-		return repairResult{}
+		return res, release
 	}
-	res := repairResult{collisions: guardCollisions(edits, v)}
-	var lookup map[string]uint32 // RW 2.0 symbol -> ref, built on first need
 	drop := make(map[int]bool)
+	if mg != nil {
+		var dones []func()
+		var unmerged int
+		res.merged, unmerged, dones = mergeGroups(mg, edits, v, ops, drop)
+		res.collisions += unmerged
+		if len(dones) > 0 {
+			release = func() {
+				for _, d := range dones {
+					d()
+				}
+			}
+		}
+	}
+	res.collisions += guardCollisions(edits, v, drop)
 	for _, e := range edits {
 		switch {
+		case e.merge:
+			// Handled by mergeGroups.
 		case !e.keep:
 			drop[e.idx] = true
 			res.dropped++
-			res.changed = true
 		case labels.Equal(e.out, e.orig):
 			// Undone by the guard: forwarded as it came.
 		default:
 			res.repaired++
-			res.changed = true
-			if b.v1 != nil {
-				b.v1.Timeseries[e.idx].Labels = prompb.FromLabels(e.out, nil)
-			} else {
-				if lookup == nil {
-					lookup = make(map[string]uint32, len(b.v2.Symbols))
-					for i, s := range b.v2.Symbols {
-						if _, ok := lookup[s]; !ok {
-							lookup[s] = uint32(i)
-						}
-					}
-				}
-				b.v2.Timeseries[e.idx].LabelsRefs = symbolize(b.v2, lookup, e.out)
+			ops.setLabels(e.idx, e.out)
+		}
+	}
+	res.changed = res.repaired > 0 || len(drop) > 0 || res.merged > 0
+	ops.remove(drop)
+	return res, release
+}
+
+// mergeGroups hands every output that the merge policy covers to the Merger
+// and writes the result into the batch: the output's samples go into the slot
+// of its first source, the other sources' slots are dropped. A series that
+// the batch carries unchanged but whose labels equal a merged output joins
+// that output as a source. It returns how many series it merged away or
+// rewrote, how many rewrites it had to undo (merge state full), and the done
+// functions of the emitted samples.
+func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop map[int]bool) (n, unmerged int, dones []func()) {
+	type group struct {
+		out labels.Labels
+		ks  []int // edit positions
+		idx []int // series indices, in request order
+	}
+	var groups []*group
+	byHash := map[uint64][]*group{}
+	edited := map[int]bool{}
+	for k := range edits {
+		e := &edits[k]
+		edited[e.idx] = true
+		if !e.merge {
+			continue
+		}
+		h := hashLabels(e.out)
+		var g *group
+		for _, c := range byHash[h] {
+			if labels.Equal(c.out, e.out) {
+				g = c
+			}
+		}
+		if g == nil {
+			g = &group{out: e.out}
+			byHash[h] = append(byHash[h], g)
+			groups = append(groups, g)
+		}
+		g.ks = append(g.ks, k)
+		g.idx = append(g.idx, e.idx)
+	}
+	if len(groups) == 0 {
+		return 0, 0, nil
+	}
+	// Unchanged series that land on a merged output are sources too.
+	var sb labels.ScratchBuilder
+	for i := range v.len() {
+		if edited[i] {
+			continue
+		}
+		for _, g := range byHash[v.hash(i)] {
+			if ls := v.labels(i, &sb); labels.Equal(ls, g.out) && !ops.hasHistograms(i) {
+				g.idx = append(g.idx, i)
 			}
 		}
 	}
-	if len(drop) > 0 {
-		if b.v1 != nil {
-			b.v1.Timeseries = removeIndices(b.v1.Timeseries, drop)
-		} else {
-			b.v2.Timeseries = removeIndices(b.v2.Timeseries, drop)
+	for _, g := range groups {
+		slices.Sort(g.idx)
+		srcs := make([]labels.Labels, len(g.idx))
+		samples := make([][]model.SamplePair, len(g.idx))
+		for j, i := range g.idx {
+			srcs[j] = v.labels(i, &sb)
+			samples[j] = ops.samples(i)
 		}
+		emit, done, ok := mg.Merge(g.out, srcs, samples)
+		if !ok {
+			// No room in the merge state: forward the sources unrepaired;
+			// the collision guard then keeps them apart.
+			for _, k := range g.ks {
+				if !labels.Equal(edits[k].out, edits[k].orig) {
+					unmerged++
+				}
+				edits[k].merge, edits[k].out = false, edits[k].orig
+			}
+			continue
+		}
+		dones = append(dones, done)
+		first := g.idx[0]
+		if len(emit) == 0 {
+			drop[first] = true
+		} else {
+			ops.setLabels(first, g.out)
+			ops.setSamples(first, emit, g.idx)
+		}
+		for _, i := range g.idx[1:] {
+			drop[i] = true
+		}
+		n += len(g.idx)
 	}
-	return res
+	return n, unmerged, dones
+}
+
+// decide runs the Repairer over every series that it may change. Under the
+// merge policy, a series whose output the Merger covers becomes a merge edit
+// even when its labels did not change (a genuine status_code="500").
+// Native histograms are not merged: such a series is left to the collision
+// guard.
+func decide(r Repairer, mg Merger, v seriesView, ops batchOps) []edit {
+	var (
+		edits []edit
+		sb    labels.ScratchBuilder
+	)
+	for i := range v.len() {
+		if !r.MayChange(v.metricName(i)) {
+			continue
+		}
+		orig := v.labels(i, &sb)
+		out, changed, keep := r.Repair(orig)
+		if keep && mg != nil && !ops.hasHistograms(i) && mg.Merges(out, changed) {
+			edits = append(edits, edit{idx: i, orig: orig, out: out, keep: true, merge: true})
+			continue
+		}
+		if !changed && keep {
+			continue
+		}
+		edits = append(edits, edit{idx: i, orig: orig, out: out, keep: keep})
+	}
+	return edits
 }
 
 // symbolize returns label references for ls, adding missing strings to the
@@ -218,6 +344,9 @@ func symbolize(req *writev2.Request, lookup map[string]uint32, ls labels.Labels)
 }
 
 func removeIndices[T any](s []T, drop map[int]bool) []T {
+	if len(drop) == 0 {
+		return s
+	}
 	out := s[:0]
 	for i := range s {
 		if !drop[i] {
@@ -226,6 +355,119 @@ func removeIndices[T any](s []T, drop map[int]bool) []T {
 	}
 	clear(s[len(out):])
 	return out
+}
+
+// batchOps is what repair needs to read and change a batch, for either
+// protocol.
+type batchOps interface {
+	view() seriesView
+	hasHistograms(i int) bool
+	samples(i int) []model.SamplePair
+	setLabels(i int, ls labels.Labels)
+	// setSamples puts a merged output's samples into slot i; its exemplars
+	// become those of every source in srcs.
+	setSamples(i int, s []model.SamplePair, srcs []int)
+	remove(drop map[int]bool)
+}
+
+func (b *batch) ops() batchOps {
+	if b.v1 != nil {
+		return v1Ops{b.v1}
+	}
+	return &v2Ops{req: b.v2}
+}
+
+type v1Ops struct{ req *prompb.WriteRequest }
+
+func (o v1Ops) view() seriesView { return v1View(o) }
+func (o v1Ops) hasHistograms(i int) bool {
+	return len(o.req.Timeseries[i].Histograms) > 0
+}
+
+func (o v1Ops) samples(i int) []model.SamplePair {
+	in := o.req.Timeseries[i].Samples
+	out := make([]model.SamplePair, len(in))
+	for j, s := range in {
+		out[j] = model.SamplePair{Timestamp: model.Time(s.Timestamp), Value: model.SampleValue(s.Value)}
+	}
+	return out
+}
+
+func (o v1Ops) setLabels(i int, ls labels.Labels) {
+	o.req.Timeseries[i].Labels = prompb.FromLabels(ls, nil)
+}
+
+func (o v1Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
+	ts := &o.req.Timeseries[i]
+	ts.Samples = make([]prompb.Sample, len(s))
+	for j, p := range s {
+		ts.Samples[j] = prompb.Sample{Timestamp: int64(p.Timestamp), Value: float64(p.Value)}
+	}
+	var ex []prompb.Exemplar
+	for _, k := range srcs {
+		ex = append(ex, o.req.Timeseries[k].Exemplars...)
+	}
+	ts.Exemplars = ex
+}
+
+func (o v1Ops) remove(drop map[int]bool) {
+	o.req.Timeseries = removeIndices(o.req.Timeseries, drop)
+}
+
+type v2Ops struct {
+	req    *writev2.Request
+	lookup map[string]uint32 // symbol -> ref, built on first need
+}
+
+func (o *v2Ops) view() seriesView { return v2View{o.req} }
+func (o *v2Ops) hasHistograms(i int) bool {
+	return len(o.req.Timeseries[i].Histograms) > 0
+}
+
+func (o *v2Ops) samples(i int) []model.SamplePair {
+	in := o.req.Timeseries[i].Samples
+	out := make([]model.SamplePair, len(in))
+	for j, s := range in {
+		out[j] = model.SamplePair{Timestamp: model.Time(s.Timestamp), Value: model.SampleValue(s.Value)}
+	}
+	return out
+}
+
+func (o *v2Ops) setLabels(i int, ls labels.Labels) {
+	if o.lookup == nil {
+		o.lookup = make(map[string]uint32, len(o.req.Symbols))
+		for j, s := range o.req.Symbols {
+			if _, ok := o.lookup[s]; !ok {
+				o.lookup[s] = uint32(j)
+			}
+		}
+	}
+	o.req.Timeseries[i].LabelsRefs = symbolize(o.req, o.lookup, ls)
+}
+
+// setSamples keeps the slot's metadata. A merged sample's start timestamp is
+// the earliest non-zero one its sources sent in this request.
+func (o *v2Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
+	var st int64
+	var ex []writev2.Exemplar
+	for _, k := range srcs {
+		for _, smp := range o.req.Timeseries[k].Samples {
+			if smp.StartTimestamp != 0 && (st == 0 || smp.StartTimestamp < st) {
+				st = smp.StartTimestamp
+			}
+		}
+		ex = append(ex, o.req.Timeseries[k].Exemplars...)
+	}
+	ts := &o.req.Timeseries[i]
+	ts.Samples = make([]writev2.Sample, len(s))
+	for j, p := range s {
+		ts.Samples[j] = writev2.Sample{Timestamp: int64(p.Timestamp), Value: float64(p.Value), StartTimestamp: st}
+	}
+	ts.Exemplars = ex
+}
+
+func (o *v2Ops) remove(drop map[int]bool) {
+	o.req.Timeseries = removeIndices(o.req.Timeseries, drop)
 }
 
 type v1View struct{ req *prompb.WriteRequest }
@@ -239,9 +481,11 @@ func (v v1View) metricName(i int) string {
 	}
 	return ""
 }
+
 func (v v1View) labels(i int, b *labels.ScratchBuilder) labels.Labels {
 	return v.req.Timeseries[i].ToLabels(b, nil)
 }
+
 func (v v1View) hash(i int) uint64 {
 	var h pairHasher
 	h.reset()
@@ -263,10 +507,12 @@ func (v v2View) metricName(i int) string {
 	}
 	return ""
 }
+
 func (v v2View) labels(i int, b *labels.ScratchBuilder) labels.Labels {
 	ls, _ := v.req.Timeseries[i].ToLabels(b, v.req.Symbols) // refs checked in decode
 	return ls
 }
+
 func (v v2View) hash(i int) uint64 {
 	var h pairHasher
 	h.reset()
