@@ -72,7 +72,7 @@ type mergeSource struct {
 	v       float64
 	t       int64
 	stale   bool
-	reset   bool // has reset since the output's last real reset
+	resetAt int64 // timestamp of the sample at which it last reset; MinInt64: never
 	touched time.Time
 }
 
@@ -180,6 +180,9 @@ func (m *Merger) Merge(out labels.Labels, sources []labels.Labels, samples [][]m
 	var events []event
 	for i, ls := range sources {
 		src := o.source(ls, now, m.metrics.collisions)
+		if i >= len(samples) {
+			continue
+		}
 		for _, s := range samples[i] {
 			events = append(events, event{src, s})
 		}
@@ -234,7 +237,7 @@ func (o *mergedSeries) source(ls labels.Labels, now time.Time, collisions promet
 			return s
 		}
 	}
-	s := &mergeSource{labels: ls, hash: h, t: math.MinInt64, touched: now}
+	s := &mergeSource{labels: ls, hash: h, t: math.MinInt64, resetAt: math.MinInt64, touched: now}
 	if len(o.sources) > 0 {
 		collisions.Inc()
 	}
@@ -254,27 +257,26 @@ func (o *mergedSeries) apply(s *mergeSource, t int64, v float64) {
 	if s.t != math.MinInt64 && v < s.v && !o.min {
 		// The source reset. Keep what it had counted in the sum.
 		o.carry += s.v
-		s.reset = true
-		o.maybeRealReset()
+		s.resetAt = t
+		o.maybeRealReset(t)
 	}
 	s.v, s.t, s.stale = v, t, false
 }
 
-// maybeRealReset drops the carry once every live source has reset since the
-// last real reset: the process behind them restarted, and a fixed counter
-// would have restarted too. Stale sources did not come back after the
-// restart, so they leave the sum.
-func (o *mergedSeries) maybeRealReset() {
+// maybeRealReset drops the carry when every live source has reset at the
+// same timestamp t: the samples of one scrape share a timestamp, so the
+// process behind them restarted, and a fixed counter would have restarted
+// too. (Sources that reset at different times reset on their own: their
+// carry stays.) Stale sources did not come back after the restart, so they
+// leave the sum.
+func (o *mergedSeries) maybeRealReset(t int64) {
 	for _, s := range o.sources {
-		if !s.stale && !s.reset {
+		if !s.stale && s.resetAt != t {
 			return
 		}
 	}
 	o.carry = 0
 	o.sources = slices.DeleteFunc(o.sources, func(s *mergeSource) bool { return s.stale })
-	for _, s := range o.sources {
-		s.reset = false
-	}
 }
 
 // value is the output's current value; stale when every source is stale.

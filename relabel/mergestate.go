@@ -39,7 +39,8 @@ type stateSource struct {
 	V      float64       `json:"v"`
 	T      int64         `json:"t"`
 	Stale  bool          `json:"stale,omitempty"`
-	Reset  bool          `json:"reset,omitempty"`
+	// ResetAt is the timestamp of the source's last reset, 0 if none.
+	ResetAt int64 `json:"reset_at,omitempty"`
 }
 
 // Save writes the merge state to path.
@@ -53,7 +54,11 @@ func (m *Merger) Save(path string) error {
 				if s.t == math.MinInt64 {
 					continue
 				}
-				so.Sources = append(so.Sources, stateSource{Labels: s.labels, V: s.v, T: s.t, Stale: s.stale, Reset: s.reset})
+				ss := stateSource{Labels: s.labels, V: s.v, T: s.t, Stale: s.stale}
+				if s.resetAt != math.MinInt64 {
+					ss.ResetAt = s.resetAt
+				}
+				so.Sources = append(so.Sources, ss)
 			}
 			st.Outputs = append(st.Outputs, so)
 		}
@@ -113,8 +118,12 @@ func (m *Merger) Load(path string) (int, error) {
 			min: isCreated(so.Labels),
 		}
 		for _, ss := range so.Sources {
+			resetAt := int64(math.MinInt64)
+			if ss.ResetAt != 0 {
+				resetAt = ss.ResetAt
+			}
 			o.sources = append(o.sources, &mergeSource{
-				labels: ss.Labels, hash: ss.Labels.Hash(), v: ss.V, t: ss.T, stale: ss.Stale, reset: ss.Reset, touched: now,
+				labels: ss.Labels, hash: ss.Labels.Hash(), v: ss.V, t: ss.T, stale: ss.Stale, resetAt: resetAt, touched: now,
 			})
 		}
 		m.outs[h] = append(m.outs[h], o)
