@@ -102,7 +102,7 @@ func captureFrom(t *testing.T, prefix, bin string, rw2 bool) {
 	defer srv.Close()
 
 	exp := newFakeLiteLLM(t, true)
-	_, p := startPrometheus(t, "sender", bin, senderConfig(exp.Addr, "http://"+l.Addr().String()+"/api/v1/write", rw2))
+	_, p := startPrometheus(t, "sender", bin, senderConfig(exp.Addr, "http://"+l.Addr().String()+"/api/v1/write", senderOpts{rw2: rw2}))
 	time.Sleep(12 * time.Second)
 	p.stop(t)
 	mu.Lock()

@@ -14,10 +14,28 @@ import (
 
 const receiverConfig = "global: {}\n"
 
-func senderConfig(exporterAddr, writeURL string, rw2 bool) string {
-	msg := ""
-	if rw2 {
-		msg = "    protobuf_message: io.prometheus.write.v2.Request\n"
+// senderOpts shape the sender Prometheus' remote_write block.
+type senderOpts struct {
+	rw2 bool
+	// shards > 0 forces that many shards and small batches, so that series
+	// that collide after a rewrite travel in different requests.
+	shards int
+	// writeRelabel is a write_relabel_configs block (YAML list items,
+	// indented for the remote_write entry): the naive repair.
+	writeRelabel string
+}
+
+func senderConfig(exporterAddr, writeURL string, o senderOpts) string {
+	extra := ""
+	if o.rw2 {
+		extra += "    protobuf_message: io.prometheus.write.v2.Request\n"
+	}
+	if o.writeRelabel != "" {
+		extra += "    write_relabel_configs:\n" + o.writeRelabel
+	}
+	queue := ""
+	if o.shards > 0 {
+		queue = fmt.Sprintf("      min_shards: %d\n      max_shards: %d\n      max_samples_per_send: 8\n", o.shards, o.shards)
 	}
 	return fmt.Sprintf(`global:
   scrape_interval: 1s
@@ -32,9 +50,9 @@ remote_write:
       batch_send_deadline: 1s
       min_backoff: 100ms
       max_backoff: 1s
-    metadata_config:
+%s    metadata_config:
       send_interval: 5s
-`, exporterAddr, writeURL, msg)
+`, exporterAddr, writeURL, extra, queue)
 }
 
 type e2eEnv struct {
@@ -43,14 +61,17 @@ type e2eEnv struct {
 	rwfix              string
 	senderP, receiverP *proc
 	rwfixP             *proc
+	rwfixPort          int
+	rwfixArgs          []string
 }
 
-// startE2E starts receiver, rwfix and sender. rw2 chooses a Prometheus 3.x
-// sender with RW 2.0; otherwise Debian's 2.42 sends RW 1.0.
-func startE2E(t *testing.T, rw2, collide bool, rwfixArgs ...string) *e2eEnv {
+// startE2E starts receiver, rwfix and sender. o.rw2 chooses a Prometheus
+// 3.x sender with RW 2.0; otherwise Debian's 2.42 sends RW 1.0. collide puts
+// the exporter's "None" series on the same labels as genuine 500 series.
+func startE2E(t *testing.T, o senderOpts, collide bool, rwfixArgs ...string) *e2eEnv {
 	t.Helper()
 	senderBin := ""
-	if rw2 {
+	if o.rw2 {
 		senderBin = prometheus3(t)
 	} else {
 		senderBin = prometheus2(t)
@@ -58,8 +79,10 @@ func startE2E(t *testing.T, rw2, collide bool, rwfixArgs ...string) *e2eEnv {
 	recvBin := prometheus3(t)
 	e := &e2eEnv{exporter: newFakeLiteLLM(t, collide)}
 	e.receiver, e.receiverP = startPrometheus(t, "receiver", recvBin, receiverConfig, "--web.enable-remote-write-receiver")
-	e.rwfix, e.rwfixP = startRwfix(t, append([]string{"--upstream.url=" + e.receiver + "/api/v1/write", "--log.level=debug"}, rwfixArgs...)...)
-	e.sender, e.senderP = startPrometheus(t, "sender", senderBin, senderConfig(e.exporter.Addr, e.rwfix+"/api/v1/write", rw2))
+	e.rwfixArgs = append([]string{"--upstream.url=" + e.receiver + "/api/v1/write", "--log.level=debug"}, rwfixArgs...)
+	e.rwfixPort = freePort(t)
+	e.rwfix, e.rwfixP = startRwfixAt(t, e.rwfixPort, e.rwfixArgs...)
+	e.sender, e.senderP = startPrometheus(t, "sender", senderBin, senderConfig(e.exporter.Addr, e.rwfix+"/api/v1/write", o))
 	return e
 }
 
@@ -147,7 +170,7 @@ func assertUntouchedIdentical(t *testing.T, e *e2eEnv, at time.Time) {
 	t.Helper()
 	for _, sel := range []string{
 		`litellm_proxy_total_requests_metric_total{status_code="200"}[10m]`,
-		`litellm_proxy_failed_requests_metric_total{exception_class="InternalServerError"}[10m]`,
+		`litellm_proxy_failed_requests_metric_total{exception_status="429"}[10m]`,
 		`litellm_proxy_total_requests_metric_created{status_code="429"}[10m]`,
 		`litellm_remaining_team_budget_metric[10m]`,
 	} {
@@ -181,7 +204,7 @@ func testE2E(t *testing.T, rw2 bool) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	e := startE2E(t, rw2, false)
+	e := startE2E(t, senderOpts{rw2: rw2}, false, "--config.file=testdata/config/e2e.yml")
 	frozenAt := e.runAndFreeze(t, 6*time.Second)
 	assertRepaired(t, e)
 	assertUntouchedIdentical(t, e, frozenAt)

@@ -202,7 +202,12 @@ func startPrometheus(t *testing.T, name, bin, cfg string, extra ...string) (base
 // startRwfix runs the rwfix binary on a free port.
 func startRwfix(t *testing.T, args ...string) (base string, p *proc) {
 	t.Helper()
-	port := freePort(t)
+	return startRwfixAt(t, freePort(t), args...)
+}
+
+// startRwfixAt runs the rwfix binary on 127.0.0.1:port.
+func startRwfixAt(t *testing.T, port int, args ...string) (base string, p *proc) {
+	t.Helper()
 	base = fmt.Sprintf("http://127.0.0.1:%d", port)
 	p = startProc(t, "rwfix", append([]string{rwfixBin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port)}, args...)...)
 	waitReady(t, p, base)
@@ -302,4 +307,11 @@ lines:
 		}
 	}
 	return sum
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
