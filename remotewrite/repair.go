@@ -100,7 +100,8 @@ func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 		}
 		for k := range edits {
 			e := &edits[k]
-			if e.merge {
+			switch {
+			case e.merge:
 				// A merged output is one series; its slot carries it. Other
 				// rewrites must not land on it either.
 				if !dropped[e.idx] {
@@ -108,9 +109,9 @@ func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 					outs[h] = append(outs[h], k)
 				}
 				skip[e.idx] = true
-			} else if !e.keep {
+			case !e.keep:
 				skip[e.idx] = true
-			} else if !labels.Equal(e.out, e.orig) {
+			case !labels.Equal(e.out, e.orig):
 				skip[e.idx] = true
 				e.hash = hashLabels(e.out)
 				outs[e.hash] = append(outs[e.hash], k)
