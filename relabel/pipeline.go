@@ -99,15 +99,29 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 	return p, nil
 }
 
-// MayChange reports whether a series with this metric name can be changed or
-// dropped by the pipeline. It does not allocate. A false answer lets the
-// caller forward the series without building its labels.
-func (p *Pipeline) MayChange(metricName string) bool {
+// MayChange reports whether the series can be changed, dropped or merged by
+// the pipeline. It reads at most a few labels through series and does not
+// allocate: a false answer lets the caller forward the series without ever
+// building its labels. Under the merge policy, a series that carries a
+// preset's target value (status_code="500") may be merged, so it counts.
+func (p *Pipeline) MayChange(series interface{ Get(name string) string }) bool {
 	if len(p.rules) > 0 {
 		return true // User rules can match on any label.
 	}
-	_, ok := p.names[metricName]
-	return ok
+	name := series.Get(model.MetricNameLabel)
+	if _, ok := p.names[name]; !ok {
+		return false
+	}
+	for i := range p.rewrites {
+		rw := &p.rewrites[i]
+		if !rw.matchesName(name) {
+			continue
+		}
+		if v := series.Get(rw.label); v == rw.from || (p.policy == PolicyMerge && v == rw.to) {
+			return true
+		}
+	}
+	return false
 }
 
 // Repair runs the presets and then the user's rules on lbls, which it does
@@ -115,8 +129,10 @@ func (p *Pipeline) MayChange(metricName string) bool {
 // and whether the series is kept. The output is sorted, has no empty values
 // and no duplicate names (labels.Builder guarantees all three).
 func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep bool) {
-	if !p.MayChange(lbls.Get(model.MetricNameLabel)) {
-		return lbls, false, true
+	if len(p.rules) == 0 {
+		if _, ok := p.names[lbls.Get(model.MetricNameLabel)]; !ok {
+			return lbls, false, true
+		}
 	}
 	b := p.builders.Get().(*labels.Builder)
 	defer p.builders.Put(b)

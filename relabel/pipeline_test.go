@@ -55,8 +55,16 @@ func TestLiteLLMPreset(t *testing.T) {
 			t.Errorf("%s: got %s changed=%v keep=%v, want %s changed=%v", tc.in, out, changed, keep, want, tc.changed)
 		}
 	}
-	if p.MayChange("up") || !p.MayChange("litellm_proxy_total_requests_metric_total") {
-		t.Error("MayChange must be true exactly for the preset's metric names")
+	for in, want := range map[string]bool{
+		`{__name__="up"}`: false,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="200"}`:  false,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="None"}`: true,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="500"}`:  true, // a merge target
+		`{__name__="litellm_proxy_failed_requests_metric_total", status_code="None"}`: false,
+	} {
+		if got := p.MayChange(mustParse(t, in)); got != want {
+			t.Errorf("MayChange(%s) = %v, want %v", in, got, want)
+		}
 	}
 }
 
@@ -74,7 +82,7 @@ relabel_configs:
   - regex: hashed_api_key
     action: labeldrop
 `, reg)
-	if !p.MayChange("anything") {
+	if !p.MayChange(labels.FromStrings("__name__", "anything")) {
 		t.Error("with user rules every series may change")
 	}
 	// Presets run first: the user's rule sees status_code="500".
@@ -111,7 +119,7 @@ relabel_configs:
   - regex: .*
     action: labeldrop
 `, nil)
-	if p.MayChange("x") != true {
+	if !p.MayChange(labels.FromStrings("__name__", "x")) {
 		t.Error("rules present: MayChange must be true")
 	}
 	if _, _, keep := p.Repair(mustParse(t, `{__name__="up"}`)); keep {

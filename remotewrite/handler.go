@@ -174,12 +174,13 @@ func (s store) Store(r *http.Request, proto remoteapi.WriteMessageType) (*remote
 func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*remoteapi.WriteResponse, error) {
 	resp := remoteapi.NewWriteResponse()
 	in, _ := r.Context().Value(bodyKey{}).(body)
-	b, err := decode(proto, in.raw)
+	s, err := scan(proto, in.raw)
 	if err != nil {
 		resp.SetStatusCode(http.StatusBadRequest)
 		return resp, err
 	}
-	c := b.counts()
+	defer s.release()
+	c := s.c
 	pl := protoLabel(string(proto))
 	h.metrics.series.WithLabelValues(pl).Add(float64(c.series))
 	h.metrics.samples.WithLabelValues(pl).Add(float64(c.samples))
@@ -190,26 +191,31 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	var res repairResult
 	if rt.repairer != nil {
 		var release func()
-		res, release = b.repair(rt.repairer)
+		res, release = applyRepair(s, rt.repairer)
 		// Merged samples stay "in flight" until every upstream answered, so
 		// that no later sample of the same output can overtake them.
 		defer release()
 	}
 	h.metrics.collisions.Add(float64(res.collisions))
 
-	p := &payloads{b: b, proto: proto}
-	if res.changed {
+	p := &payloads{proto: proto}
+	if s.changed() {
+		if s.forwarded() == 0 && len(s.fields) == len(s.series) {
+			// Rules dropped or merged every series away: nothing to send.
+			h.metrics.forwarded.WithLabelValues("none").Inc()
+			return h.written(resp, c), nil
+		}
+		buf := rawBufPool.Get().(*[]byte)
+		defer rawBufPool.Put(buf)
+		*buf = s.encode((*buf)[:0])
+		p.raw, p.compressed = *buf, compress(*buf)
 		h.metrics.forwarded.WithLabelValues("reencoded").Inc()
 	} else {
-		p.original = in.compressed
+		p.raw, p.compressed = in.raw, in.compressed
 		h.metrics.forwarded.WithLabelValues("original").Inc()
 	}
-	fwd := b.counts()
-	if fwd.series == 0 && c.series > 0 && (b.v1 == nil || len(b.v1.Metadata) == 0) {
-		// Rules dropped every series: nothing left to send.
-		return h.written(resp, c), nil
-	}
-	replies := h.forward(r.Context(), rt.upstreams, p, fwd.samples+fwd.histograms+fwd.exemplars > 0)
+	hasData := c.samples+c.histograms+c.exemplars > 0 && s.forwarded() > 0
+	replies := h.forward(r.Context(), rt.upstreams, p, hasData)
 	code, msg, retryAfter := merge(replies)
 	if code/100 == 2 {
 		return h.written(resp, c), nil
@@ -226,40 +232,45 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	return resp, errors.New(msg)
 }
 
+// rawBufPool holds buffers for re-encoded requests (uncompressed; they never
+// leave the handler: upstreams get the compressed copy).
+var rawBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
 // written fills the RW 2.0 Written headers: every sample of the request was
-// either accepted by every upstream or dropped by a rule on purpose, so rwfix
-// takes responsibility for all of them. Copying an upstream's own counts
-// would be wrong: rules can drop series, and the sender would count those as
-// failed.
+// either accepted by every upstream, merged into the merge state, or dropped
+// by a rule on purpose, so rwfix takes responsibility for all of them.
+// Copying an upstream's own counts would be wrong: after a merge or a drop
+// they are smaller, and the sender would count the difference as failed.
 func (h *Handler) written(resp *remoteapi.WriteResponse, c counts) *remoteapi.WriteResponse {
 	resp.Samples, resp.Histograms, resp.Exemplars = c.samples, c.histograms, c.exemplars
 	return resp
 }
 
-// payloads encodes a batch at most once per protocol, on first need.
+// payloads holds what is sent: the request in its own protocol, and, on
+// first need, its RW 1.0 conversion.
 type payloads struct {
-	b        *batch
-	proto    remoteapi.WriteMessageType
-	original []byte // the sender's bytes, when no rule changed the batch
+	proto      remoteapi.WriteMessageType
+	raw        []byte // uncompressed, in proto
+	compressed []byte
 
-	once, onceV1 sync.Once
-	enc, encV1   []byte
-	err, errV1   error
+	onceV1 sync.Once
+	encV1  []byte
+	errV1  error
 }
 
 func (p *payloads) get(proto remoteapi.WriteMessageType) ([]byte, error) {
 	if proto == p.proto {
-		if p.original != nil {
-			return p.original, nil
-		}
-		p.once.Do(func() {
-			raw, err := p.b.marshal()
-			p.enc, p.err = compress(raw), err
-		})
-		return p.enc, p.err
+		return p.compressed, nil
 	}
+	// RW 2.0 -> 1.0 for an upstream that needs it: rare, so through the
+	// generated structs.
 	p.onceV1.Do(func() {
-		req, err := p.b.toV1()
+		b, err := decode(p.proto, p.raw)
+		if err != nil {
+			p.errV1 = err
+			return
+		}
+		req, err := b.toV1()
 		if err != nil {
 			p.errV1 = err
 			return

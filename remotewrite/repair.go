@@ -23,12 +23,18 @@ type Merger interface {
 	Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) (emit []model.SamplePair, done func(), ok bool)
 }
 
+// LabelGetter reads one label value of a series. The fast path's getter reads
+// the request buffer in place: the returned string is valid only during the
+// call. (An alias of an unnamed interface, so that package relabel implements
+// Repairer without importing this package.)
+type LabelGetter = interface{ Get(name string) string }
+
 // Repairer decides what happens to a series. package relabel implements it.
 type Repairer interface {
-	// MayChange reports, without allocating, whether a series with this
-	// metric name can be changed or dropped at all. When it says false the
-	// series is forwarded as it came, and its labels are never built.
-	MayChange(metricName string) bool
+	// MayChange reports, without allocating, whether the series can be
+	// changed, dropped or merged at all. When it says false the series is
+	// forwarded as it came, and its labels are never built.
+	MayChange(series LabelGetter) bool
 	// Repair returns the series' output labels, whether they differ from
 	// lbls, and whether the series is kept. It must not modify lbls.
 	Repair(lbls labels.Labels) (out labels.Labels, changed, keep bool)
@@ -56,7 +62,7 @@ type repairResult struct {
 // caring how labels are stored.
 type seriesView interface {
 	len() int
-	metricName(i int) string
+	getter(i int) LabelGetter
 	labels(i int, b *labels.ScratchBuilder) labels.Labels
 	hash(i int) uint64
 }
@@ -167,8 +173,13 @@ func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 // once every upstream has answered: it tells the merge state that the
 // request's merged samples are no longer in flight.
 func (b *batch) repair(r Repairer) (res repairResult, release func()) {
+	return applyRepair(b.ops(), r)
+}
+
+// applyRepair is repair for either representation of a request: the
+// generated structs (batch) or the in-place index (scanned).
+func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 	release = func() {}
-	ops := b.ops()
 	v := ops.view()
 	mg, _ := r.(Merger)
 	edits := decide(r, mg, v, ops)
@@ -308,7 +319,7 @@ func decide(r Repairer, mg Merger, v seriesView, ops batchOps) []edit {
 		sb    labels.ScratchBuilder
 	)
 	for i := range v.len() {
-		if !r.MayChange(v.metricName(i)) {
+		if !r.MayChange(v.getter(i)) {
 			continue
 		}
 		orig := v.labels(i, &sb)
@@ -474,13 +485,9 @@ func (o *v2Ops) remove(drop map[int]bool) {
 type v1View struct{ req *prompb.WriteRequest }
 
 func (v v1View) len() int { return len(v.req.Timeseries) }
-func (v v1View) metricName(i int) string {
-	for _, l := range v.req.Timeseries[i].Labels {
-		if l.Name == model.MetricNameLabel {
-			return l.Value
-		}
-	}
-	return ""
+func (v v1View) getter(i int) LabelGetter {
+	var sb labels.ScratchBuilder
+	return v.labels(i, &sb)
 }
 
 func (v v1View) labels(i int, b *labels.ScratchBuilder) labels.Labels {
@@ -499,14 +506,9 @@ func (v v1View) hash(i int) uint64 {
 type v2View struct{ req *writev2.Request }
 
 func (v v2View) len() int { return len(v.req.Timeseries) }
-func (v v2View) metricName(i int) string {
-	refs := v.req.Timeseries[i].LabelsRefs
-	for j := 0; j+1 < len(refs); j += 2 {
-		if v.req.Symbols[refs[j]] == model.MetricNameLabel {
-			return v.req.Symbols[refs[j+1]]
-		}
-	}
-	return ""
+func (v v2View) getter(i int) LabelGetter {
+	var sb labels.ScratchBuilder
+	return v.labels(i, &sb)
 }
 
 func (v v2View) labels(i int, b *labels.ScratchBuilder) labels.Labels {

@@ -1,0 +1,287 @@
+package remotewrite
+
+import (
+	"math"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// cursor reads the labels of one series of a scanned request without
+// allocating; it is what Repairer.MayChange sees.
+type cursor struct {
+	s *scanned
+	i int
+}
+
+// Get returns the value of label name, or "". The string points into the
+// request buffer: valid only during the call's request.
+func (c *cursor) Get(name string) string {
+	s, si := c.s, &c.s.series[c.i]
+	if s.proto == ProtoV2 {
+		refs := s.refs[si.l0:si.l1]
+		for j := 0; j+1 < len(refs); j += 2 {
+			if s.str(s.syms[refs[j]]) == name {
+				return s.str(s.syms[refs[j+1]])
+			}
+		}
+		return ""
+	}
+	for j := si.l0; j+1 < si.l1; j += 2 {
+		if s.str(s.lbls[j]) == name {
+			return s.str(s.lbls[j+1])
+		}
+	}
+	return ""
+}
+
+// The seriesView of a scanned request.
+
+func (s *scanned) len() int { return len(s.series) }
+
+func (s *scanned) getter(i int) LabelGetter {
+	s.cur.s, s.cur.i = s, i
+	return &s.cur
+}
+
+func (s *scanned) labels(i int, b *labels.ScratchBuilder) labels.Labels {
+	b.Reset()
+	s.rangePairs(i, func(n, v string) { b.Add(n, v) })
+	return b.Labels() // copies: safe beyond the request
+}
+
+func (s *scanned) hash(i int) uint64 {
+	var h pairHasher
+	h.reset()
+	s.rangePairs(i, h.add)
+	return h.sum()
+}
+
+func (s *scanned) rangePairs(i int, f func(name, value string)) {
+	si := &s.series[i]
+	if s.proto == ProtoV2 {
+		refs := s.refs[si.l0:si.l1]
+		for j := 0; j+1 < len(refs); j += 2 {
+			f(s.str(s.syms[refs[j]]), s.str(s.syms[refs[j+1]]))
+		}
+		return
+	}
+	for j := si.l0; j+1 < si.l1; j += 2 {
+		f(s.str(s.lbls[j]), s.str(s.lbls[j+1]))
+	}
+}
+
+// The batchOps of a scanned request: edits are recorded, and applied by
+// encode.
+
+func (s *scanned) view() seriesView { return s }
+
+func (s *scanned) hasHistograms(i int) bool { return s.series[i].hasHist }
+
+func (s *scanned) samples(i int) []model.SamplePair {
+	var out []model.SamplePair
+	si := &s.series[i]
+	field := protowire.Number(v1SeriesSamples)
+	if s.proto == ProtoV2 {
+		field = v2SeriesSamples
+	}
+	_ = walk(s.raw, si.body, func(num protowire.Number, typ protowire.Type, val span) error {
+		if num != field || typ != protowire.BytesType {
+			return nil
+		}
+		var p model.SamplePair
+		_ = walk(s.raw, val, func(n protowire.Number, t protowire.Type, v span) error {
+			switch {
+			case n == sampleValue && t == protowire.Fixed64Type:
+				u, _ := protowire.ConsumeFixed64(s.raw[v.off:v.end])
+				p.Value = model.SampleValue(math.Float64frombits(u))
+			case n == sampleTimestamp && t == protowire.VarintType:
+				u, _ := protowire.ConsumeVarint(s.raw[v.off:v.end])
+				p.Timestamp = model.Time(int64(u))
+			}
+			return nil
+		})
+		out = append(out, p)
+		return nil
+	})
+	return out
+}
+
+func (s *scanned) setLabels(i int, ls labels.Labels) {
+	if s.newLabels == nil {
+		s.newLabels = map[int]labels.Labels{}
+	}
+	s.newLabels[i] = ls
+}
+
+func (s *scanned) setSamples(i int, smp []model.SamplePair, srcs []int) {
+	if s.newSamples == nil {
+		s.newSamples = map[int]mergedSamples{}
+	}
+	s.newSamples[i] = mergedSamples{s: smp, srcs: srcs}
+}
+
+func (s *scanned) remove(drop map[int]bool) { s.drop = drop }
+
+func (s *scanned) changed() bool {
+	return len(s.newLabels) > 0 || len(s.newSamples) > 0 || len(s.drop) > 0
+}
+
+// forwarded counts the series left after drops.
+func (s *scanned) forwarded() int { return len(s.series) - len(s.drop) }
+
+// encode appends the spliced request to dst: every top-level field in its
+// original order, unchanged series as their original bytes, changed ones
+// re-encoded; then, for RW 2.0, the symbols the rewrites added (a repeated
+// field's elements may come anywhere in a message; they are appended to the
+// table in order, so existing references stay valid).
+func (s *scanned) encode(dst []byte) []byte {
+	var body []byte
+	for f, fs := range s.fields {
+		i := int(s.isSer[f])
+		if i < 0 {
+			dst = append(dst, s.raw[fs.off:fs.end]...)
+			continue
+		}
+		if s.drop[i] {
+			continue
+		}
+		ls, relabeled := s.newLabels[i]
+		ms, merged := s.newSamples[i]
+		if !relabeled && !merged {
+			dst = append(dst, s.raw[fs.off:fs.end]...)
+			continue
+		}
+		body = s.encodeSeries(body[:0], i, ls, relabeled, ms, merged)
+		num := protowire.Number(v1ReqSeries)
+		if s.proto == ProtoV2 {
+			num = v2ReqSeries
+		}
+		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, body)
+	}
+	for _, sym := range s.newSyms {
+		dst = protowire.AppendTag(dst, v2ReqSymbols, protowire.BytesType)
+		dst = protowire.AppendString(dst, sym)
+	}
+	return dst
+}
+
+// encodeSeries re-encodes series i: its (new) labels first, then every other
+// field byte for byte; for a merged output, the merged samples, and the
+// exemplars of every source instead of its own.
+func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bool, ms mergedSamples, merged bool) []byte {
+	v2 := s.proto == ProtoV2
+	refsField, samplesField, exemplarsField := protowire.Number(v1SeriesLabels), protowire.Number(v1SeriesSamples), protowire.Number(v1SeriesExemplars)
+	if v2 {
+		refsField, samplesField, exemplarsField = v2SeriesRefs, v2SeriesSamples, v2SeriesExemplars
+	}
+	if !relabeled {
+		ls = s.labels(i, &labels.ScratchBuilder{})
+	}
+	if v2 {
+		var packed []byte
+		ls.Range(func(l labels.Label) {
+			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Name)))
+			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Value)))
+		})
+		dst = protowire.AppendTag(dst, refsField, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, packed)
+	} else {
+		ls.Range(func(l labels.Label) {
+			n := protowire.SizeTag(v1LabelName) + protowire.SizeBytes(len(l.Name)) +
+				protowire.SizeTag(v1LabelValue) + protowire.SizeBytes(len(l.Value))
+			dst = protowire.AppendTag(dst, refsField, protowire.BytesType)
+			dst = protowire.AppendVarint(dst, uint64(n))
+			dst = protowire.AppendTag(dst, v1LabelName, protowire.BytesType)
+			dst = protowire.AppendString(dst, l.Name)
+			dst = protowire.AppendTag(dst, v1LabelValue, protowire.BytesType)
+			dst = protowire.AppendString(dst, l.Value)
+		})
+	}
+	var startTs int64
+	if merged && v2 {
+		startTs = s.earliestStart(ms.srcs)
+	}
+	copyFields := func(j int, keep func(protowire.Number) bool) {
+		si := &s.series[j]
+		for off := int(si.body.off); off < int(si.body.end); {
+			num, _, _, end, _ := consumeField(s.raw[:si.body.end], off) // checked by scan
+			if keep(num) {
+				dst = append(dst, s.raw[off:end]...)
+			}
+			off = end
+		}
+	}
+	if !merged {
+		copyFields(i, func(n protowire.Number) bool { return n != refsField })
+		return dst
+	}
+	for _, p := range ms.s {
+		var smp []byte
+		smp = protowire.AppendTag(smp, sampleValue, protowire.Fixed64Type)
+		smp = protowire.AppendFixed64(smp, math.Float64bits(float64(p.Value)))
+		if p.Timestamp != 0 {
+			smp = protowire.AppendTag(smp, sampleTimestamp, protowire.VarintType)
+			smp = protowire.AppendVarint(smp, uint64(int64(p.Timestamp)))
+		}
+		if startTs != 0 {
+			smp = protowire.AppendTag(smp, sampleStartTimestamp, protowire.VarintType)
+			smp = protowire.AppendVarint(smp, uint64(startTs))
+		}
+		dst = protowire.AppendTag(dst, samplesField, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, smp)
+	}
+	for _, j := range ms.srcs {
+		copyFields(j, func(n protowire.Number) bool { return n == exemplarsField })
+	}
+	// The slot's own other fields (RW 2.0 metadata, unknown fields), but not
+	// its labels, samples or exemplars.
+	copyFields(i, func(n protowire.Number) bool { return n != refsField && n != samplesField && n != exemplarsField })
+	return dst
+}
+
+// earliestStart is the earliest non-zero RW 2.0 start timestamp that the
+// sources' samples carry.
+func (s *scanned) earliestStart(srcs []int) int64 {
+	var st int64
+	for _, j := range srcs {
+		_ = walk(s.raw, s.series[j].body, func(num protowire.Number, typ protowire.Type, val span) error {
+			if num != v2SeriesSamples || typ != protowire.BytesType {
+				return nil
+			}
+			return walk(s.raw, val, func(n protowire.Number, t protowire.Type, v span) error {
+				if n == sampleStartTimestamp && t == protowire.VarintType {
+					u, _ := protowire.ConsumeVarint(s.raw[v.off:v.end])
+					if ts := int64(u); ts != 0 && (st == 0 || ts < st) {
+						st = ts
+					}
+				}
+				return nil
+			})
+		})
+	}
+	return st
+}
+
+// symbol returns the reference of str in the RW 2.0 symbols table, adding it
+// (to newSyms) if the table lacks it.
+func (s *scanned) symbol(str string) uint32 {
+	if s.symLookup == nil {
+		s.symLookup = make(map[string]uint32, len(s.syms))
+		for j, sp := range s.syms {
+			k := s.str(sp)
+			if _, ok := s.symLookup[k]; !ok {
+				s.symLookup[k] = uint32(j)
+			}
+		}
+	}
+	if r, ok := s.symLookup[str]; ok {
+		return r
+	}
+	r := uint32(len(s.syms) + len(s.newSyms))
+	s.newSyms = append(s.newSyms, str)
+	s.symLookup[str] = r
+	return r
+}
