@@ -57,9 +57,9 @@ func TestLiteLLMPreset(t *testing.T) {
 	}
 	for in, want := range map[string]bool{
 		`{__name__="up"}`: false,
-		`{__name__="litellm_proxy_total_requests_metric_total", status_code="200"}`:  false,
-		`{__name__="litellm_proxy_total_requests_metric_total", status_code="None"}`: true,
-		`{__name__="litellm_proxy_total_requests_metric_total", status_code="500"}`:  true, // a merge target
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="200"}`:   false,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="None"}`:  true,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="500"}`:   true, // a merge target
 		`{__name__="litellm_proxy_failed_requests_metric_total", status_code="None"}`: false,
 	} {
 		if got := p.MayChange(mustParse(t, in)); got != want {
