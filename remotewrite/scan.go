@@ -27,7 +27,7 @@ import (
 
 // Field numbers of the remote-write messages.
 const (
-	v1ReqSeries, v1ReqMetadata                         = 1, 3
+	v1ReqSeries                                        = 1
 	v1SeriesLabels, v1SeriesSamples, v1SeriesExemplars = 1, 2, 3
 	v1SeriesHistograms                                 = 4
 	v1LabelName, v1LabelValue                          = 1, 2
@@ -37,8 +37,6 @@ const (
 	v2ExemplarRefs                                     = 1
 	v2MetadataHelpRef, v2MetadataUnitRef               = 3, 4
 	sampleValue, sampleTimestamp, sampleStartTimestamp = 1, 2, 3
-	v1HistogramTimestamp, v2HistogramTimestamp         = 15, 15
-	exemplarValueUnused                                = 0
 )
 
 type span struct{ off, end uint32 }
