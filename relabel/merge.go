@@ -1,9 +1,9 @@
 package relabel
 
 import (
+	"cmp"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +62,8 @@ type mergedSeries struct {
 	carry    float64 // values of sources that reset or left, kept in the sum
 	lastT    int64   // timestamp of the last emitted sample
 	emitted  bool
-	inflight int // requests carrying a sample of this output, not yet answered upstream
+	inflight int    // requests carrying a sample of this output, not yet answered upstream
+	release  func() // decrements inflight; built once per output
 	touched  time.Time
 }
 
@@ -151,8 +152,9 @@ func (m *Merger) find(out labels.Labels, h uint64) *mergedSeries {
 // Merge folds the float samples that one request carries for the sources of
 // one output into the state, and returns the samples to send for the output
 // (possibly none). ok is false when the state is full: the caller must then
-// forward the sources unmerged and unrepaired. done must be called once the
-// request has been answered by every upstream (whatever the answer).
+// forward the sources unmerged and unrepaired. When samples are emitted, done
+// must be called exactly once, after every upstream has answered the request
+// (whatever the answer); otherwise done is nil.
 func (m *Merger) Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) (emit []model.SamplePair, done func(), ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -173,11 +175,8 @@ func (m *Merger) Merge(out labels.Labels, sources []labels.Labels, samples [][]m
 
 	// Every sample of the request for this output, in timestamp order, so
 	// that sources scraped together are summed before a sample is emitted.
-	type event struct {
-		src *mergeSource
-		s   model.SamplePair
-	}
-	var events []event
+	var evBuf [8]event
+	events := evBuf[:0]
 	for i, ls := range sources {
 		src := o.source(ls, now, m.metrics.collisions)
 		if i >= len(samples) {
@@ -188,7 +187,9 @@ func (m *Merger) Merge(out labels.Labels, sources []labels.Labels, samples [][]m
 		}
 	}
 	m.metrics.merged.Add(float64(len(events)))
-	sort.SliceStable(events, func(a, b int) bool { return events[a].s.Timestamp < events[b].s.Timestamp })
+	if len(events) > 1 {
+		slices.SortStableFunc(events, func(a, b event) int { return cmp.Compare(a.s.Timestamp, b.s.Timestamp) })
+	}
 
 	canEmit := o.inflight == 0 && (o.restored || !now.Before(m.warmEnds))
 	for i, ev := range events {
@@ -215,17 +216,25 @@ func (m *Merger) Merge(out labels.Labels, sources []labels.Labels, samples [][]m
 	}
 	m.metrics.emitted.Add(float64(len(emit)))
 	if len(emit) == 0 {
-		return nil, func() {}, true
+		return nil, nil, true
 	}
 	o.inflight++
-	var once sync.Once
-	return emit, func() {
-		once.Do(func() {
+	if o.release == nil {
+		o.release = func() {
 			m.mu.Lock()
-			o.inflight--
+			if o.inflight > 0 {
+				o.inflight--
+			}
 			m.mu.Unlock()
-		})
-	}, true
+		}
+	}
+	return emit, o.release, true
+}
+
+// event is one source sample of a Merge call.
+type event struct {
+	src *mergeSource
+	s   model.SamplePair
 }
 
 // source finds or adds the source with labels ls.

@@ -211,6 +211,11 @@ func (p *Pipeline) Merges(out labels.Labels, changed bool) bool {
 	return len(p.rules) > 0 && p.merger.known(out)
 }
 
+// TargetsKnown reports whether Merges recognizes every output a rewrite can
+// reach from its labels alone: true with presets only (their target values
+// are known); user rules can produce any label set.
+func (p *Pipeline) TargetsKnown() bool { return len(p.rules) == 0 }
+
 // Merge hands one request's samples for the sources of out to the merge
 // state; see Merger.Merge.
 func (p *Pipeline) Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) ([]model.SamplePair, func(), bool) {

@@ -82,7 +82,7 @@ func (s *upstreamStub) got() ([][]byte, []string) {
 	return append([][]byte(nil), s.bodies...), append([]string(nil), s.cts...)
 }
 
-func upstreamFor(t *testing.T, url string, timeout time.Duration) *Upstream {
+func upstreamFor(t testing.TB, url string, timeout time.Duration) *Upstream {
 	t.Helper()
 	var c UpstreamConfig
 	if err := yaml.UnmarshalStrict([]byte("url: "+url), &c); err != nil {
@@ -96,7 +96,7 @@ func upstreamFor(t *testing.T, url string, timeout time.Duration) *Upstream {
 	return u
 }
 
-func litellmPipeline(t *testing.T, rules string) *relabel.Pipeline {
+func litellmPipeline(t testing.TB, rules string) *relabel.Pipeline {
 	t.Helper()
 	cfg := relabel.DefaultConfig()
 	if !strings.Contains(rules, "collision:") {

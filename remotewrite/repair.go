@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"math"
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
@@ -21,6 +22,11 @@ type Merger interface {
 	// merged, forward the sources unrepaired. done is called once every
 	// upstream has answered.
 	Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) (emit []model.SamplePair, done func(), ok bool)
+	// TargetsKnown reports whether Merges recognizes every output a rewrite
+	// can reach from the output's own labels (true for presets). Otherwise a
+	// series the request carries unchanged may equal an output first made in
+	// the same request, and every series must be checked against the outputs.
+	TargetsKnown() bool
 }
 
 // LabelGetter reads one label value of a series. The fast path's getter reads
@@ -67,18 +73,41 @@ type seriesView interface {
 	hash(i int) uint64
 }
 
-// hashPairs hashes a label set from its name/value pairs, so that a series'
-// wire labels and a labels.Labels hash alike without building either.
-type pairHasher struct{ d xxhash.Digest }
-
-func (h *pairHasher) reset() { h.d.Reset() }
-func (h *pairHasher) add(name, value string) {
-	_, _ = h.d.WriteString(name)
-	_, _ = h.d.Write([]byte{0xff})
-	_, _ = h.d.WriteString(value)
-	_, _ = h.d.Write([]byte{0xff})
+// pairHasher hashes a label set from its name/value pairs, so that a
+// series' wire labels and a labels.Labels hash alike without building
+// either. It buffers, to feed xxhash in few large writes.
+type pairHasher struct {
+	d   xxhash.Digest
+	buf [512]byte
+	n   int
 }
-func (h *pairHasher) sum() uint64 { return h.d.Sum64() }
+
+func (h *pairHasher) reset() { h.d.Reset(); h.n = 0 }
+func (h *pairHasher) add(name, value string) {
+	if h.n+len(name)+len(value)+2 > len(h.buf) {
+		_, _ = h.d.Write(h.buf[:h.n])
+		h.n = 0
+		if len(name)+len(value)+2 > len(h.buf) {
+			_, _ = h.d.WriteString(name)
+			_, _ = h.d.Write([]byte{0xff})
+			_, _ = h.d.WriteString(value)
+			_, _ = h.d.Write([]byte{0xff})
+			return
+		}
+	}
+	h.n += copy(h.buf[h.n:], name)
+	h.buf[h.n] = 0xff
+	h.n++
+	h.n += copy(h.buf[h.n:], value)
+	h.buf[h.n] = 0xff
+	h.n++
+}
+
+func (h *pairHasher) sum() uint64 {
+	_, _ = h.d.Write(h.buf[:h.n])
+	h.n = 0
+	return h.d.Sum64()
+}
 
 func hashLabels(ls labels.Labels) uint64 {
 	var h pairHasher
@@ -99,6 +128,10 @@ func hashLabels(ls labels.Labels) uint64 {
 func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 	undone := 0
 	for {
+		// Only rewrites outside the merge can collide; most batches have none.
+		if !slices.ContainsFunc(edits, func(e edit) bool { return !e.merge && e.keep && !labels.Equal(e.out, e.orig) }) {
+			return undone
+		}
 		outs := make(map[uint64][]int, len(edits)) // hash -> positions of live rewrites
 		skip := make(map[int]bool, len(edits))     // series that are rewritten or dropped
 		for i := range dropped {
@@ -123,7 +156,7 @@ func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 				outs[e.hash] = append(outs[e.hash], k)
 			}
 		}
-		if len(outs) == 0 || !slices.ContainsFunc(edits, func(e edit) bool { return !e.merge && e.keep && !labels.Equal(e.out, e.orig) }) {
+		if len(outs) == 0 {
 			return undone
 		}
 		clash := map[int]bool{}
@@ -228,21 +261,23 @@ func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 // rewrote, how many rewrites it had to undo (merge state full), and the done
 // functions of the emitted samples.
 func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop map[int]bool) (n, unmerged int, dones []func()) {
+	type source struct {
+		idx int           // series index
+		ls  labels.Labels // its labels
+	}
 	type group struct {
-		out labels.Labels
-		ks  []int // edit positions
-		idx []int // series indices, in request order
+		out  labels.Labels
+		ks   []int // edit positions
+		srcs []source
 	}
 	var groups []*group
 	byHash := map[uint64][]*group{}
-	edited := map[int]bool{}
 	for k := range edits {
 		e := &edits[k]
-		edited[e.idx] = true
 		if !e.merge {
 			continue
 		}
-		h := hashLabels(e.out)
+		h := e.out.Hash()
 		var g *group
 		for _, c := range byHash[h] {
 			if labels.Equal(c.out, e.out) {
@@ -255,30 +290,43 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop map[i
 			groups = append(groups, g)
 		}
 		g.ks = append(g.ks, k)
-		g.idx = append(g.idx, e.idx)
+		g.srcs = append(g.srcs, source{e.idx, e.orig})
 	}
 	if len(groups) == 0 {
 		return 0, 0, nil
 	}
-	// Unchanged series that land on a merged output are sources too.
-	var sb labels.ScratchBuilder
-	for i := range v.len() {
-		if edited[i] {
-			continue
+	// Unchanged series that land on a merged output are sources too. With
+	// known targets, decide has already made them merge edits.
+	if !mg.TargetsKnown() {
+		edited := make(map[int]bool, len(edits))
+		for _, e := range edits {
+			edited[e.idx] = true
 		}
-		for _, g := range byHash[v.hash(i)] {
-			if ls := v.labels(i, &sb); labels.Equal(ls, g.out) && !ops.hasHistograms(i) {
-				g.idx = append(g.idx, i)
+		var sb labels.ScratchBuilder
+		for i := range v.len() {
+			if edited[i] {
+				continue
+			}
+			ls := v.labels(i, &sb)
+			for _, g := range byHash[ls.Hash()] {
+				if labels.Equal(ls, g.out) && !ops.hasHistograms(i) {
+					g.srcs = append(g.srcs, source{i, ls})
+				}
 			}
 		}
 	}
+	var (
+		srcs    []labels.Labels
+		samples [][]model.SamplePair
+		idx     []int
+	)
 	for _, g := range groups {
-		slices.Sort(g.idx)
-		srcs := make([]labels.Labels, len(g.idx))
-		samples := make([][]model.SamplePair, len(g.idx))
-		for j, i := range g.idx {
-			srcs[j] = v.labels(i, &sb)
-			samples[j] = ops.samples(i)
+		slices.SortFunc(g.srcs, func(a, b source) int { return a.idx - b.idx })
+		srcs, samples, idx = srcs[:0], samples[:0], idx[:0]
+		for _, src := range g.srcs {
+			srcs = append(srcs, src.ls)
+			samples = append(samples, ops.samples(src.idx))
+			idx = append(idx, src.idx)
 		}
 		emit, done, ok := mg.Merge(g.out, srcs, samples)
 		if !ok {
@@ -292,20 +340,40 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop map[i
 			}
 			continue
 		}
-		dones = append(dones, done)
-		first := g.idx[0]
-		if len(emit) == 0 {
-			drop[first] = true
-		} else {
-			ops.setLabels(first, g.out)
-			ops.setSamples(first, emit, g.idx)
+		if done != nil {
+			dones = append(dones, done)
 		}
-		for _, i := range g.idx[1:] {
+		first := idx[0]
+		switch {
+		case len(emit) == 0:
+			drop[first] = true
+		case len(idx) == 1 && labels.Equal(srcs[0], g.out) && sameSamples(emit, samples[0]):
+			// A genuine series alone, forwarded as it came: the batch stays
+			// unchanged (and can go out as the sender's bytes).
+			n--
+		default:
+			ops.setLabels(first, g.out)
+			ops.setSamples(first, emit, slices.Clone(idx))
+		}
+		for _, i := range idx[1:] {
 			drop[i] = true
 		}
-		n += len(g.idx)
+		n += len(idx)
 	}
 	return n, unmerged, dones
+}
+
+// sameSamples reports whether a and b are the same samples, bit for bit.
+func sameSamples(a, b []model.SamplePair) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Timestamp != b[i].Timestamp || math.Float64bits(float64(a[i].Value)) != math.Float64bits(float64(b[i].Value)) {
+			return false
+		}
+	}
+	return true
 }
 
 // decide runs the Repairer over every series that it may change. Under the

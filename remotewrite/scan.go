@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -121,43 +122,17 @@ func scan(proto remoteapi.WriteMessageType, raw []byte) (*scanned, error) {
 	return s, nil
 }
 
-// fieldAt reads the tag and value bounds of the field at off in b (offsets
-// relative to raw, base is b's offset). It returns the value span (for LEN
-// fields, the content) and the field's end.
-func consumeField(b []byte, off int) (num protowire.Number, typ protowire.Type, val span, end int, err error) {
-	num, typ, n := protowire.ConsumeTag(b[off:])
-	if n < 0 {
-		return 0, 0, span{}, 0, errTruncated
-	}
-	off += n
-	if typ == protowire.BytesType {
-		l, m := protowire.ConsumeVarint(b[off:])
-		if m < 0 || l > uint64(len(b)-off-m) {
-			return 0, 0, span{}, 0, errTruncated
-		}
-		start := off + m
-		return num, typ, span{uint32(start), uint32(start + int(l))}, start + int(l), nil
-	}
-	m := protowire.ConsumeFieldValue(num, typ, b[off:])
-	if m < 0 {
-		return 0, 0, span{}, 0, errTruncated
-	}
-	return num, typ, span{uint32(off), uint32(off + m)}, off + m, nil
-}
-
-// walk checks that b[sp] is a sequence of well-formed fields and calls f for
-// each (f may be nil).
+// walk calls f for each field of the message b[sp] (slow path: merged
+// series and RW 2.0 start timestamps only).
 func walk(b []byte, sp span, f func(num protowire.Number, typ protowire.Type, val span) error) error {
 	sub := b[:sp.end]
-	for off := int(sp.off); off < int(sp.end); {
-		num, typ, val, end, err := consumeField(sub, off)
-		if err != nil {
-			return err
+	for off := int(sp.off); off < len(sub); {
+		num, typ, val, end := next(sub, off)
+		if end < 0 {
+			return errTruncated
 		}
-		if f != nil {
-			if err := f(num, typ, val); err != nil {
-				return err
-			}
+		if err := f(num, typ, val); err != nil {
+			return err
 		}
 		off = end
 	}
@@ -167,9 +142,9 @@ func walk(b []byte, sp span, f func(num protowire.Number, typ protowire.Type, va
 func (s *scanned) scanV1() error {
 	b := s.raw
 	for off := 0; off < len(b); {
-		num, typ, val, end, err := consumeField(b, off)
-		if err != nil {
-			return err
+		num, typ, val, end := next(b, off)
+		if end < 0 {
+			return errTruncated
 		}
 		s.fields = append(s.fields, span{uint32(off), uint32(end)})
 		if num == v1ReqSeries && typ == protowire.BytesType {
@@ -185,51 +160,149 @@ func (s *scanned) scanV1() error {
 	return nil
 }
 
+// varint reads a varint at off: one-byte values (every tag and most lengths
+// here) without a call.
+func varint(b []byte, off int) (uint64, int) {
+	if off < len(b) && b[off] < 0x80 {
+		return uint64(b[off]), off + 1
+	}
+	if off >= len(b) {
+		return 0, -1
+	}
+	v, n := protowire.ConsumeVarint(b[off:])
+	if n < 0 {
+		return 0, -1
+	}
+	return v, off + n
+}
+
+// next reads the field at off in b (b ends where the message ends). For a
+// LEN field, val is its content; for others, its encoded value.
+func next(b []byte, off int) (num protowire.Number, typ protowire.Type, val span, end int) {
+	tag, off := varint(b, off)
+	if off < 0 || tag>>3 == 0 {
+		return 0, 0, span{}, -1
+	}
+	num, typ = protowire.Number(tag>>3), protowire.Type(tag&7)
+	switch typ {
+	case protowire.BytesType:
+		l, o := varint(b, off)
+		if o < 0 || l > uint64(len(b)-o) {
+			return 0, 0, span{}, -1
+		}
+		return num, typ, span{uint32(o), uint32(o + int(l))}, o + int(l)
+	case protowire.VarintType:
+		_, o := varint(b, off)
+		return num, typ, span{uint32(off), uint32(max(o, off))}, o
+	case protowire.Fixed64Type:
+		if len(b)-off < 8 {
+			return 0, 0, span{}, -1
+		}
+		return num, typ, span{uint32(off), uint32(off + 8)}, off + 8
+	case protowire.Fixed32Type:
+		if len(b)-off < 4 {
+			return 0, 0, span{}, -1
+		}
+		return num, typ, span{uint32(off), uint32(off + 4)}, off + 4
+	}
+	return 0, 0, span{}, -1 // groups are not used by remote write
+}
+
+// wellFormed checks that b[sp] is a sequence of fields.
+func wellFormed(b []byte, sp span) bool {
+	sub := b[:sp.end]
+	for off := int(sp.off); off < len(sub); {
+		_, _, _, off = next(sub, off)
+		if off < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// labelFast parses the common encoding of a Label, name then value, each
+// shorter than 128 bytes: 0x0a len name 0x12 len value. ok is false for
+// anything else, which the general loop then handles.
+func labelFast(b []byte, val span) (name, value span, ok bool) {
+	o, e := int(val.off), int(val.end)
+	if e-o < 4 || b[o] != 0x0a || b[o+1] >= 0x80 {
+		return name, value, false
+	}
+	nl := int(b[o+1])
+	vo := o + 2 + nl
+	if vo+2 > e || b[vo] != 0x12 || b[vo+1] >= 0x80 || vo+2+int(b[vo+1]) != e {
+		return name, value, false
+	}
+	return span{uint32(o + 2), uint32(vo)}, span{uint32(vo + 2), uint32(e)}, true
+}
+
 func (s *scanned) scanSeriesV1(field, body span) error {
 	si := seriesIdx{field: field, body: body, l0: uint32(len(s.lbls))}
-	b := s.raw
-	err := walk(b, body, func(num protowire.Number, typ protowire.Type, val span) error {
+	b := s.raw[:body.end]
+	for off := int(body.off); off < len(b); {
+		// Fast path: a label (tag 0x0a) shorter than 128 bytes.
+		if b[off] == 0x0a && off+1 < len(b) && b[off+1] < 0x80 {
+			e := off + 2 + int(b[off+1])
+			if e <= len(b) {
+				if name, value, ok := labelFast(b, span{uint32(off + 2), uint32(e)}); ok {
+					s.lbls = append(s.lbls, name, value)
+					off = e
+					continue
+				}
+			}
+		}
+		num, typ, val, end := next(b, off)
+		if end < 0 {
+			return errTruncated
+		}
+		off = end
 		if typ != protowire.BytesType {
-			return nil
+			continue
 		}
 		switch num {
 		case v1SeriesLabels:
 			var name, value span
-			if err := walk(b, val, func(n protowire.Number, t protowire.Type, v span) error {
-				if t == protowire.BytesType && n == v1LabelName {
-					name = v
-				} else if t == protowire.BytesType && n == v1LabelValue {
-					value = v
+			lb := b[:val.end]
+			for lo := int(val.off); lo < len(lb); {
+				n, t, v, e := next(lb, lo)
+				if e < 0 {
+					return errTruncated
 				}
-				return nil
-			}); err != nil {
-				return err
+				lo = e
+				if t == protowire.BytesType {
+					if n == v1LabelName {
+						name = v
+					} else if n == v1LabelValue {
+						value = v
+					}
+				}
 			}
 			s.lbls = append(s.lbls, name, value)
 		case v1SeriesSamples:
 			s.c.samples++
-			return walk(b, val, nil)
+			if !wellFormed(b, val) {
+				return errTruncated
+			}
 		case v1SeriesExemplars:
 			s.c.exemplars++
 		case v1SeriesHistograms:
 			s.c.histograms++
 			si.hasHist = true
 		}
-		return nil
-	})
+	}
 	si.l1 = uint32(len(s.lbls))
 	s.series = append(s.series, si)
 	s.c.series++
-	return err
+	return nil
 }
 
 func (s *scanned) scanV2() error {
 	b := s.raw
 	maxRef := uint64(0)
 	for off := 0; off < len(b); {
-		num, typ, val, end, err := consumeField(b, off)
-		if err != nil {
-			return err
+		num, typ, val, end := next(b, off)
+		if end < 0 {
+			return errTruncated
 		}
 		s.fields = append(s.fields, span{uint32(off), uint32(end)})
 		s.isSer = append(s.isSer, -1)
@@ -266,49 +339,76 @@ func (s *scanned) scanV2() error {
 // appendRefs decodes label references, packed or not.
 func appendRefs(dst []uint32, b []byte, typ protowire.Type, val span) ([]uint32, uint64, error) {
 	var maxRef uint64
-	add := func(v uint64) error {
-		if v > 1<<32-1 {
-			return errTruncated
-		}
-		maxRef = max(maxRef, v)
-		dst = append(dst, uint32(v))
-		return nil
-	}
 	switch typ {
 	case protowire.BytesType:
-		p := b[val.off:val.end]
-		for len(p) > 0 {
-			v, n := protowire.ConsumeVarint(p)
-			if n < 0 {
+		p := b[:val.end]
+		for off := int(val.off); off < len(p); {
+			var v uint64
+			if v, off = varint(p, off); off < 0 || v > 1<<32-1 {
 				return dst, 0, errTruncated
 			}
-			if err := add(v); err != nil {
-				return dst, 0, err
-			}
-			p = p[n:]
+			maxRef = max(maxRef, v)
+			dst = append(dst, uint32(v))
 		}
 	case protowire.VarintType:
-		v, _ := protowire.ConsumeVarint(b[val.off:val.end])
-		if err := add(v); err != nil {
-			return dst, 0, err
+		v, off := varint(b[:val.end], int(val.off))
+		if off < 0 || v > 1<<32-1 {
+			return dst, 0, errTruncated
 		}
+		maxRef = v
+		dst = append(dst, uint32(v))
 	}
 	return dst, maxRef, nil
 }
 
+// maxRefIn returns the largest label reference (field 1) of an RW 2.0
+// exemplar, or the largest help/unit reference of its metadata.
+func maxRefIn(b []byte, val span, refsField protowire.Number, refFields ...protowire.Number) (uint64, error) {
+	var m uint64
+	sub := b[:val.end]
+	for off := int(val.off); off < len(sub); {
+		n, t, v, e := next(sub, off)
+		if e < 0 {
+			return 0, errTruncated
+		}
+		off = e
+		switch {
+		case n == refsField && refsField != 0:
+			var scratch [16]uint32
+			_, r, err := appendRefs(scratch[:0], b, t, v)
+			if err != nil {
+				return 0, err
+			}
+			m = max(m, r)
+		case t == protowire.VarintType && slices.Contains(refFields, n):
+			r, _ := varint(sub, int(v.off))
+			m = max(m, r)
+		}
+	}
+	return m, nil
+}
+
 func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 	si := seriesIdx{field: field, body: body, l0: uint32(len(s.refs))}
-	b := s.raw
-	err = walk(b, body, func(num protowire.Number, typ protowire.Type, val span) error {
-		var err error
+	b := s.raw[:body.end]
+	for off := int(body.off); off < len(b); {
+		num, typ, val, end := next(b, off)
+		if end < 0 {
+			return 0, errTruncated
+		}
+		off = end
+		var m uint64
 		switch num {
 		case v2SeriesRefs:
-			s.refs, _, err = appendRefs(s.refs, b, typ, val)
-			return err
+			if s.refs, _, err = appendRefs(s.refs, b, typ, val); err != nil {
+				return 0, err
+			}
 		case v2SeriesSamples:
 			if typ == protowire.BytesType {
 				s.c.samples++
-				return walk(b, val, nil)
+				if !wellFormed(b, val) {
+					return 0, errTruncated
+				}
 			}
 		case v2SeriesHistograms:
 			s.c.histograms++
@@ -316,32 +416,20 @@ func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 		case v2SeriesExemplars:
 			s.c.exemplars++
 			if typ == protowire.BytesType {
-				return walk(b, val, func(n protowire.Number, t protowire.Type, v span) error {
-					if n == v2ExemplarRefs {
-						var m uint64
-						var scratch [8]uint32
-						_, m, err = appendRefs(scratch[:0], b, t, v)
-						maxRef = max(maxRef, m)
-						return err
-					}
-					return nil
-				})
+				m, err = maxRefIn(b, val, v2ExemplarRefs)
 			}
 		case v2SeriesMetadata:
 			if typ == protowire.BytesType {
-				return walk(b, val, func(n protowire.Number, t protowire.Type, v span) error {
-					if (n == v2MetadataHelpRef || n == v2MetadataUnitRef) && t == protowire.VarintType {
-						r, _ := protowire.ConsumeVarint(b[v.off:v.end])
-						maxRef = max(maxRef, r)
-					}
-					return nil
-				})
+				m, err = maxRefIn(b, val, 0, v2MetadataHelpRef, v2MetadataUnitRef)
 			}
 		}
-		return nil
-	})
+		if err != nil {
+			return 0, err
+		}
+		maxRef = max(maxRef, m)
+	}
 	si.l1 = uint32(len(s.refs))
 	s.series = append(s.series, si)
 	s.c.series++
-	return maxRef, err
+	return maxRef, nil
 }

@@ -80,31 +80,35 @@ func (s *scanned) view() seriesView { return s }
 func (s *scanned) hasHistograms(i int) bool { return s.series[i].hasHist }
 
 func (s *scanned) samples(i int) []model.SamplePair {
-	var out []model.SamplePair
 	si := &s.series[i]
 	field := protowire.Number(v1SeriesSamples)
 	if s.proto == ProtoV2 {
 		field = v2SeriesSamples
 	}
-	_ = walk(s.raw, si.body, func(num protowire.Number, typ protowire.Type, val span) error {
+	out := make([]model.SamplePair, 0, 1)
+	b := s.raw[:si.body.end]
+	for off := int(si.body.off); off < len(b); {
+		num, typ, val, end := next(b, off) // well-formed: checked by scan
+		off = end
 		if num != field || typ != protowire.BytesType {
-			return nil
+			continue
 		}
 		var p model.SamplePair
-		_ = walk(s.raw, val, func(n protowire.Number, t protowire.Type, v span) error {
+		sb := b[:val.end]
+		for so := int(val.off); so < len(sb); {
+			n, t, v, e := next(sb, so)
+			so = e
 			switch {
 			case n == sampleValue && t == protowire.Fixed64Type:
-				u, _ := protowire.ConsumeFixed64(s.raw[v.off:v.end])
+				u, _ := protowire.ConsumeFixed64(sb[v.off:v.end])
 				p.Value = model.SampleValue(math.Float64frombits(u))
 			case n == sampleTimestamp && t == protowire.VarintType:
-				u, _ := protowire.ConsumeVarint(s.raw[v.off:v.end])
+				u, _ := protowire.ConsumeVarint(sb[v.off:v.end])
 				p.Timestamp = model.Time(int64(u))
 			}
-			return nil
-		})
+		}
 		out = append(out, p)
-		return nil
-	})
+	}
 	return out
 }
 
@@ -207,7 +211,7 @@ func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bo
 	copyFields := func(j int, keep func(protowire.Number) bool) {
 		si := &s.series[j]
 		for off := int(si.body.off); off < int(si.body.end); {
-			num, _, _, end, _ := consumeField(s.raw[:si.body.end], off) // checked by scan
+			num, _, _, end := next(s.raw[:si.body.end], off) // well-formed: checked by scan
 			if keep(num) {
 				dst = append(dst, s.raw[off:end]...)
 			}

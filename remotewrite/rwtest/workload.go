@@ -1,0 +1,140 @@
+// Package rwtest generates LiteLLM-like remote-write workloads for rwfix's
+// benchmarks and load test: ~15 labels per series including a 64-hex
+// hashed_api_key, one sample per series per scrape, batches as Prometheus
+// sends them.
+package rwtest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+)
+
+// Workload describes the traffic.
+type Workload struct {
+	Series      int     // distinct series (default 20000)
+	BatchSize   int     // series (= samples) per request (default 2000)
+	Rounds      int     // scrapes: each round sends every series once, with a later timestamp (default 10)
+	NoneRatio   float64 // share of series with status_code="None" (the repair-heavy workload: 0.1)
+	GenuineMore bool    // give every "None" series a genuine "500" twin, so every repair collides
+}
+
+func (w Workload) withDefaults() Workload {
+	if w.Series == 0 {
+		w.Series = 20000
+	}
+	if w.BatchSize == 0 {
+		w.BatchSize = 2000
+	}
+	if w.Rounds == 0 {
+		w.Rounds = 10
+	}
+	return w
+}
+
+// SeriesLabels returns the label sets of the workload, in send order.
+func (w Workload) SeriesLabels() []labels.Labels {
+	w = w.withDefaults()
+	out := make([]labels.Labels, 0, w.Series)
+	models := []string{"gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "claude-3-haiku", "llama-3.1-70b"}
+	codes := []string{"200", "200", "200", "200", "200", "200", "429", "500"}
+	nNone := int(float64(w.Series) * w.NoneRatio)
+	for i := 0; len(out) < w.Series; i++ {
+		user := fmt.Sprintf("u%05d", i)
+		key := sha256.Sum256([]byte(user))
+		code := codes[i%len(codes)]
+		none := nNone > 0 && i%(w.Series/nNone) == 0
+		if none {
+			code = "None"
+		}
+		b := labels.NewScratchBuilder(16)
+		b.Add("__name__", "litellm_proxy_total_requests_metric_total")
+		b.Add("api_key_alias", user)
+		b.Add("api_provider", "openai")
+		b.Add("end_user", "None")
+		b.Add("hashed_api_key", hex.EncodeToString(key[:]))
+		b.Add("instance", "10.0.3.17:4000")
+		b.Add("job", "litellm")
+		b.Add("litellm_model_name", models[i%len(models)])
+		b.Add("model_id", fmt.Sprintf("%x", key[8:12]))
+		b.Add("requested_model", models[i%len(models)])
+		b.Add("status_code", code)
+		b.Add("team", fmt.Sprintf("team-%03d", i%97))
+		b.Add("team_alias", fmt.Sprintf("t%03d", i%97))
+		b.Add("user", user)
+		b.Add("user_email", user+"@x.io")
+		b.Sort()
+		out = append(out, b.Labels())
+		if none && w.GenuineMore && len(out) < w.Series {
+			b.Reset()
+			out[len(out)-1].Range(func(l labels.Label) {
+				if l.Name == "status_code" {
+					l.Value = "500"
+				}
+				b.Add(l.Name, l.Value)
+			})
+			out = append(out, b.Labels())
+		}
+	}
+	return out
+}
+
+// RW1 returns the workload as snappy-compressed RW 1.0 requests, round after
+// round, and the number of samples in all of them.
+func (w Workload) RW1() (bodies [][]byte, samples int) {
+	w = w.withDefaults()
+	series := w.SeriesLabels()
+	for r := range w.Rounds {
+		ts := int64(1_700_000_000_000 + r*15_000)
+		for off := 0; off < len(series); off += w.BatchSize {
+			req := &prompb.WriteRequest{}
+			for i, ls := range series[off:min(off+w.BatchSize, len(series))] {
+				req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+					Labels:  prompb.FromLabels(ls, nil),
+					Samples: []prompb.Sample{{Value: float64(r*10 + (off+i)%7), Timestamp: ts}},
+				})
+				samples++
+			}
+			raw, err := req.Marshal()
+			if err != nil {
+				panic(err)
+			}
+			bodies = append(bodies, s2.EncodeSnappy(nil, raw))
+		}
+	}
+	return bodies, samples
+}
+
+// RW2 is RW1 in remote write 2.0, with metadata as Prometheus 3 sends it.
+func (w Workload) RW2() (bodies [][]byte, samples int) {
+	w = w.withDefaults()
+	series := w.SeriesLabels()
+	for r := range w.Rounds {
+		ts := int64(1_700_000_000_000 + r*15_000)
+		for off := 0; off < len(series); off += w.BatchSize {
+			st := writev2.NewSymbolTable()
+			req := &writev2.Request{}
+			help := st.Symbolize("Total number of requests made to the proxy server - track number of client side requests")
+			for i, ls := range series[off:min(off+w.BatchSize, len(series))] {
+				req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+					LabelsRefs: st.SymbolizeLabels(ls, nil),
+					Samples:    []writev2.Sample{{Value: float64(r*10 + (off+i)%7), Timestamp: ts}},
+					Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: help},
+				})
+				samples++
+			}
+			req.Symbols = st.Symbols()
+			raw, err := req.Marshal()
+			if err != nil {
+				panic(err)
+			}
+			bodies = append(bodies, s2.EncodeSnappy(nil, raw))
+		}
+	}
+	return bodies, samples
+}
