@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/common/model"
@@ -33,14 +32,6 @@ type batch struct {
 // X-Prometheus-Remote-Write-*-Written headers.
 type counts struct {
 	series, samples, histograms, exemplars int
-}
-
-func decompress(compressed []byte) ([]byte, error) {
-	out, err := snappy.Decode(nil, compressed)
-	if err != nil {
-		return nil, fmt.Errorf("%w: snappy: %w", ErrCorrupt, err)
-	}
-	return out, nil
 }
 
 // compress uses klauspost's snappy-compatible encoder: measured faster than

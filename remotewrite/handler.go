@@ -113,6 +113,24 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// readAll reads at most limit+1 bytes, in one allocation when the sender
+// announced the length (Prometheus does).
+func readAll(rd io.Reader, announced int64, limit int) ([]byte, error) {
+	if announced > 0 && announced <= int64(limit) {
+		b := make([]byte, announced)
+		if _, err := io.ReadFull(rd, b); err != nil {
+			return nil, err
+		}
+		// Anything beyond the announced length is a broken request.
+		var one [1]byte
+		if n, _ := rd.Read(one[:]); n > 0 {
+			return nil, errors.New("body longer than its Content-Length")
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(rd, int64(limit)+1))
+}
+
 type bodyKey struct{}
 
 // body is the request as it came (compressed) and decompressed.
@@ -135,7 +153,7 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("request body of %d bytes exceeds the %d bytes limit", r.ContentLength, h.maxBody), http.StatusRequestEntityTooLarge)
 			return
 		}
-		compressed, err := io.ReadAll(io.LimitReader(r.Body, int64(h.maxBody)+1))
+		compressed, err := readAll(r.Body, r.ContentLength, h.maxBody)
 		if err != nil {
 			http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
 			return
@@ -154,11 +172,17 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("decompressed body of %d bytes exceeds the %d bytes limit", n, h.maxDecoded), http.StatusRequestEntityTooLarge)
 			return
 		}
-		raw, err := decompress(compressed)
+		// The decompressed request never leaves the handler (upstreams get a
+		// compressed copy, labels kept beyond the request are copies), so
+		// its buffer is pooled.
+		buf := rawBufPool.Get().(*[]byte)
+		defer rawBufPool.Put(buf)
+		raw, err := snappy.Decode((*buf)[:cap(*buf)], compressed)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, fmt.Sprintf("%v: snappy: %v", ErrCorrupt, err), http.StatusBadRequest)
 			return
 		}
+		*buf = raw[:0]
 		r.Header.Del("Content-Encoding")
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyKey{}, body{compressed, raw})))
 	})
