@@ -25,6 +25,10 @@ import (
 var rwfixBin string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("RWFIX_FWDPROXY"); spec != "" {
+		fwdProxyMain(spec) // the load benchmark's baseline relay
+		return
+	}
 	dir, err := os.MkdirTemp("", "rwfix-test-bin")
 	if err != nil {
 		panic(err)

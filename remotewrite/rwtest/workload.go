@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Workload describes the traffic.
@@ -137,4 +138,101 @@ func (w Workload) RW2() (bodies [][]byte, samples int) {
 		}
 	}
 	return bodies, samples
+}
+
+// Template is one uncompressed request whose sample timestamps can be
+// rewritten in place, so that a load generator can send the same series with
+// ever newer timestamps (as a Prometheus does, scrape after scrape) without
+// re-encoding them.
+type Template struct {
+	Raw     []byte
+	Samples int
+	tsOffs  []int // offsets of the 6-byte timestamp varints
+}
+
+// Templates returns the workload's first round as templates.
+func (w Workload) Templates(rw2 bool) []Template {
+	w = w.withDefaults()
+	w.Rounds = 1
+	var bodies [][]byte
+	if rw2 {
+		bodies, _ = w.RW2()
+	} else {
+		bodies, _ = w.RW1()
+	}
+	seriesField := protowire.Number(1)
+	if rw2 {
+		seriesField = 5
+	}
+	out := make([]Template, 0, len(bodies))
+	for _, body := range bodies {
+		raw, err := s2.Decode(nil, body)
+		if err != nil {
+			panic(err)
+		}
+		t := Template{Raw: raw}
+		eachField(raw, 0, len(raw), func(num protowire.Number, start, end int) {
+			if num != seriesField {
+				return
+			}
+			eachField(raw, start, end, func(num protowire.Number, start, end int) {
+				if num != 2 { // samples
+					return
+				}
+				t.Samples++
+				eachField(raw, start, end, func(num protowire.Number, start, end int) {
+					if num == 2 { // timestamp
+						if end-start != 6 {
+							panic("timestamp varint is not 6 bytes")
+						}
+						t.tsOffs = append(t.tsOffs, start)
+					}
+				})
+			})
+		})
+		out = append(out, t)
+	}
+	return out
+}
+
+// eachField calls f with the value bounds of every field of raw[start:end]
+// (for LEN fields, the content).
+func eachField(raw []byte, start, end int, f func(num protowire.Number, start, end int)) {
+	for off := start; off < end; {
+		num, typ, n := protowire.ConsumeTag(raw[off:end])
+		if n < 0 {
+			panic("bad protobuf")
+		}
+		off += n
+		if typ == protowire.BytesType {
+			l, m := protowire.ConsumeVarint(raw[off:end])
+			if m < 0 || int(l) > end-off-m {
+				panic("bad protobuf")
+			}
+			f(num, off+m, off+m+int(l))
+			off += m + int(l)
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, raw[off:end])
+		if m < 0 {
+			panic("bad protobuf")
+		}
+		f(num, off, off+m)
+		off += m
+	}
+}
+
+// Render writes the template with every sample at timestamp ts (milliseconds,
+// between 2^35 and 2^42) into dst, snappy-compressed, and returns it.
+func (t Template) Render(scratch, dst []byte, ts int64) (raw, compressed []byte) {
+	raw = append(scratch[:0], t.Raw...)
+	var v [10]byte
+	enc := protowire.AppendVarint(v[:0], uint64(ts))
+	if len(enc) != 6 {
+		panic("timestamp out of the 6-byte varint range")
+	}
+	for _, off := range t.tsOffs {
+		copy(raw[off:off+6], enc)
+	}
+	return raw, s2.EncodeSnappy(dst[:0], raw)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func TestWorkloadShape(t *testing.T) {
@@ -35,5 +36,43 @@ func TestWorkloadShape(t *testing.T) {
 	t.Logf("RW1: %d bytes raw, %d snappy per sample; %d None series", raw/samples, comp/samples, none)
 	if raw/samples < 300 || raw/samples > 500 || !strings.Contains(series[0].String(), "litellm_proxy_total_requests_metric_total") {
 		t.Errorf("%d raw bytes per sample, want ~390", raw/samples)
+	}
+}
+
+func TestTemplateRender(t *testing.T) {
+	for _, rw2 := range []bool{false, true} {
+		tpls := Workload{Series: 100, BatchSize: 50}.Templates(rw2)
+		if len(tpls) != 2 || tpls[0].Samples != 50 {
+			t.Fatalf("rw2=%v: %d templates, %d samples", rw2, len(tpls), tpls[0].Samples)
+		}
+		raw, comp := tpls[1].Render(nil, nil, 1_800_000_000_123)
+		d, err := snappy.Decode(nil, comp)
+		if err != nil || string(d) != string(raw) {
+			t.Fatal("compressed render does not decode to the raw render")
+		}
+		n := 0
+		seriesField := protowire.Number(1)
+		if rw2 {
+			seriesField = 5
+		}
+		eachField(raw, 0, len(raw), func(num protowire.Number, s, e int) {
+			if num != seriesField {
+				return
+			}
+			eachField(raw, s, e, func(num protowire.Number, s, e int) {
+				if num == 2 {
+					eachField(raw, s, e, func(num protowire.Number, s, e int) {
+						if num == 2 {
+							if v, _ := protowire.ConsumeVarint(raw[s:e]); v == 1_800_000_000_123 {
+								n++
+							}
+						}
+					})
+				}
+			})
+		})
+		if n != 50 {
+			t.Errorf("rw2=%v: %d samples carry the new timestamp, want 50", rw2, n)
+		}
 	}
 }
