@@ -69,7 +69,6 @@ type mergedSeries struct {
 
 type mergeSource struct {
 	labels  labels.Labels
-	hash    uint64
 	v       float64
 	t       int64
 	stale   bool
@@ -239,14 +238,13 @@ type event struct {
 
 // source finds or adds the source with labels ls.
 func (o *mergedSeries) source(ls labels.Labels, now time.Time, collisions prometheus.Counter) *mergeSource {
-	h := ls.Hash()
-	for _, s := range o.sources {
-		if s.hash == h && labels.Equal(s.labels, ls) {
+	for _, s := range o.sources { // few: no hashing
+		if labels.Equal(s.labels, ls) {
 			s.touched = now
 			return s
 		}
 	}
-	s := &mergeSource{labels: ls, hash: h, t: math.MinInt64, resetAt: math.MinInt64, touched: now}
+	s := &mergeSource{labels: ls, t: math.MinInt64, resetAt: math.MinInt64, touched: now}
 	if len(o.sources) > 0 {
 		collisions.Inc()
 	}

@@ -123,7 +123,7 @@ func (m *Merger) Load(path string) (int, error) {
 				resetAt = ss.ResetAt
 			}
 			o.sources = append(o.sources, &mergeSource{
-				labels: ss.Labels, hash: ss.Labels.Hash(), v: ss.V, t: ss.T, stale: ss.Stale, resetAt: resetAt, touched: now,
+				labels: ss.Labels, v: ss.V, t: ss.T, stale: ss.Stale, resetAt: resetAt, touched: now,
 			})
 		}
 		m.outs[h] = append(m.outs[h], o)

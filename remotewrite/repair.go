@@ -125,7 +125,7 @@ func hashLabels(ls labels.Labels) uint64 {
 // Undoing a rewrite can in theory make the original labels collide with
 // another rewrite's output, so it repeats until nothing collides; every round
 // undoes at least one rewrite, so it ends.
-func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
+func guardCollisions(edits []edit, v seriesView, dropped *dropSet) int {
 	undone := 0
 	for {
 		// Only rewrites outside the merge can collide; most batches have none.
@@ -134,7 +134,7 @@ func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 		}
 		outs := make(map[uint64][]int, len(edits)) // hash -> positions of live rewrites
 		skip := make(map[int]bool, len(edits))     // series that are rewritten or dropped
-		for i := range dropped {
+		for _, i := range dropped.idx {
 			skip[i] = true
 		}
 		for k := range edits {
@@ -143,7 +143,7 @@ func guardCollisions(edits []edit, v seriesView, dropped map[int]bool) int {
 			case e.merge:
 				// A merged output is one series; its slot carries it. Other
 				// rewrites must not land on it either.
-				if !dropped[e.idx] {
+				if !dropped.has(e.idx) {
 					h := hashLabels(e.out)
 					outs[h] = append(outs[h], k)
 				}
@@ -219,7 +219,7 @@ func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 	if len(edits) == 0 {
 		return res, release
 	}
-	drop := make(map[int]bool)
+	drop := newDropSet(v.len())
 	if mg != nil {
 		var dones []func()
 		var unmerged int
@@ -239,7 +239,7 @@ func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 		case e.merge:
 			// Handled by mergeGroups.
 		case !e.keep:
-			drop[e.idx] = true
+			drop.add(e.idx)
 			res.dropped++
 		case labels.Equal(e.out, e.orig):
 			// Undone by the guard: forwarded as it came.
@@ -248,7 +248,7 @@ func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 			ops.setLabels(e.idx, e.out)
 		}
 	}
-	res.changed = res.repaired > 0 || len(drop) > 0 || res.merged > 0
+	res.changed = res.repaired > 0 || len(drop.idx) > 0 || res.merged > 0
 	ops.remove(drop)
 	return res, release
 }
@@ -260,37 +260,60 @@ func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 // that output as a source. It returns how many series it merged away or
 // rewrote, how many rewrites it had to undo (merge state full), and the done
 // functions of the emitted samples.
-func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop map[int]bool) (n, unmerged int, dones []func()) {
-	type source struct {
-		idx int           // series index
-		ls  labels.Labels // its labels
-	}
+func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *dropSet) (n, unmerged int, dones []func()) {
+	// Group the merge edits by output, without a small allocation per group:
+	// groups in one slice, chained by hash; each source records its group.
 	type group struct {
-		out  labels.Labels
-		ks   []int // edit positions
-		srcs []source
+		out      labels.Labels
+		hash     uint64
+		sameHash int32 // next group with the same hash, or -1
+		nsrc     int32
+		start    int32 // of its sources in the sorted srcs
 	}
-	var groups []*group
-	byHash := map[uint64][]*group{}
+	type source struct {
+		group int32
+		idx   int           // series index
+		k     int32         // edit position, or -1 for an unchanged series
+		ls    labels.Labels // its labels
+	}
+	var (
+		groups []group
+		srcs   []source
+		byHash map[uint64]int32
+	)
+	find := func(out labels.Labels, h uint64) int32 {
+		g, ok := byHash[h]
+		for ok && g >= 0 {
+			if labels.Equal(groups[g].out, out) {
+				return g
+			}
+			g = groups[g].sameHash
+		}
+		return -1
+	}
 	for k := range edits {
 		e := &edits[k]
 		if !e.merge {
 			continue
 		}
+		if byHash == nil {
+			byHash = make(map[uint64]int32, len(edits))
+			groups = make([]group, 0, len(edits))
+			srcs = make([]source, 0, len(edits))
+		}
 		h := e.out.Hash()
-		var g *group
-		for _, c := range byHash[h] {
-			if labels.Equal(c.out, e.out) {
-				g = c
+		g := find(e.out, h)
+		if g < 0 {
+			g = int32(len(groups))
+			prev, ok := byHash[h]
+			if !ok {
+				prev = -1
 			}
+			groups = append(groups, group{out: e.out, hash: h, sameHash: prev})
+			byHash[h] = g
 		}
-		if g == nil {
-			g = &group{out: e.out}
-			byHash[h] = append(byHash[h], g)
-			groups = append(groups, g)
-		}
-		g.ks = append(g.ks, k)
-		g.srcs = append(g.srcs, source{e.idx, e.orig})
+		groups[g].nsrc++
+		srcs = append(srcs, source{group: g, idx: e.idx, k: int32(k), ls: e.orig})
 	}
 	if len(groups) == 0 {
 		return 0, 0, nil
@@ -308,57 +331,72 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop map[i
 				continue
 			}
 			ls := v.labels(i, &sb)
-			for _, g := range byHash[ls.Hash()] {
-				if labels.Equal(ls, g.out) && !ops.hasHistograms(i) {
-					g.srcs = append(g.srcs, source{i, ls})
-				}
+			if g := find(ls, ls.Hash()); g >= 0 && !ops.hasHistograms(i) {
+				groups[g].nsrc++
+				srcs = append(srcs, source{group: g, idx: i, k: -1, ls: ls})
 			}
 		}
 	}
-	var (
-		srcs    []labels.Labels
-		samples [][]model.SamplePair
-		idx     []int
-	)
-	for _, g := range groups {
-		slices.SortFunc(g.srcs, func(a, b source) int { return a.idx - b.idx })
-		srcs, samples, idx = srcs[:0], samples[:0], idx[:0]
-		for _, src := range g.srcs {
-			srcs = append(srcs, src.ls)
-			samples = append(samples, ops.samples(src.idx))
-			idx = append(idx, src.idx)
+	// Sources of one group together, in request order.
+	slices.SortFunc(srcs, func(a, b source) int {
+		if a.group != b.group {
+			return int(a.group - b.group)
 		}
-		emit, done, ok := mg.Merge(g.out, srcs, samples)
+		return a.idx - b.idx
+	})
+	var (
+		ls      []labels.Labels
+		samples [][]model.SamplePair
+		idx     = make([]int, len(srcs)) // sources' series indices, kept by setSamples
+	)
+	for j := range srcs {
+		idx[j] = srcs[j].idx
+	}
+	for start := 0; start < len(srcs); {
+		g := &groups[srcs[start].group]
+		end := start + int(g.nsrc)
+		ls, samples = ls[:0], samples[:0]
+		for _, src := range srcs[start:end] {
+			ls = append(ls, src.ls)
+			samples = append(samples, ops.samples(src.idx))
+		}
+		gidx := idx[start:end:end]
+		start = end
+		emit, done, ok := mg.Merge(g.out, ls, samples)
 		if !ok {
 			// No room in the merge state: forward the sources unrepaired;
 			// the collision guard then keeps them apart.
-			for _, k := range g.ks {
-				if !labels.Equal(edits[k].out, edits[k].orig) {
+			for _, src := range srcs[end-len(gidx) : end] {
+				if src.k < 0 {
+					continue
+				}
+				e := &edits[src.k]
+				if !labels.Equal(e.out, e.orig) {
 					unmerged++
 				}
-				edits[k].merge, edits[k].out = false, edits[k].orig
+				e.merge, e.out = false, e.orig
 			}
 			continue
 		}
 		if done != nil {
 			dones = append(dones, done)
 		}
-		first := idx[0]
+		first := gidx[0]
 		switch {
 		case len(emit) == 0:
-			drop[first] = true
-		case len(idx) == 1 && labels.Equal(srcs[0], g.out) && sameSamples(emit, samples[0]):
+			drop.add(first)
+		case len(gidx) == 1 && labels.Equal(ls[0], g.out) && sameSamples(emit, samples[0]):
 			// A genuine series alone, forwarded as it came: the batch stays
 			// unchanged (and can go out as the sender's bytes).
 			n--
 		default:
 			ops.setLabels(first, g.out)
-			ops.setSamples(first, emit, slices.Clone(idx))
+			ops.setSamples(first, emit, gidx)
 		}
-		for _, i := range idx[1:] {
-			drop[i] = true
+		for _, i := range gidx[1:] {
+			drop.add(i)
 		}
-		n += len(idx)
+		n += len(gidx)
 	}
 	return n, unmerged, dones
 }
@@ -423,13 +461,30 @@ func symbolize(req *writev2.Request, lookup map[string]uint32, ls labels.Labels)
 	return refs
 }
 
-func removeIndices[T any](s []T, drop map[int]bool) []T {
-	if len(drop) == 0 {
+// dropSet is the set of series a repair removes.
+type dropSet struct {
+	in  []bool
+	idx []int
+}
+
+func newDropSet(n int) *dropSet { return &dropSet{in: make([]bool, n)} }
+
+func (d *dropSet) add(i int) {
+	if !d.in[i] {
+		d.in[i] = true
+		d.idx = append(d.idx, i)
+	}
+}
+
+func (d *dropSet) has(i int) bool { return d != nil && i < len(d.in) && d.in[i] }
+
+func removeIndices[T any](s []T, drop *dropSet) []T {
+	if len(drop.idx) == 0 {
 		return s
 	}
 	out := s[:0]
 	for i := range s {
-		if !drop[i] {
+		if !drop.has(i) {
 			out = append(out, s[i])
 		}
 	}
@@ -447,7 +502,7 @@ type batchOps interface {
 	// setSamples puts a merged output's samples into slot i; its exemplars
 	// become those of every source in srcs.
 	setSamples(i int, s []model.SamplePair, srcs []int)
-	remove(drop map[int]bool)
+	remove(drop *dropSet)
 }
 
 func (b *batch) ops() batchOps {
@@ -490,7 +545,7 @@ func (o v1Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
 	ts.Exemplars = ex
 }
 
-func (o v1Ops) remove(drop map[int]bool) {
+func (o v1Ops) remove(drop *dropSet) {
 	o.req.Timeseries = removeIndices(o.req.Timeseries, drop)
 }
 
@@ -546,7 +601,7 @@ func (o *v2Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
 	ts.Exemplars = ex
 }
 
-func (o *v2Ops) remove(drop map[int]bool) {
+func (o *v2Ops) remove(drop *dropSet) {
 	o.req.Timeseries = removeIndices(o.req.Timeseries, drop)
 }
 

@@ -63,18 +63,23 @@ type scanned struct {
 	syms   []span // RW 2.0 symbols
 	c      counts
 
-	// Edits, set by repair.
-	newLabels  map[int]labels.Labels
-	newSamples map[int]mergedSamples
-	drop       map[int]bool
+	// Edits, set by repair: per series, allocated on the first edit.
+	edits      []seriesEdit
+	nEdits     int
+	drop       *dropSet
+	arena      []model.SamplePair // samples read for the merge
+	scratch    []byte
 	newSyms    []string
 	symLookup  map[string]uint32
 	cur        cursor
 }
 
-type mergedSamples struct {
-	s    []model.SamplePair
-	srcs []int
+type seriesEdit struct {
+	ls        labels.Labels      // new labels, when relabeled
+	samples   []model.SamplePair // merged samples, when merged
+	srcs      []int              // the merged output's sources
+	relabeled bool
+	merged    bool
 }
 
 var scannedPool = sync.Pool{New: func() any { return &scanned{} }}
@@ -84,7 +89,10 @@ func (s *scanned) reset() {
 	s.fields, s.isSer, s.series = s.fields[:0], s.isSer[:0], s.series[:0]
 	s.lbls, s.refs, s.syms = s.lbls[:0], s.refs[:0], s.syms[:0]
 	s.c = counts{}
-	s.newLabels, s.newSamples, s.drop, s.symLookup = nil, nil, nil, nil
+	clear(s.edits)
+	s.edits, s.nEdits = s.edits[:0], 0
+	s.drop, s.symLookup = nil, nil
+	s.arena = s.arena[:0]
 	s.newSyms = s.newSyms[:0]
 }
 

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"math"
+	"slices"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -85,7 +86,9 @@ func (s *scanned) samples(i int) []model.SamplePair {
 	if s.proto == ProtoV2 {
 		field = v2SeriesSamples
 	}
-	out := make([]model.SamplePair, 0, 1)
+	// Samples of all series share one pooled arena; the returned slice is
+	// valid for the request.
+	start := len(s.arena)
 	b := s.raw[:si.body.end]
 	for off := int(si.body.off); off < len(b); {
 		num, typ, val, end := next(b, off) // well-formed: checked by scan
@@ -107,33 +110,47 @@ func (s *scanned) samples(i int) []model.SamplePair {
 				p.Timestamp = model.Time(int64(u))
 			}
 		}
-		out = append(out, p)
+		s.arena = append(s.arena, p)
 	}
-	return out
+	return s.arena[start:len(s.arena):len(s.arena)]
+}
+
+func (s *scanned) edit(i int) *seriesEdit {
+	if len(s.edits) == 0 {
+		s.edits = slices.Grow(s.edits, len(s.series))[:len(s.series)]
+	}
+	return &s.edits[i]
 }
 
 func (s *scanned) setLabels(i int, ls labels.Labels) {
-	if s.newLabels == nil {
-		s.newLabels = map[int]labels.Labels{}
+	e := s.edit(i)
+	if !e.relabeled && !e.merged {
+		s.nEdits++
 	}
-	s.newLabels[i] = ls
+	e.ls, e.relabeled = ls, true
 }
 
 func (s *scanned) setSamples(i int, smp []model.SamplePair, srcs []int) {
-	if s.newSamples == nil {
-		s.newSamples = map[int]mergedSamples{}
+	e := s.edit(i)
+	if !e.relabeled && !e.merged {
+		s.nEdits++
 	}
-	s.newSamples[i] = mergedSamples{s: smp, srcs: srcs}
+	e.samples, e.srcs, e.merged = smp, srcs, true
 }
 
-func (s *scanned) remove(drop map[int]bool) { s.drop = drop }
+func (s *scanned) remove(drop *dropSet) { s.drop = drop }
 
 func (s *scanned) changed() bool {
-	return len(s.newLabels) > 0 || len(s.newSamples) > 0 || len(s.drop) > 0
+	return s.nEdits > 0 || (s.drop != nil && len(s.drop.idx) > 0)
 }
 
 // forwarded counts the series left after drops.
-func (s *scanned) forwarded() int { return len(s.series) - len(s.drop) }
+func (s *scanned) forwarded() int {
+	if s.drop == nil {
+		return len(s.series)
+	}
+	return len(s.series) - len(s.drop.idx)
+}
 
 // encode appends the spliced request to dst: every top-level field in its
 // original order, unchanged series as their original bytes, changed ones
@@ -148,16 +165,14 @@ func (s *scanned) encode(dst []byte) []byte {
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
-		if s.drop[i] {
+		if s.drop.has(i) {
 			continue
 		}
-		ls, relabeled := s.newLabels[i]
-		ms, merged := s.newSamples[i]
-		if !relabeled && !merged {
+		if s.nEdits == 0 || (!s.edits[i].relabeled && !s.edits[i].merged) {
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
-		body = s.encodeSeries(body[:0], i, ls, relabeled, ms, merged)
+		body = s.encodeSeries(body[:0], i, &s.edits[i])
 		num := protowire.Number(v1ReqSeries)
 		if s.proto == ProtoV2 {
 			num = v2ReqSeries
@@ -175,7 +190,8 @@ func (s *scanned) encode(dst []byte) []byte {
 // encodeSeries re-encodes series i: its (new) labels first, then every other
 // field byte for byte; for a merged output, the merged samples, and the
 // exemplars of every source instead of its own.
-func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bool, ms mergedSamples, merged bool) []byte {
+func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
+	ls, relabeled, merged := e.ls, e.relabeled, e.merged
 	v2 := s.proto == ProtoV2
 	refsField, samplesField, exemplarsField := protowire.Number(v1SeriesLabels), protowire.Number(v1SeriesSamples), protowire.Number(v1SeriesExemplars)
 	if v2 {
@@ -185,13 +201,14 @@ func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bo
 		ls = s.labels(i, &labels.ScratchBuilder{})
 	}
 	if v2 {
-		var packed []byte
+		packed := s.scratch[:0]
 		ls.Range(func(l labels.Label) {
 			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Name)))
 			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Value)))
 		})
 		dst = protowire.AppendTag(dst, refsField, protowire.BytesType)
 		dst = protowire.AppendBytes(dst, packed)
+		s.scratch = packed
 	} else {
 		ls.Range(func(l labels.Label) {
 			n := protowire.SizeTag(v1LabelName) + protowire.SizeBytes(len(l.Name)) +
@@ -206,7 +223,7 @@ func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bo
 	}
 	var startTs int64
 	if merged && v2 {
-		startTs = s.earliestStart(ms.srcs)
+		startTs = s.earliestStart(e.srcs)
 	}
 	copyFields := func(j int, keep func(protowire.Number) bool) {
 		si := &s.series[j]
@@ -222,8 +239,8 @@ func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bo
 		copyFields(i, func(n protowire.Number) bool { return n != refsField })
 		return dst
 	}
-	for _, p := range ms.s {
-		var smp []byte
+	for _, p := range e.samples {
+		smp := s.scratch[:0]
 		smp = protowire.AppendTag(smp, sampleValue, protowire.Fixed64Type)
 		smp = protowire.AppendFixed64(smp, math.Float64bits(float64(p.Value)))
 		if p.Timestamp != 0 {
@@ -236,8 +253,9 @@ func (s *scanned) encodeSeries(dst []byte, i int, ls labels.Labels, relabeled bo
 		}
 		dst = protowire.AppendTag(dst, samplesField, protowire.BytesType)
 		dst = protowire.AppendBytes(dst, smp)
+		s.scratch = smp
 	}
-	for _, j := range ms.srcs {
+	for _, j := range e.srcs {
 		copyFields(j, func(n protowire.Number) bool { return n == exemplarsField })
 	}
 	// The slot's own other fields (RW 2.0 metadata, unknown fields), but not
