@@ -124,14 +124,14 @@ func BenchmarkStages(b *testing.B) {
 		b.Run(c.name+"/scan+repair+encode+compress", func(b *testing.B) {
 			c.load(b)
 			p := litellmPipeline(b, benchRules)
-			var buf []byte
+			var buf, cbuf []byte
 			for i := 0; b.Loop(); i++ {
 				p = c.wrap(b, i, p)
 				s, _ := scan(c.proto, c.raws[i%len(c.raws)])
 				_, release := applyRepair(s, p)
 				if s.changed() {
 					buf = s.encode(buf[:0])
-					_ = compress(buf)
+					cbuf = compress(cbuf, buf)
 				}
 				release()
 				s.release()
@@ -150,7 +150,7 @@ func BenchmarkStages(b *testing.B) {
 				res, release := bt.repair(p)
 				if res.changed {
 					raw, _ := bt.marshal()
-					_ = compress(raw)
+					_ = compress(nil, raw)
 				}
 				release()
 			}

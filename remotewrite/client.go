@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,11 +120,17 @@ func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, b
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	r := reply{upstream: u.name}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.url, bytes.NewReader(body))
+	// The body is a pooled buffer: the transport may still read a request
+	// body after the response came (it closes it, maybe later, in another
+	// goroutine), so reads are cut off once this attempt is over.
+	rd := &guardedReader{b: body}
+	defer rd.stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.url, rd)
 	if err != nil {
 		r.err = err
 		return r
 	}
+	req.ContentLength = int64(len(body))
 	for k, v := range u.headers {
 		req.Header.Set(k, v)
 	}
@@ -248,4 +254,35 @@ func (c *UpstreamConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*c = UpstreamConfig{HTTPClientConfig: config.DefaultHTTPClientConfig}
 	type plain UpstreamConfig
 	return unmarshal((*plain)(c))
+}
+
+// guardedReader reads b until stop is called; after that it reads nothing, so
+// that b can be reused.
+type guardedReader struct {
+	mu   sync.Mutex
+	b    []byte
+	off  int
+	done bool
+}
+
+func (g *guardedReader) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return 0, errors.New("request body no longer available")
+	}
+	if g.off >= len(g.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, g.b[g.off:])
+	g.off += n
+	return n, nil
+}
+
+func (g *guardedReader) Close() error { return nil }
+
+func (g *guardedReader) stop() {
+	g.mu.Lock()
+	g.done = true
+	g.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -37,9 +38,18 @@ type counts struct {
 // compress uses klauspost's snappy-compatible encoder: measured faster than
 // golang/snappy and smaller output (see DESIGN.md), and any snappy decoder
 // reads it.
-func compress(raw []byte) []byte {
-	return s2.EncodeSnappy(nil, raw)
+func compress(dst, raw []byte) []byte {
+	if n := s2.MaxEncodedLen(len(raw)); cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	return s2.EncodeSnappy(dst[:cap(dst)], raw)
 }
+
+// bufPool holds request-sized buffers: decompressed requests, re-encoded
+// ones, compressed bodies in and out. Each is returned when the request is
+// answered; bodies sent upstream are read through a guardedReader, so no
+// late read can see a reused buffer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 func decode(proto remoteapi.WriteMessageType, raw []byte) (*batch, error) {
 	switch proto {

@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,22 +114,15 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// readAll reads at most limit+1 bytes, in one allocation when the sender
-// announced the length (Prometheus does).
-func readAll(rd io.Reader, announced int64, limit int) ([]byte, error) {
-	if announced > 0 && announced <= int64(limit) {
-		b := make([]byte, announced)
-		if _, err := io.ReadFull(rd, b); err != nil {
-			return nil, err
-		}
-		// Anything beyond the announced length is a broken request.
-		var one [1]byte
-		if n, _ := rd.Read(one[:]); n > 0 {
-			return nil, errors.New("body longer than its Content-Length")
-		}
-		return b, nil
+// readAll reads at most limit+1 bytes into buf (a pooled buffer), growing
+// it once to the announced length when the sender gave one (Prometheus does).
+func readAll(buf []byte, rd io.Reader, announced int64, limit int) ([]byte, error) {
+	if announced > 0 && announced <= int64(limit) && int64(cap(buf)) < announced {
+		buf = make([]byte, 0, announced)
 	}
-	return io.ReadAll(io.LimitReader(rd, int64(limit)+1))
+	b := bytes.NewBuffer(buf[:0])
+	_, err := b.ReadFrom(io.LimitReader(rd, int64(limit)+1))
+	return b.Bytes(), err
 }
 
 type bodyKey struct{}
@@ -153,7 +147,10 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("request body of %d bytes exceeds the %d bytes limit", r.ContentLength, h.maxBody), http.StatusRequestEntityTooLarge)
 			return
 		}
-		compressed, err := readAll(r.Body, r.ContentLength, h.maxBody)
+		cbuf := bufPool.Get().(*[]byte)
+		defer bufPool.Put(cbuf)
+		compressed, err := readAll(*cbuf, r.Body, r.ContentLength, h.maxBody)
+		*cbuf = compressed[:0]
 		if err != nil {
 			http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
 			return
@@ -175,8 +172,8 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 		// The decompressed request never leaves the handler (upstreams get a
 		// compressed copy, labels kept beyond the request are copies), so
 		// its buffer is pooled.
-		buf := rawBufPool.Get().(*[]byte)
-		defer rawBufPool.Put(buf)
+		buf := bufPool.Get().(*[]byte)
+		defer bufPool.Put(buf)
 		raw, err := snappy.Decode((*buf)[:cap(*buf)], compressed)
 		if err != nil {
 			http.Error(w, fmt.Sprintf("%v: snappy: %v", ErrCorrupt, err), http.StatusBadRequest)
@@ -229,10 +226,12 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 			h.metrics.forwarded.WithLabelValues("none").Inc()
 			return h.written(resp, c), nil
 		}
-		buf := rawBufPool.Get().(*[]byte)
-		defer rawBufPool.Put(buf)
+		buf, cbuf := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+		defer bufPool.Put(buf)
+		defer bufPool.Put(cbuf)
 		*buf = s.encode((*buf)[:0])
-		p.raw, p.compressed = *buf, compress(*buf)
+		*cbuf = compress(*cbuf, *buf)
+		p.raw, p.compressed = *buf, *cbuf
 		h.metrics.forwarded.WithLabelValues("reencoded").Inc()
 	} else {
 		p.raw, p.compressed = in.raw, in.compressed
@@ -255,10 +254,6 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	}
 	return resp, errors.New(msg)
 }
-
-// rawBufPool holds buffers for re-encoded requests (uncompressed; they never
-// leave the handler: upstreams get the compressed copy).
-var rawBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // written fills the RW 2.0 Written headers: every sample of the request was
 // either accepted by every upstream, merged into the merge state, or dropped
@@ -300,7 +295,7 @@ func (p *payloads) get(proto remoteapi.WriteMessageType) ([]byte, error) {
 			return
 		}
 		raw, err := req.Marshal()
-		p.encV1, p.errV1 = compress(raw), err
+		p.encV1, p.errV1 = compress(nil, raw), err
 	})
 	return p.encV1, p.errV1
 }

@@ -64,14 +64,14 @@ type scanned struct {
 	c      counts
 
 	// Edits, set by repair: per series, allocated on the first edit.
-	edits      []seriesEdit
-	nEdits     int
-	drop       *dropSet
-	arena      []model.SamplePair // samples read for the merge
-	scratch    []byte
-	newSyms    []string
-	symLookup  map[string]uint32
-	cur        cursor
+	edits     []seriesEdit
+	nEdits    int
+	drop      *dropSet
+	arena     []model.SamplePair // samples read for the merge
+	scratch   []byte
+	newSyms   []string
+	symLookup map[string]uint32
+	cur       cursor
 }
 
 type seriesEdit struct {
