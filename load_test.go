@@ -37,6 +37,7 @@ import (
 var (
 	loadBench    = flag.Bool("load", false, "run the load benchmark (TestLoad)")
 	loadDuration = flag.Duration("load.duration", 6*time.Second, "saturating phase per relay")
+	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of each rwfix phase to this directory")
 )
 
 // fwdProxyMain is the byte-forwarding baseline: it streams each request body
@@ -222,6 +223,7 @@ func TestLoad(t *testing.T) {
 		if proto {
 			pname = "RW 2.0"
 		}
+		untouched := rwtest.Workload{Untouched: true}.Templates(proto)
 		clean := rwtest.Workload{}.Templates(proto)
 		repair := rwtest.Workload{NoneRatio: 0.1}.Templates(proto)
 		var base loadResult
@@ -232,7 +234,8 @@ func TestLoad(t *testing.T) {
 			isBase bool
 		}{
 			{"baseline", baseline, repair, true},
-			{"rwfix, clean workload", rwfix, clean, false},
+			{"rwfix, untouched workload (no None, no 500)", rwfix, untouched, false},
+			{"rwfix, clean workload (no None; 500s tracked for the merge)", rwfix, clean, false},
 			{"rwfix, repair-heavy (10% None)", rwfix, repair, false},
 		} {
 			port := freePort(t)
@@ -250,7 +253,23 @@ func TestLoad(t *testing.T) {
 				}
 				return err == nil, err
 			})
+			var prof sync.WaitGroup
+			if *loadProfile != "" && !c.isBase {
+				prof.Go(func() {
+					time.Sleep(1500 * time.Millisecond) // past the warm-up
+					resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(loadDuration.Seconds())-1))
+					if err != nil {
+						t.Log(err)
+						return
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					name := filepath.Join(*loadProfile, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "", "%", "").Replace(pname+"_"+c.name)+".pprof")
+					_ = os.WriteFile(name, b, 0o644)
+				})
+			}
 			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, *loadDuration)
+			prof.Wait()
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			res.name = pname + ", " + c.name

@@ -49,9 +49,11 @@ type presetRewrite struct {
 // and immutable: a reload builds a new one.
 type Pipeline struct {
 	rewrites []presetRewrite
-	// names holds every metric name a preset can touch, for MayChange.
-	names map[string]struct{}
-	rules []*relabel.Config
+	// names holds every metric name a preset can touch; byName, the
+	// rewrites that apply to each (for MayChange, one map lookup).
+	names  map[string]struct{}
+	byName map[string][]*presetRewrite
+	rules  []*relabel.Config
 
 	userRepaired, userDropped prometheus.Counter
 
@@ -81,6 +83,7 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 		policy:       cfg.Collision.Policy,
 		merger:       merger,
 		names:        map[string]struct{}{},
+		byName:       map[string][]*presetRewrite{},
 		rules:        cfg.RelabelConfigs,
 		userRepaired: m.repaired.WithLabelValues(RuleUserRelabel),
 		userDropped:  m.dropped.WithLabelValues(RuleUserRelabel),
@@ -93,6 +96,11 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 			for _, n := range rw.names {
 				p.names[n] = struct{}{}
 			}
+		}
+	}
+	for i := range p.rewrites {
+		for _, n := range p.rewrites[i].names {
+			p.byName[n] = append(p.byName[n], &p.rewrites[i])
 		}
 	}
 	p.builders.New = func() any { return labels.NewBuilder(labels.EmptyLabels()) }
@@ -108,15 +116,7 @@ func (p *Pipeline) MayChange(series interface{ Get(name string) string }) bool {
 	if len(p.rules) > 0 {
 		return true // User rules can match on any label.
 	}
-	name := series.Get(model.MetricNameLabel)
-	if _, ok := p.names[name]; !ok {
-		return false
-	}
-	for i := range p.rewrites {
-		rw := &p.rewrites[i]
-		if !rw.matchesName(name) {
-			continue
-		}
+	for _, rw := range p.byName[series.Get(model.MetricNameLabel)] {
 		if v := series.Get(rw.label); v == rw.from || (p.policy == PolicyMerge && v == rw.to) {
 			return true
 		}

@@ -62,6 +62,7 @@ var benchCasesList = func() []*benchCase {
 			name string
 			w    rwtest.Workload
 		}{
+			{"untouched", rwtest.Workload{BatchSize: batch, Rounds: benchRounds, Untouched: true}},
 			{"clean", rwtest.Workload{BatchSize: batch, Rounds: benchRounds}},
 			{"repair", rwtest.Workload{BatchSize: batch, Rounds: benchRounds, NoneRatio: 0.1}},
 		} {
@@ -211,4 +212,29 @@ func (c *benchCase) wrap(b *testing.B, i int, p *relabel.Pipeline) *relabel.Pipe
 	b.StopTimer()
 	defer b.StartTimer()
 	return litellmPipeline(b, benchRules)
+}
+
+// TestNoPerSeriesAllocationForUntouchedSeries guards the fast path: a request
+// of 2,000 series that no rule can touch costs a fixed handful of allocations
+// (request bookkeeping), none per series.
+func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
+	tpls := rwtest.Workload{Series: 2000, Untouched: true}.Templates(false)
+	raw := tpls[0].Raw
+	p := litellmPipeline(t, benchRules)
+	run := func() {
+		s, err := scan(ProtoV1, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, release := applyRepair(s, p)
+		release()
+		if s.changed() {
+			t.Fatal("an untouched request was changed")
+		}
+		s.release()
+	}
+	run() // warm the pools
+	if allocs := testing.AllocsPerRun(20, run); allocs > 10 {
+		t.Errorf("%v allocations for 2000 untouched series, want a few per request (<= 10)", allocs)
+	}
 }

@@ -228,6 +228,17 @@ func wellFormed(b []byte, sp span) bool {
 	return true
 }
 
+// sampleFast recognizes the common encoding of a Sample: value (tag 0x09,
+// 8 bytes) then timestamp (tag 0x10, a varint ending the message).
+func sampleFast(b []byte, val span) bool {
+	o, e := int(val.off), int(val.end)
+	if e-o < 11 || b[o] != 0x09 || b[o+9] != 0x10 {
+		return false
+	}
+	_, end := varint(b[:e], o+10)
+	return end == e
+}
+
 // labelFast parses the common encoding of a Label, name then value, each
 // shorter than 128 bytes: 0x0a len name 0x12 len value. ok is false for
 // anything else, which the general loop then handles.
@@ -288,7 +299,7 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 			s.lbls = append(s.lbls, name, value)
 		case v1SeriesSamples:
 			s.c.samples++
-			if !wellFormed(b, val) {
+			if !sampleFast(b, val) && !wellFormed(b, val) {
 				return errTruncated
 			}
 		case v1SeriesExemplars:

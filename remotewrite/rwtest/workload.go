@@ -23,6 +23,9 @@ type Workload struct {
 	Rounds      int     // scrapes: each round sends every series once, with a later timestamp (default 10)
 	NoneRatio   float64 // share of series with status_code="None" (the repair-heavy workload: 0.1)
 	GenuineMore bool    // give every "None" series a genuine "500" twin, so every repair collides
+	// Untouched: no series that any rule or merge can touch (no "None", no
+	// "500"): what every relay should forward at the cost of bytes.
+	Untouched bool
 }
 
 func (w Workload) withDefaults() Workload {
@@ -49,6 +52,9 @@ func (w Workload) SeriesLabels() []labels.Labels {
 		user := fmt.Sprintf("u%05d", i)
 		key := sha256.Sum256([]byte(user))
 		code := codes[i%len(codes)]
+		if w.Untouched && code == "500" {
+			code = "503"
+		}
 		none := nNone > 0 && i%(w.Series/nNone) == 0
 		if none {
 			code = "None"
