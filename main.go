@@ -51,10 +51,11 @@ type fileConfig struct {
 	// relabel.Config's UnmarshalYAML and hide the upstreams key.
 	Repair    relabel.Config               `yaml:",inline"`
 	Upstreams []remotewrite.UpstreamConfig `yaml:"upstreams,omitempty"`
+	Limits    remotewrite.Limits           `yaml:"limits,omitempty"`
 }
 
 func (c *fileConfig) UnmarshalYAML(unmarshal func(any) error) error {
-	*c = fileConfig{Repair: relabel.DefaultConfig()}
+	*c = fileConfig{Repair: relabel.DefaultConfig(), Limits: remotewrite.DefaultLimits()}
 	type plain fileConfig
 	return unmarshal((*plain)(c))
 }
@@ -62,7 +63,7 @@ func (c *fileConfig) UnmarshalYAML(unmarshal func(any) error) error {
 // loadConfig reads and validates the file ("" means the defaults). Upstream
 // URLs from flags are appended to the file's upstreams.
 func loadConfig(path string, flagURLs []string, flagTimeout time.Duration) (*fileConfig, error) {
-	cfg := &fileConfig{Repair: relabel.DefaultConfig()}
+	cfg := &fileConfig{Repair: relabel.DefaultConfig(), Limits: remotewrite.DefaultLimits()}
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -87,6 +88,9 @@ func loadConfig(path string, flagURLs []string, flagTimeout time.Duration) (*fil
 		})
 	}
 	if err := cfg.Repair.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Limits.Validate(); err != nil {
 		return nil, err
 	}
 	names := map[string]bool{}
@@ -166,6 +170,7 @@ func (r *reloader) apply() error {
 		ups = append(ups, u)
 	}
 	r.handler.Update(p, ups)
+	r.handler.UpdateLimits(cfg.Limits)
 	names := make([]string, len(ups))
 	for i, u := range ups {
 		names[i] = u.Name()

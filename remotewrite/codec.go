@@ -104,28 +104,6 @@ func checkSymbolRefs(req *writev2.Request) error {
 	return nil
 }
 
-func (b *batch) counts() counts {
-	var c counts
-	if b.v1 != nil {
-		c.series = len(b.v1.Timeseries)
-		for i := range b.v1.Timeseries {
-			ts := &b.v1.Timeseries[i]
-			c.samples += len(ts.Samples)
-			c.histograms += len(ts.Histograms)
-			c.exemplars += len(ts.Exemplars)
-		}
-		return c
-	}
-	c.series = len(b.v2.Timeseries)
-	for i := range b.v2.Timeseries {
-		ts := &b.v2.Timeseries[i]
-		c.samples += len(ts.Samples)
-		c.histograms += len(ts.Histograms)
-		c.exemplars += len(ts.Exemplars)
-	}
-	return c
-}
-
 // marshal encodes the batch in its own protocol, uncompressed.
 func (b *batch) marshal() ([]byte, error) {
 	if b.v1 != nil {

@@ -2,12 +2,13 @@ package remotewrite
 
 import (
 	"fmt"
-	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
@@ -55,7 +56,7 @@ func randomRequest(rng *rand.Rand, ts int64) *prompb.WriteRequest {
 			}
 		}
 		if rng.IntN(6) == 0 {
-			s.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: fmt.Sprint(rng.IntN(99))}}, Value: 1, Timestamp: ts}}
+			s.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: strconv.Itoa(rng.IntN(99))}}, Value: 1, Timestamp: ts}}
 		}
 		req.Timeseries = append(req.Timeseries, s)
 	}

@@ -15,6 +15,7 @@ type Metrics struct {
 	histograms      *prometheus.CounterVec
 	exemplars       *prometheus.CounterVec
 	collisions      prometheus.Counter
+	rejected        *prometheus.CounterVec
 	forwarded       *prometheus.CounterVec
 
 	upstreamRequests  *prometheus.CounterVec
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rwfix", Name: "exemplars_received_total",
 			Help: "Exemplars received in decodable remote-write requests.",
 		}, proto),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "requests_rejected_total",
+			Help: "Requests refused for what they carry (answered 4xx, nothing forwarded) or for overload (429/503), by reason.",
+		}, []string{"reason"}),
 		collisions: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "collisions_unrepaired_total",
 			Help: "Rewrites undone because their output label set was another series' of the same request and could not be merged (keep_distinct corner cases, native histograms, full merge state); the series was forwarded unrepaired.",

@@ -268,7 +268,6 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *drop
 		hash     uint64
 		sameHash int32 // next group with the same hash, or -1
 		nsrc     int32
-		start    int32 // of its sources in the sorted srcs
 	}
 	type source struct {
 		group int32

@@ -289,9 +289,10 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 				}
 				lo = e
 				if t == protowire.BytesType {
-					if n == v1LabelName {
+					switch n {
+					case v1LabelName:
 						name = v
-					} else if n == v1LabelValue {
+					case v1LabelValue:
 						value = v
 					}
 				}

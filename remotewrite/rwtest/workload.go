@@ -68,7 +68,7 @@ func (w Workload) SeriesLabels() []labels.Labels {
 		b.Add("instance", "10.0.3.17:4000")
 		b.Add("job", "litellm")
 		b.Add("litellm_model_name", models[i%len(models)])
-		b.Add("model_id", fmt.Sprintf("%x", key[8:12]))
+		b.Add("model_id", hex.EncodeToString(key[8:12]))
 		b.Add("requested_model", models[i%len(models)])
 		b.Add("status_code", code)
 		b.Add("team", fmt.Sprintf("team-%03d", i%97))
@@ -231,7 +231,8 @@ func eachField(raw []byte, start, end int, f func(num protowire.Number, start, e
 // Render writes the template with every sample at timestamp ts (milliseconds,
 // between 2^35 and 2^42) into dst, snappy-compressed, and returns it.
 func (t Template) Render(scratch, dst []byte, ts int64) (raw, compressed []byte) {
-	raw = append(scratch[:0], t.Raw...)
+	raw = scratch[:0]
+	raw = append(raw, t.Raw...)
 	var v [10]byte
 	enc := protowire.AppendVarint(v[:0], uint64(ts))
 	if len(enc) != 6 {
