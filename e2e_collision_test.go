@@ -97,8 +97,9 @@ func TestE2ECollisionRestart(t *testing.T) {
 			}
 			time.Sleep(3 * time.Second) // the sender retries against a closed port
 			e.rwfix, e.rwfixP = startRwfixAt(t, e.rwfixPort, e.rwfixArgs...)
-			e.runAndFreeze(t, 6*time.Second)
+			frozenAt := e.runAndFreeze(t, 6*time.Second)
 			assertCounterSafe(t, e)
+			assertNoSampleMissing(t, e, frozenAt)
 		})
 	}
 }

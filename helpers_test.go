@@ -186,12 +186,17 @@ func waitReady(t *testing.T, p *proc, base string) {
 // extra are additional flags (e.g. --web.enable-remote-write-receiver).
 func startPrometheus(t *testing.T, name, bin, cfg string, extra ...string) (base string, p *proc) {
 	t.Helper()
-	dir := t.TempDir()
+	return startPrometheusIn(t, t.TempDir(), freePort(t), name, bin, cfg, extra...)
+}
+
+// startPrometheusIn runs Prometheus with its config and data in dir, on
+// 127.0.0.1:port: calling it again with the same dir and port restarts it.
+func startPrometheusIn(t *testing.T, dir string, port int, name, bin, cfg string, extra ...string) (base string, p *proc) {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
 	args := append([]string{bin,
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
