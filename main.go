@@ -196,6 +196,8 @@ func runMain(args []string) int {
 	lifecycle := serve.Flag("web.enable-lifecycle", "Enable POST /-/reload.").Bool()
 	maxBody := serve.Flag("web.max-request-bytes", "Largest compressed request body accepted (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxBodyBytes)).Int()
 	maxDecoded := serve.Flag("web.max-decoded-bytes", "Largest decompressed request body accepted, checked from the snappy header before allocating (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxDecodedBytes)).Int()
+	maxInflight := serve.Flag("web.max-inflight-requests", "Requests handled at once; beyond, 503 with Retry-After (0: no cap).").Default("256").Int()
+	maxInflightBytes := serve.Flag("web.max-inflight-bytes", "Compressed request bytes handled at once; beyond, 503 with Retry-After (0: no cap).").Default("268435456").Int64()
 	drain := serve.Flag("web.shutdown-timeout", "On SIGTERM, how long in-flight requests may take to finish.").Default("30s").Duration()
 
 	check := app.Command("check", "Check a configuration.")
@@ -222,7 +224,8 @@ func runMain(args []string) int {
 	handler := remotewrite.NewHandler(nil, nil,
 		remotewrite.WithLogger(logger),
 		remotewrite.WithMetrics(remotewrite.NewMetrics(reg)),
-		remotewrite.WithLimits(*maxBody, *maxDecoded))
+		remotewrite.WithLimits(*maxBody, *maxDecoded),
+		remotewrite.WithInflightLimits(*maxInflight, *maxInflightBytes))
 	f := promauto.With(reg)
 	rl := &reloader{
 		path: *configFile, flagURLs: *upstreamURLs, flagTimeout: *upstreamTimeout,

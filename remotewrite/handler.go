@@ -34,6 +34,15 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.logger = l 
 // WithMetrics sets the metrics (default: unregistered).
 func WithMetrics(m *Metrics) Option { return func(h *Handler) { h.metrics = m } }
 
+// WithInflightLimits caps the requests and the compressed bytes being handled
+// at once (0: no cap). Beyond either, requests are answered 503 with
+// Retry-After, so that memory stays bounded under a flood and the sender
+// backs off and retries (Prometheus retries every 5xx; 429 only when
+// configured to).
+func WithInflightLimits(requests int, bytes int64) Option {
+	return func(h *Handler) { h.maxInflight, h.maxInflightBytes = int64(requests), bytes }
+}
+
 // WithLimits sets the compressed and decompressed body limits in bytes.
 func WithLimits(maxBody, maxDecoded int) Option {
 	return func(h *Handler) { h.maxBody, h.maxDecoded = maxBody, maxDecoded }
@@ -45,6 +54,9 @@ type Handler struct {
 	metrics    *Metrics
 	maxBody    int
 	maxDecoded int
+
+	maxInflight, maxInflightBytes int64
+	inflight, inflightBytes       atomic.Int64
 
 	route  atomic.Pointer[route]
 	limits atomic.Pointer[Limits]
@@ -151,6 +163,18 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			next.ServeHTTP(w, r) // client_golang answers 405.
+			return
+		}
+		size := max(r.ContentLength, 0)
+		inReq, inBytes := h.inflight.Add(1), h.inflightBytes.Add(size)
+		defer h.inflight.Add(-1)
+		defer h.inflightBytes.Add(-size)
+		// One request is always let through, however large (the body limit
+		// bounds it), so that a big batch cannot be refused forever.
+		if (h.maxInflight > 0 && inReq > h.maxInflight) || (h.maxInflightBytes > 0 && inBytes > h.maxInflightBytes && inReq > 1) {
+			w.Header().Set("Retry-After", "1")
+			h.reject(w, http.StatusServiceUnavailable, ReasonOverloaded,
+				fmt.Sprintf("overloaded: %d requests / %d bytes in flight (limits %d / %d); retry later", inReq, inBytes, h.maxInflight, h.maxInflightBytes))
 			return
 		}
 		if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
