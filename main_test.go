@@ -6,10 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -111,5 +114,79 @@ func TestNoUpstreamIsAnError(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "no upstream") {
 		t.Errorf("want exit 1 with 'no upstream', got %v %s", err, out)
+	}
+}
+
+func TestWebConfigBasicAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(t.TempDir(), "web.yml")
+	writeFile(t, webCfg, "basic_auth_users:\n  prom: "+string(hash)+"\n")
+	up := newRecordingUpstream(t)
+	port := freePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	startProc(t, "rwfix", rwfixBin, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--web.config.file="+webCfg, "--upstream.url="+up.srv.URL)
+	waitFor(t, "rwfix to listen", 20*time.Second, func() (bool, error) {
+		resp, err := http.Get(base + "/-/healthy")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return true, nil
+	})
+	for _, tc := range []struct {
+		user, pass string
+		want       int
+	}{{"", "", http.StatusUnauthorized}, {"prom", "wrong", http.StatusUnauthorized}, {"prom", "pw", http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("user %q: status %d, want %d", tc.user, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestReloadKeepsRunningConfigOnError(t *testing.T) {
+	up := newRecordingUpstream(t)
+	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
+	writeFile(t, cfg, "presets: [litellm]\n")
+	base, p := startRwfix(t, "--config.file="+cfg, "--upstream.url="+up.srv.URL, "--web.enable-lifecycle")
+	reload := func() int {
+		resp, err := http.Post(base+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	writeFile(t, cfg, "presets: [nope]\n")
+	if code := reload(); code != http.StatusInternalServerError {
+		t.Errorf("reload of an invalid file: %d, want 500", code)
+	}
+	if v := metricValue(t, base, "rwfix_config_last_reload_successful"); v != 0 {
+		t.Errorf("rwfix_config_last_reload_successful = %v after a failed reload, want 0", v)
+	}
+	// Still serving with the old configuration.
+	resp, err := http.Get(base + "/-/ready")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("not ready after a failed reload: %v", err)
+	}
+	resp.Body.Close()
+	writeFile(t, cfg, "presets: []\n")
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the SIGHUP reload", 10*time.Second, func() (bool, error) {
+		return metricValue(t, base, "rwfix_config_last_reload_successful") == 1, nil
+	})
+	if code := reload(); code != http.StatusOK {
+		t.Errorf("reload of a valid file: %d, want 200", code)
 	}
 }

@@ -28,6 +28,11 @@ type UpstreamConfig struct {
 	URL     *config.URL       `yaml:"url"`
 	Timeout model.Duration    `yaml:"timeout,omitempty"`
 	Headers map[string]string `yaml:"headers,omitempty"`
+	// ForwardHeaders are headers of the incoming request copied to this
+	// upstream, e.g. X-Scope-OrgID for a multi-tenant Mimir or Cortex. No
+	// incoming header is forwarded unless listed here — Authorization
+	// included.
+	ForwardHeaders []string `yaml:"forward_headers,omitempty"`
 
 	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
 }
@@ -52,6 +57,12 @@ func (c *UpstreamConfig) Validate() error {
 	if c.Timeout < 0 {
 		return errors.New("timeout must be positive")
 	}
+	for _, h := range c.ForwardHeaders {
+		switch strings.ToLower(h) {
+		case "content-type", "content-encoding", "x-prometheus-remote-write-version", "content-length":
+			return fmt.Errorf("forward_headers: %q is set by rwfix and cannot be forwarded", h)
+		}
+	}
 	for h := range c.Headers {
 		switch strings.ToLower(h) {
 		case "content-type", "content-encoding", "x-prometheus-remote-write-version", "content-length":
@@ -67,6 +78,7 @@ type Upstream struct {
 	url     string
 	timeout time.Duration
 	headers map[string]string
+	forward []string
 	client  *http.Client
 
 	// v1Only is set once the upstream has shown that it does not speak RW 2.0
@@ -89,6 +101,7 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 		url:     cfg.URL.String(),
 		timeout: time.Duration(cfg.Timeout),
 		headers: cfg.Headers,
+		forward: cfg.ForwardHeaders,
 		client:  client,
 	}, nil
 }
@@ -116,7 +129,7 @@ const maxErrorBody = 1024
 var userAgent = "rwfix/" + version.Version
 
 // post sends one compressed body in the given protocol and reads the answer.
-func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, body []byte) reply {
+func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, body []byte, in http.Header) reply {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	r := reply{upstream: u.name}
@@ -131,6 +144,11 @@ func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, b
 		return r
 	}
 	req.ContentLength = int64(len(body))
+	for _, k := range u.forward {
+		if v := in.Values(k); len(v) > 0 {
+			req.Header[http.CanonicalHeaderKey(k)] = v
+		}
+	}
 	for k, v := range u.headers {
 		req.Header.Set(k, v)
 	}

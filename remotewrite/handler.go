@@ -287,7 +287,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.metrics.forwarded.WithLabelValues("original").Inc()
 	}
 	hasData := c.samples+c.histograms+c.exemplars > 0 && s.forwarded() > 0
-	replies := h.forward(r.Context(), rt.upstreams, p, hasData)
+	replies := h.forward(r.Context(), r.Header, rt.upstreams, p, hasData)
 	code, msg, retryAfter := merge(replies)
 	if code/100 == 2 {
 		return h.written(resp, c), nil
@@ -350,11 +350,11 @@ func (p *payloads) get(proto remoteapi.WriteMessageType) ([]byte, error) {
 }
 
 // forward sends the batch to every upstream in parallel.
-func (h *Handler) forward(ctx context.Context, ups []*Upstream, p *payloads, hasData bool) []reply {
+func (h *Handler) forward(ctx context.Context, in http.Header, ups []*Upstream, p *payloads, hasData bool) []reply {
 	replies := make([]reply, len(ups))
 	var wg sync.WaitGroup
 	for i, u := range ups {
-		wg.Go(func() { replies[i] = h.send(ctx, u, p, hasData) })
+		wg.Go(func() { replies[i] = h.send(ctx, in, u, p, hasData) })
 	}
 	wg.Wait()
 	return replies
@@ -365,12 +365,12 @@ func (h *Handler) forward(ctx context.Context, ups []*Upstream, p *payloads, has
 // 2xx without the Written headers that every RW 2.0 receiver must send (an
 // RW 1.0-only receiver decodes an RW 2.0 body as an empty RW 1.0 request and
 // silently stores nothing).
-func (h *Handler) send(ctx context.Context, u *Upstream, p *payloads, hasData bool) reply {
+func (h *Handler) send(ctx context.Context, in http.Header, u *Upstream, p *payloads, hasData bool) reply {
 	proto := p.proto
 	if proto == ProtoV2 && u.v1Only.Load() {
 		proto = ProtoV1
 	}
-	r := h.post(ctx, u, p, proto)
+	r := h.post(ctx, in, u, p, proto)
 	if proto == ProtoV2 && r.err == nil &&
 		(r.code == http.StatusUnsupportedMediaType || (r.code/100 == 2 && !r.confirmed && hasData)) {
 		if !u.v1Only.Swap(true) {
@@ -378,18 +378,18 @@ func (h *Handler) send(ctx context.Context, u *Upstream, p *payloads, hasData bo
 			h.logger.Warn("upstream does not speak remote-write 2.0; converting to 1.0 for it from now on",
 				"upstream", u.name, "code", r.code)
 		}
-		r = h.post(ctx, u, p, ProtoV1)
+		r = h.post(ctx, in, u, p, ProtoV1)
 	}
 	return r
 }
 
-func (h *Handler) post(ctx context.Context, u *Upstream, p *payloads, proto remoteapi.WriteMessageType) reply {
+func (h *Handler) post(ctx context.Context, in http.Header, u *Upstream, p *payloads, proto remoteapi.WriteMessageType) reply {
 	body, err := p.get(proto)
 	if err != nil {
 		return reply{upstream: u.name, code: http.StatusInternalServerError, msg: "encoding: " + err.Error()}
 	}
 	start := time.Now()
-	r := u.post(ctx, proto, body)
+	r := u.post(ctx, proto, body, in)
 	h.metrics.upstreamDuration.WithLabelValues(u.name).Observe(time.Since(start).Seconds())
 	code := strconv.Itoa(r.code)
 	switch {

@@ -34,6 +34,7 @@ type upstreamStub struct {
 	mu         sync.Mutex
 	bodies     [][]byte
 	cts        []string
+	hdrs       []http.Header
 	code       int
 	msg        string
 	retryAfter string
@@ -55,6 +56,7 @@ func newUpstreamStub(t *testing.T) *upstreamStub {
 		}
 		s.bodies = append(s.bodies, body)
 		s.cts = append(s.cts, r.Header.Get("Content-Type"))
+		s.hdrs = append(s.hdrs, r.Header.Clone())
 		noWritten := s.noWritten
 		s.mu.Unlock()
 		if delay > 0 {

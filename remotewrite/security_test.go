@@ -1,0 +1,82 @@
+package remotewrite
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/prompb"
+	"go.yaml.in/yaml/v2"
+)
+
+func TestUpstreamCredentialsAndHeaders(t *testing.T) {
+	up := newUpstreamStub(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := `url: ` + up.srv.URL + `
+basic_auth: {username: rwfix, password_file: pw}
+headers: {X-Static: yes}
+forward_headers: [X-Scope-OrgID]
+`
+	var c UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte(doc), &c); err != nil {
+		t.Fatal(err)
+	}
+	c.HTTPClientConfig.SetDirectory(dir)
+	u, err := NewUpstream(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The configuration never shows the secret.
+	out, _ := yaml.Marshal(c)
+	if strings.Contains(string(out), "s3cret") {
+		t.Errorf("marshalled config shows the secret: %s", out)
+	}
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{u})
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", ctV1)
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Authorization", "Bearer sender-token")
+	req.Header.Set("X-Scope-OrgID", "tenant-1")
+	req.Header.Set("X-Other", "not forwarded")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	_, _ = up.got()
+	up.mu.Lock()
+	got := up.hdrs[0]
+	up.mu.Unlock()
+	user, pass, ok := (&http.Request{Header: got}).BasicAuth()
+	if !ok || user != "rwfix" || pass != "s3cret" {
+		t.Errorf("upstream Authorization = %q: want basic auth from password_file, not the sender's token", got.Get("Authorization"))
+	}
+	if got.Get("X-Scope-OrgID") != "tenant-1" || got.Get("X-Static") != "yes" || got.Get("X-Other") != "" {
+		t.Errorf("upstream headers %v: want X-Scope-OrgID forwarded, X-Static set, X-Other not forwarded", got)
+	}
+	// Without forward_headers nothing of the sender's is forwarded.
+	up2 := newUpstreamStub(t)
+	h2 := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up2.srv.URL, 0)})
+	h2.ServeHTTP(httptest.NewRecorder(), req.Clone(req.Context()))
+	req2 := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	req2.Header = req.Header.Clone()
+	h2.ServeHTTP(httptest.NewRecorder(), req2)
+	up2.mu.Lock()
+	defer up2.mu.Unlock()
+	for _, hd := range up2.hdrs {
+		if hd.Get("Authorization") != "" || hd.Get("X-Scope-OrgID") != "" {
+			t.Errorf("sender headers forwarded without configuration: %v", hd)
+		}
+	}
+	if len(up2.hdrs) == 0 {
+		t.Error("upstream got nothing")
+	}
+}
