@@ -85,6 +85,7 @@ func report(b *testing.B, samplesPerOp int) {
 	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*samplesPerOp)
 	b.ReportMetric(ns, "ns/sample")
 	b.ReportMetric(ns/1000, "CPU-s/Msample")
+	b.ReportMetric(1e9/ns, "samples/s")
 }
 
 const benchRules = "collision: {warmup: 0s}"
