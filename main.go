@@ -198,6 +198,7 @@ func runMain(args []string) int {
 	maxDecoded := serve.Flag("web.max-decoded-bytes", "Largest decompressed request body accepted, checked from the snappy header before allocating (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxDecodedBytes)).Int()
 	maxInflight := serve.Flag("web.max-inflight-requests", "Requests handled at once; beyond, 503 with Retry-After (0: no cap).").Default("256").Int()
 	maxInflightBytes := serve.Flag("web.max-inflight-bytes", "Compressed request bytes handled at once; beyond, 503 with Retry-After (0: no cap).").Default("268435456").Int64()
+	dryRun := serve.Flag("dry-run", "Forward every request unchanged; count (rwfix_dry_run_series_total) and log what the rules would have repaired, merged or dropped.").Bool()
 	drain := serve.Flag("web.shutdown-timeout", "On SIGTERM, how long in-flight requests may take to finish.").Default("30s").Duration()
 
 	check := app.Command("check", "Check a configuration.")
@@ -225,7 +226,8 @@ func runMain(args []string) int {
 		remotewrite.WithLogger(logger),
 		remotewrite.WithMetrics(remotewrite.NewMetrics(reg)),
 		remotewrite.WithLimits(*maxBody, *maxDecoded),
-		remotewrite.WithInflightLimits(*maxInflight, *maxInflightBytes))
+		remotewrite.WithInflightLimits(*maxInflight, *maxInflightBytes),
+		remotewrite.WithDryRun(*dryRun))
 	f := promauto.With(reg)
 	rl := &reloader{
 		path: *configFile, flagURLs: *upstreamURLs, flagTimeout: *upstreamTimeout,

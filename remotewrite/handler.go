@@ -43,6 +43,12 @@ func WithInflightLimits(requests int, bytes int64) Option {
 	return func(h *Handler) { h.maxInflight, h.maxInflightBytes = int64(requests), bytes }
 }
 
+// WithDryRun makes the handler forward every request as it came, while still
+// running the rules: what they would have repaired, merged or dropped is
+// counted (rwfix_dry_run_series_total) and logged, at most every 10 s, with
+// an example. For a safe roll-out.
+func WithDryRun(on bool) Option { return func(h *Handler) { h.dryRun = on } }
+
 // WithLimits sets the compressed and decompressed body limits in bytes.
 func WithLimits(maxBody, maxDecoded int) Option {
 	return func(h *Handler) { h.maxBody, h.maxDecoded = maxBody, maxDecoded }
@@ -54,6 +60,9 @@ type Handler struct {
 	metrics    *Metrics
 	maxBody    int
 	maxDecoded int
+
+	dryRun     bool
+	lastDryLog atomic.Int64 // unix nanos of the last dry-run log line
 
 	maxInflight, maxInflightBytes int64
 	inflight, inflightBytes       atomic.Int64
@@ -269,7 +278,11 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	h.metrics.collisions.Add(float64(res.collisions))
 
 	p := &payloads{proto: proto}
-	if s.changed() {
+	if h.dryRun && s.changed() {
+		h.dryRunReport(s, res)
+		p.raw, p.compressed = in.raw, in.compressed
+		h.metrics.forwarded.WithLabelValues("original").Inc()
+	} else if s.changed() {
 		if s.forwarded() == 0 && len(s.fields) == len(s.series) {
 			// Rules dropped or merged every series away: nothing to send.
 			h.metrics.forwarded.WithLabelValues("none").Inc()
@@ -302,6 +315,28 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.logger.Error("upstream rejected the request", "code", code, "err", msg)
 	}
 	return resp, errors.New(msg)
+}
+
+// dryRunReport counts what the rules would have done and logs it, at most
+// every 10 s, with one changed series as an example.
+func (h *Handler) dryRunReport(s *scanned, res repairResult) {
+	h.metrics.dryRun.WithLabelValues("repaired").Add(float64(res.repaired))
+	h.metrics.dryRun.WithLabelValues("merged").Add(float64(res.merged))
+	h.metrics.dryRun.WithLabelValues("dropped").Add(float64(res.dropped))
+	now := time.Now().UnixNano()
+	last := h.lastDryLog.Load()
+	if now-last < int64(10*time.Second) || !h.lastDryLog.CompareAndSwap(last, now) {
+		return
+	}
+	example := ""
+	for i := range s.edits {
+		if e := &s.edits[i]; e.relabeled {
+			example = s.describe(i) + " -> " + e.ls.String()
+			break
+		}
+	}
+	h.logger.Info("dry run: forwarded unchanged; the rules would have changed this request",
+		"repaired", res.repaired, "merged", res.merged, "dropped", res.dropped, "example", example)
 }
 
 // written fills the RW 2.0 Written headers: every sample of the request was

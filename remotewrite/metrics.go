@@ -16,6 +16,7 @@ type Metrics struct {
 	exemplars       *prometheus.CounterVec
 	collisions      prometheus.Counter
 	rejected        *prometheus.CounterVec
+	dryRun          *prometheus.CounterVec
 	forwarded       *prometheus.CounterVec
 
 	upstreamRequests  *prometheus.CounterVec
@@ -57,6 +58,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rwfix", Name: "requests_rejected_total",
 			Help: "Requests refused for what they carry (answered 4xx, nothing forwarded) or for overload (429/503), by reason.",
 		}, []string{"reason"}),
+		dryRun: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "dry_run_series_total",
+			Help: "With --dry-run: series the rules would have repaired, merged or dropped (everything was forwarded unchanged).",
+		}, []string{"action"}),
 		collisions: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "collisions_unrepaired_total",
 			Help: "Rewrites undone because their output label set was another series' of the same request and could not be merged (keep_distinct corner cases, native histograms, full merge state); the series was forwarded unrepaired.",

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
 	"go.yaml.in/yaml/v2"
 )
@@ -78,5 +79,25 @@ forward_headers: [X-Scope-OrgID]
 	}
 	if len(up2.hdrs) == 0 {
 		t.Error("upstream got nothing")
+	}
+}
+
+func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
+	up := newUpstreamStub(t)
+	m := NewMetrics(nil)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, 0)}, WithMetrics(m), WithDryRun(true))
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 10}),
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
+	}
+	bodies, _ := up.got()
+	if len(bodies) != 1 || !bytes.Equal(bodies[0], body) {
+		t.Fatal("dry run did not forward the original bytes")
+	}
+	if v := testutil.ToFloat64(m.dryRun.WithLabelValues("repaired")) + testutil.ToFloat64(m.dryRun.WithLabelValues("merged")); v == 0 {
+		t.Error("dry run counted nothing that the rules would have changed")
 	}
 }
