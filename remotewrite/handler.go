@@ -278,11 +278,12 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	h.metrics.collisions.Add(float64(res.collisions))
 
 	p := &payloads{proto: proto}
-	if h.dryRun && s.changed() {
+	changed := s.changed()
+	if changed && h.dryRun {
 		h.dryRunReport(s, res)
-		p.raw, p.compressed = in.raw, in.compressed
-		h.metrics.forwarded.WithLabelValues("original").Inc()
-	} else if s.changed() {
+		changed = false
+	}
+	if changed {
 		if s.forwarded() == 0 && len(s.fields) == len(s.series) {
 			// Rules dropped or merged every series away: nothing to send.
 			h.metrics.forwarded.WithLabelValues("none").Inc()
@@ -299,7 +300,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		p.raw, p.compressed = in.raw, in.compressed
 		h.metrics.forwarded.WithLabelValues("original").Inc()
 	}
-	hasData := c.samples+c.histograms+c.exemplars > 0 && s.forwarded() > 0
+	hasData := c.samples+c.histograms+c.exemplars > 0 && (!changed || s.forwarded() > 0)
 	replies := h.forward(r.Context(), r.Header, rt.upstreams, p, hasData)
 	code, msg, retryAfter := merge(replies)
 	if code/100 == 2 {
