@@ -41,6 +41,7 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/offline"
 )
 
 // fileConfig is the configuration file. The repair settings sit at the top
@@ -201,6 +202,19 @@ func runMain(args []string) int {
 	dryRun := serve.Flag("dry-run", "Forward every request unchanged; count (rwfix_dry_run_series_total) and log what the rules would have repaired, merged or dropped.").Bool()
 	drain := serve.Flag("web.shutdown-timeout", "On SIGTERM, how long in-flight requests may take to finish.").Default("30s").Duration()
 
+	captureDir := serve.Flag("capture.dir", "Record incoming request bodies (as received, .rw1/.rw2) to this directory, for `rwfix replay`.").String()
+	captureMaxReq := serve.Flag("capture.max-requests", "Stop recording after this many requests.").Default("100").Int()
+	captureMaxBytes := serve.Flag("capture.max-bytes", "Stop recording after this many bytes.").Default("67108864").Int64()
+
+	test := app.Command("test", "Test rules offline.")
+	testRules := test.Command("rules", "Run promtool-style unit tests of the repairs (see testdata/rules/).")
+	testFiles := testRules.Arg("test-file", "Test files.").Required().ExistingFiles()
+
+	replay := app.Command("replay", "Show what the configured pipeline would change in captured remote-write bodies.")
+	replayConfig := replay.Flag("config.file", "rwfix configuration (default: the built-in defaults).").String()
+	replayFull := replay.Flag("full", "Print every request before and after.").Bool()
+	replayPaths := replay.Arg("path", ".rw1/.rw2 files or directories of them (testdata/fixtures, or a --capture.dir).").Required().Strings()
+
 	check := app.Command("check", "Check a configuration.")
 	checkConfig := check.Command("config", "Check a configuration file; exit non-zero if it is invalid.")
 	checkFiles := checkConfig.Arg("file", "Configuration files.").Required().ExistingFiles()
@@ -215,8 +229,30 @@ func runMain(args []string) int {
 	}
 	logger := promslog.New(logCfg)
 
-	if cmd == checkConfig.FullCommand() {
+	switch cmd {
+	case checkConfig.FullCommand():
 		return checkConfigFiles(*checkFiles)
+	case testRules.FullCommand():
+		failed, err := offline.RunRuleTests(os.Stdout, *testFiles, offlineRepairer)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAILED:", err)
+			return 1
+		}
+		if failed > 0 {
+			fmt.Printf("%d tests FAILED\n", failed)
+			return 1
+		}
+		return 0
+	case replay.FullCommand():
+		rep, err := offlineRepairer(*replayConfig)
+		if err == nil {
+			err = offline.Replay(os.Stdout, *replayPaths, rep, *replayFull)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAILED:", err)
+			return 1
+		}
+		return 0
 	}
 
 	reg := prometheus.NewRegistry()
@@ -227,7 +263,8 @@ func runMain(args []string) int {
 		remotewrite.WithMetrics(remotewrite.NewMetrics(reg)),
 		remotewrite.WithLimits(*maxBody, *maxDecoded),
 		remotewrite.WithInflightLimits(*maxInflight, *maxInflightBytes),
-		remotewrite.WithDryRun(*dryRun))
+		remotewrite.WithDryRun(*dryRun),
+		remotewrite.WithCapture(*captureDir, *captureMaxReq, *captureMaxBytes))
 	f := promauto.With(reg)
 	rl := &reloader{
 		path: *configFile, flagURLs: *upstreamURLs, flagTimeout: *upstreamTimeout,
@@ -358,6 +395,18 @@ func runMain(args []string) int {
 	}
 	logger.Info("rwfix stopped")
 	return 0
+}
+
+// offlineRepairer builds the pipeline of a configuration file ("" for the
+// defaults) for `test rules` and `replay`: as the server would, but with no
+// merge warm-up, since there is no earlier traffic to wait for.
+func offlineRepairer(path string) (remotewrite.Repairer, error) {
+	cfg, err := loadConfig(path, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Repair.Collision.Warmup = 0
+	return relabel.New(cfg.Repair, nil, nil)
 }
 
 // checkConfigFiles is `rwfix check config FILE...`.

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,90 +23,19 @@ import (
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/offline"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func snappyDecode(b []byte) ([]byte, error) { return snappy.Decode(nil, b) }
 
-func fmtFloat(v float64) string {
-	if math.IsNaN(v) {
-		return fmt.Sprintf("NaN(%#x)", math.Float64bits(v)) // stale markers are one exact NaN
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
-}
-
-// renderBatch prints a decompressed remote-write body, one line per series in
-// request order, with every sample's timestamp and exact value.
+// renderBatch prints a decompressed request as `rwfix replay --full` does.
 func renderBatch(proto remoteapi.WriteMessageType, raw []byte) (string, error) {
-	var b strings.Builder
-	switch proto {
-	case remotewrite.ProtoV1:
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			return "", err
-		}
-		var sb labels.ScratchBuilder
-		for _, ts := range req.Timeseries {
-			b.WriteString(ts.ToLabels(&sb, nil).String())
-			for _, s := range ts.Samples {
-				fmt.Fprintf(&b, " s=%d:%s", s.Timestamp, fmtFloat(s.Value))
-			}
-			for _, h := range ts.Histograms {
-				fmt.Fprintf(&b, " h=%d:%s", h.Timestamp, h.ToFloatHistogram().String())
-			}
-			for _, e := range ts.Exemplars {
-				fmt.Fprintf(&b, " ex=%d:%s:%v", e.Timestamp, fmtFloat(e.Value), e.Labels)
-			}
-			b.WriteByte('\n')
-		}
-		for _, m := range req.Metadata {
-			fmt.Fprintf(&b, "# metadata %s %s unit=%q help=%q\n", m.MetricFamilyName, m.Type, m.Unit, m.Help)
-		}
-	case remotewrite.ProtoV2:
-		var req writev2.Request
-		if err := req.Unmarshal(raw); err != nil {
-			return "", err
-		}
-		var sb labels.ScratchBuilder
-		for _, ts := range req.Timeseries {
-			ls, err := ts.ToLabels(&sb, req.Symbols)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(ls.String())
-			for _, s := range ts.Samples {
-				fmt.Fprintf(&b, " s=%d:%s", s.Timestamp, fmtFloat(s.Value))
-				if s.StartTimestamp != 0 {
-					fmt.Fprintf(&b, ":st=%d", s.StartTimestamp)
-				}
-			}
-			for _, h := range ts.Histograms {
-				fmt.Fprintf(&b, " h=%d:%s", h.Timestamp, h.ToFloatHistogram().String())
-			}
-			for _, e := range ts.Exemplars {
-				ex, err := e.ToExemplar(&sb, req.Symbols)
-				if err != nil {
-					return "", err
-				}
-				fmt.Fprintf(&b, " ex=%d:%s:%v", ex.Ts, fmtFloat(ex.Value), ex.Labels)
-			}
-			md, err := ts.ToMetadata(req.Symbols)
-			if err != nil {
-				return "", err
-			}
-			fmt.Fprintf(&b, " meta=%s unit=%q help=%q\n", md.Type, md.Unit, md.Help)
-		}
-	default:
-		return "", fmt.Errorf("unknown protocol %q", proto)
-	}
-	return b.String(), nil
+	return offline.Render(proto, raw)
 }
 
 // recordingUpstream is a remote-write receiver that keeps every body.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,6 +51,12 @@ func WithInflightLimits(requests int, bytes int64) Option {
 // an example. For a safe roll-out.
 func WithDryRun(on bool) Option { return func(h *Handler) { h.dryRun = on } }
 
+// WithCapture records incoming bodies (as received) to dir, as NNNNNN.rw1 or
+// .rw2, until maxRequests or maxBytes is reached ("" : off).
+func WithCapture(dir string, maxRequests int, maxBytes int64) Option {
+	return func(h *Handler) { h.captureDir, h.captureMaxReq, h.captureMaxBytes = dir, int64(maxRequests), maxBytes }
+}
+
 // WithLimits sets the compressed and decompressed body limits in bytes.
 func WithLimits(maxBody, maxDecoded int) Option {
 	return func(h *Handler) { h.maxBody, h.maxDecoded = maxBody, maxDecoded }
@@ -61,8 +69,12 @@ type Handler struct {
 	maxBody    int
 	maxDecoded int
 
-	dryRun     bool
-	lastDryLog atomic.Int64 // unix nanos of the last dry-run log line
+	dryRun bool
+
+	captureDir                     string
+	captureMaxReq, captureMaxBytes int64
+	captured, capturedBytes        atomic.Int64
+	lastDryLog                     atomic.Int64 // unix nanos of the last dry-run log line
 
 	maxInflight, maxInflightBytes int64
 	inflight, inflightBytes       atomic.Int64
@@ -251,6 +263,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		return resp, err
 	}
 	defer s.release()
+	h.capture(proto, in.compressed)
 	if err := s.validate(h.limits.Load()); err != nil {
 		var re *RejectError
 		if errors.As(err, &re) {
@@ -316,6 +329,25 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.logger.Error("upstream rejected the request", "code", code, "err", msg)
 	}
 	return resp, errors.New(msg)
+}
+
+// capture records a request body for `rwfix replay`, within the budget.
+func (h *Handler) capture(proto remoteapi.WriteMessageType, body []byte) {
+	if h.captureDir == "" {
+		return
+	}
+	n := h.captured.Add(1)
+	if n > h.captureMaxReq || h.capturedBytes.Add(int64(len(body))) > h.captureMaxBytes {
+		return
+	}
+	ext := ".rw1"
+	if proto == ProtoV2 {
+		ext = ".rw2"
+	}
+	name := filepath.Join(h.captureDir, fmt.Sprintf("%06d%s", n, ext))
+	if err := os.WriteFile(name, body, 0o644); err != nil {
+		h.logger.Error("capture failed", "file", name, "err", err)
+	}
 }
 
 // dryRunReport counts what the rules would have done and logs it, at most

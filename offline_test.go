@@ -1,0 +1,96 @@
+package main
+
+// The offline sub-commands, run as a user runs them: the rwfix binary.
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTestRulesCommand(t *testing.T) {
+	files, _ := filepath.Glob("testdata/rules/*_test.yml")
+	if len(files) < 2 {
+		t.Fatalf("want the shipped rule tests in testdata/rules, found %v", files)
+	}
+	out, err := exec.Command(rwfixBin, append([]string{"test", "rules"}, files...)...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "FAILED") || strings.Count(string(out), "SUCCESS") < 8 {
+		t.Fatalf("shipped rule tests: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad_test.yml")
+	writeFile(t, bad, `tests:
+  - name: wrong expectation
+    input_series:
+      - series: 'litellm_proxy_total_requests_metric_total{status_code="None"}'
+        values: '1 2'
+    expected_series:
+      - series: 'litellm_proxy_total_requests_metric_total{status_code="None"}'
+        values: '1 2'
+`)
+	out, err = exec.Command(rwfixBin, "test", "rules", bad).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("a failing test must exit 1, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"FAILED: wrong expectation", `missing: {__name__="litellm_proxy_total_requests_metric_total", status_code="None"} 1 2`, `unexpected: {__name__="litellm_proxy_total_requests_metric_total", status_code="500"} 1 2`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestReplayCommand(t *testing.T) {
+	out, err := exec.Command(rwfixBin, "replay", "testdata/fixtures").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	last := strings.TrimSpace(string(out))
+	last = last[strings.LastIndexByte(last, '\n')+1:]
+	if !strings.HasPrefix(last, "total: ") || strings.Contains(last, " 0 with new labels") {
+		t.Errorf("summary %q: want a total with repaired series", last)
+	}
+	out, err = exec.Command(rwfixBin, "replay", "--full", "testdata/fixtures/prometheus-2.42-rw1-02.rw1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- before") || !strings.Contains(string(out), `status_code="None"`) {
+		t.Errorf("--full: %v\n%s", err, out)
+	}
+}
+
+func TestCaptureThenReplay(t *testing.T) {
+	up := newRecordingUpstream(t)
+	dir := t.TempDir()
+	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL, "--capture.dir="+dir, "--capture.max-requests=3")
+	files, _ := filepath.Glob("testdata/fixtures/*.rw1")
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Content-Encoding", "snappy")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	got, _ := filepath.Glob(filepath.Join(dir, "*.rw1"))
+	if len(got) != 3 {
+		t.Fatalf("captured %d files, want 3 (--capture.max-requests)", len(got))
+	}
+	// A capture is byte for byte what was sent, and replays.
+	orig, _ := os.ReadFile(files[0])
+	first, _ := os.ReadFile(filepath.Join(dir, "000001.rw1"))
+	if !bytes.Equal(orig, first) {
+		t.Error("the capture differs from the request body")
+	}
+	out, err := exec.Command(rwfixBin, "replay", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "total: ") {
+		t.Errorf("replaying the capture: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,244 @@
+package offline
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/rwfix/rwfix/remotewrite"
+)
+
+// ruleTestFile is a `rwfix test rules` file. Series use promtool's notation
+// (`metric{label="value"} 1 2 3`, `1+1x3`, `_` for no sample, `stale`).
+type ruleTestFile struct {
+	// ConfigFile is the rwfix configuration under test, relative to the
+	// test file; empty for the defaults. The merge warm-up is off in tests.
+	ConfigFile string         `yaml:"config_file,omitempty"`
+	Interval   model.Duration `yaml:"interval,omitempty"` // between samples; default 15s
+	Tests      []ruleTest     `yaml:"tests"`
+}
+
+type ruleTest struct {
+	Name     string       `yaml:"name"`
+	Input    []seriesSpec `yaml:"input_series"`
+	Expected []seriesSpec `yaml:"expected_series"`
+}
+
+type seriesSpec struct {
+	Series string `yaml:"series"`
+	Values string `yaml:"values"`
+}
+
+// RunRuleTests runs test files and writes promtool-like output to w. It
+// returns how many tests failed, and an error for a file that cannot be run.
+func RunRuleTests(w io.Writer, files []string, build BuildFunc) (failed int, err error) {
+	for _, f := range files {
+		n, err := runFile(w, f, build)
+		if err != nil {
+			return failed, fmt.Errorf("%s: %w", f, err)
+		}
+		failed += n
+	}
+	return failed, nil
+}
+
+func runFile(w io.Writer, file string, build BuildFunc) (int, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	var tf ruleTestFile
+	if err := yaml.UnmarshalStrict(data, &tf); err != nil {
+		return 0, err
+	}
+	if tf.Interval == 0 {
+		tf.Interval = model.Duration(15 * time.Second)
+	}
+	cfg := tf.ConfigFile
+	if cfg != "" && !filepath.IsAbs(cfg) {
+		cfg = filepath.Join(filepath.Dir(file), cfg)
+	}
+	fmt.Fprintf(w, "Unit Testing: %s\n", file)
+	failed := 0
+	for _, tc := range tf.Tests {
+		// A fresh pipeline per test: merge state does not leak between tests.
+		rep, err := build(cfg)
+		if err != nil {
+			return failed, err
+		}
+		diff, err := runTest(rep, tc, time.Duration(tf.Interval))
+		if err != nil {
+			return failed, fmt.Errorf("test %q: %w", tc.Name, err)
+		}
+		if diff != "" {
+			failed++
+			fmt.Fprintf(w, "  FAILED: %s\n%s", tc.Name, diff)
+		} else {
+			fmt.Fprintf(w, "  SUCCESS: %s\n", tc.Name)
+		}
+	}
+	return failed, nil
+}
+
+// parsed is a series and its values, one per step (nil: no sample).
+type parsed struct {
+	labels labels.Labels
+	values []*float64
+}
+
+func parseSpecs(specs []seriesSpec) ([]parsed, error) {
+	p := parser.NewParser(parser.Options{})
+	var out []parsed
+	for _, s := range specs {
+		ls, vals, err := p.ParseSeriesDesc(s.Series + " " + s.Values)
+		if err != nil {
+			return nil, fmt.Errorf("series %q values %q: %w", s.Series, s.Values, err)
+		}
+		ps := parsed{labels: ls}
+		for _, v := range vals {
+			if v.Omitted {
+				ps.values = append(ps.values, nil)
+				continue
+			}
+			if v.Histogram != nil {
+				return nil, fmt.Errorf("series %q: native histograms are not supported in rule tests", s.Series)
+			}
+			f := v.Value
+			ps.values = append(ps.values, &f)
+		}
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+// runTest sends one RW 1.0 request per step, each with every input series'
+// sample of that step, and compares what reached the upstream with the
+// expected series. It returns a diff, empty when they match.
+func runTest(rep remotewrite.Repairer, tc ruleTest, interval time.Duration) (string, error) {
+	in, err := parseSpecs(tc.Input)
+	if err != nil {
+		return "", err
+	}
+	want, err := parseSpecs(tc.Expected)
+	if err != nil {
+		return "", err
+	}
+	p, err := newPipeline(rep)
+	if err != nil {
+		return "", err
+	}
+	defer p.rec.close()
+	steps := 0
+	for _, s := range in {
+		steps = max(steps, len(s.values))
+	}
+	got := map[string]map[int64]float64{}
+	gotLabels := map[string]labels.Labels{}
+	for step := range steps {
+		ts := int64(step) * interval.Milliseconds()
+		req := &prompb.WriteRequest{}
+		for _, s := range in {
+			if step < len(s.values) && s.values[step] != nil {
+				req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+					Labels:  prompb.FromLabels(s.labels, nil),
+					Samples: []prompb.Sample{{Value: *s.values[step], Timestamp: ts}},
+				})
+			}
+		}
+		if len(req.Timeseries) == 0 {
+			continue
+		}
+		raw, err := req.Marshal()
+		if err != nil {
+			return "", err
+		}
+		code, msg, outs, err := p.send(remotewrite.ProtoV1, s2.EncodeSnappy(nil, raw))
+		if err != nil {
+			return "", err
+		}
+		if code/100 != 2 {
+			return "", fmt.Errorf("step %d: rwfix answered %d: %s", step, code, msg)
+		}
+		for _, o := range outs {
+			series, err := Decode(remotewrite.ProtoV1, o)
+			if err != nil {
+				return "", err
+			}
+			for _, s := range series {
+				k := s.Labels.String()
+				if got[k] == nil {
+					got[k], gotLabels[k] = map[int64]float64{}, s.Labels
+				}
+				for _, smp := range s.Samples {
+					got[k][smp.Timestamp/interval.Milliseconds()] = smp.Value
+				}
+			}
+		}
+	}
+	return diff(want, got, steps), nil
+}
+
+func fmtSeq(m map[int64]float64, steps int) string {
+	var b strings.Builder
+	for i := range int64(steps) {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		v, ok := m[i]
+		switch {
+		case !ok:
+			b.WriteByte('_')
+		case math.IsNaN(v):
+			b.WriteString("stale")
+		default:
+			b.WriteString(FormatValue(v))
+		}
+	}
+	return b.String()
+}
+
+func diff(want []parsed, got map[string]map[int64]float64, steps int) string {
+	var b strings.Builder
+	wantKeys := map[string]bool{}
+	for _, w := range want {
+		k := w.labels.String()
+		wantKeys[k] = true
+		exp := map[int64]float64{}
+		for i, v := range w.values {
+			if v != nil {
+				exp[int64(i)] = *v
+			}
+		}
+		g, ok := got[k]
+		if !ok {
+			fmt.Fprintf(&b, "    missing: %s %s\n", k, fmtSeq(exp, steps))
+			continue
+		}
+		if es, gs := fmtSeq(exp, steps), fmtSeq(g, steps); es != gs {
+			fmt.Fprintf(&b, "    %s\n      expected: %s\n      got:      %s\n", k, es, gs)
+		}
+	}
+	var extra []string
+	for k, g := range got {
+		if !wantKeys[k] {
+			extra = append(extra, fmt.Sprintf("    unexpected: %s %s\n", k, fmtSeq(g, steps)))
+		}
+	}
+	sort.Strings(extra)
+	for _, e := range extra {
+		b.WriteString(e)
+	}
+	return b.String()
+}
