@@ -235,7 +235,10 @@ func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
 		s.release()
 	}
 	run() // warm the pools
-	if allocs := testing.AllocsPerRun(20, run); allocs > 10 {
-		t.Errorf("%v allocations for 2000 untouched series, want a few per request (<= 10)", allocs)
+	// A handful per request; under -race sync.Pool drops items on purpose,
+	// so the bound leaves room for that, and is still far below one per
+	// series.
+	if allocs := testing.AllocsPerRun(20, run); allocs > 50 {
+		t.Errorf("%v allocations for 2000 untouched series, want a few per request (<= 50), none per series", allocs)
 	}
 }
