@@ -1,0 +1,244 @@
+package main
+
+// The deploy kit, validated: alert rules with promtool, the dashboard's
+// queries against a running rwfix's metrics, the Kubernetes manifests decoded
+// strictly into their API types, the systemd unit with systemd-analyze, the
+// container build step, the compose example.
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/prometheus/promql/parser"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+func TestDeployAlertRules(t *testing.T) {
+	promtool := needBinary(t, "promtool (Debian's prometheus package)", os.Getenv("RWFIX_PROMTOOL"), "/usr/bin/promtool")
+	for _, args := range [][]string{
+		{"check", "rules", "deploy/prometheus/rwfix-alerts.yml"},
+		{"test", "rules", "deploy/prometheus/rwfix-alerts_test.yml"},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "SUCCESS") {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+var metricNameRe = regexp.MustCompile(`\brwfix_[a-z0-9_]+`)
+
+// liveMetricNames runs rwfix, sends it the captured fixtures and one corrupt
+// request, and returns the metric names its /metrics page shows.
+func liveMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	up := newRecordingUpstream(t)
+	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL+"/api/v1/write")
+	files, _ := filepath.Glob("testdata/fixtures/*.rw[12]")
+	for _, f := range append(files, "corrupt") {
+		body := []byte("not snappy")
+		if f != "corrupt" {
+			body, _ = os.ReadFile(f)
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentTypeFor(fixtureProto(f)))
+		req.Header.Set("Content-Encoding", "snappy")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	names := map[string]bool{}
+	for _, n := range metricNameRe.FindAllString(b.String(), -1) {
+		names[n] = true
+	}
+	return names
+}
+
+func TestDeployDashboardAndAlertsUseRealMetrics(t *testing.T) {
+	live := liveMetricNames(t)
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	data, err := os.ReadFile("deploy/grafana/rwfix-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	if len(dash.Panels) < 6 {
+		t.Fatalf("%d panels", len(dash.Panels))
+	}
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$job", ".*", "$instance", ".*")
+	p := parser.NewParser(parser.Options{})
+	var exprs []string
+	for _, pn := range dash.Panels {
+		for _, tg := range pn.Targets {
+			if _, err := p.ParseExpr(vars.Replace(tg.Expr)); err != nil {
+				t.Errorf("panel %q: %q does not parse: %v", pn.Title, tg.Expr, err)
+			}
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	alerts, _ := os.ReadFile("deploy/prometheus/rwfix-alerts.yml")
+	exprs = append(exprs, string(alerts))
+	for _, e := range exprs {
+		for _, n := range metricNameRe.FindAllString(e, -1) {
+			base := strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_count")
+			if !live[n] && !live[base] {
+				t.Errorf("%s is used by the dashboard or alerts but rwfix does not expose it", n)
+			}
+		}
+	}
+}
+
+func TestDeployKubernetesManifests(t *testing.T) {
+	files, _ := filepath.Glob("deploy/kubernetes/*.yaml")
+	kinds := map[string]int{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range strings.Split(string(data), "\n---\n") {
+			var meta struct {
+				Kind string `json:"kind"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+				t.Fatalf("%s[%d]: %v", f, i, err)
+			}
+			var obj any
+			switch meta.Kind {
+			case "ConfigMap":
+				obj = &corev1.ConfigMap{}
+			case "Service":
+				obj = &corev1.Service{}
+			case "Deployment":
+				obj = &appsv1.Deployment{}
+			case "StatefulSet":
+				obj = &appsv1.StatefulSet{}
+			case "Prometheus":
+				obj = &monitoringv1.Prometheus{}
+			default:
+				t.Fatalf("%s[%d]: unexpected kind %q", f, i, meta.Kind)
+			}
+			// Strict: an unknown or misspelt field fails.
+			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+				t.Errorf("%s[%d] %s: %v", f, i, meta.Kind, err)
+				continue
+			}
+			kinds[meta.Kind]++
+			if cm, ok := obj.(*corev1.ConfigMap); ok {
+				path := filepath.Join(t.TempDir(), "rwfix.yml")
+				writeFile(t, path, cm.Data["rwfix.yml"])
+				if _, err := loadConfig(path, nil, 0); err != nil {
+					t.Errorf("%s: ConfigMap %s: rwfix.yml is invalid: %v", f, cm.Name, err)
+				}
+			}
+			if p, ok := obj.(*monitoringv1.Prometheus); ok {
+				if len(p.Spec.RemoteWrite) != 1 || p.Spec.RemoteWrite[0].URL != "http://localhost:9201/api/v1/write" || len(p.Spec.Containers) != 1 {
+					t.Errorf("%s: the Operator form must remote-write to the rwfix container on localhost", f)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"ConfigMap", "Service", "Deployment", "StatefulSet", "Prometheus"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s among the manifests", k)
+		}
+	}
+}
+
+func TestDeploySystemdUnit(t *testing.T) {
+	analyze := needBinary(t, "systemd-analyze (Debian's systemd package)", "systemd-analyze")
+	unit, err := os.ReadFile("deploy/systemd/rwfix.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Verify against the binary just built (verify checks ExecStart exists).
+	path := filepath.Join(t.TempDir(), "rwfix.service")
+	writeFile(t, path, strings.ReplaceAll(string(unit), "/usr/local/bin/rwfix", rwfixBin))
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, want := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "DynamicUser=yes", "ExecReload=/bin/kill -HUP $MAINPID"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %s", want)
+		}
+	}
+}
+
+func TestDeployContainerAndCompose(t *testing.T) {
+	df, err := os.ReadFile("deploy/container/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Run the Dockerfile's own build step and check the binary is static.
+	var build string
+	for _, line := range strings.Split(string(df), "\n") {
+		if strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build") {
+			build = strings.TrimPrefix(line, "RUN ")
+		}
+	}
+	if build == "" || !strings.Contains(string(df), "USER nonroot") {
+		t.Fatal("the Dockerfile must build with go build and run as nonroot")
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	cmd := exec.Command("sh", "-c", strings.ReplaceAll(build, "/out/rwfix", out+"/rwfix"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", build, err, b)
+	}
+	f, err := elf.Open(filepath.Join(out, "rwfix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("the container binary is dynamically linked")
+		}
+	}
+	var compose struct {
+		Services map[string]struct {
+			Command []string `json:"command"`
+		} `json:"services"`
+	}
+	data, _ := os.ReadFile("deploy/compose/docker-compose.yml")
+	if err := yaml.Unmarshal(data, &compose); err != nil {
+		t.Fatal(err)
+	}
+	rw, ok := compose.Services["rwfix"]
+	if !ok || !strings.Contains(strings.Join(rw.Command, " "), "--upstream.url=http://receiver:9090/api/v1/write") {
+		t.Errorf("compose: rwfix must forward to the receiver service: %+v", compose.Services)
+	}
+	prom, _ := os.ReadFile("deploy/compose/prometheus.yml")
+	if !strings.Contains(string(prom), "url: http://rwfix:9201/api/v1/write") {
+		t.Error("compose: Prometheus must remote-write to rwfix")
+	}
+}
