@@ -94,3 +94,29 @@ func TestCaptureThenReplay(t *testing.T) {
 		t.Errorf("replaying the capture: %v\n%s", err, out)
 	}
 }
+
+func TestDryRunFlag(t *testing.T) {
+	up := newRecordingUpstream(t)
+	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL, "--dry-run", "--config.file=testdata/config/replay.yml")
+	body, err := os.ReadFile("testdata/fixtures/prometheus-2.42-rw1-02.rw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	up.mu.Lock()
+	got := up.bodies
+	up.mu.Unlock()
+	if len(got) != 1 || !bytes.Equal(got[0], body) {
+		t.Fatal("--dry-run must forward the request byte for byte")
+	}
+	if n := metricValue(t, base, "rwfix_dry_run_series_total"); n == 0 {
+		t.Error("--dry-run counted nothing the rules would change")
+	}
+}
