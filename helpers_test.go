@@ -6,6 +6,7 @@ package main
 // starts is stopped by t.Cleanup; every server listens on 127.0.0.1 only.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -316,6 +317,28 @@ lines:
 		}
 	}
 	return sum
+}
+
+// postFixture sends a captured fixture file to rwfix at base as its sender
+// did, and returns the fixture's bytes and rwfix's answer code.
+func postFixture(t *testing.T, base, path string) (body []byte, code int) {
+	t.Helper()
+	body = []byte("not snappy")
+	if path != "" {
+		var err error
+		if body, err = os.ReadFile(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentTypeFor(fixtureProto(path)))
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return body, resp.StatusCode
 }
 
 func writeFile(t *testing.T, path, content string) {

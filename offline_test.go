@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,18 +65,7 @@ func TestCaptureThenReplay(t *testing.T) {
 	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL, "--capture.dir="+dir, "--capture.max-requests=3")
 	files, _ := filepath.Glob("testdata/fixtures/*.rw1")
 	for _, f := range files {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("Content-Encoding", "snappy")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		postFixture(t, base, f)
 	}
 	got, _ := filepath.Glob(filepath.Join(dir, "*.rw1"))
 	if len(got) != 3 {
@@ -98,18 +86,7 @@ func TestCaptureThenReplay(t *testing.T) {
 func TestDryRunFlag(t *testing.T) {
 	up := newRecordingUpstream(t)
 	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL, "--dry-run", "--config.file=testdata/config/replay.yml")
-	body, err := os.ReadFile("testdata/fixtures/prometheus-2.42-rw1-02.rw1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("Content-Encoding", "snappy")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	body, _ := postFixture(t, base, "testdata/fixtures/prometheus-2.42-rw1-02.rw1")
 	up.mu.Lock()
 	got := up.bodies
 	up.mu.Unlock()
