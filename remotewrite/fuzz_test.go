@@ -14,6 +14,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"time"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -21,7 +23,9 @@ import (
 )
 
 // fixtureSeeds are the captured requests of ../testdata/fixtures, decompressed.
-func fixtureSeeds(f *testing.F) (v1, v2 [][]byte) {
+func fixtureSeeds(f *testing.F) (v1, v2 [][]byte) { return fixtureSeedsRaw(f) }
+
+func fixtureSeedsRaw(f testing.TB) (v1, v2 [][]byte) {
 	files, _ := filepath.Glob("../testdata/fixtures/*.rw[12]")
 	for _, file := range files {
 		body, err := os.ReadFile(file)
@@ -99,7 +103,14 @@ func FuzzHandler(f *testing.F) {
 		req.Header.Set("Content-Type", contentTypeOf(rw2))
 		req.Header.Set("Content-Encoding", "snappy")
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		done := make(chan struct{})
+		go func() { h.ServeHTTP(rec, req); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("the handler hangs on this input:\n%s", buf[:runtime.Stack(buf, true)])
+		}
 		switch rec.Code {
 		case http.StatusNoContent, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
 		default:
