@@ -15,8 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
