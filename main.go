@@ -118,7 +118,8 @@ type reloader struct {
 	relabelM    *relabel.Metrics
 	reg         prometheus.Registerer
 	merger      *relabel.Merger // created on the first load; kept across reloads
-	stateFile   string
+	storagePath string          // the data directory ("" : merge state in memory only)
+	logOpen     bool
 	logger      *slog.Logger
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -148,15 +149,24 @@ func (r *reloader) apply() error {
 	}
 	if r.merger == nil {
 		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
-		r.stateFile = cfg.Repair.Collision.StateFile
-		if r.stateFile != "" {
-			n, err := r.merger.Load(r.stateFile)
-			if err != nil {
-				r.logger.Error("could not restore the merge state; merged outputs warm up instead", "err", err)
-			} else {
-				r.logger.Info("merge state restored", "file", r.stateFile, "outputs", n)
-			}
+	}
+	if c := cfg.Repair.Collision; c.Warmup != 0 || c.StateFile != "" {
+		r.logger.Warn("collision.warmup and collision.state_file are no longer used and are ignored: the merge holds no output for a fixed time, and keeps its state in --storage.path")
+	}
+	if !r.logOpen && r.storagePath != "" && cfg.Repair.Collision.Policy == relabel.PolicyMerge {
+		// Like Prometheus with its TSDB: without its durable state the merge
+		// could not keep its guarantees across a crash, so a directory that
+		// cannot be used stops the start.
+		n, err := r.merger.OpenLog(r.storagePath)
+		switch {
+		case errors.Is(err, relabel.ErrCorruptLog):
+			r.logger.Error("merge state damaged; merged outputs are learned afresh", "err", err)
+		case err != nil:
+			return fmt.Errorf("--storage.path: %w", err)
+		default:
+			r.logger.Info("merge state restored", "dir", r.storagePath, "outputs", n)
 		}
+		r.logOpen = true
 	}
 	p, err := relabel.New(cfg.Repair, r.relabelM, r.merger)
 	if err != nil {
@@ -199,6 +209,7 @@ func runMain(args []string) int {
 	maxDecoded := serve.Flag("web.max-decoded-bytes", "Largest decompressed request body accepted, checked from the snappy header before allocating (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxDecodedBytes)).Int()
 	maxInflight := serve.Flag("web.max-inflight-requests", "Requests handled at once; beyond, 503 with Retry-After (0: no cap).").Default("256").Int()
 	maxInflightBytes := serve.Flag("web.max-inflight-bytes", "Compressed request bytes handled at once; beyond, 503 with Retry-After (0: no cap).").Default("268435456").Int64()
+	storagePath := serve.Flag("storage.path", "Data directory: the merge state's log (merge.log). Relative to the working directory, as Prometheus' --storage.tsdb.path; empty keeps the state in memory only (a crash then makes merged outputs learn their sources afresh).").Default("data/").String()
 	dryRun := serve.Flag("dry-run", "Forward every request unchanged; count (rwfix_dry_run_series_total) and log what the rules would have repaired, merged or dropped.").Bool()
 	drain := serve.Flag("web.shutdown-timeout", "On SIGTERM, how long in-flight requests may take to finish.").Default("30s").Duration()
 
@@ -268,7 +279,7 @@ func runMain(args []string) int {
 	f := promauto.With(reg)
 	rl := &reloader{
 		path: *configFile, flagURLs: *upstreamURLs, flagTimeout: *upstreamTimeout,
-		handler: handler, relabelM: relabel.NewMetrics(reg), reg: reg, logger: logger,
+		handler: handler, relabelM: relabel.NewMetrics(reg), reg: reg, logger: logger, storagePath: *storagePath,
 		success: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_successful",
 			Help: "Whether the last configuration load succeeded."}),
 		successTime: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_success_timestamp_seconds",
@@ -362,31 +373,10 @@ func runMain(args []string) int {
 			}
 		})
 	}
-	if rl.stateFile != "" {
-		// Save the merge state every 30 s (a crash loses at most that) and
-		// once more after the last request has drained.
-		cancel := make(chan struct{})
-		g.Add(func() error {
-			t := time.NewTicker(30 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					if err := rl.merger.Save(rl.stateFile); err != nil {
-						logger.Error("saving the merge state failed", "file", rl.stateFile, "err", err)
-					}
-				case <-cancel:
-					return nil
-				}
-			}
-		}, func(error) { close(cancel) })
-	}
 	err = g.Run()
-	if rl.stateFile != "" {
-		if serr := rl.merger.Save(rl.stateFile); serr != nil {
-			logger.Error("saving the merge state failed", "file", rl.stateFile, "err", serr)
-		} else {
-			logger.Info("merge state saved", "file", rl.stateFile)
+	if rl.merger != nil {
+		if cerr := rl.merger.Close(); cerr != nil {
+			logger.Error("writing the merge state failed", "dir", rl.storagePath, "err", cerr)
 		}
 	}
 	if err != nil {

@@ -43,27 +43,32 @@ const MarkerSuffix = "_original"
 // CollisionConfig configures the collision policy and the merge state.
 type CollisionConfig struct {
 	Policy Policy `yaml:"policy,omitempty"`
-	// Warmup: after a start, outputs not restored from StateFile are held
-	// this long (their state builds, nothing is emitted), so that the first
-	// value sent already includes every source. Make it at least one scrape
-	// interval plus the sender's batch_send_deadline.
-	Warmup model.Duration `yaml:"warmup,omitempty"`
+	// MaxWait caps how long an output sample waits for a source that has not
+	// reported at its timestamp before the source is taken at its latest
+	// value (counted in rwfix_merge_overdue_total), and how long a new output
+	// learns its sources. The wait itself is learned from the traffic: twice
+	// the scrape interval plus 10 s (the sender's batching), at most MaxWait.
+	MaxWait model.Duration `yaml:"max_wait,omitempty"`
 	// MaxSeries bounds the merge state. Beyond it, new outputs are not merged:
 	// their rewrites are undone and the series forwarded unrepaired.
 	MaxSeries int `yaml:"max_series,omitempty"`
-	// IdleTimeout: a source not seen for this long is folded into its
-	// output's carry and forgotten; an output whose sources all are, too.
+	// IdleTimeout: an output none of whose sources has been seen for this
+	// long, with nothing left to send, is forgotten. Longer than a sender's
+	// longest outage, so that its backlog still finds the state.
 	IdleTimeout model.Duration `yaml:"idle_timeout,omitempty"`
-	// StateFile, when set, is where the merge state is saved on shutdown and
-	// every 30 s, and restored from at start: restored outputs need no warm-up.
-	StateFile string `yaml:"state_file,omitempty"`
+
+	// Warmup and StateFile are accepted and ignored: the merge no longer
+	// holds outputs for a fixed time after a start, and its state lives in
+	// the data directory (--storage.path). Kept so that old files still load.
+	Warmup    model.Duration `yaml:"warmup,omitempty"`
+	StateFile string         `yaml:"state_file,omitempty"`
 }
 
 // Defaults of CollisionConfig.
 const (
-	DefaultWarmup      = 2 * time.Minute
+	DefaultMaxWait     = 2 * time.Minute
 	DefaultMaxSeries   = 100000
-	DefaultIdleTimeout = 15 * time.Minute
+	DefaultIdleTimeout = 2 * time.Hour
 )
 
 // setDefaults fills what a zero CollisionConfig (built in code) lacks.
@@ -77,6 +82,9 @@ func (c *CollisionConfig) setDefaults() {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = model.Duration(DefaultIdleTimeout)
 	}
+	if c.MaxWait == 0 {
+		c.MaxWait = model.Duration(DefaultMaxWait)
+	}
 }
 
 // Validate checks the collision settings.
@@ -87,11 +95,8 @@ func (c *CollisionConfig) Validate() error {
 	if c.Policy != PolicyMerge && c.Policy != PolicyKeepDistinct {
 		return fmt.Errorf("collision.policy %q: must be %q or %q", c.Policy, PolicyMerge, PolicyKeepDistinct)
 	}
-	if c.Warmup < 0 {
-		return errors.New("collision.warmup must not be negative")
-	}
-	if c.IdleTimeout <= 0 || c.MaxSeries <= 0 {
-		return errors.New("collision.idle_timeout and collision.max_series must be positive")
+	if c.IdleTimeout <= 0 || c.MaxSeries <= 0 || c.MaxWait <= 0 {
+		return errors.New("collision.idle_timeout, collision.max_wait and collision.max_series must be positive")
 	}
 	return nil
 }
@@ -105,14 +110,14 @@ func DefaultConfig() Config {
 func DefaultCollisionConfig() CollisionConfig {
 	return CollisionConfig{
 		Policy:      PolicyMerge,
-		Warmup:      model.Duration(DefaultWarmup),
+		MaxWait:     model.Duration(DefaultMaxWait),
 		MaxSeries:   DefaultMaxSeries,
 		IdleTimeout: model.Duration(DefaultIdleTimeout),
 	}
 }
 
 // UnmarshalYAML starts from the defaults, so that a key left out keeps its
-// default and an explicit "warmup: 0s" means no warm-up.
+// default.
 func (c *CollisionConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*c = DefaultCollisionConfig()
 	type plain CollisionConfig

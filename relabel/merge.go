@@ -1,11 +1,11 @@
 package relabel
 
 import (
-	"cmp"
 	"math"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,78 +15,180 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 )
 
-// Merger is the counter-safe merge behind the "merge" collision policy.
+// Sample is one float sample of a merge source or output: timestamp, value
+// and RW 2.0 start timestamp (0: none). An alias of an unnamed struct, so that
+// package remotewrite can name the same type without importing this one.
+type Sample = struct {
+	T, ST int64
+	V     float64
+}
+
+// Emit is what a request carries for one merged output: its labels and the
+// samples to send, in timestamp order. Group is the index of the Add call of
+// the same transaction that named this output (the request carries its
+// sources: the output takes the first source's slot), or -1 when the
+// request carries none of its sources (the output is appended to the request).
+//
+// Retry marks samples that the upstream may have written already: sent before
+// (the send failed or its answer was lost) or finalized before this process
+// started (restored from the log, or re-made from a sender's retry). A TSDB
+// refuses a repeat older than its newest sample of the series (out of order,
+// 400), so such samples go in a request of their own, whose 4xx is final: it
+// never makes the sender's batch fail.
+type Emit = struct {
+	Group   int
+	Labels  labels.Labels
+	Samples []Sample
+	Retry   bool
+}
+
+// MergeTx is one request's use of the merge state; see Merger.Begin.
+type MergeTx = interface {
+	Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool
+	Collect() []Emit
+	Done(ok, retryOK bool)
+}
+
+// Merger is the exact counter merge behind the "merge" collision policy.
 //
 // When several source series map to one output label set (LiteLLM's
 // status_code="None" rewritten onto an existing status_code="500"), the
-// output is one counter whose value is the sum of its sources' latest values:
-// what a fixed LiteLLM would have counted. For _created series the output is
-// the earliest creation time instead.
+// output is one counter. Its sample at timestamp T is
 //
-// Guarantees, across requests and concurrent requests:
-//   - an output sample is only ever emitted at a timestamp a source sent, and
-//     the timestamps of one output strictly increase;
-//   - at most one request carrying a sample of a given output is in flight
-//     upstream at a time, so a later sample can never overtake an earlier one
-//     on the way to the TSDB (which would answer 400 to the whole batch);
-//   - a source that resets (its value drops) is carried: its last value is
-//     kept in the sum, so the output shows no fake reset. Only when every live
-//     source has reset (a LiteLLM restart) is the carry dropped, and the
-//     output resets once, like the real counter;
-//   - a source that goes stale keeps its last value in the sum; when every
-//     source is stale the output gets a stale marker and its state is dropped;
-//   - a sample older than its source's latest (a sender retry) changes nothing.
+//	carry + Σ over its sources of the source's value at T
 //
-// State is kept only for outputs that a rewrite can reach, is bounded by
-// MaxSeries, and sources idle for IdleTimeout are folded into the carry and
-// forgotten. After a restart, outputs not restored from the state file are
-// held for Warmup (state builds, nothing is emitted) so that the first
-// emitted value already includes every source: emitting before that would
-// make the output drop (a fake reset) or jump (a fake increase).
+// (a source's value at T is its latest sample at or before T; a source that
+// went stale keeps its last count in the sum; for _created series: the
+// smallest value of the live sources instead of the sum). The carry keeps the
+// count of a source that reset on its own (its value dropped while the other
+// sources did not), so the output never shows a fake reset; when every live
+// source resets at one timestamp (the exporter restarted) the carry and the
+// stale sources are dropped and the output resets once, like the real counter.
+//
+// One mechanism keeps the invariants: every output is a small state machine
+// with a frontier F, the last timestamp it has finalized. Source samples are
+// queued per source; the next timestamp T (the smallest queued one) is
+// finalized, in order, once every source of the output has been seen at or
+// after T, is stale, or is overdue (silent for longer than the wait bound,
+// learned from the traffic: see waitBound). A finalized sample joins the
+// output's send queue; the queue rides on the request that finalized it, or,
+// if the output already has samples in flight upstream or was finalized by
+// the clock, on the next request (of the same partition: tenant) — so the
+// samples of one output reach the upstream strictly in order, none skipped,
+// and a request in flight is never overtaken. A send that fails keeps its
+// samples queued: they are sent again, with the same values.
+//
+// A new output (first seen, or after a start without state) first learns its
+// sources for one wait bound: its samples are held, then finalized at their
+// own timestamps. Every state change is appended to a log in the data
+// directory before the request that caused it is answered (see mergelog.go),
+// so a restart, a SIGKILL or an OOM kill resumes with the exact state.
 type Merger struct {
-	mu       sync.Mutex
-	cfg      CollisionConfig
-	now      func() time.Time
-	warmEnds time.Time
-	outs     map[uint64][]*mergedSeries // by output hash
-	n        int                        // number of outputs
-	lastGC   time.Time
+	mu      sync.Mutex
+	cfg     CollisionConfig
+	now     func() time.Time
+	outs    map[outKey][]*output
+	parts   map[string]*partition
+	n       int // outputs
+	nsrc    int // sources
+	nextID  uint64
+	lastGC  time.Time
+	pending atomic.Int64 // outputs on some partition's ready or waiting list
+	// interval is the smallest positive step between two samples of one
+	// source seen so far (ms), the scrape interval; 0 until known.
+	interval int64
+	log      *mergeLog // nil: not durable
+	replay   bool      // applying the log: no clock decisions, no logging
+	// retryUntil: output samples at or before it (ms) may have been written
+	// by an earlier process; they are sent as retries.
+	retryUntil int64
 	metrics  *mergeMetrics
 }
 
-type mergedSeries struct {
-	labels   labels.Labels
-	min      bool // a _created series: the earliest value, not the sum
-	restored bool // loaded from the state file: no warm-up needed
-	sources  []*mergeSource
-	carry    float64 // values of sources that reset or left, kept in the sum
-	lastT    int64   // timestamp of the last emitted sample
-	emitted  bool
-	inflight int    // requests carrying a sample of this output, not yet answered upstream
-	release  func() // decrements inflight; built once per output
-	touched  time.Time
+type outKey struct {
+	part string
+	h    uint64
 }
 
-type mergeSource struct {
+type output struct {
+	id       uint64
+	part     string
+	labels   labels.Labels
+	min      bool // a _created series: the smallest value, not the sum
+	sources  []*source
+	carry    float64
+	st       int64 // RW 2.0 start timestamp: the earliest since the last real reset
+	f        int64 // frontier: last finalized timestamp (MinInt64: none)
+	q        []Sample
+	inflight int  // q[:inflight] rides on a request not yet answered
+	tried    int  // q[:tried] was sent before: a retry
+	learning bool // sources still being learned: nothing is finalized
+	created  time.Time
+	held     time.Time // since when samples have been waiting to be finalized
+	touched  time.Time
+	listed   uint8 // on the partition's lists: listReady, listWaiting
+	parked   []parked
+	gone     bool // forgotten (idle): not in the state any more
+}
+
+// parked is the count a source had before it reset, until settleResets
+// decides whether it stays in the sum (carry) or not (real reset).
+type parked struct {
+	s *source
+	v float64
+	t int64 // the timestamp of the sample that dropped
+}
+
+const (
+	listReady   = 1
+	listWaiting = 2
+)
+
+type source struct {
+	id      uint64
 	labels  labels.Labels
-	v       float64
-	t       int64
-	stale   bool
-	resetAt int64 // timestamp of the sample at which it last reset; MinInt64: never
-	touched time.Time
+	queue   []Sample // received, not yet consumed (t > the output's frontier)
+	lastT   int64    // last received timestamp (MinInt64: none)
+	lastStl bool     // the last received sample is a stale marker
+	firstT  int64    // first received timestamp
+	arrival time.Time
+	has     bool    // v holds a count
+	v       float64 // last non-stale value
+	st      int64   // start timestamp of the last consumed sample
+	stale   bool    // the last consumed sample is a stale marker
+	resetAt int64   // timestamp at which it last reset
+	bornAt  int64   // timestamp of its first count (after joining or a real reset)
+}
+
+// partition holds the outputs of one tenant (the values of the upstreams'
+// forward_headers) that wait for a request to ride on.
+type partition struct {
+	ready    []*output
+	waiting  map[*output]struct{}
+	nextScan time.Time
 }
 
 type mergeMetrics struct {
-	collisions, merged, emitted, full prometheus.Counter
-	outputs, sources                  prometheus.GaugeFunc
+	collisions, merged, emitted, full, overdue, unknown, late, logErrors prometheus.Counter
 }
 
+// maxHeld bounds the timestamps an output holds while a source lags: beyond
+// it the oldest is finalized with the lagging source's latest value (counted
+// as overdue). It bounds memory when one shard of a sender falls far behind.
+const maxHeld = 512
+
+// scanEvery is how often a partition's waiting outputs are checked against
+// the clock.
+const scanEvery = 250 * time.Millisecond
+
 // NewMerger creates the merge state. Create one per process and pass it to
-// every Pipeline, so that state survives configuration reloads.
+// every Pipeline, so that state survives configuration reloads. It is not
+// durable until OpenLog.
 func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 	cfg.setDefaults()
-	m := &Merger{cfg: cfg, now: time.Now, outs: map[uint64][]*mergedSeries{}}
-	m.warmEnds = m.now().Add(time.Duration(cfg.Warmup))
+	m := &Merger{cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}}
+	// A minute of margin for the clocks of the sender and rwfix.
+	m.retryUntil = m.now().Add(time.Minute).UnixMilli()
 	f := promauto.With(reg)
 	m.metrics = &mergeMetrics{
 		collisions: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "collisions_total",
@@ -94,37 +196,52 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 		merged: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merged_samples_total",
 			Help: "Source samples taken into the merge."}),
 		emitted: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_emitted_samples_total",
-			Help: "Output samples the merge emitted."}),
+			Help: "Output samples the merge finalized (each sent once accepted upstream)."}),
 		full: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_state_full_total",
 			Help: "Outputs not merged because the state held max_series outputs; their rewrites were undone."}),
+		overdue: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_overdue_total",
+			Help: "Output samples finalized without waiting any longer for a source that had not reported (taken at its latest value)."}),
+		unknown: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_unknown_samples_total",
+			Help: "Output timestamps not sent because a source's value at that time was unknown (before its first sample, while a new output learned its sources)."}),
+		late: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_late_samples_total",
+			Help: "Source samples that arrived after their output had finalized their timestamp; they count from the next output sample on."}),
+		logErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_log_errors_total",
+			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
 	}
-	m.metrics.outputs = f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_series",
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_series",
 		Help: "Output series in the merge state."}, func() float64 {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return float64(m.n)
 	})
-	m.metrics.sources = f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_sources",
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_sources",
 		Help: "Source series in the merge state."}, func() float64 {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		s := 0
-		for _, l := range m.outs {
-			for _, o := range l {
-				s += len(o.sources)
-			}
-		}
-		return float64(s)
+		return float64(m.nsrc)
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_pending_series",
+		Help: "Outputs with samples held (waiting for a source) or waiting for a request to ride on."}, func() float64 {
+		return float64(m.pending.Load())
 	})
 	return m
+}
+
+// SetClock replaces the wall clock, for tests and offline runs that follow
+// the samples' time. Such a state has no earlier process: no sample is a
+// retry because of its age.
+func (m *Merger) SetClock(now func() time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.now = now
+	m.retryUntil = math.MinInt64
 }
 
 func isCreated(out labels.Labels) bool {
 	return strings.HasSuffix(out.Get(model.MetricNameLabel), "_created")
 }
 
-// setConfig applies a reloaded configuration's limits (not the warm-up,
-// which counts from the process start).
+// setConfig applies a reloaded configuration's limits.
 func (m *Merger) setConfig(cfg CollisionConfig) {
 	cfg.setDefaults()
 	m.mu.Lock()
@@ -132,15 +249,26 @@ func (m *Merger) setConfig(cfg CollisionConfig) {
 	m.cfg = cfg
 }
 
-// known reports whether out is an output in the state.
+// known reports whether out is an output in the state (any partition).
 func (m *Merger) known(out labels.Labels) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.find(out, out.Hash()) != nil
+	h := out.Hash()
+	for k, l := range m.outs {
+		if k.h != h {
+			continue
+		}
+		for _, o := range l {
+			if labels.Equal(o.labels, out) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
-func (m *Merger) find(out labels.Labels, h uint64) *mergedSeries {
-	for _, o := range m.outs[h] {
+func (m *Merger) find(part string, out labels.Labels, h uint64) *output {
+	for _, o := range m.outs[outKey{part, h}] {
 		if labels.Equal(o.labels, out) {
 			return o
 		}
@@ -148,151 +276,384 @@ func (m *Merger) find(out labels.Labels, h uint64) *mergedSeries {
 	return nil
 }
 
-// Merge folds the float samples that one request carries for the sources of
-// one output into the state, and returns the samples to send for the output
-// (possibly none). ok is false when the state is full: the caller must then
-// forward the sources unmerged and unrepaired. When samples are emitted, done
-// must be called exactly once, after every upstream has answered the request
-// (whatever the answer); otherwise done is nil.
-func (m *Merger) Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) (emit []model.SamplePair, done func(), ok bool) {
+// waitBound is how long an output waits for a source that has not reported
+// at a timestamp before taking the source at its latest value, and how long
+// a new output learns its sources: twice the scrape interval (learned from
+// the traffic) plus 10 s for the sender's batching (Prometheus'
+// batch_send_deadline is 5 s) and network, at most collision.max_wait. 0
+// until the interval is known.
+func (m *Merger) waitBound() time.Duration {
+	if m.interval <= 0 {
+		return 0
+	}
+	b := 2*time.Duration(m.interval)*time.Millisecond + 10*time.Second
+	return min(b, time.Duration(m.cfg.MaxWait))
+}
+
+// Pending reports, without locking, whether some output waits for a request
+// to ride on (or for the clock): then every request should Begin and
+// Collect, even one that carries no source.
+func (m *Merger) Pending() bool { return m.pending.Load() > 0 }
+
+// Begin starts one request's transaction. part is the request's partition
+// (tenant): outputs of different partitions never meet.
+func (m *Merger) Begin(part string) MergeTx { return &mergeTx{m: m, part: part} }
+
+type mergeTx struct {
+	m        *Merger
+	part     string
+	groups   []*output // by Add call; nil when not merged
+	attached []*output
+	retry    []bool // by attached
+}
+
+// Add folds one request's float samples for the sources of out into the
+// state. It returns false when the state is full: the caller must then
+// forward the sources unmerged and unrepaired.
+func (tx *mergeTx) Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool {
+	m := tx.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	m.gc(now)
-	h := out.Hash()
-	o := m.find(out, h)
+	o := m.output(tx.part, out, now)
 	if o == nil {
-		if m.n >= m.cfg.MaxSeries {
-			m.metrics.full.Inc()
-			return nil, func() {}, false
-		}
-		o = &mergedSeries{labels: out, min: isCreated(out)}
-		m.outs[h] = append(m.outs[h], o)
-		m.n++
+		tx.groups = append(tx.groups, nil)
+		return false
 	}
+	tx.groups = append(tx.groups, o)
 	o.touched = now
-
-	// Every sample of the request for this output, in timestamp order, so
-	// that sources scraped together are summed before a sample is emitted.
-	var evBuf [8]event
-	events := evBuf[:0]
+	// Every sample of every source, each source's in timestamp order (a
+	// request may carry one series several times).
 	for i, ls := range sources {
-		src := o.source(ls, now, m.metrics.collisions)
+		s := m.source(o, ls, now)
 		if i >= len(samples) {
 			continue
 		}
-		for _, s := range samples[i] {
-			events = append(events, event{src, s})
+		smp := samples[i]
+		if !slices.IsSortedFunc(smp, func(a, b Sample) int { return cmpInt(a.T, b.T) }) {
+			smp = slices.Clone(smp)
+			slices.SortStableFunc(smp, func(a, b Sample) int { return cmpInt(a.T, b.T) })
+		}
+		for _, p := range smp {
+			m.receive(o, s, p, now)
 		}
 	}
-	m.metrics.merged.Add(float64(len(events)))
-	if len(events) > 1 {
-		slices.SortStableFunc(events, func(a, b event) int { return cmp.Compare(a.s.Timestamp, b.s.Timestamp) })
-	}
-
-	canEmit := o.inflight == 0 && (o.restored || !now.Before(m.warmEnds))
-	for i, ev := range events {
-		o.apply(ev.src, int64(ev.s.Timestamp), float64(ev.s.Value))
-		if i+1 < len(events) && events[i+1].s.Timestamp == ev.s.Timestamp {
-			continue // more sources at this timestamp: sum them first
-		}
-		t := int64(ev.s.Timestamp)
-		if !canEmit || (o.emitted && t <= o.lastT) {
-			continue
-		}
-		v, stale := o.value()
-		if stale {
-			v = math.Float64frombits(value.StaleNaN)
-		}
-		emit = append(emit, model.SamplePair{Timestamp: model.Time(t), Value: model.SampleValue(v)})
-		o.lastT, o.emitted = t, true
-		if stale {
-			// Every source is stale: the output ends here. Forget it, so
-			// that it starts afresh if its sources come back.
-			m.remove(o, h)
-			break
-		}
-	}
-	m.metrics.emitted.Add(float64(len(emit)))
-	if len(emit) == 0 {
-		return nil, nil, true
-	}
-	o.inflight++
-	if o.release == nil {
-		o.release = func() {
-			m.mu.Lock()
-			if o.inflight > 0 {
-				o.inflight--
-			}
-			m.mu.Unlock()
-		}
-	}
-	return emit, o.release, true
+	m.advance(o, now)
+	return true
 }
 
-// event is one source sample of a Merge call.
-type event struct {
-	src *mergeSource
-	s   model.SamplePair
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// output finds or creates the output; nil when the state is full.
+func (m *Merger) output(part string, out labels.Labels, now time.Time) *output {
+	h := out.Hash()
+	if o := m.find(part, out, h); o != nil {
+		return o
+	}
+	if m.n >= m.cfg.MaxSeries {
+		m.metrics.full.Inc()
+		return nil
+	}
+	m.nextID++
+	o := m.newOutput(m.nextID, part, out, now)
+	o.learning = true
+	m.logNewOutput(o)
+	return o
+}
+
+func (m *Merger) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
+	o := &output{id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: now, touched: now}
+	k := outKey{part, out.Hash()}
+	m.outs[k] = append(m.outs[k], o)
+	m.n++
+	return o
 }
 
 // source finds or adds the source with labels ls.
-func (o *mergedSeries) source(ls labels.Labels, now time.Time, collisions prometheus.Counter) *mergeSource {
+func (m *Merger) source(o *output, ls labels.Labels, now time.Time) *source {
 	for _, s := range o.sources { // few: no hashing
 		if labels.Equal(s.labels, ls) {
-			s.touched = now
 			return s
 		}
 	}
-	s := &mergeSource{labels: ls, t: math.MinInt64, resetAt: math.MinInt64, touched: now}
-	if len(o.sources) > 0 {
-		collisions.Inc()
-	}
-	o.sources = append(o.sources, s)
+	m.nextID++
+	s := m.newSource(o, m.nextID, ls, now)
+	m.logNewSource(o, s)
 	return s
 }
 
-// apply takes one source sample into the state.
-func (o *mergedSeries) apply(s *mergeSource, t int64, v float64) {
-	if t <= s.t {
-		return // late or repeated (a sender retry): the state already has newer
+func (m *Merger) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
+	s := &source{id: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: now,
+		resetAt: math.MinInt64, bornAt: math.MinInt64}
+	if len(o.sources) > 0 && !m.replay {
+		m.metrics.collisions.Inc()
 	}
-	if value.IsStaleNaN(v) {
-		s.t, s.stale = t, true
-		return
-	}
-	if s.t != math.MinInt64 && v < s.v && !o.min {
-		// The source reset. Keep what it had counted in the sum.
-		o.carry += s.v
-		s.resetAt = t
-		o.maybeRealReset(t)
-	}
-	s.v, s.t, s.stale = v, t, false
+	o.sources = append(o.sources, s)
+	m.nsrc++
+	return s
 }
 
-// maybeRealReset drops the carry when every live source has reset at the
-// same timestamp t: the samples of one scrape share a timestamp, so the
-// process behind them restarted, and a fixed counter would have restarted
-// too. (Sources that reset at different times reset on their own: their
-// carry stays.) Stale sources did not come back after the restart, so they
-// leave the sum.
-func (o *mergedSeries) maybeRealReset(t int64) {
+// receive queues one source sample. A sample at or before the source's
+// latest is a sender's retry (or a duplicate series): ignored.
+func (m *Merger) receive(o *output, s *source, p Sample, now time.Time) {
+	s.arrival = now
+	if p.T <= s.lastT {
+		return
+	}
+	if !m.replay {
+		m.metrics.merged.Inc()
+		m.logSample(s, p)
+	}
+	if s.lastT != math.MinInt64 {
+		if d := p.T - s.lastT; d > 0 && (m.interval == 0 || d < m.interval) {
+			m.interval = d
+		}
+	} else {
+		s.firstT = p.T
+	}
+	s.lastT, s.lastStl = p.T, value.IsStaleNaN(p.V)
+	if p.T <= o.f {
+		// The output already finalized this timestamp without it (the
+		// source is new, or was overdue): it counts from the next one on.
+		if !m.replay {
+			m.metrics.late.Inc()
+		}
+		s.queue = append(s.queue, p)
+		if m.consume(o, s, len(s.queue)) {
+			m.settleResets(o)
+		}
+		return
+	}
+	if len(s.queue) == 0 && !o.hasHeld() {
+		o.held = now
+	}
+	s.queue = append(s.queue, p)
+}
+
+func (o *output) hasHeld() bool {
 	for _, s := range o.sources {
-		if !s.stale && s.resetAt != t {
+		if len(s.queue) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// next is the smallest queued timestamp, and whether there is one.
+func (o *output) next() (int64, bool) {
+	t, ok := int64(math.MaxInt64), false
+	for _, s := range o.sources {
+		if len(s.queue) > 0 && s.queue[0].T < t {
+			t, ok = s.queue[0].T, true
+		}
+	}
+	return t, ok
+}
+
+// advance finalizes every timestamp it can, in order, and takes the clock's
+// decisions: the end of learning, overdue sources. Each finalized timestamp
+// is logged with whether it was sent, so that a replay of the log makes the
+// same decisions without the clock.
+func (m *Merger) advance(o *output, now time.Time) {
+	for {
+		t, ok := o.next()
+		if !ok {
+			break
+		}
+		if o.learning {
+			b := m.waitBound()
+			if b == 0 || now.Sub(o.created) < b {
+				break
+			}
+			m.endLearning(o)
+			continue
+		}
+		if !o.complete(t) {
+			if !m.overdue(o, now) {
+				break
+			}
+			m.metrics.overdue.Inc()
+		}
+		m.finalize(o, t, true)
+	}
+	m.list(o)
+}
+
+// complete reports whether every source has been seen at or after t, or is
+// stale (absent: not waited for).
+func (o *output) complete(t int64) bool {
+	for _, s := range o.sources {
+		if s.lastT < t && !s.lastStl && s.lastT != math.MinInt64 {
+			return false
+		}
+	}
+	return true
+}
+
+// overdue reports whether the output may stop waiting for its lagging
+// sources: each has been silent, and the output has held samples, for longer
+// than the wait bound; or the output holds too many timestamps.
+func (m *Merger) overdue(o *output, now time.Time) bool {
+	for _, s := range o.sources {
+		if len(s.queue) > maxHeld {
+			return true
+		}
+	}
+	b := m.waitBound()
+	if b == 0 {
+		b = time.Duration(m.cfg.MaxWait)
+	}
+	if now.Sub(o.held) < b {
+		return false
+	}
+	for _, s := range o.sources {
+		if len(s.queue) == 0 && !s.lastStl && now.Sub(s.arrival) < b {
+			return false
+		}
+	}
+	return true
+}
+
+// endLearning ends an output's learning: the timestamps before the first
+// sample of some source are consumed without being sent (that source's
+// value there is unknown: a gap, never a wrong value).
+func (m *Merger) endLearning(o *output) {
+	o.learning = false
+	known := int64(math.MinInt64)
+	for _, s := range o.sources {
+		known = max(known, s.firstT)
+	}
+	for {
+		t, ok := o.next()
+		if !ok || t >= known {
+			return
+		}
+		m.metrics.unknown.Inc()
+		m.finalize(o, t, false)
+	}
+}
+
+// finalize computes the output at t from every source's samples up to t and,
+// with emit, queues it for sending.
+func (m *Merger) finalize(o *output, t int64, emit bool) {
+	o.learning = false
+	if !m.replay {
+		m.logFinal(o, t, emit)
+	}
+	resets := 0
+	for _, s := range o.sources {
+		n := 0
+		for n < len(s.queue) && s.queue[n].T <= t {
+			n++
+		}
+		if n > 0 && m.consume(o, s, n) {
+			resets++
+		}
+	}
+	o.f = t
+	if resets > 0 {
+		m.settleResets(o)
+	}
+	if !emit {
+		return
+	}
+	v, stale := o.value()
+	if stale {
+		v = math.Float64frombits(value.StaleNaN)
+	}
+	o.q = append(o.q, Sample{T: t, V: v, ST: o.st})
+	if !m.replay {
+		m.metrics.emitted.Inc()
+	}
+}
+
+// consume takes s.queue[:n] into the source's value. It reports whether the
+// source reset (its value dropped, across a stale gap too); the count it had
+// is then parked in resetFrom until settleResets decides.
+func (m *Merger) consume(o *output, s *source, n int) (reset bool) {
+	for _, p := range s.queue[:n] {
+		if value.IsStaleNaN(p.V) {
+			s.stale = true
+			continue
+		}
+		switch {
+		case !s.has:
+			s.bornAt = p.T
+		case p.V < s.v && !o.min:
+			reset = true
+			s.resetAt = p.T
+			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T})
+		}
+		if p.ST != 0 && (o.st == 0 || p.ST < o.st) {
+			o.st = p.ST
+		}
+		s.v, s.st, s.has, s.stale = p.V, p.ST, true, false
+	}
+	s.queue = s.queue[:copy(s.queue, s.queue[n:])]
+	if reset && len(s.queue) == 0 && cap(s.queue) > 64 {
+		s.queue = nil
+	}
+	return reset
+}
+
+// settleResets decides what the resets just consumed mean. A reset at
+// timestamp r is the exporter's restart when every source that counts (not
+// stale) reset at r or first counted at r (the samples of one scrape share
+// its timestamp, whichever request or order they came in): a fixed
+// exporter's counter restarts too, so the carry and the counts of the stale
+// sources (absent since the restart) are dropped, and the output resets once.
+// Otherwise the source reset on its own: the count it had stays in the sum,
+// in the carry. A restart whose samples are consumed over several
+// finalizations (a source was overdue) is recognized when its last reset is
+// consumed: the carries parked meanwhile are dropped then.
+func (m *Merger) settleResets(o *output) {
+	for _, p := range o.parked {
+		if o.restartAt(p.t) {
+			o.carry, o.st = 0, 0
+			for _, s := range o.sources {
+				if s.stale || (s.resetAt != p.t && s.bornAt != p.t) {
+					s.has, s.v = false, 0
+				}
+				if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
+					o.st = s.st
+				}
+			}
+			o.parked = o.parked[:0]
 			return
 		}
 	}
-	o.carry = 0
-	o.sources = slices.DeleteFunc(o.sources, func(s *mergeSource) bool { return s.stale })
+	for _, p := range o.parked {
+		o.carry += p.v
+	}
+	o.parked = o.parked[:0]
 }
 
-// value is the output's current value; stale when every source is stale.
-func (o *mergedSeries) value() (v float64, stale bool) {
+// restartAt reports whether every source that counts reset or first counted
+// at r.
+func (o *output) restartAt(r int64) bool {
+	for _, s := range o.sources {
+		if s.has && !s.stale && s.resetAt != r && s.bornAt != r {
+			return false
+		}
+	}
+	return true
+}
+
+// value is the output's current value; stale when no source counts.
+func (o *output) value() (v float64, stale bool) {
 	stale = true
 	if o.min {
 		v = math.Inf(1)
 		for _, s := range o.sources {
-			if s.t != math.MinInt64 && !s.stale {
+			if s.has && !s.stale {
 				v, stale = math.Min(v, s.v), false
 			}
 		}
@@ -300,55 +661,198 @@ func (o *mergedSeries) value() (v float64, stale bool) {
 	}
 	v = o.carry
 	for _, s := range o.sources {
-		if s.t == math.MinInt64 {
-			continue
-		}
-		v += s.v
-		if !s.stale {
-			stale = false
+		if s.has {
+			v += s.v
+			if !s.stale {
+				stale = false
+			}
 		}
 	}
 	return v, stale
 }
 
-func (m *Merger) remove(o *mergedSeries, h uint64) {
-	l := slices.DeleteFunc(m.outs[h], func(x *mergedSeries) bool { return x == o })
-	if len(l) == 0 {
-		delete(m.outs, h)
-	} else {
-		m.outs[h] = l
+func (m *Merger) partition(part string) *partition {
+	p := m.parts[part]
+	if p == nil {
+		p = &partition{waiting: map[*output]struct{}{}}
+		m.parts[part] = p
 	}
-	m.n--
+	return p
 }
 
-// gc forgets idle state, at most once per tenth of the idle timeout. An idle
-// source's value is folded into the carry, so the sum does not drop; an
-// output whose every source is idle is forgotten, and if it comes back it
-// starts afresh.
-func (m *Merger) gc(now time.Time) {
-	idle := time.Duration(m.cfg.IdleTimeout)
-	if now.Sub(m.lastGC) < idle/10 {
+// list puts the output on its partition's lists: ready (samples to send, none
+// in flight) and waiting (samples held for a source or the clock).
+func (m *Merger) list(o *output) {
+	if o.gone {
 		return
 	}
-	m.lastGC = now
-	for h, l := range m.outs {
-		for _, o := range l {
-			if o.inflight > 0 {
-				continue
-			}
-			if now.Sub(o.touched) > idle {
-				m.remove(o, h)
-				continue
-			}
-			o.sources = slices.DeleteFunc(o.sources, func(s *mergeSource) bool {
-				if now.Sub(s.touched) <= idle {
-					return false
-				}
-				if !o.min && s.t != math.MinInt64 {
-					o.carry += s.v
-				}
-				return true
-			})
+	was := o.listed
+	p := m.partition(o.part)
+	if o.inflight == 0 && len(o.q) > 0 && o.listed&listReady == 0 {
+		p.ready = append(p.ready, o)
+		o.listed |= listReady
+	}
+	held := o.hasHeld()
+	switch {
+	case held && o.listed&listWaiting == 0:
+		p.waiting[o] = struct{}{}
+		o.listed |= listWaiting
+	case !held && o.listed&listWaiting != 0:
+		delete(p.waiting, o)
+		o.listed &^= listWaiting
+	}
+	switch {
+	case was == 0 && o.listed != 0:
+		m.pending.Add(1)
+	case was != 0 && o.listed == 0:
+		m.pending.Add(-1)
+	}
+}
+
+// attach puts the output's unsent samples on the transaction: the retries
+// first, alone (the rest follows once they are answered), else all of them.
+func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
+	if o.gone || o.inflight > 0 || len(o.q) == 0 {
+		return emits
+	}
+	n := 0
+	for n < len(o.q) && (n < o.tried || o.q[n].T <= tx.m.retryUntil) {
+		n++
+	}
+	retry := n > 0
+	if !retry {
+		n = len(o.q)
+	}
+	o.inflight = n
+	o.tried = max(o.tried, n)
+	tx.attached = append(tx.attached, o)
+	tx.retry = append(tx.retry, retry)
+	return append(emits, Emit{Group: group, Labels: o.labels, Samples: o.q[:n:n], Retry: retry})
+}
+
+// Collect returns what the request carries for the merge: the outputs it
+// finalized (Group: their Add call), and, appended, those of its partition
+// that were waiting for a request to ride on. Before it returns, the
+// transaction's state changes are in the log: the request may be answered.
+func (tx *mergeTx) Collect() []Emit {
+	m := tx.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	var emits []Emit
+	for g, o := range tx.groups {
+		if o != nil {
+			emits = tx.attach(o, g, emits)
 		}
 	}
+	if p := m.parts[tx.part]; p != nil {
+		ready := p.ready
+		p.ready = nil
+		for _, o := range ready {
+			o.listed &^= listReady
+			emits = tx.attach(o, -1, emits)
+			if o.listed == 0 {
+				m.pending.Add(-1)
+			}
+		}
+		if !now.Before(p.nextScan) && len(p.waiting) > 0 {
+			p.nextScan = now.Add(scanEvery)
+			for o := range p.waiting {
+				m.advance(o, now)
+				emits = tx.attach(o, -1, emits)
+			}
+		}
+		// Outputs attached here leave the ready list until Done.
+		for _, o := range tx.attached {
+			if o.listed&listReady != 0 {
+				o.listed &^= listReady
+				p.ready = slices.DeleteFunc(p.ready, func(x *output) bool { return x == o })
+				if o.listed == 0 {
+					m.pending.Add(-1)
+				}
+			}
+		}
+	}
+	if m.now().Sub(m.lastGC) > time.Duration(m.cfg.IdleTimeout)/10 {
+		m.gc(now)
+	}
+	m.flushLog()
+	return emits
+}
+
+// Done tells the state whether the requests that carried the transaction's
+// samples were taken by every upstream: ok for the request with the sender's
+// series, retryOK for the retries' own request (where a 4xx is final: the
+// upstream has the samples, or will never take them). Taken samples leave
+// the send queue; the others stay and go with a later request, as retries.
+func (tx *mergeTx) Done(ok, retryOK bool) {
+	if len(tx.attached) == 0 {
+		return
+	}
+	m := tx.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, o := range tx.attached {
+		n := o.inflight
+		o.inflight = 0
+		if took := ok; (tx.retry[i] && retryOK) || (!tx.retry[i] && took) {
+			if n > 0 && n <= len(o.q) {
+				last := o.q[n-1].T
+				o.q = o.q[:copy(o.q, o.q[n:])]
+				o.tried = max(0, o.tried-n)
+				m.logSent(o, last)
+			}
+		}
+		m.list(o)
+	}
+	tx.attached, tx.retry = nil, nil
+}
+
+// sent drops the queued samples up to t (replaying a log).
+func (o *output) sent(t int64) {
+	n := 0
+	for n < len(o.q) && o.q[n].T <= t {
+		n++
+	}
+	o.q = o.q[:copy(o.q, o.q[n:])]
+	o.tried = max(0, o.tried-n)
+}
+
+// gc forgets outputs whose every source has been silent for idle_timeout and
+// that have nothing to send. A forgotten output that comes back starts
+// afresh: it learns its sources again, and sends the sum of their values
+// from then on.
+func (m *Merger) gc(now time.Time) {
+	m.lastGC = now
+	idle := time.Duration(m.cfg.IdleTimeout)
+	for _, l := range m.outs {
+		for _, o := range l {
+			if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || now.Sub(o.touched) <= idle {
+				continue
+			}
+			m.logDrop(o)
+			m.remove(o)
+		}
+	}
+}
+
+func (m *Merger) remove(o *output) {
+	k := outKey{o.part, o.labels.Hash()}
+	l := slices.DeleteFunc(m.outs[k], func(x *output) bool { return x == o })
+	if len(l) == 0 {
+		delete(m.outs, k)
+	} else {
+		m.outs[k] = l
+	}
+	if o.listed != 0 {
+		if p := m.parts[o.part]; p != nil {
+			delete(p.waiting, o)
+			p.ready = slices.DeleteFunc(p.ready, func(x *output) bool { return x == o })
+		}
+		o.listed = 0
+		m.pending.Add(-1)
+	}
+	o.gone = true
+	m.n--
+	m.nsrc -= len(o.sources)
 }

@@ -3,6 +3,7 @@ package relabel
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -216,10 +217,36 @@ func (p *Pipeline) Merges(out labels.Labels, changed bool) bool {
 // are known); user rules can produce any label set.
 func (p *Pipeline) TargetsKnown() bool { return len(p.rules) == 0 }
 
-// Merge hands one request's samples for the sources of out to the merge
-// state; see Merger.Merge.
-func (p *Pipeline) Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) ([]model.SamplePair, func(), bool) {
-	return p.merger.Merge(out, sources, samples)
+// BeginMerge starts one request's use of the merge state (see Merger); part
+// is the request's partition (tenant). Nil without the merge policy.
+func (p *Pipeline) BeginMerge(part string) MergeTx {
+	if p.merger == nil {
+		return nil
+	}
+	return p.merger.Begin(part)
+}
+
+// MergePending reports whether the merge state has samples waiting for a
+// request to ride on: then every request should begin a merge, even one
+// without any source.
+func (p *Pipeline) MergePending() bool { return p.merger != nil && p.merger.Pending() }
+
+// SetMergeClock drives the merge state's clock (offline runs follow the
+// samples' time; see Merger.SetClock).
+func (p *Pipeline) SetMergeClock(now func() time.Time) {
+	if p.merger != nil {
+		p.merger.SetClock(now)
+	}
+}
+
+// MaxWait is the longest a merged output waits for a source.
+func (p *Pipeline) MaxWait() time.Duration {
+	if p.merger == nil {
+		return 0
+	}
+	p.merger.mu.Lock()
+	defer p.merger.mu.Unlock()
+	return time.Duration(p.merger.cfg.MaxWait)
 }
 
 // String describes the pipeline for logs.

@@ -169,3 +169,22 @@ func (b *batch) toV1() (*prompb.WriteRequest, error) {
 	}
 	return out, nil
 }
+
+// encodeEmits encodes merged outputs as a request of their own.
+func encodeEmits(proto remoteapi.WriteMessageType, emits []Emit) ([]byte, error) {
+	if proto == ProtoV2 {
+		// RW 2.0 wants the empty string first in the symbols table.
+		req := &writev2.Request{Symbols: []string{""}}
+		lookup := map[string]uint32{"": 0}
+		for _, e := range emits {
+			req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+				LabelsRefs: symbolize(req, lookup, e.Labels), Samples: v2Samples(e.Samples)})
+		}
+		return req.Marshal()
+	}
+	req := &prompb.WriteRequest{}
+	for _, e := range emits {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(e.Labels, nil), Samples: v1Samples(e.Samples)})
+	}
+	return req.Marshal()
+}

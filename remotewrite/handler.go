@@ -280,28 +280,41 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	h.metrics.exemplars.WithLabelValues(pl).Add(float64(c.exemplars))
 
 	rt := h.route.Load()
-	var res repairResult
+	var (
+		res repairResult
+		mr  *mergeRun
+	)
 	if rt.repairer != nil {
-		var release func()
-		res, release = applyRepair(s, rt.repairer)
-		// Merged samples stay "in flight" until every upstream answered, so
-		// that no later sample of the same output can overtake them.
-		defer release()
+		res, mr = applyRepair(s, rt.repairer, partition(r.Header, rt.upstreams))
 	}
+	// The merge state learns, once every upstream answered, whether its
+	// samples were taken (a panic on the way counts as not taken).
+	mergeOK, retryOK := false, false
+	defer func() { mr.done(mergeOK, retryOK) }()
 	h.metrics.collisions.Add(float64(res.collisions))
 
 	p := &payloads{proto: proto}
 	changed := s.changed()
 	if changed && h.dryRun {
 		h.dryRunReport(s, res)
-		changed = false
+		changed, mergeOK, retryOK = false, true, true
+		mr.retries = nil
 	}
-	if changed {
-		if s.forwarded() == 0 && len(s.fields) == len(s.series) {
-			// Rules dropped or merged every series away: nothing to send.
-			h.metrics.forwarded.WithLabelValues("none").Inc()
-			return h.written(resp, c), nil
-		}
+	var retryReplies chan []reply
+	if mr != nil && len(mr.retries) > 0 {
+		// Merged samples that the upstream may have already go in a request
+		// of their own, in parallel: a 4xx to them must not fail the
+		// sender's batch.
+		retryReplies = make(chan []reply, 1)
+		go func() { retryReplies <- h.forwardRetries(r.Context(), r.Header, rt.upstreams, proto, mr.retries) }()
+	}
+	var replies []reply
+	switch {
+	case changed && s.forwarded() == 0 && len(s.fields) == len(s.series):
+		// Rules dropped or merged every series away: nothing to send.
+		h.metrics.forwarded.WithLabelValues("none").Inc()
+		mergeOK = true
+	case changed:
 		buf, cbuf := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
 		defer bufPool.Put(buf)
 		defer bufPool.Put(cbuf)
@@ -309,14 +322,30 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		*cbuf = compress(*cbuf, *buf)
 		p.raw, p.compressed = *buf, *cbuf
 		h.metrics.forwarded.WithLabelValues("reencoded").Inc()
-	} else {
+	default:
 		p.raw, p.compressed = in.raw, in.compressed
 		h.metrics.forwarded.WithLabelValues("original").Inc()
 	}
-	hasData := c.samples+c.histograms+c.exemplars > 0 && (!changed || s.forwarded() > 0)
-	replies := h.forward(r.Context(), r.Header, rt.upstreams, p, hasData)
+	if p.compressed != nil {
+		hasData := c.samples+c.histograms+c.exemplars > 0 && (!changed || s.forwarded() > 0)
+		replies = h.forward(r.Context(), r.Header, rt.upstreams, p, hasData)
+	}
+	if retryReplies != nil {
+		rr := <-retryReplies
+		retryOK = retriesTaken(rr)
+		for _, x := range rr {
+			if x.err == nil && x.code/100 == 4 && x.code != http.StatusTooManyRequests {
+				h.logger.Warn("upstream refused re-sent merged samples (it has them, or never will); not sent again",
+					"upstream", x.upstream, "code", x.code, "err", x.msg)
+			}
+		}
+	}
+	if replies == nil {
+		return h.written(resp, c), nil
+	}
 	code, msg, retryAfter := merge(replies)
 	if code/100 == 2 {
+		mergeOK = true
 		return h.written(resp, c), nil
 	}
 	resp.SetStatusCode(code)
@@ -329,6 +358,44 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.logger.Error("upstream rejected the request", "code", code, "err", msg)
 	}
 	return resp, errors.New(msg)
+}
+
+// partition is the merge partition of a request: the values of the headers
+// that the upstreams forward from the sender (a tenant, X-Scope-OrgID), so
+// that series of different tenants never merge and a merged sample only
+// rides on a request of its own tenant.
+func partition(in http.Header, ups []*Upstream) string {
+	var b []byte
+	for _, u := range ups {
+		for _, name := range u.forward {
+			b = append(b, in.Get(name)...)
+			b = append(b, 0xff)
+		}
+	}
+	return string(b)
+}
+
+// retriesTaken reports whether every upstream took the retries' request:
+// 2xx, or a 4xx other than 429 (final: the upstream has the samples, or
+// will never take them).
+func retriesTaken(rr []reply) bool {
+	for _, r := range rr {
+		if r.err != nil || r.code/100 == 5 || r.code == http.StatusTooManyRequests || r.code/100 < 2 {
+			return false
+		}
+	}
+	return true
+}
+
+// forwardRetries sends re-sent merged samples to every upstream, as a request
+// of their own in the sender's protocol.
+func (h *Handler) forwardRetries(ctx context.Context, in http.Header, ups []*Upstream, proto remoteapi.WriteMessageType, emits []Emit) []reply {
+	raw, err := encodeEmits(proto, emits)
+	if err != nil {
+		return []reply{{code: http.StatusInternalServerError, err: err}}
+	}
+	p := &payloads{proto: proto, raw: raw, compressed: compress(nil, raw)}
+	return h.forward(ctx, in, ups, p, true)
 }
 
 // capture records a request body for `rwfix replay`, within the budget.

@@ -5,23 +5,52 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
+// Sample is one float sample of a merge source or output: timestamp, value,
+// RW 2.0 start timestamp (0: none). An alias of an unnamed struct: package
+// relabel names the same type without either package importing the other.
+type Sample = struct {
+	T, ST int64
+	V     float64
+}
+
+// Emit is what a request carries for one merged output (see relabel.Emit):
+// Group is the index of the Add call that named it (its first source's slot
+// carries it) or -1 (appended to the request); Retry samples may already be
+// written upstream and go in a request of their own, whose 4xx is final.
+type Emit = struct {
+	Group   int
+	Labels  labels.Labels
+	Samples []Sample
+	Retry   bool
+}
+
+// MergeTx is one request's use of the merge state: Add each output's sources
+// and samples, Collect what to send (the merge's state changes are durable
+// when it returns), then Done once every upstream answered: ok for the
+// request with the sender's series, retryOK for the retries' request.
+type MergeTx = interface {
+	Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool
+	Collect() []Emit
+	Done(ok, retryOK bool)
+}
+
 // Merger is implemented by a Repairer whose collision policy merges series
 // (package relabel's Pipeline under the merge policy).
 type Merger interface {
 	// Merges reports whether a series with output labels out (changed: the
-	// Repairer rewrote it) must go through Merge.
+	// Repairer rewrote it) must go through the merge.
 	Merges(out labels.Labels, changed bool) bool
-	// Merge takes one request's float samples for every source of out and
-	// returns the samples to forward for out (possibly none). ok false: not
-	// merged, forward the sources unrepaired. done is called once every
-	// upstream has answered.
-	Merge(out labels.Labels, sources []labels.Labels, samples [][]model.SamplePair) (emit []model.SamplePair, done func(), ok bool)
+	// BeginMerge starts a request's merge transaction; part is its partition
+	// (tenant). Nil: no merge.
+	BeginMerge(part string) MergeTx
+	// MergePending reports whether merged samples wait for a request to ride
+	// on: then a request without any source begins a merge too.
+	MergePending() bool
 	// TargetsKnown reports whether Merges recognizes every output a rewrite
 	// can reach from the output's own labels (true for presets). Otherwise a
 	// series the request carries unchanged may equal an output first made in
@@ -202,36 +231,47 @@ func guardCollisions(edits []edit, v seriesView, dropped *dropSet) int {
 }
 
 // repair applies r to the batch in place: rewritten labels, dropped series,
-// merged sources, rewrites that would collide undone. release must be called
-// once every upstream has answered: it tells the merge state that the
-// request's merged samples are no longer in flight.
-func (b *batch) repair(r Repairer) (res repairResult, release func()) {
-	return applyRepair(b.ops(), r)
+// merged sources, rewrites that would collide undone. The merge run's done
+// must be called once every upstream has answered.
+func (b *batch) repair(r Repairer, part string) (res repairResult, mr *mergeRun) {
+	return applyRepair(b.ops(), r, part)
+}
+
+// mergeRun is what a request owes the merge state: its transaction, to be
+// told whether the upstreams took its samples, and the retries to send in a
+// request of their own.
+type mergeRun struct {
+	tx      MergeTx
+	retries []Emit
+}
+
+// done reports the upstreams' answers to the merge state (nil-safe).
+func (mr *mergeRun) done(ok, retryOK bool) {
+	if mr != nil && mr.tx != nil {
+		mr.tx.Done(ok, retryOK)
+		mr.tx = nil
+	}
 }
 
 // applyRepair is repair for either representation of a request: the
 // generated structs (batch) or the in-place index (scanned).
-func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
-	release = func() {}
+func applyRepair(ops batchOps, r Repairer, part string) (res repairResult, mr *mergeRun) {
 	v := ops.view()
 	mg, _ := r.(Merger)
 	edits := decide(r, mg, v, ops)
-	if len(edits) == 0 {
-		return res, release
+	var tx MergeTx
+	if mg != nil && (len(edits) > 0 || mg.MergePending()) {
+		tx = mg.BeginMerge(part)
+	}
+	if len(edits) == 0 && tx == nil {
+		return res, nil
 	}
 	drop := newDropSet(v.len())
-	if mg != nil {
-		var dones []func()
+	if tx != nil {
+		mr = &mergeRun{tx: tx}
 		var unmerged int
-		res.merged, unmerged, dones = mergeGroups(mg, edits, v, ops, drop)
+		res.merged, unmerged, mr.retries = mergeGroups(tx, mg, edits, v, ops, drop)
 		res.collisions += unmerged
-		if len(dones) > 0 {
-			release = func() {
-				for _, d := range dones {
-					d()
-				}
-			}
-		}
 	}
 	res.collisions += guardCollisions(edits, v, drop)
 	for _, e := range edits {
@@ -248,19 +288,20 @@ func applyRepair(ops batchOps, r Repairer) (res repairResult, release func()) {
 			ops.setLabels(e.idx, e.out)
 		}
 	}
-	res.changed = res.repaired > 0 || len(drop.idx) > 0 || res.merged > 0
+	res.changed = res.repaired > 0 || len(drop.idx) > 0 || res.merged > 0 || ops.appended() > 0
 	ops.remove(drop)
-	return res, release
+	return res, mr
 }
 
-// mergeGroups hands every output that the merge policy covers to the Merger
-// and writes the result into the batch: the output's samples go into the slot
-// of its first source, the other sources' slots are dropped. A series that
-// the batch carries unchanged but whose labels equal a merged output joins
-// that output as a source. It returns how many series it merged away or
-// rewrote, how many rewrites it had to undo (merge state full), and the done
-// functions of the emitted samples.
-func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *dropSet) (n, unmerged int, dones []func()) {
+// mergeGroups hands every output that the merge policy covers to the merge
+// transaction and writes what it collects into the batch: an output's
+// samples go into the slot of its first source, the other sources' slots are
+// dropped; outputs the request carries no source of are appended. A series
+// that the batch carries unchanged but whose labels equal a merged output
+// joins that output as a source. It returns how many series it merged away
+// or rewrote, how many rewrites it had to undo (merge state full), and the
+// retries (samples for a request of their own).
+func mergeGroups(tx MergeTx, mg Merger, edits []edit, v seriesView, ops batchOps, drop *dropSet) (n, unmerged int, retries []Emit) {
 	// Group the merge edits by output, without a small allocation per group:
 	// groups in one slice, chained by hash; each source records its group.
 	type group struct {
@@ -314,12 +355,9 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *drop
 		groups[g].nsrc++
 		srcs = append(srcs, source{group: g, idx: e.idx, k: int32(k), ls: e.orig})
 	}
-	if len(groups) == 0 {
-		return 0, 0, nil
-	}
 	// Unchanged series that land on a merged output are sources too. With
 	// known targets, decide has already made them merge edits.
-	if !mg.TargetsKnown() {
+	if len(groups) > 0 && !mg.TargetsKnown() {
 		edited := make(map[int]bool, len(edits))
 		for _, e := range edits {
 			edited[e.idx] = true
@@ -345,8 +383,10 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *drop
 	})
 	var (
 		ls      []labels.Labels
-		samples [][]model.SamplePair
+		samples [][]Sample
 		idx     = make([]int, len(srcs)) // sources' series indices, kept by setSamples
+		slots   = make([][]int, 0, len(groups))
+		first   [][]Sample // by group: the first source's own samples
 	)
 	for j := range srcs {
 		idx[j] = srcs[j].idx
@@ -361,8 +401,7 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *drop
 		}
 		gidx := idx[start:end:end]
 		start = end
-		emit, done, ok := mg.Merge(g.out, ls, samples)
-		if !ok {
+		if !tx.Add(g.out, ls, samples) {
 			// No room in the merge state: forward the sources unrepaired;
 			// the collision guard then keeps them apart.
 			for _, src := range srcs[end-len(gidx) : end] {
@@ -375,38 +414,52 @@ func mergeGroups(mg Merger, edits []edit, v seriesView, ops batchOps, drop *drop
 				}
 				e.merge, e.out = false, e.orig
 			}
+			slots = append(slots, nil)
+			first = append(first, nil)
 			continue
 		}
-		if done != nil {
-			dones = append(dones, done)
-		}
-		first := gidx[0]
-		switch {
-		case len(emit) == 0:
-			drop.add(first)
-		case len(gidx) == 1 && labels.Equal(ls[0], g.out) && sameSamples(emit, samples[0]):
-			// A genuine series alone, forwarded as it came: the batch stays
-			// unchanged (and can go out as the sender's bytes).
-			n--
-		default:
-			ops.setLabels(first, g.out)
-			ops.setSamples(first, emit, gidx)
-		}
-		for _, i := range gidx[1:] {
+		// Every source's slot leaves the batch, unless an emit fills the
+		// first one below.
+		for _, i := range gidx {
 			drop.add(i)
 		}
 		n += len(gidx)
+		slots = append(slots, gidx)
+		var own []Sample
+		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
+			own = samples[0]
+		}
+		first = append(first, own)
 	}
-	return n, unmerged, dones
+	for _, e := range tx.Collect() {
+		switch {
+		case e.Retry:
+			retries = append(retries, e)
+		case e.Group < 0 || e.Group >= len(slots) || slots[e.Group] == nil:
+			ops.appendSeries(e.Labels, e.Samples)
+		default:
+			gidx := slots[e.Group]
+			drop.undo(gidx[0])
+			if first[e.Group] != nil && sameSamples(e.Samples, first[e.Group]) {
+				// A genuine series alone, forwarded as it came: the batch
+				// stays unchanged (and can go out as the sender's bytes).
+				n--
+				continue
+			}
+			ops.setLabels(gidx[0], e.Labels)
+			ops.setSamples(gidx[0], e.Samples, gidx)
+		}
+	}
+	return n, unmerged, retries
 }
 
 // sameSamples reports whether a and b are the same samples, bit for bit.
-func sameSamples(a, b []model.SamplePair) bool {
+func sameSamples(a, b []Sample) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if a[i].Timestamp != b[i].Timestamp || math.Float64bits(float64(a[i].Value)) != math.Float64bits(float64(b[i].Value)) {
+		if a[i].T != b[i].T || a[i].ST != b[i].ST || math.Float64bits(a[i].V) != math.Float64bits(b[i].V) {
 			return false
 		}
 	}
@@ -475,6 +528,14 @@ func (d *dropSet) add(i int) {
 	}
 }
 
+// undo takes i out of the set again.
+func (d *dropSet) undo(i int) {
+	if d.in[i] {
+		d.in[i] = false
+		d.idx = slices.DeleteFunc(d.idx, func(j int) bool { return j == i })
+	}
+}
+
 func (d *dropSet) has(i int) bool { return d != nil && i < len(d.in) && d.in[i] }
 
 func removeIndices[T any](s []T, drop *dropSet) []T {
@@ -496,33 +557,40 @@ func removeIndices[T any](s []T, drop *dropSet) []T {
 type batchOps interface {
 	view() seriesView
 	hasHistograms(i int) bool
-	samples(i int) []model.SamplePair
+	samples(i int) []Sample
 	setLabels(i int, ls labels.Labels)
 	// setSamples puts a merged output's samples into slot i; its exemplars
 	// become those of every source in srcs.
-	setSamples(i int, s []model.SamplePair, srcs []int)
+	setSamples(i int, s []Sample, srcs []int)
+	// appendSeries adds a merged output that the request carries no source
+	// of, after every other series.
+	appendSeries(ls labels.Labels, s []Sample)
+	appended() int
 	remove(drop *dropSet)
 }
 
 func (b *batch) ops() batchOps {
 	if b.v1 != nil {
-		return v1Ops{b.v1}
+		return &v1Ops{req: b.v1}
 	}
 	return &v2Ops{req: b.v2}
 }
 
-type v1Ops struct{ req *prompb.WriteRequest }
+type v1Ops struct {
+	req   *prompb.WriteRequest
+	extra []prompb.TimeSeries
+}
 
-func (o v1Ops) view() seriesView { return v1View(o) }
+func (o v1Ops) view() seriesView { return v1View{o.req} }
 func (o v1Ops) hasHistograms(i int) bool {
 	return len(o.req.Timeseries[i].Histograms) > 0
 }
 
-func (o v1Ops) samples(i int) []model.SamplePair {
+func (o v1Ops) samples(i int) []Sample {
 	in := o.req.Timeseries[i].Samples
-	out := make([]model.SamplePair, len(in))
+	out := make([]Sample, len(in))
 	for j, s := range in {
-		out[j] = model.SamplePair{Timestamp: model.Time(s.Timestamp), Value: model.SampleValue(s.Value)}
+		out[j] = Sample{T: s.Timestamp, V: s.Value}
 	}
 	return out
 }
@@ -531,12 +599,9 @@ func (o v1Ops) setLabels(i int, ls labels.Labels) {
 	o.req.Timeseries[i].Labels = prompb.FromLabels(ls, nil)
 }
 
-func (o v1Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
+func (o v1Ops) setSamples(i int, s []Sample, srcs []int) {
 	ts := &o.req.Timeseries[i]
-	ts.Samples = make([]prompb.Sample, len(s))
-	for j, p := range s {
-		ts.Samples[j] = prompb.Sample{Timestamp: int64(p.Timestamp), Value: float64(p.Value)}
-	}
+	ts.Samples = v1Samples(s)
 	var ex []prompb.Exemplar
 	for _, k := range srcs {
 		ex = append(ex, o.req.Timeseries[k].Exemplars...)
@@ -544,13 +609,30 @@ func (o v1Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
 	ts.Exemplars = ex
 }
 
-func (o v1Ops) remove(drop *dropSet) {
-	o.req.Timeseries = removeIndices(o.req.Timeseries, drop)
+func v1Samples(s []Sample) []prompb.Sample {
+	out := make([]prompb.Sample, len(s))
+	for j, p := range s {
+		out[j] = prompb.Sample{Timestamp: p.T, Value: p.V}
+	}
+	return out
+}
+
+func (o *v1Ops) appendSeries(ls labels.Labels, s []Sample) {
+	o.extra = append(o.extra, prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil), Samples: v1Samples(s)})
+}
+
+func (o *v1Ops) appended() int { return len(o.extra) }
+
+// remove drops the series, then appends the merged outputs the request
+// carried no source of.
+func (o *v1Ops) remove(drop *dropSet) {
+	o.req.Timeseries = append(removeIndices(o.req.Timeseries, drop), o.extra...)
 }
 
 type v2Ops struct {
 	req    *writev2.Request
 	lookup map[string]uint32 // symbol -> ref, built on first need
+	extra  []writev2.TimeSeries
 }
 
 func (o *v2Ops) view() seriesView { return v2View{o.req} }
@@ -558,16 +640,39 @@ func (o *v2Ops) hasHistograms(i int) bool {
 	return len(o.req.Timeseries[i].Histograms) > 0
 }
 
-func (o *v2Ops) samples(i int) []model.SamplePair {
+func (o *v2Ops) samples(i int) []Sample {
 	in := o.req.Timeseries[i].Samples
-	out := make([]model.SamplePair, len(in))
+	out := make([]Sample, len(in))
 	for j, s := range in {
-		out[j] = model.SamplePair{Timestamp: model.Time(s.Timestamp), Value: model.SampleValue(s.Value)}
+		out[j] = Sample{T: s.Timestamp, V: s.Value, ST: s.StartTimestamp}
 	}
 	return out
 }
 
 func (o *v2Ops) setLabels(i int, ls labels.Labels) {
+	o.req.Timeseries[i].LabelsRefs = o.symbolize(ls)
+}
+
+// setSamples keeps the slot's metadata; start timestamps are the merge's.
+func (o *v2Ops) setSamples(i int, s []Sample, srcs []int) {
+	var ex []writev2.Exemplar
+	for _, k := range srcs {
+		ex = append(ex, o.req.Timeseries[k].Exemplars...)
+	}
+	ts := &o.req.Timeseries[i]
+	ts.Samples = v2Samples(s)
+	ts.Exemplars = ex
+}
+
+func v2Samples(s []Sample) []writev2.Sample {
+	out := make([]writev2.Sample, len(s))
+	for j, p := range s {
+		out[j] = writev2.Sample{Timestamp: p.T, Value: p.V, StartTimestamp: p.ST}
+	}
+	return out
+}
+
+func (o *v2Ops) symbolize(ls labels.Labels) []uint32 {
 	if o.lookup == nil {
 		o.lookup = make(map[string]uint32, len(o.req.Symbols))
 		for j, s := range o.req.Symbols {
@@ -576,32 +681,17 @@ func (o *v2Ops) setLabels(i int, ls labels.Labels) {
 			}
 		}
 	}
-	o.req.Timeseries[i].LabelsRefs = symbolize(o.req, o.lookup, ls)
+	return symbolize(o.req, o.lookup, ls)
 }
 
-// setSamples keeps the slot's metadata. A merged sample's start timestamp is
-// the earliest non-zero one its sources sent in this request.
-func (o *v2Ops) setSamples(i int, s []model.SamplePair, srcs []int) {
-	var st int64
-	var ex []writev2.Exemplar
-	for _, k := range srcs {
-		for _, smp := range o.req.Timeseries[k].Samples {
-			if smp.StartTimestamp != 0 && (st == 0 || smp.StartTimestamp < st) {
-				st = smp.StartTimestamp
-			}
-		}
-		ex = append(ex, o.req.Timeseries[k].Exemplars...)
-	}
-	ts := &o.req.Timeseries[i]
-	ts.Samples = make([]writev2.Sample, len(s))
-	for j, p := range s {
-		ts.Samples[j] = writev2.Sample{Timestamp: int64(p.Timestamp), Value: float64(p.Value), StartTimestamp: st}
-	}
-	ts.Exemplars = ex
+func (o *v2Ops) appendSeries(ls labels.Labels, s []Sample) {
+	o.extra = append(o.extra, writev2.TimeSeries{LabelsRefs: o.symbolize(ls), Samples: v2Samples(s)})
 }
+
+func (o *v2Ops) appended() int { return len(o.extra) }
 
 func (o *v2Ops) remove(drop *dropSet) {
-	o.req.Timeseries = removeIndices(o.req.Timeseries, drop)
+	o.req.Timeseries = append(removeIndices(o.req.Timeseries, drop), o.extra...)
 }
 
 type v1View struct{ req *prompb.WriteRequest }

@@ -8,7 +8,6 @@ import (
 	"unsafe"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -67,16 +66,23 @@ type scanned struct {
 	edits     []seriesEdit
 	nEdits    int
 	drop      *dropSet
-	arena     []model.SamplePair // samples read for the merge
+	arena     []Sample // samples read for the merge
+	extra     []extraSeries
 	scratch   []byte
 	newSyms   []string
 	symLookup map[string]uint32
 	cur       cursor
 }
 
+// extraSeries is a merged output appended to the request.
+type extraSeries struct {
+	ls      labels.Labels
+	samples []Sample
+}
+
 type seriesEdit struct {
-	ls        labels.Labels      // new labels, when relabeled
-	samples   []model.SamplePair // merged samples, when merged
+	ls        labels.Labels // new labels, when relabeled
+	samples   []Sample      // merged samples, when merged
 	srcs      []int              // the merged output's sources
 	relabeled bool
 	merged    bool
@@ -93,6 +99,8 @@ func (s *scanned) reset() {
 	s.edits, s.nEdits = s.edits[:0], 0
 	s.drop, s.symLookup = nil, nil
 	s.arena = s.arena[:0]
+	clear(s.extra)
+	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]
 }
 

@@ -4,7 +4,6 @@ import (
 	"math"
 	"slices"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -80,7 +79,7 @@ func (s *scanned) view() seriesView { return s }
 
 func (s *scanned) hasHistograms(i int) bool { return s.series[i].hasHist }
 
-func (s *scanned) samples(i int) []model.SamplePair {
+func (s *scanned) samples(i int) []Sample {
 	si := &s.series[i]
 	field := protowire.Number(v1SeriesSamples)
 	if s.proto == ProtoV2 {
@@ -96,7 +95,7 @@ func (s *scanned) samples(i int) []model.SamplePair {
 		if num != field || typ != protowire.BytesType {
 			continue
 		}
-		var p model.SamplePair
+		var p Sample
 		sb := b[:val.end]
 		for so := int(val.off); so < len(sb); {
 			n, t, v, e := next(sb, so)
@@ -104,10 +103,13 @@ func (s *scanned) samples(i int) []model.SamplePair {
 			switch {
 			case n == sampleValue && t == protowire.Fixed64Type:
 				u, _ := protowire.ConsumeFixed64(sb[v.off:v.end])
-				p.Value = model.SampleValue(math.Float64frombits(u))
+				p.V = math.Float64frombits(u)
 			case n == sampleTimestamp && t == protowire.VarintType:
 				u, _ := protowire.ConsumeVarint(sb[v.off:v.end])
-				p.Timestamp = model.Time(int64(u))
+				p.T = int64(u)
+			case n == sampleStartTimestamp && t == protowire.VarintType && s.proto == ProtoV2:
+				u, _ := protowire.ConsumeVarint(sb[v.off:v.end])
+				p.ST = int64(u)
 			}
 		}
 		s.arena = append(s.arena, p)
@@ -130,7 +132,13 @@ func (s *scanned) setLabels(i int, ls labels.Labels) {
 	e.ls, e.relabeled = ls, true
 }
 
-func (s *scanned) setSamples(i int, smp []model.SamplePair, srcs []int) {
+func (s *scanned) appendSeries(ls labels.Labels, smp []Sample) {
+	s.extra = append(s.extra, extraSeries{ls: ls, samples: smp})
+}
+
+func (s *scanned) appended() int { return len(s.extra) }
+
+func (s *scanned) setSamples(i int, smp []Sample, srcs []int) {
 	e := s.edit(i)
 	if !e.relabeled && !e.merged {
 		s.nEdits++
@@ -141,15 +149,15 @@ func (s *scanned) setSamples(i int, smp []model.SamplePair, srcs []int) {
 func (s *scanned) remove(drop *dropSet) { s.drop = drop }
 
 func (s *scanned) changed() bool {
-	return s.nEdits > 0 || (s.drop != nil && len(s.drop.idx) > 0)
+	return s.nEdits > 0 || (s.drop != nil && len(s.drop.idx) > 0) || len(s.extra) > 0
 }
 
-// forwarded counts the series left after drops.
+// forwarded counts the series left after drops, and the appended ones.
 func (s *scanned) forwarded() int {
 	if s.drop == nil {
-		return len(s.series)
+		return len(s.series) + len(s.extra)
 	}
-	return len(s.series) - len(s.drop.idx)
+	return len(s.series) - len(s.drop.idx) + len(s.extra)
 }
 
 // encode appends the spliced request to dst: every top-level field in its
@@ -173,16 +181,77 @@ func (s *scanned) encode(dst []byte) []byte {
 			continue
 		}
 		body = s.encodeSeries(body[:0], i, &s.edits[i])
-		num := protowire.Number(v1ReqSeries)
-		if s.proto == ProtoV2 {
-			num = v2ReqSeries
-		}
-		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		dst = protowire.AppendTag(dst, s.seriesField(), protowire.BytesType)
+		dst = protowire.AppendBytes(dst, body)
+	}
+	for _, x := range s.extra {
+		body = s.appendLabels(body[:0], x.ls)
+		body = s.appendSamples(body, x.samples)
+		dst = protowire.AppendTag(dst, s.seriesField(), protowire.BytesType)
 		dst = protowire.AppendBytes(dst, body)
 	}
 	for _, sym := range s.newSyms {
 		dst = protowire.AppendTag(dst, v2ReqSymbols, protowire.BytesType)
 		dst = protowire.AppendString(dst, sym)
+	}
+	return dst
+}
+
+func (s *scanned) seriesField() protowire.Number {
+	if s.proto == ProtoV2 {
+		return v2ReqSeries
+	}
+	return v1ReqSeries
+}
+
+// appendLabels appends the labels field(s) of a series: RW 2.0 references
+// (adding symbols as needed), or RW 1.0 label messages.
+func (s *scanned) appendLabels(dst []byte, ls labels.Labels) []byte {
+	if s.proto == ProtoV2 {
+		packed := s.scratch[:0]
+		ls.Range(func(l labels.Label) {
+			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Name)))
+			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Value)))
+		})
+		dst = protowire.AppendTag(dst, v2SeriesRefs, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, packed)
+		s.scratch = packed
+		return dst
+	}
+	ls.Range(func(l labels.Label) {
+		n := protowire.SizeTag(v1LabelName) + protowire.SizeBytes(len(l.Name)) +
+			protowire.SizeTag(v1LabelValue) + protowire.SizeBytes(len(l.Value))
+		dst = protowire.AppendTag(dst, v1SeriesLabels, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(n))
+		dst = protowire.AppendTag(dst, v1LabelName, protowire.BytesType)
+		dst = protowire.AppendString(dst, l.Name)
+		dst = protowire.AppendTag(dst, v1LabelValue, protowire.BytesType)
+		dst = protowire.AppendString(dst, l.Value)
+	})
+	return dst
+}
+
+// appendSamples appends sample messages (RW 2.0: with start timestamps).
+func (s *scanned) appendSamples(dst []byte, samples []Sample) []byte {
+	field := protowire.Number(v1SeriesSamples)
+	if s.proto == ProtoV2 {
+		field = v2SeriesSamples
+	}
+	for _, p := range samples {
+		smp := s.scratch[:0]
+		smp = protowire.AppendTag(smp, sampleValue, protowire.Fixed64Type)
+		smp = protowire.AppendFixed64(smp, math.Float64bits(p.V))
+		if p.T != 0 {
+			smp = protowire.AppendTag(smp, sampleTimestamp, protowire.VarintType)
+			smp = protowire.AppendVarint(smp, uint64(p.T))
+		}
+		if p.ST != 0 && s.proto == ProtoV2 {
+			smp = protowire.AppendTag(smp, sampleStartTimestamp, protowire.VarintType)
+			smp = protowire.AppendVarint(smp, uint64(p.ST))
+		}
+		dst = protowire.AppendTag(dst, field, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, smp)
+		s.scratch = smp
 	}
 	return dst
 }
@@ -200,31 +269,7 @@ func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
 	if !relabeled {
 		ls = s.labels(i, &labels.ScratchBuilder{})
 	}
-	if v2 {
-		packed := s.scratch[:0]
-		ls.Range(func(l labels.Label) {
-			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Name)))
-			packed = protowire.AppendVarint(packed, uint64(s.symbol(l.Value)))
-		})
-		dst = protowire.AppendTag(dst, refsField, protowire.BytesType)
-		dst = protowire.AppendBytes(dst, packed)
-		s.scratch = packed
-	} else {
-		ls.Range(func(l labels.Label) {
-			n := protowire.SizeTag(v1LabelName) + protowire.SizeBytes(len(l.Name)) +
-				protowire.SizeTag(v1LabelValue) + protowire.SizeBytes(len(l.Value))
-			dst = protowire.AppendTag(dst, refsField, protowire.BytesType)
-			dst = protowire.AppendVarint(dst, uint64(n))
-			dst = protowire.AppendTag(dst, v1LabelName, protowire.BytesType)
-			dst = protowire.AppendString(dst, l.Name)
-			dst = protowire.AppendTag(dst, v1LabelValue, protowire.BytesType)
-			dst = protowire.AppendString(dst, l.Value)
-		})
-	}
-	var startTs int64
-	if merged && v2 {
-		startTs = s.earliestStart(e.srcs)
-	}
+	dst = s.appendLabels(dst, ls)
 	copyFields := func(j int, keep func(protowire.Number) bool) {
 		si := &s.series[j]
 		for off := int(si.body.off); off < int(si.body.end); {
@@ -239,22 +284,7 @@ func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
 		copyFields(i, func(n protowire.Number) bool { return n != refsField })
 		return dst
 	}
-	for _, p := range e.samples {
-		smp := s.scratch[:0]
-		smp = protowire.AppendTag(smp, sampleValue, protowire.Fixed64Type)
-		smp = protowire.AppendFixed64(smp, math.Float64bits(float64(p.Value)))
-		if p.Timestamp != 0 {
-			smp = protowire.AppendTag(smp, sampleTimestamp, protowire.VarintType)
-			smp = protowire.AppendVarint(smp, uint64(int64(p.Timestamp)))
-		}
-		if startTs != 0 {
-			smp = protowire.AppendTag(smp, sampleStartTimestamp, protowire.VarintType)
-			smp = protowire.AppendVarint(smp, uint64(startTs))
-		}
-		dst = protowire.AppendTag(dst, samplesField, protowire.BytesType)
-		dst = protowire.AppendBytes(dst, smp)
-		s.scratch = smp
-	}
+	dst = s.appendSamples(dst, e.samples)
 	for _, j := range e.srcs {
 		copyFields(j, func(n protowire.Number) bool { return n == exemplarsField })
 	}
@@ -262,29 +292,6 @@ func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
 	// its labels, samples or exemplars.
 	copyFields(i, func(n protowire.Number) bool { return n != refsField && n != samplesField && n != exemplarsField })
 	return dst
-}
-
-// earliestStart is the earliest non-zero RW 2.0 start timestamp that the
-// sources' samples carry.
-func (s *scanned) earliestStart(srcs []int) int64 {
-	var st int64
-	for _, j := range srcs {
-		_ = walk(s.raw, s.series[j].body, func(num protowire.Number, typ protowire.Type, val span) error {
-			if num != v2SeriesSamples || typ != protowire.BytesType {
-				return nil
-			}
-			return walk(s.raw, val, func(n protowire.Number, t protowire.Type, v span) error {
-				if n == sampleStartTimestamp && t == protowire.VarintType {
-					u, _ := protowire.ConsumeVarint(s.raw[v.off:v.end])
-					if ts := int64(u); ts != 0 && (st == 0 || ts < st) {
-						st = ts
-					}
-				}
-				return nil
-			})
-		})
-	}
-	return st
 }
 
 // symbol returns the reference of str in the RW 2.0 symbols table, adding it

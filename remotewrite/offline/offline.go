@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -77,8 +78,46 @@ func (r *recorder) take() ([][]byte, []remoteapi.WriteMessageType) {
 
 // pipeline is a handler wired to a recording upstream.
 type pipeline struct {
-	h   *remotewrite.Handler
-	rec *recorder
+	h     *remotewrite.Handler
+	rec   *recorder
+	clock clocked // nil: the repairer has no merge clock
+	now   time.Time
+}
+
+// clocked is a repairer whose merge state runs on a clock it is given:
+// offline runs follow the samples' time, not the wall clock, so that a merged
+// output waits for its sources as long as it would in production.
+type clocked interface {
+	SetMergeClock(now func() time.Time)
+	MaxWait() time.Duration
+}
+
+// at sets the pipeline's clock to t (never backwards).
+func (p *pipeline) at(t time.Time) {
+	if t.After(p.now) {
+		p.now = t
+	}
+}
+
+// drain moves the clock past the longest wait and sends an empty request, so
+// that every merged sample still held goes out.
+func (p *pipeline) drain(proto remoteapi.WriteMessageType) ([][]byte, error) {
+	if p.clock == nil {
+		return nil, nil
+	}
+	p.at(p.now.Add(p.clock.MaxWait() + time.Second))
+	var raw []byte
+	if proto == remotewrite.ProtoV2 {
+		var err error
+		if raw, err = (&writev2.Request{Symbols: []string{""}}).Marshal(); err != nil {
+			return nil, err
+		}
+	}
+	code, msg, out, err := p.send(proto, s2.EncodeSnappy(nil, raw))
+	if err == nil && code/100 != 2 {
+		err = fmt.Errorf("rwfix answered %d: %s", code, msg)
+	}
+	return out, err
 }
 
 func newPipeline(rep remotewrite.Repairer) (*pipeline, error) {
@@ -96,7 +135,12 @@ func newPipeline(rep remotewrite.Repairer) (*pipeline, error) {
 		rec.close()
 		return nil, err
 	}
-	return &pipeline{h: remotewrite.NewHandler(rep, []*remotewrite.Upstream{u}), rec: rec}, nil
+	p := &pipeline{h: remotewrite.NewHandler(rep, []*remotewrite.Upstream{u}), rec: rec}
+	if c, ok := rep.(clocked); ok {
+		p.clock = c
+		c.SetMergeClock(func() time.Time { return p.now })
+	}
+	return p, nil
 }
 
 // send posts one compressed body and returns what the upstream received.

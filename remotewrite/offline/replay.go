@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -69,7 +70,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 	}
 	defer p.rec.close()
 	var total struct{ in, out, repaired, gone int }
-	for _, f := range files {
+	for fi, f := range files {
 		proto, ok := ProtoOf(f)
 		if !ok {
 			return fmt.Errorf("%s: not a .rw1 or .rw2 capture", f)
@@ -86,9 +87,23 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
+		// The merge's clock follows the captured samples' time.
+		for _, s := range before {
+			for _, smp := range s.Samples {
+				p.at(time.UnixMilli(smp.Timestamp))
+			}
+		}
 		code, msg, outs, err := p.send(proto, body)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
+		}
+		if fi == len(files)-1 {
+			// What the merge still holds goes out once its wait is over.
+			more, err := p.drain(proto)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			outs = append(outs, more...)
 		}
 		if code/100 != 2 {
 			fmt.Fprintf(w, "%s: rwfix would answer %d: %s\n", f, code, msg)

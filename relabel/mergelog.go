@@ -1,0 +1,551 @@
+package relabel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// The merge log keeps the merge state across restarts and crashes, in the
+// data directory (--storage.path, default data/), as Prometheus' WAL keeps
+// its head: an append-only file of small binary records, one per state
+// change — an output or source first seen, a source sample taken, an output
+// timestamp finalized (and whether it was sent), samples taken by the
+// upstream, an output forgotten. The records of a request are written
+// (write(2), no fsync) before the request is answered, so a SIGKILL or an
+// OOM kill loses nothing: the kernel has them. The file is fsynced every
+// 10 s and at compaction, so a machine crash loses at most that much.
+//
+// A restart replays the records through the same state machine: the clock's
+// decisions (end of learning, overdue sources) are in the log as finalized
+// timestamps, so the replay makes exactly the same ones, and a sample the
+// upstream may already have is re-sent with exactly the same value.
+//
+// Compaction writes the whole state as a snapshot (one record per output and
+// per source) to a new file, fsyncs it and renames it over the log; it runs
+// at start, at shutdown, and when the log has grown past twice the last
+// snapshot plus 64 MiB.
+//
+// A torn last record (a crash in the middle of a write) is ignored: its
+// request was not answered, and the sender sends it again. Any other damage
+// (bad checksum, unknown record) discards the whole state: the merge then
+// learns its outputs afresh, as on a first start — never a wrong value. The
+// damaged file is kept beside, as merge.log.corrupt.
+
+const (
+	logName = "merge.log"
+
+	recNewOutput   = 1
+	recNewSource   = 2
+	recSample      = 3
+	recFinal       = 4
+	recSent        = 5
+	recDrop        = 6
+	recOutputState = 7
+	recSourceState = 8
+
+	compactSlack = 64 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorruptLog is returned by OpenLog when the log is damaged; the state is
+// then empty.
+var ErrCorruptLog = errors.New("merge log corrupt")
+
+type mergeLog struct {
+	dir      string
+	f        *os.File
+	size     int64
+	snapSize int64
+	buf      []byte // records not yet written
+	rec      []byte // the record being built
+	done     chan struct{}
+}
+
+// OpenLog makes the merge state durable in dir: it replays the log found
+// there (if any), compacts it, and from then on logs every change. It
+// returns the number of outputs restored. A corrupt log is set aside and the
+// state starts empty (the error says so; rwfix runs on).
+func (m *Merger) OpenLog(dir string) (int, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return 0, fmt.Errorf("merge state directory: %w", err)
+	}
+	path := filepath.Join(dir, logName)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var replayErr error
+	if f, err := os.Open(path); err == nil {
+		replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
+		f.Close()
+		if replayErr != nil {
+			m.reset()
+			_ = os.Rename(path, path+".corrupt")
+			replayErr = fmt.Errorf("%w: %s: %w; starting without merge state (set aside as %s.corrupt)", ErrCorruptLog, path, replayErr, logName)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("merge state: %w", err)
+	}
+	m.log = &mergeLog{dir: dir, done: make(chan struct{})}
+	if err := m.compact(); err != nil {
+		m.log = nil
+		return 0, err
+	}
+	go m.syncLoop(m.log)
+	return m.n, replayErr
+}
+
+// Close writes a final snapshot and closes the log.
+func (m *Merger) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.log == nil {
+		return nil
+	}
+	err := m.compact()
+	close(m.log.done)
+	if m.log.f != nil {
+		err = errors.Join(err, m.log.f.Close())
+	}
+	m.log = nil
+	return err
+}
+
+func (m *Merger) reset() {
+	m.outs, m.parts, m.n, m.nsrc = map[outKey][]*output{}, map[string]*partition{}, 0, 0
+	m.pending.Store(0)
+}
+
+func (m *Merger) syncLoop(l *mergeLog) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+			m.mu.Lock()
+			f := l.f
+			m.mu.Unlock()
+			_ = f.Sync() // a file closed by a compaction meanwhile: nothing to do
+		}
+	}
+}
+
+// flushLog writes the buffered records, and compacts when the log has grown.
+// Called with m.mu held, before the requests whose changes they are are
+// answered.
+func (m *Merger) flushLog() {
+	l := m.log
+	if l == nil || len(l.buf) == 0 {
+		return
+	}
+	n, err := l.f.Write(l.buf)
+	l.size += int64(n)
+	l.buf = l.buf[:0]
+	if err != nil {
+		m.metrics.logErrors.Inc()
+		return
+	}
+	if l.size > 2*l.snapSize+compactSlack {
+		if err := m.compact(); err != nil {
+			m.metrics.logErrors.Inc()
+		}
+	}
+}
+
+// compact writes the whole state to a new log file and renames it over the
+// old one. Called with m.mu held.
+func (m *Merger) compact() error {
+	l := m.log
+	path := filepath.Join(l.dir, logName)
+	tmp, err := os.CreateTemp(l.dir, ".merge-*.tmp")
+	if err != nil {
+		return fmt.Errorf("merge state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	var size int64
+	for _, list := range m.outs {
+		for _, o := range list {
+			for _, rec := range [][]byte{m.outputState(o)} {
+				n, _ := w.Write(rec)
+				size += int64(n)
+			}
+			for _, s := range o.sources {
+				n, _ := w.Write(m.sourceState(o, s))
+				size += int64(n)
+			}
+		}
+	}
+	err = errors.Join(w.Flush(), tmp.Sync(), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("merge state: writing snapshot: %w", err)
+	}
+	if d, err := os.Open(l.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("merge state: %w", err)
+	}
+	if l.f != nil {
+		l.f.Close()
+	}
+	l.f, l.size, l.snapSize, l.buf = f, size, size, l.buf[:0]
+	return nil
+}
+
+// Record encoding: uvarint length of the payload, CRC-32C of the payload
+// (4 bytes, little endian), payload (type byte, then fields as varints,
+// fixed64 floats and length-prefixed strings).
+
+func (l *mergeLog) begin(typ byte) { l.rec = append(l.rec[:0], typ) }
+func (l *mergeLog) uvarint(v uint64) { l.rec = binary.AppendUvarint(l.rec, v) }
+func (l *mergeLog) varint(v int64)   { l.rec = binary.AppendVarint(l.rec, v) }
+func (l *mergeLog) float(v float64) {
+	l.rec = binary.LittleEndian.AppendUint64(l.rec, math.Float64bits(v))
+}
+func (l *mergeLog) str(s string) { l.uvarint(uint64(len(s))); l.rec = append(l.rec, s...) }
+func (l *mergeLog) labels(ls labels.Labels) {
+	l.uvarint(uint64(ls.Len()))
+	ls.Range(func(lb labels.Label) { l.str(lb.Name); l.str(lb.Value) })
+}
+func (l *mergeLog) bool(b bool) {
+	if b {
+		l.rec = append(l.rec, 1)
+	} else {
+		l.rec = append(l.rec, 0)
+	}
+}
+func (l *mergeLog) samples(s []Sample) {
+	l.uvarint(uint64(len(s)))
+	for _, p := range s {
+		l.varint(p.T)
+		l.float(p.V)
+		l.varint(p.ST)
+	}
+}
+
+// frame appends the record built since begin to dst.
+func (l *mergeLog) frame(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(l.rec)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(l.rec, crcTable))
+	return append(dst, l.rec...)
+}
+
+func (l *mergeLog) end() { l.buf = l.frame(l.buf) }
+
+func (m *Merger) logNewOutput(o *output) {
+	if l := m.log; l != nil && !m.replay {
+		l.begin(recNewOutput)
+		l.uvarint(o.id)
+		l.str(o.part)
+		l.labels(o.labels)
+		l.end()
+	}
+}
+
+func (m *Merger) logNewSource(o *output, s *source) {
+	if l := m.log; l != nil && !m.replay {
+		l.begin(recNewSource)
+		l.uvarint(o.id)
+		l.uvarint(s.id)
+		l.labels(s.labels)
+		l.end()
+	}
+}
+
+func (m *Merger) logSample(s *source, p Sample) {
+	if l := m.log; l != nil && !m.replay {
+		l.begin(recSample)
+		l.uvarint(s.id)
+		l.varint(p.T)
+		l.float(p.V)
+		l.varint(p.ST)
+		l.end()
+	}
+}
+
+func (m *Merger) logFinal(o *output, t int64, emit bool) {
+	if l := m.log; l != nil && !m.replay {
+		l.begin(recFinal)
+		l.uvarint(o.id)
+		l.varint(t)
+		l.bool(emit)
+		l.end()
+	}
+}
+
+func (m *Merger) logSent(o *output, t int64) {
+	if l := m.log; l != nil && !m.replay {
+		l.begin(recSent)
+		l.uvarint(o.id)
+		l.varint(t)
+		l.end()
+	}
+}
+
+func (m *Merger) logDrop(o *output) {
+	if l := m.log; l != nil && !m.replay {
+		l.begin(recDrop)
+		l.uvarint(o.id)
+		l.end()
+	}
+}
+
+// outputState is the snapshot record of an output.
+func (m *Merger) outputState(o *output) []byte {
+	l := m.log
+	l.begin(recOutputState)
+	l.uvarint(o.id)
+	l.str(o.part)
+	l.labels(o.labels)
+	l.float(o.carry)
+	l.varint(o.st)
+	l.varint(o.f)
+	l.bool(o.learning)
+	l.samples(o.q)
+	return l.frame(nil)
+}
+
+// sourceState is the snapshot record of a source.
+func (m *Merger) sourceState(o *output, s *source) []byte {
+	l := m.log
+	l.begin(recSourceState)
+	l.uvarint(o.id)
+	l.uvarint(s.id)
+	l.labels(s.labels)
+	l.samples(s.queue)
+	l.varint(s.lastT)
+	l.bool(s.lastStl)
+	l.varint(s.firstT)
+	l.bool(s.has)
+	l.float(s.v)
+	l.varint(s.st)
+	l.bool(s.stale)
+	l.varint(s.resetAt)
+	l.varint(s.bornAt)
+	return l.frame(nil)
+}
+
+// recReader decodes the fields of one record.
+type recReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recReader) fail() {
+	if r.err == nil {
+		r.err = errors.New("truncated record")
+	}
+}
+
+func (r *recReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recReader) float() float64 {
+	if len(r.b) < 8 {
+		r.fail()
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *recReader) str() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *recReader) bool() bool {
+	if len(r.b) < 1 {
+		r.fail()
+		return false
+	}
+	v := r.b[0] == 1
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *recReader) labels() labels.Labels {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return labels.EmptyLabels()
+	}
+	var b labels.ScratchBuilder
+	for range n {
+		b.Add(r.str(), r.str())
+	}
+	b.Sort()
+	return b.Labels()
+}
+
+func (r *recReader) samples() []Sample {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	var out []Sample
+	for range n {
+		out = append(out, Sample{T: r.varint(), V: r.float(), ST: r.varint()})
+	}
+	return out
+}
+
+// replayFrom applies every record of the log. Called with m.mu held.
+func (m *Merger) replayFrom(rd *bufio.Reader) error {
+	m.replay = true
+	defer func() { m.replay = false }()
+	now := m.now()
+	type srcRef struct {
+		o *output
+		s *source
+	}
+	outs := map[uint64]*output{}
+	srcs := map[uint64]srcRef{}
+	var maxID uint64
+	var payload []byte
+	for {
+		n, err := binary.ReadUvarint(rd)
+		if err == io.EOF {
+			break
+		}
+		var crc [4]byte
+		if err == nil && n > 64<<20 {
+			err = fmt.Errorf("record of %d bytes", n)
+		}
+		if err == nil {
+			_, err = io.ReadFull(rd, crc[:])
+		}
+		if err == nil {
+			payload = append(payload[:0], make([]byte, n)...)
+			_, err = io.ReadFull(rd, payload)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			break // a torn last record: its request was never answered
+		}
+		if err != nil {
+			return err
+		}
+		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
+			if _, perr := rd.Peek(1); perr == io.EOF {
+				break // torn last record
+			}
+			return errors.New("checksum mismatch")
+		}
+		if len(payload) == 0 {
+			return errors.New("empty record")
+		}
+		r := &recReader{b: payload[1:]}
+		switch payload[0] {
+		case recNewOutput, recOutputState:
+			id, part, ls := r.uvarint(), r.str(), r.labels()
+			if r.err != nil {
+				return r.err
+			}
+			if _, dup := outs[id]; dup {
+				return fmt.Errorf("output %d defined twice", id)
+			}
+			o := m.newOutput(id, part, ls, now)
+			o.learning = true
+			if payload[0] == recOutputState {
+				o.carry, o.st, o.f, o.learning, o.q = r.float(), r.varint(), r.varint(), r.bool(), r.samples()
+			}
+			outs[id] = o
+			maxID = max(maxID, id)
+		case recNewSource, recSourceState:
+			oid, sid, ls := r.uvarint(), r.uvarint(), r.labels()
+			o := outs[oid]
+			if r.err != nil || o == nil {
+				return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
+			}
+			s := m.newSource(o, sid, ls, now)
+			if payload[0] == recSourceState {
+				s.queue, s.lastT, s.lastStl, s.firstT = r.samples(), r.varint(), r.bool(), r.varint()
+				s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
+			}
+			srcs[sid] = srcRef{o, s}
+			maxID = max(maxID, sid)
+		case recSample:
+			sid := r.uvarint()
+			p := Sample{T: r.varint(), V: r.float(), ST: r.varint()}
+			ref, ok := srcs[sid]
+			if r.err != nil || !ok {
+				return errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
+			}
+			m.receive(ref.o, ref.s, p, now)
+		case recFinal:
+			oid, t, emit := r.uvarint(), r.varint(), r.bool()
+			o := outs[oid]
+			if r.err != nil || o == nil {
+				return errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
+			}
+			m.finalize(o, t, emit)
+		case recSent:
+			oid, t := r.uvarint(), r.varint()
+			if o := outs[oid]; o != nil && r.err == nil {
+				o.sent(t)
+			}
+		case recDrop:
+			oid := r.uvarint()
+			if o := outs[oid]; o != nil && r.err == nil {
+				m.remove(o)
+				delete(outs, oid)
+			}
+		default:
+			return fmt.Errorf("unknown record type %d", payload[0])
+		}
+		if r.err != nil {
+			return r.err
+		}
+	}
+	m.nextID = max(m.nextID, maxID)
+	for _, o := range outs {
+		// Every sample restored unsent may have been written: a retry.
+		o.tried = len(o.q)
+		o.held = now
+		m.list(o)
+	}
+	return nil
+}
