@@ -3,12 +3,12 @@ package relabel
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 )
@@ -18,343 +18,597 @@ var (
 	srcNone  = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "None", "user", "a")
 	src500   = outTotal
 	srcThird = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "None", "user", "a", "x", "y")
+	outCreat = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_created", "status_code", "500", "user", "a")
 	stale    = math.Float64frombits(value.StaleNaN)
 )
 
+const step = 15000 // ms: the scrape interval of these tests
+
+var seedMax = uint64(100)
+
 // fakeClock drives a Merger's time.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time      { return c.t }
-func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
-func newTestMerger(cfg CollisionConfig) (*Merger, *fakeClock) {
-	c := &fakeClock{t: time.Unix(1000, 0)}
-	m := NewMerger(cfg, nil)
-	m.now = c.now
-	m.warmEnds = c.t.Add(time.Duration(cfg.Warmup))
-	return m, c
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
 }
 
-func noWarmup() CollisionConfig {
-	c := DefaultCollisionConfig()
-	c.Warmup = 0
-	return c
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
 }
 
-// out records what the merge emitted for one output, and checks the
-// invariants every emission must keep.
-type outRecorder struct {
-	t      *testing.T
-	pts    []model.SamplePair
-	sent   map[int64]bool // timestamps the sources sent
-	resets int
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
-func newRecorder(t *testing.T) *outRecorder {
-	return &outRecorder{t: t, sent: map[int64]bool{}}
+// harness drives a Merger as the handler does: one transaction per request,
+// and records what the upstream took, checking on every send that an
+// output's samples strictly increase (the TSDB would answer 400 otherwise).
+type harness struct {
+	t     testing.TB
+	m     *Merger
+	clock *fakeClock
+	mu    sync.Mutex
+	got   map[string][]Sample // accepted, by output labels
+	tries int                 // emits marked Retry
 }
 
-// req is one request: for each source, its samples.
-func (r *outRecorder) req(m *Merger, srcs []labels.Labels, samples ...[]model.SamplePair) {
-	r.t.Helper()
-	for _, ss := range samples {
-		for _, s := range ss {
-			r.sent[int64(s.Timestamp)] = true
+func newHarness(t testing.TB, dir string) *harness {
+	t.Helper()
+	h := &harness{t: t, clock: &fakeClock{t: time.UnixMilli(0)}, got: map[string][]Sample{}}
+	h.m = h.open(dir)
+	return h
+}
+
+func (h *harness) open(dir string) *Merger {
+	h.t.Helper()
+	m := NewMerger(DefaultCollisionConfig(), nil)
+	m.SetClock(h.clock.now)
+	if dir != "" {
+		if _, err := m.OpenLog(dir); err != nil {
+			h.t.Fatal(err)
 		}
 	}
-	emit, done, ok := m.Merge(outTotal, srcs, samples)
-	if !ok {
-		r.t.Fatal("merge state full")
+	return m
+}
+
+// group is one output's sources and samples in a request.
+type group struct {
+	out     labels.Labels
+	sources []labels.Labels
+	samples [][]Sample
+}
+
+func g(out labels.Labels, pairs ...any) group {
+	gr := group{out: out}
+	for i := 0; i < len(pairs); i += 2 {
+		gr.sources = append(gr.sources, pairs[i].(labels.Labels))
+		gr.samples = append(gr.samples, pairs[i+1].([]Sample))
 	}
-	for _, p := range emit {
-		if !r.sent[int64(p.Timestamp)] {
-			r.t.Fatalf("emitted a sample at %d, a timestamp no source sent", p.Timestamp)
+	return gr
+}
+
+func sp(t int64, v float64) []Sample { return []Sample{{T: t, V: v}} }
+
+// begin runs a request up to Collect; the caller calls Done.
+func (h *harness) begin(groups ...group) (MergeTx, []Emit) {
+	tx := h.m.Begin("")
+	for _, gr := range groups {
+		if !tx.Add(gr.out, gr.sources, gr.samples) {
+			h.t.Fatalf("state full")
 		}
-		if n := len(r.pts); n > 0 {
-			last := r.pts[n-1]
-			if p.Timestamp <= last.Timestamp {
-				r.t.Fatalf("timestamps not strictly increasing: %d after %d", p.Timestamp, last.Timestamp)
+	}
+	return tx, tx.Collect()
+}
+
+// accept records emits as taken by the upstream.
+func (h *harness) accept(emits []Emit) {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range emits {
+		k := e.Labels.String()
+		prev := h.got[k]
+		for i, s := range e.Samples {
+			last := int64(math.MinInt64)
+			if len(prev) > 0 {
+				last = prev[len(prev)-1].T
 			}
-			if !value.IsStaleNaN(float64(p.Value)) && !value.IsStaleNaN(float64(last.Value)) && p.Value < last.Value {
-				r.resets++
+			if e.Retry && s.T <= last {
+				// A retry the upstream already has: it must be the same value.
+				for _, p := range prev {
+					if p.T == s.T && math.Float64bits(p.V) != math.Float64bits(s.V) {
+						h.t.Fatalf("%s: retry at %d with %v, upstream has %v", k, s.T, s.V, p.V)
+					}
+				}
+				continue
 			}
+			if s.T <= last {
+				h.t.Fatalf("%s: sample %d at %d not after %d: out of order (%v)", k, i, s.T, last, e.Samples)
+			}
+			prev = append(prev, s)
 		}
-		r.pts = append(r.pts, p)
-	}
-	release(done)
-}
-
-func (r *outRecorder) last() float64 {
-	r.t.Helper()
-	if len(r.pts) == 0 {
-		r.t.Fatal("nothing emitted")
-	}
-	return float64(r.pts[len(r.pts)-1].Value)
-}
-
-func sp(t int64, v float64) []model.SamplePair {
-	return []model.SamplePair{{Timestamp: model.Time(t), Value: model.SampleValue(v)}}
-}
-
-func src(ls ...labels.Labels) []labels.Labels { return ls }
-
-func TestMergeSourcesInDifferentRequestsSameTimestamps(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	r := newRecorder(t)
-	// Both series come from one scrape (same timestamp) but travel in
-	// different requests, in either order.
-	for i := int64(1); i <= 5; i++ {
-		if i%2 == 0 {
-			r.req(m, src(srcNone), sp(i*1000, float64(2*i)))
-			r.req(m, src(src500), sp(i*1000, float64(i)))
-		} else {
-			r.req(m, src(src500), sp(i*1000, float64(i)))
-			r.req(m, src(srcNone), sp(i*1000, float64(2*i)))
+		h.got[k] = prev
+		if e.Retry {
+			h.tries++
 		}
 	}
-	r.req(m, src(src500, srcNone), sp(6000, 6), sp(6000, 12)) // both in one request
-	if r.last() != 18 || r.resets != 0 {
-		t.Errorf("last = %v resets = %d, want 18 and 0 (points %v)", r.last(), r.resets, r.pts)
+}
+
+// req is one request answered 2xx.
+func (h *harness) req(groups ...group) []Emit {
+	h.t.Helper()
+	tx, emits := h.begin(groups...)
+	h.accept(emits)
+	tx.Done(true, true)
+	return emits
+}
+
+// drain moves the clock past every wait and sends an empty request.
+func (h *harness) drain() {
+	h.t.Helper()
+	h.clock.add(3 * time.Minute)
+	h.req()
+	h.req()
+}
+
+func (h *harness) values(out labels.Labels) map[int64]float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := map[int64]float64{}
+	for _, s := range h.got[out.String()] {
+		r[s.T] = s.V
+	}
+	return r
+}
+
+func (h *harness) series(out labels.Labels) []Sample {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Sample(nil), h.got[out.String()]...)
+}
+
+func wantSeries(t *testing.T, got []Sample, want ...float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d samples %v, want %v", len(got), got, want)
+	}
+	for i := range want {
+		if math.IsNaN(want[i]) {
+			if !value.IsStaleNaN(got[i].V) {
+				t.Fatalf("sample %d: got %v, want a stale marker (%v)", i, got[i].V, got)
+			}
+			continue
+		}
+		if got[i].V != want[i] {
+			t.Fatalf("sample %d: got %v, want %v (all: %v)", i, got[i].V, want[i], got)
+		}
 	}
 }
 
-func TestMergeLateAndRepeatedSamples(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	r := newRecorder(t)
-	r.req(m, src(src500, srcNone), sp(2000, 5), sp(2000, 3))
-	r.req(m, src(srcNone), sp(1000, 1))                      // older than srcNone's latest: ignored
-	r.req(m, src(src500, srcNone), sp(2000, 5), sp(2000, 3)) // a sender retry: ignored
-	r.req(m, src(src500), sp(3000, 6))
-	if len(r.pts) != 2 || r.last() != 9 {
-		t.Errorf("points %v, want 8@2000 then 9@3000", r.pts)
+// scrape sends one scrape of two sources the way a sharded sender does: the
+// None sample and the 500 sample in two requests, the clock moving a step.
+func (h *harness) scrape(ts int64, none, five float64) {
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(ts, none)))
+	h.req(g(outTotal, src500, sp(ts, five)))
+}
+
+// A new output is held while it learns its sources, then every sample goes
+// out at its own timestamp, each the exact sum: nothing hidden, nothing lost.
+func TestMergeNoGapAtStartAndExactAcrossRequests(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(10) {
+		h.scrape(i*step, float64(i), 10*float64(i))
+	}
+	h.drain()
+	got := h.series(outTotal)
+	if len(got) != 10 {
+		t.Fatalf("got %d samples, want one per scrape (10): %v", len(got), got)
+	}
+	for i, s := range got {
+		if s.T != int64(i)*step || s.V != 11*float64(i) {
+			t.Fatalf("sample %d = %v, want %d@%d", i, s, 11*i, int64(i)*step)
+		}
 	}
 }
 
-func TestMergeSingleSourceResetIsCarried(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	r := newRecorder(t)
-	r.req(m, src(src500, srcNone), sp(1000, 10), sp(1000, 20))
-	r.req(m, src(srcNone), sp(2000, 1)) // only None resets (e.g. its series was re-created)
-	r.req(m, src(src500), sp(3000, 11))
-	// What was counted stays counted: 10 -> 11 plus 20 + 1.
-	if r.resets != 0 || r.last() != 32 {
-		t.Errorf("points %v: want no reset and 32", r.pts)
+// The first request of a scrape must not emit the sum with the other
+// source's previous value: the sample waits for the request that completes it.
+func TestMergeWaitsForEverySource(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(5) {
+		h.scrape(i*step, 1, 10)
+	}
+	h.drain()
+	h.clock.add(step * time.Millisecond)
+	if e := h.req(g(outTotal, srcNone, sp(5*step, 2))); len(e) != 0 {
+		t.Fatalf("the first source of a scrape emitted %v", e)
+	}
+	e := h.req(g(outTotal, src500, sp(5*step, 20)))
+	if len(e) != 1 || e[0].Group != 0 || len(e[0].Samples) != 1 || e[0].Samples[0].V != 22 {
+		t.Fatalf("completing request emitted %v, want 22 in its own slot", e)
 	}
 }
 
-func TestMergeRealResetShowsOnce(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	r := newRecorder(t)
-	r.req(m, src(src500, srcNone), sp(1000, 10), sp(1000, 20))
-	// LiteLLM restarts: both reset, in different requests.
-	r.req(m, src(src500), sp(2000, 1))
-	r.req(m, src(srcNone), sp(2000, 2))
-	r.req(m, src(src500, srcNone), sp(3000, 2), sp(3000, 3))
-	if r.resets != 1 || r.last() != 5 {
-		t.Errorf("points %v: want one reset and 5 = what the restarted counter shows", r.pts)
-	}
-}
-
-func TestMergeStaleness(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	r := newRecorder(t)
-	r.req(m, src(src500, srcNone), sp(1000, 10), sp(1000, 20))
-	r.req(m, src(srcNone), sp(2000, stale)) // None goes stale: its 20 stays in the sum
-	r.req(m, src(src500), sp(3000, 11))
-	if r.resets != 0 || r.last() != 31 {
-		t.Fatalf("points %v: want no drop, 31", r.pts)
-	}
-	r.req(m, src(src500), sp(4000, stale)) // all stale: a stale marker
-	if got := r.pts[len(r.pts)-1]; !value.IsStaleNaN(float64(got.Value)) || got.Timestamp != 4000 {
-		t.Fatalf("want a stale marker at 4000, got %v", r.pts)
-	}
-	if m.known(outTotal) {
-		t.Error("state kept for an output whose every source is stale")
-	}
-}
-
-func TestMergeCreatedIsEarliest(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	created := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_created", "status_code", "500")
-	createdNone := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_created", "status_code", "None")
-	emit, done, _ := m.Merge(created, src(created, createdNone), [][]model.SamplePair{sp(1000, 1.7e9+50), sp(1000, 1.7e9+10)})
-	release(done)
-	if len(emit) != 1 || emit[0].Value != 1.7e9+10 {
-		t.Errorf("got %v, want the earliest creation time", emit)
-	}
-}
-
+// A later sample never overtakes one in flight: it waits and rides on the
+// next request, even one that carries no source of the output.
 func TestMergeInFlightOrdering(t *testing.T) {
-	m, _ := newTestMerger(noWarmup())
-	e1, done1, _ := m.Merge(outTotal, src(src500), [][]model.SamplePair{sp(1000, 1)})
-	// A second request while the first is still on its way upstream must not
-	// emit: its sample could overtake the first.
-	e2, done2, _ := m.Merge(outTotal, src(srcNone), [][]model.SamplePair{sp(2000, 5)})
-	release(done2)
-	if len(e1) != 1 || len(e2) != 0 {
-		t.Fatalf("e1 %v e2 %v: want only the first request to emit", e1, e2)
+	h := newHarness(t, "")
+	for i := range int64(5) {
+		h.scrape(i*step, 1, 10)
 	}
-	release(done1)
-	e3, done3, _ := m.Merge(outTotal, src(src500), [][]model.SamplePair{sp(3000, 2)})
-	release(done3)
-	if len(e3) != 1 || e3[0].Value != 7 {
-		t.Errorf("after the first answer: got %v, want 2+5 = 7", e3)
+	h.drain()
+	h.clock.add(step * time.Millisecond)
+	tx1, e1 := h.begin(g(outTotal, srcNone, sp(5*step, 2), src500, sp(5*step, 20)))
+	if len(e1) != 1 {
+		t.Fatalf("emits %v", e1)
+	}
+	h.clock.add(step * time.Millisecond)
+	tx2, e2 := h.begin(g(outTotal, srcNone, sp(6*step, 3), src500, sp(6*step, 30)))
+	if len(e2) != 0 {
+		t.Fatalf("a sample overtook the one in flight: %v", e2)
+	}
+	tx2.Done(true, true)
+	h.accept(e1)
+	tx1.Done(true, true)
+	e3 := h.req() // an unrelated request
+	if len(e3) != 1 || e3[0].Group != -1 || e3[0].Samples[0].V != 33 {
+		t.Fatalf("the waiting sample did not ride on the next request: %v", e3)
+	}
+	if vals := h.values(outTotal); vals[5*step] != 22 || vals[6*step] != 33 {
+		t.Fatalf("values %v", vals)
 	}
 }
 
-func TestMergeWarmupAndRestart(t *testing.T) {
-	cfg := DefaultCollisionConfig()
-	cfg.Warmup = model.Duration(30 * time.Second)
-	m, clock := newTestMerger(cfg)
-	r := newRecorder(t)
-	r.req(m, src(src500), sp(1000, 10))
-	clock.add(10 * time.Second)
-	r.req(m, src(srcNone), sp(1000, 20))
-	if len(r.pts) != 0 {
-		t.Fatalf("emitted during the warm-up: %v", r.pts)
+// A failed send keeps the samples: they go again, as retries, same values.
+func TestMergeFailedSendIsRetried(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(5) {
+		h.scrape(i*step, 1, 10)
 	}
-	clock.add(25 * time.Second)
-	r.req(m, src(src500), sp(2000, 11))
-	if r.last() != 31 {
-		t.Fatalf("first value after warm-up = %v, want 31 (both sources)", r.last())
+	h.drain()
+	h.clock.add(step * time.Millisecond)
+	tx, e := h.begin(g(outTotal, srcNone, sp(5*step, 2), src500, sp(5*step, 20)))
+	if len(e) != 1 || e[0].Retry {
+		t.Fatalf("emits %v", e)
 	}
-	// A source resets alone: carry 20... then rwfix restarts with a state file.
-	r.req(m, src(srcNone), sp(3000, 1))
-	path := filepath.Join(t.TempDir(), "state.json")
-	if err := m.Save(path); err != nil {
+	tx.Done(false, true)
+	e = h.req()
+	if len(e) != 1 || !e[0].Retry || e[0].Samples[0].V != 22 || e[0].Samples[0].T != 5*step {
+		t.Fatalf("retry %v", e)
+	}
+	h.scrape(6*step, 3, 30)
+	if vals := h.values(outTotal); vals[5*step] != 22 || vals[6*step] != 33 {
+		t.Fatalf("values %v", vals)
+	}
+}
+
+// Stale markers in different requests still end the output with one.
+func TestMergeStaleAcrossRequests(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(4) {
+		h.scrape(i*step, 1, 10)
+	}
+	h.scrape(4*step, stale, stale)
+	h.drain()
+	wantSeries(t, h.series(outTotal), 11, 11, 11, 11, math.NaN())
+}
+
+// LiteLLM restarts: every counter of the target starts again, series not
+// incremented since are absent (stale). One reset, then the sum since.
+func TestMergeLiteLLMRestart(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 5, 10)
+	h.scrape(step, 6, 20)
+	h.scrape(2*step, 7, 30)
+	h.scrape(3*step, stale, 1) // restart: None absent, 500 from zero
+	h.scrape(4*step, 1, 2)     // None counted again
+	h.scrape(5*step, 2, 2)
+	h.drain()
+	wantSeries(t, h.series(outTotal), 15, 26, 37, 1, 3, 4)
+}
+
+// A source that vanishes (LiteLLM expiring an idle series) keeps its count
+// in the sum; when it comes back from zero, its count is carried.
+func TestMergeExpiredSourceKeepsCount(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 5, 10)
+	h.scrape(step, stale, 11)
+	h.scrape(2*step, stale, 12)
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(3*step, 13))) // the None series is gone
+	h.scrape(4*step, 1, 14)                    // and back, from zero
+	h.drain()
+	wantSeries(t, h.series(outTotal), 15, 16, 17, 18, 20)
+}
+
+// A source that resets on its own is carried; a source silent for longer
+// than the old idle timeout that comes back is not counted twice.
+func TestMergeLoneResetAndLongSilence(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 10, 100)
+	h.scrape(step, 12, 101)
+	h.scrape(2*step, 2, 102) // None alone dropped: reset on its own
+	h.drain()
+	// None silent for 20 minutes (no stale marker: a stuck shard), 500 goes on.
+	ts := int64(3 * step)
+	for range 80 {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(ts, 103)))
+		ts += step
+	}
+	h.scrape(ts, 3, 104) // None back, continuing
+	h.drain()
+	got := h.values(outTotal)
+	if got[2*step] != 12+2+102 {
+		t.Fatalf("lone reset: %v, want %v", got[2*step], 12+2+102)
+	}
+	if got[ts] != 12+3+104 {
+		t.Fatalf("after the silence: %v, want %v (no double count)", got[ts], 12+3+104)
+	}
+	if n := len(got); n != int(ts/step)+1 {
+		t.Fatalf("%d samples, want %d", n, ts/step+1)
+	}
+}
+
+// Several samples of one series in one request (catch-up) go out in order.
+func TestMergeCatchUp(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 1, 10)
+	h.scrape(step, 1, 10)
+	h.clock.add(time.Minute)
+	h.req(g(outTotal,
+		srcNone, []Sample{{T: 2 * step, V: 2}, {T: 3 * step, V: 3}, {T: 4 * step, V: 4}},
+		src500, []Sample{{T: 2 * step, V: 20}, {T: 3 * step, V: 30}, {T: 4 * step, V: 40}}))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 11, 11, 22, 33, 44)
+}
+
+// _created: the earliest; RW 2.0 start timestamps: the earliest since the
+// last real reset, never after the output's previous sample.
+func TestMergeCreatedAndStartTimestamps(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(4) {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, srcNone, sp(i*step, 900), src500, sp(i*step, 800)))
+		ts := i * step
+		h.req(g(outTotal, srcNone, []Sample{{T: ts, V: float64(i), ST: 7000}}))
+		st := int64(5000)
+		if i >= 2 {
+			st = 9000 // the 500 series' start timestamp moves later: after its previous sample
+		}
+		h.req(g(outTotal, src500, []Sample{{T: ts, V: float64(i), ST: st}}))
+	}
+	h.drain()
+	wantSeries(t, h.series(outCreat), 800, 800, 800, 800)
+	for _, s := range h.series(outTotal) {
+		if s.ST != 5000 {
+			t.Fatalf("start timestamp %d at %d, want the earliest, 5000", s.ST, s.T)
+		}
+	}
+}
+
+// A source that stops reporting without a stale marker is waited for at most
+// the wait bound, then taken at its latest value.
+func TestMergeOverdueSource(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 1, 10)
+	h.scrape(step, 2, 20)
+	h.drain()
+	for i := int64(2); i < 6; i++ {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(i*step, float64(i)*10)))
+	}
+	h.drain()
+	wantSeries(t, h.series(outTotal), 11, 22, 22, 32, 42, 52)
+}
+
+// keep a count of distinct sources: two requests carrying one series twice
+// (catch-up by a sender writing one TimeSeries per sample) are one source.
+func TestMergeSeriesRepeatedInRequest(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 1, 10)
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(step, 2), srcNone, sp(2*step, 3), src500, sp(step, 20), src500, sp(2*step, 30)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 11, 22, 33)
+}
+
+// The state survives a crash through the log: a restart continues exactly,
+// and a sample in flight at the crash is sent again with the same value.
+func TestMergeCrashAndRestartFromLog(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, 10, 100)
+	h.scrape(step, 12, 101)
+	h.scrape(2*step, 2, 102) // a lone reset: its carry must survive
+	h.drain()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(3*step, 3)))
+	_, inflight := h.begin(g(outTotal, src500, sp(3*step, 103)))
+	h.accept(inflight) // the upstream wrote it; the answer never came: SIGKILL
+	// No Close: the process died. A new one opens the same directory.
+	h.m = h.open(dir)
+	e := h.req()
+	if len(e) != 1 || !e[0].Retry || e[0].Samples[0].V != 12+3+103 {
+		t.Fatalf("after the restart: %v, want the in-flight sample again as a retry", e)
+	}
+	// The sender retries the unanswered request: nothing changes.
+	h.req(g(outTotal, src500, sp(3*step, 103)))
+	h.scrape(4*step, 4, 104)
+	h.drain()
+	want := map[int64]float64{0: 110, step: 113, 2 * step: 116, 3 * step: 118, 4 * step: 120}
+	got := h.values(outTotal)
+	for ts, v := range want {
+		if got[ts] != v {
+			t.Fatalf("at %d: %v, want %v (all %v)", ts, got[ts], v, got)
+		}
+	}
+	if h.tries == 0 {
+		t.Fatal("no retry was sent")
+	}
+}
+
+// A NaN (not a stale marker) in the state is logged and restored bit for bit.
+func TestMergeLogKeepsNaN(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, math.NaN(), 1)
+	h.scrape(step, 1, 2)
+	h.drain()
+	if err := h.m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	m2, _ := newTestMerger(cfg) // a fresh process: in warm-up
-	if n, err := m2.Load(path); err != nil || n != 1 {
-		t.Fatalf("Load: %d %v", n, err)
-	}
-	r.req(m2, src(src500), sp(4000, 12))
-	if r.resets != 0 || r.last() != 33 {
-		t.Errorf("after restore: points %v, want 12 + 20 carried + 1 = 33 and no reset", r.pts)
-	}
-	// Without the file, a restarted merger holds the output in warm-up.
-	m3, _ := newTestMerger(cfg)
-	if e, done, _ := m3.Merge(outTotal, src(src500), [][]model.SamplePair{sp(5000, 13)}); len(e) != 0 {
-		t.Errorf("no state file: emitted %v during warm-up", e)
-	} else {
-		release(done)
+	h.m = h.open(dir)
+	h.scrape(2*step, 2, 3)
+	h.drain()
+	if got := h.values(outTotal); got[2*step] != 5 {
+		t.Fatalf("after restore: %v", got)
 	}
 }
 
-func TestMergeIdleExpiryAndBounds(t *testing.T) {
-	cfg := noWarmup()
-	cfg.IdleTimeout = model.Duration(time.Minute)
-	cfg.MaxSeries = 1
-	m, clock := newTestMerger(cfg)
-	r := newRecorder(t)
-	r.req(m, src(src500, srcNone), sp(1000, 10), sp(1000, 20))
-	if _, _, ok := m.Merge(labels.FromStrings("__name__", "other"), src(srcThird), [][]model.SamplePair{sp(1000, 1)}); ok {
-		t.Error("max_series 1: a second output was accepted")
+// A damaged log is set aside: the state starts empty, never wrong.
+func TestMergeCorruptLog(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, 1, 10)
+	h.drain()
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
 	}
-	// srcNone stops; src500 continues. After the idle timeout, srcNone is
-	// folded into the carry: the sum does not drop.
-	for i := int64(2); i <= 10; i++ {
-		clock.add(10 * time.Second)
-		r.req(m, src(src500), sp(i*1000, float64(10+i)))
+	path := filepath.Join(dir, logName)
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 10 {
+		t.Fatal(err, len(b))
 	}
-	m.mu.Lock()
-	nsrc := len(m.outs[outTotal.Hash()][0].sources)
-	m.mu.Unlock()
-	if nsrc != 1 || r.resets != 0 || r.last() != 40 {
-		t.Errorf("sources %d, points %v: want 1 source left, no drop, 20 + 20 = 40", nsrc, r.pts)
+	b[5] ^= 0xff
+	b = append(b, b...) // damage followed by more records: not a torn tail
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	clock.add(2 * time.Minute)
-	m.Merge(labels.FromStrings("__name__", "x"), src(srcThird), [][]model.SamplePair{nil}) // triggers gc
-	if m.known(outTotal) {
-		t.Error("idle output not forgotten")
+	m := NewMerger(DefaultCollisionConfig(), nil)
+	if n, err := m.OpenLog(dir); err == nil || n != 0 {
+		t.Fatalf("corrupt log: n=%d err=%v", n, err)
+	}
+	if _, err := os.Stat(path + ".corrupt"); err != nil {
+		t.Fatal("damaged log not set aside:", err)
 	}
 }
 
-// TestMergeRandomized drives three counter sources through random request
-// splits, orders, retries, lags, and single-source resets, from concurrent
-// goroutines, and checks the invariants: strictly increasing timestamps that
-// a source sent, no fake reset, and a final value equal to everything the
-// sources counted.
+// A torn last record (a crash mid-write) is ignored.
+func TestMergeTornTail(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, 1, 10)
+	h.scrape(step, 2, 20)
+	h.drain()
+	h.m.mu.Lock()
+	h.m.flushLog()
+	f := h.m.log.f
+	h.m.mu.Unlock()
+	if _, err := f.Write([]byte{50, 1, 2}); err != nil { // a record cut short
+		t.Fatal(err)
+	}
+	m := NewMerger(DefaultCollisionConfig(), nil)
+	if n, err := m.OpenLog(dir); err != nil || n != 1 {
+		t.Fatalf("torn tail: n=%d err=%v", n, err)
+	}
+}
+
+// Randomized: three sources of one output delivered by concurrent shards in
+// random batches, requests retried or failed, lone resets, and a crash with
+// a restart from the log. Every sample the upstream took is the exact sum of
+// its sources' true counts at that timestamp, and every timestamp is there.
 func TestMergeRandomized(t *testing.T) {
-	for seed := uint64(1); seed <= 30; seed++ {
+	for seed := uint64(1); seed <= seedMax; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 7))
-		m, _ := newTestMerger(noWarmup())
+		dir := t.TempDir()
+		h := newHarness(t, dir)
 		sources := []labels.Labels{src500, srcNone, srcThird}
-		val := make([]float64, 3)
-		counted := make([]float64, 3) // increments, across resets
-		type msg struct {
-			src int
-			s   model.SamplePair
-		}
-		var queue []msg
-		for step := int64(1); step <= 40; step++ {
-			resetting := rng.IntN(len(sources)) // never all at once: that is a real reset
-			for i := range sources {
+		const steps = 40
+		exported := make([][]float64, len(sources)) // what each source sends per step
+		truth := make([]float64, steps)             // a fixed exporter's counter
+		for i := range sources {
+			v, counted := 0.0, 0.0
+			for s := range steps {
 				inc := float64(rng.IntN(5))
-				if i == resetting && rng.IntN(4) == 0 && val[i] > 0 {
-					// This source alone resets; its new value must be below
-					// the old one, or no reader could tell it reset.
-					old := val[i]
-					val[i] = 0
-					if inc >= old {
+				if i > 0 && rng.IntN(12) == 0 && v > 0 && s > 0 {
+					// This source alone resets (only the None ones); its new
+					// value must be below the old one, or no reader could
+					// tell it reset.
+					if inc >= v {
 						inc = 0
 					}
+					v = 0
 				}
-				val[i] += inc
-				counted[i] += inc
-				queue = append(queue, msg{i, model.SamplePair{Timestamp: model.Time(step * 1000), Value: model.SampleValue(val[i])}})
+				v += inc
+				counted += inc
+				exported[i] = append(exported[i], v)
+				truth[s] += counted
 			}
 		}
-		// Shards deliver in order per source but interleave freely; some
-		// requests are retried.
-		perSrc := make([][]msg, 3)
-		for _, q := range queue {
-			perSrc[q.src] = append(perSrc[q.src], q)
-		}
-		var (
-			mu sync.Mutex
-			r  = newRecorder(t)
-			wg sync.WaitGroup
-		)
-		// Every source is known before the shuffle starts, as after the
-		// warm-up in production.
-		r.req(m, sources, sp(500, 0), sp(500, 0), sp(500, 0))
-		for i := range sources {
-			rng := rand.New(rand.NewPCG(seed, uint64(i)))
-			wg.Go(func() {
-				msgs := perSrc[i]
-				for len(msgs) > 0 {
-					n := 1 + rng.IntN(3)
-					if n > len(msgs) {
-						n = len(msgs)
-					}
-					batch := make([]model.SamplePair, n)
-					for j := range n {
-						batch[j] = msgs[j].s
-					}
-					repeats := 1 + rng.IntN(2)
-					for range repeats {
-						mu.Lock()
-						r.req(m, src(sources[i]), batch)
-						mu.Unlock()
-					}
-					msgs = msgs[n:]
+		crashAt := 5 + rng.IntN(25)
+		next := make([]int, len(sources))
+		var pend []MergeTx
+		for round := 0; ; round++ {
+			progress := false
+			for i := range sources {
+				if next[i] >= steps {
+					continue
 				}
-			})
+				progress = true
+				n := min(1+rng.IntN(3), steps-next[i])
+				var smp []Sample
+				for s := next[i]; s < next[i]+n; s++ {
+					smp = append(smp, Sample{T: int64(s) * step, V: exported[i][s]})
+				}
+				tx, e := h.begin(g(outTotal, sources[i], smp))
+				switch rng.IntN(6) {
+				case 0: // failed upstream: the sender retries the request
+					tx.Done(false, false)
+					continue
+				case 1: // answered later
+					h.accept(e)
+					pend = append(pend, tx)
+				default:
+					h.accept(e)
+					tx.Done(true, true)
+				}
+				next[i] += n
+			}
+			if rng.IntN(3) == 0 {
+				for _, tx := range pend {
+					tx.Done(true, true)
+				}
+				pend = nil
+			}
+			h.clock.add(time.Duration(rng.IntN(20)) * time.Second)
+			if round == crashAt {
+				pend = nil // in flight at the crash: never answered
+				h.m = h.open(dir)
+			}
+			if !progress {
+				break
+			}
 		}
-		wg.Wait()
-		// A final scrape where every source reports in one request.
-		mu.Lock()
-		r.req(m, sources, sp(100000, val[0]), sp(100000, val[1]), sp(100000, val[2]))
-		mu.Unlock()
-		want := counted[0] + counted[1] + counted[2]
-		if r.resets != 0 || r.last() != want {
-			t.Fatalf("seed %d: resets %d, last %v, want 0 and %v\n%v", seed, r.resets, r.last(), want, r.pts)
+		for _, tx := range pend {
+			tx.Done(true, true)
 		}
-	}
-}
-
-func release(done func()) {
-	if done != nil {
-		done()
+		h.drain()
+		h.drain()
+		got := h.values(outTotal)
+		for s := range steps {
+			v, ok := got[int64(s)*step]
+			if !ok {
+				t.Fatalf("seed %d: no sample at step %d (got %d of %d)", seed, s, len(got), steps)
+			}
+			if v != truth[s] {
+				t.Fatalf("seed %d: step %d = %v, want %v", seed, s, v, truth[s])
+			}
+		}
 	}
 }
