@@ -102,7 +102,7 @@ type Merger struct {
 	// retryUntil: output samples at or before it (ms) may have been written
 	// by an earlier process; they are sent as retries.
 	retryUntil int64
-	metrics  *mergeMetrics
+	metrics    *mergeMetrics
 }
 
 type outKey struct {
@@ -280,11 +280,11 @@ func (m *Merger) find(part string, out labels.Labels, h uint64) *output {
 // at a timestamp before taking the source at its latest value, and how long
 // a new output learns its sources: twice the scrape interval (learned from
 // the traffic) plus 10 s for the sender's batching (Prometheus'
-// batch_send_deadline is 5 s) and network, at most collision.max_wait. 0
-// until the interval is known.
+// batch_send_deadline is 5 s) and network, at most collision.max_wait;
+// max_wait until the interval is known.
 func (m *Merger) waitBound() time.Duration {
 	if m.interval <= 0 {
-		return 0
+		return time.Duration(m.cfg.MaxWait)
 	}
 	b := 2*time.Duration(m.interval)*time.Millisecond + 10*time.Second
 	return min(b, time.Duration(m.cfg.MaxWait))
@@ -469,8 +469,7 @@ func (m *Merger) advance(o *output, now time.Time) {
 			break
 		}
 		if o.learning {
-			b := m.waitBound()
-			if b == 0 || now.Sub(o.created) < b {
+			if now.Sub(o.created) < m.waitBound() {
 				break
 			}
 			m.endLearning(o)
@@ -508,9 +507,6 @@ func (m *Merger) overdue(o *output, now time.Time) bool {
 		}
 	}
 	b := m.waitBound()
-	if b == 0 {
-		b = time.Duration(m.cfg.MaxWait)
-	}
 	if now.Sub(o.held) < b {
 		return false
 	}
@@ -742,6 +738,9 @@ func (tx *mergeTx) Collect() []Emit {
 	var emits []Emit
 	for g, o := range tx.groups {
 		if o != nil {
+			// The clock's decisions first (end of learning, overdue), so
+			// that what they release rides in this request's own slot.
+			m.advance(o, now)
 			emits = tx.attach(o, g, emits)
 		}
 	}
@@ -757,7 +756,14 @@ func (tx *mergeTx) Collect() []Emit {
 		}
 		if !now.Before(p.nextScan) && len(p.waiting) > 0 {
 			p.nextScan = now.Add(scanEvery)
+			// In a fixed order (the outputs' age), so that two states fed
+			// the same requests send the same requests.
+			waiting := make([]*output, 0, len(p.waiting))
 			for o := range p.waiting {
+				waiting = append(waiting, o)
+			}
+			slices.SortFunc(waiting, func(a, b *output) int { return cmpInt(int64(a.id), int64(b.id)) })
+			for _, o := range waiting {
 				m.advance(o, now)
 				emits = tx.attach(o, -1, emits)
 			}

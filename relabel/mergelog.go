@@ -214,7 +214,7 @@ func (m *Merger) compact() error {
 // (4 bytes, little endian), payload (type byte, then fields as varints,
 // fixed64 floats and length-prefixed strings).
 
-func (l *mergeLog) begin(typ byte) { l.rec = append(l.rec[:0], typ) }
+func (l *mergeLog) begin(typ byte)   { l.rec = append(l.rec[:0], typ) }
 func (l *mergeLog) uvarint(v uint64) { l.rec = binary.AppendUvarint(l.rec, v) }
 func (l *mergeLog) varint(v int64)   { l.rec = binary.AppendVarint(l.rec, v) }
 func (l *mergeLog) float(v float64) {

@@ -117,8 +117,8 @@ func BenchmarkStages(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				p = c.wrap(b, i, p)
 				s, _ := scan(c.proto, c.raws[i%len(c.raws)])
-				_, release := applyRepair(s, p)
-				release()
+				_, mr := applyRepair(s, p, "")
+				mr.done(true, true)
 				s.release()
 			}
 			report(b, c.per)
@@ -130,12 +130,12 @@ func BenchmarkStages(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				p = c.wrap(b, i, p)
 				s, _ := scan(c.proto, c.raws[i%len(c.raws)])
-				_, release := applyRepair(s, p)
+				_, mr := applyRepair(s, p, "")
 				if s.changed() {
 					buf = s.encode(buf[:0])
 					cbuf = compress(cbuf, buf)
 				}
-				release()
+				mr.done(true, true)
 				s.release()
 			}
 			report(b, c.per)
@@ -149,12 +149,12 @@ func BenchmarkStages(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				res, release := bt.repair(p)
+				res, mr := bt.repair(p, "")
 				if res.changed {
 					raw, _ := bt.marshal()
 					_ = compress(nil, raw)
 				}
-				release()
+				mr.done(true, true)
 			}
 			report(b, c.per)
 		})
@@ -227,8 +227,8 @@ func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, release := applyRepair(s, p)
-		release()
+		_, mr := applyRepair(s, p, "")
+		mr.done(true, true)
 		if s.changed() {
 			t.Fatal("an untouched request was changed")
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
@@ -160,9 +161,9 @@ func render(t *testing.T, proto string, raw []byte) string {
 // the same output, request after request.
 func TestFastPathMatchesReference(t *testing.T) {
 	configs := map[string]string{
-		"merge":         "collision: {warmup: 0s}",
+		"merge":         "collision: {policy: merge}",
 		"keep_distinct": "collision: {policy: keep_distinct}",
-		"user rules": `collision: {warmup: 0s}
+		"user rules": `collision: {policy: merge}
 relabel_configs:
   - source_labels: [__name__]
     regex: up
@@ -182,7 +183,14 @@ relabel_configs:
 				for seed := uint64(1); seed <= 20; seed++ {
 					rng := rand.New(rand.NewPCG(seed, 99))
 					fast, ref := litellmPipeline(t, cfg), litellmPipeline(t, cfg)
-					for step := int64(1); step <= 8; step++ {
+					// Both merge states follow the samples' time, so that
+					// merged outputs leave their learning within the run.
+					var now int64
+					clock := func() time.Time { return time.UnixMilli(now) }
+					fast.SetMergeClock(clock)
+					ref.SetMergeClock(clock)
+					for step := int64(1); step <= 12; step++ {
+						now = step * 10000
 						v1 := randomRequest(rng, step*10000)
 						var raw []byte
 						var err error
@@ -225,8 +233,8 @@ func runFast(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, bool) 
 		t.Fatal(err)
 	}
 	defer s.release()
-	_, release := applyRepair(s, r)
-	defer release()
+	_, mr := applyRepair(s, r, "")
+	defer mr.done(true, true)
 	if !s.changed() {
 		return raw, false
 	}
@@ -239,8 +247,8 @@ func runReference(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, b
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, release := b.repair(r)
-	defer release()
+	res, mr := b.repair(r, "")
+	defer mr.done(true, true)
 	if !res.changed {
 		return raw, false
 	}

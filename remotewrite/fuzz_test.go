@@ -69,9 +69,9 @@ func FuzzScan(f *testing.F) {
 		if s.validate(&lim) != nil {
 			return
 		}
-		p := litellmPipeline(t, "collision: {warmup: 0s}")
-		_, release := applyRepair(s, p)
-		defer release()
+		p := litellmPipeline(t, "collision: {policy: merge}")
+		_, mr := applyRepair(s, p, "")
+		defer mr.done(true, true)
 		if !s.changed() {
 			return
 		}
@@ -97,7 +97,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add(false, []byte("not snappy"))
 	u := upstreamFor(f, "http://127.0.0.1:1/api/v1/write", 0)
 	u.client = &http.Client{Transport: discard{}}
-	h := NewHandler(litellmPipeline(f, "collision: {warmup: 0s}"), []*Upstream{u}, WithLimits(1<<20, 4<<20))
+	h := NewHandler(litellmPipeline(f, "collision: {policy: merge}"), []*Upstream{u}, WithLimits(1<<20, 4<<20))
 	f.Fuzz(func(t *testing.T, rw2 bool, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 		req.Header.Set("Content-Type", contentTypeOf(rw2))
@@ -131,7 +131,7 @@ func FuzzValidRequests(f *testing.F) {
 		if rw2 {
 			proto = string(ProtoV2)
 		}
-		fast, ref := litellmPipeline(t, "collision: {warmup: 0s}"), litellmPipeline(t, "collision: {warmup: 0s}")
+		fast, ref := litellmPipeline(t, "collision: {policy: merge}"), litellmPipeline(t, "collision: {policy: merge}")
 		for step := range int64(steps%6) + 1 {
 			v1 := randomRequest(rng, (step+1)*10000)
 			var raw []byte

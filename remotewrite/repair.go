@@ -382,11 +382,12 @@ func mergeGroups(tx MergeTx, mg Merger, edits []edit, v seriesView, ops batchOps
 		return a.idx - b.idx
 	})
 	var (
-		ls      []labels.Labels
-		samples [][]Sample
-		idx     = make([]int, len(srcs)) // sources' series indices, kept by setSamples
-		slots   = make([][]int, 0, len(groups))
-		first   [][]Sample // by group: the first source's own samples
+		ls       []labels.Labels
+		samples  [][]Sample
+		idx      = make([]int, len(srcs)) // sources' series indices, kept by setSamples
+		slots    = make([][]int, 0, len(groups))
+		groupOut = make([]labels.Labels, 0, len(groups))
+		first    [][]Sample // by group: the first source's own samples
 	)
 	for j := range srcs {
 		idx[j] = srcs[j].idx
@@ -415,6 +416,7 @@ func mergeGroups(tx MergeTx, mg Merger, edits []edit, v seriesView, ops batchOps
 				e.merge, e.out = false, e.orig
 			}
 			slots = append(slots, nil)
+			groupOut = append(groupOut, g.out)
 			first = append(first, nil)
 			continue
 		}
@@ -425,13 +427,18 @@ func mergeGroups(tx MergeTx, mg Merger, edits []edit, v seriesView, ops batchOps
 		}
 		n += len(gidx)
 		slots = append(slots, gidx)
+		groupOut = append(groupOut, g.out)
 		var own []Sample
 		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
 			own = samples[0]
 		}
 		first = append(first, own)
 	}
+	emitted := make([]bool, len(slots))
 	for _, e := range tx.Collect() {
+		if e.Group >= 0 && e.Group < len(emitted) {
+			emitted[e.Group] = true
+		}
 		switch {
 		case e.Retry:
 			retries = append(retries, e)
@@ -448,6 +455,15 @@ func mergeGroups(tx MergeTx, mg Merger, edits []edit, v seriesView, ops batchOps
 			}
 			ops.setLabels(gidx[0], e.Labels)
 			ops.setSamples(gidx[0], e.Samples, gidx)
+		}
+	}
+	// An output that sends nothing now (its samples are held, or go as
+	// retries) keeps its slot for its sources' exemplars, if they have any.
+	for gi, gidx := range slots {
+		if gidx != nil && !emitted[gi] && ops.hasExemplars(gidx) {
+			drop.undo(gidx[0])
+			ops.setLabels(gidx[0], groupOut[gi])
+			ops.setSamples(gidx[0], nil, gidx)
 		}
 	}
 	return n, unmerged, retries
@@ -566,6 +582,8 @@ type batchOps interface {
 	// of, after every other series.
 	appendSeries(ls labels.Labels, s []Sample)
 	appended() int
+	// hasExemplars reports whether any of the series carries exemplars.
+	hasExemplars(idx []int) bool
 	remove(drop *dropSet)
 }
 
@@ -622,6 +640,15 @@ func (o *v1Ops) appendSeries(ls labels.Labels, s []Sample) {
 }
 
 func (o *v1Ops) appended() int { return len(o.extra) }
+
+func (o *v1Ops) hasExemplars(idx []int) bool {
+	for _, i := range idx {
+		if len(o.req.Timeseries[i].Exemplars) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // remove drops the series, then appends the merged outputs the request
 // carried no source of.
@@ -689,6 +716,15 @@ func (o *v2Ops) appendSeries(ls labels.Labels, s []Sample) {
 }
 
 func (o *v2Ops) appended() int { return len(o.extra) }
+
+func (o *v2Ops) hasExemplars(idx []int) bool {
+	for _, i := range idx {
+		if len(o.req.Timeseries[i].Exemplars) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 func (o *v2Ops) remove(drop *dropSet) {
 	o.req.Timeseries = append(removeIndices(o.req.Timeseries, drop), o.extra...)

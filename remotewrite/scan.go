@@ -83,7 +83,7 @@ type extraSeries struct {
 type seriesEdit struct {
 	ls        labels.Labels // new labels, when relabeled
 	samples   []Sample      // merged samples, when merged
-	srcs      []int              // the merged output's sources
+	srcs      []int         // the merged output's sources
 	relabeled bool
 	merged    bool
 }

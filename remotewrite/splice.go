@@ -138,6 +138,24 @@ func (s *scanned) appendSeries(ls labels.Labels, smp []Sample) {
 
 func (s *scanned) appended() int { return len(s.extra) }
 
+func (s *scanned) hasExemplars(idx []int) bool {
+	field := protowire.Number(v1SeriesExemplars)
+	if s.proto == ProtoV2 {
+		field = v2SeriesExemplars
+	}
+	for _, i := range idx {
+		found := false
+		_ = walk(s.raw, s.series[i].body, func(num protowire.Number, _ protowire.Type, _ span) error {
+			found = found || num == field
+			return nil
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *scanned) setSamples(i int, smp []Sample, srcs []int) {
 	e := s.edit(i)
 	if !e.relabeled && !e.merged {
