@@ -15,18 +15,12 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 var capture = flag.Bool("capture", false, "re-capture testdata/fixtures from real Prometheus servers")
@@ -57,72 +51,38 @@ func captureFrom(t *testing.T, prefix, bin string, rw2 bool) {
 	if err := os.MkdirAll(fixtureDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu sync.Mutex
-		n  int
-	)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		raw, err := snappyDecode(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		// Answer like an RW 2.0 receiver: the sender checks Written headers.
-		if rw2 {
-			s, h, e := countRW2(t, raw)
-			w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", strconv.Itoa(s))
-			w.Header().Set("X-Prometheus-Remote-Write-Histograms-Written", strconv.Itoa(h))
-			w.Header().Set("X-Prometheus-Remote-Write-Exemplars-Written", strconv.Itoa(e))
-		}
-		w.WriteHeader(http.StatusNoContent)
-		if !bytes.Contains(raw, []byte("litellm_")) {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if n >= 20 {
-			return
-		}
-		n++
-		ext := ".rw1"
-		if rw2 {
-			ext = ".rw2"
-		}
-		name := filepath.Join(fixtureDir, fmt.Sprintf("%s-%02d%s", prefix, n, ext))
-		if err := os.WriteFile(name, body, 0o644); err != nil {
-			t.Error(err)
-		}
-	})}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-
+	// A recording receiver that answers like an RW 2.0 receiver (the sender
+	// checks the Written headers).
+	up := rwtest.NewRecordingUpstream(t)
 	exp := newFakeLiteLLM(t, true)
-	_, p := startPrometheus(t, "sender", bin, senderConfig(exp.Addr, "http://"+l.Addr().String()+"/api/v1/write", senderOpts{rw2: rw2}))
+	_, p := startPrometheus(t, "sender", bin, senderConfig(exp.Addr, up.URL, senderOpts{rw2: rw2}))
 	time.Sleep(12 * time.Second)
 	p.stop(t)
-	mu.Lock()
-	defer mu.Unlock()
+	// Save the first 20 request bodies that carry LiteLLM series, as they
+	// came over the wire.
+	want := rwtest.ProtoV1
+	if rw2 {
+		want = rwtest.ProtoV2
+	}
+	n := 0
+	for _, r := range up.Requests() {
+		if n >= 20 {
+			break
+		}
+		if !bytes.Contains(r.Raw, []byte("litellm_")) {
+			continue
+		}
+		if r.Proto != want {
+			t.Fatalf("the sender sent %s, want %s", r.ContentType, want)
+		}
+		n++
+		name := filepath.Join(fixtureDir, fmt.Sprintf("%s-%02d%s", prefix, n, rwtest.FileExt(want)))
+		if err := os.WriteFile(name, r.Body, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 	if n == 0 {
 		t.Fatal("captured nothing")
 	}
 	t.Logf("captured %d request bodies with LiteLLM series as %s-*", n, prefix)
-}
-
-func countRW2(t *testing.T, raw []byte) (samples, histograms, exemplars int) {
-	t.Helper()
-	out, err := renderBatch(remotewrite.ProtoV2, raw)
-	if err != nil {
-		return 0, 0, 0
-	}
-	for _, line := range strings.Split(out, "\n") {
-		samples += strings.Count(line, " s=")
-		histograms += strings.Count(line, " h=")
-		exemplars += strings.Count(line, " ex=")
-	}
-	return
 }

@@ -22,6 +22,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 func TestDeployAlertRules(t *testing.T) {
@@ -43,8 +45,8 @@ var metricNameRe = regexp.MustCompile(`\brwfix_[a-z0-9_]+`)
 // request, and returns the metric names its /metrics page shows.
 func liveMetricNames(t *testing.T) map[string]bool {
 	t.Helper()
-	up := newRecordingUpstream(t)
-	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL+"/api/v1/write")
+	up := rwtest.NewRecordingUpstream(t)
+	base, _ := startRwfix(t, "--upstream.url="+up.URL)
 	files, _ := filepath.Glob("testdata/fixtures/*.rw[12]")
 	for _, f := range append(files, "") { // "": a corrupt body
 		postFixture(t, base, f)

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 var rwfixBin string
@@ -323,15 +325,16 @@ lines:
 // did, and returns the fixture's bytes and rwfix's answer code.
 func postFixture(t *testing.T, base, path string) (body []byte, code int) {
 	t.Helper()
-	body = []byte("not snappy")
+	body, proto := []byte("not snappy"), rwtest.ProtoV1
 	if path != "" {
-		var err error
-		if body, err = os.ReadFile(path); err != nil {
+		c, err := rwtest.ReadCapture(path)
+		if err != nil {
 			t.Fatal(err)
 		}
+		body, proto = c.Body, c.Proto
 	}
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", contentTypeFor(fixtureProto(path)))
+	req.Header.Set("Content-Type", rwtest.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

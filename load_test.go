@@ -111,9 +111,9 @@ func (r loadResult) cpuPerM() float64 {
 // senders) for throughput and CPU, then 2 s of one request at a time for
 // latency.
 func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, d time.Duration, senders int) loadResult {
-	ct := "application/x-protobuf"
+	ct := rwtest.ContentTypeV1
 	if rw2 {
-		ct = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+		ct = rwtest.ContentTypeV2
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	var (
@@ -188,19 +188,8 @@ func TestLoad(t *testing.T) {
 	if !*loadBench {
 		t.Skip("load benchmark: run with -load")
 	}
-	// The sink: answers like an RW 2.0 receiver, counts nothing.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", "1")
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	go func() { _ = sink.Serve(l) }()
-	defer sink.Close()
-	sinkURL := "http://" + l.Addr().String() + "/api/v1/write"
+	// The sink: answers like an RW 2.0 receiver, keeps and decodes nothing.
+	sinkURL := rwtest.NewRecordingUpstream(t, rwtest.Discard()).URL
 
 	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
 	// Merge from the first request: the load starts cold, production runs warm.

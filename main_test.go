@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -67,8 +69,8 @@ func TestCheckConfigCommand(t *testing.T) {
 }
 
 func TestServeEndpointsAndShutdown(t *testing.T) {
-	up := newRecordingUpstream(t)
-	base, p := startRwfix(t, "--upstream.url="+up.srv.URL+"/api/v1/write")
+	up := rwtest.NewRecordingUpstream(t)
+	base, p := startRwfix(t, "--upstream.url="+up.URL)
 	for path, want := range map[string]string{
 		"/-/healthy": "Healthy", "/-/ready": "Ready", "/metrics": "rwfix_config_last_reload_successful 1",
 	} {
@@ -124,10 +126,10 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	}
 	webCfg := filepath.Join(t.TempDir(), "web.yml")
 	writeFile(t, webCfg, "basic_auth_users:\n  prom: "+string(hash)+"\n")
-	up := newRecordingUpstream(t)
+	up := rwtest.NewRecordingUpstream(t)
 	port := freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	startProc(t, "rwfix", rwfixBin, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--web.config.file="+webCfg, "--upstream.url="+up.srv.URL)
+	startProc(t, "rwfix", rwfixBin, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--web.config.file="+webCfg, "--upstream.url="+up.URL)
 	waitFor(t, "rwfix to listen", 20*time.Second, func() (bool, error) {
 		resp, err := http.Get(base + "/-/healthy")
 		if err != nil {
@@ -156,10 +158,10 @@ func TestWebConfigBasicAuth(t *testing.T) {
 }
 
 func TestReloadKeepsRunningConfigOnError(t *testing.T) {
-	up := newRecordingUpstream(t)
+	up := rwtest.NewRecordingUpstream(t)
 	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
 	writeFile(t, cfg, "presets: [litellm]\n")
-	base, p := startRwfix(t, "--config.file="+cfg, "--upstream.url="+up.srv.URL, "--web.enable-lifecycle")
+	base, p := startRwfix(t, "--config.file="+cfg, "--upstream.url="+up.URL, "--web.enable-lifecycle")
 	reload := func() int {
 		resp, err := http.Post(base+"/-/reload", "", nil)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 func TestTestRulesCommand(t *testing.T) {
@@ -60,9 +62,9 @@ func TestReplayCommand(t *testing.T) {
 }
 
 func TestCaptureThenReplay(t *testing.T) {
-	up := newRecordingUpstream(t)
+	up := rwtest.NewRecordingUpstream(t)
 	dir := t.TempDir()
-	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL, "--capture.dir="+dir, "--capture.max-requests=3")
+	base, _ := startRwfix(t, "--upstream.url="+up.URL, "--capture.dir="+dir, "--capture.max-requests=3")
 	files, _ := filepath.Glob("testdata/fixtures/*.rw1")
 	for _, f := range files {
 		postFixture(t, base, f)
@@ -84,12 +86,10 @@ func TestCaptureThenReplay(t *testing.T) {
 }
 
 func TestDryRunFlag(t *testing.T) {
-	up := newRecordingUpstream(t)
-	base, _ := startRwfix(t, "--upstream.url="+up.srv.URL, "--dry-run", "--config.file=testdata/config/replay.yml")
+	up := rwtest.NewRecordingUpstream(t)
+	base, _ := startRwfix(t, "--upstream.url="+up.URL, "--dry-run", "--config.file=testdata/config/replay.yml")
 	body, _ := postFixture(t, base, "testdata/fixtures/prometheus-2.42-rw1-02.rw1")
-	up.mu.Lock()
-	got := up.bodies
-	up.mu.Unlock()
+	got := up.Bodies()
 	if len(got) != 1 || !bytes.Equal(got[0], body) {
 		t.Fatal("--dry-run must forward the request byte for byte")
 	}

@@ -11,77 +11,23 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/offline"
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-func snappyDecode(b []byte) ([]byte, error) { return snappy.Decode(nil, b) }
-
-// renderBatch prints a decompressed request as `rwfix replay --full` does.
-func renderBatch(proto remoteapi.WriteMessageType, raw []byte) (string, error) {
-	return offline.Render(proto, raw)
-}
-
-// recordingUpstream is a remote-write receiver that keeps every body.
-type recordingUpstream struct {
-	mu     sync.Mutex
-	bodies [][]byte
-	protos []remoteapi.WriteMessageType
-	srv    *httptest.Server
-}
-
-func newRecordingUpstream(t *testing.T) *recordingUpstream {
-	t.Helper()
-	u := &recordingUpstream{}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		proto, err := remoteapi.ParseProtoMsg(r.Header.Get("Content-Type"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
-			return
-		}
-		u.mu.Lock()
-		u.bodies = append(u.bodies, body)
-		u.protos = append(u.protos, proto)
-		u.mu.Unlock()
-		if proto == remotewrite.ProtoV2 {
-			w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", "1")
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(u.srv.Close)
-	return u
-}
-
-func fixtureProto(name string) remoteapi.WriteMessageType {
-	if strings.HasSuffix(name, ".rw2") {
-		return remotewrite.ProtoV2
-	}
-	return remotewrite.ProtoV1
-}
-
-func contentTypeFor(p remoteapi.WriteMessageType) string {
-	if p == remotewrite.ProtoV2 {
-		return "application/x-protobuf;proto=io.prometheus.write.v2.Request"
-	}
-	return "application/x-protobuf"
-}
 
 // newTestHandler wires a handler the way main does, with the configuration
 // file cfgPath ("" for the defaults).
@@ -117,41 +63,40 @@ func TestReplayFixtures(t *testing.T) {
 	}
 	protos := map[remoteapi.WriteMessageType]int{}
 	for prefix, files := range captures {
-		up := newRecordingUpstream(t)
-		h := newTestHandler(t, "testdata/config/replay.yml", up.srv.URL+"/api/v1/write")
+		up := rwtest.NewRecordingUpstream(t)
+		h := newTestHandler(t, "testdata/config/replay.yml", up.URL)
 		for _, f := range files {
 			ok := t.Run(filepath.Base(f), func(t *testing.T) {
-				proto := fixtureProto(f)
-				protos[proto]++
-				replayOne(t, h, up, f, proto)
+				c, err := rwtest.ReadCapture(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				protos[c.Proto]++
+				replayOne(t, h, up, f, c)
 			})
 			if !ok {
 				t.Fatalf("%s: stopping this capture's replay: later requests depend on the merge state", prefix)
 			}
 		}
 	}
-	if protos[remotewrite.ProtoV1] == 0 || protos[remotewrite.ProtoV2] == 0 {
+	if protos[rwtest.ProtoV1] == 0 || protos[rwtest.ProtoV2] == 0 {
 		t.Errorf("fixtures must cover both protocols, have %v", protos)
 	}
 }
 
-func replayOne(t *testing.T, h http.Handler, up *recordingUpstream, f string, proto remoteapi.WriteMessageType) {
-	body, err := os.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := len(up.bodies)
-	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", contentTypeFor(proto))
+func replayOne(t *testing.T, h http.Handler, up *rwtest.RecordingUpstream, f string, c rwtest.Capture) {
+	proto := c.Proto
+	before := up.Len()
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(c.Body))
+	req.Header.Set("Content-Type", rwtest.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	inRaw, _ := snappyDecode(body)
-	in, _ := renderBatch(proto, inRaw)
-	if proto == remotewrite.ProtoV2 {
+	in := rwtest.MustRender(t, string(proto), c.Raw)
+	if proto == rwtest.ProtoV2 {
 		// Written headers count every sample the sender sent, merged ones too.
 		want := strings.Count(in, " s=")
 		if hv := rec.Header().Get("X-Prometheus-Remote-Write-Samples-Written"); hv != strconv.Itoa(want) {
@@ -159,17 +104,14 @@ func replayOne(t *testing.T, h http.Handler, up *recordingUpstream, f string, pr
 		}
 	}
 	got := "# nothing forwarded: every series was merged into state\n"
-	if len(up.bodies) > before {
-		if len(up.bodies) != before+1 || up.protos[before] != proto {
-			t.Fatalf("upstream got %d bodies (%v), want 1 in %s", len(up.bodies)-before, up.protos[before:], proto)
+	if reqs := up.Requests()[before:]; len(reqs) > 0 {
+		if len(reqs) != 1 || reqs[0].Proto != proto {
+			t.Fatalf("upstream got %d bodies (%v), want 1 in %s", len(reqs), up.ContentTypes()[before:], proto)
 		}
-		raw, err := snappyDecode(up.bodies[before])
-		if err != nil {
-			t.Fatal(err)
+		if reqs[0].Raw == nil {
+			t.Fatal("the upstream got a body that is not snappy-compressed")
 		}
-		if got, err = renderBatch(proto, raw); err != nil {
-			t.Fatal(err)
-		}
+		got = rwtest.MustRender(t, string(proto), reqs[0].Raw)
 	}
 	assertNoDuplicateSeries(t, got)
 	golden := strings.TrimSuffix(f, filepath.Ext(f)) + ".golden"
@@ -185,6 +127,31 @@ func replayOne(t *testing.T, h http.Handler, up *recordingUpstream, f string, pr
 	}
 	if got != string(want) {
 		t.Errorf("output differs from %s (re-make with -update if intended):\n%s", golden, lineDiff(string(want), got))
+	}
+}
+
+// TestRenderMatchesReplayFull: the golden files are in the format of
+// `rwfix replay --full`; the tests' renderer must keep printing it.
+func TestRenderMatchesReplayFull(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.rw[12]"))
+	if len(files) == 0 {
+		t.Fatal("no fixtures in testdata/fixtures")
+	}
+	for _, f := range files {
+		c, err := rwtest.ReadCapture(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := offline.ProtoOf(f); !ok || p != c.Proto {
+			t.Errorf("%s: rwtest.ProtoOfFile = %s, offline.ProtoOf = %s, %v", f, c.Proto, p, ok)
+		}
+		want, err := offline.Render(c.Proto, c.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rwtest.MustRender(t, string(c.Proto), c.Raw); got != want {
+			t.Errorf("%s: rwtest.Render differs from rwfix replay --full:\n%s", f, lineDiff(want, got))
+		}
 	}
 }
 

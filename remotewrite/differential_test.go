@@ -1,7 +1,6 @@
 package remotewrite
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 // randomRequest builds a valid remote-write request (no duplicate series) from
@@ -93,68 +94,6 @@ func toV2(req *prompb.WriteRequest) *writev2.Request {
 	return out
 }
 
-// render prints a decoded request in a canonical form: one line per series in
-// request order, with labels resolved, exact sample bits, histograms,
-// exemplars and metadata.
-func render(t *testing.T, proto string, raw []byte) string {
-	t.Helper()
-	var b strings.Builder
-	var sb labels.ScratchBuilder
-	if proto == string(ProtoV1) {
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			t.Fatal(err)
-		}
-		for _, ts := range req.Timeseries {
-			fmt.Fprint(&b, ts.ToLabels(&sb, nil))
-			for _, s := range ts.Samples {
-				fmt.Fprintf(&b, " %d:%x", s.Timestamp, math.Float64bits(s.Value))
-			}
-			for _, h := range ts.Histograms {
-				fmt.Fprintf(&b, " h%d:%s", h.Timestamp, h.ToIntHistogram())
-			}
-			for _, e := range ts.Exemplars {
-				fmt.Fprintf(&b, " ex%d:%v:%v", e.Timestamp, e.Value, e.Labels)
-			}
-			b.WriteByte('\n')
-		}
-		for _, m := range req.Metadata {
-			fmt.Fprintf(&b, "meta %v\n", m)
-		}
-		return b.String()
-	}
-	var req writev2.Request
-	if err := req.Unmarshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, ts := range req.Timeseries {
-		ls, err := ts.ToLabels(&sb, req.Symbols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprint(&b, ls)
-		for _, s := range ts.Samples {
-			fmt.Fprintf(&b, " %d:%x:st%d", s.Timestamp, math.Float64bits(s.Value), s.StartTimestamp)
-		}
-		for _, h := range ts.Histograms {
-			fmt.Fprintf(&b, " h%d:%s:st%d", h.Timestamp, h.ToIntHistogram(), h.StartTimestamp)
-		}
-		for _, e := range ts.Exemplars {
-			ex, err := e.ToExemplar(&sb, req.Symbols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, " ex%d:%v:%v", ex.Ts, ex.Value, ex.Labels)
-		}
-		md, err := ts.ToMetadata(req.Symbols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, " meta %v\n", md)
-	}
-	return b.String()
-}
-
 // TestFastPathMatchesReference runs random request sequences through the fast
 // path (in-place index, splicing) and the reference path (generated structs,
 // full re-encode), each with its own pipeline and merge state, and requires
@@ -210,9 +149,9 @@ relabel_configs:
 						if gotChanged != wantChanged {
 							t.Fatalf("seed %d step %d: changed = %v, reference %v", seed, step, gotChanged, wantChanged)
 						}
-						if g, w := render(t, proto, got), render(t, proto, want); g != w {
+						if g, w := rwtest.MustRender(t, proto, got), rwtest.MustRender(t, proto, want); g != w {
 							t.Fatalf("seed %d step %d: fast path differs from reference:\nfast:\n%s\nreference:\n%s\ninput:\n%s",
-								seed, step, g, w, render(t, proto, raw))
+								seed, step, g, w, rwtest.MustRender(t, proto, raw))
 						}
 					}
 				}

@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 // fixtureSeeds are the captured requests of ../testdata/fixtures, decompressed.
@@ -28,18 +29,14 @@ func fixtureSeeds(f *testing.F) (v1, v2 [][]byte) { return fixtureSeedsRaw(f) }
 func fixtureSeedsRaw(f testing.TB) (v1, v2 [][]byte) {
 	files, _ := filepath.Glob("../testdata/fixtures/*.rw[12]")
 	for _, file := range files {
-		body, err := os.ReadFile(file)
+		c, err := rwtest.ReadCapture(file)
 		if err != nil {
 			f.Fatal(err)
 		}
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			f.Fatal(err)
-		}
-		if filepath.Ext(file) == ".rw2" {
-			v2 = append(v2, raw)
+		if c.Proto == ProtoV2 {
+			v2 = append(v2, c.Raw)
 		} else {
-			v1 = append(v1, raw)
+			v1 = append(v1, c.Raw)
 		}
 	}
 	return v1, v2
@@ -56,10 +53,7 @@ func FuzzScan(f *testing.F) {
 		f.Add(true, b)
 	}
 	f.Fuzz(func(t *testing.T, rw2 bool, raw []byte) {
-		proto := ProtoV1
-		if rw2 {
-			proto = ProtoV2
-		}
+		proto := protoFor(rw2)
 		s, err := scan(proto, raw)
 		if err != nil {
 			return
@@ -100,7 +94,7 @@ func FuzzHandler(f *testing.F) {
 	h := NewHandler(litellmPipeline(f, "collision: {policy: merge}"), []*Upstream{u}, WithLimits(1<<20, 4<<20))
 	f.Fuzz(func(t *testing.T, rw2 bool, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-		req.Header.Set("Content-Type", contentTypeOf(rw2))
+		req.Header.Set("Content-Type", rwtest.ContentType(protoFor(rw2)))
 		req.Header.Set("Content-Encoding", "snappy")
 		rec := httptest.NewRecorder()
 		done := make(chan struct{})
@@ -127,10 +121,7 @@ func FuzzValidRequests(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, seed uint64, rw2 bool, steps uint8) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		proto := string(ProtoV1)
-		if rw2 {
-			proto = string(ProtoV2)
-		}
+		proto := string(protoFor(rw2))
 		fast, ref := litellmPipeline(t, "collision: {policy: merge}"), litellmPipeline(t, "collision: {policy: merge}")
 		for step := range int64(steps%6) + 1 {
 			v1 := randomRequest(rng, (step+1)*10000)
@@ -146,16 +137,16 @@ func FuzzValidRequests(f *testing.F) {
 			}
 			got, _ := runFast(t, fast, proto, raw)
 			want, _ := runReference(t, ref, proto, raw)
-			if g, w := render(t, proto, got), render(t, proto, want); g != w {
+			if g, w := rwtest.MustRender(t, proto, got), rwtest.MustRender(t, proto, want); g != w {
 				t.Fatalf("fast path differs from reference:\nfast:\n%s\nreference:\n%s", g, w)
 			}
 		}
 	})
 }
 
-func contentTypeOf(rw2 bool) string {
+func protoFor(rw2 bool) remoteapi.WriteMessageType {
 	if rw2 {
-		return "application/x-protobuf;proto=" + string(remoteapi.WriteV2MessageType)
+		return ProtoV2
 	}
-	return "application/x-protobuf"
+	return ProtoV1
 }

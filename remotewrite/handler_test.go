@@ -2,13 +2,11 @@ package remotewrite
 
 import (
 	"bytes"
-	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,68 +20,13 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/relabel"
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 const (
-	ctV1 = "application/x-protobuf"
-	ctV2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+	ctV1 = rwtest.ContentTypeV1
+	ctV2 = rwtest.ContentTypeV2
 )
-
-// upstreamStub is a real HTTP server on 127.0.0.1 that records what it gets
-// and answers what the test tells it to.
-type upstreamStub struct {
-	mu         sync.Mutex
-	bodies     [][]byte
-	cts        []string
-	hdrs       []http.Header
-	code       int
-	msg        string
-	retryAfter string
-	delay      time.Duration
-	rejectV2   bool // answer 415 to RW 2.0
-	noWritten  bool // never send Written headers (an RW 1.0-only receiver)
-	srv        *httptest.Server
-}
-
-func newUpstreamStub(t *testing.T) *upstreamStub {
-	t.Helper()
-	s := &upstreamStub{code: http.StatusNoContent}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		code, msg, ra, delay := s.code, s.msg, s.retryAfter, s.delay
-		if s.rejectV2 && r.Header.Get("Content-Type") == ctV2 {
-			code, msg = http.StatusUnsupportedMediaType, "v2 not supported"
-		}
-		s.bodies = append(s.bodies, body)
-		s.cts = append(s.cts, r.Header.Get("Content-Type"))
-		s.hdrs = append(s.hdrs, r.Header.Clone())
-		noWritten := s.noWritten
-		s.mu.Unlock()
-		if delay > 0 {
-			time.Sleep(delay)
-		}
-		if ra != "" {
-			w.Header().Set("Retry-After", ra)
-		}
-		if r.Header.Get("Content-Type") == ctV2 && !noWritten && code/100 == 2 {
-			w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", "1")
-		}
-		if code/100 == 2 {
-			w.WriteHeader(code)
-			return
-		}
-		http.Error(w, msg, code)
-	}))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *upstreamStub) got() ([][]byte, []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([][]byte(nil), s.bodies...), append([]string(nil), s.cts...)
-}
 
 func upstreamFor(t testing.TB, url string, timeout time.Duration) *Upstream {
 	t.Helper()
@@ -162,8 +105,8 @@ var (
 )
 
 func TestHandlerRejectsBadInput(t *testing.T) {
-	up := newUpstreamStub(t)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithLimits(1000, 2000))
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)}, WithLimits(1000, 2000))
 	good := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
 	big := snappy.Encode(nil, bytes.Repeat([]byte{0}, 5000)) // compresses small, decodes to 5000 bytes
 	for _, tc := range []struct {
@@ -196,14 +139,14 @@ func TestHandlerRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	if bodies, _ := up.got(); len(bodies) != 0 {
+	if bodies := up.Bodies(); len(bodies) != 0 {
 		t.Errorf("rejected requests reached the upstream: %d bodies", len(bodies))
 	}
 }
 
 func TestUnchangedBatchForwardedAsOriginalBytes(t *testing.T) {
-	up := newUpstreamStub(t)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1}),
 		v1Series(otherNone, prompb.Sample{Value: 2, Timestamp: 1}), // not a LiteLLM metric: untouched
@@ -211,15 +154,15 @@ func TestUnchangedBatchForwardedAsOriginalBytes(t *testing.T) {
 	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	bodies, _ := up.got()
+	bodies := up.Bodies()
 	if len(bodies) != 1 || !bytes.Equal(bodies[0], body) {
 		t.Fatalf("upstream did not get the original bytes")
 	}
 }
 
 func TestRepairRW1KeepsSamplesBitExact(t *testing.T) {
-	up := newUpstreamStub(t)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 	stale := math.Float64frombits(value.StaleNaN)
 	in := &prompb.WriteRequest{
 		Timeseries: []prompb.TimeSeries{
@@ -235,7 +178,7 @@ func TestRepairRW1KeepsSamplesBitExact(t *testing.T) {
 	if rec := post(t, h, ctV1, encodeV1(t, in)); rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	bodies, _ := up.got()
+	bodies := up.Bodies()
 	out := decodeV1(t, bodies[0])
 	var sb labels.ScratchBuilder
 	if got := out.Timeseries[0].ToLabels(&sb, nil); !labels.Equal(got, fixedTotal) {
@@ -258,15 +201,15 @@ func TestRepairRW1KeepsSamplesBitExact(t *testing.T) {
 
 // forwardV1 sends one RW 1.0 request through h and returns what the upstream
 // got, as label string -> samples.
-func forwardV1(t *testing.T, h http.Handler, up *upstreamStub, in *prompb.WriteRequest) map[string][]prompb.Sample {
+func forwardV1(t *testing.T, h http.Handler, up *rwtest.RecordingUpstream, in *prompb.WriteRequest) map[string][]prompb.Sample {
 	t.Helper()
-	before, _ := up.got()
+	before := up.Len()
 	if rec := post(t, h, ctV1, encodeV1(t, in)); rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	bodies, _ := up.got()
+	bodies := up.Bodies()
 	seen := map[string][]prompb.Sample{}
-	if len(bodies) == len(before) {
+	if len(bodies) == before {
 		return seen // nothing forwarded
 	}
 	var sb labels.ScratchBuilder
@@ -281,8 +224,8 @@ func forwardV1(t *testing.T, h http.Handler, up *upstreamStub, in *prompb.WriteR
 }
 
 func TestCollisionWithinRequestMerged(t *testing.T) {
-	up := newUpstreamStub(t)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
 		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
@@ -294,8 +237,8 @@ func TestCollisionWithinRequestMerged(t *testing.T) {
 }
 
 func TestCollisionKeepDistinct(t *testing.T) {
-	up := newUpstreamStub(t)
-	h := NewHandler(litellmPipeline(t, "collision: {policy: keep_distinct}"), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, "collision: {policy: keep_distinct}"), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
 		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 10}),
@@ -307,9 +250,9 @@ func TestCollisionKeepDistinct(t *testing.T) {
 }
 
 func TestCollisionGuardWhenMergeStateFull(t *testing.T) {
-	up := newUpstreamStub(t)
+	up := rwtest.NewRecordingUpstream(t)
 	m := NewMetrics(nil)
-	h := NewHandler(litellmPipeline(t, "collision: {warmup: 0s, max_series: 1}"), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithMetrics(m))
+	h := NewHandler(litellmPipeline(t, "collision: {warmup: 0s, max_series: 1}"), []*Upstream{upstreamFor(t, up.URL, time.Second)}, WithMetrics(m))
 	other := labels.NewBuilder(fixedTotal).Set("user", "b").Labels()
 	otherNone := labels.NewBuilder(noneTotal).Set("user", "b").Labels()
 	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
@@ -332,21 +275,20 @@ func TestUpstreamAnswersMapped(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name       string
-		setup      func(*upstreamStub)
+		answer     []rwtest.UpstreamOption
 		code       int
 		msg        string
 		retryAfter string
 	}{
-		{"accepted", func(*upstreamStub) {}, 204, "", ""},
-		{"server error", func(s *upstreamStub) { s.code, s.msg = 503, "tsdb overloaded" }, 503, "tsdb overloaded", ""},
-		{"rate limited", func(s *upstreamStub) { s.code, s.msg, s.retryAfter = 429, "slow down", "7" }, 429, "slow down", "7"},
-		{"bad request", func(s *upstreamStub) { s.code, s.msg = 400, "out of order sample" }, 400, "out of order sample", ""},
-		{"timeout", func(s *upstreamStub) { s.delay = 2 * time.Second }, 504, "timeout", ""},
+		{"accepted", nil, 204, "", ""},
+		{"server error", []rwtest.UpstreamOption{rwtest.Answer(503, "tsdb overloaded")}, 503, "tsdb overloaded", ""},
+		{"rate limited", []rwtest.UpstreamOption{rwtest.Answer(429, "slow down"), rwtest.RetryAfter("7")}, 429, "slow down", "7"},
+		{"bad request", []rwtest.UpstreamOption{rwtest.Answer(400, "out of order sample")}, 400, "out of order sample", ""},
+		{"timeout", []rwtest.UpstreamOption{rwtest.Delay(2 * time.Second)}, 504, "timeout", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newUpstreamStub(t)
-			tc.setup(up)
-			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, 300*time.Millisecond)})
+			up := rwtest.NewRecordingUpstream(t, tc.answer...)
+			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 300*time.Millisecond)})
 			rec := post(t, h, ctV1, body(t))
 			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) || rec.Header().Get("Retry-After") != tc.retryAfter {
 				t.Errorf("got %d %q Retry-After=%q, want %d containing %q Retry-After=%q",
@@ -367,16 +309,15 @@ func TestUpstreamAnswersMapped(t *testing.T) {
 		}
 	})
 	t.Run("one of two upstreams fails", func(t *testing.T) {
-		good, bad := newUpstreamStub(t), newUpstreamStub(t)
-		bad.code, bad.msg = 500, "disk full"
+		good, bad := rwtest.NewRecordingUpstream(t), rwtest.NewRecordingUpstream(t, rwtest.Answer(500, "disk full"))
 		h := NewHandler(litellmPipeline(t, ""), []*Upstream{
-			upstreamFor(t, good.srv.URL, time.Second), upstreamFor(t, bad.srv.URL, time.Second)})
+			upstreamFor(t, good.URL, time.Second), upstreamFor(t, bad.URL, time.Second)})
 		rec := post(t, h, ctV1, body(t))
 		if rec.Code != 500 || !strings.Contains(rec.Body.String(), "disk full") {
 			t.Errorf("got %d %q, want 500 with the failing upstream's message", rec.Code, rec.Body)
 		}
-		if b, _ := good.got(); len(b) != 1 {
-			t.Errorf("healthy upstream got %d requests, want 1", len(b))
+		if n := good.Len(); n != 1 {
+			t.Errorf("healthy upstream got %d requests, want 1", n)
 		}
 	})
 }
@@ -436,8 +377,8 @@ relabel_configs:
 `
 
 func TestRW2RepairPassThroughAndWrittenHeaders(t *testing.T) {
-	up := newUpstreamStub(t)
-	h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 	rec := post(t, h, ctV2, encodeV2(t, rw2Request(10)))
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -448,7 +389,7 @@ func TestRW2RepairPassThroughAndWrittenHeaders(t *testing.T) {
 			t.Errorf("%s-Written = %q, want %q", hdr, got, want)
 		}
 	}
-	bodies, cts := up.got()
+	bodies, cts := up.Bodies(), up.ContentTypes()
 	if len(bodies) != 1 || cts[0] != ctV2 {
 		t.Fatalf("upstream got %d bodies %v, want one RW 2.0", len(bodies), cts)
 	}
@@ -481,22 +422,21 @@ func TestRW2RepairPassThroughAndWrittenHeaders(t *testing.T) {
 
 func TestRW2FallbackToRW1(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		setup func(*upstreamStub)
+		name   string
+		answer rwtest.UpstreamOption
 	}{
-		{"415", func(s *upstreamStub) { s.rejectV2 = true }},
-		{"2xx without Written headers", func(s *upstreamStub) { s.noWritten = true }},
+		{"415", rwtest.RejectRW2()},
+		{"2xx without Written headers", rwtest.OmitWritten()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newUpstreamStub(t)
-			tc.setup(up)
-			h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+			up := rwtest.NewRecordingUpstream(t, tc.answer)
+			h := NewHandler(litellmPipeline(t, droppingRules), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 			for i := range 2 {
 				if rec := post(t, h, ctV2, encodeV2(t, rw2Request(int64(10+i*10)))); rec.Code != http.StatusNoContent {
 					t.Fatalf("request %d: status %d: %s", i, rec.Code, rec.Body)
 				}
 			}
-			bodies, cts := up.got()
+			bodies, cts := up.Bodies(), up.ContentTypes()
 			// First request: tried in 2.0, then 1.0. Second: 1.0 straight away.
 			want := []string{ctV2, ctV1, ctV1}
 			if strings.Join(cts, " ") != strings.Join(want, " ") {

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 func TestLimitsRejectWholeRequest(t *testing.T) {
@@ -37,10 +39,10 @@ func TestLimitsRejectWholeRequest(t *testing.T) {
 		{"no labels", ReasonEmptyLabelName, "has no labels", raw()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newUpstreamStub(t)
+			up := rwtest.NewRecordingUpstream(t)
 			reg := prometheus.NewRegistry()
 			m := NewMetrics(reg)
-			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)}, WithMetrics(m))
+			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)}, WithMetrics(m))
 			lim := DefaultLimits()
 			lim.MaxLabelValueLength, lim.MaxLabelNameLength, lim.MaxLabelsPerSeries = 45, 16, 4
 			h.UpdateLimits(lim)
@@ -48,7 +50,7 @@ func TestLimitsRejectWholeRequest(t *testing.T) {
 			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), tc.msg) {
 				t.Errorf("got %d %q, want 400 containing %q", rec.Code, rec.Body, tc.msg)
 			}
-			if b, _ := up.got(); len(b) != 0 {
+			if up.Len() != 0 {
 				t.Error("a rejected request reached the upstream")
 			}
 			if v := testutil.ToFloat64(m.rejected.WithLabelValues(tc.reason)); v != 1 {
@@ -57,8 +59,8 @@ func TestLimitsRejectWholeRequest(t *testing.T) {
 		})
 	}
 	t.Run("too many series", func(t *testing.T) {
-		up := newUpstreamStub(t)
-		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+		up := rwtest.NewRecordingUpstream(t)
+		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 		lim := DefaultLimits()
 		lim.MaxSeriesPerRequest = 1
 		h.UpdateLimits(lim)
@@ -68,8 +70,8 @@ func TestLimitsRejectWholeRequest(t *testing.T) {
 		}
 	})
 	t.Run("RW2 invalid UTF-8 symbol", func(t *testing.T) {
-		up := newUpstreamStub(t)
-		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, time.Second)})
+		up := rwtest.NewRecordingUpstream(t)
+		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, time.Second)})
 		st := writev2.NewSymbolTable()
 		refs := st.SymbolizeLabels(labels.FromStrings("__name__", "up", "a", "\xfe"), nil)
 		req := &writev2.Request{Symbols: st.Symbols(), Timeseries: []writev2.TimeSeries{{LabelsRefs: refs, Samples: []writev2.Sample{{Value: 1, Timestamp: 1}}}}}
@@ -81,11 +83,10 @@ func TestLimitsRejectWholeRequest(t *testing.T) {
 }
 
 func TestOverloadAnswers503(t *testing.T) {
-	up := newUpstreamStub(t)
-	up.delay = 300 * time.Millisecond
+	up := rwtest.NewRecordingUpstream(t, rwtest.Delay(300*time.Millisecond))
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, 5*time.Second)}, WithMetrics(m), WithInflightLimits(2, 0))
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}, WithMetrics(m), WithInflightLimits(2, 0))
 	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
 	codes := make(chan *httptest.ResponseRecorder, 6)
 	for range 6 {

@@ -12,15 +12,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 func TestUpstreamCredentialsAndHeaders(t *testing.T) {
-	up := newUpstreamStub(t)
+	up := rwtest.NewRecordingUpstream(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	doc := `url: ` + up.srv.URL + `
+	doc := `url: ` + up.URL + `
 basic_auth: {username: rwfix, password_file: pw}
 headers: {X-Static: yes}
 forward_headers: [X-Scope-OrgID]
@@ -52,10 +54,11 @@ forward_headers: [X-Scope-OrgID]
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	_, _ = up.got()
-	up.mu.Lock()
-	got := up.hdrs[0]
-	up.mu.Unlock()
+	hdrs := up.Headers()
+	if len(hdrs) != 1 {
+		t.Fatalf("upstream got %d requests, want 1", len(hdrs))
+	}
+	got := hdrs[0]
 	user, pass, ok := (&http.Request{Header: got}).BasicAuth()
 	if !ok || user != "rwfix" || pass != "s3cret" {
 		t.Errorf("upstream Authorization = %q: want basic auth from password_file, not the sender's token", got.Get("Authorization"))
@@ -64,28 +67,27 @@ forward_headers: [X-Scope-OrgID]
 		t.Errorf("upstream headers %v: want X-Scope-OrgID forwarded, X-Static set, X-Other not forwarded", got)
 	}
 	// Without forward_headers nothing of the sender's is forwarded.
-	up2 := newUpstreamStub(t)
-	h2 := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up2.srv.URL, 0)})
+	up2 := rwtest.NewRecordingUpstream(t)
+	h2 := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up2.URL, 0)})
 	h2.ServeHTTP(httptest.NewRecorder(), req.Clone(req.Context()))
 	req2 := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 	req2.Header = req.Header.Clone()
 	h2.ServeHTTP(httptest.NewRecorder(), req2)
-	up2.mu.Lock()
-	defer up2.mu.Unlock()
-	for _, hd := range up2.hdrs {
+	hdrs2 := up2.Headers()
+	for _, hd := range hdrs2 {
 		if hd.Get("Authorization") != "" || hd.Get("X-Scope-OrgID") != "" {
 			t.Errorf("sender headers forwarded without configuration: %v", hd)
 		}
 	}
-	if len(up2.hdrs) == 0 {
+	if len(hdrs2) == 0 {
 		t.Error("upstream got nothing")
 	}
 }
 
 func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
-	up := newUpstreamStub(t)
+	up := rwtest.NewRecordingUpstream(t)
 	m := NewMetrics(nil)
-	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.srv.URL, 0)}, WithMetrics(m), WithDryRun(true))
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 0)}, WithMetrics(m), WithDryRun(true))
 	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
 		v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 10}),
@@ -93,7 +95,7 @@ func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
 	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
 		t.Fatalf("status %d", rec.Code)
 	}
-	bodies, _ := up.got()
+	bodies := up.Bodies()
 	if len(bodies) != 1 || !bytes.Equal(bodies[0], body) {
 		t.Fatal("dry run did not forward the original bytes")
 	}
