@@ -17,9 +17,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
@@ -31,7 +35,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // newTestHandler wires a handler the way main does, with the configuration
 // file cfgPath ("" for the defaults).
-func newTestHandler(t *testing.T, cfgPath, upstreamURL string) *remotewrite.Handler {
+func newTestHandler(t *testing.T, cfgPath, upstreamURL string) (*remotewrite.Handler, *sampleClock) {
 	t.Helper()
 	cfg, err := loadConfig(cfgPath, []string{upstreamURL}, 0)
 	if err != nil {
@@ -45,7 +49,43 @@ func newTestHandler(t *testing.T, cfgPath, upstreamURL string) *remotewrite.Hand
 	if err != nil {
 		t.Fatal(err)
 	}
-	return remotewrite.NewHandler(p, []*remotewrite.Upstream{u})
+	clock := &sampleClock{}
+	p.SetMergeClock(clock.now)
+	return remotewrite.NewHandler(p, []*remotewrite.Upstream{u}), clock
+}
+
+// sampleClock is the merge's clock in a replay: the latest sample time sent
+// so far, as if the requests came in real time.
+type sampleClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *sampleClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *sampleClock) at(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.t) {
+		c.t = t
+	}
+}
+
+// follow moves the clock to the latest sample of a capture.
+func (c *sampleClock) follow(t *testing.T, capt rwtest.Capture) {
+	series, err := offline.Decode(capt.Proto, capt.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range series {
+		for _, smp := range s.Samples {
+			c.at(time.UnixMilli(smp.Timestamp))
+		}
+	}
 }
 
 func TestReplayFixtures(t *testing.T) {
@@ -64,15 +104,24 @@ func TestReplayFixtures(t *testing.T) {
 	protos := map[remoteapi.WriteMessageType]int{}
 	for prefix, files := range captures {
 		up := rwtest.NewRecordingUpstream(t)
-		h := newTestHandler(t, "testdata/config/replay.yml", up.URL)
-		for _, f := range files {
+		h, clock := newTestHandler(t, "testdata/config/replay.yml", up.URL)
+		for i, f := range files {
 			ok := t.Run(filepath.Base(f), func(t *testing.T) {
 				c, err := rwtest.ReadCapture(f)
 				if err != nil {
 					t.Fatal(err)
 				}
 				protos[c.Proto]++
+				clock.follow(t, c)
 				replayOne(t, h, up, f, c)
+				if i == len(files)-1 {
+					// The merged samples still held go out with the next
+					// request once their wait is over: an empty one here.
+					clock.at(clock.now().Add(3 * time.Minute))
+					empty := rwtest.Capture{Proto: c.Proto, Body: snappy.Encode(nil, emptyRequest(t, c.Proto))}
+					empty.Raw, _ = snappy.Decode(nil, empty.Body)
+					replayOne(t, h, up, strings.TrimSuffix(f, filepath.Ext(f))+"-drain"+filepath.Ext(f), empty)
+				}
 			})
 			if !ok {
 				t.Fatalf("%s: stopping this capture's replay: later requests depend on the merge state", prefix)
@@ -82,6 +131,18 @@ func TestReplayFixtures(t *testing.T) {
 	if protos[rwtest.ProtoV1] == 0 || protos[rwtest.ProtoV2] == 0 {
 		t.Errorf("fixtures must cover both protocols, have %v", protos)
 	}
+}
+
+// emptyRequest is a request without series, in proto.
+func emptyRequest(t *testing.T, proto remoteapi.WriteMessageType) []byte {
+	if proto == rwtest.ProtoV2 {
+		raw, err := (&writev2.Request{Symbols: []string{""}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	return nil
 }
 
 func replayOne(t *testing.T, h http.Handler, up *rwtest.RecordingUpstream, f string, c rwtest.Capture) {
