@@ -8,6 +8,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 )
@@ -55,9 +58,11 @@ func testE2ECollision(t *testing.T, rw2 bool) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	e := startE2E(t, senderOpts{rw2: rw2, shards: collisionShards}, true, "--config.file=testdata/config/e2e.yml")
-	e.runAndFreeze(t, 8*time.Second)
+	// rwfix with its defaults: no configuration file.
+	e := startE2E(t, senderOpts{rw2: rw2, shards: collisionShards}, true)
+	frozenAt := e.runAndFreeze(t, 8*time.Second)
 	assertCounterSafe(t, e)
+	assertMergeExact(t, e, frozenAt)
 }
 
 // TestE2ECollisionRW1: Prometheus 2.42 (RW 1.0), four shards.
@@ -66,42 +71,154 @@ func TestE2ECollisionRW1(t *testing.T) { testE2ECollision(t, false) }
 // TestE2ECollisionRW2: Prometheus 3.x (RW 2.0), four shards.
 func TestE2ECollisionRW2(t *testing.T) { testE2ECollision(t, true) }
 
-// TestE2ECollisionRestart restarts rwfix mid-run under a real sender: the
-// sender retries while rwfix is down, and afterwards no counter shows a fake
-// reset or loses a count. Once with the warm-up alone, once with a state file.
+// TestE2ECollisionRestart stops rwfix mid-run under a real sender — SIGTERM,
+// SIGKILL (at a moment unrelated to any periodic write), and SIGKILL with the
+// data directory lost — and restarts it. Afterwards: no fake reset, no
+// rejected sample, every merged sample the exact sum of its sources.
 func TestE2ECollisionRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
 	for _, tc := range []struct {
-		name string
-		args func(t *testing.T) []string
+		name     string
+		kill     bool
+		loseData bool
 	}{
-		{"warmup", func(*testing.T) []string { return []string{"--config.file=testdata/config/e2e.yml"} }},
-		{"state-file", func(t *testing.T) []string {
-			path := t.TempDir() + "/rwfix.yml"
-			writeFile(t, path, "collision:\n  warmup: 3s\n  state_file: "+t.TempDir()+"/merge-state.json\n")
-			return []string{"--config.file=" + path}
-		}},
+		{"sigterm", false, false},
+		{"sigkill", true, false},
+		{"sigkill-data-lost", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startE2E(t, senderOpts{shards: collisionShards}, true, tc.args(t)...)
+			e := startE2E(t, senderOpts{shards: collisionShards}, true)
 			waitFor(t, "LiteLLM series in the receiver", 60*time.Second, func() (bool, error) {
 				r, err := query(t, e.receiver, `litellm_proxy_total_requests_metric_total`, time.Time{})
 				return err == nil && len(r) > 0, err
 			})
-			time.Sleep(4 * time.Second)
-			e.rwfixP.stop(t)
-			if e.rwfixP.err != nil {
-				t.Fatalf("rwfix exit after SIGTERM: %v", e.rwfixP.err)
+			time.Sleep(time.Duration(2500+rand.IntN(3000)) * time.Millisecond)
+			if tc.kill {
+				e.rwfixP.kill(t)
+			} else {
+				e.rwfixP.stop(t)
+				if e.rwfixP.err != nil {
+					t.Fatalf("rwfix exit after SIGTERM: %v", e.rwfixP.err)
+				}
+			}
+			if tc.loseData {
+				if err := os.RemoveAll(e.dataDir); err != nil {
+					t.Fatal(err)
+				}
 			}
 			time.Sleep(3 * time.Second) // the sender retries against a closed port
 			e.rwfix, e.rwfixP = startRwfixAt(t, e.rwfixPort, e.rwfixArgs...)
 			frozenAt := e.runAndFreeze(t, 6*time.Second)
 			assertCounterSafe(t, e)
+			if tc.loseData {
+				// Without its state rwfix learns the outputs again: held
+				// samples of the lost state may be missing (a gap), but
+				// every sample sent is exact.
+				assertMergeValuesExact(t, e, frozenAt)
+			} else {
+				assertMergeExact(t, e, frozenAt)
+			}
 			assertNoSampleMissing(t, e, frozenAt)
 		})
 	}
+}
+
+// mergedSamples reads, over the whole run, the LiteLLM counters that the
+// preset repairs: from the sender's own TSDB the sources, summed per output
+// and timestamp (every source of one output is scraped at one timestamp);
+// from the receiver the outputs.
+func mergedSamples(t *testing.T, e *e2eEnv, at time.Time) (want, got map[string]map[string]string) {
+	t.Helper()
+	read := func(base string, sum bool) map[string]map[string]string {
+		out := map[string]map[string]string{}
+		vals := map[string]map[string]float64{}
+		for _, name := range []string{"litellm_proxy_total_requests_metric_total", "litellm_proxy_failed_requests_metric_total"} {
+			r, err := query(t, base, name+"[1h]", at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range r {
+				m := maps.Clone(s.Metric)
+				for _, l := range []string{"status_code", "exception_status"} {
+					if m[l] == "None" {
+						m[l] = "500"
+					}
+				}
+				if m["status_code"] != "500" && m["exception_status"] != "500" {
+					continue
+				}
+				k := fmt.Sprint(m)
+				if vals[k] == nil {
+					vals[k] = map[string]float64{}
+				}
+				for _, v := range s.Values {
+					ts := fmt.Sprint(v[0])
+					var f float64
+					fmt.Sscan(v[1].(string), &f)
+					if sum {
+						vals[k][ts] += f
+					} else {
+						vals[k][ts] = f
+					}
+				}
+			}
+		}
+		for k, m := range vals {
+			out[k] = map[string]string{}
+			for ts, v := range m {
+				out[k][ts] = fmt.Sprint(v)
+			}
+		}
+		return out
+	}
+	return read(e.sender, true), read(e.receiver, false)
+}
+
+// assertMergeExact: per merged series, the receiver holds a sample at every
+// timestamp at which the sender has one of its sources, and each is the sum
+// of the sources there.
+func assertMergeExact(t *testing.T, e *e2eEnv, at time.Time) {
+	t.Helper()
+	want, got := mergedSamples(t, e, at)
+	compared, exact := 0, 0
+	for k, w := range want {
+		g := got[k]
+		for ts, v := range w {
+			compared++
+			if g[ts] == v {
+				exact++
+			} else if compared-exact <= 5 {
+				t.Errorf("%s @%s: receiver %q, sum of the sources %s", k, ts, g[ts], v)
+			}
+		}
+		if len(g) != len(w) {
+			t.Errorf("%s: receiver has %d samples, the sender %d source timestamps", k, len(g), len(w))
+		}
+	}
+	t.Logf("merged outputs: %d series, %d of %d samples exact", len(want), exact, compared)
+	if compared == 0 {
+		t.Fatal("no merged output to compare")
+	}
+}
+
+// assertMergeValuesExact: every merged sample the receiver holds is the sum
+// of its sources at its timestamp (samples may be missing).
+func assertMergeValuesExact(t *testing.T, e *e2eEnv, at time.Time) {
+	t.Helper()
+	want, got := mergedSamples(t, e, at)
+	compared, missing := 0, 0
+	for k, g := range got {
+		for ts, v := range g {
+			compared++
+			if want[k][ts] != v {
+				t.Errorf("%s @%s: receiver %s, sum of the sources %q", k, ts, v, want[k][ts])
+			}
+		}
+		missing += len(want[k]) - len(g)
+	}
+	t.Logf("merged outputs: %d series, %d samples, all exact; %d source timestamps without an output sample", len(got), compared, missing)
 }
 
 // TestE2ECollisionNaiveBaseline measures the trap that rwfix avoids: the

@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"testing"
@@ -63,6 +64,7 @@ type e2eEnv struct {
 	rwfixP             *proc
 	rwfixPort          int
 	rwfixArgs          []string
+	dataDir            string
 }
 
 // startE2E starts receiver, rwfix and sender. o.rw2 chooses a Prometheus
@@ -79,7 +81,9 @@ func startE2E(t *testing.T, o senderOpts, collide bool, rwfixArgs ...string) *e2
 	recvBin := prometheus3(t)
 	e := &e2eEnv{exporter: newFakeLiteLLM(t, collide)}
 	e.receiver, e.receiverP = startPrometheus(t, "receiver", recvBin, receiverConfig, "--web.enable-remote-write-receiver")
-	e.rwfixArgs = append([]string{"--upstream.url=" + e.receiver + "/api/v1/write", "--log.level=debug"}, rwfixArgs...)
+	// The data directory outlives rwfix restarts within the test.
+	e.dataDir = filepath.Join(t.TempDir(), "data")
+	e.rwfixArgs = append([]string{"--upstream.url=" + e.receiver + "/api/v1/write", "--log.level=debug", "--storage.path=" + e.dataDir}, rwfixArgs...)
 	e.rwfixPort = freePort(t)
 	e.rwfix, e.rwfixP = startRwfixAt(t, e.rwfixPort, e.rwfixArgs...)
 	e.sender, e.senderP = startPrometheus(t, "sender", senderBin, senderConfig(e.exporter.Addr, e.rwfix+"/api/v1/write", o))

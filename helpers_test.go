@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,6 +124,16 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	return p
 }
 
+// kill sends SIGKILL (a crash, an OOM kill) and waits for the exit.
+func (p *proc) kill(t *testing.T) {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Errorf("%s did not die on SIGKILL", p.name)
+	}
+}
+
 // stop sends SIGTERM, waits up to 20 s, then kills the process group.
 func (p *proc) stop(t *testing.T) {
 	select {
@@ -217,9 +228,15 @@ func startRwfix(t *testing.T, args ...string) (base string, p *proc) {
 	return startRwfixAt(t, freePort(t), args...)
 }
 
-// startRwfixAt runs the rwfix binary on 127.0.0.1:port.
+// startRwfixAt runs the rwfix binary on 127.0.0.1:port. Its data directory
+// is the default one unless args name another: the tests run in the
+// repository, so a test that does not care gets a temporary one instead of
+// data/ there.
 func startRwfixAt(t *testing.T, port int, args ...string) (base string, p *proc) {
 	t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--storage.path") }) {
+		args = append(args, "--storage.path="+filepath.Join(t.TempDir(), "data"))
+	}
 	base = fmt.Sprintf("http://127.0.0.1:%d", port)
 	p = startProc(t, "rwfix", append([]string{rwfixBin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port)}, args...)...)
 	waitReady(t, p, base)
