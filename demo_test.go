@@ -16,7 +16,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	e := startE2E(t, senderOpts{rw2: true, shards: collisionShards}, true, "--config.file=testdata/config/e2e.yml")
+	e := startE2E(t, senderOpts{rw2: true, shards: collisionShards}, true)
 	e.runAndFreeze(t, 8*time.Second)
 	now := time.Now()
 	queries := []string{

@@ -59,7 +59,7 @@ func TestE2EReceiverOutage(t *testing.T) {
 	e := &e2eEnv{exporter: newFakeLiteLLM(t, false)}
 	recvDir, recvPort := t.TempDir(), freePort(t)
 	e.receiver, e.receiverP = startPrometheusIn(t, recvDir, recvPort, "receiver", recvBin, receiverConfig, "--web.enable-remote-write-receiver")
-	e.rwfix, e.rwfixP = startRwfix(t, "--upstream.url="+e.receiver+"/api/v1/write", "--config.file=testdata/config/e2e.yml", "--upstream.timeout=2s")
+	e.rwfix, e.rwfixP = startRwfix(t, "--upstream.url="+e.receiver+"/api/v1/write", "--upstream.timeout=2s")
 	e.sender, e.senderP = startPrometheus(t, "sender", senderBin, senderConfig(e.exporter.Addr, e.rwfix+"/api/v1/write", senderOpts{}))
 	waitFor(t, "LiteLLM series in the receiver", 60*time.Second, func() (bool, error) {
 		r, err := query(t, e.receiver, `litellm_proxy_total_requests_metric_total`, time.Time{})

@@ -206,7 +206,7 @@ func testE2E(t *testing.T, rw2 bool) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	e := startE2E(t, senderOpts{rw2: rw2}, false, "--config.file=testdata/config/e2e.yml")
+	e := startE2E(t, senderOpts{rw2: rw2}, false)
 	frozenAt := e.runAndFreeze(t, 6*time.Second)
 	assertRepaired(t, e)
 	assertUntouchedIdentical(t, e, frozenAt)

@@ -59,7 +59,7 @@ func TestE2EVictoriaMetrics(t *testing.T) {
 			}
 			vm := startVictoriaMetrics(t)
 			e := &e2eEnv{exporter: newFakeLiteLLM(t, true), receiver: vm}
-			e.rwfix, e.rwfixP = startRwfix(t, "--upstream.url="+vm+"/api/v1/write", "--config.file=testdata/config/e2e.yml")
+			e.rwfix, e.rwfixP = startRwfix(t, "--upstream.url="+vm+"/api/v1/write")
 			e.sender, e.senderP = startPrometheus(t, "sender", senderBin,
 				senderConfig(e.exporter.Addr, e.rwfix+"/api/v1/write", senderOpts{rw2: rw2, shards: collisionShards}))
 			e.runAndFreeze(t, 8*time.Second)

@@ -193,7 +193,7 @@ func TestLoad(t *testing.T) {
 
 	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
 	// Merge from the first request: the load starts cold, production runs warm.
-	writeFile(t, cfg, "collision:\n  warmup: 0s\n")
+	writeFile(t, cfg, "collision:\n  policy: merge\n")
 
 	type relay struct {
 		name string

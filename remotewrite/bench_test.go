@@ -88,7 +88,7 @@ func report(b *testing.B, samplesPerOp int) {
 	b.ReportMetric(1e9/ns, "samples/s")
 }
 
-const benchRules = "collision: {warmup: 0s}"
+const benchRules = "collision: {policy: merge}"
 
 func BenchmarkStages(b *testing.B) {
 	for _, c := range benchCases(b) {

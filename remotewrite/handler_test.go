@@ -249,10 +249,31 @@ func TestCollisionKeepDistinct(t *testing.T) {
 	}
 }
 
+// keep_distinct: a series that one request carries several times (catch-up)
+// is one series: repaired, never undone.
+func TestKeepDistinctSeriesRepeatedInRequest(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t)
+	h := NewHandler(litellmPipeline(t, "collision: {policy: keep_distinct}"), []*Upstream{upstreamFor(t, up.URL, time.Second)})
+	if rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(noneTotal, prompb.Sample{Value: 4, Timestamp: 20}),
+	}})); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	marked := labels.NewBuilder(fixedTotal).Set("status_code_original", "None").Labels()
+	var sb labels.ScratchBuilder
+	reqs := up.Requests()
+	for _, ts := range decodeV1(t, reqs[len(reqs)-1].Body).Timeseries {
+		if got := ts.ToLabels(&sb, nil); !labels.Equal(got, marked) {
+			t.Errorf("forwarded %v, want %v (the repair undone?)", got, marked)
+		}
+	}
+}
+
 func TestCollisionGuardWhenMergeStateFull(t *testing.T) {
 	up := rwtest.NewRecordingUpstream(t)
 	m := NewMetrics(nil)
-	h := NewHandler(litellmPipeline(t, "collision: {warmup: 0s, max_series: 1}"), []*Upstream{upstreamFor(t, up.URL, time.Second)}, WithMetrics(m))
+	h := NewHandler(litellmPipeline(t, "collision: {max_series: 1}"), []*Upstream{upstreamFor(t, up.URL, time.Second)}, WithMetrics(m))
 	other := labels.NewBuilder(fixedTotal).Set("user", "b").Labels()
 	otherNone := labels.NewBuilder(noneTotal).Set("user", "b").Labels()
 	got := forwardV1(t, h, up, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{

@@ -193,7 +193,10 @@ func guardCollisions(edits []edit, v seriesView, dropped *dropSet) int {
 		for _, ks := range outs {
 			for a := 0; a < len(ks); a++ {
 				for b := a + 1; b < len(ks); b++ {
-					if labels.Equal(edits[ks[a]].out, edits[ks[b]].out) {
+					// One series that the request carries several times (a
+					// sender catching up writes one TimeSeries per sample) is
+					// one series: its rewrites do not collide.
+					if labels.Equal(edits[ks[a]].out, edits[ks[b]].out) && !labels.Equal(edits[ks[a]].orig, edits[ks[b]].orig) {
 						clash[ks[a]], clash[ks[b]] = true, true
 					}
 				}
