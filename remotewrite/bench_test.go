@@ -150,7 +150,7 @@ func BenchmarkStages(b *testing.B) {
 					b.Fatal(err)
 				}
 				res, mr := bt.repair(p, "")
-				if res.changed {
+				if res.Changed {
 					raw, _ := bt.marshal()
 					_ = compress(nil, raw)
 				}

@@ -188,7 +188,7 @@ func runReference(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, b
 	}
 	res, mr := b.repair(r, "")
 	defer mr.done(true, true)
-	if !res.changed {
+	if !res.Changed {
 		return raw, false
 	}
 	out, err := b.marshal()

@@ -281,7 +281,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 
 	rt := h.route.Load()
 	var (
-		res repairResult
+		res RepairResult
 		mr  *mergeRun
 	)
 	if rt.repairer != nil {
@@ -291,22 +291,21 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	// samples were taken (a panic on the way counts as not taken).
 	mergeOK, retryOK := false, false
 	defer func() { mr.done(mergeOK, retryOK) }()
-	h.metrics.collisions.Add(float64(res.collisions))
+	h.metrics.collisions.Add(float64(res.Collisions))
 
 	p := &payloads{proto: proto}
 	changed := s.changed()
 	if changed && h.dryRun {
 		h.dryRunReport(s, res)
 		changed, mergeOK, retryOK = false, true, true
-		mr.retries = nil
 	}
 	var retryReplies chan []reply
-	if mr != nil && len(mr.retries) > 0 {
+	if retries := mr.retries(); len(retries) > 0 && !h.dryRun {
 		// Merged samples that the upstream may have already go in a request
 		// of their own, in parallel: a 4xx to them must not fail the
 		// sender's batch.
 		retryReplies = make(chan []reply, 1)
-		go func() { retryReplies <- h.forwardRetries(r.Context(), r.Header, rt.upstreams, proto, mr.retries) }()
+		go func() { retryReplies <- h.forwardRetries(r.Context(), r.Header, rt.upstreams, proto, retries) }()
 	}
 	var replies []reply
 	switch {
@@ -419,10 +418,10 @@ func (h *Handler) capture(proto remoteapi.WriteMessageType, body []byte) {
 
 // dryRunReport counts what the rules would have done and logs it, at most
 // every 10 s, with one changed series as an example.
-func (h *Handler) dryRunReport(s *scanned, res repairResult) {
-	h.metrics.dryRun.WithLabelValues("repaired").Add(float64(res.repaired))
-	h.metrics.dryRun.WithLabelValues("merged").Add(float64(res.merged))
-	h.metrics.dryRun.WithLabelValues("dropped").Add(float64(res.dropped))
+func (h *Handler) dryRunReport(s *scanned, res RepairResult) {
+	h.metrics.dryRun.WithLabelValues("repaired").Add(float64(res.Repaired))
+	h.metrics.dryRun.WithLabelValues("merged").Add(float64(res.Merged))
+	h.metrics.dryRun.WithLabelValues("dropped").Add(float64(res.Dropped))
 	now := time.Now().UnixNano()
 	last := h.lastDryLog.Load()
 	if now-last < int64(10*time.Second) || !h.lastDryLog.CompareAndSwap(last, now) {
@@ -436,7 +435,7 @@ func (h *Handler) dryRunReport(s *scanned, res repairResult) {
 		}
 	}
 	h.logger.Info("dry run: forwarded unchanged; the rules would have changed this request",
-		"repaired", res.repaired, "merged", res.merged, "dropped", res.dropped, "example", example)
+		"repaired", res.Repaired, "merged", res.Merged, "dropped", res.Dropped, "example", example)
 }
 
 // written fills the RW 2.0 Written headers: every sample of the request was

@@ -92,7 +92,7 @@ func (s *scanned) validate(l *Limits) error {
 			n    int
 			err  *RejectError
 		)
-		s.rangePairs(i, func(name, value string) {
+		s.Pairs(i, func(name, value string) {
 			if err != nil {
 				return
 			}
@@ -132,7 +132,7 @@ func (s *scanned) describe(i int) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	first := true
-	s.rangePairs(i, func(name, value string) {
+	s.Pairs(i, func(name, value string) {
 		if b.Len() > 256 {
 			return
 		}

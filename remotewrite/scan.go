@@ -65,7 +65,8 @@ type scanned struct {
 	// Edits, set by repair: per series, allocated on the first edit.
 	edits     []seriesEdit
 	nEdits    int
-	drop      *dropSet
+	drop      []bool // series dropped, when nDrop > 0
+	nDrop     int
 	arena     []Sample // samples read for the merge
 	extra     []extraSeries
 	scratch   []byte
@@ -97,7 +98,8 @@ func (s *scanned) reset() {
 	s.c = counts{}
 	clear(s.edits)
 	s.edits, s.nEdits = s.edits[:0], 0
-	s.drop, s.symLookup = nil, nil
+	clear(s.drop)
+	s.drop, s.nDrop, s.symLookup = s.drop[:0], 0, nil
 	s.arena = s.arena[:0]
 	clear(s.extra)
 	s.extra = s.extra[:0]

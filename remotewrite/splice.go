@@ -36,29 +36,22 @@ func (c *cursor) Get(name string) string {
 	return ""
 }
 
-// The seriesView of a scanned request.
+// The Batch of a scanned request: labels read in place.
 
-func (s *scanned) len() int { return len(s.series) }
+func (s *scanned) Len() int { return len(s.series) }
 
-func (s *scanned) getter(i int) LabelGetter {
+func (s *scanned) Getter(i int) interface{ Get(name string) string } {
 	s.cur.s, s.cur.i = s, i
 	return &s.cur
 }
 
-func (s *scanned) labels(i int, b *labels.ScratchBuilder) labels.Labels {
+func (s *scanned) Labels(i int, b *labels.ScratchBuilder) labels.Labels {
 	b.Reset()
-	s.rangePairs(i, func(n, v string) { b.Add(n, v) })
+	s.Pairs(i, func(n, v string) { b.Add(n, v) })
 	return b.Labels() // copies: safe beyond the request
 }
 
-func (s *scanned) hash(i int) uint64 {
-	var h pairHasher
-	h.reset()
-	s.rangePairs(i, h.add)
-	return h.sum()
-}
-
-func (s *scanned) rangePairs(i int, f func(name, value string)) {
+func (s *scanned) Pairs(i int, f func(name, value string)) {
 	si := &s.series[i]
 	if s.proto == ProtoV2 {
 		refs := s.refs[si.l0:si.l1]
@@ -72,14 +65,11 @@ func (s *scanned) rangePairs(i int, f func(name, value string)) {
 	}
 }
 
-// The batchOps of a scanned request: edits are recorded, and applied by
-// encode.
+// The Batch of a scanned request: edits are recorded, and applied by encode.
 
-func (s *scanned) view() seriesView { return s }
+func (s *scanned) HasHistograms(i int) bool { return s.series[i].hasHist }
 
-func (s *scanned) hasHistograms(i int) bool { return s.series[i].hasHist }
-
-func (s *scanned) samples(i int) []Sample {
+func (s *scanned) Samples(i int) []Sample {
 	si := &s.series[i]
 	field := protowire.Number(v1SeriesSamples)
 	if s.proto == ProtoV2 {
@@ -124,7 +114,7 @@ func (s *scanned) edit(i int) *seriesEdit {
 	return &s.edits[i]
 }
 
-func (s *scanned) setLabels(i int, ls labels.Labels) {
+func (s *scanned) SetLabels(i int, ls labels.Labels) {
 	e := s.edit(i)
 	if !e.relabeled && !e.merged {
 		s.nEdits++
@@ -132,13 +122,12 @@ func (s *scanned) setLabels(i int, ls labels.Labels) {
 	e.ls, e.relabeled = ls, true
 }
 
-func (s *scanned) appendSeries(ls labels.Labels, smp []Sample) {
+func (s *scanned) AppendSeries(ls labels.Labels, smp []Sample) {
 	s.extra = append(s.extra, extraSeries{ls: ls, samples: smp})
 }
 
-func (s *scanned) appended() int { return len(s.extra) }
 
-func (s *scanned) hasExemplars(idx []int) bool {
+func (s *scanned) HasExemplars(idx []int) bool {
 	field := protowire.Number(v1SeriesExemplars)
 	if s.proto == ProtoV2 {
 		field = v2SeriesExemplars
@@ -156,7 +145,7 @@ func (s *scanned) hasExemplars(idx []int) bool {
 	return false
 }
 
-func (s *scanned) setSamples(i int, smp []Sample, srcs []int) {
+func (s *scanned) SetSamples(i int, smp []Sample, srcs []int) {
 	e := s.edit(i)
 	if !e.relabeled && !e.merged {
 		s.nEdits++
@@ -164,18 +153,23 @@ func (s *scanned) setSamples(i int, smp []Sample, srcs []int) {
 	e.samples, e.srcs, e.merged = smp, srcs, true
 }
 
-func (s *scanned) remove(drop *dropSet) { s.drop = drop }
+func (s *scanned) Drop(i int) {
+	if len(s.drop) < len(s.series) {
+		s.drop = slices.Grow(s.drop[:0], len(s.series))[:len(s.series)] // cleared by reset
+	}
+	if !s.drop[i] {
+		s.drop[i] = true
+		s.nDrop++
+	}
+}
 
 func (s *scanned) changed() bool {
-	return s.nEdits > 0 || (s.drop != nil && len(s.drop.idx) > 0) || len(s.extra) > 0
+	return s.nEdits > 0 || s.nDrop > 0 || len(s.extra) > 0
 }
 
 // forwarded counts the series left after drops, and the appended ones.
 func (s *scanned) forwarded() int {
-	if s.drop == nil {
-		return len(s.series) + len(s.extra)
-	}
-	return len(s.series) - len(s.drop.idx) + len(s.extra)
+	return len(s.series) - s.nDrop + len(s.extra)
 }
 
 // encode appends the spliced request to dst: every top-level field in its
@@ -191,7 +185,7 @@ func (s *scanned) encode(dst []byte) []byte {
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
-		if s.drop.has(i) {
+		if s.nDrop > 0 && s.drop[i] {
 			continue
 		}
 		if s.nEdits == 0 || (!s.edits[i].relabeled && !s.edits[i].merged) {
@@ -285,7 +279,7 @@ func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
 		refsField, samplesField, exemplarsField = v2SeriesRefs, v2SeriesSamples, v2SeriesExemplars
 	}
 	if !relabeled {
-		ls = s.labels(i, &labels.ScratchBuilder{})
+		ls = s.Labels(i, &labels.ScratchBuilder{})
 	}
 	dst = s.appendLabels(dst, ls)
 	copyFields := func(j int, keep func(protowire.Number) bool) {

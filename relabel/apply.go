@@ -1,0 +1,527 @@
+package relabel
+
+import (
+	"math"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// The batch-level decisions: which series of a request the rules change,
+// which rewrites would collide (the collision guard), how merge sources group
+// into outputs, and what the merge sends. They see a request only through
+// Batch, which package remotewrite implements for both protocols over its
+// in-place index (and over the generated structs, the reference path).
+
+// Batch is one decoded request as the repair sees it. Labels are read in
+// place (Getter, Pairs: valid only during the call); changes are recorded by
+// the implementation and applied when it re-encodes the request. An alias of
+// an unnamed interface: package remotewrite names the same type without
+// importing this package.
+type Batch = interface {
+	Len() int
+	// Getter reads one label of series i without allocating.
+	Getter(i int) interface{ Get(name string) string }
+	// Labels builds series i's labels (a copy, safe to keep).
+	Labels(i int, b *labels.ScratchBuilder) labels.Labels
+	// Pairs calls f for each label of series i, in order, in place.
+	Pairs(i int, f func(name, value string))
+	HasHistograms(i int) bool
+	// HasExemplars reports whether any of the series carries exemplars.
+	HasExemplars(idx []int) bool
+	Samples(i int) []Sample
+	SetLabels(i int, ls labels.Labels)
+	// SetSamples puts a merged output's samples into slot i; its exemplars
+	// become those of every source in srcs.
+	SetSamples(i int, s []Sample, srcs []int)
+	// AppendSeries adds a merged output after every other series.
+	AppendSeries(ls labels.Labels, s []Sample)
+	Drop(i int)
+}
+
+// Result sums up what Apply did to a request.
+type Result = struct {
+	Changed    bool // the request must be re-encoded
+	Repaired   int  // series whose labels changed and were kept
+	Dropped    int  // series dropped by a rule
+	Collisions int  // rewrites undone by the collision guard or a full merge state
+	Merged     int  // series handed to the merge
+}
+
+// MergeRun is what a request owes the merge state after Apply: Done once
+// every upstream has answered (ok: the request with the sender's series was
+// taken; retryOK: the retries' own request was), and the retries to send in
+// a request of their own.
+type MergeRun = interface {
+	Done(ok, retryOK bool)
+	Retries() []Emit
+}
+
+// hashSeries hashes series i's labels from its pairs, as hashLabels hashes
+// a labels.Labels: equal label sets hash alike without building either.
+func hashSeries(b Batch, i int) uint64 {
+	var h pairHasher
+	h.reset()
+	b.Pairs(i, h.add)
+	return h.sum()
+}
+
+// edit is what the Repairer decided for one series of a batch.
+type edit struct {
+	idx       int
+	orig, out labels.Labels
+	keep      bool
+	merge     bool   // the output goes through the Merger
+	hash      uint64 // of out, when kept
+}
+
+// repairResult sums up what happened to a batch.
+type repairResult struct {
+	changed    bool // the batch must be re-encoded
+	repaired   int  // series whose labels changed and were kept
+	dropped    int  // series dropped by a rule
+	collisions int  // rewrites undone by the collision guard
+	merged     int  // series handed to the Merger
+}
+
+// pairHasher hashes a label set from its name/value pairs, so that a
+// series' wire labels and a labels.Labels hash alike without building
+// either. It buffers, to feed xxhash in few large writes.
+type pairHasher struct {
+	d   xxhash.Digest
+	buf [512]byte
+	n   int
+}
+
+func (h *pairHasher) reset() { h.d.Reset(); h.n = 0 }
+func (h *pairHasher) add(name, value string) {
+	if h.n+len(name)+len(value)+2 > len(h.buf) {
+		_, _ = h.d.Write(h.buf[:h.n])
+		h.n = 0
+		if len(name)+len(value)+2 > len(h.buf) {
+			_, _ = h.d.WriteString(name)
+			_, _ = h.d.Write([]byte{0xff})
+			_, _ = h.d.WriteString(value)
+			_, _ = h.d.Write([]byte{0xff})
+			return
+		}
+	}
+	h.n += copy(h.buf[h.n:], name)
+	h.buf[h.n] = 0xff
+	h.n++
+	h.n += copy(h.buf[h.n:], value)
+	h.buf[h.n] = 0xff
+	h.n++
+}
+
+func (h *pairHasher) sum() uint64 {
+	_, _ = h.d.Write(h.buf[:h.n])
+	h.n = 0
+	return h.d.Sum64()
+}
+
+func hashLabels(ls labels.Labels) uint64 {
+	var h pairHasher
+	h.reset()
+	ls.Range(func(l labels.Label) { h.add(l.Name, l.Value) })
+	return h.sum()
+}
+
+// guardCollisions undoes every rewrite whose output label set is also the
+// label set of another series in the same batch, so that rwfix never sends
+// two different values for one series at one timestamp. The undone series is
+// forwarded with its original labels: nothing is lost or corrupted, it is
+// just not repaired. It returns how many rewrites it undid.
+//
+// Undoing a rewrite can in theory make the original labels collide with
+// another rewrite's output, so it repeats until nothing collides; every round
+// undoes at least one rewrite, so it ends.
+func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
+	undone := 0
+	for {
+		// Only rewrites outside the merge can collide; most batches have none.
+		if !slices.ContainsFunc(edits, func(e edit) bool { return !e.merge && e.keep && !labels.Equal(e.out, e.orig) }) {
+			return undone
+		}
+		outs := make(map[uint64][]int, len(edits)) // hash -> positions of live rewrites
+		skip := make(map[int]bool, len(edits))     // series that are rewritten or dropped
+		for _, i := range dropped.idx {
+			skip[i] = true
+		}
+		for k := range edits {
+			e := &edits[k]
+			switch {
+			case e.merge:
+				// A merged output is one series; its slot carries it. Other
+				// rewrites must not land on it either.
+				if !dropped.has(e.idx) {
+					h := hashLabels(e.out)
+					outs[h] = append(outs[h], k)
+				}
+				skip[e.idx] = true
+			case !e.keep:
+				skip[e.idx] = true
+			case !labels.Equal(e.out, e.orig):
+				skip[e.idx] = true
+				e.hash = hashLabels(e.out)
+				outs[e.hash] = append(outs[e.hash], k)
+			}
+		}
+		if len(outs) == 0 {
+			return undone
+		}
+		clash := map[int]bool{}
+		// Rewrites that land on one another.
+		for _, ks := range outs {
+			for a := 0; a < len(ks); a++ {
+				for b := a + 1; b < len(ks); b++ {
+					// One series that the request carries several times (a
+					// sender catching up writes one TimeSeries per sample) is
+					// one series: its rewrites do not collide.
+					if labels.Equal(edits[ks[a]].out, edits[ks[b]].out) && !labels.Equal(edits[ks[a]].orig, edits[ks[b]].orig) {
+						clash[ks[a]], clash[ks[b]] = true, true
+					}
+				}
+			}
+		}
+		// Rewrites that land on a series forwarded with its own labels
+		// (untouched, or whose rewrite was undone in an earlier round).
+		var sb labels.ScratchBuilder
+		for i := range b.Len() {
+			if skip[i] {
+				continue
+			}
+			for _, k := range outs[hashSeries(b, i)] {
+				if labels.Equal(edits[k].out, b.Labels(i, &sb)) {
+					clash[k] = true
+				}
+			}
+		}
+		if len(clash) == 0 {
+			return undone
+		}
+		progress := false
+		for k := range clash {
+			if edits[k].merge {
+				continue // a merged output stays; the rewrite landing on it is undone
+			}
+			edits[k].out = edits[k].orig
+			undone++
+			progress = true
+		}
+		if !progress {
+			return undone
+		}
+	}
+}
+
+// Apply runs the pipeline over one request, in place: rewritten labels,
+// dropped series, merged sources (and merged outputs appended), rewrites that
+// would collide undone. Package remotewrite calls it through its Repairer
+// interface; b is its view of the decoded request (either protocol). The
+// returned run, when not nil, must be told once every upstream has answered.
+func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
+	edits := p.decide(b)
+	var tx MergeTx
+	if p.merges() && (len(edits) > 0 || p.MergePending()) {
+		tx = p.BeginMerge(part)
+	}
+	if len(edits) == 0 && tx == nil {
+		return res, nil
+	}
+	drop := newDropSet(b.Len())
+	appended := 0
+	if tx != nil {
+		mr := &mergeRun{tx: tx}
+		var unmerged int
+		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, edits, b, drop)
+		res.Collisions += unmerged
+		run = mr
+	}
+	res.Collisions += guardCollisions(edits, b, drop)
+	for _, e := range edits {
+		switch {
+		case e.merge:
+			// Handled by mergeGroups.
+		case !e.keep:
+			drop.add(e.idx)
+			res.Dropped++
+		case labels.Equal(e.out, e.orig):
+			// Undone by the guard: forwarded as it came.
+		default:
+			res.Repaired++
+			b.SetLabels(e.idx, e.out)
+		}
+	}
+	res.Changed = res.Repaired > 0 || len(drop.idx) > 0 || res.Merged > 0 || appended > 0
+	for _, i := range drop.idx {
+		b.Drop(i)
+	}
+	return res, run
+}
+
+// mergeRun is what a request owes the merge state: its transaction, to be
+// told whether the upstreams took its samples, and the retries to send in a
+// request of their own.
+type mergeRun struct {
+	tx      MergeTx
+	retries []Emit
+}
+
+func (mr *mergeRun) Retries() []Emit { return mr.retries }
+
+// Done reports the upstreams' answers to the merge state; only the first
+// call counts.
+func (mr *mergeRun) Done(ok, retryOK bool) {
+	if mr.tx != nil {
+		mr.tx.Done(ok, retryOK)
+		mr.tx = nil
+	}
+}
+
+// merges reports whether the pipeline merges collisions.
+func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger != nil }
+
+// mergeGroups hands every output that the merge policy covers to the merge
+// transaction and writes what it collects into the batch: an output's
+// samples go into the slot of its first source, the other sources' slots are
+// dropped; outputs the request carries no source of are appended. A series
+// that the batch carries unchanged but whose labels equal a merged output
+// joins that output as a source. It returns how many series it merged away
+// or rewrote, how many rewrites it had to undo (merge state full), and the
+// retries (samples for a request of their own).
+func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
+	// Group the merge edits by output, without a small allocation per group:
+	// groups in one slice, chained by hash; each source records its group.
+	type group struct {
+		out      labels.Labels
+		hash     uint64
+		sameHash int32 // next group with the same hash, or -1
+		nsrc     int32
+	}
+	type source struct {
+		group int32
+		idx   int           // series index
+		k     int32         // edit position, or -1 for an unchanged series
+		ls    labels.Labels // its labels
+	}
+	var (
+		groups []group
+		srcs   []source
+		byHash map[uint64]int32
+	)
+	find := func(out labels.Labels, h uint64) int32 {
+		g, ok := byHash[h]
+		for ok && g >= 0 {
+			if labels.Equal(groups[g].out, out) {
+				return g
+			}
+			g = groups[g].sameHash
+		}
+		return -1
+	}
+	for k := range edits {
+		e := &edits[k]
+		if !e.merge {
+			continue
+		}
+		if byHash == nil {
+			byHash = make(map[uint64]int32, len(edits))
+			groups = make([]group, 0, len(edits))
+			srcs = make([]source, 0, len(edits))
+		}
+		h := e.out.Hash()
+		g := find(e.out, h)
+		if g < 0 {
+			g = int32(len(groups))
+			prev, ok := byHash[h]
+			if !ok {
+				prev = -1
+			}
+			groups = append(groups, group{out: e.out, hash: h, sameHash: prev})
+			byHash[h] = g
+		}
+		groups[g].nsrc++
+		srcs = append(srcs, source{group: g, idx: e.idx, k: int32(k), ls: e.orig})
+	}
+	// Unchanged series that land on a merged output are sources too. With
+	// known targets, decide has already made them merge edits.
+	if len(groups) > 0 && !p.TargetsKnown() {
+		edited := make(map[int]bool, len(edits))
+		for _, e := range edits {
+			edited[e.idx] = true
+		}
+		var sb labels.ScratchBuilder
+		for i := range b.Len() {
+			if edited[i] {
+				continue
+			}
+			ls := b.Labels(i, &sb)
+			if g := find(ls, ls.Hash()); g >= 0 && !b.HasHistograms(i) {
+				groups[g].nsrc++
+				srcs = append(srcs, source{group: g, idx: i, k: -1, ls: ls})
+			}
+		}
+	}
+	// Sources of one group together, in request order.
+	slices.SortFunc(srcs, func(a, b source) int {
+		if a.group != b.group {
+			return int(a.group - b.group)
+		}
+		return a.idx - b.idx
+	})
+	var (
+		ls       []labels.Labels
+		samples  [][]Sample
+		idx      = make([]int, len(srcs)) // sources' series indices, kept by setSamples
+		slots    = make([][]int, 0, len(groups))
+		groupOut = make([]labels.Labels, 0, len(groups))
+		first    [][]Sample // by group: the first source's own samples
+	)
+	for j := range srcs {
+		idx[j] = srcs[j].idx
+	}
+	for start := 0; start < len(srcs); {
+		g := &groups[srcs[start].group]
+		end := start + int(g.nsrc)
+		ls, samples = ls[:0], samples[:0]
+		for _, src := range srcs[start:end] {
+			ls = append(ls, src.ls)
+			samples = append(samples, b.Samples(src.idx))
+		}
+		gidx := idx[start:end:end]
+		start = end
+		if !tx.Add(g.out, ls, samples) {
+			// No room in the merge state: forward the sources unrepaired;
+			// the collision guard then keeps them apart.
+			for _, src := range srcs[end-len(gidx) : end] {
+				if src.k < 0 {
+					continue
+				}
+				e := &edits[src.k]
+				if !labels.Equal(e.out, e.orig) {
+					unmerged++
+				}
+				e.merge, e.out = false, e.orig
+			}
+			slots = append(slots, nil)
+			groupOut = append(groupOut, g.out)
+			first = append(first, nil)
+			continue
+		}
+		// Every source's slot leaves the batch, unless an emit fills the
+		// first one below.
+		for _, i := range gidx {
+			drop.add(i)
+		}
+		n += len(gidx)
+		slots = append(slots, gidx)
+		groupOut = append(groupOut, g.out)
+		var own []Sample
+		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
+			own = samples[0]
+		}
+		first = append(first, own)
+	}
+	emitted := make([]bool, len(slots))
+	for _, e := range tx.Collect() {
+		if e.Group >= 0 && e.Group < len(emitted) {
+			emitted[e.Group] = true
+		}
+		switch {
+		case e.Retry:
+			retries = append(retries, e)
+		case e.Group < 0 || e.Group >= len(slots) || slots[e.Group] == nil:
+			b.AppendSeries(e.Labels, e.Samples)
+			appended++
+		default:
+			gidx := slots[e.Group]
+			drop.undo(gidx[0])
+			if first[e.Group] != nil && sameSamples(e.Samples, first[e.Group]) {
+				// A genuine series alone, forwarded as it came: the batch
+				// stays unchanged (and can go out as the sender's bytes).
+				n--
+				continue
+			}
+			b.SetLabels(gidx[0], e.Labels)
+			b.SetSamples(gidx[0], e.Samples, gidx)
+		}
+	}
+	// An output that sends nothing now (its samples are held, or go as
+	// retries) keeps its slot for its sources' exemplars, if they have any.
+	for gi, gidx := range slots {
+		if gidx != nil && !emitted[gi] && b.HasExemplars(gidx) {
+			drop.undo(gidx[0])
+			b.SetLabels(gidx[0], groupOut[gi])
+			b.SetSamples(gidx[0], nil, gidx)
+		}
+	}
+	return n, unmerged, appended, retries
+}
+
+// sameSamples reports whether a and b are the same samples, bit for bit.
+func sameSamples(a, b []Sample) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].T != b[i].T || a[i].ST != b[i].ST || math.Float64bits(a[i].V) != math.Float64bits(b[i].V) {
+			return false
+		}
+	}
+	return true
+}
+
+// decide runs the Repairer over every series that it may change. Under the
+// merge policy, a series whose output the Merger covers becomes a merge edit
+// even when its labels did not change (a genuine status_code="500").
+// Native histograms are not merged: such a series is left to the collision
+// guard.
+func (p *Pipeline) decide(b Batch) []edit {
+	var (
+		edits []edit
+		sb    labels.ScratchBuilder
+	)
+	for i := range b.Len() {
+		if !p.MayChange(b.Getter(i)) {
+			continue
+		}
+		orig := b.Labels(i, &sb)
+		out, changed, keep := p.Repair(orig)
+		if keep && p.merges() && !b.HasHistograms(i) && p.Merges(out, changed) {
+			edits = append(edits, edit{idx: i, orig: orig, out: out, keep: true, merge: true})
+			continue
+		}
+		if !changed && keep {
+			continue
+		}
+		edits = append(edits, edit{idx: i, orig: orig, out: out, keep: keep})
+	}
+	return edits
+}
+
+// dropSet is the set of series a repair removes.
+type dropSet struct {
+	in  []bool
+	idx []int
+}
+
+func newDropSet(n int) *dropSet { return &dropSet{in: make([]bool, n)} }
+
+func (d *dropSet) add(i int) {
+	if !d.in[i] {
+		d.in[i] = true
+		d.idx = append(d.idx, i)
+	}
+}
+
+// undo takes i out of the set again.
+func (d *dropSet) undo(i int) {
+	if d.in[i] {
+		d.in[i] = false
+		d.idx = slices.DeleteFunc(d.idx, func(j int) bool { return j == i })
+	}
+}
+
+func (d *dropSet) has(i int) bool { return d != nil && i < len(d.in) && d.in[i] }
