@@ -1,13 +1,23 @@
-// Package relabel decides what happens to a series on its way through rwfix:
-// built-in repair presets (the LiteLLM "None" status code fix), then the
-// user's relabel_configs in exactly Prometheus' syntax and semantics.
+// Package relabel decides what happens to the series of a request on its way
+// through rwfix: built-in repair presets (the LiteLLM "None" status code fix),
+// then the user's relabel_configs in exactly Prometheus' syntax and
+// semantics, then what collisions mean.
 //
-// It knows nothing about HTTP or the remote-write wire format: it works on
-// labels.Labels. The remotewrite package calls it through a small interface of
-// its own (remotewrite.Repairer), which *Pipeline satisfies.
+// It knows nothing about HTTP or the remote-write wire format. Package
+// remotewrite hands it a decoded request as a Batch (labels read in place,
+// samples, set labels, set samples, append, drop) and calls Pipeline.Apply
+// through an interface of its own (remotewrite.Repairer); the two packages
+// share only unnamed types (aliases), so neither imports the other.
 //
-// The hot path is Pipeline.MayChange: it tells, from the metric name alone
-// and without allocating, whether a series can be touched at all. With only
-// presets configured, every series outside the handful of LiteLLM metric
-// names is forwarded without ever being turned into labels.Labels.
+// Files by concern:
+//   - config.go, preset.go, pipeline.go: the configuration, the presets, the
+//     compiled Pipeline and its per-rule counters. The hot path is
+//     Pipeline.MayChange: from the metric name and one label, read in place
+//     and without allocating, it proves most series untouchable, so that they
+//     are forwarded without ever being turned into labels.Labels.
+//   - apply.go: the batch-level decisions — which series change, the collision
+//     guard, the grouping of merge sources into outputs, label-set hashing.
+//   - merge.go: the exact counter merge (see Merger), its invariants and its
+//     one mechanism, the per-output frontier.
+//   - mergelog.go: the merge state's durable log in the data directory.
 package relabel

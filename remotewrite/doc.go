@@ -1,15 +1,20 @@
 // Package remotewrite is rwfix's wire: it receives Prometheus remote-write
-// 1.0 and 2.0 requests, decodes them, hands their series to a Repairer,
-// re-encodes what changed and forwards the result to every upstream, then
-// answers the sender with a status that tells it the truth (2xx only when
-// every upstream accepted; 5xx or 429 when a retry can succeed; 4xx when the
-// input itself is bad).
+// 1.0 and 2.0 requests, decodes them, hands them to a Repairer, re-encodes
+// what changed and forwards the result to every upstream, then answers the
+// sender with a status that tells it the truth (2xx only when every upstream
+// accepted; 5xx or 429 when a retry can succeed; 4xx when the input itself is
+// bad).
 //
-// It knows nothing about which labels are repaired: that is the Repairer's
-// job, an interface defined here and implemented by package relabel.
+// It knows nothing about which labels are repaired or how collisions merge:
+// that is the Repairer's job (package relabel's Pipeline), called through an
+// interface defined here. The Repairer sees a request as a Batch, which this
+// package implements over its in-place index (scanned, the fast path) and
+// over the generated structs (the reference path).
 //
-// Files by concern: codec.go (decode, encode, RW2 -> RW1 conversion),
-// repair.go (applying a Repairer to a batch, the collision guard),
+// Files by concern: scan.go and splice.go (the in-place index, splicing
+// changed series back in), codec.go (generated-struct decode and encode, RW 2.0
+// -> 1.0, merged samples re-sent in a request of their own), repair.go (the
+// Repairer and Batch interfaces, the reference path's Batch), limits.go,
 // handler.go (the HTTP receiver), client.go (the upstream client and the
 // mapping of upstream answers), metrics.go.
 package remotewrite

@@ -126,7 +126,6 @@ func (s *scanned) AppendSeries(ls labels.Labels, smp []Sample) {
 	s.extra = append(s.extra, extraSeries{ls: ls, samples: smp})
 }
 
-
 func (s *scanned) HasExemplars(idx []int) bool {
 	field := protowire.Number(v1SeriesExemplars)
 	if s.proto == ProtoV2 {
