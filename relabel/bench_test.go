@@ -1,0 +1,128 @@
+package relabel
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// sliceBatch is a Batch over plain slices, for the tests and benchmarks of
+// Apply without the wire.
+type sliceBatch struct {
+	ls      []labels.Labels
+	samples [][]Sample
+	out     []labels.Labels
+	dropped map[int]bool
+	extra   []labels.Labels
+}
+
+func newSliceBatch(ls []labels.Labels, samples [][]Sample) *sliceBatch {
+	return &sliceBatch{ls: ls, samples: samples, out: append([]labels.Labels(nil), ls...), dropped: map[int]bool{}}
+}
+
+func (b *sliceBatch) Len() int                                          { return len(b.ls) }
+func (b *sliceBatch) Getter(i int) interface{ Get(name string) string } { return b.ls[i] }
+func (b *sliceBatch) Labels(i int, _ *labels.ScratchBuilder) labels.Labels {
+	return b.ls[i]
+}
+
+func (b *sliceBatch) Pairs(i int, f func(name, value string)) {
+	b.ls[i].Range(func(l labels.Label) { f(l.Name, l.Value) })
+}
+func (b *sliceBatch) HasHistograms(int) bool                { return false }
+func (b *sliceBatch) HasExemplars([]int) bool               { return false }
+func (b *sliceBatch) Samples(i int) []Sample                { return b.samples[i] }
+func (b *sliceBatch) SetLabels(i int, ls labels.Labels)     { b.out[i] = ls }
+func (b *sliceBatch) SetSamples(i int, s []Sample, _ []int) { b.samples[i] = s }
+func (b *sliceBatch) AppendSeries(ls labels.Labels, _ []Sample) {
+	b.extra = append(b.extra, ls)
+}
+func (b *sliceBatch) Drop(i int) { b.dropped[i] = true }
+
+// mergeWorkload is n outputs, each with a None and a 500 source, sent as a
+// sharded sender sends them: the None samples of a scrape in one request,
+// the 500 samples in another.
+func mergeWorkload(n int) (none, five []labels.Labels) {
+	for i := range n {
+		user := fmt.Sprintf("user-%d", i)
+		none = append(none, labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total",
+			"hashed_api_key", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			"model", "gpt-4o", "status_code", "None", "team", "t", "user", user))
+		five = append(five, labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total",
+			"hashed_api_key", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			"model", "gpt-4o", "status_code", "500", "team", "t", "user", user))
+	}
+	return none, five
+}
+
+// BenchmarkMerge: one op is one scrape of n outputs through Pipeline.Apply
+// (two requests: the None sources, then the 500 sources, which complete
+// every output), in memory and with the durable log. Reports the log's bytes
+// per request.
+func BenchmarkMerge(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		for _, n := range []int{100, 1000} {
+			name := fmt.Sprintf("outputs=%d/log=%v", n, durable)
+			b.Run(name, func(b *testing.B) {
+				p, err := New(DefaultConfig(), nil, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				clock := &fakeClock{t: time.UnixMilli(0)}
+				p.SetMergeClock(clock.now)
+				dir := b.TempDir()
+				if durable {
+					if _, err := p.merger.OpenLog(dir); err != nil {
+						b.Fatal(err)
+					}
+					defer p.merger.Close()
+				}
+				none, five := mergeWorkload(n)
+				scrape := func(ts int64) {
+					for _, ls := range [][]labels.Labels{none, five} {
+						smp := make([][]Sample, len(ls))
+						for i := range ls {
+							smp[i] = []Sample{{T: ts, V: float64(ts / 1000)}}
+						}
+						_, run := p.Apply(newSliceBatch(ls, smp), "")
+						if run != nil {
+							run.Done(true, true)
+						}
+					}
+				}
+				// Past the learning of every output.
+				for s := range int64(5) {
+					clock.add(15 * time.Second)
+					scrape(s * 15000)
+				}
+				var logBefore int64
+				if durable {
+					logBefore = logSize(b, dir)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					clock.add(15 * time.Second)
+					scrape(int64(i+5) * 15000)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*2*n), "ns/source-sample")
+				if durable {
+					b.ReportMetric(float64(logSize(b, dir)-logBefore)/float64(2*b.N), "log-bytes/request")
+				}
+			})
+		}
+	}
+}
+
+func logSize(b *testing.B, dir string) int64 {
+	fi, err := os.Stat(filepath.Join(dir, logName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fi.Size()
+}
