@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -105,11 +106,45 @@ func (e *e2eEnv) runAndFreeze(t *testing.T, d time.Duration) time.Time {
 	waitFor(t, "three scrapes after the freeze", 30*time.Second, func() (bool, error) {
 		return e.exporter.scrapesSinceFreeze() >= 3, nil
 	})
-	waitFor(t, "the receiver to catch up past the freeze", 60*time.Second, func() (bool, error) {
-		v, err := scalarQuery(t, e.receiver, `min(timestamp({__name__=~"litellm_proxy_.*_total"}))`, time.Time{})
-		return err == nil && v > float64(frozenAt.Unix())+1, err
+	// Every LiteLLM counter the sender has (None mapped to 500, as rwfix
+	// repairs it) must reach the receiver past the freeze — merged outputs
+	// included, which rwfix may hold while it learns their sources.
+	waitFor(t, "the receiver to catch up past the freeze", 90*time.Second, func() (bool, error) {
+		sel := `timestamp({__name__=~"litellm_proxy_.*_total"})`
+		want, err := query(t, e.sender, sel, time.Time{})
+		if err != nil {
+			return false, err
+		}
+		got, err := query(t, e.receiver, sel, time.Time{})
+		if err != nil {
+			return false, err
+		}
+		newer := map[string]bool{}
+		for _, s := range got {
+			var ts float64
+			fmt.Sscan(fmt.Sprint(s.Value[1]), &ts)
+			newer[fmt.Sprint(repairedLabels(s.Metric))] = ts > float64(frozenAt.Unix())+1
+		}
+		for _, s := range want {
+			if !newer[fmt.Sprint(repairedLabels(s.Metric))] {
+				return false, nil
+			}
+		}
+		return len(want) > 0, nil
 	})
 	return frozenAt
+}
+
+// repairedLabels is a series' labels as the litellm preset leaves them.
+func repairedLabels(m map[string]string) map[string]string {
+	m = maps.Clone(m)
+	delete(m, "__name__") // timestamp() drops it
+	for _, l := range []string{"status_code", "exception_status"} {
+		if m[l] == "None" {
+			m[l] = "500"
+		}
+	}
+	return m
 }
 
 func assertRepaired(t *testing.T, e *e2eEnv) {

@@ -233,6 +233,14 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 	drop := newDropSet(b.Len())
 	appended := 0
 	if tx != nil {
+		// Whatever happens below, the samples Collect put in flight must be
+		// released, or their output would never send again.
+		defer func() {
+			if r := recover(); r != nil {
+				tx.Done(false, false)
+				panic(r)
+			}
+		}()
 		mr := &mergeRun{tx: tx}
 		var unmerged int
 		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, edits, b, drop)
@@ -426,7 +434,7 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 	}
 	emitted := make([]bool, len(slots))
 	for _, e := range tx.Collect() {
-		if e.Group >= 0 && e.Group < len(emitted) {
+		if e.Group >= 0 && e.Group < len(emitted) && !e.Retry {
 			emitted[e.Group] = true
 		}
 		switch {

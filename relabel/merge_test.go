@@ -67,6 +67,11 @@ func (h *harness) open(dir string) *Merger {
 	h.t.Helper()
 	m := NewMerger(DefaultCollisionConfig(), nil)
 	m.SetClock(h.clock.now)
+	if h.m != nil {
+		// A restart: as in production, what may have been written by the
+		// process before goes as retries.
+		m.retryUntil = h.clock.now().Add(time.Minute).UnixMilli()
+	}
 	if dir != "" {
 		if _, err := m.OpenLog(dir); err != nil {
 			h.t.Fatal(err)
@@ -450,6 +455,43 @@ func TestMergeCrashAndRestartFromLog(t *testing.T) {
 	}
 	if h.tries == 0 {
 		t.Fatal("no retry was sent")
+	}
+}
+
+// A failed write of the log: the file no longer describes the state, so it
+// is removed, and a crash then starts without state — gaps, never a value
+// that differs from what the upstream has.
+func TestMergeLogWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, 10, 100)
+	h.scrape(step, 11, 101)
+	h.drain()
+	h.m.mu.Lock()
+	good := h.m.log.f
+	bad, err := os.Open(filepath.Join(dir, logName)) // read-only: writes fail
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m.log.f = bad
+	h.m.mu.Unlock()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(2*step, 20))) // its record is lost
+	h.m.mu.Lock()
+	h.m.log.f = good
+	h.m.mu.Unlock()
+	_, inflight := h.begin(g(outTotal, src500, sp(2*step, 200)))
+	h.accept(inflight) // written upstream (220), never answered: SIGKILL
+	if _, err := os.Stat(filepath.Join(dir, logName)); err == nil {
+		t.Fatal("the log that lacks a record is still there")
+	}
+	h.m = h.open(dir)
+	h.scrape(3*step, 21, 201)
+	h.scrape(4*step, 22, 202)
+	h.drain()
+	got := h.values(outTotal)
+	if got[2*step] != 220 || got[4*step] != 224 {
+		t.Fatalf("after the restart without state: %v", got)
 	}
 }
 

@@ -68,6 +68,13 @@ type mergeLog struct {
 	f        *os.File
 	size     int64
 	snapSize int64
+	// broken: a write failed, so the file lacks records and its replay
+	// would not give the state in memory. Until a snapshot succeeds, every
+	// flush tries one (at most every 10 s), and the file is removed, so that
+	// a crash meanwhile starts without state (a gap), never from a state
+	// that lacks records (wrong values).
+	broken     bool
+	lastRepair time.Time
 	buf      []byte // records not yet written
 	rec      []byte // the record being built
 	done     chan struct{}
@@ -105,20 +112,21 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	return m.n, replayErr
 }
 
-// Close writes a final snapshot and closes the log.
+// Close writes a final snapshot and fsyncs it. The file stays open until the
+// process exits: a request still running after the shutdown timeout logs
+// after the snapshot, as it would have before.
 func (m *Merger) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.log == nil {
 		return nil
 	}
-	err := m.compact()
-	close(m.log.done)
-	if m.log.f != nil {
-		err = errors.Join(err, m.log.f.Close())
+	select {
+	case <-m.log.done:
+	default:
+		close(m.log.done)
 	}
-	m.log = nil
-	return err
+	return m.compact()
 }
 
 func (m *Merger) reset() {
@@ -150,11 +158,23 @@ func (m *Merger) flushLog() {
 	if l == nil || len(l.buf) == 0 {
 		return
 	}
+	if l.broken {
+		l.buf = l.buf[:0] // the snapshot will hold what they changed
+		if now := time.Now(); now.Sub(l.lastRepair) >= 10*time.Second {
+			l.lastRepair = now
+			if err := m.compact(); err != nil {
+				m.metrics.logErrors.Inc()
+			}
+		}
+		return
+	}
 	n, err := l.f.Write(l.buf)
 	l.size += int64(n)
 	l.buf = l.buf[:0]
 	if err != nil {
 		m.metrics.logErrors.Inc()
+		l.broken, l.lastRepair = true, time.Now()
+		_ = os.Remove(filepath.Join(l.dir, logName))
 		return
 	}
 	if l.size > 2*l.snapSize+compactSlack {
@@ -206,7 +226,7 @@ func (m *Merger) compact() error {
 	if l.f != nil {
 		l.f.Close()
 	}
-	l.f, l.size, l.snapSize, l.buf = f, size, size, l.buf[:0]
+	l.f, l.size, l.snapSize, l.buf, l.broken = f, size, size, l.buf[:0], false
 	return nil
 }
 

@@ -291,13 +291,18 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	// samples were taken (a panic on the way counts as not taken).
 	mergeOK, retryOK := false, false
 	defer func() { mr.done(mergeOK, retryOK) }()
+	if h.dryRun {
+		// Nothing the merge made is sent in a dry run: its samples count as
+		// taken, so that its state does not pile them up.
+		mergeOK, retryOK = true, true
+	}
 	h.metrics.collisions.Add(float64(res.Collisions))
 
 	p := &payloads{proto: proto}
 	changed := s.changed()
 	if changed && h.dryRun {
 		h.dryRunReport(s, res)
-		changed, mergeOK, retryOK = false, true, true
+		changed = false
 	}
 	var retryReplies chan []reply
 	if retries := mr.retries(); len(retries) > 0 && !h.dryRun {
@@ -379,7 +384,7 @@ func partition(in http.Header, ups []*Upstream) string {
 // will never take them).
 func retriesTaken(rr []reply) bool {
 	for _, r := range rr {
-		if r.err != nil || r.code/100 == 5 || r.code == http.StatusTooManyRequests || r.code/100 < 2 {
+		if r.err != nil || r.code == http.StatusTooManyRequests || (r.code/100 != 2 && r.code/100 != 4) {
 			return false
 		}
 	}
