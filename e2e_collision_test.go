@@ -7,10 +7,13 @@ package main
 // concurrent requests.
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -123,6 +126,55 @@ func TestE2ECollisionRestart(t *testing.T) {
 			assertNoSampleMissing(t, e, frozenAt)
 		})
 	}
+}
+
+// TestE2ECollisionLiteLLMRestart: the exporter restarts mid-run — every
+// counter from zero, the None series absent for a few scrapes. Each merged
+// output resets exactly once, where the sum of its sources drops, and is
+// afterwards the sum since the restart.
+func TestE2ECollisionLiteLLMRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with real Prometheus; skipped with -short")
+	}
+	e := startE2E(t, senderOpts{shards: collisionShards}, true)
+	waitFor(t, "LiteLLM series in the receiver", 60*time.Second, func() (bool, error) {
+		r, err := query(t, e.receiver, `litellm_proxy_total_requests_metric_total`, time.Time{})
+		return err == nil && len(r) > 0, err
+	})
+	time.Sleep(5 * time.Second)
+	e.exporter.restart()
+	frozenAt := e.runAndFreeze(t, 8*time.Second)
+	assertRepaired(t, e) // the sums match the truth since the restart
+	assertMergeExact(t, e, frozenAt)
+	want, got := mergedSamples(t, e, frozenAt)
+	drops := func(m map[string]string) int {
+		ts := slices.Sorted(maps.Keys(m))
+		n, prev := 0, math.Inf(-1)
+		slices.SortFunc(ts, func(a, b string) int {
+			var x, y float64
+			fmt.Sscan(a, &x)
+			fmt.Sscan(b, &y)
+			return cmp.Compare(x, y)
+		})
+		for _, k := range ts {
+			var v float64
+			fmt.Sscan(m[k], &v)
+			if v < prev {
+				n++
+			}
+			prev = v
+		}
+		return n
+	}
+	for k, w := range want {
+		if dw, dg := drops(w), drops(got[k]); dw != 1 || dg != 1 {
+			t.Errorf("%s: %d drops in the sources' sum, %d in the merged output; want exactly 1 each", k, dw, dg)
+		}
+	}
+	if v := metricValue(t, e.sender, "prometheus_remote_storage_samples_failed_total"); v != 0 {
+		t.Errorf("sender failed samples: %v", v)
+	}
+	t.Logf("LiteLLM restart: %d merged outputs, each with exactly one reset", len(want))
 }
 
 // mergedSamples reads, over the whole run, the LiteLLM counters that the

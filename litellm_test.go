@@ -29,6 +29,10 @@ type fakeLiteLLM struct {
 	failed  map[string]float64
 	created map[string]float64
 	gauge   map[string]float64 // disappears after a few steps: a stale marker
+	// restarts counts restart calls; quietNone, the steps after a restart
+	// during which no request fails without a code (the None series are
+	// absent, as LiteLLM's series are until first incremented).
+	restarts, quietNone int
 	srv     *http.Server
 	URL     string
 	Addr    string
@@ -65,7 +69,7 @@ func newFakeLiteLLM(t *testing.T, collide bool) *fakeLiteLLM {
 
 func (f *fakeLiteLLM) inc(m map[string]float64, lbls string, by float64) {
 	if _, ok := m[lbls]; !ok {
-		f.created[lbls] = 1.7e9 + float64(len(f.created))
+		f.created[lbls] = 1.7e9 + 1000*float64(f.restarts) + float64(len(f.created))
 	}
 	m[lbls] += by
 }
@@ -81,7 +85,7 @@ func (f *fakeLiteLLM) advance() {
 			f.inc(f.total, base+`,status_code="500"`, 1)
 			f.inc(f.failed, base+`,exception_class="InternalServerError",exception_status="500"`, 1)
 		}
-		if i%2 == 1 || f.collide {
+		if (i%2 == 1 || f.collide) && f.quietNone == 0 {
 			f.inc(f.total, base+`,status_code="None"`, 2)
 			f.inc(f.failed, base+`,exception_class="Timeout",exception_status="None"`, 2)
 		}
@@ -89,6 +93,9 @@ func (f *fakeLiteLLM) advance() {
 			f.inc(f.total, base+`,status_code="429"`, 1)
 			f.inc(f.failed, base+`,exception_class="RateLimitError",exception_status="429"`, 1)
 		}
+	}
+	if f.quietNone > 0 {
+		f.quietNone--
 	}
 	if f.step <= 5 {
 		f.gauge[`team="team-alice"`] = 100 - float64(f.step)
@@ -135,6 +142,16 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// restart is a LiteLLM restart: every counter starts again from zero, and a
+// series exists again only once incremented (the None ones after 3 steps).
+func (f *fakeLiteLLM) restart() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarts++
+	f.total, f.failed, f.created = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	f.quietNone = 3
 }
 
 // freeze stops the counters; the exporter keeps serving the same values.
