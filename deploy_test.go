@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -155,6 +156,13 @@ func TestDeployKubernetesManifests(t *testing.T) {
 				if len(p.Spec.RemoteWrite) != 1 || p.Spec.RemoteWrite[0].URL != "http://localhost:9201/api/v1/write" || len(p.Spec.Containers) != 1 {
 					t.Errorf("%s: the Operator form must remote-write to the rwfix container on localhost", f)
 				}
+				checkDataDir(t, f, p.Spec.Containers, p.Spec.Volumes)
+			}
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				checkDataDir(t, f, o.Spec.Template.Spec.Containers, o.Spec.Template.Spec.Volumes)
+			case *appsv1.StatefulSet:
+				checkDataDir(t, f, o.Spec.Template.Spec.Containers, o.Spec.Template.Spec.Volumes)
 			}
 		}
 	}
@@ -163,6 +171,35 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			t.Errorf("no %s among the manifests", k)
 		}
 	}
+}
+
+// checkDataDir: the rwfix container has a data directory (--storage.path) on
+// a writable volume mounted there (its root file system is read-only).
+func checkDataDir(t *testing.T, file string, containers []corev1.Container, volumes []corev1.Volume) {
+	t.Helper()
+	for _, c := range containers {
+		if c.Name != "rwfix" {
+			continue
+		}
+		dir := ""
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--storage.path="); ok {
+				dir = strings.TrimSpace(strings.SplitN(v, "#", 2)[0])
+			}
+		}
+		if dir == "" {
+			t.Errorf("%s: the rwfix container sets no --storage.path", file)
+			return
+		}
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == dir && !m.ReadOnly && slices.ContainsFunc(volumes, func(v corev1.Volume) bool { return v.Name == m.Name }) {
+				return
+			}
+		}
+		t.Errorf("%s: no writable volume mounted at the data directory %s", file, dir)
+		return
+	}
+	t.Errorf("%s: no rwfix container", file)
 }
 
 func TestDeploySystemdUnit(t *testing.T) {

@@ -152,13 +152,13 @@ func TestE2ECollisionLiteLLMRestart(t *testing.T) {
 		n, prev := 0, math.Inf(-1)
 		slices.SortFunc(ts, func(a, b string) int {
 			var x, y float64
-			fmt.Sscan(a, &x)
-			fmt.Sscan(b, &y)
+			_, _ = fmt.Sscan(a, &x)
+			_, _ = fmt.Sscan(b, &y)
 			return cmp.Compare(x, y)
 		})
 		for _, k := range ts {
 			var v float64
-			fmt.Sscan(m[k], &v)
+			_, _ = fmt.Sscan(m[k], &v)
 			if v < prev {
 				n++
 			}
@@ -208,7 +208,7 @@ func mergedSamples(t *testing.T, e *e2eEnv, at time.Time) (want, got map[string]
 				for _, v := range s.Values {
 					ts := fmt.Sprint(v[0])
 					var f float64
-					fmt.Sscan(v[1].(string), &f)
+					_, _ = fmt.Sscan(v[1].(string), &f)
 					if sum {
 						vals[k][ts] += f
 					} else {

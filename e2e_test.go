@@ -122,7 +122,7 @@ func (e *e2eEnv) runAndFreeze(t *testing.T, d time.Duration) time.Time {
 		newer := map[string]bool{}
 		for _, s := range got {
 			var ts float64
-			fmt.Sscan(fmt.Sprint(s.Value[1]), &ts)
+			_, _ = fmt.Sscan(fmt.Sprint(s.Value[1]), &ts)
 			newer[fmt.Sprint(repairedLabels(s.Metric))] = ts > float64(frozenAt.Unix())+1
 		}
 		for _, s := range want {

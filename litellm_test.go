@@ -33,9 +33,9 @@ type fakeLiteLLM struct {
 	// during which no request fails without a code (the None series are
 	// absent, as LiteLLM's series are until first incremented).
 	restarts, quietNone int
-	srv     *http.Server
-	URL     string
-	Addr    string
+	srv                 *http.Server
+	URL                 string
+	Addr                string
 }
 
 type llmKey struct{ user, model string }

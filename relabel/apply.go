@@ -76,15 +76,6 @@ type edit struct {
 	hash      uint64 // of out, when kept
 }
 
-// repairResult sums up what happened to a batch.
-type repairResult struct {
-	changed    bool // the batch must be re-encoded
-	repaired   int  // series whose labels changed and were kept
-	dropped    int  // series dropped by a rule
-	collisions int  // rewrites undone by the collision guard
-	merged     int  // series handed to the Merger
-}
-
 // pairHasher hashes a label set from its name/value pairs, so that a
 // series' wire labels and a labels.Labels hash alike without building
 // either. It buffers, to feed xxhash in few large writes.

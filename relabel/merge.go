@@ -89,6 +89,9 @@ type Merger struct {
 	now     func() time.Time
 	outs    map[outKey][]*output
 	parts   map[string]*partition
+	// forgotten holds, for outputs that idle GC forgot, the last timestamp
+	// they finalized: if one comes back, it never sends at or before it.
+	forgotten map[outKey]int64
 	n       int // outputs
 	nsrc    int // sources
 	nextID  uint64
@@ -186,7 +189,7 @@ const scanEvery = 250 * time.Millisecond
 // durable until OpenLog.
 func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 	cfg.setDefaults()
-	m := &Merger{cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}}
+	m := &Merger{cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]int64{}}
 	// A minute of margin for the clocks of the sender and rwfix.
 	m.retryUntil = m.now().Add(time.Minute).UnixMilli()
 	f := promauto.With(reg)
@@ -372,6 +375,10 @@ func (m *Merger) output(part string, out labels.Labels, now time.Time) *output {
 func (m *Merger) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
 	o := &output{id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: now, touched: now}
 	k := outKey{part, out.Hash()}
+	if f, ok := m.forgotten[k]; ok {
+		o.f = f // it was forgotten: nothing at or before what it sent then
+		delete(m.forgotten, k)
+	}
 	m.outs[k] = append(m.outs[k], o)
 	m.n++
 	return o
@@ -824,22 +831,41 @@ func (o *output) sent(t int64) {
 	o.tried = max(0, o.tried-n)
 }
 
-// gc forgets outputs whose every source has been silent for idle_timeout and
-// that have nothing to send. A forgotten output that comes back starts
-// afresh: it learns its sources again, and sends the sum of their values
-// from then on.
+// gc forgets outputs whose every source has been silent for idle_timeout,
+// that have nothing to send and carry no count of their own (a carry could
+// not be rebuilt from the sources: forgetting it would be a fake reset). A
+// forgotten output that comes back learns its sources again and sends the
+// sum of their values, never at or before the last timestamp it had
+// finalized. Partitions left empty are forgotten too.
 func (m *Merger) gc(now time.Time) {
 	m.lastGC = now
 	idle := time.Duration(m.cfg.IdleTimeout)
 	for _, l := range m.outs {
 		for _, o := range l {
-			if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || now.Sub(o.touched) <= idle {
+			if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || o.carry != 0 || now.Sub(o.touched) <= idle {
 				continue
 			}
 			m.logDrop(o)
-			m.remove(o)
+			m.forget(o)
 		}
 	}
+	for part, p := range m.parts {
+		if len(p.ready) == 0 && len(p.waiting) == 0 {
+			delete(m.parts, part)
+		}
+	}
+}
+
+// forget removes an idle output, keeping its last finalized timestamp.
+func (m *Merger) forget(o *output) {
+	if len(m.forgotten) >= m.cfg.MaxSeries {
+		for k := range m.forgotten { // bounded: drop an arbitrary one
+			delete(m.forgotten, k)
+			break
+		}
+	}
+	m.forgotten[outKey{o.part, o.labels.Hash()}] = o.f
+	m.remove(o)
 }
 
 func (m *Merger) remove(o *output) {

@@ -654,3 +654,107 @@ func TestMergeRandomized(t *testing.T) {
 		}
 	}
 }
+
+// A sender that starts long after rwfix: exact and complete from its first
+// scrape (no warm-up counted from the process start).
+func TestMergeSenderStartsLate(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(3 * time.Hour)
+	base := h.clock.now().UnixMilli()
+	for i := range int64(6) {
+		h.scrape(base+i*step, float64(i), 10*float64(i))
+	}
+	h.drain()
+	got := h.series(outTotal)
+	if len(got) != 6 || got[0].T != base || got[5].V != 55 {
+		t.Fatalf("got %v, want 6 samples from the first scrape on", got)
+	}
+}
+
+// An output forgotten after idle_timeout and seen again: it never sends at
+// or before what it sent before (a late shard's old samples), and it goes on
+// from the sum of its sources.
+func TestMergeForgottenOutputComesBack(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(4) {
+		h.scrape(i*step, 1+float64(i), 10+float64(i))
+	}
+	h.drain()
+	h.clock.add(3 * time.Hour) // every source silent: the output is forgotten
+	h.req()
+	if h.m.n != 0 {
+		t.Fatalf("%d outputs still in the state", h.m.n)
+	}
+	// A late shard sends old samples; then the sources go on.
+	h.req(g(outTotal, srcNone, sp(2*step, 3), src500, sp(2*step, 12)))
+	ts := h.clock.now().UnixMilli()
+	for i := range int64(4) {
+		h.scrape(ts+i*step, 5+float64(i), 14+float64(i))
+	}
+	h.drain()
+	got := h.series(outTotal) // accept() fails the test on any out-of-order sample
+	if last := got[len(got)-1]; last.V != 8+17 {
+		t.Fatalf("after coming back: %v", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].V < got[i-1].V {
+			t.Fatalf("a fake reset: %v", got)
+		}
+	}
+}
+
+// Randomized and concurrent: three sources, each sent by its own goroutine
+// (a shard) in random batches, the answers of some requests delayed so that
+// requests overlap in flight, some failed. Every sample the upstream took is
+// the exact sum of the sources' counts at its timestamp, and none is missing.
+func TestMergeRandomizedConcurrent(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		h := newHarness(t, t.TempDir())
+		sources := []labels.Labels{src500, srcNone, srcThird}
+		const steps = 30
+		exported := make([][]float64, len(sources))
+		truth := make([]float64, steps)
+		for i := range sources {
+			v := 0.0
+			for s := range steps {
+				v += float64(rng.IntN(4))
+				exported[i] = append(exported[i], v)
+				truth[s] += v
+			}
+		}
+		var wg sync.WaitGroup
+		for i := range sources {
+			r := rand.New(rand.NewPCG(seed, uint64(100+i)))
+			wg.Go(func() {
+				for next := 0; next < steps; {
+					n := min(1+r.IntN(3), steps-next)
+					var smp []Sample
+					for s := next; s < next+n; s++ {
+						smp = append(smp, Sample{T: int64(s) * step, V: exported[i][s]})
+					}
+					tx, e := h.begin(g(outTotal, sources[i], smp))
+					if r.IntN(5) == 0 {
+						tx.Done(false, false) // failed: the sender sends it again
+						continue
+					}
+					h.accept(e)
+					if r.IntN(3) == 0 {
+						time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond) // in flight a while
+					}
+					tx.Done(true, true)
+					next += n
+					h.clock.add(time.Duration(r.IntN(3)) * time.Second)
+				}
+			})
+		}
+		wg.Wait()
+		h.drain()
+		got := h.values(outTotal)
+		for s := range steps {
+			if v, ok := got[int64(s)*step]; !ok || v != truth[s] {
+				t.Fatalf("seed %d: step %d = %v (present %v), want %v", seed, s, v, ok, truth[s])
+			}
+		}
+	}
+}

@@ -53,6 +53,7 @@ const (
 	recDrop        = 6
 	recOutputState = 7
 	recSourceState = 8
+	recForgotten   = 9
 
 	compactSlack = 64 << 20
 )
@@ -75,9 +76,9 @@ type mergeLog struct {
 	// that lacks records (wrong values).
 	broken     bool
 	lastRepair time.Time
-	buf      []byte // records not yet written
-	rec      []byte // the record being built
-	done     chan struct{}
+	buf        []byte // records not yet written
+	rec        []byte // the record being built
+	done       chan struct{}
 }
 
 // OpenLog makes the merge state durable in dir: it replays the log found
@@ -131,6 +132,7 @@ func (m *Merger) Close() error {
 
 func (m *Merger) reset() {
 	m.outs, m.parts, m.n, m.nsrc = map[outKey][]*output{}, map[string]*partition{}, 0, 0
+	m.forgotten = map[outKey]int64{}
 	m.pending.Store(0)
 }
 
@@ -207,6 +209,14 @@ func (m *Merger) compact() error {
 				size += int64(n)
 			}
 		}
+	}
+	for k, f := range m.forgotten {
+		l.begin(recForgotten)
+		l.str(k.part)
+		l.uvarint(k.h)
+		l.varint(f)
+		n, _ := w.Write(l.frame(nil))
+		size += int64(n)
 	}
 	err = errors.Join(w.Flush(), tmp.Sync(), tmp.Close())
 	if err == nil {
@@ -468,7 +478,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 	var payload []byte
 	for {
 		n, err := binary.ReadUvarint(rd)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		var crc [4]byte
@@ -489,7 +499,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			return err
 		}
 		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
-			if _, perr := rd.Peek(1); perr == io.EOF {
+			if _, perr := rd.Peek(1); errors.Is(perr, io.EOF) {
 				break // torn last record
 			}
 			return errors.New("checksum mismatch")
@@ -550,8 +560,13 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 		case recDrop:
 			oid := r.uvarint()
 			if o := outs[oid]; o != nil && r.err == nil {
-				m.remove(o)
+				m.forget(o)
 				delete(outs, oid)
+			}
+		case recForgotten:
+			part, h, f := r.str(), r.uvarint(), r.varint()
+			if r.err == nil {
+				m.forgotten[outKey{part, h}] = f
 			}
 		default:
 			return fmt.Errorf("unknown record type %d", payload[0])

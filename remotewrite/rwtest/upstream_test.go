@@ -88,19 +88,19 @@ func TestRecordingUpstreamDefaults(t *testing.T) {
 		t.Errorf("URL %s: want 127.0.0.1", up.URL)
 	}
 	v1, v2 := testV1(t), testV2(t)
-	if resp := send(t, up.URL, ContentTypeV1, snappy.Encode(nil, v1)); resp.StatusCode != 204 || written(resp) != ",," {
+	if resp := send(t, up.URL, ContentTypeV1, snappy.Encode(nil, v1)); resp.StatusCode != http.StatusNoContent || written(resp) != ",," {
 		t.Errorf("RW 1.0: %d Written %q, want 204 without Written headers", resp.StatusCode, written(resp))
 	}
-	if resp := send(t, up.URL, ContentTypeV2, snappy.Encode(nil, v2)); resp.StatusCode != 204 || written(resp) != "1,1,1" {
+	if resp := send(t, up.URL, ContentTypeV2, snappy.Encode(nil, v2)); resp.StatusCode != http.StatusNoContent || written(resp) != "1,1,1" {
 		t.Errorf("RW 2.0: %d Written %q, want 204 counting 1,1,1", resp.StatusCode, written(resp))
 	}
-	if resp := send(t, up.URL, "text/plain", snappy.Encode(nil, v1)); resp.StatusCode != 415 {
+	if resp := send(t, up.URL, "text/plain", snappy.Encode(nil, v1)); resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("text/plain: %d, want 415", resp.StatusCode)
 	}
-	if resp := send(t, up.URL, ContentTypeV1, []byte("not snappy")); resp.StatusCode != 400 {
+	if resp := send(t, up.URL, ContentTypeV1, []byte("not snappy")); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("not snappy: %d, want 400", resp.StatusCode)
 	}
-	if resp := send(t, up.URL, ContentTypeV2, snappy.Encode(nil, []byte{0x0a, 0x50, 0x01})); resp.StatusCode != 400 {
+	if resp := send(t, up.URL, ContentTypeV2, snappy.Encode(nil, []byte{0x0a, 0x50, 0x01})); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("corrupt protobuf: %d, want 400", resp.StatusCode)
 	}
 	reqs := up.Requests()
@@ -126,19 +126,19 @@ func TestRecordingUpstreamOptions(t *testing.T) {
 
 	up := NewRecordingUpstream(t, Answer(429, "slow down"), RetryAfter("7"))
 	resp := send(t, up.URL, ContentTypeV2, v2)
-	if resp.StatusCode != 429 || !strings.Contains(body(resp), "slow down") || resp.Header.Get("Retry-After") != "7" || written(resp) != ",," {
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body(resp), "slow down") || resp.Header.Get("Retry-After") != "7" || written(resp) != ",," {
 		t.Errorf("got %d %q Retry-After %q Written %q", resp.StatusCode, body(resp), resp.Header.Get("Retry-After"), written(resp))
 	}
 	up.Set(Answer(200, ""))
-	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != 200 {
+	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != http.StatusOK {
 		t.Errorf("after Set: %d, want 200", resp.StatusCode)
 	}
 
 	up = NewRecordingUpstream(t, RejectRW2())
-	if resp := send(t, up.URL, ContentTypeV2, v2); resp.StatusCode != 415 {
+	if resp := send(t, up.URL, ContentTypeV2, v2); resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("RejectRW2, RW 2.0: %d, want 415", resp.StatusCode)
 	}
-	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != 204 {
+	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("RejectRW2, RW 1.0: %d, want 204", resp.StatusCode)
 	}
 	if up.Len() != 2 {
@@ -146,7 +146,7 @@ func TestRecordingUpstreamOptions(t *testing.T) {
 	}
 
 	up = NewRecordingUpstream(t, OmitWritten())
-	if resp := send(t, up.URL, ContentTypeV2, v2); resp.StatusCode != 204 || written(resp) != ",," {
+	if resp := send(t, up.URL, ContentTypeV2, v2); resp.StatusCode != http.StatusNoContent || written(resp) != ",," {
 		t.Errorf("OmitWritten: %d Written %q", resp.StatusCode, written(resp))
 	}
 
@@ -158,12 +158,12 @@ func TestRecordingUpstreamOptions(t *testing.T) {
 			t.Error("Delay: the request was not recorded before the wait")
 		}
 	}()
-	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != 204 || time.Since(start) < 200*time.Millisecond {
+	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != http.StatusNoContent || time.Since(start) < 200*time.Millisecond {
 		t.Errorf("Delay: %d after %v", resp.StatusCode, time.Since(start))
 	}
 
 	up = NewRecordingUpstream(t, Discard())
-	if resp := send(t, up.URL, ContentTypeV2, []byte("anything")); resp.StatusCode != 204 || written(resp) != "0,0,0" {
+	if resp := send(t, up.URL, ContentTypeV2, []byte("anything")); resp.StatusCode != http.StatusNoContent || written(resp) != "0,0,0" {
 		t.Errorf("Discard: %d Written %q", resp.StatusCode, written(resp))
 	}
 	if up.Len() != 0 {
