@@ -84,19 +84,19 @@ type MergeTx = interface {
 // directory before the request that caused it is answered (see mergelog.go),
 // so a restart, a SIGKILL or an OOM kill resumes with the exact state.
 type Merger struct {
-	mu      sync.Mutex
-	cfg     CollisionConfig
-	now     func() time.Time
-	outs    map[outKey][]*output
-	parts   map[string]*partition
+	mu    sync.Mutex
+	cfg   CollisionConfig
+	now   func() time.Time
+	outs  map[outKey][]*output
+	parts map[string]*partition
 	// forgotten holds, for outputs that idle GC forgot, the last timestamp
 	// they finalized: if one comes back, it never sends at or before it.
 	forgotten map[outKey]int64
-	n       int // outputs
-	nsrc    int // sources
-	nextID  uint64
-	lastGC  time.Time
-	pending atomic.Int64 // outputs on some partition's ready or waiting list
+	n         int // outputs
+	nsrc      int // sources
+	nextID    uint64
+	lastGC    time.Time
+	pending   atomic.Int64 // outputs on some partition's ready or waiting list
 	// interval is the smallest positive step between two samples of one
 	// source seen so far (ms), the scrape interval; 0 until known.
 	interval int64
