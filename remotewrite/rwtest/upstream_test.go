@@ -150,17 +150,20 @@ func TestRecordingUpstreamOptions(t *testing.T) {
 		t.Errorf("OmitWritten: %d Written %q", resp.StatusCode, written(resp))
 	}
 
-	up = NewRecordingUpstream(t, Delay(200*time.Millisecond))
+	delayed := NewRecordingUpstream(t, Delay(200*time.Millisecond))
 	start := time.Now()
+	checked := make(chan struct{})
 	go func() {
+		defer close(checked)
 		time.Sleep(100 * time.Millisecond)
-		if up.Len() != 1 {
+		if delayed.Len() != 1 {
 			t.Error("Delay: the request was not recorded before the wait")
 		}
 	}()
-	if resp := send(t, up.URL, ContentTypeV1, v1); resp.StatusCode != http.StatusNoContent || time.Since(start) < 200*time.Millisecond {
+	if resp := send(t, delayed.URL, ContentTypeV1, v1); resp.StatusCode != http.StatusNoContent || time.Since(start) < 200*time.Millisecond {
 		t.Errorf("Delay: %d after %v", resp.StatusCode, time.Since(start))
 	}
+	<-checked
 
 	up = NewRecordingUpstream(t, Discard())
 	if resp := send(t, up.URL, ContentTypeV2, []byte("anything")); resp.StatusCode != http.StatusNoContent || written(resp) != "0,0,0" {
