@@ -204,7 +204,7 @@ func TestLoad(t *testing.T) {
 		func(port int) []string { return []string{fmt.Sprintf("RWFIX_FWDPROXY=127.0.0.1:%d,%s", port, sinkURL)} }}
 	rwfix := relay{"rwfix", func(port int) []string {
 		return []string{rwfixBin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--upstream.url=" + sinkURL,
-			"--config.file=" + cfg, "--log.level=warn"}
+			"--config.file=" + cfg, "--log.level=warn", "--storage.path=" + filepath.Join(t.TempDir(), "data")}
 	}, func(int) []string { return nil }}
 	flood := relay{"rwfix", func(port int) []string {
 		return append(rwfix.args(port), "--web.max-inflight-requests=4")

@@ -129,7 +129,8 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	up := rwtest.NewRecordingUpstream(t)
 	port := freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	startProc(t, "rwfix", rwfixBin, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--web.config.file="+webCfg, "--upstream.url="+up.URL)
+	startProc(t, "rwfix", rwfixBin, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--web.config.file="+webCfg, "--upstream.url="+up.URL,
+		"--storage.path="+filepath.Join(t.TempDir(), "data"))
 	waitFor(t, "rwfix to listen", 20*time.Second, func() (bool, error) {
 		resp, err := http.Get(base + "/-/healthy")
 		if err != nil {
