@@ -38,6 +38,10 @@ type Batch = interface {
 	// AppendSeries adds a merged output after every other series.
 	AppendSeries(ls labels.Labels, s []Sample)
 	Drop(i int)
+	// Skip reports whether series i is forwarded as it came, never repaired
+	// (the upstream would not store it anyway: no metric name, a duplicate
+	// label name, invalid UTF-8).
+	Skip(i int) bool
 }
 
 // Result sums up what Apply did to a request.
@@ -180,7 +184,7 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 		// (untouched, or whose rewrite was undone in an earlier round).
 		var sb labels.ScratchBuilder
 		for i := range b.Len() {
-			if skip[i] {
+			if skip[i] || b.Skip(i) {
 				continue
 			}
 			for _, k := range outs[hashSeries(b, i)] {
@@ -353,7 +357,7 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		}
 		var sb labels.ScratchBuilder
 		for i := range b.Len() {
-			if edited[i] {
+			if edited[i] || b.Skip(i) {
 				continue
 			}
 			ls := b.Labels(i, &sb)
@@ -483,7 +487,7 @@ func (p *Pipeline) decide(b Batch) []edit {
 		sb    labels.ScratchBuilder
 	)
 	for i := range b.Len() {
-		if !p.MayChange(b.Getter(i)) {
+		if b.Skip(i) || !p.MayChange(b.Getter(i)) {
 			continue
 		}
 		orig := b.Labels(i, &sb)

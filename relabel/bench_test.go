@@ -41,7 +41,8 @@ func (b *sliceBatch) SetSamples(i int, s []Sample, _ []int) { b.samples[i] = s }
 func (b *sliceBatch) AppendSeries(ls labels.Labels, _ []Sample) {
 	b.extra = append(b.extra, ls)
 }
-func (b *sliceBatch) Drop(i int) { b.dropped[i] = true }
+func (b *sliceBatch) Drop(i int)    { b.dropped[i] = true }
+func (b *sliceBatch) Skip(int) bool { return false }
 
 // mergeWorkload is n outputs, each with a None and a 500 source, sent as a
 // sharded sender sends them: the None samples of a scrape in one request,

@@ -14,8 +14,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -222,11 +225,16 @@ func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
 	tpls := rwtest.Workload{Series: 2000, Untouched: true}.Templates(false)
 	raw := tpls[0].Raw
 	p := litellmPipeline(t, benchRules)
+	lim := DefaultLimits()
 	run := func() {
 		s, err := scan(ProtoV1, raw)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := s.validate(&lim); err != nil {
+			t.Fatal(err)
+		}
+		s.sortLabels()
 		_, mr := applyRepair(s, p, "")
 		mr.done(true, true)
 		if s.changed() {
@@ -240,5 +248,64 @@ func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
 	// series.
 	if allocs := testing.AllocsPerRun(20, run); allocs > 50 {
 		t.Errorf("%v allocations for 2000 untouched series, want a few per request (<= 50), none per series", allocs)
+	}
+}
+
+// BenchmarkLabelOrder measures what labels out of order cost (vmagent sends
+// job and instance after the scraped labels): the same untouched requests,
+// sorted and with the first two labels moved last, through validate,
+// sortLabels, the repair and the encoding of what changed.
+func BenchmarkLabelOrder(b *testing.B) {
+	bodies, samples := rwtest.Workload{Series: 2000, Untouched: true}.RW1()
+	var sorted, unsorted [][]byte
+	for _, body := range bodies {
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sorted = append(sorted, raw)
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			b.Fatal(err)
+		}
+		for i := range req.Timeseries {
+			ls := req.Timeseries[i].Labels
+			moved := slices.Concat(ls[2:], ls[:2])
+			req.Timeseries[i].Labels = moved
+		}
+		out, err := req.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		unsorted = append(unsorted, out)
+	}
+	perReq := samples / len(bodies)
+	for _, tc := range []struct {
+		name string
+		raws [][]byte
+	}{{"sorted", sorted}, {"unsorted", unsorted}} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := litellmPipeline(b, benchRules)
+			lim := DefaultLimits()
+			var dst []byte
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				s, err := scan(ProtoV1, tc.raws[i%len(tc.raws)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.validate(&lim); err != nil {
+					b.Fatal(err)
+				}
+				s.sortLabels()
+				_, mr := applyRepair(s, p, "")
+				mr.done(true, true)
+				if s.changed() {
+					dst = s.encode(dst[:0])
+				}
+				s.release()
+			}
+			report(b, perReq)
+		})
 	}
 }

@@ -3,6 +3,8 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/s2"
@@ -25,8 +27,10 @@ var ErrCorrupt = errors.New("corrupt remote-write body")
 // batch is one decoded request, in the protocol it arrived in. Exactly one of
 // v1 and v2 is set.
 type batch struct {
-	v1 *prompb.WriteRequest
-	v2 *writev2.Request
+	v1     *prompb.WriteRequest
+	v2     *writev2.Request
+	skip   []bool // by series: invalid for Prometheus' receiver (checkLabels)
+	sorted int    // series whose labels normalize sorted
 }
 
 // counts are what the request carried, for metrics and the RW 2.0
@@ -58,7 +62,9 @@ func decode(proto remoteapi.WriteMessageType, raw []byte) (*batch, error) {
 		if err := req.Unmarshal(raw); err != nil {
 			return nil, fmt.Errorf("%w: decoding %s: %w", ErrCorrupt, proto, err)
 		}
-		return &batch{v1: &req}, nil
+		b := &batch{v1: &req}
+		b.normalize()
+		return b, nil
 	case ProtoV2:
 		var req writev2.Request
 		if err := req.Unmarshal(raw); err != nil {
@@ -67,9 +73,64 @@ func decode(proto remoteapi.WriteMessageType, raw []byte) (*batch, error) {
 		if err := checkSymbolRefs(&req); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
-		return &batch{v2: &req}, nil
+		b := &batch{v2: &req}
+		b.normalize()
+		return b, nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q", proto)
+}
+
+type v1Pairs []prompb.Label
+
+func (p v1Pairs) len() int                    { return len(p) }
+func (p v1Pairs) pair(j int) (string, string) { return p[j].Name, p[j].Value }
+
+type v2Pairs struct {
+	refs []uint32
+	syms []string
+}
+
+func (p v2Pairs) len() int { return len(p.refs) / 2 }
+func (p v2Pairs) pair(j int) (string, string) {
+	return p.syms[p.refs[2*j]], p.syms[p.refs[2*j+1]]
+}
+
+// normalize does what the fast path's validate and sortLabels do: it marks
+// the series Prometheus' receiver would skip, and sorts the labels of the
+// others (RW 2.0: their label references, by name).
+func (b *batch) normalize() {
+	var names []string
+	if b.v1 != nil {
+		b.skip = make([]bool, len(b.v1.Timeseries))
+		for i := range b.v1.Timeseries {
+			ts := &b.v1.Timeseries[i]
+			reason, unsorted := checkLabels(v1Pairs(ts.Labels), true, &names)
+			b.skip[i] = reason != ""
+			if unsorted && reason == "" {
+				b.sorted++
+				slices.SortStableFunc(ts.Labels, func(x, y prompb.Label) int { return strings.Compare(x.Name, y.Name) })
+			}
+		}
+		return
+	}
+	syms := b.v2.Symbols
+	b.skip = make([]bool, len(b.v2.Timeseries))
+	for i := range b.v2.Timeseries {
+		refs := b.v2.Timeseries[i].LabelsRefs
+		reason, unsorted := checkLabels(v2Pairs{refs, syms}, true, &names)
+		b.skip[i] = reason != ""
+		if unsorted && reason == "" {
+			b.sorted++
+			pairs := make([][2]uint32, 0, len(refs)/2)
+			for j := 0; j+1 < len(refs); j += 2 {
+				pairs = append(pairs, [2]uint32{refs[j], refs[j+1]})
+			}
+			slices.SortStableFunc(pairs, func(x, y [2]uint32) int { return strings.Compare(syms[x[0]], syms[y[0]]) })
+			for j, p := range pairs {
+				refs[2*j], refs[2*j+1] = p[0], p[1]
+			}
+		}
+	}
 }
 
 // checkSymbolRefs makes every later symbol lookup safe: label references come

@@ -60,6 +60,12 @@ func randomRequest(rng *rand.Rand, ts int64) *prompb.WriteRequest {
 		if rng.IntN(6) == 0 {
 			s.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: strconv.Itoa(rng.IntN(99))}}, Value: 1, Timestamp: ts}}
 		}
+		switch rng.IntN(10) {
+		case 0: // out of name order, as vmagent sends (sorted on the way)
+			rng.Shuffle(len(s.Labels), func(i, j int) { s.Labels[i], s.Labels[j] = s.Labels[j], s.Labels[i] })
+		case 1: // a duplicate label name: invalid, forwarded as it came
+			s.Labels = append(s.Labels, prompb.Label{Name: "user", Value: "dup"})
+		}
 		req.Timeseries = append(req.Timeseries, s)
 	}
 	if rng.IntN(3) == 0 {
@@ -172,6 +178,11 @@ func runFast(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, bool) 
 		t.Fatal(err)
 	}
 	defer s.release()
+	lim := DefaultLimits()
+	if err := s.validate(&lim); err != nil {
+		t.Fatal(err)
+	}
+	s.sortLabels()
 	_, mr := applyRepair(s, r, "")
 	defer mr.done(true, true)
 	if !s.changed() {
@@ -188,7 +199,7 @@ func runReference(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, b
 	}
 	res, mr := b.repair(r, "")
 	defer mr.done(true, true)
-	if !res.Changed {
+	if !res.Changed && b.sorted == 0 {
 		return raw, false
 	}
 	out, err := b.marshal()

@@ -272,6 +272,12 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		resp.SetStatusCode(http.StatusBadRequest)
 		return resp, err
 	}
+	if n := s.sortLabels(); n > 0 {
+		h.metrics.sorted.Add(float64(n))
+	}
+	for _, reason := range s.invalid {
+		h.metrics.invalid.WithLabelValues(reason).Inc()
+	}
 	c := s.c
 	pl := protoLabel(string(proto))
 	h.metrics.series.WithLabelValues(pl).Add(float64(c.series))

@@ -17,6 +17,8 @@ type Metrics struct {
 	collisions      prometheus.Counter
 	rejected        *prometheus.CounterVec
 	dryRun          *prometheus.CounterVec
+	sorted          prometheus.Counter
+	invalid         *prometheus.CounterVec
 	forwarded       *prometheus.CounterVec
 
 	upstreamRequests  *prometheus.CounterVec
@@ -57,6 +59,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "requests_rejected_total",
 			Help: "Requests refused for what they carry (answered 4xx, nothing forwarded) or for overload (429/503), by reason.",
+		}, []string{"reason"}),
+		sorted: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "series_sorted_total",
+			Help: "Series whose labels came out of name order (vmagent appends job and instance last); they were sorted, as Prometheus' receiver sorts them.",
+		}),
+		invalid: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "series_invalid_total",
+			Help: "Series that Prometheus' receiver would skip (no metric name, empty or duplicate label name, invalid UTF-8), by reason; forwarded as they came, never repaired.",
 		}, []string{"reason"}),
 		dryRun: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "dry_run_series_total",

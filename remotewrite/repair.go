@@ -46,6 +46,7 @@ type Batch = interface {
 	SetSamples(i int, s []Sample, srcs []int)
 	AppendSeries(ls labels.Labels, s []Sample)
 	Drop(i int)
+	Skip(i int) bool
 }
 
 // RepairResult sums up what a Repairer did to a request.
@@ -137,9 +138,9 @@ type refOps interface {
 
 func (b *batch) ops() refOps {
 	if b.v1 != nil {
-		return &v1Ops{req: b.v1}
+		return &v1Ops{req: b.v1, skip: b.skip}
 	}
-	return &v2Ops{req: b.v2}
+	return &v2Ops{req: b.v2, skip: b.skip}
 }
 
 // drops is the set of series a repair removes.
@@ -160,12 +161,15 @@ func removeIndices[T any](s []T, drop drops) []T {
 }
 
 type v1Ops struct {
+	skip  []bool // invalid for Prometheus' receiver: forwarded as it came
 	req   *prompb.WriteRequest
 	extra []prompb.TimeSeries
 	drop  drops
 }
 
 func (o *v1Ops) Len() int { return len(o.req.Timeseries) }
+
+func (o *v1Ops) Skip(i int) bool { return o.skip[i] }
 
 func (o *v1Ops) Getter(i int) interface{ Get(name string) string } {
 	var sb labels.ScratchBuilder
@@ -242,6 +246,7 @@ func (o *v1Ops) finish() {
 }
 
 type v2Ops struct {
+	skip   []bool
 	req    *writev2.Request
 	lookup map[string]uint32 // symbol -> ref, built on first need
 	extra  []writev2.TimeSeries
@@ -249,6 +254,8 @@ type v2Ops struct {
 }
 
 func (o *v2Ops) Len() int { return len(o.req.Timeseries) }
+
+func (o *v2Ops) Skip(i int) bool { return o.skip[i] }
 
 func (o *v2Ops) Getter(i int) interface{ Get(name string) string } {
 	var sb labels.ScratchBuilder

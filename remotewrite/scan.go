@@ -47,6 +47,13 @@ type seriesIdx struct {
 	body    span   // the TimeSeries message
 	l0, l1  uint32 // its label pairs: RW 1.0 lbls[l0:l1], RW 2.0 refs[l0:l1]
 	hasHist bool
+	// unsorted: its labels are not in name order on the wire (vmagent, for
+	// one, appends job and instance last). It is read, repaired and
+	// forwarded with its labels sorted, as Prometheus' receiver sorts them.
+	unsorted bool
+	// invalid: Prometheus' receiver would not store it (see checkLabels); it
+	// is forwarded as it came, never repaired, and the upstream decides.
+	invalid bool
 }
 
 // scanned is one decompressed request, indexed. It is pooled: Reset clears
@@ -73,6 +80,8 @@ type scanned struct {
 	newSyms   []string
 	symLookup map[string]uint32
 	cur       cursor
+	names     []string // scratch of validate
+	invalid   []string // reasons of the invalid series, for the metrics
 }
 
 // extraSeries is a merged output appended to the request.
@@ -101,6 +110,7 @@ func (s *scanned) reset() {
 	clear(s.drop)
 	s.drop, s.nDrop, s.symLookup = s.drop[:0], 0, nil
 	s.arena = s.arena[:0]
+	s.names, s.invalid = s.names[:0], s.invalid[:0]
 	clear(s.extra)
 	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]

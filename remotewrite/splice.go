@@ -36,6 +36,22 @@ func (c *cursor) Get(name string) string {
 	return ""
 }
 
+// seriesPairs reads one series' labels in wire order, in place.
+type seriesPairs struct {
+	s  *scanned
+	si *seriesIdx
+}
+
+func (p seriesPairs) len() int { return int(p.si.l1-p.si.l0) / 2 }
+
+func (p seriesPairs) pair(j int) (name, value string) {
+	s, k := p.s, p.si.l0+uint32(2*j)
+	if s.proto == ProtoV2 {
+		return s.str(s.syms[s.refs[k]]), s.str(s.syms[s.refs[k+1]])
+	}
+	return s.str(s.lbls[k]), s.str(s.lbls[k+1])
+}
+
 // The Batch of a scanned request: labels read in place.
 
 func (s *scanned) Len() int { return len(s.series) }
@@ -47,11 +63,44 @@ func (s *scanned) Getter(i int) interface{ Get(name string) string } {
 
 func (s *scanned) Labels(i int, b *labels.ScratchBuilder) labels.Labels {
 	b.Reset()
-	s.Pairs(i, func(n, v string) { b.Add(n, v) })
+	s.rawPairs(i, func(n, v string) { b.Add(n, v) })
+	if s.series[i].unsorted {
+		b.Sort()
+	}
 	return b.Labels() // copies: safe beyond the request
 }
 
+// Pairs calls f for each label of series i in name order: in place for a
+// sorted series (nearly all), from a sorted copy otherwise.
 func (s *scanned) Pairs(i int, f func(name, value string)) {
+	if !s.series[i].unsorted {
+		s.rawPairs(i, f)
+		return
+	}
+	s.Labels(i, &labels.ScratchBuilder{}).Range(func(l labels.Label) { f(l.Name, l.Value) })
+}
+
+// Skip reports whether series i is forwarded as it came, never repaired:
+// Prometheus' receiver would not store it (see checkLabels).
+func (s *scanned) Skip(i int) bool { return s.series[i].invalid }
+
+// sortLabels records, for every valid series whose labels are out of order
+// on the wire, its labels sorted: it is re-encoded so, and a strict upstream
+// gets a valid series. It returns how many it sorted.
+func (s *scanned) sortLabels() int {
+	n := 0
+	var sb labels.ScratchBuilder
+	for i := range s.series {
+		if s.series[i].unsorted {
+			s.SetLabels(i, s.Labels(i, &sb))
+			n++
+		}
+	}
+	return n
+}
+
+// rawPairs calls f for each label of series i in wire order, in place.
+func (s *scanned) rawPairs(i int, f func(name, value string)) {
 	si := &s.series[i]
 	if s.proto == ProtoV2 {
 		refs := s.refs[si.l0:si.l1]
