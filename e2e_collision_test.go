@@ -183,6 +183,13 @@ func TestE2ECollisionLiteLLMRestart(t *testing.T) {
 // from the receiver the outputs.
 func mergedSamples(t *testing.T, e *e2eEnv, at time.Time) (want, got map[string]map[string]string) {
 	t.Helper()
+	return mergedSamplesFrom(t, e.sender, e.receiver, at)
+}
+
+// mergedSamplesFrom: the sources as stored by sources (a TSDB that got them
+// unrepaired), the outputs as stored by outputs.
+func mergedSamplesFrom(t *testing.T, sources, outputs string, at time.Time) (want, got map[string]map[string]string) {
+	t.Helper()
 	read := func(base string, sum bool) map[string]map[string]string {
 		out := map[string]map[string]string{}
 		vals := map[string]map[string]float64{}
@@ -225,7 +232,7 @@ func mergedSamples(t *testing.T, e *e2eEnv, at time.Time) (want, got map[string]
 		}
 		return out
 	}
-	return read(e.sender, true), read(e.receiver, false)
+	return read(sources, true), read(outputs, false)
 }
 
 // assertMergeExact: per merged series, the receiver holds a sample at every
@@ -233,7 +240,12 @@ func mergedSamples(t *testing.T, e *e2eEnv, at time.Time) (want, got map[string]
 // of the sources there.
 func assertMergeExact(t *testing.T, e *e2eEnv, at time.Time) {
 	t.Helper()
-	want, got := mergedSamples(t, e, at)
+	assertMergeExactFrom(t, e.sender, e.receiver, at)
+}
+
+func assertMergeExactFrom(t *testing.T, sources, outputs string, at time.Time) {
+	t.Helper()
+	want, got := mergedSamplesFrom(t, sources, outputs, at)
 	compared, exact := 0, 0
 	for k, w := range want {
 		g := got[k]
