@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func TestE2EVmagentSender(t *testing.T) {
 	writeFile(t, scrape, fmt.Sprintf("scrape_configs:\n  - job_name: litellm\n    scrape_interval: 1s\n    static_configs: [{targets: [%q]}]\n", exp.Addr))
 	port := freePort(t)
 	vm := fmt.Sprintf("http://127.0.0.1:%d", port)
-	startProc(t, "vmagent", vmagent, "-promscrape.config="+scrape, "-httpListenAddr=127.0.0.1:"+fmt.Sprint(port),
+	startProc(t, "vmagent", vmagent, "-promscrape.config="+scrape, "-httpListenAddr=127.0.0.1:"+strconv.Itoa(port),
 		"-remoteWrite.tmpDataPath="+filepath.Join(dir, "vmagent-data"), "-remoteWrite.flushInterval=1s",
 		"-remoteWrite.url="+rwfix+"/api/v1/write", "-remoteWrite.url="+direct+"/api/v1/write")
 

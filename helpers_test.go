@@ -38,7 +38,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	rwfixBin = filepath.Join(dir, "rwfix")
-	out, err := exec.Command("go", "build", "-o", rwfixBin, ".").CombinedOutput()
+	// A plain build: version and revision from git, even where GOFLAGS says
+	// -buildvcs=false (as on this project's machines).
+	out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", rwfixBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building rwfix: %v\n%s", err, out)
 		os.Exit(1)

@@ -193,3 +193,24 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 		t.Errorf("reload of a valid file: %d, want 200", code)
 	}
 }
+
+// TestVersion: a plain go build in a git checkout shows a real version and
+// the commit (the tests build the binary that way).
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(rwfixBin, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	text := string(out)
+	if strings.Contains(text, "version  (") || strings.Contains(text, "version devel") {
+		t.Errorf("no version: %s", text)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not a git checkout (%v): %s", err, text)
+	}
+	if rev := strings.TrimSpace(string(head)); !strings.Contains(text, "revision: "+rev) {
+		t.Errorf("want revision %s in:\n%s", rev, text)
+	}
+	t.Logf("%s", text)
+}
