@@ -110,7 +110,7 @@ func (e *e2eEnv) runAndFreeze(t *testing.T, d time.Duration) time.Time {
 	// repairs it) must reach the receiver past the freeze — merged outputs
 	// included, which rwfix may hold while it learns their sources.
 	waitFor(t, "the receiver to catch up past the freeze", 90*time.Second, func() (bool, error) {
-		sel := `timestamp({__name__=~"litellm_proxy_.*_total"})`
+		sel := `timestamp({__name__=~"litellm_(proxy|deployment)_.*_total"})`
 		want, err := query(t, e.sender, sel, time.Time{})
 		if err != nil {
 			return false, err
@@ -179,6 +179,16 @@ func assertRepaired(t *testing.T, e *e2eEnv) {
 	t.Logf("receiver: sum(total{status_code=~\"[45]..\"}) = %v, sum(failed) = %v; exporter truth %v", total, failed, wantTotal)
 	if total != failed || total != wantTotal {
 		t.Errorf("sum(total{status_code=~\"[45]..\"}) = %v, sum(failed) = %v, exporter truth = %v: want all equal", total, failed, wantTotal)
+	}
+	// The deployment counters: every failure and fallback is a 500.
+	wantFail, wantFallbacks := e.exporter.deployTruth()
+	for q, want := range map[string]float64{
+		`sum(litellm_deployment_failure_responses_total{exception_status="500"})`:    wantFail,
+		`sum(litellm_deployment_successful_fallbacks_total{exception_status="500"})`: wantFallbacks,
+	} {
+		if got, err := scalarQuery(t, e.receiver, q, now); err != nil || got != want {
+			t.Errorf("%s = %v (%v), want the exporter's %v", q, got, err, want)
+		}
 	}
 	// The sender lost nothing.
 	if v := metricValue(t, e.sender, "prometheus_remote_storage_samples_failed_total"); v != 0 {

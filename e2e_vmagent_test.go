@@ -50,7 +50,7 @@ func TestE2EVmagentSender(t *testing.T) {
 	frozenAt := time.Now()
 	waitFor(t, "three scrapes after the freeze", 30*time.Second, func() (bool, error) { return exp.scrapesSinceFreeze() >= 3, nil })
 	waitFor(t, "every LiteLLM counter past the freeze behind rwfix", 90*time.Second, func() (bool, error) {
-		sel := `timestamp({__name__=~"litellm_proxy_.*_total"})`
+		sel := `timestamp({__name__=~"litellm_(proxy|deployment)_.*_total"})`
 		want, err := query(t, direct, sel, time.Time{})
 		if err != nil {
 			return false, err
@@ -76,7 +76,7 @@ func TestE2EVmagentSender(t *testing.T) {
 	// scrape that both hold, for every series.
 	at := time.Now()
 	for _, base := range []string{direct, behind} {
-		v, err := scalarQuery(t, base, `min(timestamp({__name__=~"litellm_proxy_.*_total|up"}))`, time.Time{})
+		v, err := scalarQuery(t, base, `min(timestamp({__name__=~"litellm_(proxy|deployment)_.*_total|up"}))`, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,8 +27,11 @@ type fakeLiteLLM struct {
 	step    int
 	total   map[string]float64 // label string -> value
 	failed  map[string]float64
-	created map[string]float64
-	gauge   map[string]float64 // disappears after a few steps: a stale marker
+	// deployment counters with exception_status, as LiteLLM's router writes
+	// them: failure responses and successful fallbacks, None and genuine 500
+	deployFail, fallbacks map[string]float64
+	created               map[string]float64
+	gauge                 map[string]float64 // disappears after a few steps: a stale marker
 	// restarts counts restart calls; quietNone, the steps after a restart
 	// during which no request fails without a code (the None series are
 	// absent, as LiteLLM's series are until first incremented).
@@ -54,6 +57,7 @@ func (k llmKey) labels() string {
 func newFakeLiteLLM(t *testing.T, collide bool) *fakeLiteLLM {
 	t.Helper()
 	f := &fakeLiteLLM{collide: collide, total: map[string]float64{}, failed: map[string]float64{},
+		deployFail: map[string]float64{}, fallbacks: map[string]float64{},
 		created: map[string]float64{}, gauge: map[string]float64{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -94,6 +98,20 @@ func (f *fakeLiteLLM) advance() {
 			f.inc(f.failed, base+`,exception_class="RateLimitError",exception_status="429"`, 1)
 		}
 	}
+	for _, model := range []string{"gpt-4o", "claude-3-5-sonnet"} {
+		base := fmt.Sprintf(`api_base="https://llm.example",api_provider="openai",exception_class="APIError",litellm_model_name="%s",model_id="None",requested_model="%s"`, model, model)
+		f.inc(f.deployFail, base+`,exception_status="500"`, 1)
+		if f.collide && f.quietNone == 0 {
+			f.inc(f.deployFail, base+`,exception_status="None"`, 1)
+		}
+		fb := fmt.Sprintf(`exception_class="APIError",fallback_model="gpt-4o-mini",requested_model="%s",team="None"`, model)
+		if f.step%2 == 0 && f.quietNone == 0 {
+			f.inc(f.fallbacks, fb+`,exception_status="None"`, 1)
+		}
+		if f.step%3 == 0 {
+			f.inc(f.fallbacks, fb+`,exception_status="500"`, 1)
+		}
+	}
 	if f.quietNone > 0 {
 		f.quietNone--
 	}
@@ -128,6 +146,8 @@ func (f *fakeLiteLLM) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	family("litellm_proxy_total_requests_metric", "Total number of requests made to the proxy server - track number of client side requests", f.total)
 	family("litellm_proxy_failed_requests_metric", "Total number of failed responses from proxy - the client did not get a success response from litellm proxy", f.failed)
+	family("litellm_deployment_failure_responses", "LLM Deployment Analytics - Total number of failed LLM API calls for a specific LLM deployment", f.deployFail)
+	family("litellm_deployment_successful_fallbacks", "LLM Deployment Analytics - Number of successful fallback requests from primary model -> fallback model", f.fallbacks)
 	b.WriteString("# HELP litellm_remaining_team_budget_metric Remaining Budget for Team\n# TYPE litellm_remaining_team_budget_metric gauge\n")
 	for _, l := range sortedKeys(f.gauge) {
 		fmt.Fprintf(&b, "litellm_remaining_team_budget_metric{%s} %v\n", l, f.gauge[l])
@@ -151,6 +171,7 @@ func (f *fakeLiteLLM) restart() {
 	defer f.mu.Unlock()
 	f.restarts++
 	f.total, f.failed, f.created = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	f.deployFail, f.fallbacks = map[string]float64{}, map[string]float64{}
 	f.quietNone = 3
 }
 
@@ -166,6 +187,20 @@ func (f *fakeLiteLLM) scrapesSinceFreeze() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.scrapes
+}
+
+// deployTruth returns the deployment failures and successful fallbacks a
+// fixed LiteLLM would count as 500s (all of them: None is a 500).
+func (f *fakeLiteLLM) deployTruth() (failures, fallbacks float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.deployFail {
+		failures += v
+	}
+	for _, v := range f.fallbacks {
+		fallbacks += v
+	}
+	return failures, fallbacks
 }
 
 // truth returns what a fixed LiteLLM would report: the sum of the total
