@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -234,8 +235,8 @@ func TestDeployContainerAndCompose(t *testing.T) {
 			build = strings.TrimPrefix(line, "RUN ")
 		}
 	}
-	if build == "" || !strings.Contains(string(df), "USER nonroot") {
-		t.Fatal("the Dockerfile must build with go build and run as nonroot")
+	if build == "" || !strings.Contains(string(df), "USER 65534:65534") {
+		t.Fatal("the Dockerfile must build with go build and run as non-root (65534)")
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	cmd := exec.Command("sh", "-c", strings.ReplaceAll(build, "/out/rwfix", out+"/rwfix"))
@@ -269,4 +270,66 @@ func TestDeployContainerAndCompose(t *testing.T) {
 	if !strings.Contains(string(prom), "url: http://rwfix:9201/api/v1/write") {
 		t.Error("compose: Prometheus must remote-write to rwfix")
 	}
+}
+
+// TestDeployContainerImage builds the image for real, without Docker or a
+// registry (deploy/container/build.sh: buildah, the Dockerfile's final stage
+// on scratch), checks its configuration against the Dockerfile's final stage,
+// and runs rwfix --version inside it (chroot isolation: this machine's
+// cgroups refuse an OCI runtime).
+func TestDeployContainerImage(t *testing.T) {
+	buildah := needBinary(t, "buildah (Debian's buildah package, see .ci/install)", "buildah")
+	b := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(buildah, append([]string{"--storage-driver", "vfs"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("buildah %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	tag := fmt.Sprintf("localhost/rwfix:test-%d", os.Getpid())
+	if out, err := exec.Command("bash", "deploy/container/build.sh", tag).CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(buildah, "--storage-driver", "vfs", "rmi", tag).Run() })
+	var img struct {
+		OCIv1 struct {
+			Config struct {
+				User         string
+				Entrypoint   []string
+				Cmd          []string
+				ExposedPorts map[string]struct{}
+				Volumes      map[string]struct{}
+			} `json:"config"`
+		}
+	}
+	if err := json.Unmarshal([]byte(b("inspect", "--type", "image", tag)), &img); err != nil {
+		t.Fatal(err)
+	}
+	cfg := img.OCIv1.Config
+	// The Dockerfile's final stage says the same.
+	df, err := os.ReadFile("deploy/container/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := string(df[strings.LastIndex(string(df), "\nFROM "):])
+	for _, want := range []string{
+		"FROM scratch", "USER " + cfg.User, "EXPOSE 9201", "VOLUME /var/lib/rwfix",
+		`ENTRYPOINT ["` + strings.Join(cfg.Entrypoint, `", "`) + `"]`,
+		`CMD ["` + strings.Join(cfg.Cmd, `", "`) + `"]`,
+	} {
+		if !strings.Contains(final, want) {
+			t.Errorf("the image has %q, the Dockerfile's final stage does not:\n%s", want, final)
+		}
+	}
+	if cfg.User != "65534:65534" || len(cfg.ExposedPorts) != 1 || len(cfg.Volumes) != 1 {
+		t.Errorf("image config %+v", cfg)
+	}
+	ctr := b("from", tag)
+	t.Cleanup(func() { _ = exec.Command(buildah, "--storage-driver", "vfs", "rm", ctr).Run() })
+	out := b("run", "--isolation", "chroot", ctr, "/usr/local/bin/rwfix", "--version")
+	if !strings.Contains(out, "rwfix, version ") || strings.Contains(out, "revision: unknown") {
+		t.Errorf("rwfix --version in the image:\n%s", out)
+	}
+	t.Logf("image %s: user %s, entrypoint %v, cmd %v\n%s", tag, cfg.User, cfg.Entrypoint, cfg.Cmd, out)
 }
