@@ -345,6 +345,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		retryOK = retriesTaken(rr)
 		for _, x := range rr {
 			if x.err == nil && x.code/100 == 4 && x.code != http.StatusTooManyRequests {
+				h.metrics.retriesRefused.WithLabelValues(x.upstream).Inc()
 				h.logger.Warn("upstream refused re-sent merged samples (it has them, or never will); not sent again",
 					"upstream", x.upstream, "code", x.code, "err", x.msg)
 			}

@@ -18,6 +18,7 @@ type Metrics struct {
 	rejected        *prometheus.CounterVec
 	dryRun          *prometheus.CounterVec
 	sorted          prometheus.Counter
+	retriesRefused  *prometheus.CounterVec
 	invalid         *prometheus.CounterVec
 	forwarded       *prometheus.CounterVec
 
@@ -60,6 +61,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rwfix", Name: "requests_rejected_total",
 			Help: "Requests refused for what they carry (answered 4xx, nothing forwarded) or for overload (429/503), by reason.",
 		}, []string{"reason"}),
+		retriesRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "merge_retries_refused_total",
+			Help: "Requests of re-sent merged samples that an upstream refused with a 4xx (it had them already — a repeat older than its newest sample is out of order — or never will take them); final, the sender's batches are not affected.",
+		}, []string{"upstream"}),
 		sorted: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "series_sorted_total",
 			Help: "Series whose labels came out of name order (vmagent appends job and instance last); they were sorted, as Prometheus' receiver sorts them.",
