@@ -119,33 +119,11 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, doc := range strings.Split(string(data), "\n---\n") {
-			var meta struct {
-				Kind string `json:"kind"`
-			}
-			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-				t.Fatalf("%s[%d]: %v", f, i, err)
-			}
-			var obj any
-			switch meta.Kind {
-			case "ConfigMap":
-				obj = &corev1.ConfigMap{}
-			case "Service":
-				obj = &corev1.Service{}
-			case "Deployment":
-				obj = &appsv1.Deployment{}
-			case "StatefulSet":
-				obj = &appsv1.StatefulSet{}
-			case "Prometheus":
-				obj = &monitoringv1.Prometheus{}
-			default:
-				t.Fatalf("%s[%d]: unexpected kind %q", f, i, meta.Kind)
-			}
-			// Strict: an unknown or misspelt field fails.
-			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-				t.Errorf("%s[%d] %s: %v", f, i, meta.Kind, err)
+			kind, obj := decodeManifest(t, fmt.Sprintf("%s[%d]", f, i), doc)
+			if obj == nil {
 				continue
 			}
-			kinds[meta.Kind]++
+			kinds[kind]++
 			if cm, ok := obj.(*corev1.ConfigMap); ok {
 				path := filepath.Join(t.TempDir(), "rwfix.yml")
 				writeFile(t, path, cm.Data["rwfix.yml"])
@@ -172,6 +150,48 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			t.Errorf("no %s among the manifests", k)
 		}
 	}
+}
+
+// decodeManifest decodes one Kubernetes manifest strictly (an unknown or
+// misspelt field fails) into its API type, by kind. A kind rwfix's manifests
+// do not use fails the test; nil: the document is empty or did not decode.
+func decodeManifest(t *testing.T, where, doc string) (string, any) {
+	t.Helper()
+	if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+		return "", nil
+	}
+	var meta struct {
+		Kind string `json:"kind"`
+	}
+	if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	var obj any
+	switch meta.Kind {
+	case "ConfigMap":
+		obj = &corev1.ConfigMap{}
+	case "Service":
+		obj = &corev1.Service{}
+	case "PersistentVolumeClaim":
+		obj = &corev1.PersistentVolumeClaim{}
+	case "Deployment":
+		obj = &appsv1.Deployment{}
+	case "StatefulSet":
+		obj = &appsv1.StatefulSet{}
+	case "Prometheus":
+		obj = &monitoringv1.Prometheus{}
+	case "ServiceMonitor":
+		obj = &monitoringv1.ServiceMonitor{}
+	case "PrometheusRule":
+		obj = &monitoringv1.PrometheusRule{}
+	default:
+		t.Fatalf("%s: unexpected kind %q", where, meta.Kind)
+	}
+	if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+		t.Errorf("%s %s: %v", where, meta.Kind, err)
+		return meta.Kind, nil
+	}
+	return meta.Kind, obj
 }
 
 // checkDataDir: the rwfix container has a data directory (--storage.path) on

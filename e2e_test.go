@@ -106,16 +106,23 @@ func (e *e2eEnv) runAndFreeze(t *testing.T, d time.Duration) time.Time {
 	waitFor(t, "three scrapes after the freeze", 30*time.Second, func() (bool, error) {
 		return e.exporter.scrapesSinceFreeze() >= 3, nil
 	})
-	// Every LiteLLM counter the sender has (None mapped to 500, as rwfix
-	// repairs it) must reach the receiver past the freeze — merged outputs
-	// included, which rwfix may hold while it learns their sources.
-	waitFor(t, "the receiver to catch up past the freeze", 90*time.Second, func() (bool, error) {
+	waitCaughtUp(t, e.sender, e.receiver, frozenAt)
+	return frozenAt
+}
+
+// waitCaughtUp waits until every LiteLLM counter that sources (a TSDB fed
+// without rwfix) holds has reached outputs (behind rwfix) past the freeze,
+// None mapped to 500 as rwfix repairs it — merged outputs included, which
+// rwfix may hold while it learns their sources.
+func waitCaughtUp(t *testing.T, sources, outputs string, frozenAt time.Time) {
+	t.Helper()
+	waitFor(t, "every LiteLLM counter past the freeze behind rwfix", 90*time.Second, func() (bool, error) {
 		sel := `timestamp({__name__=~"litellm_(proxy|deployment)_.*_total"})`
-		want, err := query(t, e.sender, sel, time.Time{})
+		want, err := query(t, sources, sel, time.Time{})
 		if err != nil {
 			return false, err
 		}
-		got, err := query(t, e.receiver, sel, time.Time{})
+		got, err := query(t, outputs, sel, time.Time{})
 		if err != nil {
 			return false, err
 		}
@@ -132,7 +139,6 @@ func (e *e2eEnv) runAndFreeze(t *testing.T, d time.Duration) time.Time {
 		}
 		return len(want) > 0, nil
 	})
-	return frozenAt
 }
 
 // repairedLabels is a series' labels as the litellm preset leaves them.

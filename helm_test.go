@@ -18,7 +18,6 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 )
 
 const chartDir = "deploy/helm/rwfix"
@@ -68,41 +67,11 @@ func TestDeployHelmChart(t *testing.T) {
 			kinds := map[string]int{}
 			policy := ""
 			for _, doc := range strings.Split(string(out), "\n---\n") {
-				if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+				kind, obj := decodeManifest(t, name, doc)
+				if obj == nil {
 					continue
 				}
-				var meta struct {
-					Kind string `json:"kind"`
-				}
-				if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-					t.Fatalf("%v\n%s", err, doc)
-				}
-				var obj any
-				switch meta.Kind {
-				case "ConfigMap":
-					obj = &corev1.ConfigMap{}
-				case "Service":
-					obj = &corev1.Service{}
-				case "PersistentVolumeClaim":
-					obj = &corev1.PersistentVolumeClaim{}
-				case "Deployment":
-					obj = &appsv1.Deployment{}
-				case "StatefulSet":
-					obj = &appsv1.StatefulSet{}
-				case "Prometheus":
-					obj = &monitoringv1.Prometheus{}
-				case "ServiceMonitor":
-					obj = &monitoringv1.ServiceMonitor{}
-				case "PrometheusRule":
-					obj = &monitoringv1.PrometheusRule{}
-				default:
-					t.Fatalf("unexpected kind %q:\n%s", meta.Kind, doc)
-				}
-				if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-					t.Errorf("%s: %v", meta.Kind, err)
-					continue
-				}
-				kinds[meta.Kind]++
+				kinds[kind]++
 				switch o := obj.(type) {
 				case *corev1.ConfigMap:
 					if cfg, ok := o.Data["rwfix.yml"]; ok {
