@@ -114,6 +114,21 @@ func BenchmarkStages(b *testing.B) {
 			}
 			report(b, c.per)
 		})
+		b.Run(c.name+"/scan+validate", func(b *testing.B) {
+			c.load(b)
+			lim := DefaultLimits()
+			for i := 0; b.Loop(); i++ {
+				s, err := scan(c.proto, c.raws[i%len(c.raws)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.validate(&lim); err != nil {
+					b.Fatal(err)
+				}
+				s.release()
+			}
+			report(b, c.per)
+		})
 		b.Run(c.name+"/scan+repair", func(b *testing.B) {
 			c.load(b)
 			p := litellmPipeline(b, benchRules)

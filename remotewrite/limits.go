@@ -1,6 +1,8 @@
 package remotewrite
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -89,10 +91,39 @@ func (s *scanned) validate(l *Limits) error {
 		return &RejectError{ReasonTooManySeries, fmt.Sprintf("request has %d series, more than the limit of %d", len(s.series), l.MaxSeriesPerRequest)}
 	}
 	utf := l.ValidateUTF8 == nil || *l.ValidateUTF8
+	// UTF-8 is checked per string only where some byte is not ASCII: RW 1.0
+	// looks at each series' label fields in one pass (tags and one-byte
+	// lengths are ASCII too), RW 2.0 at each symbol once.
+	var symASCII []bool
+	allASCII := true
+	if utf && s.proto == ProtoV2 {
+		symASCII = s.symASCII[:0]
+		for _, sp := range s.syms {
+			a := isASCII(s.raw[sp.off:sp.end])
+			symASCII = append(symASCII, a)
+			allASCII = allASCII && a
+		}
+		s.symASCII = symASCII
+	}
 	for i := range s.series {
-		c := seriesPairs{s, &s.series[i]}
+		si := &s.series[i]
+		checkUTF := utf
+		if utf {
+			if s.proto == ProtoV2 {
+				checkUTF = !allASCII && !allRefsASCII(s.refs[si.l0:si.l1], symASCII)
+			} else {
+				checkUTF = si.labSplit || !isASCII(s.raw[si.lab.off:si.lab.end])
+			}
+		}
+		if !checkUTF && s.plainSeries(si, l) {
+			continue // nearly every series: valid, sorted, within the limits
+		}
+		c := seriesPairs{s, si}
 		var err *RejectError
 		n := c.len()
+		if n > l.MaxLabelsPerSeries {
+			err = &RejectError{ReasonTooManyLabels, fmt.Sprintf("has %d labels, more than the limit of %d", n, l.MaxLabelsPerSeries)}
+		}
 		for j := range n {
 			name, value := c.pair(j)
 			if len(name) > l.MaxLabelNameLength {
@@ -104,21 +135,79 @@ func (s *scanned) validate(l *Limits) error {
 				break
 			}
 		}
-		if err == nil && n > l.MaxLabelsPerSeries {
-			err = &RejectError{ReasonTooManyLabels, fmt.Sprintf("has %d labels, more than the limit of %d", n, l.MaxLabelsPerSeries)}
-		}
 		if err != nil {
 			err.Msg = fmt.Sprintf("timeseries[%d] %s %s", i, s.describe(i), err.Msg)
 			return err
 		}
-		si := &s.series[i]
-		reason, unsorted := checkLabels(c, utf, &s.names)
+		reason, unsorted := checkLabels(c, checkUTF, &s.names)
 		si.unsorted, si.invalid = unsorted && reason == "", reason != ""
 		if reason != "" {
 			s.invalid = append(s.invalid, reason)
 		}
 	}
 	return nil
+}
+
+// plainSeries is validate's fast check, on the index alone: it reports
+// whether the series is within the limits and has a metric name, non-empty
+// label names, strictly in order (so no duplicate). When it does not, the
+// full check (which names the problem) runs. UTF-8 is checked by the caller.
+func (s *scanned) plainSeries(si *seriesIdx, l *Limits) bool {
+	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
+		return false
+	}
+	raw, v2 := s.raw, s.proto == ProtoV2
+	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
+	var prev span
+	hasName := false
+	for k := si.l0; k < si.l1; k += 2 {
+		var nm, v span
+		if v2 {
+			nm, v = s.syms[s.refs[k]], s.syms[s.refs[k+1]]
+		} else {
+			nm, v = s.lbls[k], s.lbls[k+1]
+		}
+		nl := nm.end - nm.off
+		if nl == 0 || nl > maxName || v.end-v.off > maxValue {
+			return false
+		}
+		if k > si.l0 {
+			// Most neighbours differ in their first byte.
+			if a, b := raw[nm.off], raw[prev.off]; a < b || (a == b && bytes.Compare(raw[nm.off:nm.end], raw[prev.off:prev.end]) <= 0) {
+				return false
+			}
+		}
+		if int(nl) == len(model.MetricNameLabel) && string(raw[nm.off:nm.end]) == model.MetricNameLabel {
+			if v.end == v.off {
+				return false
+			}
+			hasName = true
+		}
+		prev = nm
+	}
+	return hasName
+}
+
+// isASCII reports whether b has no byte above 0x7f, eight bytes at a time.
+func isASCII(b []byte) bool {
+	var acc uint64
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc&0x8080808080808080 == 0
+}
+
+func allRefsASCII(refs []uint32, symASCII []bool) bool {
+	for _, r := range refs {
+		if !symASCII[r] {
+			return false
+		}
+	}
+	return true
 }
 
 // labelPairs are one series' labels in wire order.
@@ -165,10 +254,15 @@ func checkLabels[P labelPairs](p P, utf bool, names *[]string) (reason string, u
 			hasName = true
 		}
 		if n > 0 {
-			switch c := strings.Compare(name, prev); {
-			case c == 0:
-				dup = true
-			case c < 0:
+			// Most neighbours differ in their first byte: no call then.
+			if len(name) == 0 || len(prev) == 0 || name[0] == prev[0] {
+				switch c := strings.Compare(name, prev); {
+				case c == 0:
+					dup = true
+				case c < 0:
+					unsorted = true
+				}
+			} else if name[0] < prev[0] {
 				unsorted = true
 			}
 		}

@@ -43,10 +43,15 @@ type span struct{ off, end uint32 }
 
 // seriesIdx locates one series.
 type seriesIdx struct {
-	field   span   // the whole top-level field: tag, length and message
-	body    span   // the TimeSeries message
-	l0, l1  uint32 // its label pairs: RW 1.0 lbls[l0:l1], RW 2.0 refs[l0:l1]
-	hasHist bool
+	field  span   // the whole top-level field: tag, length and message
+	body   span   // the TimeSeries message
+	l0, l1 uint32 // its label pairs: RW 1.0 lbls[l0:l1], RW 2.0 refs[l0:l1]
+	// lab is the bytes of its RW 1.0 label fields when they are contiguous
+	// (labSplit false): if they are all ASCII, so is every name and value,
+	// and validate checks UTF-8 with one pass over them.
+	lab      span
+	labSplit bool
+	hasHist  bool
 	// unsorted: its labels are not in name order on the wire (vmagent, for
 	// one, appends job and instance last). It is read, repaired and
 	// forwarded with its labels sorted, as Prometheus' receiver sorts them.
@@ -81,6 +86,7 @@ type scanned struct {
 	symLookup map[string]uint32
 	cur       cursor
 	names     []string // scratch of validate
+	symASCII  []bool   // scratch of validate: RW 2.0 symbols without a byte above 0x7f
 	invalid   []string // reasons of the invalid series, for the metrics
 }
 
@@ -110,7 +116,7 @@ func (s *scanned) reset() {
 	clear(s.drop)
 	s.drop, s.nDrop, s.symLookup = s.drop[:0], 0, nil
 	s.arena = s.arena[:0]
-	s.names, s.invalid = s.names[:0], s.invalid[:0]
+	s.names, s.invalid, s.symASCII = s.names[:0], s.invalid[:0], s.symASCII[:0]
 	clear(s.extra)
 	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]
@@ -285,6 +291,7 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 			if e <= len(b) {
 				if name, value, ok := labelFast(b, span{uint32(off + 2), uint32(e)}); ok {
 					s.lbls = append(s.lbls, name, value)
+					si.addLabelField(off, e)
 					off = e
 					continue
 				}
@@ -294,12 +301,14 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 		if end < 0 {
 			return errTruncated
 		}
+		start := off
 		off = end
 		if typ != protowire.BytesType {
 			continue
 		}
 		switch num {
 		case v1SeriesLabels:
+			si.addLabelField(start, end)
 			var name, value span
 			lb := b[:val.end]
 			for lo := int(val.off); lo < len(lb); {
@@ -334,6 +343,18 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 	s.series = append(s.series, si)
 	s.c.series++
 	return nil
+}
+
+// addLabelField extends the series' label bytes with the field b[off:end].
+func (si *seriesIdx) addLabelField(off, end int) {
+	switch {
+	case si.lab.end == 0:
+		si.lab = span{uint32(off), uint32(end)}
+	case si.lab.end == uint32(off):
+		si.lab.end = uint32(end)
+	default:
+		si.labSplit = true
+	}
 }
 
 func (s *scanned) scanV2() error {
