@@ -77,7 +77,7 @@ type edit struct {
 	orig, out labels.Labels
 	keep      bool
 	merge     bool   // the output goes through the Merger
-	hash      uint64 // of out, when kept
+	hash      uint64 // of out (labels.Labels.Hash), when merged; the collision guard's own otherwise
 }
 
 // pairHasher hashes a label set from its name/value pairs, so that a
@@ -87,18 +87,32 @@ type pairHasher struct {
 	d   xxhash.Digest
 	buf [512]byte
 	n   int
+	// second: also hash into d2 (another seed), for decisionCache's keys.
+	second bool
+	d2     xxhash.Digest
 }
 
-func (h *pairHasher) reset() { h.d.Reset(); h.n = 0 }
+// seed2 is the seed of the second hash of decisionCache's keys.
+const seed2 = 0x9e3779b97f4a7c15
+
+func (h *pairHasher) reset() { h.d.Reset(); h.n = 0; h.second = false }
+
+func (h *pairHasher) write(b []byte) {
+	_, _ = h.d.Write(b)
+	if h.second {
+		_, _ = h.d2.Write(b)
+	}
+}
+
 func (h *pairHasher) add(name, value string) {
 	if h.n+len(name)+len(value)+2 > len(h.buf) {
-		_, _ = h.d.Write(h.buf[:h.n])
+		h.write(h.buf[:h.n])
 		h.n = 0
 		if len(name)+len(value)+2 > len(h.buf) {
-			_, _ = h.d.WriteString(name)
-			_, _ = h.d.Write([]byte{0xff})
-			_, _ = h.d.WriteString(value)
-			_, _ = h.d.Write([]byte{0xff})
+			h.write([]byte(name))
+			h.write([]byte{0xff})
+			h.write([]byte(value))
+			h.write([]byte{0xff})
 			return
 		}
 	}
@@ -111,7 +125,7 @@ func (h *pairHasher) add(name, value string) {
 }
 
 func (h *pairHasher) sum() uint64 {
-	_, _ = h.d.Write(h.buf[:h.n])
+	h.write(h.buf[:h.n])
 	h.n = 0
 	return h.d.Sum64()
 }
@@ -141,7 +155,7 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 		}
 		outs := make(map[uint64][]int, len(edits)) // hash -> positions of live rewrites
 		skip := make(map[int]bool, len(edits))     // series that are rewritten or dropped
-		for _, i := range dropped.idx {
+		for _, i := range dropped.members() {
 			skip[i] = true
 		}
 		for k := range edits {
@@ -257,8 +271,8 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 			b.SetLabels(e.idx, e.out)
 		}
 	}
-	res.Changed = res.Repaired > 0 || len(drop.idx) > 0 || res.Merged > 0 || appended > 0
-	for _, i := range drop.idx {
+	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0
+	for _, i := range drop.members() {
 		b.Drop(i)
 	}
 	return res, run
@@ -334,7 +348,7 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 			groups = make([]group, 0, len(edits))
 			srcs = make([]source, 0, len(edits))
 		}
-		h := e.out.Hash()
+		h := e.hash
 		g := find(e.out, h)
 		if g < 0 {
 			g = int32(len(groups))
@@ -490,24 +504,47 @@ func (p *Pipeline) decide(b Batch) []edit {
 		if b.Skip(i) || !p.MayChange(b.Getter(i)) {
 			continue
 		}
-		orig := b.Labels(i, &sb)
-		out, changed, keep := p.Repair(orig)
-		if keep && p.merges() && !b.HasHistograms(i) && p.Merges(out, changed) {
-			edits = append(edits, edit{idx: i, orig: orig, out: out, keep: true, merge: true})
-			continue
+		var d *decision
+		if p.cache != nil {
+			// Seen before: no labels built, no rules run.
+			k := seriesKey(b, i)
+			if d = p.cache.get(k); d != nil {
+				p.countFired(d.fired)
+			} else {
+				d = p.decideSeries(b.Labels(i, &sb))
+				p.cache.put(k, d)
+			}
+		} else {
+			d = p.decideSeries(b.Labels(i, &sb))
 		}
-		if !changed && keep {
-			continue
+		switch {
+		case d.merge && !b.HasHistograms(i):
+			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash})
+		case !d.changed && d.keep:
+		default:
+			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep})
 		}
-		edits = append(edits, edit{idx: i, orig: orig, out: out, keep: keep})
 	}
 	return edits
 }
 
-// dropSet is the set of series a repair removes.
+// decideSeries runs the rules over one series' labels.
+func (p *Pipeline) decideSeries(orig labels.Labels) *decision {
+	out, changed, keep, fired := p.repair(orig)
+	d := &decision{orig: orig, out: out, changed: changed, keep: keep, fired: fired}
+	if keep && p.merges() && p.Merges(out, changed) {
+		d.merge, d.outHash = true, out.Hash()
+	}
+	return d
+}
+
+// dropSet is the set of series a repair removes. idx lists every series
+// added, in order, including some taken out again by undo (in says which
+// are in): undo is O(1), and members lists them once.
 type dropSet struct {
 	in  []bool
 	idx []int
+	n   int
 }
 
 func newDropSet(n int) *dropSet { return &dropSet{in: make([]bool, n)} }
@@ -516,6 +553,7 @@ func (d *dropSet) add(i int) {
 	if !d.in[i] {
 		d.in[i] = true
 		d.idx = append(d.idx, i)
+		d.n++
 	}
 }
 
@@ -523,8 +561,24 @@ func (d *dropSet) add(i int) {
 func (d *dropSet) undo(i int) {
 	if d.in[i] {
 		d.in[i] = false
-		d.idx = slices.DeleteFunc(d.idx, func(j int) bool { return j == i })
+		d.n--
 	}
 }
 
 func (d *dropSet) has(i int) bool { return d != nil && i < len(d.in) && d.in[i] }
+
+// members returns the series in the set, each once, in the order added.
+func (d *dropSet) members() []int {
+	out := d.idx[:0]
+	for _, i := range d.idx {
+		if d.in[i] {
+			d.in[i] = false // listed: a repeat is skipped
+			out = append(out, i)
+		}
+	}
+	for _, i := range out {
+		d.in[i] = true
+	}
+	d.idx = out
+	return out
+}

@@ -60,6 +60,7 @@ type Pipeline struct {
 
 	policy Policy
 	merger *Merger
+	cache  *decisionCache // nil with user relabel_configs
 
 	builders sync.Pool
 }
@@ -105,6 +106,10 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 		}
 	}
 	p.builders.New = func() any { return labels.NewBuilder(labels.EmptyLabels()) }
+	if len(p.rules) == 0 && len(p.rewrites) <= 64 {
+		// Room for every source of a full merge state, several times over.
+		p.cache = newDecisionCache(4 * max(cfg.Collision.MaxSeries, 100_000))
+	}
 	return p, nil
 }
 
@@ -130,9 +135,27 @@ func (p *Pipeline) MayChange(series interface{ Get(name string) string }) bool {
 // and whether the series is kept. The output is sorted, has no empty values
 // and no duplicate names (labels.Builder guarantees all three).
 func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep bool) {
+	out, changed, keep, _ = p.repair(lbls)
+	return out, changed, keep
+}
+
+// countFired counts, for a series decided before, the preset rewrites that
+// changed it (bit i: p.rewrites[i]), as Repair counted them then.
+func (p *Pipeline) countFired(fired uint64) {
+	for i := 0; fired != 0; i++ {
+		if fired&1 != 0 {
+			p.rewrites[i].repaired.Inc()
+		}
+		fired >>= 1
+	}
+}
+
+// repair is Repair, also reporting which preset rewrites fired (bit i:
+// p.rewrites[i], for the first 64).
+func (p *Pipeline) repair(lbls labels.Labels) (out labels.Labels, changed, keep bool, fired uint64) {
 	if len(p.rules) == 0 {
 		if _, ok := p.names[lbls.Get(model.MetricNameLabel)]; !ok {
-			return lbls, false, true
+			return lbls, false, true, 0
 		}
 	}
 	b := p.builders.Get().(*labels.Builder)
@@ -144,13 +167,16 @@ func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep 
 		if p.rewrites[i].apply(b) {
 			p.rewrites[i].repaired.Inc()
 			presetChanged = true
+			if i < 64 {
+				fired |= 1 << i
+			}
 		}
 	}
 	if len(p.rules) == 0 {
 		if !presetChanged {
-			return lbls, false, true
+			return lbls, false, true, 0
 		}
-		return p.output(b, lbls), true, true
+		return p.output(b, lbls), true, true, fired
 	}
 
 	mid := lbls
@@ -159,20 +185,20 @@ func (p *Pipeline) Repair(lbls labels.Labels) (out labels.Labels, changed, keep 
 	}
 	if !relabel.ProcessBuilder(b, p.rules...) {
 		p.userDropped.Inc()
-		return labels.EmptyLabels(), true, false
+		return labels.EmptyLabels(), true, false, fired
 	}
 	out = b.Labels()
 	if out.IsEmpty() {
 		// Prometheus drops a series whose relabeling left no labels.
 		p.userDropped.Inc()
-		return out, true, false
+		return out, true, false, fired
 	}
 	if !labels.Equal(out, mid) {
 		p.userRepaired.Inc()
 	} else if !presetChanged {
-		return lbls, false, true
+		return lbls, false, true, fired
 	}
-	return p.output(b, lbls), true, true
+	return p.output(b, lbls), true, true, fired
 }
 
 // output returns the builder's labels, with keep_distinct's markers: every

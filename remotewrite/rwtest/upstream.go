@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,13 @@ type RecordingUpstream struct {
 	mu   sync.Mutex
 	cfg  upstreamConfig
 	reqs []Request
+	// discarded counts the body bytes received in Discard mode.
+	discarded atomic.Int64
 }
+
+// Discarded returns how many body bytes the upstream received in Discard
+// mode.
+func (u *RecordingUpstream) Discarded() int64 { return u.discarded.Load() }
 
 type upstreamConfig struct {
 	code       int
@@ -115,7 +122,8 @@ func (u *RecordingUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	cfg := u.cfg
 	u.mu.Unlock()
 	if cfg.discard {
-		_, _ = io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		u.discarded.Add(n)
 		if p, _ := remoteapi.ParseProtoMsg(r.Header.Get("Content-Type")); p == ProtoV2 {
 			setWritten(w.Header(), 0, 0, 0)
 		}

@@ -30,6 +30,11 @@ type Workload struct {
 	// Untouched: no series that any rule or merge can touch (no "None", no
 	// "500"): what every relay should forward at the cost of bytes.
 	Untouched bool
+	// Mixed: a LiteLLM exporter's mix instead of one metric: a quarter each
+	// of the request counter (status_code), the failed-request counter
+	// (exception_status), a latency histogram's buckets (le) and a gauge.
+	// The None and 500 values land on the two counters.
+	Mixed bool
 }
 
 func (w Workload) withDefaults() Workload {
@@ -64,7 +69,24 @@ func (w Workload) SeriesLabels() []labels.Labels {
 			code = "None"
 		}
 		b := labels.NewScratchBuilder(16)
-		b.Add("__name__", "litellm_proxy_total_requests_metric_total")
+		name, codeLabel := "litellm_proxy_total_requests_metric_total", "status_code"
+		if w.Mixed {
+			switch (i / len(codes)) % 4 {
+			case 1:
+				name, codeLabel = "litellm_proxy_failed_requests_metric_total", "exception_status"
+			case 2:
+				name, codeLabel = "litellm_request_total_latency_metric_bucket", "le"
+				code = []string{"0.1", "0.5", "1.0", "5.0", "+Inf"}[i%5]
+			case 3:
+				name, codeLabel = "litellm_remaining_api_key_requests_for_model", "status_code"
+				code = "200"
+			}
+			none = none && codeLabel != "le" && code != "200"
+			if none {
+				code = "None"
+			}
+		}
+		b.Add("__name__", name)
 		b.Add("api_key_alias", user)
 		b.Add("api_provider", "openai")
 		b.Add("end_user", "None")
@@ -74,7 +96,7 @@ func (w Workload) SeriesLabels() []labels.Labels {
 		b.Add("litellm_model_name", models[i%len(models)])
 		b.Add("model_id", hex.EncodeToString(key[8:12]))
 		b.Add("requested_model", models[i%len(models)])
-		b.Add("status_code", code)
+		b.Add(codeLabel, code)
 		b.Add("team", fmt.Sprintf("team-%03d", i%97))
 		b.Add("team_alias", fmt.Sprintf("t%03d", i%97))
 		b.Add("user", user)
@@ -84,7 +106,7 @@ func (w Workload) SeriesLabels() []labels.Labels {
 		if none && w.GenuineMore && len(out) < w.Series {
 			b.Reset()
 			out[len(out)-1].Range(func(l labels.Label) {
-				if l.Name == "status_code" {
+				if l.Name == codeLabel {
 					l.Value = "500"
 				}
 				b.Add(l.Name, l.Value)
