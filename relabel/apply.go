@@ -409,7 +409,7 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		}
 		gidx := idx[start:end:end]
 		start = end
-		if !tx.Add(g.out, ls, samples) {
+		if !tx.AddHashed(g.out, g.hash, ls, samples) {
 			// No room in the merge state: forward the sources unrepaired;
 			// the collision guard then keeps them apart.
 			for _, src := range srcs[end-len(gidx) : end] {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -45,6 +44,8 @@ type Emit = struct {
 // MergeTx is one request's use of the merge state; see Merger.Begin.
 type MergeTx = interface {
 	Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool
+	// AddHashed is Add for an output whose labels.Labels.Hash is known.
+	AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool
 	Collect() []Emit
 	Done(ok, retryOK bool)
 }
@@ -83,7 +84,8 @@ type MergeTx = interface {
 // own timestamps. Every state change is appended to a log in the data
 // directory before the request that caused it is answered (see mergelog.go),
 // so a restart, a SIGKILL or an OOM kill resumes with the exact state.
-type Merger struct {
+type shard struct {
+	w     *Merger // the shared parts: ids, the output count, the log, the metrics
 	mu    sync.Mutex
 	cfg   CollisionConfig
 	now   func() time.Time
@@ -94,13 +96,15 @@ type Merger struct {
 	forgotten map[outKey]int64
 	n         int // outputs
 	nsrc      int // sources
-	nextID    uint64
 	lastGC    time.Time
+	// gcAt is when the next idle GC is due (Unix ns), read without the
+	// lock: a request visits a shard it has nothing for only then.
+	gcAt atomic.Int64
 	pending   atomic.Int64 // outputs on some partition's ready or waiting list
 	// interval is the smallest positive step between two samples of one
 	// source seen so far (ms), the scrape interval; 0 until known.
 	interval int64
-	log      *mergeLog // nil: not durable
+	log      *mergeLog // nil: not durable (shared by every shard)
 	replay   bool      // applying the log: no clock decisions, no logging
 	// retryUntil: output samples at or before it (ms) may have been written
 	// by an earlier process; they are sent as retries.
@@ -114,6 +118,7 @@ type outKey struct {
 }
 
 type output struct {
+	sh       *shard // the shard that holds it
 	id       uint64
 	part     string
 	labels   labels.Labels
@@ -184,79 +189,22 @@ const maxHeld = 512
 // the clock.
 const scanEvery = 250 * time.Millisecond
 
-// NewMerger creates the merge state. Create one per process and pass it to
-// every Pipeline, so that state survives configuration reloads. It is not
-// durable until OpenLog.
-func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
-	cfg.setDefaults()
-	m := &Merger{cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]int64{}}
+// newShard creates one shard of w's merge state.
+func newShard(w *Merger, cfg CollisionConfig) *shard {
+	m := &shard{w: w, cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]int64{}, metrics: w.metrics}
 	// A minute of margin for the clocks of the sender and rwfix.
 	m.retryUntil = m.now().Add(time.Minute).UnixMilli()
-	f := promauto.With(reg)
-	m.metrics = &mergeMetrics{
-		collisions: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "collisions_total",
-			Help: "Times a second (or further) source series was seen for one output label set, and merged."}),
-		merged: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merged_samples_total",
-			Help: "Source samples taken into the merge."}),
-		emitted: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_emitted_samples_total",
-			Help: "Output samples the merge finalized (each sent once accepted upstream)."}),
-		full: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_state_full_total",
-			Help: "Outputs not merged because the state held max_series outputs; their rewrites were undone."}),
-		overdue: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_overdue_total",
-			Help: "Output samples finalized without waiting any longer for a source that had not reported (taken at its latest value)."}),
-		unknown: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_unknown_samples_total",
-			Help: "Output timestamps not sent because a source's value at that time was unknown (before its first sample, while a new output learned its sources)."}),
-		late: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_late_samples_total",
-			Help: "Source samples that arrived after their output had finalized their timestamp; they count from the next output sample on."}),
-		logErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_log_errors_total",
-			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
-	}
-	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_series",
-		Help: "Output series in the merge state."}, func() float64 {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return float64(m.n)
-	})
-	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_sources",
-		Help: "Source series in the merge state."}, func() float64 {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return float64(m.nsrc)
-	})
-	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_pending_series",
-		Help: "Outputs with samples held (waiting for a source) or waiting for a request to ride on."}, func() float64 {
-		return float64(m.pending.Load())
-	})
 	return m
-}
-
-// SetClock replaces the wall clock, for tests and offline runs that follow
-// the samples' time. Such a state has no earlier process: no sample is a
-// retry because of its age.
-func (m *Merger) SetClock(now func() time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.now = now
-	m.retryUntil = math.MinInt64
 }
 
 func isCreated(out labels.Labels) bool {
 	return strings.HasSuffix(out.Get(model.MetricNameLabel), "_created")
 }
 
-// setConfig applies a reloaded configuration's limits.
-func (m *Merger) setConfig(cfg CollisionConfig) {
-	cfg.setDefaults()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cfg = cfg
-}
-
 // known reports whether out is an output in the state (any partition).
-func (m *Merger) known(out labels.Labels) bool {
+func (m *shard) known(out labels.Labels, h uint64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h := out.Hash()
 	for k, l := range m.outs {
 		if k.h != h {
 			continue
@@ -270,7 +218,7 @@ func (m *Merger) known(out labels.Labels) bool {
 	return false
 }
 
-func (m *Merger) find(part string, out labels.Labels, h uint64) *output {
+func (m *shard) find(part string, out labels.Labels, h uint64) *output {
 	for _, o := range m.outs[outKey{part, h}] {
 		if labels.Equal(o.labels, out) {
 			return o
@@ -285,7 +233,7 @@ func (m *Merger) find(part string, out labels.Labels, h uint64) *output {
 // the traffic) plus 10 s for the sender's batching (Prometheus'
 // batch_send_deadline is 5 s) and network, at most collision.max_wait;
 // max_wait until the interval is known.
-func (m *Merger) waitBound() time.Duration {
+func (m *shard) waitBound() time.Duration {
 	if m.interval <= 0 {
 		return time.Duration(m.cfg.MaxWait)
 	}
@@ -296,29 +244,28 @@ func (m *Merger) waitBound() time.Duration {
 // Pending reports, without locking, whether some output waits for a request
 // to ride on (or for the clock): then every request should Begin and
 // Collect, even one that carries no source.
-func (m *Merger) Pending() bool { return m.pending.Load() > 0 }
+func (m *shard) Pending() bool { return m.pending.Load() > 0 }
 
-// Begin starts one request's transaction. part is the request's partition
-// (tenant): outputs of different partitions never meet.
-func (m *Merger) Begin(part string) MergeTx { return &mergeTx{m: m, part: part} }
+// begin starts one request's transaction on the shard.
+func (m *shard) begin(part string) *mergeTx { return &mergeTx{m: m, part: part} }
 
 type mergeTx struct {
-	m        *Merger
+	m        *shard
 	part     string
 	groups   []*output // by Add call; nil when not merged
 	attached []*output
 	retry    []bool // by attached
 }
 
-// Add folds one request's float samples for the sources of out into the
-// state. It returns false when the state is full: the caller must then
+// add folds one request's float samples for the sources of out (label
+// hash h) into the shard. It returns false when the state is full: the caller must then
 // forward the sources unmerged and unrepaired.
-func (tx *mergeTx) Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool {
+func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool {
 	m := tx.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	o := m.output(tx.part, out, now)
+	o := m.output(tx.part, out, h, now)
 	if o == nil {
 		tx.groups = append(tx.groups, nil)
 		return false
@@ -356,24 +303,22 @@ func cmpInt(a, b int64) int {
 }
 
 // output finds or creates the output; nil when the state is full.
-func (m *Merger) output(part string, out labels.Labels, now time.Time) *output {
-	h := out.Hash()
+func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) *output {
 	if o := m.find(part, out, h); o != nil {
 		return o
 	}
-	if m.n >= m.cfg.MaxSeries {
+	if m.w.total.Load() >= int64(m.cfg.MaxSeries) {
 		m.metrics.full.Inc()
 		return nil
 	}
-	m.nextID++
-	o := m.newOutput(m.nextID, part, out, now)
+	o := m.newOutput(m.w.nextID.Add(1), part, out, now)
 	o.learning = true
 	m.logNewOutput(o)
 	return o
 }
 
-func (m *Merger) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
-	o := &output{id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: now, touched: now}
+func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
+	o := &output{sh: m, id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: now, touched: now}
 	k := outKey{part, out.Hash()}
 	if f, ok := m.forgotten[k]; ok {
 		o.f = f // it was forgotten: nothing at or before what it sent then
@@ -381,23 +326,23 @@ func (m *Merger) newOutput(id uint64, part string, out labels.Labels, now time.T
 	}
 	m.outs[k] = append(m.outs[k], o)
 	m.n++
+	m.w.total.Add(1)
 	return o
 }
 
 // source finds or adds the source with labels ls.
-func (m *Merger) source(o *output, ls labels.Labels, now time.Time) *source {
+func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	for _, s := range o.sources { // few: no hashing
 		if labels.Equal(s.labels, ls) {
 			return s
 		}
 	}
-	m.nextID++
-	s := m.newSource(o, m.nextID, ls, now)
+	s := m.newSource(o, m.w.nextID.Add(1), ls, now)
 	m.logNewSource(o, s)
 	return s
 }
 
-func (m *Merger) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
+func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
 	s := &source{id: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: now,
 		resetAt: math.MinInt64, bornAt: math.MinInt64}
 	if len(o.sources) > 0 && !m.replay {
@@ -410,7 +355,7 @@ func (m *Merger) newSource(o *output, id uint64, ls labels.Labels, now time.Time
 
 // receive queues one source sample. A sample at or before the source's
 // latest is a sender's retry (or a duplicate series): ignored.
-func (m *Merger) receive(o *output, s *source, p Sample, now time.Time) {
+func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 	s.arrival = now
 	if p.T <= s.lastT {
 		return
@@ -469,7 +414,7 @@ func (o *output) next() (int64, bool) {
 // decisions: the end of learning, overdue sources. Each finalized timestamp
 // is logged with whether it was sent, so that a replay of the log makes the
 // same decisions without the clock.
-func (m *Merger) advance(o *output, now time.Time) {
+func (m *shard) advance(o *output, now time.Time) {
 	for {
 		t, ok := o.next()
 		if !ok {
@@ -507,7 +452,7 @@ func (o *output) complete(t int64) bool {
 // overdue reports whether the output may stop waiting for its lagging
 // sources: each has been silent, and the output has held samples, for longer
 // than the wait bound; or the output holds too many timestamps.
-func (m *Merger) overdue(o *output, now time.Time) bool {
+func (m *shard) overdue(o *output, now time.Time) bool {
 	for _, s := range o.sources {
 		if len(s.queue) > maxHeld {
 			return true
@@ -528,7 +473,7 @@ func (m *Merger) overdue(o *output, now time.Time) bool {
 // endLearning ends an output's learning: the timestamps before the first
 // sample of some source are consumed without being sent (that source's
 // value there is unknown: a gap, never a wrong value).
-func (m *Merger) endLearning(o *output) {
+func (m *shard) endLearning(o *output) {
 	o.learning = false
 	known := int64(math.MinInt64)
 	for _, s := range o.sources {
@@ -546,7 +491,7 @@ func (m *Merger) endLearning(o *output) {
 
 // finalize computes the output at t from every source's samples up to t and,
 // with emit, queues it for sending.
-func (m *Merger) finalize(o *output, t int64, emit bool) {
+func (m *shard) finalize(o *output, t int64, emit bool) {
 	o.learning = false
 	if !m.replay {
 		m.logFinal(o, t, emit)
@@ -581,7 +526,7 @@ func (m *Merger) finalize(o *output, t int64, emit bool) {
 // consume takes s.queue[:n] into the source's value. It reports whether the
 // source reset (its value dropped, across a stale gap too); the count it had
 // is then parked in resetFrom until settleResets decides.
-func (m *Merger) consume(o *output, s *source, n int) (reset bool) {
+func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 	for _, p := range s.queue[:n] {
 		if value.IsStaleNaN(p.V) {
 			s.stale = true
@@ -617,7 +562,7 @@ func (m *Merger) consume(o *output, s *source, n int) (reset bool) {
 // in the carry. A restart whose samples are consumed over several
 // finalizations (a source was overdue) is recognized when its last reset is
 // consumed: the carries parked meanwhile are dropped then.
-func (m *Merger) settleResets(o *output) {
+func (m *shard) settleResets(o *output) {
 	for _, p := range o.parked {
 		if o.restartAt(p.t) {
 			o.carry, o.st = 0, 0
@@ -674,7 +619,7 @@ func (o *output) value() (v float64, stale bool) {
 	return v, stale
 }
 
-func (m *Merger) partition(part string) *partition {
+func (m *shard) partition(part string) *partition {
 	p := m.parts[part]
 	if p == nil {
 		p = &partition{waiting: map[*output]struct{}{}}
@@ -685,7 +630,7 @@ func (m *Merger) partition(part string) *partition {
 
 // list puts the output on its partition's lists: ready (samples to send, none
 // in flight) and waiting (samples held for a source or the clock).
-func (m *Merger) list(o *output) {
+func (m *shard) list(o *output) {
 	if o.gone {
 		return
 	}
@@ -789,7 +734,6 @@ func (tx *mergeTx) Collect() []Emit {
 	if m.now().Sub(m.lastGC) > time.Duration(m.cfg.IdleTimeout)/10 {
 		m.gc(now)
 	}
-	m.flushLog()
 	return emits
 }
 
@@ -837,8 +781,9 @@ func (o *output) sent(t int64) {
 // forgotten output that comes back learns its sources again and sends the
 // sum of their values, never at or before the last timestamp it had
 // finalized. Partitions left empty are forgotten too.
-func (m *Merger) gc(now time.Time) {
+func (m *shard) gc(now time.Time) {
 	m.lastGC = now
+	m.gcAt.Store(now.Add(time.Duration(m.cfg.IdleTimeout) / 10).UnixNano())
 	idle := time.Duration(m.cfg.IdleTimeout)
 	for _, l := range m.outs {
 		for _, o := range l {
@@ -857,7 +802,7 @@ func (m *Merger) gc(now time.Time) {
 }
 
 // forget removes an idle output, keeping its last finalized timestamp.
-func (m *Merger) forget(o *output) {
+func (m *shard) forget(o *output) {
 	if len(m.forgotten) >= m.cfg.MaxSeries {
 		for k := range m.forgotten { // bounded: drop an arbitrary one
 			delete(m.forgotten, k)
@@ -868,7 +813,7 @@ func (m *Merger) forget(o *output) {
 	m.remove(o)
 }
 
-func (m *Merger) remove(o *output) {
+func (m *shard) remove(o *output) {
 	k := outKey{o.part, o.labels.Hash()}
 	l := slices.DeleteFunc(m.outs[k], func(x *output) bool { return x == o })
 	if len(l) == 0 {
@@ -886,5 +831,6 @@ func (m *Merger) remove(o *output) {
 	}
 	o.gone = true
 	m.n--
+	m.w.total.Add(-1)
 	m.nsrc -= len(o.sources)
 }

@@ -70,7 +70,9 @@ func (h *harness) open(dir string) *Merger {
 	if h.m != nil {
 		// A restart: as in production, what may have been written by the
 		// process before goes as retries.
-		m.retryUntil = h.clock.now().Add(time.Minute).UnixMilli()
+		for _, sh := range m.shards {
+			sh.retryUntil = h.clock.now().Add(time.Minute).UnixMilli()
+		}
 	}
 	if dir != "" {
 		if _, err := m.OpenLog(dir); err != nil {
@@ -467,19 +469,19 @@ func TestMergeLogWriteFailure(t *testing.T) {
 	h.scrape(0, 10, 100)
 	h.scrape(step, 11, 101)
 	h.drain()
-	h.m.mu.Lock()
+	h.m.log.mu.Lock()
 	good := h.m.log.f
 	bad, err := os.Open(filepath.Join(dir, logName)) // read-only: writes fail
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.m.log.f = bad
-	h.m.mu.Unlock()
+	h.m.log.mu.Unlock()
 	h.clock.add(step * time.Millisecond)
 	h.req(g(outTotal, srcNone, sp(2*step, 20))) // its record is lost
-	h.m.mu.Lock()
+	h.m.log.mu.Lock()
 	h.m.log.f = good
-	h.m.mu.Unlock()
+	h.m.log.mu.Unlock()
 	_, inflight := h.begin(g(outTotal, src500, sp(2*step, 200)))
 	h.accept(inflight) // written upstream (220), never answered: SIGKILL
 	if _, err := os.Stat(filepath.Join(dir, logName)); err == nil {
@@ -548,10 +550,10 @@ func TestMergeTornTail(t *testing.T) {
 	h.scrape(0, 1, 10)
 	h.scrape(step, 2, 20)
 	h.drain()
-	h.m.mu.Lock()
 	h.m.flushLog()
+	h.m.log.mu.Lock()
 	f := h.m.log.f
-	h.m.mu.Unlock()
+	h.m.log.mu.Unlock()
 	if _, err := f.Write([]byte{50, 1, 2}); err != nil { // a record cut short
 		t.Fatal(err)
 	}
@@ -682,8 +684,8 @@ func TestMergeForgottenOutputComesBack(t *testing.T) {
 	h.drain()
 	h.clock.add(3 * time.Hour) // every source silent: the output is forgotten
 	h.req()
-	if h.m.n != 0 {
-		t.Fatalf("%d outputs still in the state", h.m.n)
+	if n := h.m.outputs(); n != 0 {
+		t.Fatalf("%d outputs still in the state", n)
 	}
 	// A late shard sends old samples; then the sources go on.
 	h.req(g(outTotal, srcNone, sp(2*step, 3), src500, sp(2*step, 12)))

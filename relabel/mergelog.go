@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -65,6 +66,8 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 var ErrCorruptLog = errors.New("merge log corrupt")
 
 type mergeLog struct {
+	// mu guards the log; taken after a shard's lock, never before.
+	mu       sync.Mutex
 	dir      string
 	f        *os.File
 	size     int64
@@ -90,8 +93,8 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 		return 0, fmt.Errorf("merge state directory: %w", err)
 	}
 	path := filepath.Join(dir, logName)
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.lockAll()
+	defer m.unlockAll()
 	var replayErr error
 	if f, err := os.Open(path); err == nil {
 		replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
@@ -104,36 +107,49 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("merge state: %w", err)
 	}
-	m.log = &mergeLog{dir: dir, done: make(chan struct{})}
+	l := &mergeLog{dir: dir, done: make(chan struct{})}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m.log = l
 	if err := m.compact(); err != nil {
 		m.log = nil
 		return 0, err
 	}
-	go m.syncLoop(m.log)
-	return m.n, replayErr
+	for _, sh := range m.shards {
+		sh.log = l
+	}
+	go m.syncLoop(l)
+	return m.outputs(), replayErr
 }
 
 // Close writes a final snapshot and fsyncs it. The file stays open until the
 // process exits: a request still running after the shutdown timeout logs
 // after the snapshot, as it would have before.
 func (m *Merger) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.log == nil {
+	m.lockAll()
+	defer m.unlockAll()
+	l := m.log
+	if l == nil {
 		return nil
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	select {
-	case <-m.log.done:
+	case <-l.done:
 	default:
-		close(m.log.done)
+		close(l.done)
 	}
 	return m.compact()
 }
 
+// reset empties every shard. Called with every shard locked.
 func (m *Merger) reset() {
-	m.outs, m.parts, m.n, m.nsrc = map[outKey][]*output{}, map[string]*partition{}, 0, 0
-	m.forgotten = map[outKey]int64{}
-	m.pending.Store(0)
+	for _, sh := range m.shards {
+		sh.outs, sh.parts, sh.n, sh.nsrc = map[outKey][]*output{}, map[string]*partition{}, 0, 0
+		sh.forgotten = map[outKey]int64{}
+		sh.pending.Store(0)
+	}
+	m.total.Store(0)
 }
 
 func (m *Merger) syncLoop(l *mergeLog) {
@@ -144,50 +160,59 @@ func (m *Merger) syncLoop(l *mergeLog) {
 		case <-l.done:
 			return
 		case <-t.C:
-			m.mu.Lock()
+			l.mu.Lock()
 			f := l.f
-			m.mu.Unlock()
+			l.mu.Unlock()
 			_ = f.Sync() // a file closed by a compaction meanwhile: nothing to do
 		}
 	}
 }
 
 // flushLog writes the buffered records, and compacts when the log has grown.
-// Called with m.mu held, before the requests whose changes they are are
-// answered.
+// Called with no shard locked, before the requests whose changes they are
+// are answered.
 func (m *Merger) flushLog() {
 	l := m.log
-	if l == nil || len(l.buf) == 0 {
+	if l == nil {
 		return
 	}
-	if l.broken {
+	l.mu.Lock()
+	compact := false
+	switch {
+	case len(l.buf) == 0:
+	case l.broken:
 		l.buf = l.buf[:0] // the snapshot will hold what they changed
 		if now := time.Now(); now.Sub(l.lastRepair) >= 10*time.Second {
 			l.lastRepair = now
-			if err := m.compact(); err != nil {
-				m.metrics.logErrors.Inc()
-			}
+			compact = true
 		}
-		return
+	default:
+		n, err := l.f.Write(l.buf)
+		l.size += int64(n)
+		l.buf = l.buf[:0]
+		if err != nil {
+			m.metrics.logErrors.Inc()
+			l.broken, l.lastRepair = true, time.Now()
+			_ = os.Remove(filepath.Join(l.dir, logName))
+		} else {
+			compact = l.size > 2*l.snapSize+compactSlack
+		}
 	}
-	n, err := l.f.Write(l.buf)
-	l.size += int64(n)
-	l.buf = l.buf[:0]
-	if err != nil {
-		m.metrics.logErrors.Inc()
-		l.broken, l.lastRepair = true, time.Now()
-		_ = os.Remove(filepath.Join(l.dir, logName))
-		return
-	}
-	if l.size > 2*l.snapSize+compactSlack {
+	l.mu.Unlock()
+	if compact {
+		// The shards' locks come first: take them all, then the log's.
+		m.lockAll()
+		l.mu.Lock()
 		if err := m.compact(); err != nil {
 			m.metrics.logErrors.Inc()
 		}
+		l.mu.Unlock()
+		m.unlockAll()
 	}
 }
 
 // compact writes the whole state to a new log file and renames it over the
-// old one. Called with m.mu held.
+// old one. Called with every shard and the log locked.
 func (m *Merger) compact() error {
 	l := m.log
 	path := filepath.Join(l.dir, logName)
@@ -198,25 +223,25 @@ func (m *Merger) compact() error {
 	defer os.Remove(tmp.Name())
 	w := bufio.NewWriterSize(tmp, 1<<20)
 	var size int64
-	for _, list := range m.outs {
-		for _, o := range list {
-			for _, rec := range [][]byte{m.outputState(o)} {
-				n, _ := w.Write(rec)
+	for _, sh := range m.shards {
+		for _, list := range sh.outs {
+			for _, o := range list {
+				n, _ := w.Write(outputState(l, o))
 				size += int64(n)
-			}
-			for _, s := range o.sources {
-				n, _ := w.Write(m.sourceState(o, s))
-				size += int64(n)
+				for _, s := range o.sources {
+					n, _ := w.Write(sourceState(l, o, s))
+					size += int64(n)
+				}
 			}
 		}
-	}
-	for k, f := range m.forgotten {
-		l.begin(recForgotten)
-		l.str(k.part)
-		l.uvarint(k.h)
-		l.varint(f)
-		n, _ := w.Write(l.frame(nil))
-		size += int64(n)
+		for k, f := range sh.forgotten {
+			l.begin(recForgotten)
+			l.str(k.part)
+			l.uvarint(k.h)
+			l.varint(f)
+			n, _ := w.Write(l.frame(nil))
+			size += int64(n)
+		}
 	}
 	err = errors.Join(w.Flush(), tmp.Sync(), tmp.Close())
 	if err == nil {
@@ -280,8 +305,10 @@ func (l *mergeLog) frame(dst []byte) []byte {
 
 func (l *mergeLog) end() { l.buf = l.frame(l.buf) }
 
-func (m *Merger) logNewOutput(o *output) {
+func (m *shard) logNewOutput(o *output) {
 	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.begin(recNewOutput)
 		l.uvarint(o.id)
 		l.str(o.part)
@@ -290,8 +317,10 @@ func (m *Merger) logNewOutput(o *output) {
 	}
 }
 
-func (m *Merger) logNewSource(o *output, s *source) {
+func (m *shard) logNewSource(o *output, s *source) {
 	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.begin(recNewSource)
 		l.uvarint(o.id)
 		l.uvarint(s.id)
@@ -300,8 +329,10 @@ func (m *Merger) logNewSource(o *output, s *source) {
 	}
 }
 
-func (m *Merger) logSample(s *source, p Sample) {
+func (m *shard) logSample(s *source, p Sample) {
 	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.begin(recSample)
 		l.uvarint(s.id)
 		l.varint(p.T)
@@ -311,8 +342,10 @@ func (m *Merger) logSample(s *source, p Sample) {
 	}
 }
 
-func (m *Merger) logFinal(o *output, t int64, emit bool) {
+func (m *shard) logFinal(o *output, t int64, emit bool) {
 	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.begin(recFinal)
 		l.uvarint(o.id)
 		l.varint(t)
@@ -321,8 +354,10 @@ func (m *Merger) logFinal(o *output, t int64, emit bool) {
 	}
 }
 
-func (m *Merger) logSent(o *output, t int64) {
+func (m *shard) logSent(o *output, t int64) {
 	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.begin(recSent)
 		l.uvarint(o.id)
 		l.varint(t)
@@ -330,8 +365,10 @@ func (m *Merger) logSent(o *output, t int64) {
 	}
 }
 
-func (m *Merger) logDrop(o *output) {
+func (m *shard) logDrop(o *output) {
 	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.begin(recDrop)
 		l.uvarint(o.id)
 		l.end()
@@ -339,8 +376,7 @@ func (m *Merger) logDrop(o *output) {
 }
 
 // outputState is the snapshot record of an output.
-func (m *Merger) outputState(o *output) []byte {
-	l := m.log
+func outputState(l *mergeLog, o *output) []byte {
 	l.begin(recOutputState)
 	l.uvarint(o.id)
 	l.str(o.part)
@@ -354,8 +390,7 @@ func (m *Merger) outputState(o *output) []byte {
 }
 
 // sourceState is the snapshot record of a source.
-func (m *Merger) sourceState(o *output, s *source) []byte {
-	l := m.log
+func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.begin(recSourceState)
 	l.uvarint(o.id)
 	l.uvarint(s.id)
@@ -463,11 +498,18 @@ func (r *recReader) samples() []Sample {
 	return out
 }
 
-// replayFrom applies every record of the log. Called with m.mu held.
+// replayFrom applies every record of the log, each to the shard of its
+// output. Called with every shard locked.
 func (m *Merger) replayFrom(rd *bufio.Reader) error {
-	m.replay = true
-	defer func() { m.replay = false }()
-	now := m.now()
+	for _, sh := range m.shards {
+		sh.replay = true
+	}
+	defer func() {
+		for _, sh := range m.shards {
+			sh.replay = false
+		}
+	}()
+	now := m.shards[0].now()
 	type srcRef struct {
 		o *output
 		s *source
@@ -517,7 +559,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			if _, dup := outs[id]; dup {
 				return fmt.Errorf("output %d defined twice", id)
 			}
-			o := m.newOutput(id, part, ls, now)
+			o := m.shardOf(ls.Hash()).newOutput(id, part, ls, now)
 			o.learning = true
 			if payload[0] == recOutputState {
 				o.carry, o.st, o.f, o.learning, o.q = r.float(), r.varint(), r.varint(), r.bool(), r.samples()
@@ -530,7 +572,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			if r.err != nil || o == nil {
 				return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
 			}
-			s := m.newSource(o, sid, ls, now)
+			s := o.sh.newSource(o, sid, ls, now)
 			if payload[0] == recSourceState {
 				s.queue, s.lastT, s.lastStl, s.firstT = r.samples(), r.varint(), r.bool(), r.varint()
 				s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
@@ -544,14 +586,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			if r.err != nil || !ok {
 				return errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
 			}
-			m.receive(ref.o, ref.s, p, now)
+			ref.o.sh.receive(ref.o, ref.s, p, now)
 		case recFinal:
 			oid, t, emit := r.uvarint(), r.varint(), r.bool()
 			o := outs[oid]
 			if r.err != nil || o == nil {
 				return errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
 			}
-			m.finalize(o, t, emit)
+			o.sh.finalize(o, t, emit)
 		case recSent:
 			oid, t := r.uvarint(), r.varint()
 			if o := outs[oid]; o != nil && r.err == nil {
@@ -560,13 +602,13 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 		case recDrop:
 			oid := r.uvarint()
 			if o := outs[oid]; o != nil && r.err == nil {
-				m.forget(o)
+				o.sh.forget(o)
 				delete(outs, oid)
 			}
 		case recForgotten:
 			part, h, f := r.str(), r.uvarint(), r.varint()
 			if r.err == nil {
-				m.forgotten[outKey{part, h}] = f
+				m.shardOf(h).forgotten[outKey{part, h}] = f
 			}
 		default:
 			return fmt.Errorf("unknown record type %d", payload[0])
@@ -575,12 +617,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			return r.err
 		}
 	}
-	m.nextID = max(m.nextID, maxID)
+	if maxID > m.nextID.Load() {
+		m.nextID.Store(maxID)
+	}
 	for _, o := range outs {
 		// Every sample restored unsent may have been written: a retry.
 		o.tried = len(o.q)
 		o.held = now
-		m.list(o)
+		o.sh.list(o)
 	}
 	return nil
 }

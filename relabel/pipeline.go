@@ -270,9 +270,7 @@ func (p *Pipeline) MaxWait() time.Duration {
 	if p.merger == nil {
 		return 0
 	}
-	p.merger.mu.Lock()
-	defer p.merger.mu.Unlock()
-	return time.Duration(p.merger.cfg.MaxWait)
+	return p.merger.maxWait()
 }
 
 // String describes the pipeline for logs.

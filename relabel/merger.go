@@ -1,0 +1,219 @@
+package relabel
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// mergeShards is how many shards the merge state has. Outputs are spread
+// over them by the hash of their labels, each shard with its own lock, so
+// requests merge in parallel: no lock is global on the hot path. Every
+// output lives in one shard, and a shard is the whole state machine of
+// merge.go for its outputs; what the shards share is the log (one file, its
+// own lock, taken after a shard's), the ids, the output count (max_series
+// holds for the whole state) and the metrics.
+const mergeShards = 16
+
+// Merger is the exact counter merge behind the "merge" collision policy; the
+// state machine is described on shard (merge.go). Create one per process and
+// pass it to every Pipeline, so that state survives configuration reloads. It
+// is not durable until OpenLog.
+type Merger struct {
+	shards  [mergeShards]*shard
+	nextID  atomic.Uint64
+	total   atomic.Int64 // outputs, every shard
+	log     *mergeLog    // nil: not durable
+	metrics *mergeMetrics
+}
+
+// NewMerger creates the merge state and registers its metrics with reg.
+func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
+	cfg.setDefaults()
+	w := &Merger{}
+	f := promauto.With(reg)
+	w.metrics = &mergeMetrics{
+		collisions: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "collisions_total",
+			Help: "Times a second (or further) source series was seen for one output label set, and merged."}),
+		merged: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merged_samples_total",
+			Help: "Source samples taken into the merge."}),
+		emitted: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_emitted_samples_total",
+			Help: "Output samples the merge finalized (each sent once accepted upstream)."}),
+		full: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_state_full_total",
+			Help: "Outputs not merged because the state held max_series outputs; their rewrites were undone."}),
+		overdue: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_overdue_total",
+			Help: "Output samples finalized without waiting any longer for a source that had not reported (taken at its latest value)."}),
+		unknown: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_unknown_samples_total",
+			Help: "Output timestamps not sent because a source's value at that time was unknown (before its first sample, while a new output learned its sources)."}),
+		late: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_late_samples_total",
+			Help: "Source samples that arrived after their output had finalized their timestamp; they count from the next output sample on."}),
+		logErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_log_errors_total",
+			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
+	}
+	for i := range w.shards {
+		w.shards[i] = newShard(w, cfg)
+	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_series",
+		Help: "Output series in the merge state."}, func() float64 {
+		return float64(w.total.Load())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_state_sources",
+		Help: "Source series in the merge state."}, func() float64 {
+		n := 0
+		for _, sh := range w.shards {
+			sh.mu.Lock()
+			n += sh.nsrc
+			sh.mu.Unlock()
+		}
+		return float64(n)
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rwfix", Name: "merge_pending_series",
+		Help: "Outputs with samples held (waiting for a source) or waiting for a request to ride on."}, func() float64 {
+		n := int64(0)
+		for _, sh := range w.shards {
+			n += sh.pending.Load()
+		}
+		return float64(n)
+	})
+	return w
+}
+
+// shardOf is the shard that holds the outputs with label hash h.
+func (w *Merger) shardOf(h uint64) *shard { return w.shards[h%mergeShards] }
+
+// lockAll locks every shard, in order (the log's lock comes after).
+func (w *Merger) lockAll() {
+	for _, sh := range w.shards {
+		sh.mu.Lock()
+	}
+}
+
+func (w *Merger) unlockAll() {
+	for _, sh := range w.shards {
+		sh.mu.Unlock()
+	}
+}
+
+// SetClock replaces the wall clock, for tests and offline runs that follow
+// the samples' time. Such a state has no earlier process: no sample is a
+// retry because of its age.
+func (w *Merger) SetClock(now func() time.Time) {
+	w.lockAll()
+	defer w.unlockAll()
+	for _, sh := range w.shards {
+		sh.now = now
+		sh.retryUntil = minInt64
+	}
+}
+
+const minInt64 = -1 << 63
+
+// setConfig applies a reloaded configuration's limits.
+func (w *Merger) setConfig(cfg CollisionConfig) {
+	cfg.setDefaults()
+	w.lockAll()
+	defer w.unlockAll()
+	for _, sh := range w.shards {
+		sh.cfg = cfg
+	}
+}
+
+// maxWait is collision.max_wait.
+func (w *Merger) maxWait() time.Duration {
+	sh := w.shards[0]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return time.Duration(sh.cfg.MaxWait)
+}
+
+// known reports whether out is an output in the state (any partition).
+func (w *Merger) known(out labels.Labels) bool {
+	h := out.Hash()
+	return w.shardOf(h).known(out, h)
+}
+
+// outputs is the number of outputs in the state.
+func (w *Merger) outputs() int { return int(w.total.Load()) }
+
+// Pending reports, without locking, whether some output waits for a request
+// to ride on (or for the clock): then every request should Begin and
+// Collect, even one that carries no source.
+func (w *Merger) Pending() bool {
+	for _, sh := range w.shards {
+		if sh.Pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// Begin starts one request's transaction. part is the request's partition
+// (tenant): outputs of different partitions never meet.
+func (w *Merger) Begin(part string) MergeTx { return &shardedTx{w: w, part: part} }
+
+// shardedTx is one request's transaction over the shards it touches: one
+// mergeTx per shard, begun on the first Add that lands there (or at Collect,
+// for a shard with outputs waiting for a request).
+type shardedTx struct {
+	w    *Merger
+	part string
+	subs [mergeShards]*mergeTx
+	// adds maps each shard's Add calls to this transaction's: adds[sh][i]
+	// is the index of shard sh's i-th Add here.
+	adds [mergeShards][]int
+	n    int // Add calls
+}
+
+func (tx *shardedTx) sub(i int) *mergeTx {
+	if tx.subs[i] == nil {
+		tx.subs[i] = tx.w.shards[i].begin(tx.part)
+	}
+	return tx.subs[i]
+}
+
+// Add folds one request's float samples for the sources of out into the
+// state (see mergeTx.Add).
+func (tx *shardedTx) Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool {
+	return tx.AddHashed(out, out.Hash(), sources, samples)
+}
+
+// AddHashed is Add for an output whose labels.Labels.Hash is known.
+func (tx *shardedTx) AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool {
+	i := int(h % mergeShards)
+	tx.adds[i] = append(tx.adds[i], tx.n)
+	tx.n++
+	return tx.sub(i).add(out, h, sources, samples)
+}
+
+// Collect returns what the request carries for the merge (see
+// mergeTx.Collect), shard after shard, with Group numbered as this
+// transaction's Add calls. Before it returns, the state changes are in the
+// log: the request may be answered.
+func (tx *shardedTx) Collect() []Emit {
+	var emits []Emit
+	for i, sh := range tx.w.shards {
+		if tx.subs[i] == nil && !sh.Pending() && sh.now().UnixNano() < sh.gcAt.Load() {
+			continue // nothing for this request there, no GC due
+		}
+		for _, e := range tx.sub(i).Collect() {
+			if e.Group >= 0 {
+				e.Group = tx.adds[i][e.Group]
+			}
+			emits = append(emits, e)
+		}
+	}
+	tx.w.flushLog()
+	return emits
+}
+
+// Done tells every shard the upstreams' answers (see mergeTx.Done).
+func (tx *shardedTx) Done(ok, retryOK bool) {
+	for _, sub := range tx.subs {
+		if sub != nil {
+			sub.Done(ok, retryOK)
+		}
+	}
+}
