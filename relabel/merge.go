@@ -99,8 +99,8 @@ type shard struct {
 	lastGC    time.Time
 	// gcAt is when the next idle GC is due (Unix ns), read without the
 	// lock: a request visits a shard it has nothing for only then.
-	gcAt atomic.Int64
-	pending   atomic.Int64 // outputs on some partition's ready or waiting list
+	gcAt    atomic.Int64
+	pending atomic.Int64 // outputs on some partition's ready or waiting list
 	// interval is the smallest positive step between two samples of one
 	// source seen so far (ms), the scrape interval; 0 until known.
 	interval int64
