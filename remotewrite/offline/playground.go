@@ -39,6 +39,20 @@ type Input struct {
 	Line   int
 }
 
+// SeriesString prints a series as PromQL and promtool write it:
+// name{label="value", ...}.
+func SeriesString(ls labels.Labels) string {
+	name := ls.Get(model.MetricNameLabel)
+	if name == "" || !model.IsValidLegacyMetricName(name) {
+		return ls.String()
+	}
+	rest := labels.NewBuilder(ls).Del(model.MetricNameLabel).Labels()
+	if rest.IsEmpty() {
+		return name
+	}
+	return name + rest.String()
+}
+
 // Spec is the series in promtool's notation, as a test file writes it.
 func (in Input) Spec() (series, values string) {
 	m := map[int64]float64{}
@@ -47,7 +61,7 @@ func (in Input) Spec() (series, values string) {
 			m[int64(i)] = *v
 		}
 	}
-	return in.Labels.String(), fmtSeq(m, len(in.Values))
+	return SeriesString(in.Labels), fmtSeq(m, len(in.Values))
 }
 
 // ParseInput reads series in promtool's notation (`metric{l="v"} 1 2 3`,
@@ -237,7 +251,7 @@ type Output struct {
 
 // Spec is the series in promtool's notation over steps.
 func (o Output) Spec(steps int) (series, values string) {
-	return o.Labels.String(), fmtSeq(o.Values, steps)
+	return SeriesString(o.Labels), fmtSeq(o.Values, steps)
 }
 
 // PlayResult is what a playground run made of its input.
