@@ -72,11 +72,10 @@ func (r *Recorder) ObserveReject(reason, msg string) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := append(r.rejects[reason], stamped{Time: time.Now(), Text: msg})
-	if len(l) > maxRejectMessages {
-		l = l[len(l)-maxRejectMessages:]
+	r.rejects[reason] = append(r.rejects[reason], stamped{Time: time.Now(), Text: msg})
+	if l := r.rejects[reason]; len(l) > maxRejectMessages {
+		r.rejects[reason] = append(l[:0:0], l[len(l)-maxRejectMessages:]...)
 	}
-	r.rejects[reason] = l
 }
 
 // ObserveUpstream keeps each upstream's last answer, and why it fell back

@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"fmt"
 	"html/template"
 	"math"
 	"net/http"
@@ -143,6 +142,7 @@ type rejectView struct {
 type exampleView struct {
 	Ago     string
 	Action  string
+	Class   string
 	Sources []string
 	Output  string
 	Values  string
@@ -234,9 +234,7 @@ func (u *UI) status(now time.Time) (*statusView, error) {
 	if err != nil {
 		tr = nil
 	}
-	for _, e := range u.opts.Recorder.recent() {
-		v.Examples = append(v.Examples, exampleOf(now, e, tr))
-	}
+	v.Examples = examplesOf(now, u.opts.Recorder.recent(), tr)
 	return v, nil
 }
 
@@ -283,29 +281,44 @@ func (u *UI) upstreamView(m metrics, now time.Time, up Upstream) upstreamView {
 	return uv
 }
 
-// exampleOf describes a recent change, with a playground link that replays
-// its input series.
-func exampleOf(now time.Time, e example, tr *tracer) exampleView {
-	c := e.Change
-	ev := exampleView{Ago: ago(now, e.Time), Action: c.Action, Output: offline.SeriesString(c.Output), Values: fmtSamples(c.Samples)}
-	var in strings.Builder
-	for _, s := range c.Sources {
-		ev.Sources = append(ev.Sources, offline.SeriesString(s.Labels)+" "+fmtSamples(s.Samples))
-		fmt.Fprintf(&in, "%s %s\n", offline.SeriesString(s.Labels), promtoolValues(s.Samples))
+// examplesOf describes recent changes, newest first, each with a
+// playground link that replays its input series. Sources taken out of one
+// request for one held merged output are shown together.
+func examplesOf(now time.Time, examples []example, tr *tracer) []exampleView {
+	var out []exampleView
+	var inputs []string // the playground input of each example
+	for i, e := range examples {
+		c := e.Change
+		ev := exampleView{Ago: ago(now, e.Time), Action: c.Action, Class: c.Action,
+			Output: offline.SeriesString(c.Output), Values: fmtSamples(c.Samples)}
+		if c.Action == remotewrite.ChangeRemoved && len(c.Sources) == 1 && tr != nil {
+			ev.Action, ev.Class = "dropped", "dropped"
+			if _, held, keep := tr.trace(c.Sources[0].Labels); keep {
+				ev.Action, ev.Class, ev.Output = "merge sources (output held)", "merged", offline.SeriesString(held)
+			}
+		}
+		if c.Action == remotewrite.ChangeEmitted {
+			ev.Action, ev.Class = "merged (held samples sent)", "merged"
+		}
+		n := len(out) - 1
+		if c.Action == remotewrite.ChangeRemoved && n >= 0 && ev.Class == "merged" && out[n].Output == ev.Output &&
+			out[n].Action == ev.Action && examples[i-1].Time.Equal(e.Time) {
+			ev, out = out[n], out[:n] // one request, one output: one example; inputs[n] grows
+		} else {
+			inputs = append(inputs, "")
+		}
+		for _, s := range c.Sources {
+			ev.Sources = append(ev.Sources, offline.SeriesString(s.Labels)+" "+fmtSamples(s.Samples))
+			inputs[len(inputs)-1] += offline.SeriesString(s.Labels) + " " + promtoolValues(s.Samples) + "\n"
+		}
+		out = append(out, ev)
 	}
-	if c.Action == remotewrite.ChangeRemoved && len(c.Sources) == 1 && tr != nil {
-		ev.Action = "dropped"
-		if _, out, keep := tr.trace(c.Sources[0].Labels); keep {
-			ev.Action, ev.Output = "merge source (output held)", offline.SeriesString(out)
+	for i := range out {
+		if in := inputs[i]; in != "" {
+			out[i].Link = "/playground?" + url.Values{"series": {in}}.Encode()
 		}
 	}
-	if c.Action == remotewrite.ChangeEmitted {
-		ev.Action = "merged (held samples sent)"
-	}
-	if in.Len() > 0 {
-		ev.Link = "/playground?" + url.Values{"series": {in.String()}}.Encode()
-	}
-	return ev
+	return out
 }
 
 func fmtSamples(s []remotewrite.Sample) string {
