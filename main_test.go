@@ -140,10 +140,17 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		return true, nil
 	})
 	for _, tc := range []struct {
-		user, pass string
-		want       int
-	}{{"", "", http.StatusUnauthorized}, {"prom", "wrong", http.StatusUnauthorized}, {"prom", "pw", http.StatusOK}} {
-		req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		path, user, pass string
+		want             int
+	}{
+		{"/metrics", "", "", http.StatusUnauthorized}, {"/metrics", "prom", "wrong", http.StatusUnauthorized}, {"/metrics", "prom", "pw", http.StatusOK},
+		// The web page is behind the same gate.
+		{"/", "", "", http.StatusUnauthorized}, {"/", "prom", "pw", http.StatusOK},
+		{"/config", "", "", http.StatusUnauthorized}, {"/config", "prom", "pw", http.StatusOK},
+		{"/playground", "", "", http.StatusUnauthorized}, {"/playground", "prom", "pw", http.StatusOK},
+		{"/api/v1/repair", "", "", http.StatusUnauthorized}, {"/api/v1/repair", "prom", "pw", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
 		if tc.user != "" {
 			req.SetBasicAuth(tc.user, tc.pass)
 		}
@@ -153,7 +160,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
-			t.Errorf("user %q: status %d, want %d", tc.user, resp.StatusCode, tc.want)
+			t.Errorf("%s, user %q: status %d, want %d", tc.path, tc.user, resp.StatusCode, tc.want)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,5 +168,45 @@ func TestWebPageInBrowser(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "SUCCESS") {
 		b, _ := os.ReadFile(exported)
 		t.Errorf("rwfix test rules on the exported file: %v\n%s\n--- file:\n%s", err, out, b)
+	}
+}
+
+// TestWebPageHidesSecrets runs rwfix with credentials in its configuration
+// (basic auth, a bearer token, a password in the URL) and reads the status
+// page and the configuration page.
+func TestWebPageHidesSecrets(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t)
+	u := strings.Replace(up.URL, "http://", "http://user:url-pass-1@", 1)
+	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
+	writeFile(t, cfg, `upstreams:
+  - name: basic
+    url: `+u+`
+    basic_auth: {username: u, password: basic-pass-2}
+  - name: bearer
+    url: `+up.URL+`
+    authorization: {credentials: bearer-token-3}
+`)
+	base, _ := startRwfix(t, "--config.file="+cfg)
+	for _, path := range []string{"/", "/config"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		for _, secret := range []string{"url-pass-1", "basic-pass-2", "bearer-token-3"} {
+			if strings.Contains(string(body), secret) {
+				t.Errorf("GET %s shows the secret %q", path, secret)
+			}
+		}
+		if path == "/config" && strings.Count(string(body), "password: &lt;secret&gt;")+strings.Count(string(body), "credentials: &lt;secret&gt;") != 2 {
+			t.Errorf("GET /config: want the password and the token as <secret>:\n%s", body)
+		}
+		if !strings.Contains(string(body), "basic") || !strings.Contains(string(body), "bearer") {
+			t.Errorf("GET %s does not name the upstreams", path)
+		}
 	}
 }
