@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -31,7 +32,7 @@ type relay struct {
 	secret string
 }
 
-func newRelay(t *testing.T, limits Limits) *relay {
+func newRelay(t *testing.T, limits Limits, upOpts ...rwtest.UpstreamOption) *relay {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	rec := NewRecorder()
@@ -40,7 +41,7 @@ func newRelay(t *testing.T, limits Limits) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := rwtest.NewRecordingUpstream(t)
+	up := rwtest.NewRecordingUpstream(t, upOpts...)
 	var uc remotewrite.UpstreamConfig
 	secret := "s3cr3t-password"
 	if err := yaml.UnmarshalStrict([]byte("name: tsdb\nurl: "+up.URL+"\nbasic_auth: {username: u, password: "+secret+"}\n"), &uc); err != nil {
@@ -79,8 +80,13 @@ func newRelay(t *testing.T, limits Limits) *relay {
 // send posts one RW 1.0 request through the handler.
 func (r *relay) send(t *testing.T, body []byte) int {
 	t.Helper()
+	return r.sendProto(t, rwtest.ProtoV1, body)
+}
+
+func (r *relay) sendProto(t *testing.T, proto remoteapi.WriteMessageType, body []byte) int {
+	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", rwtest.ContentType(rwtest.ProtoV1))
+	req.Header.Set("Content-Type", rwtest.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	w := httptest.NewRecorder()
 	r.write.ServeHTTP(w, req)
@@ -159,6 +165,20 @@ func TestStatusReflectsTraffic(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(body)
+	}
+}
+
+func TestStatusShowsFallback(t *testing.T) {
+	r := newRelay(t, Limits{}, rwtest.RejectRW2())
+	bodies, _ := rwtest.Workload{Series: 20, BatchSize: 20, Rounds: 1}.RW2()
+	if code := r.sendProto(t, rwtest.ProtoV2, bodies[0]); code/100 != 2 {
+		t.Fatalf("RW 2.0 request: %d", code)
+	}
+	_, body := get(t, r.page.URL+"/")
+	for _, want := range []string{"RW 1.0 (fallen back from 2.0)", "why: answered 415 to remote write 2.0", "204"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET / lacks %q", want)
+		}
 	}
 }
 
