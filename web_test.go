@@ -47,7 +47,7 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 }
 
 // pageText is the text of the element that sel finds on the page.
-func pageText(t *testing.T, ctx context.Context, sel string) string {
+func pageText(ctx context.Context, t *testing.T, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
 	if err != nil {
@@ -85,7 +85,7 @@ func TestWebPageInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
-	upstreams, repairs, examples := pageText(t, ctx, "#upstreams"), pageText(t, ctx, "#repairs"), pageText(t, ctx, "#examples")
+	upstreams, repairs, examples := pageText(ctx, t, "#upstreams"), pageText(ctx, t, "#repairs"), pageText(ctx, t, "#examples")
 	upHost := strings.TrimPrefix(strings.TrimSuffix(up.URL, "/api/v1/write"), "http://")
 	if !strings.Contains(upstreams, upHost) || !strings.Contains(upstreams, "204") {
 		t.Errorf("status page, upstreams: want %s answering 204, got:\n%s", upHost, upstreams)
@@ -106,7 +106,7 @@ func TestWebPageInBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	collisions, output, table := pageText(t, ctx, "#collisions"), pageText(t, ctx, "#output-text"), pageText(t, ctx, "#series-table")
+	collisions, output, table := pageText(ctx, t, "#collisions"), pageText(ctx, t, "#output-text"), pageText(ctx, t, "#series-table")
 	shared, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestWebPageInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(shared), chromedp.WaitVisible(chromedp.CSS("#result"))); err != nil {
 		t.Fatal(err)
 	}
-	collisions2, output2, table2 := pageText(t, ctx, "#collisions"), pageText(t, ctx, "#output-text"), pageText(t, ctx, "#series-table")
+	collisions2, output2, table2 := pageText(ctx, t, "#collisions"), pageText(ctx, t, "#output-text"), pageText(ctx, t, "#series-table")
 	checkPlayground("shared link", collisions2, output2, table2)
 	if collisions2 != collisions || output2 != output || table2 != table {
 		t.Errorf("the shared link shows another result")
