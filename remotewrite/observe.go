@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -104,8 +105,17 @@ type observedRepairer struct {
 	h *Handler
 }
 
+// recordingBatches are reused: a request that no rule changes costs no
+// allocation for being observed.
+var recordingBatches = sync.Pool{New: func() any { return &recordingBatch{} }}
+
 func (o observedRepairer) Apply(b Batch, part string) (RepairResult, MergeRun) {
-	rb := &recordingBatch{Batch: b}
+	rb := recordingBatches.Get().(*recordingBatch)
+	rb.Batch = b
+	defer func() {
+		*rb = recordingBatch{}
+		recordingBatches.Put(rb)
+	}()
 	res, run := o.r.Apply(rb, part)
 	if res.Changed || len(rb.appended) > 0 {
 		o.h.observer.ObserveChanges(rb.changes(o.h.maxChanges))
