@@ -227,6 +227,10 @@ func run(cfg relabel.Config, in []offline.Input, interval time.Duration, configT
 			// Taken out while its merged output was held: a merge source.
 			as.Action, as.Output, a.output = actionMerged, traced.Map(), traced
 		}
+		if (as.Action == actionRepaired || as.Action == actionMerged) && !labels.Equal(a.output, traced) {
+			// The collision policy's own change (keep_distinct's marker).
+			as.Rules = append(as.Rules, traceStep{Rule: "collision (" + string(cfg.Collision.Policy) + ")", Changes: diffLabels(traced, a.output)})
+		}
 		if as.Action == actionMerged {
 			ok := a.output.String()
 			if groups[ok] == nil {

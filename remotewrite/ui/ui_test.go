@@ -299,6 +299,17 @@ func TestRepairAPI(t *testing.T) {
 	if code != http.StatusOK || len(a.Data.Output) != 1 || a.Data.Output[0].Values[0][1] != "9" {
 		t.Errorf("exposition: %d %s", code, raw)
 	}
+	// keep_distinct: the marker label is the policy's step.
+	code, a, raw = postRepair(t, r.page.URL, repairBody(t, collidingSeries, "collision: {policy: keep_distinct}", ""))
+	if code != http.StatusOK || a.Data.Series[0].Action != "repaired" || len(a.Data.Series[0].Rules) != 2 ||
+		a.Data.Series[0].Rules[1].Changes[0] != (labelChange{Label: "status_code_original", To: "None"}) || len(a.Data.Collisions) != 0 {
+		t.Errorf("keep_distinct: %d %s", code, raw)
+	}
+	// A genuine 500 series alone is tracked by the merge, and unchanged.
+	code, a, raw = postRepair(t, r.page.URL, repairBody(t, `litellm_proxy_total_requests_metric_total{status_code="500", user="z"} 1 2`, "", ""))
+	if code != http.StatusOK || a.Data.Series[0].Action != "unchanged" || len(a.Data.Collisions) != 0 || a.Data.Output[0].Values[1][1] != "2" {
+		t.Errorf("a genuine series alone: %d %s", code, raw)
+	}
 	// The live relay is untouched by a run.
 	if r.up.Len() != 0 {
 		t.Errorf("a playground run reached the live upstream (%d requests)", r.up.Len())
