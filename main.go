@@ -1,9 +1,12 @@
 // Command rwfix is a Prometheus remote-write relay that repairs series on the
 // way to the real TSDB. See README.md.
 //
-// main.go holds flags, configuration loading and reload, wiring, the HTTP
-// server, signals and graceful shutdown. The protocol lives in remotewrite/,
-// the repairs in relabel/.
+// main.go holds the serve flags, the wiring, the HTTP server, signals and
+// graceful shutdown. Beside it, one concern each: config.go (the
+// configuration file), reload.go (loading and reloading it), web.go (the
+// HTTP routes, the web page included), commands.go (the sub-commands). The
+// protocol lives in remotewrite/, the repairs in relabel/, the web page in
+// remotewrite/ui/.
 package main
 
 import (
@@ -25,14 +28,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/ui"
 )
@@ -125,15 +126,7 @@ func runMain(args []string) int {
 		remotewrite.WithDryRun(*dryRun),
 		remotewrite.WithCapture(*captureDir, *captureMaxReq, *captureMaxBytes),
 		remotewrite.WithObserver(recorder, ui.MaxChangesPerRequest))
-	f := promauto.With(reg)
-	rl := &reloader{
-		path: *configFile, flagURLs: *upstreamURLs, flagTimeout: *upstreamTimeout,
-		handler: handler, relabelM: relabel.NewMetrics(reg), reg: reg, logger: logger, storagePath: *storagePath,
-		success: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_successful",
-			Help: "Whether the last configuration load succeeded."}),
-		successTime: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_success_timestamp_seconds",
-			Help: "Time of the last successful configuration load."}),
-	}
+	rl := newReloader(*configFile, *upstreamURLs, *upstreamTimeout, *storagePath, handler, reg, logger)
 	if err := rl.reload(); err != nil {
 		return 1
 	}

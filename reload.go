@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
@@ -37,6 +38,22 @@ type reloader struct {
 	lastErr  error
 	running  *fileConfig
 	upstream []ui.Upstream
+}
+
+// newReloader returns the reloader of the configuration file path (""
+// for the defaults), with its metrics registered with reg.
+func newReloader(path string, flagURLs []string, flagTimeout time.Duration, storagePath string,
+	handler *remotewrite.Handler, reg prometheus.Registerer, logger *slog.Logger,
+) *reloader {
+	f := promauto.With(reg)
+	return &reloader{
+		path: path, flagURLs: flagURLs, flagTimeout: flagTimeout,
+		handler: handler, relabelM: relabel.NewMetrics(reg), reg: reg, logger: logger, storagePath: storagePath,
+		success: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_successful",
+			Help: "Whether the last configuration load succeeded."}),
+		successTime: f.NewGauge(prometheus.GaugeOpts{Namespace: "rwfix", Name: "config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful configuration load."}),
+	}
 }
 
 func (r *reloader) reload() error {
