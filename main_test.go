@@ -185,6 +185,13 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	if v := metricValue(t, base, "rwfix_config_last_reload_successful"); v != 0 {
 		t.Errorf("rwfix_config_last_reload_successful = %v after a failed reload, want 0", v)
 	}
+	// The status page says so, and the running configuration is the old one.
+	if page := getPage(t, base+"/"); !strings.Contains(page, "failed: ") || !strings.Contains(page, "nope") {
+		t.Error("the status page does not show the failed reload")
+	}
+	if page := getPage(t, base+"/config"); !strings.Contains(page, "- litellm") {
+		t.Errorf("after a failed reload /config does not show the running configuration:\n%s", page)
+	}
 	// Still serving with the old configuration.
 	resp, err := http.Get(base + "/-/ready")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -198,6 +205,12 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	})
 	if code := reload(); code != http.StatusOK {
 		t.Errorf("reload of a valid file: %d, want 200", code)
+	}
+	if page := getPage(t, base+"/"); !strings.Contains(page, `<span class="ok">success</span>`) {
+		t.Error("the status page does not show the successful reload")
+	}
+	if page := getPage(t, base+"/config"); !strings.Contains(page, "presets: []") {
+		t.Errorf("/config does not show the reloaded configuration:\n%s", page)
 	}
 }
 

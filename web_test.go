@@ -188,25 +188,32 @@ func TestWebPageHidesSecrets(t *testing.T) {
 `)
 	base, _ := startRwfix(t, "--config.file="+cfg)
 	for _, path := range []string{"/", "/config"} {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s: %d", path, resp.StatusCode)
-		}
+		body := getPage(t, base+path)
 		for _, secret := range []string{"url-pass-1", "basic-pass-2", "bearer-token-3"} {
-			if strings.Contains(string(body), secret) {
+			if strings.Contains(body, secret) {
 				t.Errorf("GET %s shows the secret %q", path, secret)
 			}
 		}
-		if path == "/config" && strings.Count(string(body), "password: &lt;secret&gt;")+strings.Count(string(body), "credentials: &lt;secret&gt;") != 2 {
+		if path == "/config" && strings.Count(body, "password: &lt;secret&gt;")+strings.Count(body, "credentials: &lt;secret&gt;") != 2 {
 			t.Errorf("GET /config: want the password and the token as <secret>:\n%s", body)
 		}
-		if !strings.Contains(string(body), "basic") || !strings.Contains(string(body), "bearer") {
+		if !strings.Contains(body, "basic") || !strings.Contains(body, "bearer") {
 			t.Errorf("GET %s does not name the upstreams", path)
 		}
 	}
+}
+
+// getPage GETs a page that must answer 200, and returns its body.
+func getPage(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return string(body)
 }
