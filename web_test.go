@@ -150,6 +150,22 @@ func TestWebPageInBrowser(t *testing.T) {
 		writeFile(t, path, string(png))
 	}
 
+	// Bad input: the page says what and where.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/playground"),
+		chromedp.SetValue(chromedp.CSS("#series"), "ok 1\nbad{ 1 2\n"),
+		chromedp.Click(chromedp.CSS("#run")),
+		chromedp.WaitVisible(chromedp.CSS("#error")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if msg := pageText(ctx, t, "#error"); !strings.Contains(msg, "line 2") {
+		t.Errorf("bad input: the page shows %q, want the line", msg)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(shared), chromedp.WaitVisible(chromedp.CSS("#result"))); err != nil {
+		t.Fatal(err)
+	}
+
 	// Export, and run the file through `rwfix test rules`.
 	dl := t.TempDir()
 	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior,
