@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
@@ -352,6 +354,13 @@ func postFixture(t *testing.T, base, path string) (body []byte, code int) {
 		}
 		body, proto = c.Body, c.Proto
 	}
+	return body, postWrite(t, base, proto, body)
+}
+
+// postWrite sends one compressed remote-write body to rwfix at base and
+// returns its answer code.
+func postWrite(t *testing.T, base string, proto remoteapi.WriteMessageType, body []byte) int {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
 	req.Header.Set("Content-Type", rwtest.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
@@ -360,7 +369,7 @@ func postFixture(t *testing.T, base, path string) (body []byte, code int) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	return body, resp.StatusCode
+	return resp.StatusCode
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -140,10 +140,17 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		return true, nil
 	})
 	for _, tc := range []struct {
-		user, pass string
-		want       int
-	}{{"", "", http.StatusUnauthorized}, {"prom", "wrong", http.StatusUnauthorized}, {"prom", "pw", http.StatusOK}} {
-		req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		path, user, pass string
+		want             int
+	}{
+		{"/metrics", "", "", http.StatusUnauthorized}, {"/metrics", "prom", "wrong", http.StatusUnauthorized}, {"/metrics", "prom", "pw", http.StatusOK},
+		// The web page is behind the same gate.
+		{"/", "", "", http.StatusUnauthorized}, {"/", "prom", "pw", http.StatusOK},
+		{"/config", "", "", http.StatusUnauthorized}, {"/config", "prom", "pw", http.StatusOK},
+		{"/playground", "", "", http.StatusUnauthorized}, {"/playground", "prom", "pw", http.StatusOK},
+		{"/api/v1/repair", "", "", http.StatusUnauthorized}, {"/api/v1/repair", "prom", "pw", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
 		if tc.user != "" {
 			req.SetBasicAuth(tc.user, tc.pass)
 		}
@@ -153,7 +160,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
-			t.Errorf("user %q: status %d, want %d", tc.user, resp.StatusCode, tc.want)
+			t.Errorf("%s, user %q: status %d, want %d", tc.path, tc.user, resp.StatusCode, tc.want)
 		}
 	}
 }
@@ -178,6 +185,13 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	if v := metricValue(t, base, "rwfix_config_last_reload_successful"); v != 0 {
 		t.Errorf("rwfix_config_last_reload_successful = %v after a failed reload, want 0", v)
 	}
+	// The status page says so, and the running configuration is the old one.
+	if page := getPage(t, base+"/"); !strings.Contains(page, "failed: ") || !strings.Contains(page, "nope") {
+		t.Error("the status page does not show the failed reload")
+	}
+	if page := getPage(t, base+"/config"); !strings.Contains(page, "- litellm") {
+		t.Errorf("after a failed reload /config does not show the running configuration:\n%s", page)
+	}
 	// Still serving with the old configuration.
 	resp, err := http.Get(base + "/-/ready")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -191,6 +205,12 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	})
 	if code := reload(); code != http.StatusOK {
 		t.Errorf("reload of a valid file: %d, want 200", code)
+	}
+	if page := getPage(t, base+"/"); !strings.Contains(page, `<span class="ok">success</span>`) {
+		t.Error("the status page does not show the successful reload")
+	}
+	if page := getPage(t, base+"/config"); !strings.Contains(page, "presets: []") {
+		t.Errorf("/config does not show the reloaded configuration:\n%s", page)
 	}
 }
 

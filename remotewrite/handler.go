@@ -71,6 +71,9 @@ type Handler struct {
 
 	dryRun bool
 
+	observer   Observer // nil: none (observe.go)
+	maxChanges int
+
 	captureDir                     string
 	captureMaxReq, captureMaxBytes int64
 	captured, capturedBytes        atomic.Int64
@@ -116,7 +119,7 @@ func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
 // Update swaps the rules and upstreams; requests in flight finish with the
 // old ones.
 func (h *Handler) Update(r Repairer, upstreams []*Upstream) {
-	h.route.Store(&route{repairer: r, upstreams: upstreams})
+	h.route.Store(&route{repairer: h.observed(r), upstreams: upstreams})
 }
 
 // UpdateLimits swaps the request limits.
@@ -125,6 +128,7 @@ func (h *Handler) UpdateLimits(l Limits) { h.limits.Store(&l) }
 // reject answers a refused request and counts it by reason.
 func (h *Handler) reject(w http.ResponseWriter, code int, reason, msg string) {
 	h.metrics.rejected.WithLabelValues(reason).Inc()
+	h.observeReject(reason, msg)
 	http.Error(w, msg, code)
 }
 
@@ -259,6 +263,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	s, err := scan(proto, in.raw)
 	if err != nil {
 		h.metrics.rejected.WithLabelValues(ReasonCorrupt).Inc()
+		h.observeReject(ReasonCorrupt, err.Error())
 		resp.SetStatusCode(http.StatusBadRequest)
 		return resp, err
 	}
@@ -268,6 +273,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		var re *RejectError
 		if errors.As(err, &re) {
 			h.metrics.rejected.WithLabelValues(re.Reason).Inc()
+			h.observeReject(re.Reason, err.Error())
 		}
 		resp.SetStatusCode(http.StatusBadRequest)
 		return resp, err
@@ -521,6 +527,7 @@ func (h *Handler) send(ctx context.Context, in http.Header, u *Upstream, p *payl
 		(r.code == http.StatusUnsupportedMediaType || (r.code/100 == 2 && !r.confirmed && hasData)) {
 		if !u.v1Only.Swap(true) {
 			h.metrics.upstreamFallbacks.WithLabelValues(u.name).Inc()
+			h.observeFallback(u, r)
 			h.logger.Warn("upstream does not speak remote-write 2.0; converting to 1.0 for it from now on",
 				"upstream", u.name, "code", r.code)
 		}
@@ -537,6 +544,7 @@ func (h *Handler) post(ctx context.Context, in http.Header, u *Upstream, p *payl
 	start := time.Now()
 	r := u.post(ctx, proto, body, in)
 	h.metrics.upstreamDuration.WithLabelValues(u.name).Observe(time.Since(start).Seconds())
+	h.observeUpstream(u, proto, r, time.Since(start))
 	code := strconv.Itoa(r.code)
 	switch {
 	case r.timeout:

@@ -120,7 +120,7 @@ func (p *pipeline) drain(proto remoteapi.WriteMessageType) ([][]byte, error) {
 	return out, err
 }
 
-func newPipeline(rep remotewrite.Repairer) (*pipeline, error) {
+func newPipeline(rep remotewrite.Repairer, opts ...remotewrite.Option) (*pipeline, error) {
 	rec, err := newRecorder()
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func newPipeline(rep remotewrite.Repairer) (*pipeline, error) {
 		rec.close()
 		return nil, err
 	}
-	p := &pipeline{h: remotewrite.NewHandler(rep, []*remotewrite.Upstream{u}), rec: rec}
+	p := &pipeline{h: remotewrite.NewHandler(rep, []*remotewrite.Upstream{u}, opts...), rec: rec}
 	if c, ok := rep.(clocked); ok {
 		p.clock = c
 		c.SetMergeClock(func() time.Time { return p.now })

@@ -140,12 +140,23 @@ func runTest(rep remotewrite.Repairer, tc ruleTest, interval time.Duration) (str
 		return "", err
 	}
 	defer p.rec.close()
-	steps := 0
+	got, _, steps, err := p.runSteps(in, interval, nil)
+	if err != nil {
+		return "", err
+	}
+	return diff(want, got, steps), nil
+}
+
+// runSteps sends one RW 1.0 request per step, each with every input
+// series' sample of that step (at step × interval), drains the merge after
+// the last step, and returns what reached the upstream: values by step, per
+// output series (keyed by its labels' string). afterStep, when set, is
+// called once each step's request (the last one's drain included) is done.
+func (p *pipeline) runSteps(in []parsed, interval time.Duration, afterStep func(step int)) (got map[string]map[int64]float64, gotLabels map[string]labels.Labels, steps int, err error) {
 	for _, s := range in {
 		steps = max(steps, len(s.values))
 	}
-	got := map[string]map[int64]float64{}
-	gotLabels := map[string]labels.Labels{}
+	got, gotLabels = map[string]map[int64]float64{}, map[string]labels.Labels{}
 	for step := range steps {
 		ts := int64(step) * interval.Milliseconds()
 		req := &prompb.WriteRequest{}
@@ -160,27 +171,27 @@ func runTest(rep remotewrite.Repairer, tc ruleTest, interval time.Duration) (str
 		p.at(time.UnixMilli(ts))
 		raw, err := req.Marshal()
 		if err != nil {
-			return "", err
+			return nil, nil, 0, err
 		}
 		code, msg, outs, err := p.send(remotewrite.ProtoV1, s2.EncodeSnappy(nil, raw))
 		if err != nil {
-			return "", err
+			return nil, nil, 0, err
 		}
 		if code/100 != 2 {
-			return "", fmt.Errorf("step %d: rwfix answered %d: %s", step, code, msg)
+			return nil, nil, 0, fmt.Errorf("step %d: rwfix answered %d: %s", step, code, msg)
 		}
 		if step == steps-1 {
 			// The merge sends what it still holds once its wait is over.
 			more, err := p.drain(remotewrite.ProtoV1)
 			if err != nil {
-				return "", err
+				return nil, nil, 0, err
 			}
 			outs = append(outs, more...)
 		}
 		for _, o := range outs {
 			series, err := Decode(remotewrite.ProtoV1, o)
 			if err != nil {
-				return "", err
+				return nil, nil, 0, err
 			}
 			for _, s := range series {
 				k := s.Labels.String()
@@ -192,8 +203,11 @@ func runTest(rep remotewrite.Repairer, tc ruleTest, interval time.Duration) (str
 				}
 			}
 		}
+		if afterStep != nil {
+			afterStep(step)
+		}
 	}
-	return diff(want, got, steps), nil
+	return got, gotLabels, steps, nil
 }
 
 func fmtSeq(m map[int64]float64, steps int) string {

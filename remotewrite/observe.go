@@ -1,0 +1,222 @@
+package remotewrite
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Observer learns what the handler did, for a status page or a playground.
+// It is called off the hot path: per request only when the rules changed
+// something (a request no rule touches costs one nil check), per refused
+// request, and per upstream answer. Calls come from concurrent requests.
+type Observer interface {
+	// ObserveChanges gets what the rules did to one request.
+	ObserveChanges(changes []Change)
+	// ObserveReject gets a refused request: its reason (as in
+	// rwfix_requests_rejected_total) and the message the sender got.
+	ObserveReject(reason, msg string)
+	// ObserveUpstream gets one upstream's answer.
+	ObserveUpstream(a UpstreamAnswer)
+}
+
+// Change actions, as a Change reports them.
+const (
+	ChangeRepaired = "repaired" // new labels, same samples
+	ChangeMerged   = "merged"   // sources summed into one output, sent now
+	ChangeRemoved  = "removed"  // taken out of the request: dropped by a rule, or a merge source whose output is held
+	ChangeEmitted  = "emitted"  // a merged output's held samples, sent with this request
+)
+
+// Change is one thing the rules did to a request.
+type Change struct {
+	Action  string
+	Sources []ChangedSeries // the input series (none for ChangeEmitted)
+	Output  labels.Labels   // empty for ChangeRemoved
+	Samples []Sample        // the output's samples
+}
+
+// ChangedSeries is an input series of a Change, as the sender sent it.
+type ChangedSeries struct {
+	Labels  labels.Labels
+	Samples []Sample
+}
+
+// UpstreamAnswer is one upstream's answer to one request.
+type UpstreamAnswer struct {
+	Upstream string
+	Protocol string // "1.0" or "2.0": what was sent
+	Code     int    // 0 when no answer came
+	Message  string // the upstream's body on a non-2xx answer, or the network error
+	Duration time.Duration
+	// Fallback is set on the answer that made rwfix switch the upstream to
+	// RW 1.0, and says why.
+	Fallback string
+}
+
+// WithObserver reports to o what the handler does. maxChanges bounds the
+// changes reported per request (0: all of them, for offline runs).
+func WithObserver(o Observer, maxChanges int) Option {
+	return func(h *Handler) { h.observer, h.maxChanges = o, maxChanges }
+}
+
+// observed wraps r so that the changes it makes are reported.
+func (h *Handler) observed(r Repairer) Repairer {
+	if h.observer == nil || r == nil {
+		return r
+	}
+	return observedRepairer{r: r, h: h}
+}
+
+func (h *Handler) observeReject(reason, msg string) {
+	if h.observer != nil {
+		h.observer.ObserveReject(reason, msg)
+	}
+}
+
+func (h *Handler) observeUpstream(u *Upstream, proto remoteapi.WriteMessageType, r reply, d time.Duration) {
+	if h.observer == nil {
+		return
+	}
+	a := UpstreamAnswer{Upstream: u.name, Protocol: protoLabel(string(proto)), Code: r.code, Message: r.msg, Duration: d}
+	if r.err != nil {
+		a.Message = r.err.Error()
+	}
+	h.observer.ObserveUpstream(a)
+}
+
+func (h *Handler) observeFallback(u *Upstream, r reply) {
+	if h.observer == nil {
+		return
+	}
+	why := "answered 415 to remote write 2.0"
+	if r.code != 415 {
+		why = "answered " + strconv.Itoa(r.code) + " to remote write 2.0 without the X-Prometheus-Remote-Write-*-Written headers"
+	}
+	h.observer.ObserveUpstream(UpstreamAnswer{Upstream: u.name, Protocol: "2.0", Code: r.code, Fallback: why})
+}
+
+// observedRepairer reports what its Repairer changes in each request.
+type observedRepairer struct {
+	r Repairer
+	h *Handler
+}
+
+// recordingBatches are reused: a request that no rule changes costs no
+// allocation for being observed.
+var recordingBatches = sync.Pool{New: func() any { return &recordingBatch{} }}
+
+func (o observedRepairer) Apply(b Batch, part string) (RepairResult, MergeRun) {
+	rb := recordingBatches.Get().(*recordingBatch)
+	rb.Batch = b
+	defer func() {
+		*rb = recordingBatch{}
+		recordingBatches.Put(rb)
+	}()
+	res, run := o.r.Apply(rb, part)
+	if res.Changed || len(rb.appended) > 0 {
+		o.h.observer.ObserveChanges(rb.changes(o.h.maxChanges))
+	}
+	return res, run
+}
+
+// recordingBatch passes every call on to the request, and notes the changes.
+type recordingBatch struct {
+	Batch
+	relabeled map[int]labels.Labels
+	order     []int // slots, in the order they first changed
+	merged    map[int]mergedSlot
+	removed   []int
+	appended  []Change
+}
+
+type mergedSlot struct {
+	samples []Sample
+	srcs    []int
+}
+
+func (b *recordingBatch) note(i int) {
+	if _, ok := b.relabeled[i]; ok {
+		return
+	}
+	if _, ok := b.merged[i]; ok {
+		return
+	}
+	b.order = append(b.order, i)
+}
+
+func (b *recordingBatch) SetLabels(i int, ls labels.Labels) {
+	if b.relabeled == nil {
+		b.relabeled = map[int]labels.Labels{}
+	}
+	b.note(i)
+	b.relabeled[i] = ls
+	b.Batch.SetLabels(i, ls)
+}
+
+func (b *recordingBatch) SetSamples(i int, s []Sample, srcs []int) {
+	if b.merged == nil {
+		b.merged = map[int]mergedSlot{}
+	}
+	b.note(i)
+	b.merged[i] = mergedSlot{samples: append([]Sample(nil), s...), srcs: append([]int(nil), srcs...)}
+	b.Batch.SetSamples(i, s, srcs)
+}
+
+func (b *recordingBatch) AppendSeries(ls labels.Labels, s []Sample) {
+	b.appended = append(b.appended, Change{Action: ChangeEmitted, Output: ls, Samples: append([]Sample(nil), s...)})
+	b.Batch.AppendSeries(ls, s)
+}
+
+func (b *recordingBatch) Drop(i int) {
+	b.removed = append(b.removed, i)
+	b.Batch.Drop(i)
+}
+
+func (b *recordingBatch) source(i int, sb *labels.ScratchBuilder) ChangedSeries {
+	return ChangedSeries{Labels: b.Labels(i, sb), Samples: append([]Sample(nil), b.Samples(i)...)}
+}
+
+// changes lists the noted changes, at most max of them (0: all).
+func (b *recordingBatch) changes(maxN int) []Change {
+	var (
+		out    []Change
+		sb     labels.ScratchBuilder
+		merged = map[int]bool{}
+	)
+	full := func() bool { return maxN > 0 && len(out) >= maxN }
+	for _, i := range b.order {
+		if full() {
+			return out
+		}
+		if m, ok := b.merged[i]; ok {
+			c := Change{Action: ChangeMerged, Output: b.relabeled[i], Samples: m.samples}
+			for _, j := range m.srcs {
+				merged[j] = true
+				c.Sources = append(c.Sources, b.source(j, &sb))
+			}
+			out = append(out, c)
+			continue
+		}
+		src := b.source(i, &sb)
+		out = append(out, Change{Action: ChangeRepaired, Sources: []ChangedSeries{src}, Output: b.relabeled[i], Samples: src.Samples})
+	}
+	for _, i := range b.removed {
+		if full() {
+			return out
+		}
+		if !merged[i] {
+			out = append(out, Change{Action: ChangeRemoved, Sources: []ChangedSeries{b.source(i, &sb)}})
+		}
+	}
+	for _, c := range b.appended {
+		if full() {
+			return out
+		}
+		out = append(out, c)
+	}
+	return out
+}
