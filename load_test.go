@@ -33,8 +33,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rwfix/rwfix/remotewrite/rwtest"
 	"golang.org/x/sys/unix"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
 var (

@@ -77,6 +77,7 @@ func seriesKey(b Batch, i int) cacheKey {
 	var h pairHasher
 	h.reset()
 	h.second = true
+	h.d2.ResetWithSeed(seed2)
 	b.Pairs(i, h.add)
 	return cacheKey{h.sum(), h.d2.Sum64()}
 }
