@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -42,6 +43,8 @@ var (
 	loadBench    = flag.Bool("load", false, "run the load benchmark (TestLoad)")
 	loadDuration = flag.Duration("load.duration", 6*time.Second, "saturating phase per relay")
 	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of each rwfix phase to this directory")
+	loadHeap     = flag.String("load.heapprofile", "", "write a heap profile of each rwfix row, at its end, to this directory")
+	loadOnly     = flag.String("load.only", "", "run only the rows whose name matches this regular expression (the baseline always runs)")
 )
 
 // fwdProxyMain is the byte-forwarding baseline: it streams each request body
@@ -355,6 +358,9 @@ func TestLoad(t *testing.T) {
 		}
 		var base loadResult
 		for k, c := range specs {
+			if k > 0 && *loadOnly != "" && !regexp.MustCompile(*loadOnly).MatchString(pname+", "+c.name) {
+				continue
+			}
 			port := freePort(t)
 			args := c.r.args(port)
 			cmd := exec.Command(args[0], args[1:]...)
@@ -403,6 +409,14 @@ func TestLoad(t *testing.T) {
 			}
 			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.warmup, *loadDuration, c.senders, drained)
 			prof.Wait()
+			if *loadHeap != "" && c.r.name == "rwfix" {
+				if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port)); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					name := filepath.Join(*loadHeap, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "", "%", "", "=", "", ";", "").Replace(pname+"_"+c.name)+".heap")
+					_ = os.WriteFile(name, b, 0o644)
+				}
+			}
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			res.name = pname + ", " + c.name

@@ -42,6 +42,11 @@ type Batch = interface {
 	// (the upstream would not store it anyway: no metric name, a duplicate
 	// label name, invalid UTF-8).
 	Skip(i int) bool
+	// SeriesKey is a 128-bit key of series i's label set that the batch
+	// can compute cheaply (RW 1.0: a hash of the label fields' bytes), with
+	// seeds of its own (never those of seriesKey), or ok false. A key names
+	// one label set; one label set may have several keys.
+	SeriesKey(i int) (h1, h2 uint64, ok bool)
 }
 
 // Result sums up what Apply did to a request.
@@ -507,7 +512,11 @@ func (p *Pipeline) decide(b Batch) []edit {
 		var d *decision
 		if p.cache != nil {
 			// Seen before: no labels built, no rules run.
-			k := seriesKey(b, i)
+			var k cacheKey
+			var ok bool
+			if k.h1, k.h2, ok = b.SeriesKey(i); !ok {
+				k = seriesKey(b, i)
+			}
 			if d = p.cache.get(k); d != nil {
 				p.countFired(d.fired)
 			} else {

@@ -44,6 +44,9 @@ func (b *sliceBatch) AppendSeries(ls labels.Labels, _ []Sample) {
 }
 func (b *sliceBatch) Drop(i int)    { b.dropped[i] = true }
 func (b *sliceBatch) Skip(int) bool { return false }
+func (b *sliceBatch) SeriesKey(int) (h1, h2 uint64, ok bool) {
+	return 0, 0, false
+}
 
 // mergeWorkload is n outputs, each with a None and a 500 source, sent as a
 // sharded sender sends them: the None samples of a scrape in one request,

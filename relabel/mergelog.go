@@ -623,7 +623,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 	for _, o := range outs {
 		// Every sample restored unsent may have been written: a retry.
 		o.tried = len(o.q)
-		o.held = now
+		o.held = stampOf(now)
 		o.sh.list(o)
 	}
 	return nil

@@ -54,6 +54,9 @@ type Pipeline struct {
 	// rewrites that apply to each (for MayChange, one map lookup).
 	names  map[string]struct{}
 	byName map[string][]*presetRewrite
+	// nameLen[n]: some preset metric name is n bytes long (a check before
+	// the map lookup, which most series fail).
+	nameLen [256]bool
 	rules  []*relabel.Config
 
 	userRepaired, userDropped prometheus.Counter
@@ -103,6 +106,7 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 	for i := range p.rewrites {
 		for _, n := range p.rewrites[i].names {
 			p.byName[n] = append(p.byName[n], &p.rewrites[i])
+			p.nameLen[min(len(n), 255)] = true
 		}
 	}
 	p.builders.New = func() any { return labels.NewBuilder(labels.EmptyLabels()) }
@@ -122,7 +126,11 @@ func (p *Pipeline) MayChange(series interface{ Get(name string) string }) bool {
 	if len(p.rules) > 0 {
 		return true // User rules can match on any label.
 	}
-	for _, rw := range p.byName[series.Get(model.MetricNameLabel)] {
+	name := series.Get(model.MetricNameLabel)
+	if !p.nameLen[min(len(name), 255)] {
+		return false
+	}
+	for _, rw := range p.byName[name] {
 		if v := series.Get(rw.label); v == rw.from || (p.policy == PolicyMerge && v == rw.to) {
 			return true
 		}

@@ -71,8 +71,9 @@ type Handler struct {
 
 	dryRun bool
 
-	observer   Observer // nil: none (observe.go)
-	maxChanges int
+	observer      Observer // nil: none (observe.go)
+	maxChanges    int
+	observeBudget *observeBudget
 
 	captureDir                     string
 	captureMaxReq, captureMaxBytes int64

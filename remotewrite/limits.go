@@ -191,6 +191,11 @@ func (s *scanned) plainSeries(si *seriesIdx, l *Limits) bool {
 // isASCII reports whether b has no byte above 0x7f, eight bytes at a time.
 func isASCII(b []byte) bool {
 	var acc uint64
+	for len(b) >= 32 {
+		acc |= binary.LittleEndian.Uint64(b) | binary.LittleEndian.Uint64(b[8:]) |
+			binary.LittleEndian.Uint64(b[16:]) | binary.LittleEndian.Uint64(b[24:])
+		b = b[32:]
+	}
 	for len(b) >= 8 {
 		acc |= binary.LittleEndian.Uint64(b)
 		b = b[8:]

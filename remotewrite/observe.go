@@ -60,7 +60,10 @@ type UpstreamAnswer struct {
 // WithObserver reports to o what the handler does. maxChanges bounds the
 // changes reported per request (0: all of them, for offline runs).
 func WithObserver(o Observer, maxChanges int) Option {
-	return func(h *Handler) { h.observer, h.maxChanges = o, maxChanges }
+	return func(h *Handler) {
+		h.observer, h.maxChanges = o, maxChanges
+		h.observeBudget = &observeBudget{all: maxChanges == 0}
+	}
 }
 
 // observed wraps r so that the changes it makes are reported.
@@ -99,6 +102,42 @@ func (h *Handler) observeFallback(u *Upstream, r reply) {
 	h.observer.ObserveUpstream(UpstreamAnswer{Upstream: u.name, Protocol: "2.0", Code: r.code, Fallback: why})
 }
 
+// observeBudget bounds how many requests the status page watches: a burst
+// of 20, then 10 per second. The page shows examples, not a log, and a busy
+// relay must not pay for watching every request (maps, copies of samples).
+// Offline runs (maxChanges 0) watch every request.
+type observeBudget struct {
+	mu     sync.Mutex
+	all    bool
+	tokens float64
+	last   time.Time
+}
+
+const (
+	observeBurst  = 20
+	observePerSec = 10
+)
+
+func (b *observeBudget) take() bool {
+	if b.all {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if b.last.IsZero() {
+		b.tokens = observeBurst
+	} else {
+		b.tokens = min(observeBurst, b.tokens+now.Sub(b.last).Seconds()*observePerSec)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 // observedRepairer reports what its Repairer changes in each request.
 type observedRepairer struct {
 	r Repairer
@@ -110,6 +149,9 @@ type observedRepairer struct {
 var recordingBatches = sync.Pool{New: func() any { return &recordingBatch{} }}
 
 func (o observedRepairer) Apply(b Batch, part string) (RepairResult, MergeRun) {
+	if !o.h.observeBudget.take() {
+		return o.r.Apply(b, part) // enough examples for now: not watched
+	}
 	rb := recordingBatches.Get().(*recordingBatch)
 	rb.Batch = b
 	defer func() {

@@ -47,6 +47,7 @@ type Batch = interface {
 	AppendSeries(ls labels.Labels, s []Sample)
 	Drop(i int)
 	Skip(i int) bool
+	SeriesKey(i int) (h1, h2 uint64, ok bool)
 }
 
 // RepairResult sums up what a Repairer did to a request.
@@ -171,6 +172,9 @@ func (o *v1Ops) Len() int { return len(o.req.Timeseries) }
 
 func (o *v1Ops) Skip(i int) bool { return o.skip[i] }
 
+// SeriesKey: the reference path leaves the key to the pipeline.
+func (o *v1Ops) SeriesKey(int) (h1, h2 uint64, ok bool) { return 0, 0, false }
+
 func (o *v1Ops) Getter(i int) interface{ Get(name string) string } {
 	var sb labels.ScratchBuilder
 	return o.Labels(i, &sb)
@@ -256,6 +260,9 @@ type v2Ops struct {
 func (o *v2Ops) Len() int { return len(o.req.Timeseries) }
 
 func (o *v2Ops) Skip(i int) bool { return o.skip[i] }
+
+// SeriesKey: the reference path leaves the key to the pipeline.
+func (o *v2Ops) SeriesKey(int) (h1, h2 uint64, ok bool) { return 0, 0, false }
 
 func (o *v2Ops) Getter(i int) interface{ Get(name string) string } {
 	var sb labels.ScratchBuilder
