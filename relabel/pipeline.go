@@ -57,7 +57,7 @@ type Pipeline struct {
 	// nameLen[n]: some preset metric name is n bytes long (a check before
 	// the map lookup, which most series fail).
 	nameLen [256]bool
-	rules  []*relabel.Config
+	rules   []*relabel.Config
 
 	userRepaired, userDropped prometheus.Counter
 
