@@ -104,8 +104,8 @@ type loadResult struct {
 	name             string
 	samples          int64
 	cpu              time.Duration
-	peakRSS          int64 // after the warm-up
-	warmPeakRSS      int64 // during the warm-up
+	peakRSS          int64         // after the warm-up
+	warmPeakRSS      int64         // during the warm-up
 	p50, p99         time.Duration // unloaded: one request at a time
 	samplesPerSecond float64
 	errors           int64

@@ -69,10 +69,11 @@ type MergeRun = interface {
 
 // hashSeries hashes series i's labels from its pairs, as hashLabels hashes
 // a labels.Labels: equal label sets hash alike without building either.
-func hashSeries(b Batch, i int) uint64 {
-	var h pairHasher
+// h is scratch space, reused from series to series (it escapes through
+// Pairs).
+func hashSeries(b Batch, i int, h *pairHasher) uint64 {
 	h.reset()
-	b.Pairs(i, h.add)
+	b.Pairs(i, h.addFn)
 	return h.sum()
 }
 
@@ -95,6 +96,14 @@ type pairHasher struct {
 	// second: also hash into d2 (another seed), for decisionCache's keys.
 	second bool
 	d2     xxhash.Digest
+	addFn  func(name, value string) // h.add, made once: a method value passed on allocates
+}
+
+// newPairHasher returns a hasher to pass to Batch.Pairs, series after series.
+func newPairHasher() *pairHasher {
+	h := &pairHasher{}
+	h.addFn = h.add
+	return h
 }
 
 // seed2 is the seed of the second hash of decisionCache's keys.
@@ -202,11 +211,12 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 		// Rewrites that land on a series forwarded with its own labels
 		// (untouched, or whose rewrite was undone in an earlier round).
 		var sb labels.ScratchBuilder
+		h := newPairHasher()
 		for i := range b.Len() {
 			if skip[i] || b.Skip(i) {
 				continue
 			}
-			for _, k := range outs[hashSeries(b, i)] {
+			for _, k := range outs[hashSeries(b, i, h)] {
 				if labels.Equal(edits[k].out, b.Labels(i, &sb)) {
 					clash[k] = true
 				}
@@ -504,6 +514,7 @@ func (p *Pipeline) decide(b Batch) []edit {
 	var (
 		edits []edit
 		sb    labels.ScratchBuilder
+		h     *pairHasher // allocated once per request, if needed
 	)
 	for i := range b.Len() {
 		if b.Skip(i) || !p.MayChange(b.Getter(i)) {
@@ -515,7 +526,10 @@ func (p *Pipeline) decide(b Batch) []edit {
 			var k cacheKey
 			var ok bool
 			if k.h1, k.h2, ok = b.SeriesKey(i); !ok {
-				k = seriesKey(b, i)
+				if h == nil {
+					h = newPairHasher()
+				}
+				k = seriesKey(b, i, h)
 			}
 			if d = p.cache.get(k); d != nil {
 				p.countFired(d.fired)

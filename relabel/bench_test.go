@@ -15,6 +15,7 @@ import (
 // Apply without the wire.
 type sliceBatch struct {
 	ls      []labels.Labels
+	getters []interface{ Get(name string) string }
 	samples [][]Sample
 	out     []labels.Labels
 	dropped map[int]bool
@@ -22,11 +23,23 @@ type sliceBatch struct {
 }
 
 func newSliceBatch(ls []labels.Labels, samples [][]Sample) *sliceBatch {
-	return &sliceBatch{ls: ls, samples: samples, out: append([]labels.Labels(nil), ls...), dropped: map[int]bool{}}
+	b := &sliceBatch{ls: ls, samples: samples, out: append([]labels.Labels(nil), ls...), dropped: map[int]bool{}}
+	for _, l := range ls {
+		b.getters = append(b.getters, l)
+	}
+	return b
+}
+
+// again makes the batch as new, with the samples of another scrape (set
+// in place by the caller): a benchmark reuses it without allocating.
+func (b *sliceBatch) again() {
+	copy(b.out, b.ls)
+	clear(b.dropped)
+	b.extra = b.extra[:0]
 }
 
 func (b *sliceBatch) Len() int                                          { return len(b.ls) }
-func (b *sliceBatch) Getter(i int) interface{ Get(name string) string } { return b.ls[i] }
+func (b *sliceBatch) Getter(i int) interface{ Get(name string) string } { return b.getters[i] }
 func (b *sliceBatch) Labels(i int, _ *labels.ScratchBuilder) labels.Labels {
 	return b.ls[i]
 }
@@ -87,13 +100,21 @@ func BenchmarkMerge(b *testing.B) {
 					defer p.merger.Close()
 				}
 				none, five := mergeWorkload(n)
+				var batches []*sliceBatch
+				own := map[*sliceBatch][]Sample{} // the samples' memory: SetSamples puts the merge's own in b.samples
+				for _, ls := range [][]labels.Labels{none, five} {
+					b := newSliceBatch(ls, make([][]Sample, len(ls)))
+					own[b] = make([]Sample, len(ls))
+					batches = append(batches, b)
+				}
 				scrape := func(ts int64) {
-					for _, ls := range [][]labels.Labels{none, five} {
-						smp := make([][]Sample, len(ls))
-						for i := range ls {
-							smp[i] = []Sample{{T: ts, V: float64(ts / 1000)}}
+					for _, b := range batches {
+						b.again()
+						for i := range b.samples {
+							own[b][i] = Sample{T: ts, V: float64(ts / 1000)}
+							b.samples[i] = own[b][i : i+1 : i+1]
 						}
-						_, run := p.Apply(newSliceBatch(ls, smp), "")
+						_, run := p.Apply(b, "")
 						if run != nil {
 							run.Done(true, true)
 						}

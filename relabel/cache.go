@@ -72,12 +72,12 @@ func (c *decisionCache) put(k cacheKey, d *decision) {
 	sh.mu.Unlock()
 }
 
-// seriesKey hashes series i's labels, in name order, with two seeds.
-func seriesKey(b Batch, i int) cacheKey {
-	var h pairHasher
+// seriesKey hashes series i's labels, in name order, with two seeds. h is
+// scratch space, reused from series to series (it escapes through Pairs).
+func seriesKey(b Batch, i int, h *pairHasher) cacheKey {
 	h.reset()
 	h.second = true
 	h.d2.ResetWithSeed(seed2)
-	b.Pairs(i, h.add)
+	b.Pairs(i, h.addFn)
 	return cacheKey{h.sum(), h.d2.Sum64()}
 }

@@ -255,9 +255,7 @@ func (m *shard) waitBound() time.Duration {
 // Collect, even one that carries no source.
 func (m *shard) Pending() bool { return m.pending.Load() > 0 }
 
-// begin starts one request's transaction on the shard.
-func (m *shard) begin(part string) *mergeTx { return &mergeTx{m: m, part: part} }
-
+// mergeTx is one request's transaction on one shard (see shardedTx).
 type mergeTx struct {
 	m        *shard
 	part     string
@@ -699,12 +697,14 @@ func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
 // finalized (Group: their Add call), and, appended, those of its partition
 // that were waiting for a request to ride on. Before it returns, the
 // transaction's state changes are in the log: the request may be answered.
-func (tx *mergeTx) Collect() []Emit {
+func (tx *mergeTx) Collect() []Emit { return tx.collect(nil) }
+
+// collect is Collect, appending to emits.
+func (tx *mergeTx) collect(emits []Emit) []Emit {
 	m := tx.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	var emits []Emit
 	for g, o := range tx.groups {
 		if o != nil {
 			// The clock's decisions first (end of learning, overdue), so

@@ -158,20 +158,21 @@ func (w *Merger) Begin(part string) MergeTx { return &shardedTx{w: w, part: part
 // mergeTx per shard, begun on the first Add that lands there (or at Collect,
 // for a shard with outputs waiting for a request).
 type shardedTx struct {
-	w    *Merger
-	part string
-	subs [mergeShards]*mergeTx
-	// adds maps each shard's Add calls to this transaction's: adds[sh][i]
-	// is the index of shard sh's i-th Add here.
-	adds [mergeShards][]int
-	n    int // Add calls
+	w     *Merger
+	part  string
+	subs  [mergeShards]mergeTx
+	began [mergeShards]bool
+	// route is the shard of each Add call, in order: shard sh's k-th Add is
+	// the k-th call here routed to sh.
+	route []uint8
 }
 
 func (tx *shardedTx) sub(i int) *mergeTx {
-	if tx.subs[i] == nil {
-		tx.subs[i] = tx.w.shards[i].begin(tx.part)
+	if !tx.began[i] {
+		tx.began[i] = true
+		tx.subs[i] = mergeTx{m: tx.w.shards[i], part: tx.part}
 	}
-	return tx.subs[i]
+	return &tx.subs[i]
 }
 
 // Add folds one request's float samples for the sources of out into the
@@ -183,8 +184,7 @@ func (tx *shardedTx) Add(out labels.Labels, sources []labels.Labels, samples [][
 // AddHashed is Add for an output whose labels.Labels.Hash is known.
 func (tx *shardedTx) AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool {
 	i := int(h % mergeShards)
-	tx.adds[i] = append(tx.adds[i], tx.n)
-	tx.n++
+	tx.route = append(tx.route, uint8(i))
 	return tx.sub(i).add(out, h, sources, samples)
 }
 
@@ -194,15 +194,26 @@ func (tx *shardedTx) AddHashed(out labels.Labels, h uint64, sources []labels.Lab
 // log: the request may be answered.
 func (tx *shardedTx) Collect() []Emit {
 	var emits []Emit
+	var adds []int // shard sh's Add calls, numbered here
 	for i, sh := range tx.w.shards {
-		if tx.subs[i] == nil && !sh.Pending() && sh.now().UnixNano() < sh.gcAt.Load() {
+		if !tx.began[i] && !sh.Pending() && sh.now().UnixNano() < sh.gcAt.Load() {
 			continue // nothing for this request there, no GC due
 		}
-		for _, e := range tx.sub(i).Collect() {
-			if e.Group >= 0 {
-				e.Group = tx.adds[i][e.Group]
+		from := len(emits)
+		emits = tx.sub(i).collect(emits)
+		if from == len(emits) {
+			continue
+		}
+		adds = adds[:0]
+		for k, r := range tx.route {
+			if int(r) == i {
+				adds = append(adds, k)
 			}
-			emits = append(emits, e)
+		}
+		for j := from; j < len(emits); j++ {
+			if g := emits[j].Group; g >= 0 {
+				emits[j].Group = adds[g]
+			}
 		}
 	}
 	tx.w.flushLog()
@@ -211,9 +222,9 @@ func (tx *shardedTx) Collect() []Emit {
 
 // Done tells every shard the upstreams' answers (see mergeTx.Done).
 func (tx *shardedTx) Done(ok, retryOK bool) {
-	for _, sub := range tx.subs {
-		if sub != nil {
-			sub.Done(ok, retryOK)
+	for i := range tx.subs {
+		if tx.began[i] {
+			tx.subs[i].Done(ok, retryOK)
 		}
 	}
 }
