@@ -190,6 +190,9 @@ func (m *Merger) flushLog() {
 		n, err := l.f.Write(l.buf)
 		l.size += int64(n)
 		l.buf = l.buf[:0]
+		if cap(l.buf) > 1<<20 {
+			l.buf = nil // a burst (the end of a learning) made it grow: give it back
+		}
 		if err != nil {
 			m.metrics.logErrors.Inc()
 			l.broken, l.lastRepair = true, time.Now()
