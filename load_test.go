@@ -144,7 +144,7 @@ func (p *pace) at(round int64) int64 {
 // (senders concurrent senders) for throughput and CPU, then 2 s of one request
 // at a time for latency. drained, when set, reports whether the relay has
 // sent everything it accepted (vmagent queues): CPU is read once it has.
-func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, warmup, d time.Duration, senders int, drained func() bool) loadResult {
+func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, learn, d time.Duration, senders int, drained func() bool) loadResult {
 	ct := rwtest.ContentTypeV1
 	if rw2 {
 		ct = rwtest.ContentTypeV2
@@ -198,14 +198,24 @@ func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, 
 		wg.Wait()
 		return lats
 	}
-	run(senders, time.Now().Add(warmup)) // connections, pools, the merge's learning
+	if learn > 0 {
+		// The merge's learning, as in production: a new output waits one
+		// wait (10 s plus two intervals) for its sources while one scrape is
+		// in flight. (Saturating meanwhile would make it hold hundreds of
+		// samples per source: the load's timestamps run about 300 times
+		// faster than 15 s scrapes.)
+		var scratch, dst []byte
+		for range tpls {
+			scratch, dst, _ = send(scratch, dst)
+		}
+		time.Sleep(learn)
+	}
+	run(senders, time.Now().Add(2*time.Second)) // connections, pools
 	if drained != nil {
 		waitFor(t, "the relay to drain its queue", 60*time.Second, func() (bool, error) { return drained(), nil })
 	}
-	// The warm-up's peak is reported on its own: the load's timestamps run
-	// 300 times faster than 15 s scrapes, so a learning output holds hundreds
-	// of samples per source where production holds one to three. Then the
-	// peak is reset (clear_refs 5), to measure the steady state's.
+	// The warm-up's peak is reported on its own; then the peak is reset
+	// (clear_refs 5), to measure the steady state's.
 	_, warmPeak := procStats(pid)
 	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0o644)
 	samples.Store(0)
@@ -323,9 +333,9 @@ func TestLoad(t *testing.T) {
 
 	const series = 50000
 	// The merge learns a new output's sources for one wait (10 s plus two
-	// intervals) before it sends: the warm-up covers it, so that the
-	// measured phase is the steady state.
-	mergeWarmup := 12 * time.Second
+	// intervals) before it sends: the warm-up waits it out (see drive), so
+	// that the measured phase is the steady state.
+	mergeWarmup := 11 * time.Second
 	var rows []string
 	var shares string
 	for _, proto := range []bool{false, true} {
@@ -348,7 +358,7 @@ func TestLoad(t *testing.T) {
 			warmup  time.Duration
 		}
 		specs := []rowSpec{
-			{"baseline", &baseline, heavy, 8, 2 * time.Second},
+			{"baseline", &baseline, heavy, 8, 0},
 			{"rwfix, untouched (no None, no 500)", &rwfix, untouched, 8, mergeWarmup},
 			{"rwfix, clean (no None; every genuine 500 tracked by the merge)", &rwfix, clean, 8, mergeWarmup},
 			{"rwfix, repair-heavy (10% None, each colliding with a genuine 500)", &rwfix, heavy, 8, mergeWarmup},
@@ -357,8 +367,8 @@ func TestLoad(t *testing.T) {
 		if vmagent != nil && !proto {
 			// vmagent takes RW 1.0 (its RW 2.0 ingestion is not what Prometheus sends it).
 			specs = append(specs,
-				rowSpec{"vmagent v1.151, clean, same relabel rule", vmagent, clean, 8, 2 * time.Second},
-				rowSpec{"vmagent v1.151, repair-heavy, same relabel rule", vmagent, heavy, 8, 2 * time.Second})
+				rowSpec{"vmagent v1.151, clean, same relabel rule", vmagent, clean, 8, 0},
+				rowSpec{"vmagent v1.151, repair-heavy, same relabel rule", vmagent, heavy, 8, 0})
 		}
 		if !proto {
 			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", &flood, heavy, 32, mergeWarmup})
@@ -402,7 +412,7 @@ func TestLoad(t *testing.T) {
 			var prof sync.WaitGroup
 			if *loadProfile != "" && c.r.name == "rwfix" {
 				prof.Go(func() {
-					time.Sleep(c.warmup + 500*time.Millisecond)
+					time.Sleep(c.warmup + 2500*time.Millisecond)
 					resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(loadDuration.Seconds())-1))
 					if err != nil {
 						t.Log(err)
