@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 
@@ -119,6 +120,10 @@ func (h *pairHasher) write(b []byte) {
 }
 
 func (h *pairHasher) add(name, value string) {
+	if h.second {
+		h.addKeyed(name, value)
+		return
+	}
 	if h.n+len(name)+len(value)+2 > len(h.buf) {
 		h.write(h.buf[:h.n])
 		h.n = 0
@@ -136,6 +141,29 @@ func (h *pairHasher) add(name, value string) {
 	h.n += copy(h.buf[h.n:], value)
 	h.buf[h.n] = 0xff
 	h.n++
+}
+
+// addKeyed is add for decisionCache's keys, which no comparison of labels
+// backs: each name and value goes with its length, so that the bytes name
+// one label set even where a value holds the 0xff separator (possible with
+// validate_utf8 off).
+func (h *pairHasher) addKeyed(name, value string) {
+	if h.n+len(name)+len(value)+2*binary.MaxVarintLen64 > len(h.buf) {
+		h.write(h.buf[:h.n])
+		h.n = 0
+	}
+	for _, str := range [2]string{name, value} {
+		if h.n+binary.MaxVarintLen64+len(str) > len(h.buf) {
+			h.write(h.buf[:h.n])
+			h.n = 0
+			var l [binary.MaxVarintLen64]byte
+			h.write(l[:binary.PutUvarint(l[:], uint64(len(str)))])
+			h.write([]byte(str))
+			continue
+		}
+		h.n += binary.PutUvarint(h.buf[h.n:], uint64(len(str)))
+		h.n += copy(h.buf[h.n:], str)
+	}
 }
 
 func (h *pairHasher) sum() uint64 {

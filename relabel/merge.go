@@ -97,7 +97,7 @@ type shard struct {
 	n         int // outputs
 	nsrc      int // sources
 	lastGC    time.Time
-	// gcAt is when the next idle GC is due (Unix ns), read without the
+	// gcAt is when the next idle GC is due (a stamp), read without the
 	// lock: a request visits a shard it has nothing for only then.
 	gcAt    atomic.Int64
 	pending atomic.Int64 // outputs on some partition's ready or waiting list
@@ -139,14 +139,19 @@ type output struct {
 	gone     bool // forgotten (idle): not in the state any more
 }
 
-// stamp is a wall-clock instant in Unix nanoseconds: 8 bytes of state where
-// a time.Time takes 24.
+// stamp is an instant of the merge's clock, in nanoseconds since
+// clockBase: 8 bytes of state where a time.Time takes 24. Differences of
+// stamps of the wall clock use its monotonic reading (as time.Time.Sub does),
+// so a step of the system clock neither ends a wait early nor prolongs it.
 type stamp int64
 
-func stampOf(t time.Time) stamp { return stamp(t.UnixNano()) }
+// clockBase is the origin of stamps (with a monotonic reading).
+var clockBase = time.Now()
+
+func stampOf(t time.Time) stamp { return stamp(t.Sub(clockBase)) }
 
 // since is how long before now s was.
-func since(now time.Time, s stamp) time.Duration { return time.Duration(now.UnixNano() - int64(s)) }
+func since(now time.Time, s stamp) time.Duration { return time.Duration(stampOf(now) - s) }
 
 // parked is the count a source had before it reset, until settleResets
 // decides whether it stays in the sum (carry) or not (real reset).
@@ -314,16 +319,17 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 	if o := m.find(part, out, h); o != nil {
 		return o
 	}
-	if m.w.total.Load() >= int64(m.cfg.MaxSeries) {
+	if !m.w.reserve(m.cfg.MaxSeries) {
 		m.metrics.full.Inc()
 		return nil
 	}
-	o := m.newOutput(m.w.nextID.Add(1), part, out, now)
+	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted by reserve
 	o.learning = true
 	m.logNewOutput(o)
 	return o
 }
 
+// newOutput adds an output to the shard; the caller counts it in w.total.
 func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
 	o := &output{sh: m, id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: stampOf(now), touched: stampOf(now)}
 	k := outKey{part, out.Hash()}
@@ -333,7 +339,6 @@ func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Ti
 	}
 	m.outs[k] = append(m.outs[k], o)
 	m.n++
-	m.w.total.Add(1)
 	return o
 }
 
@@ -693,13 +698,10 @@ func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
 	return append(emits, Emit{Group: group, Labels: o.labels, Samples: o.q[:n:n], Retry: retry})
 }
 
-// Collect returns what the request carries for the merge: the outputs it
-// finalized (Group: their Add call), and, appended, those of its partition
-// that were waiting for a request to ride on. Before it returns, the
-// transaction's state changes are in the log: the request may be answered.
-func (tx *mergeTx) Collect() []Emit { return tx.collect(nil) }
-
-// collect is Collect, appending to emits.
+// collect appends to emits what the request carries from this shard: the
+// outputs it finalized (Group: their add call), and those of its partition
+// that were waiting for a request to ride on. shardedTx.Collect then writes
+// the log before the request is answered.
 func (tx *mergeTx) collect(emits []Emit) []Emit {
 	m := tx.m
 	m.mu.Lock()
@@ -800,7 +802,7 @@ func (o *output) sent(t int64) {
 // finalized. Partitions left empty are forgotten too.
 func (m *shard) gc(now time.Time) {
 	m.lastGC = now
-	m.gcAt.Store(now.Add(time.Duration(m.cfg.IdleTimeout) / 10).UnixNano())
+	m.gcAt.Store(int64(stampOf(now.Add(time.Duration(m.cfg.IdleTimeout) / 10))))
 	idle := time.Duration(m.cfg.IdleTimeout)
 	for _, l := range m.outs {
 		for _, o := range l {
@@ -820,7 +822,7 @@ func (m *shard) gc(now time.Time) {
 
 // forget removes an idle output, keeping its last finalized timestamp.
 func (m *shard) forget(o *output) {
-	if len(m.forgotten) >= m.cfg.MaxSeries {
+	if len(m.forgotten) >= max(1, m.cfg.MaxSeries/mergeShards) { // max_series in all shards
 		for k := range m.forgotten { // bounded: drop an arbitrary one
 			delete(m.forgotten, k)
 			break

@@ -563,6 +563,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 				return fmt.Errorf("output %d defined twice", id)
 			}
 			o := m.shardOf(ls.Hash()).newOutput(id, part, ls, now)
+			m.total.Add(1)
 			o.learning = true
 			if payload[0] == recOutputState {
 				o.carry, o.st, o.f, o.learning, o.q = r.float(), r.varint(), r.varint(), r.bool(), r.samples()

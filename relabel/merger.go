@@ -118,6 +118,7 @@ func (w *Merger) setConfig(cfg CollisionConfig) {
 	defer w.unlockAll()
 	for _, sh := range w.shards {
 		sh.cfg = cfg
+		sh.gcAt.Store(0) // idle_timeout may have changed: GC at the next request
 	}
 }
 
@@ -133,6 +134,20 @@ func (w *Merger) maxWait() time.Duration {
 func (w *Merger) known(out labels.Labels) bool {
 	h := out.Hash()
 	return w.shardOf(h).known(out, h)
+}
+
+// reserve takes a place for a new output if the state holds fewer than
+// maxSeries (every shard together); newOutput then counts the output.
+func (w *Merger) reserve(maxSeries int) bool {
+	for {
+		n := w.total.Load()
+		if n >= int64(maxSeries) {
+			return false
+		}
+		if w.total.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // outputs is the number of outputs in the state.
@@ -196,7 +211,7 @@ func (tx *shardedTx) Collect() []Emit {
 	var emits []Emit
 	var adds []int // shard sh's Add calls, numbered here
 	for i, sh := range tx.w.shards {
-		if !tx.began[i] && !sh.Pending() && sh.now().UnixNano() < sh.gcAt.Load() {
+		if !tx.began[i] && !sh.Pending() && int64(stampOf(sh.now())) < sh.gcAt.Load() {
 			continue // nothing for this request there, no GC due
 		}
 		from := len(emits)

@@ -196,3 +196,37 @@ func labelValue(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// TestDecisionCacheKeysNameOneLabelSet: the decision cache trusts its keys
+// (no comparison of labels), so two label sets whose name/value bytes run
+// together alike (a value holding the 0xff separator, possible with
+// validate_utf8 off) must not share a key — nor long labels, nor label sets
+// that differ in where one label ends.
+func TestDecisionCacheKeysNameOneLabelSet(t *testing.T) {
+	p, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := "litellm_proxy_total_requests_metric_total"
+	long := strings.Repeat("k", 600) // beyond the hasher's buffer
+	sets := []labels.Labels{
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "a\xffzz\xffb"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "a", "zz", "b"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "ab"),
+		labels.FromStrings("__name__", n, "status_code", "None", "usera", "b"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", long),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", long+"x"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", long[:300], "v", long[:300]),
+	}
+	for round := range 2 { // the second round answers from the cache
+		for _, ls := range sets {
+			e := p.decide(newSliceBatch([]labels.Labels{ls}, [][]Sample{{{T: int64(round), V: 1}}}))
+			if len(e) != 1 || !labels.Equal(e[0].orig, ls) {
+				t.Fatalf("round %d: %v decided as %v", round, ls, e)
+			}
+			if want := labels.NewBuilder(ls).Set("status_code", "500").Labels(); !labels.Equal(e[0].out, want) {
+				t.Fatalf("round %d: %v repaired to %v, want %v", round, ls, e[0].out, want)
+			}
+		}
+	}
+}

@@ -118,6 +118,15 @@ const (
 	observePerSec = 10
 )
 
+func (b *observeBudget) refund() {
+	if b.all {
+		return
+	}
+	b.mu.Lock()
+	b.tokens = min(observeBurst, b.tokens+1)
+	b.mu.Unlock()
+}
+
 func (b *observeBudget) take() bool {
 	if b.all {
 		return true
@@ -161,6 +170,8 @@ func (o observedRepairer) Apply(b Batch, part string) (RepairResult, MergeRun) {
 	res, run := o.r.Apply(rb, part)
 	if res.Changed || len(rb.appended) > 0 {
 		o.h.observer.ObserveChanges(rb.changes(o.h.maxChanges))
+	} else {
+		o.h.observeBudget.refund() // nothing to show: the token stays for a request that has
 	}
 	return res, run
 }
