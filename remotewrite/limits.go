@@ -118,32 +118,43 @@ func (s *scanned) validate(l *Limits) error {
 		if !checkUTF && s.plainSeries(si, l) {
 			continue // nearly every series: valid, sorted, within the limits
 		}
-		c := seriesPairs{s, si}
-		var err *RejectError
-		n := c.len()
-		if n > l.MaxLabelsPerSeries {
-			err = &RejectError{ReasonTooManyLabels, fmt.Sprintf("has %d labels, more than the limit of %d", n, l.MaxLabelsPerSeries)}
-		}
-		for j := range n {
-			name, value := c.pair(j)
-			if len(name) > l.MaxLabelNameLength {
-				err = &RejectError{ReasonLabelNameTooLong, fmt.Sprintf("label name of %d bytes is longer than the limit of %d", len(name), l.MaxLabelNameLength)}
-				break
-			}
-			if len(value) > l.MaxLabelValueLength {
-				err = &RejectError{ReasonLabelValueTooLong, fmt.Sprintf("label %s: value of %d bytes is longer than the limit of %d", name, len(value), l.MaxLabelValueLength)}
-				break
-			}
-		}
-		if err != nil {
-			err.Msg = fmt.Sprintf("timeseries[%d] %s %s", i, s.describe(i), err.Msg)
+		if err := s.checkSeries(i, l, checkUTF); err != nil {
 			return err
 		}
-		reason, unsorted := checkLabels(c, checkUTF, &s.names)
-		si.unsorted, si.invalid = unsorted && reason == "", reason != ""
-		if reason != "" {
-			s.invalid = append(s.invalid, reason)
+	}
+	return nil
+}
+
+// checkSeries is validate's full check of series i, the one that names the
+// problem: rwfix's limits (an error refuses the request), then Prometheus'
+// receiver's verdict, recorded in the series' flags.
+func (s *scanned) checkSeries(i int, l *Limits, checkUTF bool) error {
+	si := &s.series[i]
+	c := seriesPairs{s, si}
+	var err *RejectError
+	n := c.len()
+	if n > l.MaxLabelsPerSeries {
+		err = &RejectError{ReasonTooManyLabels, fmt.Sprintf("has %d labels, more than the limit of %d", n, l.MaxLabelsPerSeries)}
+	}
+	for j := range n {
+		name, value := c.pair(j)
+		if len(name) > l.MaxLabelNameLength {
+			err = &RejectError{ReasonLabelNameTooLong, fmt.Sprintf("label name of %d bytes is longer than the limit of %d", len(name), l.MaxLabelNameLength)}
+			break
 		}
+		if len(value) > l.MaxLabelValueLength {
+			err = &RejectError{ReasonLabelValueTooLong, fmt.Sprintf("label %s: value of %d bytes is longer than the limit of %d", name, len(value), l.MaxLabelValueLength)}
+			break
+		}
+	}
+	if err != nil {
+		err.Msg = fmt.Sprintf("timeseries[%d] %s %s", i, s.describe(i), err.Msg)
+		return err
+	}
+	reason, unsorted := checkLabels(c, checkUTF, &s.names)
+	si.unsorted, si.invalid = unsorted && reason == "", reason != ""
+	if reason != "" {
+		s.invalid = append(s.invalid, reason)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
@@ -194,5 +196,135 @@ func TestOverloadAnswers503(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(m.rejected.WithLabelValues(ReasonOverloaded)); v != float64(got[http.StatusServiceUnavailable]) {
 		t.Errorf("rejected{overloaded} = %v, want %d", v, got[http.StatusServiceUnavailable])
+	}
+}
+
+// TestValidateFastPathsMatchFullCheck: validate's shortcuts (plainSeries,
+// the ASCII pre-checks) must give the verdicts of the
+// full check (checkSeries on every series) for any input: random RW 1.0 and
+// 2.0 requests with odd names and values (non-ASCII, invalid UTF-8, empty,
+// duplicate, out of order, long), odd encodings (value before name, unknown
+// fields, a name missing, labels split by samples), and small or default
+// limits.
+func TestValidateFastPathsMatchFullCheck(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	names := []string{"__name__", "a", "b", "job", "é", "\xff", "", "aa", "zzzzzzz", "A", "__name__x", "_", "ab\xc3", strings.Repeat("n", 130), "a", "job"}
+	values := []string{"", "x", "\xc3", "ü", "long-value", "v", "\xed\xa0\x80", "ok", strings.Repeat("v", 200)}
+	str := func(b []byte, num protowire.Number, v string) []byte {
+		return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), v)
+	}
+	label := func(n string) []byte {
+		v := values[r.IntN(len(values))]
+		switch r.IntN(8) {
+		case 0:
+			return str(str(nil, 2, v), 1, n) // value first
+		case 1:
+			return str(str(str(nil, 1, n), 2, v), 7, "\xff\xfe") // an unknown field
+		case 2:
+			return str(nil, 2, v) // no name
+		}
+		return str(str(nil, 1, n), 2, v)
+	}
+	sample := func(b []byte) []byte {
+		s := protowire.AppendVarint(protowire.AppendTag(protowire.AppendFixed64(protowire.AppendTag(nil, 1, protowire.Fixed64Type), 0), 2, protowire.VarintType), 5)
+		return protowire.AppendBytes(protowire.AppendTag(b, 2, protowire.BytesType), s)
+	}
+	v1 := func() []byte {
+		var req []byte
+		for range 1 + r.IntN(3) {
+			var ts []byte
+			ns := make([]string, r.IntN(7))
+			for k := range ns {
+				ns[k] = names[r.IntN(len(names))]
+			}
+			if r.IntN(2) == 0 {
+				slices.Sort(ns) // in order, duplicates kept: the fast paths' case
+				if r.IntN(2) == 0 {
+					ns = append([]string{"__name__"}, ns...)
+				}
+			}
+			for k, n := range ns {
+				ts = protowire.AppendBytes(protowire.AppendTag(ts, 1, protowire.BytesType), label(n))
+				if k == 0 && r.IntN(8) == 0 {
+					ts = sample(ts) // labels split by a sample
+				}
+			}
+			req = protowire.AppendBytes(protowire.AppendTag(req, 1, protowire.BytesType), sample(ts))
+		}
+		return req
+	}
+	v2 := func() []byte {
+		syms := []string{""}
+		for range 1 + r.IntN(6) {
+			if r.IntN(2) == 0 {
+				syms = append(syms, names[r.IntN(len(names))])
+			} else {
+				syms = append(syms, values[r.IntN(len(values))])
+			}
+		}
+		var req []byte
+		for _, s := range syms {
+			req = str(req, 4, s)
+		}
+		for range 1 + r.IntN(3) {
+			var refs []byte
+			for range 2 * r.IntN(6) {
+				refs = protowire.AppendVarint(refs, uint64(r.IntN(len(syms))))
+			}
+			ts := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), refs)
+			req = protowire.AppendBytes(protowire.AppendTag(req, 5, protowire.BytesType), sample(ts))
+		}
+		return req
+	}
+	checked, plainN := 0, 0 // plainN: series the fast check passed
+	for it := range 40000 {
+		proto, raw := ProtoV1, v1()
+		if it%2 == 1 {
+			proto, raw = ProtoV2, v2()
+		}
+		utf := r.IntN(3) != 0
+		l := DefaultLimits()
+		l.ValidateUTF8 = &utf
+		if r.IntN(2) == 0 {
+			l.MaxLabelsPerSeries, l.MaxLabelNameLength, l.MaxLabelValueLength = 1+r.IntN(5), 1+r.IntN(140), 1+r.IntN(210)
+		}
+		fast, err := scan(proto, slices.Clone(raw))
+		if err != nil {
+			continue // malformed: refused before validate
+		}
+		full, _ := scan(proto, slices.Clone(raw))
+		errFast := fast.validate(&l)
+		var errFull error
+		for i := range full.series {
+			if errFull = full.checkSeries(i, &l, utf); errFull != nil {
+				break
+			}
+		}
+		checked++
+		for i := range fast.series {
+			if fast.plainSeries(&fast.series[i], &l) {
+				plainN++
+			}
+		}
+		if (errFast == nil) != (errFull == nil) || (errFast != nil && errFast.Error() != errFull.Error()) {
+			t.Fatalf("%s utf=%v limits %+v, request %x: validate says %v, the full check %v", proto, utf, l, raw, errFast, errFull)
+		}
+		if errFast != nil {
+			continue
+		}
+		for i := range fast.series {
+			if fast.series[i].invalid != full.series[i].invalid || fast.series[i].unsorted != full.series[i].unsorted {
+				t.Fatalf("%s utf=%v, request %x, series %d: validate says invalid=%v unsorted=%v, the full check %v %v", proto, utf, raw, i,
+					fast.series[i].invalid, fast.series[i].unsorted, full.series[i].invalid, full.series[i].unsorted)
+			}
+		}
+		if !slices.Equal(fast.invalid, full.invalid) {
+			t.Fatalf("%s request %x: reasons %v, the full check %v", proto, raw, fast.invalid, full.invalid)
+		}
+		fast.release()
+		full.release()
+	}
+	if checked < 10000 || plainN < 500 {
+		t.Fatalf("only %d of 40000 random requests were well-formed, %d series plain: the fast paths went untested", checked, plainN)
 	}
 }
