@@ -17,7 +17,13 @@
 //     are forwarded without ever being turned into labels.Labels.
 //   - apply.go: the batch-level decisions — which series change, the collision
 //     guard, the grouping of merge sources into outputs, label-set hashing.
-//   - merge.go: the exact counter merge (see Merger), its invariants and its
-//     one mechanism, the per-output frontier.
+//   - cache.go: the decision cache — the rules' verdict per series, keyed by
+//     a 128-bit hash of its labels, so that a series seen again is neither
+//     built into labels nor relabeled again.
+//   - merge.go: the exact counter merge's state machine (see shard), its
+//     invariants and its one mechanism, the per-output frontier.
+//   - merger.go: Merger, the merge state requests use: 16 shards by the hash
+//     of an output's labels, each with its own lock, sharing ids, the output
+//     count, the log and the metrics.
 //   - mergelog.go: the merge state's durable log in the data directory.
 package relabel

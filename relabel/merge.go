@@ -50,7 +50,9 @@ type MergeTx = interface {
 	Done(ok, retryOK bool)
 }
 
-// Merger is the exact counter merge behind the "merge" collision policy.
+// shard is the exact counter merge behind the "merge" collision policy, for
+// the outputs whose label hash falls on it (Merger, merger.go, holds the
+// shards; the state machine below is each shard's, unchanged by sharding).
 //
 // When several source series map to one output label set (LiteLLM's
 // status_code="None" rewritten onto an existing status_code="500"), the
