@@ -2,16 +2,19 @@ package main
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/promslog"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
@@ -233,4 +236,62 @@ func TestVersion(t *testing.T) {
 		t.Errorf("want revision %s in:\n%s", rev, text)
 	}
 	t.Logf("%s", text)
+}
+
+// TestRuntimeTuning: GOGC 75 unless GOGC is set, and GOMEMLIMIT from the
+// cgroup memory limit (v2 in the process' cgroup or at the root, v1), none
+// without a limit or with GOMEMLIMIT set — as Prometheus does.
+func TestRuntimeTuning(t *testing.T) {
+	fake := func(files map[string]string) string {
+		root := t.TempDir()
+		for p, c := range files {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(root, p), c)
+		}
+		return root
+	}
+	for _, c := range []struct {
+		name  string
+		files map[string]string
+		want  int64
+	}{
+		{"v2, own cgroup", map[string]string{"proc/self/cgroup": "0::/kubepods/pod1/rwfix\n", "sys/fs/cgroup/kubepods/pod1/rwfix/memory.max": "268435456\n"}, 268435456},
+		{"v2, at the root (cgroup namespace)", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "134217728\n"}, 134217728},
+		{"v2, no limit", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "1048576\n"}, 0},
+		{"v1", map[string]string{"proc/self/cgroup": "4:memory:/x\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "536870912\n"}, 536870912},
+		{"v1, unlimited", map[string]string{"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"}, 0},
+		{"nothing", nil, 0},
+	} {
+		got, ok := cgroupMemoryLimit(fake(c.files))
+		if got != c.want || ok != (c.want > 0) {
+			t.Errorf("%s: limit %d (%v), want %d", c.name, got, ok, c.want)
+		}
+	}
+
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	logger := promslog.NewNopLogger()
+	root := fake(map[string]string{"sys/fs/cgroup/memory.max": "268435456\n"})
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	tuneRuntime(logger, true, 0.9, root)
+	if gc := debug.SetGCPercent(100); gc != 75 {
+		t.Errorf("GOGC %d, want 75", gc)
+	}
+	limit, ratio := int64(268435456), 0.9
+	if want := int64(float64(limit) * ratio); debug.SetMemoryLimit(-1) != want {
+		t.Errorf("GOMEMLIMIT %d, want %d", debug.SetMemoryLimit(-1), want)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	t.Setenv("GOGC", "100")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	tuneRuntime(logger, true, 0.9, root)
+	if gc := debug.SetGCPercent(100); gc != 100 {
+		t.Errorf("GOGC %d with GOGC=100 set, want 100", gc)
+	}
+	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+		t.Errorf("GOMEMLIMIT %d although GOMEMLIMIT is set", limit)
+	}
 }
