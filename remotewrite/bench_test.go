@@ -367,7 +367,8 @@ func BenchmarkCodecs(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		enc  func(dst, src []byte) []byte
-	}{{"encode/golang-snappy", snappy.Encode}, {"encode/s2-snappy", s2.EncodeSnappy}, {"encode/s2-snappy-better", s2.EncodeSnappyBetter}} {
+	}{{"encode/golang-snappy", snappy.Encode}, {"encode/s2-snappy", s2.EncodeSnappy}, {"encode/s2-snappy-better", s2.EncodeSnappyBetter},
+		{"encode/s2-snappy-chunked(rwfix)", compress}} {
 		b.Run(c.name, func(b *testing.B) {
 			var dst []byte
 			for i := 0; b.Loop(); i++ {

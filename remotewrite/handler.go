@@ -211,8 +211,8 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 			h.reject(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, fmt.Sprintf("request body of %d bytes exceeds the %d bytes limit", r.ContentLength, h.maxBody))
 			return
 		}
-		cbuf := bufPool.Get().(*[]byte)
-		defer bufPool.Put(cbuf)
+		cbuf := compressedPool.Get().(*[]byte)
+		defer compressedPool.Put(cbuf)
 		compressed, err := readAll(*cbuf, r.Body, r.ContentLength, h.maxBody)
 		*cbuf = compressed[:0]
 		if err != nil {
@@ -332,9 +332,9 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.metrics.forwarded.WithLabelValues("none").Inc()
 		mergeOK = true
 	case changed:
-		buf, cbuf := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+		buf, cbuf := bufPool.Get().(*[]byte), compressedPool.Get().(*[]byte)
 		defer bufPool.Put(buf)
-		defer bufPool.Put(cbuf)
+		defer compressedPool.Put(cbuf)
 		*buf = s.encode((*buf)[:0])
 		*cbuf = compress(*cbuf, *buf)
 		p.raw, p.compressed = *buf, *cbuf
