@@ -335,7 +335,7 @@ func TestLoad(t *testing.T) {
 	// The merge learns a new output's sources for one wait (10 s plus two
 	// intervals) before it sends: the warm-up waits it out (see drive), so
 	// that the measured phase is the steady state.
-	mergeWarmup := 11 * time.Second
+	mergeLearn := 11 * time.Second
 	var rows []string
 	var shares string
 	for _, proto := range []bool{false, true} {
@@ -355,14 +355,14 @@ func TestLoad(t *testing.T) {
 			r       *relay
 			tpls    []rwtest.Template
 			senders int
-			warmup  time.Duration
+			learn   time.Duration // the merge's learning before the warm-up (see drive)
 		}
 		specs := []rowSpec{
 			{"baseline", &baseline, heavy, 8, 0},
-			{"rwfix, untouched (no None, no 500)", &rwfix, untouched, 8, mergeWarmup},
-			{"rwfix, clean (no None; every genuine 500 tracked by the merge)", &rwfix, clean, 8, mergeWarmup},
-			{"rwfix, repair-heavy (10% None, each colliding with a genuine 500)", &rwfix, heavy, 8, mergeWarmup},
-			{"rwfix, repair-heavy, GOMAXPROCS=2 on both cores (the generator shares core 1)", &rwfix2, heavy, 8, mergeWarmup},
+			{"rwfix, untouched (no None, no 500)", &rwfix, untouched, 8, mergeLearn},
+			{"rwfix, clean (no None; every genuine 500 tracked by the merge)", &rwfix, clean, 8, mergeLearn},
+			{"rwfix, repair-heavy (10% None, each colliding with a genuine 500)", &rwfix, heavy, 8, mergeLearn},
+			{"rwfix, repair-heavy, GOMAXPROCS=2 on both cores (the generator shares core 1)", &rwfix2, heavy, 8, mergeLearn},
 		}
 		if vmagent != nil && !proto {
 			// vmagent takes RW 1.0 (its RW 2.0 ingestion is not what Prometheus sends it).
@@ -371,7 +371,7 @@ func TestLoad(t *testing.T) {
 				rowSpec{"vmagent v1.151, repair-heavy, same relabel rule", vmagent, heavy, 8, 0})
 		}
 		if !proto {
-			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", &flood, heavy, 32, mergeWarmup})
+			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", &flood, heavy, 32, mergeLearn})
 		}
 		var base loadResult
 		for k, c := range specs {
@@ -412,7 +412,7 @@ func TestLoad(t *testing.T) {
 			var prof sync.WaitGroup
 			if *loadProfile != "" && c.r.name == "rwfix" {
 				prof.Go(func() {
-					time.Sleep(c.warmup + 2500*time.Millisecond)
+					time.Sleep(c.learn + 2500*time.Millisecond)
 					resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(loadDuration.Seconds())-1))
 					if err != nil {
 						t.Log(err)
@@ -424,7 +424,7 @@ func TestLoad(t *testing.T) {
 					_ = os.WriteFile(name, b, 0o644)
 				})
 			}
-			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.warmup, *loadDuration, c.senders, drained)
+			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.learn, *loadDuration, c.senders, drained)
 			prof.Wait()
 			if *loadHeap != "" && c.r.name == "rwfix" {
 				if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port)); err == nil {

@@ -94,10 +94,11 @@ type pairHasher struct {
 	d   xxhash.Digest
 	buf [512]byte
 	n   int
-	// second: also hash into d2 (another seed), for decisionCache's keys.
-	second bool
-	d2     xxhash.Digest
-	addFn  func(name, value string) // h.add, made once: a method value passed on allocates
+	// keyed: a decisionCache key — names and values length-prefixed (see
+	// addKeyed), also hashed into d2 with another seed.
+	keyed bool
+	d2    xxhash.Digest
+	addFn func(name, value string) // h.add, made once: a method value passed on allocates
 }
 
 // newPairHasher returns a hasher to pass to Batch.Pairs, series after series.
@@ -110,17 +111,17 @@ func newPairHasher() *pairHasher {
 // seed2 is the seed of the second hash of decisionCache's keys.
 const seed2 = 0x9e3779b97f4a7c15
 
-func (h *pairHasher) reset() { h.d.Reset(); h.n = 0; h.second = false }
+func (h *pairHasher) reset() { h.d.Reset(); h.n = 0; h.keyed = false }
 
 func (h *pairHasher) write(b []byte) {
 	_, _ = h.d.Write(b)
-	if h.second {
+	if h.keyed {
 		_, _ = h.d2.Write(b)
 	}
 }
 
 func (h *pairHasher) add(name, value string) {
-	if h.second {
+	if h.keyed {
 		h.addKeyed(name, value)
 		return
 	}

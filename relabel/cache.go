@@ -76,7 +76,7 @@ func (c *decisionCache) put(k cacheKey, d *decision) {
 // scratch space, reused from series to series (it escapes through Pairs).
 func seriesKey(b Batch, i int, h *pairHasher) cacheKey {
 	h.reset()
-	h.second = true
+	h.keyed = true
 	h.d2.ResetWithSeed(seed2)
 	b.Pairs(i, h.addFn)
 	return cacheKey{h.sum(), h.d2.Sum64()}

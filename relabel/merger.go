@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -105,11 +106,9 @@ func (w *Merger) SetClock(now func() time.Time) {
 	defer w.unlockAll()
 	for _, sh := range w.shards {
 		sh.now = now
-		sh.retryUntil = minInt64
+		sh.retryUntil = math.MinInt64
 	}
 }
-
-const minInt64 = -1 << 63
 
 // setConfig applies a reloaded configuration's limits.
 func (w *Merger) setConfig(cfg CollisionConfig) {
