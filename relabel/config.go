@@ -45,10 +45,17 @@ type CollisionConfig struct {
 	Policy Policy `yaml:"policy,omitempty"`
 	// MaxWait caps how long an output sample waits for a source that has not
 	// reported at its timestamp before the source is taken at its latest
-	// value (counted in rwfix_merge_overdue_total), and how long a new output
-	// learns its sources. The wait itself is learned from the traffic: twice
-	// the scrape interval plus 10 s (the sender's batching), at most MaxWait.
+	// value (counted in rwfix_merge_overdue_total). The wait itself is
+	// learned from the traffic: twice the scrape interval plus BirthWait, at
+	// most MaxWait.
 	MaxWait model.Duration `yaml:"max_wait,omitempty"`
+	// BirthWait is how long a merged sample at timestamp T is held after the
+	// first sample at T arrived, so that a source born at that scrape, whose
+	// first sample travels on another shard of the sender, still counts at T:
+	// the sender's batch_send_deadline (Prometheus: 5 s) plus its network
+	// and retry latency. It is the latency the merge adds to merged series
+	// (and to no other series).
+	BirthWait model.Duration `yaml:"birth_wait,omitempty"`
 	// MaxSeries bounds the merge state. Beyond it, new outputs are not merged:
 	// their rewrites are undone and the series forwarded unrepaired.
 	MaxSeries int `yaml:"max_series,omitempty"`
@@ -67,6 +74,7 @@ type CollisionConfig struct {
 // Defaults of CollisionConfig.
 const (
 	DefaultMaxWait     = 2 * time.Minute
+	DefaultBirthWait   = 10 * time.Second
 	DefaultMaxSeries   = 100000
 	DefaultIdleTimeout = 2 * time.Hour
 )
@@ -85,6 +93,9 @@ func (c *CollisionConfig) setDefaults() {
 	if c.MaxWait == 0 {
 		c.MaxWait = model.Duration(DefaultMaxWait)
 	}
+	if c.BirthWait == 0 {
+		c.BirthWait = model.Duration(DefaultBirthWait)
+	}
 }
 
 // Validate checks the collision settings.
@@ -95,8 +106,8 @@ func (c *CollisionConfig) Validate() error {
 	if c.Policy != PolicyMerge && c.Policy != PolicyKeepDistinct {
 		return fmt.Errorf("collision.policy %q: must be %q or %q", c.Policy, PolicyMerge, PolicyKeepDistinct)
 	}
-	if c.IdleTimeout <= 0 || c.MaxSeries <= 0 || c.MaxWait <= 0 {
-		return errors.New("collision.idle_timeout, collision.max_wait and collision.max_series must be positive")
+	if c.IdleTimeout <= 0 || c.MaxSeries <= 0 || c.MaxWait <= 0 || c.BirthWait < 0 {
+		return errors.New("collision.idle_timeout, collision.max_wait, collision.birth_wait and collision.max_series must be positive")
 	}
 	return nil
 }
@@ -111,6 +122,7 @@ func DefaultCollisionConfig() CollisionConfig {
 	return CollisionConfig{
 		Policy:      PolicyMerge,
 		MaxWait:     model.Duration(DefaultMaxWait),
+		BirthWait:   model.Duration(DefaultBirthWait),
 		MaxSeries:   DefaultMaxSeries,
 		IdleTimeout: model.Duration(DefaultIdleTimeout),
 	}

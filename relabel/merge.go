@@ -60,30 +60,56 @@ type MergeTx = interface {
 //
 //	carry + Σ over its sources of the source's value at T
 //
-// (a source's value at T is its latest sample at or before T; a source that
-// went stale keeps its last count in the sum; for _created series: the
-// smallest value of the live sources instead of the sum). The carry keeps the
-// count of a source that reset on its own (its value dropped while the other
-// sources did not), so the output never shows a fake reset; when every live
-// source resets at one timestamp (the exporter restarted) the carry and the
-// stale sources are dropped and the output resets once, like the real counter.
+// (a source's value at T is its latest sample at or before T, 0 before its
+// first sample — it did not exist yet; a source that went stale keeps its
+// last count in the sum; for _created series: the smallest value of the live
+// sources instead of the sum). The carry keeps the count of a source that
+// reset on its own (its value dropped while the other sources did not), so
+// the output never shows a fake reset; when every live source resets at one
+// timestamp (the exporter restarted) the carry and the stale sources are
+// dropped and the output resets once, like the real counter.
 //
-// One mechanism keeps the invariants: every output is a small state machine
-// with a frontier F, the last timestamp it has finalized. Source samples are
-// queued per source; the next timestamp T (the smallest queued one) is
-// finalized, in order, once every source of the output has been seen at or
-// after T, is stale, or is overdue (silent for longer than the wait bound,
-// learned from the traffic: see waitBound). A finalized sample joins the
-// output's send queue; the queue rides on the request that finalized it, or,
-// if the output already has samples in flight upstream or was finalized by
-// the clock, on the next request (of the same partition: tenant) — so the
-// samples of one output reach the upstream strictly in order, none skipped,
-// and a request in flight is never overtaken. A send that fails keeps its
-// samples queued: they are sent again, with the same values.
+// Invariants, for every sequence of requests, answers, restarts and crashes
+// (docs: README "Collisions"; proven by the tests and the fault simulation):
 //
-// A new output (first seen, or after a start without state) first learns its
-// sources for one wait bound: its samples are held, then finalized at their
-// own timestamps. Every state change is appended to a log in the data
+//   - I1 one value per timestamp: an output's sample at T is finalized once;
+//     a re-send (after a failed send, a lost answer or a restart) carries the
+//     same value, marked as a retry.
+//   - I2 order: an output's samples reach the upstream strictly in order,
+//     none overtaking one in flight.
+//   - I3 exact: the value is the formula above, over every source that had a
+//     sample at or before T; a source first seen after T counted 0 at T.
+//   - I4 complete: there is a sample at every T at which any source has one,
+//     except where the truth is unknowable — a source's count before its
+//     first sample, for T before the horizon (see Merger.horizon: after a
+//     start without state) or for a source the state knew before idle
+//     clean-up; such timestamps are counted (rwfix_merge_unknown_samples_total).
+//   - I5 no fake reset: the output decreases only when every live source
+//     resets at one timestamp.
+//
+// One mechanism keeps them: every output is a small state machine with a
+// frontier F, the last timestamp it has finalized. Source samples are queued
+// per source; the next timestamp T (the smallest queued one) is finalized, in
+// order, once
+//
+//   - every known source has been seen at or after T, or is stale, and
+//   - birth_wait has passed since the first sample at T arrived: a source
+//     born at T's scrape whose first sample travels on another shard of the
+//     sender (Prometheus sends a shard's batch within batch_send_deadline)
+//     has arrived by then, so no source can still appear for T;
+//
+// or when a known source is overdue (silent for longer than the wait bound,
+// learned from the traffic: see waitBound). A sample that arrives for a
+// timestamp its output had finalized anyway is counted late
+// (rwfix_merge_late_samples_total) and counts from the next one on.
+//
+// A finalized sample joins the output's send queue; the queue rides on the
+// request that finalized it, or, if the output already has samples in
+// flight upstream or was finalized by the clock, on the next request (of the
+// same partition: tenant) — so the samples of one output reach the upstream
+// strictly in order, none skipped, and a request in flight is never
+// overtaken. A send that fails keeps its samples queued: they are sent again,
+// with the same values. Every state change is appended to a log in the data
 // directory before the request that caused it is answered (see mergelog.go),
 // so a restart, a SIGKILL or an OOM kill resumes with the exact state.
 type shard struct {
@@ -93,9 +119,11 @@ type shard struct {
 	now   func() time.Time
 	outs  map[outKey][]*output
 	parts map[string]*partition
-	// forgotten holds, for outputs that idle GC forgot, the last timestamp
-	// they finalized: if one comes back, it never sends at or before it.
-	forgotten map[outKey]int64
+	// forgotten holds what is left of the outputs that idle GC forgot (see
+	// tomb), in the order they were forgotten (forgottenQ, oldest first: the
+	// one dropped when the set is full, the same in a replay of the log).
+	forgotten  map[outKey]tomb
+	forgottenQ []outKey
 	n         int // outputs
 	nsrc      int // sources
 	lastGC    time.Time
@@ -119,6 +147,16 @@ type outKey struct {
 	h    uint64
 }
 
+// tomb is what the state keeps of an output that idle GC forgot: the last
+// timestamp it finalized (if it comes back, it never sends at or before it)
+// and the hashes of its sources' labels (if it comes back, it waits for each
+// of them as for a known source, and a timestamp at which one of them has no
+// count yet is unknowable, not a birth).
+type tomb struct {
+	f    int64
+	srcs []uint64
+}
+
 type output struct {
 	sh       *shard // the shard that holds it
 	id       uint64
@@ -130,11 +168,13 @@ type output struct {
 	st       int64 // RW 2.0 start timestamp: the earliest since the last real reset
 	f        int64 // frontier: last finalized timestamp (MinInt64: none)
 	q        []Sample
-	inflight int  // q[:inflight] rides on a request not yet answered
-	tried    int  // q[:tried] was sent before: a retry
-	learning bool // sources still being learned: nothing is finalized
+	inflight int // q[:inflight] rides on a request not yet answered
+	tried    int // q[:tried] was sent before: a retry
+	// pend is, for each timestamp queued by some source, when its first
+	// sample arrived, in timestamp order: T is finalized no earlier than
+	// birth_wait after it (see advance).
+	pend     []pendT
 	created  stamp
-	held     stamp // since when samples have been waiting to be finalized
 	touched  stamp
 	listed   uint8 // on the partition's lists: listReady, listWaiting
 	parked   []parked
@@ -155,6 +195,12 @@ func stampOf(t time.Time) stamp { return stamp(t.Sub(clockBase)) }
 // since is how long before now s was.
 func since(now time.Time, s stamp) time.Duration { return time.Duration(stampOf(now) - s) }
 
+// pendT is a queued timestamp and the arrival of its first sample.
+type pendT struct {
+	t  int64
+	at stamp
+}
+
 // parked is the count a source had before it reset, until settleResets
 // decides whether it stays in the sum (carry) or not (real reset).
 type parked struct {
@@ -174,8 +220,14 @@ type source struct {
 	queue   []Sample // received, not yet consumed (t > the output's frontier)
 	lastT   int64    // last received timestamp (MinInt64: none)
 	lastStl bool     // the last received sample is a stale marker
-	firstT  int64    // first received timestamp
-	arrival stamp
+	firstT  int64    // first received timestamp (MinInt64: none yet)
+	firstST int64    // the RW 2.0 start timestamp of that first sample (0: none)
+	// fromTomb: known from the output's tomb (it counted before idle GC):
+	// waited for before it is seen, and unknowable before its first sample.
+	// Until it is seen, its labels are unknown and hash names them.
+	fromTomb bool
+	hash     uint64
+	arrival  stamp
 	has     bool    // v holds a count
 	v       float64 // last non-stale value
 	st      int64   // start timestamp of the last consumed sample
@@ -207,7 +259,7 @@ const scanEvery = 250 * time.Millisecond
 
 // newShard creates one shard of w's merge state.
 func newShard(w *Merger, cfg CollisionConfig) *shard {
-	m := &shard{w: w, cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]int64{}, metrics: w.metrics}
+	m := &shard{w: w, cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]tomb{}, metrics: w.metrics}
 	// A minute of margin for the clocks of the sender and rwfix.
 	m.retryUntil = m.now().Add(time.Minute).UnixMilli()
 	return m
@@ -243,18 +295,27 @@ func (m *shard) find(part string, out labels.Labels, h uint64) *output {
 	return nil
 }
 
-// waitBound is how long an output waits for a source that has not reported
-// at a timestamp before taking the source at its latest value, and how long
-// a new output learns its sources: twice the scrape interval (learned from
-// the traffic) plus 10 s for the sender's batching (Prometheus'
-// batch_send_deadline is 5 s) and network, at most collision.max_wait;
-// max_wait until the interval is known.
+// waitBound is how long an output waits for a known source that has not
+// reported at a timestamp before taking the source at its latest value:
+// twice the scrape interval (learned from the traffic) plus birth_wait (the
+// sender's batching and network), at most collision.max_wait; max_wait until
+// the interval is known.
 func (m *shard) waitBound() time.Duration {
 	if m.interval <= 0 {
 		return time.Duration(m.cfg.MaxWait)
 	}
-	b := 2*time.Duration(m.interval)*time.Millisecond + 10*time.Second
+	b := 2*time.Duration(m.interval)*time.Millisecond + m.birthWait()
 	return min(b, time.Duration(m.cfg.MaxWait))
+}
+
+// birthWait is how long after the first sample at a timestamp arrived the
+// output waits for sources it does not know yet (collision.birth_wait, at
+// most max_wait): the samples of one scrape are appended to the sender's WAL
+// together and each shard sends its batch within batch_send_deadline, so a
+// source born at that scrape has arrived by then unless its shard is stuck
+// (then it is counted late).
+func (m *shard) birthWait() time.Duration {
+	return min(time.Duration(m.cfg.BirthWait), time.Duration(m.cfg.MaxWait))
 }
 
 // Pending reports, without locking, whether some output waits for a request
@@ -316,38 +377,55 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// output finds or creates the output; nil when the state is full.
+// output finds or creates the output; nil when the state is full. An
+// output that idle GC forgot comes back even when the state is full: its
+// sources forwarded unmerged would make its counter drop (a fake reset).
+// The state then holds at most max_series outputs plus the forgotten ones
+// that came back, which are bounded by max_series too.
 func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) *output {
 	if o := m.find(part, out, h); o != nil {
 		return o
 	}
-	if !m.w.reserve(m.cfg.MaxSeries) {
+	if _, back := m.forgotten[outKey{part, h}]; back {
+		m.w.total.Add(1)
+	} else if !m.w.reserve(m.cfg.MaxSeries) {
 		m.metrics.full.Inc()
 		return nil
 	}
-	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted by reserve
-	o.learning = true
+	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
 	m.logNewOutput(o)
 	return o
 }
 
 // newOutput adds an output to the shard; the caller counts it in w.total.
+// An output that was forgotten takes back its frontier and waits for its
+// sources as known ones (see tomb).
 func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
 	o := &output{sh: m, id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: stampOf(now), touched: stampOf(now)}
 	k := outKey{part, out.Hash()}
-	if f, ok := m.forgotten[k]; ok {
-		o.f = f // it was forgotten: nothing at or before what it sent then
-		delete(m.forgotten, k)
+	if tb, ok := m.forgotten[k]; ok {
+		o.f = tb.f // nothing at or before what it sent then
+		for _, h := range tb.srcs {
+			o.sources = append(o.sources, m.placeholder(h, now))
+		}
+		delete(m.forgotten, k) // forgottenQ drops the key lazily
 	}
 	m.outs[k] = append(m.outs[k], o)
 	m.n++
 	return o
 }
 
+// placeholder is a source known from a tomb by the hash of its labels.
+func (m *shard) placeholder(h uint64, now time.Time) *source {
+	m.nsrc++
+	return &source{hash: h, fromTomb: true, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
+		resetAt: math.MinInt64, bornAt: math.MinInt64}
+}
+
 // source finds or adds the source with labels ls.
 func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	for _, s := range o.sources { // few: no hashing
-		if labels.Equal(s.labels, ls) {
+		if s.hash == 0 && labels.Equal(s.labels, ls) {
 			return s
 		}
 	}
@@ -356,7 +434,15 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	return s
 }
 
+// newSource adds the source with labels ls to o, or gives a placeholder
+// with the same hash its labels and id.
 func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
+	for _, s := range o.sources {
+		if s.hash != 0 && s.hash == ls.Hash() {
+			s.hash, s.id, s.labels, s.arrival = 0, id, ls, stampOf(now)
+			return s
+		}
+	}
 	s := &source{id: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
 		resetAt: math.MinInt64, bornAt: math.MinInt64}
 	if len(o.sources) > 0 && !m.replay {
@@ -383,7 +469,7 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 			m.interval = d
 		}
 	} else {
-		s.firstT = p.T
+		s.firstT, s.firstST = p.T, p.ST
 	}
 	s.lastT, s.lastStl = p.T, value.IsStaleNaN(p.V)
 	if p.T <= o.f {
@@ -398,10 +484,33 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		}
 		return
 	}
-	if len(s.queue) == 0 && !o.hasHeld() {
-		o.held = stampOf(now)
-	}
 	s.queue = append(s.queue, p)
+	o.arrived(p.T, now)
+}
+
+// arrived records when the first sample at t arrived (pend is in timestamp
+// order; samples mostly come in order, so this appends).
+func (o *output) arrived(t int64, now time.Time) {
+	i := len(o.pend)
+	for i > 0 && o.pend[i-1].t >= t {
+		if o.pend[i-1].t == t {
+			return
+		}
+		i--
+	}
+	o.pend = slices.Insert(o.pend, i, pendT{t: t, at: stampOf(now)})
+}
+
+// arrivedAt is when the first sample at t arrived (pend's first entry at or
+// after t: a timestamp queued by a source but recorded before a restart
+// counts from the restart).
+func (o *output) arrivedAt(t int64) (stamp, bool) {
+	for _, p := range o.pend {
+		if p.t >= t {
+			return p.at, true
+		}
+	}
+	return 0, false
 }
 
 func (o *output) hasHeld() bool {
@@ -425,8 +534,8 @@ func (o *output) next() (int64, bool) {
 }
 
 // advance finalizes every timestamp it can, in order, and takes the clock's
-// decisions: the end of learning, overdue sources. Each finalized timestamp
-// is logged with whether it was sent, so that a replay of the log makes the
+// decisions: the birth wait, overdue sources. Each finalized timestamp is
+// logged with whether it was sent, so that a replay of the log makes the
 // same decisions without the clock.
 func (m *shard) advance(o *output, now time.Time) {
 	for {
@@ -434,29 +543,71 @@ func (m *shard) advance(o *output, now time.Time) {
 		if !ok {
 			break
 		}
-		if o.learning {
-			if since(now, o.created) < m.waitBound() {
-				break
-			}
-			m.endLearning(o)
-			continue
-		}
-		if !o.complete(t) {
-			if !m.overdue(o, now) {
+		if !o.complete(t) || !m.born(o, t, now) {
+			if !m.overdue(o, t, now) {
 				break
 			}
 			m.metrics.overdue.Inc()
 		}
-		m.finalize(o, t, true)
+		emit := o.knowable(t, m.w.horizon, m.preimage(o))
+		if !emit {
+			m.metrics.unknown.Inc()
+		}
+		m.finalize(o, t, emit)
 	}
 	m.list(o)
 }
 
+// born reports whether birth_wait has passed since the first sample at t
+// arrived: no source unknown to the output can still bring a sample at t.
+func (m *shard) born(o *output, t int64, now time.Time) bool {
+	if n := m.preimage(o); n > 0 && len(o.sources) >= n {
+		return true // every possible source is known
+	}
+	at, ok := o.arrivedAt(t)
+	return !ok || since(now, at) >= m.birthWait()
+}
+
+// preimage is how many sources the output can have (0: unknown).
+func (m *shard) preimage(o *output) int {
+	if f := m.w.preimage; f != nil {
+		return f(o.labels)
+	}
+	return 0
+}
+
 // complete reports whether every source has been seen at or after t, or is
-// stale (absent: not waited for).
+// stale (absent: not waited for). A source known from a tomb is waited for
+// although it has not been seen yet.
 func (o *output) complete(t int64) bool {
 	for _, s := range o.sources {
-		if s.lastT < t && !s.lastStl && s.lastT != math.MinInt64 {
+		if s.lastT < t && !s.lastStl && (s.lastT != math.MinInt64 || s.fromTomb) {
+			return false
+		}
+	}
+	return true
+}
+
+// knowable reports whether the output's value at t is known: every source
+// that has no sample at or before t did not exist at t (first seen after t,
+// at or after the horizon, or its first sample's start timestamp is after
+// t). It is unknowable where such a source may have counted before this
+// state saw it: before the horizon (a start without state), or a source
+// known from a tomb. Before the horizon, a source this state has not seen
+// at all may have counted too, unless every possible source (preimage n) is
+// known.
+func (o *output) knowable(t, horizon int64, n int) bool {
+	if t < horizon && (n == 0 || len(o.sources) < n) {
+		return false
+	}
+	for _, s := range o.sources {
+		if s.firstT != math.MinInt64 && s.firstT <= t {
+			continue // seen at or before t
+		}
+		if s.firstST > t {
+			continue // created after t, says its start timestamp
+		}
+		if s.fromTomb || t < horizon {
 			return false
 		}
 	}
@@ -464,16 +615,16 @@ func (o *output) complete(t int64) bool {
 }
 
 // overdue reports whether the output may stop waiting for its lagging
-// sources: each has been silent, and the output has held samples, for longer
-// than the wait bound; or the output holds too many timestamps.
-func (m *shard) overdue(o *output, now time.Time) bool {
+// sources at t: each has been silent, and t's first sample arrived, longer
+// than the wait bound ago; or the output holds too many timestamps.
+func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 	for _, s := range o.sources {
 		if len(s.queue) > maxHeld {
 			return true
 		}
 	}
 	b := m.waitBound()
-	if since(now, o.held) < b {
+	if at, ok := o.arrivedAt(t); ok && since(now, at) < b {
 		return false
 	}
 	for _, s := range o.sources {
@@ -484,29 +635,9 @@ func (m *shard) overdue(o *output, now time.Time) bool {
 	return true
 }
 
-// endLearning ends an output's learning: the timestamps before the first
-// sample of some source are consumed without being sent (that source's
-// value there is unknown: a gap, never a wrong value).
-func (m *shard) endLearning(o *output) {
-	o.learning = false
-	known := int64(math.MinInt64)
-	for _, s := range o.sources {
-		known = max(known, s.firstT)
-	}
-	for {
-		t, ok := o.next()
-		if !ok || t >= known {
-			return
-		}
-		m.metrics.unknown.Inc()
-		m.finalize(o, t, false)
-	}
-}
-
 // finalize computes the output at t from every source's samples up to t and,
 // with emit, queues it for sending.
 func (m *shard) finalize(o *output, t int64, emit bool) {
-	o.learning = false
 	if !m.replay {
 		m.logFinal(o, t, emit)
 	}
@@ -521,6 +652,16 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		}
 	}
 	o.f = t
+	n := 0
+	for n < len(o.pend) && o.pend[n].t <= t {
+		n++
+	}
+	if n > 0 {
+		o.pend = o.pend[:copy(o.pend, o.pend[n:])]
+		if len(o.pend) == 0 && cap(o.pend) > 4 {
+			o.pend = nil
+		}
+	}
 	if resets > 0 {
 		m.settleResets(o)
 	}
@@ -554,7 +695,10 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 			s.resetAt = p.T
 			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T})
 		}
-		if p.ST != 0 && (o.st == 0 || p.ST < o.st) {
+		// The output's start timestamp is the earliest of its sources' since
+		// the last real reset; it never moves past a sample the output has
+		// finalized (a TSDB would take that for a reset).
+		if p.ST != 0 && ((o.st == 0 && o.f == math.MinInt64) || (o.st != 0 && p.ST < o.st)) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale = p.V, p.ST, true, false
@@ -711,7 +855,7 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 	now := m.now()
 	for g, o := range tx.groups {
 		if o != nil {
-			// The clock's decisions first (end of learning, overdue), so
+			// The clock's decisions first (birth wait, overdue), so
 			// that what they release rides in this request's own slot.
 			m.advance(o, now)
 			emits = tx.attach(o, g, emits)
@@ -796,19 +940,22 @@ func (o *output) sent(t int64) {
 	o.tried = max(0, o.tried-n)
 }
 
-// gc forgets outputs whose every source has been silent for idle_timeout,
-// that have nothing to send and carry no count of their own (a carry could
-// not be rebuilt from the sources: forgetting it would be a fake reset). A
-// forgotten output that comes back learns its sources again and sends the
-// sum of their values, never at or before the last timestamp it had
-// finalized. Partitions left empty are forgotten too.
+// gc forgets idle outputs: those whose every source has been silent for
+// idle_timeout and that have nothing to send. An output whose value still
+// holds a count that its sources coming back would not rebuild — a carry, or
+// the count of a stale source beside sources that are not stale — is kept:
+// forgetting it would be a fake reset. One whose every source ended stale
+// (the target or all its series went away) is forgotten: if they come back,
+// they were reborn, and the output restarts with them as a fixed exporter's
+// counter would. What a forgotten output leaves is its tomb. Partitions left
+// empty are forgotten too.
 func (m *shard) gc(now time.Time) {
 	m.lastGC = now
 	m.gcAt.Store(int64(stampOf(now.Add(time.Duration(m.cfg.IdleTimeout) / 10))))
 	idle := time.Duration(m.cfg.IdleTimeout)
 	for _, l := range m.outs {
 		for _, o := range l {
-			if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || o.carry != 0 || since(now, o.touched) <= idle {
+			if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || since(now, o.touched) <= idle || !o.forgettable() {
 				continue
 			}
 			m.logDrop(o)
@@ -822,16 +969,85 @@ func (m *shard) gc(now time.Time) {
 	}
 }
 
-// forget removes an idle output, keeping its last finalized timestamp.
-func (m *shard) forget(o *output) {
-	if len(m.forgotten) >= max(1, m.cfg.MaxSeries/mergeShards) { // max_series in all shards
-		for k := range m.forgotten { // bounded: drop an arbitrary one
-			delete(m.forgotten, k)
-			break
+// forgettable reports whether forgetting the output loses no count (see gc).
+func (o *output) forgettable() bool {
+	allStale, staleCount := true, false
+	for _, s := range o.sources {
+		if s.stale || s.lastStl {
+			staleCount = staleCount || s.has
+		} else {
+			allStale = false
 		}
 	}
-	m.forgotten[outKey{o.part, o.labels.Hash()}] = o.f
+	return allStale || (o.carry == 0 && !staleCount)
+}
+
+// forget removes an idle output, keeping its tomb. The tombs are bounded
+// (max_series over all shards): the oldest goes first, the same live and in
+// a replay of the log.
+func (m *shard) forget(o *output) {
+	for len(m.forgotten) >= max(1, m.cfg.MaxSeries/mergeShards) && len(m.forgottenQ) > 0 {
+		k := m.forgottenQ[0]
+		m.forgottenQ = m.forgottenQ[1:]
+		delete(m.forgotten, k)
+	}
+	k := outKey{o.part, o.labels.Hash()}
+	tb := tomb{f: o.f}
+	if !o.allStale() {
+		for _, s := range o.sources {
+			tb.srcs = append(tb.srcs, s.labelHash())
+		}
+	}
+	m.setTomb(k, tb)
 	m.remove(o)
+}
+
+// setTomb records a tomb, last in the eviction order. forgottenQ may hold
+// keys whose tomb was taken back (the output came back): they are skipped
+// when it is trimmed, and it is compacted when it has grown to twice the
+// tombs.
+func (m *shard) setTomb(k outKey, tb tomb) {
+	if _, ok := m.forgotten[k]; ok {
+		m.forgottenQ = slices.DeleteFunc(m.forgottenQ, func(x outKey) bool { return x == k })
+	}
+	m.forgotten[k] = tb
+	m.forgottenQ = append(m.forgottenQ, k)
+	if len(m.forgottenQ) > 2*len(m.forgotten)+64 {
+		m.forgottenQ = slices.DeleteFunc(m.forgottenQ, func(x outKey) bool { _, ok := m.forgotten[x]; return !ok })
+	}
+}
+
+// tombs returns the tombs in eviction order (oldest first), each once.
+func (m *shard) tombs() []outKey {
+	seen := make(map[outKey]bool, len(m.forgotten))
+	var out []outKey
+	for _, k := range m.forgottenQ {
+		if _, ok := m.forgotten[k]; ok && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// allStale reports whether every source ended stale: if they come back,
+// they were reborn, so a tomb need not wait for them.
+func (o *output) allStale() bool {
+	for _, s := range o.sources {
+		if !s.stale && !s.lastStl {
+			return false
+		}
+	}
+	return true
+}
+
+// labelHash is the hash of the source's labels (of a placeholder: the one
+// its tomb gave).
+func (s *source) labelHash() uint64 {
+	if s.hash != 0 {
+		return s.hash
+	}
+	return s.labels.Hash()
 }
 
 func (m *shard) remove(o *output) {

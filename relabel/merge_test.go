@@ -54,19 +54,25 @@ type harness struct {
 	mu    sync.Mutex
 	got   map[string][]Sample // accepted, by output labels
 	tries int                 // emits marked Retry
+	// preimage is how many sources an output can have (see
+	// Merger.preimage): 2 as under the litellm preset (None and 500); 0
+	// (unknown, as with user rules) makes every timestamp wait birth_wait.
+	preimage int
+	cfg      CollisionConfig // of every process open starts
 }
 
 func newHarness(t testing.TB, dir string) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: &fakeClock{t: time.UnixMilli(0)}, got: map[string][]Sample{}}
+	h := &harness{t: t, clock: &fakeClock{t: time.UnixMilli(0)}, got: map[string][]Sample{}, preimage: 2, cfg: DefaultCollisionConfig()}
 	h.m = h.open(dir)
 	return h
 }
 
 func (h *harness) open(dir string) *Merger {
 	h.t.Helper()
-	m := NewMerger(DefaultCollisionConfig(), nil)
+	m := NewMerger(h.cfg, nil)
 	m.SetClock(h.clock.now)
+	m.setPreimage(func(labels.Labels) int { return h.preimage })
 	if h.m != nil {
 		// A restart: as in production, what may have been written by the
 		// process before goes as retries.
@@ -572,6 +578,7 @@ func TestMergeRandomized(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		dir := t.TempDir()
 		h := newHarness(t, dir)
+		h.preimage = 3
 		sources := []labels.Labels{src500, srcNone, srcThird}
 		const steps = 40
 		exported := make([][]float64, len(sources)) // what each source sends per step
@@ -713,6 +720,7 @@ func TestMergeRandomizedConcurrent(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		h := newHarness(t, t.TempDir())
+		h.preimage = 3
 		sources := []labels.Labels{src500, srcNone, srcThird}
 		const steps = 30
 		exported := make([][]float64, len(sources))
@@ -725,11 +733,18 @@ func TestMergeRandomizedConcurrent(t *testing.T) {
 				truth[s] += v
 			}
 		}
+		// Every source's first sample first: the goroutines below run at
+		// any relative speed, a shard lagging for minutes of the clock, and
+		// a source first seen that late would be a birth counted late (see
+		// TestMergeBirth* for births).
+		for i := range sources {
+			h.req(g(outTotal, sources[i], sp(0, exported[i][0])))
+		}
 		var wg sync.WaitGroup
 		for i := range sources {
 			r := rand.New(rand.NewPCG(seed, uint64(100+i)))
 			wg.Go(func() {
-				for next := 0; next < steps; {
+				for next := 1; next < steps; {
 					n := min(1+r.IntN(3), steps-next)
 					var smp []Sample
 					for s := next; s < next+n; s++ {

@@ -55,6 +55,7 @@ const (
 	recOutputState = 7
 	recSourceState = 8
 	recForgotten   = 9
+	recMeta        = 10
 
 	compactSlack = 64 << 20
 )
@@ -95,12 +96,16 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	path := filepath.Join(dir, logName)
 	m.lockAll()
 	defer m.unlockAll()
+	// Without a log (a first start, or the directory was lost) the state
+	// begins now: see Merger.horizon. A log's own horizon replaces it.
+	m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
 	var replayErr error
 	if f, err := os.Open(path); err == nil {
 		replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
 		f.Close()
 		if replayErr != nil {
 			m.reset()
+			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
 			_ = os.Rename(path, path+".corrupt")
 			replayErr = fmt.Errorf("%w: %s: %w; starting without merge state (set aside as %s.corrupt)", ErrCorruptLog, path, replayErr, logName)
 		}
@@ -146,7 +151,7 @@ func (m *Merger) Close() error {
 func (m *Merger) reset() {
 	for _, sh := range m.shards {
 		sh.outs, sh.parts, sh.n, sh.nsrc = map[outKey][]*output{}, map[string]*partition{}, 0, 0
-		sh.forgotten = map[outKey]int64{}
+		sh.forgotten, sh.forgottenQ, sh.interval = map[outKey]tomb{}, nil, 0
 		sh.pending.Store(0)
 	}
 	m.total.Store(0)
@@ -226,7 +231,22 @@ func (m *Merger) compact() error {
 	defer os.Remove(tmp.Name())
 	w := bufio.NewWriterSize(tmp, 1<<20)
 	var size int64
+	n, _ := w.Write(metaState(l, m))
+	size += int64(n)
 	for _, sh := range m.shards {
+		for _, k := range sh.tombs() {
+			tb := sh.forgotten[k]
+			l.begin(recForgotten)
+			l.str(k.part)
+			l.uvarint(k.h)
+			l.varint(tb.f)
+			l.uvarint(uint64(len(tb.srcs)))
+			for _, h := range tb.srcs {
+				l.uvarint(h)
+			}
+			n, _ := w.Write(l.frame(nil))
+			size += int64(n)
+		}
 		for _, list := range sh.outs {
 			for _, o := range list {
 				n, _ := w.Write(outputState(l, o))
@@ -236,14 +256,6 @@ func (m *Merger) compact() error {
 					size += int64(n)
 				}
 			}
-		}
-		for k, f := range sh.forgotten {
-			l.begin(recForgotten)
-			l.str(k.part)
-			l.uvarint(k.h)
-			l.varint(f)
-			n, _ := w.Write(l.frame(nil))
-			size += int64(n)
 		}
 	}
 	err = errors.Join(w.Flush(), tmp.Sync(), tmp.Close())
@@ -378,6 +390,19 @@ func (m *shard) logDrop(o *output) {
 	}
 }
 
+// metaState is the snapshot record of what the whole state knows: its
+// horizon, and each shard's scrape interval (so that a restart does not
+// wait max_wait until it has learned it again).
+func metaState(l *mergeLog, m *Merger) []byte {
+	l.begin(recMeta)
+	l.varint(m.horizon)
+	l.uvarint(mergeShards)
+	for _, sh := range m.shards {
+		l.varint(sh.interval)
+	}
+	return l.frame(nil)
+}
+
 // outputState is the snapshot record of an output.
 func outputState(l *mergeLog, o *output) []byte {
 	l.begin(recOutputState)
@@ -387,7 +412,7 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.float(o.carry)
 	l.varint(o.st)
 	l.varint(o.f)
-	l.bool(o.learning)
+	l.bool(false) // was: learning (no longer used)
 	l.samples(o.q)
 	return l.frame(nil)
 }
@@ -408,6 +433,9 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.bool(s.stale)
 	l.varint(s.resetAt)
 	l.varint(s.bornAt)
+	l.varint(s.firstST)
+	l.bool(s.fromTomb)
+	l.uvarint(s.hash)
 	return l.frame(nil)
 }
 
@@ -513,6 +541,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 		}
 	}()
 	now := m.shards[0].now()
+	sawMeta := false
 	type srcRef struct {
 		o *output
 		s *source
@@ -564,9 +593,10 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			}
 			o := m.shardOf(ls.Hash()).newOutput(id, part, ls, now)
 			m.total.Add(1)
-			o.learning = true
 			if payload[0] == recOutputState {
-				o.carry, o.st, o.f, o.learning, o.q = r.float(), r.varint(), r.varint(), r.bool(), r.samples()
+				o.carry, o.st, o.f = r.float(), r.varint(), r.varint()
+				_ = r.bool() // was: learning
+				o.q = r.samples()
 			}
 			outs[id] = o
 			maxID = max(maxID, id)
@@ -580,6 +610,15 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			if payload[0] == recSourceState {
 				s.queue, s.lastT, s.lastStl, s.firstT = r.samples(), r.varint(), r.bool(), r.varint()
 				s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
+				if len(r.b) > 0 { // written since births became exact
+					s.firstST, s.fromTomb, s.hash = r.varint(), r.bool(), r.uvarint()
+				}
+				for _, p := range s.queue {
+					o.arrived(p.T, now)
+				}
+			}
+			if s.hash != 0 {
+				break // a placeholder of a tomb: no id of its own yet
 			}
 			srcs[sid] = srcRef{o, s}
 			maxID = max(maxID, sid)
@@ -610,9 +649,26 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 				delete(outs, oid)
 			}
 		case recForgotten:
-			part, h, f := r.str(), r.uvarint(), r.varint()
+			part, h, tb := r.str(), r.uvarint(), tomb{f: r.varint()}
+			if len(r.b) > 0 {
+				n := r.uvarint()
+				for i := uint64(0); i < n && r.err == nil; i++ {
+					tb.srcs = append(tb.srcs, r.uvarint())
+				}
+			}
 			if r.err == nil {
-				m.shardOf(h).forgotten[outKey{part, h}] = f
+				m.shardOf(h).setTomb(outKey{part, h}, tb)
+			}
+		case recMeta:
+			horizon, n := r.varint(), r.uvarint()
+			for i := uint64(0); i < n && r.err == nil; i++ {
+				iv := r.varint()
+				if i < mergeShards {
+					m.shards[i].interval = iv
+				}
+			}
+			if r.err == nil {
+				m.horizon, sawMeta = horizon, true
 			}
 		default:
 			return fmt.Errorf("unknown record type %d", payload[0])
@@ -624,10 +680,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 	if maxID > m.nextID.Load() {
 		m.nextID.Store(maxID)
 	}
+	if !sawMeta {
+		// A log written before the horizon was kept: what its sources
+		// counted before it began is not known.
+		m.horizon = now.Add(clockSkew).UnixMilli()
+	}
 	for _, o := range outs {
 		// Every sample restored unsent may have been written: a retry.
 		o.tried = len(o.q)
-		o.held = stampOf(now)
 		o.sh.list(o)
 	}
 	return nil

@@ -29,12 +29,30 @@ type Merger struct {
 	total   atomic.Int64 // outputs, every shard
 	log     *mergeLog    // nil: not durable
 	metrics *mergeMetrics
+	// horizon (ms) is the first timestamp from which the state has seen
+	// every sample the sender sent: a source first seen at T counted 0
+	// before T only at timestamps from the horizon on; before it, its count
+	// is unknown (its earlier samples may have gone to a process whose state
+	// is lost). It is the start of the state (plus clockSkew), kept in the
+	// log across restarts; MinInt64 for a state with no earlier process
+	// (SetClock: tests and offline runs). Written with every shard locked.
+	horizon int64
+	// preimage is the number of label sets that the running rules can map
+	// onto an output (0: unknown, as with user rules): once that many
+	// sources are known, no other can appear, and a complete timestamp is
+	// finalized without the birth wait. Set with every shard locked.
+	preimage func(out labels.Labels) int
 }
+
+// clockSkew is how far the sender's clock (sample timestamps) may run ahead
+// of rwfix's: a sample stamped up to clockSkew after a start without state
+// may still have been sent to the process before.
+const clockSkew = time.Second
 
 // NewMerger creates the merge state and registers its metrics with reg.
 func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 	cfg.setDefaults()
-	w := &Merger{}
+	w := &Merger{horizon: time.Now().Add(clockSkew).UnixMilli()}
 	f := promauto.With(reg)
 	w.metrics = &mergeMetrics{
 		collisions: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "collisions_total",
@@ -100,10 +118,12 @@ func (w *Merger) unlockAll() {
 
 // SetClock replaces the wall clock, for tests and offline runs that follow
 // the samples' time. Such a state has no earlier process: no sample is a
-// retry because of its age.
+// retry because of its age, and every source was seen from its birth (until
+// OpenLog, which starts a durable state's horizon).
 func (w *Merger) SetClock(now func() time.Time) {
 	w.lockAll()
 	defer w.unlockAll()
+	w.horizon = math.MinInt64
 	for _, sh := range w.shards {
 		sh.now = now
 		sh.retryUntil = math.MinInt64
@@ -119,6 +139,13 @@ func (w *Merger) setConfig(cfg CollisionConfig) {
 		sh.cfg = cfg
 		sh.gcAt.Store(0) // idle_timeout may have changed: GC at the next request
 	}
+}
+
+// setPreimage sets the running rules' preimage size (see Merger.preimage).
+func (w *Merger) setPreimage(f func(out labels.Labels) int) {
+	w.lockAll()
+	defer w.unlockAll()
+	w.preimage = f
 }
 
 // maxWait is collision.max_wait.

@@ -114,6 +114,9 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 		// Room for every source of a full merge state, several times over.
 		p.cache = newDecisionCache(4 * max(cfg.Collision.MaxSeries, 100_000))
 	}
+	if merger != nil {
+		merger.setPreimage(p.preimageSize)
+	}
 	return p, nil
 }
 
@@ -244,6 +247,25 @@ func (p *Pipeline) Merges(out labels.Labels, changed bool) bool {
 		}
 	}
 	return len(p.rules) > 0 && p.merger.known(out)
+}
+
+// preimageSize is how many label sets the rules can map onto out: with
+// presets only, each rewrite that produces out's value of its label has two
+// sources for it (the value rewritten, and the value itself); 0 (unknown)
+// with user rules, which can map any label set anywhere.
+func (p *Pipeline) preimageSize(out labels.Labels) int {
+	if len(p.rules) > 0 || p.policy != PolicyMerge {
+		return 0
+	}
+	name := out.Get(model.MetricNameLabel)
+	n := 1
+	for i := range p.rewrites {
+		rw := &p.rewrites[i]
+		if rw.matchesName(name) && out.Get(rw.label) == rw.to {
+			n *= 2
+		}
+	}
+	return n
 }
 
 // TargetsKnown reports whether Merges recognizes every output a rewrite can

@@ -1,0 +1,337 @@
+package relabel
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Births: a source first seen at T counted 0 before T, so the output has a
+// sample at every timestamp at which any source has one, equal to the sum of
+// the sources that existed then (merge.go, invariants I3 and I4).
+
+// The None series is born first, its 500 three scrapes later (and the
+// reverse): every scrape has its merged sample, from the first on.
+func TestMergeBirthAtDifferentScrapes(t *testing.T) {
+	for _, noneFirst := range []bool{true, false} {
+		for _, durable := range []bool{false, true} {
+			dir := ""
+			if durable {
+				dir = t.TempDir()
+			}
+			h := newHarness(t, dir)
+			h.clock.add(5 * time.Second) // the sender's first scrape comes after rwfix started
+			base := h.clock.now().UnixMilli()
+			first, second := srcNone, src500
+			if !noneFirst {
+				first, second = src500, srcNone
+			}
+			var want []float64
+			for i := range int64(6) {
+				ts := base + i*step
+				h.clock.add(step * time.Millisecond)
+				h.req(g(outTotal, first, sp(ts, float64(i+1))))
+				v := float64(i + 1)
+				if i >= 3 {
+					h.req(g(outTotal, second, sp(ts, 10*float64(i-2))))
+					v += 10 * float64(i-2)
+				}
+				want = append(want, v)
+			}
+			h.drain()
+			wantSeries(t, h.series(outTotal), want...)
+			if n := testutil.ToFloat64(h.m.metrics.unknown); n != 0 {
+				t.Fatalf("noneFirst=%v durable=%v: %v samples counted unknown", noneFirst, durable, n)
+			}
+		}
+	}
+}
+
+// A None series born while its 500 already counts, its first sample on a
+// shard that sends a few seconds after the 500's: the merged sample at its
+// birth is the sum of both (the birth wait), not the 500 alone sent early
+// and the None counted late.
+func TestMergeBirthOnAnotherShard(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(4) {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(i*step, 10+float64(i))))
+	}
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(4*step, 20))) // the 500's shard, first
+	h.clock.add(4 * time.Second)               // batch_send_deadline is 5 s
+	h.req(g(outTotal, srcNone, sp(4*step, 3))) // the None's shard: born now
+	for i := int64(5); i < 8; i++ {
+		h.scrape(i*step, 3+float64(i-4), 20+float64(i-4))
+	}
+	h.drain()
+	wantSeries(t, h.series(outTotal), 10, 11, 12, 13, 23, 25, 27, 29)
+	if n := testutil.ToFloat64(h.m.metrics.late); n != 0 {
+		t.Fatalf("%v samples counted late", n)
+	}
+}
+
+// After a LiteLLM restart every series is born again at 0; an output that
+// had one source before gains one at the restart's first scrape, from
+// another shard: the restart's first merged samples are exact.
+func TestMergeBirthAtLiteLLMRestart(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(3) {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(i*step, 50+float64(i))))
+	}
+	// Restart: the 500 series comes back from 0, the None series is born.
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(3*step, 3)))
+	h.clock.add(2 * time.Second)
+	h.req(g(outTotal, srcNone, sp(3*step, 3)))
+	h.scrape(4*step, 4, 5)
+	h.drain()
+	wantSeries(t, h.series(outTotal), 50, 51, 52, 6, 9)
+}
+
+// A start without state (data directory lost): a source first seen after
+// the start may have counted before it, at timestamps before the horizon;
+// those are a counted gap, never a low value. From the horizon on, a source
+// first seen later was born then.
+func TestMergeBirthBeforeTheHorizonIsAGap(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(time.Hour)
+	h.m = h.open(t.TempDir()) // starts an hour into the sender's run
+	start := h.clock.now().UnixMilli()
+	// The None's shard delivers samples from before the start (it had
+	// failed against the lost process); the 500's shard had delivered them.
+	h.req(g(outTotal, srcNone, []Sample{{T: start - 2*step, V: 5}, {T: start - step, V: 6}}))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(start+step, 7)))
+	h.req(g(outTotal, src500, sp(start+step, 70)))
+	h.scrape(start+2*step, 8, 80)
+	h.drain()
+	got := h.values(outTotal)
+	if _, ok := got[start-2*step]; ok {
+		t.Fatalf("a value before the horizon, where the 500's count is unknown: %v", got)
+	}
+	if got[start+step] != 77 || got[start+2*step] != 88 {
+		t.Fatalf("after the horizon: %v", got)
+	}
+	if n := testutil.ToFloat64(h.m.metrics.unknown); n != 2 {
+		t.Fatalf("%v samples counted unknown, want 2", n)
+	}
+}
+
+// RW 2.0: a first sample whose start timestamp is after T says the source
+// did not exist at T, even before the horizon.
+func TestMergeBirthStartTimestampBeforeTheHorizon(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(time.Hour)
+	h.m = h.open(t.TempDir())
+	start := h.clock.now().UnixMilli()
+	h.req(g(outTotal, srcNone, []Sample{{T: start - 2*step, V: 5, ST: start - 3*step}}))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, []Sample{{T: start - step, V: 1, ST: start - step - 500}}),
+		g(outTotal, srcNone, sp(start-step, 6)))
+	h.drain()
+	got := h.values(outTotal)
+	if got[start-2*step] != 5 || got[start-step] != 7 {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// The horizon is kept in the log: a restart with its state does not make
+// the births it has seen unknowable again.
+func TestMergeHorizonSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.clock.add(5 * time.Second)
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(base, 10)))
+	h.clock.add(time.Hour) // down for an hour
+	h.m = h.open(dir)
+	// The None series, born at base+step while rwfix was down, is caught up.
+	h.req(g(outTotal, src500, sp(base+step, 11)), g(outTotal, srcNone, sp(base+step, 1)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 10, 12)
+	if n := testutil.ToFloat64(h.m.metrics.unknown); n != 0 {
+		t.Fatalf("%v unknown", n)
+	}
+}
+
+// Idle clean-up never forgets a count: an output whose stale source still
+// counts beside a live one is kept, and comes back exact.
+func TestMergeIdleKeepsStaleCount(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 49, 100)
+	h.scrape(step, stale, 101) // the None series expired: its 49 stays in the sum
+	h.drain()
+	h.clock.add(3 * time.Hour) // everything silent (a sender outage)
+	h.req()
+	if n := h.m.outputs(); n != 1 {
+		t.Fatalf("%d outputs, want the one whose stale source counts kept", n)
+	}
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(2*step, 102)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 149, 150, 151)
+}
+
+// An output forgotten while its sources were silent (not stale) comes back
+// waiting for every source it had: a shard lagging longer than the birth
+// wait does not restart it from one source.
+func TestMergeForgottenWaitsForItsSources(t *testing.T) {
+	h := newHarness(t, "")
+	h.preimage = 0 // user rules: any number of sources
+	h.scrape(0, 50, 100)
+	h.scrape(step, 54, 102)
+	h.drain()
+	h.clock.add(3 * time.Hour)
+	h.req()
+	if n := h.m.outputs(); n != 0 {
+		t.Fatalf("%d outputs, want it forgotten", n)
+	}
+	ts := h.clock.now().UnixMilli()
+	h.req(g(outTotal, src500, sp(ts, 103)))
+	h.clock.add(40 * time.Second) // the None's shard lags 40 s
+	h.req(g(outTotal, srcNone, sp(ts, 55)))
+	h.drain()
+	got := h.series(outTotal)
+	if last := got[len(got)-1]; last.T != ts || last.V != 158 {
+		t.Fatalf("after coming back: %v, want 158 at %d", got, ts)
+	}
+}
+
+// A forgotten output that comes back while the state is full is merged
+// again: forwarded unmerged, its counter would drop (None left unrepaired).
+func TestMergeForgottenComesBackWhenFull(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 50, 100)
+	h.drain()
+	h.clock.add(3 * time.Hour)
+	h.req()
+	other := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "500", "user", "b")
+	cfg := DefaultCollisionConfig()
+	cfg.MaxSeries = 1
+	h.m.setConfig(cfg)
+	h.req(g(other, other, sp(h.clock.now().UnixMilli(), 1))) // fills the state
+	ts := h.clock.now().UnixMilli() + step
+	tx := h.m.Begin("")
+	if !tx.Add(outTotal, []labels.Labels{srcNone, src500}, [][]Sample{sp(ts, 51), sp(ts, 101)}) {
+		t.Fatal("the forgotten output was refused by the full state")
+	}
+	tx.Done(true, true)
+}
+
+// The tombs are dropped oldest first, the same live and in a replay: two
+// states fed the same requests keep the same tombs.
+func TestMergeTombEvictionReplays(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.cfg.MaxSeries = mergeShards // one tomb per shard
+	h.m.setConfig(h.cfg)
+	for u := range 40 {
+		out := labels.FromStrings("__name__", "x_total", "status_code", "500", "user", string(rune('a'+u)))
+		h.clock.add(time.Second)
+		h.req(g(out, out, sp(h.clock.now().UnixMilli(), 1)))
+		h.clock.add(3 * time.Hour)
+		h.req()
+	}
+	live := map[outKey]tomb{}
+	for _, sh := range h.m.shards {
+		for k, v := range sh.forgotten {
+			live[k] = v
+		}
+	}
+	h.m = h.open(dir)
+	for _, sh := range h.m.shards {
+		for k := range sh.forgotten {
+			if _, ok := live[k]; !ok {
+				t.Fatalf("replay kept tomb %v that the live state dropped", k)
+			}
+		}
+	}
+	n := 0
+	for _, sh := range h.m.shards {
+		n += len(sh.forgotten)
+	}
+	if n != len(live) {
+		t.Fatalf("replay kept %d tombs, live %d", n, len(live))
+	}
+}
+
+// RW 2.0: an output sent without a start timestamp never takes one later
+// than its samples (a TSDB would read a reset).
+func TestMergeStartTimestampNeverJumps(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 1, 10)
+	h.scrape(step, 2, 20)
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, []Sample{{T: 2 * step, V: 3, ST: 2*step - 100}}, src500, sp(2*step, 30)))
+	h.drain()
+	for _, s := range h.series(outTotal) {
+		if s.ST != 0 {
+			t.Fatalf("start timestamp %d on %v", s.ST, h.series(outTotal))
+		}
+	}
+}
+
+// The scrape interval survives a restart from a snapshot: samples are not
+// held for max_wait after every restart.
+func TestMergeIntervalSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	for i := range int64(3) {
+		h.scrape(i*step, 1, 10)
+	}
+	h.drain()
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.m = h.open(dir)
+	for _, sh := range h.m.shards {
+		if sh.n > 0 && sh.interval != step {
+			t.Fatalf("interval %d after the restart, want %d", sh.interval, step)
+		}
+	}
+}
+
+// An old log (written before the horizon was kept) replays; its horizon is
+// the restart.
+func TestMergeOldLogWithoutHorizon(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, 1, 10)
+	h.drain()
+	// Drop the meta record from the snapshot, as an old version wrote it.
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, logName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, k := uvarintLen(b)
+	if err := os.WriteFile(path, b[k+4+int(n):], 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.m = h.open(dir)
+	if h.m.outputs() != 1 || h.m.horizon == math.MinInt64 {
+		t.Fatalf("outputs %d horizon %d", h.m.outputs(), h.m.horizon)
+	}
+}
+
+func uvarintLen(b []byte) (uint64, int) {
+	var v uint64
+	for i, c := range b {
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
