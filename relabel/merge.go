@@ -124,9 +124,9 @@ type shard struct {
 	// one dropped when the set is full, the same in a replay of the log).
 	forgotten  map[outKey]tomb
 	forgottenQ []outKey
-	n         int // outputs
-	nsrc      int // sources
-	lastGC    time.Time
+	n          int // outputs
+	nsrc       int // sources
+	lastGC     time.Time
 	// gcAt is when the next idle GC is due (a stamp), read without the
 	// lock: a request visits a shard it has nothing for only then.
 	gcAt    atomic.Int64
@@ -173,12 +173,12 @@ type output struct {
 	// pend is, for each timestamp queued by some source, when its first
 	// sample arrived, in timestamp order: T is finalized no earlier than
 	// birth_wait after it (see advance).
-	pend     []pendT
-	created  stamp
-	touched  stamp
-	listed   uint8 // on the partition's lists: listReady, listWaiting
-	parked   []parked
-	gone     bool // forgotten (idle): not in the state any more
+	pend    []pendT
+	created stamp
+	touched stamp
+	listed  uint8 // on the partition's lists: listReady, listWaiting
+	parked  []parked
+	gone    bool // forgotten (idle): not in the state any more
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -228,12 +228,12 @@ type source struct {
 	fromTomb bool
 	hash     uint64
 	arrival  stamp
-	has     bool    // v holds a count
-	v       float64 // last non-stale value
-	st      int64   // start timestamp of the last consumed sample
-	stale   bool    // the last consumed sample is a stale marker
-	resetAt int64   // timestamp at which it last reset
-	bornAt  int64   // timestamp of its first count (after joining or a real reset)
+	has      bool    // v holds a count
+	v        float64 // last non-stale value
+	st       int64   // start timestamp of the last consumed sample
+	stale    bool    // the last consumed sample is a stale marker
+	resetAt  int64   // timestamp at which it last reset
+	bornAt   int64   // timestamp of its first count (after joining or a real reset)
 }
 
 // partition holds the outputs of one tenant (the values of the upstreams'
