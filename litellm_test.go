@@ -36,9 +36,12 @@ type fakeLiteLLM struct {
 	// during which no request fails without a code (the None series are
 	// absent, as LiteLLM's series are until first incremented).
 	restarts, quietNone int
-	srv                 *http.Server
-	URL                 string
-	Addr                string
+	// bornFrom is the step of the start or the last restart: the late keys'
+	// series are born counting from it.
+	bornFrom int
+	srv      *http.Server
+	URL      string
+	Addr     string
 }
 
 type llmKey struct{ user, model string }
@@ -46,6 +49,18 @@ type llmKey struct{ user, model string }
 var llmKeys = []llmKey{
 	{"alice", "gpt-4o"}, {"alice", "claude-3-5-sonnet"},
 	{"bob", "gpt-4o"}, {"bob", "claude-3-5-sonnet"},
+}
+
+// llmBirths are keys whose None and 500 series are born mid-run, at
+// different scrapes (as every first error of a new key, user or model starts
+// a LiteLLM series), counted in steps since the start or the last restart.
+var llmBirths = []struct {
+	key        llmKey
+	five, none int
+}{
+	{llmKey{"carol", "gpt-4o"}, 3, 6},          // the 500 first
+	{llmKey{"dave", "gpt-4o-mini"}, 5, 2},      // the None first
+	{llmKey{"erin", "claude-3-5-haiku"}, 4, 4}, // both at one scrape, after the first
 }
 
 func (k llmKey) labels() string {
@@ -96,6 +111,20 @@ func (f *fakeLiteLLM) advance() {
 		if i == 0 && f.step%2 == 0 {
 			f.inc(f.total, base+`,status_code="429"`, 1)
 			f.inc(f.failed, base+`,exception_class="RateLimitError",exception_status="429"`, 1)
+		}
+	}
+	if f.collide {
+		rel := f.step - f.bornFrom
+		for _, b := range llmBirths {
+			base := b.key.labels()
+			if rel >= b.five {
+				f.inc(f.total, base+`,status_code="500"`, 1)
+				f.inc(f.failed, base+`,exception_class="InternalServerError",exception_status="500"`, 1)
+			}
+			if rel >= b.none && f.quietNone == 0 {
+				f.inc(f.total, base+`,status_code="None"`, 2)
+				f.inc(f.failed, base+`,exception_class="Timeout",exception_status="None"`, 2)
+			}
 		}
 	}
 	for _, model := range []string{"gpt-4o", "claude-3-5-sonnet"} {
@@ -170,6 +199,7 @@ func (f *fakeLiteLLM) restart() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.restarts++
+	f.bornFrom = f.step
 	f.total, f.failed, f.created = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	f.deployFail, f.fallbacks = map[string]float64{}, map[string]float64{}
 	f.quietNone = 3

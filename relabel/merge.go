@@ -561,11 +561,24 @@ func (m *shard) advance(o *output, now time.Time) {
 // born reports whether birth_wait has passed since the first sample at t
 // arrived: no source unknown to the output can still bring a sample at t.
 func (m *shard) born(o *output, t int64, now time.Time) bool {
-	if n := m.preimage(o); n > 0 && len(o.sources) >= n {
-		return true // every possible source is known
+	if n := m.preimage(o); n > 0 && o.live() >= n {
+		return true // every possible source is known, and none is stale
 	}
 	at, ok := o.arrivedAt(t)
 	return !ok || since(now, at) >= m.birthWait()
+}
+
+// live is the number of sources whose last sample is not a stale marker. A
+// stale source (LiteLLM's expired series, a failed scrape) can come back at
+// any scrape, on any shard, like a source being born.
+func (o *output) live() int {
+	n := 0
+	for _, s := range o.sources {
+		if !s.lastStl {
+			n++
+		}
+	}
+	return n
 }
 
 // preimage is how many sources the output can have (0: unknown).

@@ -335,3 +335,21 @@ func uvarintLen(b []byte) (uint64, int) {
 	}
 	return 0, 0
 }
+
+// A source that went stale (LiteLLM expired it) and is reborn at a scrape
+// whose other sample travels first, on another shard: it counts at its
+// rebirth, as at a birth.
+func TestMergeRebirthOfStaleSourceOnAnotherShard(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 5, 10)
+	h.scrape(step, stale, 11) // the None series expired
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(2*step, 12)))
+	h.clock.add(3 * time.Second)
+	h.req(g(outTotal, srcNone, sp(2*step, 1))) // reborn, on a slower shard
+	h.drain()
+	wantSeries(t, h.series(outTotal), 15, 16, 18)
+	if n := testutil.ToFloat64(h.m.metrics.late); n != 0 {
+		t.Fatalf("%v samples counted late", n)
+	}
+}
