@@ -246,6 +246,7 @@ type partition struct {
 
 type mergeMetrics struct {
 	collisions, merged, emitted, full, overdue, unknown, late, logErrors prometheus.Counter
+	hold                                                                 prometheus.Observer
 }
 
 // maxHeld bounds the timestamps an output holds while a source lags: beyond
@@ -548,6 +549,9 @@ func (m *shard) advance(o *output, now time.Time) {
 				break
 			}
 			m.metrics.overdue.Inc()
+		}
+		if at, ok := o.arrivedAt(t); ok {
+			m.metrics.hold.Observe(since(now, at).Seconds())
 		}
 		emit := o.knowable(t, m.w.horizon, m.preimage(o))
 		if !emit {

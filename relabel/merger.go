@@ -71,6 +71,9 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 			Help: "Source samples that arrived after their output had finalized their timestamp; they count from the next output sample on."}),
 		logErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_log_errors_total",
 			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
+		hold: f.NewHistogram(prometheus.HistogramOpts{Namespace: "rwfix", Name: "merge_hold_seconds",
+			Help:    "Time from the arrival of the first source sample at a merged output's timestamp to its finalization: the latency the merge adds (births wait collision.birth_wait).",
+			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120}}),
 	}
 	for i := range w.shards {
 		w.shards[i] = newShard(w, cfg)
