@@ -29,6 +29,10 @@ type Merger struct {
 	total   atomic.Int64 // outputs, every shard
 	log     *mergeLog    // nil: not durable
 	metrics *mergeMetrics
+
+	// uncleanEnd: the log OpenLog replayed ended torn or zero-filled, so
+	// the state may lack its last changes (see UncleanEnd).
+	uncleanEnd bool
 }
 
 // NewMerger creates the merge state and registers its metrics with reg.
