@@ -29,8 +29,8 @@ type Batch = interface {
 	// Pairs calls f for each label of series i, in order, in place.
 	Pairs(i int, f func(name, value string))
 	HasHistograms(i int) bool
-	// HasExemplars reports whether any of the series carries exemplars.
-	HasExemplars(idx []int) bool
+	// Exemplars counts the exemplars the series idx carry.
+	Exemplars(idx []int) int
 	Samples(i int) []Sample
 	SetLabels(i int, ls labels.Labels)
 	// SetSamples puts a merged output's samples into slot i; its exemplars
@@ -433,12 +433,11 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		return a.idx - b.idx
 	})
 	var (
-		ls       []labels.Labels
-		samples  [][]Sample
-		idx      = make([]int, len(srcs)) // sources' series indices, kept by setSamples
-		slots    = make([][]int, 0, len(groups))
-		groupOut = make([]labels.Labels, 0, len(groups))
-		first    [][]Sample // by group: the first source's own samples
+		ls      []labels.Labels
+		samples [][]Sample
+		idx     = make([]int, len(srcs)) // sources' series indices, kept by setSamples
+		slots   = make([][]int, 0, len(groups))
+		first   [][]Sample // by group: the first source's own samples
 	)
 	for j := range srcs {
 		idx[j] = srcs[j].idx
@@ -467,7 +466,6 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 				e.merge, e.out = false, e.orig
 			}
 			slots = append(slots, nil)
-			groupOut = append(groupOut, g.out)
 			first = append(first, nil)
 			continue
 		}
@@ -478,7 +476,6 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		}
 		n += len(gidx)
 		slots = append(slots, gidx)
-		groupOut = append(groupOut, g.out)
 		var own []Sample
 		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
 			own = samples[0]
@@ -509,13 +506,20 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 			b.SetSamples(gidx[0], e.Samples, gidx)
 		}
 	}
-	// An output that sends nothing now (its samples are held, or go as
-	// retries) keeps its slot for its sources' exemplars, if they have any.
+	// An output that sends nothing in this request (its samples are held,
+	// or go as retries) drops its sources' exemplars. A series with
+	// exemplars and no sample is refused by Prometheus 3 (400, "must contain
+	// at least one sample or histogram"), and the sender drops the whole
+	// batch; keeping the exemplars for the output's next sample would take
+	// state (memory, the log) for what Prometheus itself keeps best effort
+	// (a ring buffer; out-of-order exemplars are dropped silently). An
+	// output that does send here carries its sources' exemplars
+	// (SetSamples).
 	for gi, gidx := range slots {
-		if gidx != nil && !emitted[gi] && b.HasExemplars(gidx) {
-			drop.undo(gidx[0])
-			b.SetLabels(gidx[0], groupOut[gi])
-			b.SetSamples(gidx[0], nil, gidx)
+		if gidx != nil && !emitted[gi] {
+			if k := b.Exemplars(gidx); k > 0 {
+				p.merger.droppedExemplars.Add(float64(k))
+			}
 		}
 	}
 	return n, unmerged, appended, retries

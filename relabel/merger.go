@@ -29,6 +29,9 @@ type Merger struct {
 	total   atomic.Int64 // outputs, every shard
 	log     *mergeLog    // nil: not durable
 	metrics *mergeMetrics
+	// droppedExemplars counts the exemplars of sources whose output sent no
+	// sample in their request (see mergeGroups).
+	droppedExemplars prometheus.Counter
 
 	// uncleanEnd: the log OpenLog replayed ended torn or zero-filled, so
 	// the state may lack its last changes (see UncleanEnd).
@@ -58,6 +61,8 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 		logErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_log_errors_total",
 			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
 	}
+	w.droppedExemplars = f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_dropped_exemplars_total",
+		Help: "Exemplars of merge sources dropped because their output sent no sample in the same request (held, or re-sent apart); a series with exemplars and no sample is refused by Prometheus 3."})
 	for i := range w.shards {
 		w.shards[i] = newShard(w, cfg)
 	}
