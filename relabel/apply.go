@@ -275,7 +275,8 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 // interface; b is its view of the decoded request (either protocol). The
 // returned run, when not nil, must be told once every upstream has answered.
 func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
-	edits := p.decide(b)
+	edits, undone := p.decide(b)
+	res.Collisions = undone
 	var tx MergeTx
 	if p.merges() && (len(edits) > 0 || p.MergePending()) {
 		tx = p.BeginMerge(part)
@@ -541,13 +542,17 @@ func sameSamples(a, b []Sample) bool {
 // decide runs the Repairer over every series that it may change. Under the
 // merge policy, a series whose output the Merger covers becomes a merge edit
 // even when its labels did not change (a genuine status_code="500").
-// Native histograms are not merged: such a series is left to the collision
-// guard.
-func (p *Pipeline) decide(b Batch) []edit {
+//
+// Native histograms are not merged. A histogram series whose rewrite the
+// merge would cover is forwarded unrepaired, and counted in undone: the
+// collision guard could not keep it apart, as it sees one request only, and
+// the series it lands on may have come in an earlier one (another shard of
+// the sender) — the TSDB would then refuse the whole request (duplicate
+// sample, 400) and the sender drop its batch.
+func (p *Pipeline) decide(b Batch) (edits []edit, undone int) {
 	var (
-		edits []edit
-		sb    labels.ScratchBuilder
-		h     *pairHasher // allocated once per request, if needed
+		sb labels.ScratchBuilder
+		h  *pairHasher // allocated once per request, if needed
 	)
 	for i := range b.Len() {
 		if b.Skip(i) || !p.MayChange(b.Getter(i)) {
@@ -574,14 +579,18 @@ func (p *Pipeline) decide(b Batch) []edit {
 			d = p.decideSeries(b.Labels(i, &sb))
 		}
 		switch {
-		case d.merge && !b.HasHistograms(i):
+		case d.merge && b.HasHistograms(i):
+			if !labels.Equal(d.out, d.orig) {
+				undone++
+			}
+		case d.merge:
 			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash})
 		case !d.changed && d.keep:
 		default:
 			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep})
 		}
 	}
-	return edits
+	return edits, undone
 }
 
 // decideSeries runs the rules over one series' labels.
