@@ -125,6 +125,15 @@ func (w *Merger) setConfig(cfg CollisionConfig) {
 	w.lockAll()
 	defer w.unlockAll()
 	for _, sh := range w.shards {
+		if sh.cfg.Policy != PolicyMerge && cfg.Policy == PolicyMerge {
+			// The merge comes back (keep_distinct -> merge). Meanwhile the
+			// genuine series went out raw under the outputs' labels, so the
+			// upstream may have samples newer than those the outputs held
+			// since: as after a restart, what is finalized up to a minute
+			// from now goes as retries, whose 4xx never fails a sender's
+			// batch.
+			sh.retryUntil = max(sh.retryUntil, sh.now().Add(time.Minute).UnixMilli())
+		}
 		sh.cfg = cfg
 		sh.gcAt.Store(0) // idle_timeout may have changed: GC at the next request
 	}
