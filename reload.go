@@ -79,26 +79,16 @@ func (r *reloader) apply() error {
 	if len(cfg.Upstreams) == 0 {
 		return errors.New("no upstream: give --upstream.url or an upstreams list in --config.file")
 	}
-	if r.merger == nil {
-		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
-	}
 	if c := cfg.Repair.Collision; c.Warmup != 0 || c.StateFile != "" {
 		r.logger.Warn("collision.warmup and collision.state_file are no longer used and are ignored: the merge holds no output for a fixed time, and keeps its state in --storage.path")
 	}
-	if !r.logOpen && r.storagePath != "" && cfg.Repair.Collision.Policy == relabel.PolicyMerge {
-		// Like Prometheus with its TSDB: without its durable state the merge
-		// could not keep its guarantees across a crash, so a directory that
-		// cannot be used stops the start.
-		n, err := r.merger.OpenLog(r.storagePath)
-		switch {
-		case errors.Is(err, relabel.ErrCorruptLog):
-			r.logger.Error("merge state damaged; merged outputs are learned afresh", "err", err)
-		case err != nil:
-			return fmt.Errorf("--storage.path: %w", err)
-		default:
-			r.logger.Info("merge state restored", "dir", r.storagePath, "outputs", n)
-		}
-		r.logOpen = true
+	// All or nothing: everything that can refuse the configuration is built
+	// first; the running merge state learns the new limits, and the handler
+	// the new rules and upstreams, only once nothing can fail any more.
+	if r.merger == nil {
+		// Registers the merge metrics, once per process; its limits are
+		// those of the first configuration that Activates.
+		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
 	}
 	p, err := relabel.New(cfg.Repair, r.relabelM, r.merger)
 	if err != nil {
@@ -112,6 +102,22 @@ func (r *reloader) apply() error {
 		}
 		ups = append(ups, u)
 	}
+	if !r.logOpen && r.storagePath != "" && cfg.Repair.Collision.Policy == relabel.PolicyMerge {
+		// Like Prometheus with its TSDB: without its durable state the merge
+		// could not keep its guarantees across a crash, so a directory that
+		// cannot be used stops the start.
+		n, err := r.merger.OpenLog(r.storagePath)
+		switch {
+		case errors.Is(err, relabel.ErrCorruptLog):
+			r.logger.Error("merge state damaged; merged outputs are learned afresh", "err", err)
+		case err != nil:
+			return fmt.Errorf("--storage.path: %w", err)
+		default:
+			r.logger.Info("merge state restored", "dir", r.storagePath, "outputs", n, "unclean_end", r.merger.UncleanEnd())
+		}
+		r.logOpen = true
+	}
+	p.Activate()
 	r.handler.Update(p, ups)
 	r.running = cfg
 	r.upstream = r.upstream[:0]

@@ -29,8 +29,8 @@ type Batch = interface {
 	// Pairs calls f for each label of series i, in order, in place.
 	Pairs(i int, f func(name, value string))
 	HasHistograms(i int) bool
-	// HasExemplars reports whether any of the series carries exemplars.
-	HasExemplars(idx []int) bool
+	// Exemplars counts the exemplars the series idx carry.
+	Exemplars(idx []int) int
 	Samples(i int) []Sample
 	SetLabels(i int, ls labels.Labels)
 	// SetSamples puts a merged output's samples into slot i; its exemplars
@@ -275,7 +275,8 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 // interface; b is its view of the decoded request (either protocol). The
 // returned run, when not nil, must be told once every upstream has answered.
 func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
-	edits := p.decide(b)
+	edits, undone := p.decide(b)
+	res.Collisions = undone
 	var tx MergeTx
 	if p.merges() && (len(edits) > 0 || p.MergePending()) {
 		tx = p.BeginMerge(part)
@@ -433,12 +434,11 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		return a.idx - b.idx
 	})
 	var (
-		ls       []labels.Labels
-		samples  [][]Sample
-		idx      = make([]int, len(srcs)) // sources' series indices, kept by setSamples
-		slots    = make([][]int, 0, len(groups))
-		groupOut = make([]labels.Labels, 0, len(groups))
-		first    [][]Sample // by group: the first source's own samples
+		ls      []labels.Labels
+		samples [][]Sample
+		idx     = make([]int, len(srcs)) // sources' series indices, kept by setSamples
+		slots   = make([][]int, 0, len(groups))
+		first   [][]Sample // by group: the first source's own samples
 	)
 	for j := range srcs {
 		idx[j] = srcs[j].idx
@@ -467,7 +467,6 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 				e.merge, e.out = false, e.orig
 			}
 			slots = append(slots, nil)
-			groupOut = append(groupOut, g.out)
 			first = append(first, nil)
 			continue
 		}
@@ -478,7 +477,6 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		}
 		n += len(gidx)
 		slots = append(slots, gidx)
-		groupOut = append(groupOut, g.out)
 		var own []Sample
 		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
 			own = samples[0]
@@ -509,13 +507,20 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 			b.SetSamples(gidx[0], e.Samples, gidx)
 		}
 	}
-	// An output that sends nothing now (its samples are held, or go as
-	// retries) keeps its slot for its sources' exemplars, if they have any.
+	// An output that sends nothing in this request (its samples are held,
+	// or go as retries) drops its sources' exemplars. A series with
+	// exemplars and no sample is refused by Prometheus 3 (400, "must contain
+	// at least one sample or histogram"), and the sender drops the whole
+	// batch; keeping the exemplars for the output's next sample would take
+	// state (memory, the log) for what Prometheus itself keeps best effort
+	// (a ring buffer; out-of-order exemplars are dropped silently). An
+	// output that does send here carries its sources' exemplars
+	// (SetSamples).
 	for gi, gidx := range slots {
-		if gidx != nil && !emitted[gi] && b.HasExemplars(gidx) {
-			drop.undo(gidx[0])
-			b.SetLabels(gidx[0], groupOut[gi])
-			b.SetSamples(gidx[0], nil, gidx)
+		if gidx != nil && !emitted[gi] {
+			if k := b.Exemplars(gidx); k > 0 {
+				p.merger.droppedExemplars.Add(float64(k))
+			}
 		}
 	}
 	return n, unmerged, appended, retries
@@ -537,13 +542,17 @@ func sameSamples(a, b []Sample) bool {
 // decide runs the Repairer over every series that it may change. Under the
 // merge policy, a series whose output the Merger covers becomes a merge edit
 // even when its labels did not change (a genuine status_code="500").
-// Native histograms are not merged: such a series is left to the collision
-// guard.
-func (p *Pipeline) decide(b Batch) []edit {
+//
+// Native histograms are not merged. A histogram series whose rewrite the
+// merge would cover is forwarded unrepaired, and counted in undone: the
+// collision guard could not keep it apart, as it sees one request only, and
+// the series it lands on may have come in an earlier one (another shard of
+// the sender) — the TSDB would then refuse the whole request (duplicate
+// sample, 400) and the sender drop its batch.
+func (p *Pipeline) decide(b Batch) (edits []edit, undone int) {
 	var (
-		edits []edit
-		sb    labels.ScratchBuilder
-		h     *pairHasher // allocated once per request, if needed
+		sb labels.ScratchBuilder
+		h  *pairHasher // allocated once per request, if needed
 	)
 	for i := range b.Len() {
 		if b.Skip(i) || !p.MayChange(b.Getter(i)) {
@@ -570,14 +579,18 @@ func (p *Pipeline) decide(b Batch) []edit {
 			d = p.decideSeries(b.Labels(i, &sb))
 		}
 		switch {
-		case d.merge && !b.HasHistograms(i):
+		case d.merge && b.HasHistograms(i):
+			if !labels.Equal(d.out, d.orig) {
+				undone++
+			}
+		case d.merge:
 			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash})
 		case !d.changed && d.keep:
 		default:
 			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep})
 		}
 	}
-	return edits
+	return edits, undone
 }
 
 // decideSeries runs the rules over one series' labels.

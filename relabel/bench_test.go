@@ -48,7 +48,7 @@ func (b *sliceBatch) Pairs(i int, f func(name, value string)) {
 	b.ls[i].Range(func(l labels.Label) { f(l.Name, l.Value) })
 }
 func (b *sliceBatch) HasHistograms(int) bool                { return false }
-func (b *sliceBatch) HasExemplars([]int) bool               { return false }
+func (b *sliceBatch) Exemplars([]int) int                   { return 0 }
 func (b *sliceBatch) Samples(i int) []Sample                { return b.samples[i] }
 func (b *sliceBatch) SetLabels(i int, ls labels.Labels)     { b.out[i] = ls }
 func (b *sliceBatch) SetSamples(i int, s []Sample, _ []int) { b.samples[i] = s }

@@ -38,10 +38,17 @@ import (
 // snapshot plus 64 MiB.
 //
 // A torn last record (a crash in the middle of a write) is ignored: its
-// request was not answered, and the sender sends it again. Any other damage
-// (bad checksum, unknown record) discards the whole state: the merge then
-// learns its outputs afresh, as on a first start — never a wrong value. The
-// damaged file is kept beside, as merge.log.corrupt.
+// request was not answered, and the sender sends it again. So is a tail of
+// zero bytes: after a power loss some file systems (ext4, XFS) keep the
+// file's new length but not the blocks written last, which read as zeros; the
+// records lost there are at most the last 10 s, as with any machine crash.
+// Either end is unclean (Merger.UncleanEnd): the state may lack its last
+// records. The compaction at open rewrites the file from the state, so new
+// records never follow the torn or zeroed bytes. Any other damage (bad
+// checksum or an empty record with more data after it, unknown record)
+// discards the whole state: the merge then learns its outputs afresh, as on
+// a first start — never a wrong value. The damaged file is kept beside, as
+// merge.log.corrupt.
 
 const (
 	logName = "merge.log"
@@ -99,10 +106,16 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	// Without a log (a first start, or the directory was lost) the state
 	// begins now: see Merger.horizon. A log's own horizon replaces it.
 	m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+	removeStaleSnapshots(dir)
 	var replayErr error
 	if f, err := os.Open(path); err == nil {
-		replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
+		m.uncleanEnd, replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
 		f.Close()
+		if m.uncleanEnd {
+			// A power loss may have taken the records of the last seconds:
+			// a source first seen from now on may have counted before.
+			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+		}
 		if replayErr != nil {
 			m.reset()
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
@@ -125,6 +138,34 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	}
 	go m.syncLoop(l)
 	return m.outputs(), replayErr
+}
+
+// snapshotPattern names compaction's temporary files (os.CreateTemp).
+const snapshotPattern = ".merge-*.tmp"
+
+// removeStaleSnapshots removes the temporary files of compactions that a
+// crash interrupted: the log they were to replace is still there, complete,
+// and nothing else would ever remove them. Called at OpenLog, before any
+// compaction of this process can have begun.
+func removeStaleSnapshots(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if ok, _ := filepath.Match(snapshotPattern, e.Name()); ok && e.Type().IsRegular() {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// UncleanEnd reports whether the log OpenLog replayed ended with a torn
+// record or zero bytes (a crash mid-write, a power loss): the restored state
+// may then lack the changes of its last seconds.
+func (m *Merger) UncleanEnd() bool {
+	m.lockAll()
+	defer m.unlockAll()
+	return m.uncleanEnd
 }
 
 // Close writes a final snapshot and fsyncs it. The file stays open until the
@@ -224,7 +265,7 @@ func (m *Merger) flushLog() {
 func (m *Merger) compact() error {
 	l := m.log
 	path := filepath.Join(l.dir, logName)
-	tmp, err := os.CreateTemp(l.dir, ".merge-*.tmp")
+	tmp, err := os.CreateTemp(l.dir, snapshotPattern)
 	if err != nil {
 		return fmt.Errorf("merge state: %w", err)
 	}
@@ -529,9 +570,25 @@ func (r *recReader) samples() []Sample {
 	return out
 }
 
+// onlyZerosLeft reports whether rd holds nothing but zero bytes up to its
+// end (nothing at all counts too).
+func onlyZerosLeft(rd *bufio.Reader) bool {
+	for {
+		b, err := rd.ReadByte()
+		if err != nil {
+			return errors.Is(err, io.EOF)
+		}
+		if b != 0 {
+			return false
+		}
+	}
+}
+
 // replayFrom applies every record of the log, each to the shard of its
-// output. Called with every shard locked.
-func (m *Merger) replayFrom(rd *bufio.Reader) error {
+// output. It reports whether the log ended unclean: a torn last record, or
+// zero bytes up to the end (see the top of this file). Called with every
+// shard locked.
+func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 	for _, sh := range m.shards {
 		sh.replay = true
 	}
@@ -541,7 +598,6 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 		}
 	}()
 	now := m.shards[0].now()
-	sawMeta := false
 	type srcRef struct {
 		o *output
 		s *source
@@ -567,29 +623,35 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			_, err = io.ReadFull(rd, payload)
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			break // a torn last record: its request was never answered
+			m.replayed(maxID, outs) // a torn last record: its request was never answered
+			return true, nil
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
-		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
-			if _, perr := rd.Peek(1); errors.Is(perr, io.EOF) {
-				break // torn last record
+		// A zero byte reads as an empty record whose checksum (of nothing)
+		// is 0: it "matches". Zeros to the end are a power loss's tail, and
+		// so is a record cut short by them (its checksum fails); the same
+		// with anything but zeros after it is damage.
+		if len(payload) == 0 || crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
+			if onlyZerosLeft(rd) {
+				m.replayed(maxID, outs)
+				return true, nil
 			}
-			return errors.New("checksum mismatch")
-		}
-		if len(payload) == 0 {
-			return errors.New("empty record")
+			if len(payload) == 0 {
+				return false, errors.New("empty record")
+			}
+			return false, errors.New("checksum mismatch")
 		}
 		r := &recReader{b: payload[1:]}
 		switch payload[0] {
 		case recNewOutput, recOutputState:
 			id, part, ls := r.uvarint(), r.str(), r.labels()
 			if r.err != nil {
-				return r.err
+				return false, r.err
 			}
 			if _, dup := outs[id]; dup {
-				return fmt.Errorf("output %d defined twice", id)
+				return false, fmt.Errorf("output %d defined twice", id)
 			}
 			o := m.shardOf(ls.Hash()).newOutput(id, part, ls, now)
 			m.total.Add(1)
@@ -604,7 +666,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			oid, sid, ls := r.uvarint(), r.uvarint(), r.labels()
 			o := outs[oid]
 			if r.err != nil || o == nil {
-				return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
+				return false, errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
 			}
 			s := o.sh.newSource(o, sid, ls, now)
 			if payload[0] == recSourceState {
@@ -627,14 +689,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 			p := Sample{T: r.varint(), V: r.float(), ST: r.varint()}
 			ref, ok := srcs[sid]
 			if r.err != nil || !ok {
-				return errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
+				return false, errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
 			}
 			ref.o.sh.receive(ref.o, ref.s, p, now)
 		case recFinal:
 			oid, t, emit := r.uvarint(), r.varint(), r.bool()
 			o := outs[oid]
 			if r.err != nil || o == nil {
-				return errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
+				return false, errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
 			}
 			o.sh.finalize(o, t, emit)
 		case recSent:
@@ -668,27 +730,28 @@ func (m *Merger) replayFrom(rd *bufio.Reader) error {
 				}
 			}
 			if r.err == nil {
-				m.horizon, sawMeta = horizon, true
+				m.horizon = horizon // else the one OpenLog set: the restart
 			}
 		default:
-			return fmt.Errorf("unknown record type %d", payload[0])
+			return false, fmt.Errorf("unknown record type %d", payload[0])
 		}
 		if r.err != nil {
-			return r.err
+			return false, r.err
 		}
 	}
+	m.replayed(maxID, outs)
+	return false, nil
+}
+
+// replayed completes a replay that read every record: the ids go on after
+// the largest restored, and every restored output waits for a request again.
+func (m *Merger) replayed(maxID uint64, outs map[uint64]*output) {
 	if maxID > m.nextID.Load() {
 		m.nextID.Store(maxID)
-	}
-	if !sawMeta {
-		// A log written before the horizon was kept: what its sources
-		// counted before it began is not known.
-		m.horizon = now.Add(clockSkew).UnixMilli()
 	}
 	for _, o := range outs {
 		// Every sample restored unsent may have been written: a retry.
 		o.tried = len(o.q)
 		o.sh.list(o)
 	}
-	return nil
 }

@@ -42,6 +42,13 @@ type Merger struct {
 	// sources are known, no other can appear, and a complete timestamp is
 	// finalized without the birth wait. Set with every shard locked.
 	preimage func(out labels.Labels) int
+	// droppedExemplars counts the exemplars of sources whose output sent no
+	// sample in their request (see mergeGroups).
+	droppedExemplars prometheus.Counter
+
+	// uncleanEnd: the log OpenLog replayed ended torn or zero-filled, so
+	// the state may lack its last changes (see UncleanEnd).
+	uncleanEnd bool
 }
 
 // clockSkew is how far the sender's clock (sample timestamps) may run ahead
@@ -75,6 +82,8 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 			Help:    "Time from the arrival of the first source sample at a merged output's timestamp to its finalization: the latency the merge adds (births wait collision.birth_wait).",
 			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120}}),
 	}
+	w.droppedExemplars = f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_dropped_exemplars_total",
+		Help: "Exemplars of merge sources dropped because their output sent no sample in the same request (held, or re-sent apart); a series with exemplars and no sample is refused by Prometheus 3."})
 	for i := range w.shards {
 		w.shards[i] = newShard(w, cfg)
 	}
@@ -139,6 +148,15 @@ func (w *Merger) setConfig(cfg CollisionConfig) {
 	w.lockAll()
 	defer w.unlockAll()
 	for _, sh := range w.shards {
+		if sh.cfg.Policy != PolicyMerge && cfg.Policy == PolicyMerge {
+			// The merge comes back (keep_distinct -> merge). Meanwhile the
+			// genuine series went out raw under the outputs' labels, so the
+			// upstream may have samples newer than those the outputs held
+			// since: as after a restart, what is finalized up to a minute
+			// from now goes as retries, whose 4xx never fails a sender's
+			// batch.
+			sh.retryUntil = max(sh.retryUntil, sh.now().Add(time.Minute).UnixMilli())
+		}
 		sh.cfg = cfg
 		sh.gcAt.Store(0) // idle_timeout may have changed: GC at the next request
 	}

@@ -62,15 +62,19 @@ type Pipeline struct {
 	userRepaired, userDropped prometheus.Counter
 
 	policy Policy
-	merger *Merger
-	cache  *decisionCache // nil with user relabel_configs
+	// collision holds the limits Activate gives the merge state.
+	collision CollisionConfig
+	merger    *Merger
+	cache     *decisionCache // nil with user relabel_configs
 
 	builders sync.Pool
 }
 
 // New compiles cfg. It validates cfg first. merger holds the merge state for
 // the merge policy; pass the process' one so that state survives reloads
-// (nil: a private one).
+// (nil: a private one, configured by cfg). New leaves a merger passed in as
+// it is: Activate gives it cfg's collision limits, once the pipeline is sure
+// to run.
 func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -78,14 +82,13 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	private := false
 	if merger == nil && cfg.Collision.Policy == PolicyMerge {
-		merger = NewMerger(cfg.Collision, nil)
-	}
-	if merger != nil {
-		merger.setConfig(cfg.Collision)
+		merger, private = NewMerger(cfg.Collision, nil), true
 	}
 	p := &Pipeline{
 		policy:       cfg.Collision.Policy,
+		collision:    cfg.Collision,
 		merger:       merger,
 		names:        map[string]struct{}{},
 		byName:       map[string][]*presetRewrite{},
@@ -114,10 +117,23 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 		// Room for every source of a full merge state, several times over.
 		p.cache = newDecisionCache(4 * max(cfg.Collision.MaxSeries, 100_000))
 	}
-	if merger != nil {
-		merger.setPreimage(p.preimageSize)
+	if private {
+		p.Activate()
 	}
 	return p, nil
+}
+
+// Activate gives the merge state the pipeline's collision limits
+// (max_series, max_wait, birth_wait, idle_timeout) and what its rules can
+// map onto an output (see Merger.preimage). The state outlives pipelines (it is
+// the process' one), so a reload calls Activate only once everything else of
+// the new configuration has been built: a configuration refused after New
+// must leave the running merge as it was.
+func (p *Pipeline) Activate() {
+	if p.merger != nil {
+		p.merger.setConfig(p.collision)
+		p.merger.setPreimage(p.preimageSize)
+	}
 }
 
 // MayChange reports whether the series can be changed, dropped or merged by

@@ -220,7 +220,7 @@ func TestDecisionCacheKeysNameOneLabelSet(t *testing.T) {
 	}
 	for round := range 2 { // the second round answers from the cache
 		for _, ls := range sets {
-			e := p.decide(newSliceBatch([]labels.Labels{ls}, [][]Sample{{{T: int64(round), V: 1}}}))
+			e, _ := p.decide(newSliceBatch([]labels.Labels{ls}, [][]Sample{{{T: int64(round), V: 1}}}))
 			if len(e) != 1 || !labels.Equal(e[0].orig, ls) {
 				t.Fatalf("round %d: %v decided as %v", round, ls, e)
 			}

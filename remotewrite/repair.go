@@ -40,7 +40,7 @@ type Batch = interface {
 	Labels(i int, b *labels.ScratchBuilder) labels.Labels
 	Pairs(i int, f func(name, value string))
 	HasHistograms(i int) bool
-	HasExemplars(idx []int) bool
+	Exemplars(idx []int) int
 	Samples(i int) []Sample
 	SetLabels(i int, ls labels.Labels)
 	SetSamples(i int, s []Sample, srcs []int)
@@ -192,13 +192,12 @@ func (o *v1Ops) Pairs(i int, f func(name, value string)) {
 
 func (o *v1Ops) HasHistograms(i int) bool { return len(o.req.Timeseries[i].Histograms) > 0 }
 
-func (o *v1Ops) HasExemplars(idx []int) bool {
+func (o *v1Ops) Exemplars(idx []int) int {
+	n := 0
 	for _, i := range idx {
-		if len(o.req.Timeseries[i].Exemplars) > 0 {
-			return true
-		}
+		n += len(o.req.Timeseries[i].Exemplars)
 	}
-	return false
+	return n
 }
 
 func (o *v1Ops) Samples(i int) []Sample {
@@ -283,13 +282,12 @@ func (o *v2Ops) Pairs(i int, f func(name, value string)) {
 
 func (o *v2Ops) HasHistograms(i int) bool { return len(o.req.Timeseries[i].Histograms) > 0 }
 
-func (o *v2Ops) HasExemplars(idx []int) bool {
+func (o *v2Ops) Exemplars(idx []int) int {
+	n := 0
 	for _, i := range idx {
-		if len(o.req.Timeseries[i].Exemplars) > 0 {
-			return true
-		}
+		n += len(o.req.Timeseries[i].Exemplars)
 	}
-	return false
+	return n
 }
 
 func (o *v2Ops) Samples(i int) []Sample {

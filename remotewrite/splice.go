@@ -201,22 +201,21 @@ func (s *scanned) AppendSeries(ls labels.Labels, smp []Sample) {
 	s.extra = append(s.extra, extraSeries{ls: ls, samples: smp})
 }
 
-func (s *scanned) HasExemplars(idx []int) bool {
+func (s *scanned) Exemplars(idx []int) int {
 	field := protowire.Number(v1SeriesExemplars)
 	if s.proto == ProtoV2 {
 		field = v2SeriesExemplars
 	}
+	n := 0
 	for _, i := range idx {
-		found := false
 		_ = walk(s.raw, s.series[i].body, func(num protowire.Number, _ protowire.Type, _ span) error {
-			found = found || num == field
+			if num == field {
+				n++
+			}
 			return nil
 		})
-		if found {
-			return true
-		}
 	}
-	return false
+	return n
 }
 
 func (s *scanned) SetSamples(i int, smp []Sample, srcs []int) {

@@ -31,7 +31,9 @@ type Request struct {
 //
 // By default it answers like a Prometheus receiver: 415 to a Content-Type
 // that is not remote-write, 400 to a body that is not a snappy-compressed
-// request of its protocol, else 204, for RW 2.0 with the Written headers
+// request of its protocol, 400 to an RW 2.0 request with a series that has
+// neither a sample nor a histogram (Prometheus 3 refuses it, and the sender
+// drops the whole batch), else 204, for RW 2.0 with the Written headers
 // counting every sample, histogram and exemplar of the request.
 type RecordingUpstream struct {
 	URL string // the write endpoint: <server>/api/v1/write
@@ -162,6 +164,11 @@ func (u *RecordingUpstream) serve(w http.ResponseWriter, r *http.Request) {
 			code, msg = http.StatusBadRequest, "decoding the request: "+err.Error()
 		}
 	}
+	if code/100 == 2 && req.Proto == ProtoV2 {
+		if err := emptySeries(req.Raw); err != nil {
+			code, msg = http.StatusBadRequest, err.Error()
+		}
+	}
 	if code/100 == 2 {
 		if req.Proto == ProtoV2 && !cfg.noWritten {
 			setWritten(w.Header(), samples, histograms, exemplars)
@@ -176,6 +183,21 @@ func setWritten(h http.Header, samples, histograms, exemplars int) {
 	h.Set("X-Prometheus-Remote-Write-Samples-Written", strconv.Itoa(samples))
 	h.Set("X-Prometheus-Remote-Write-Histograms-Written", strconv.Itoa(histograms))
 	h.Set("X-Prometheus-Remote-Write-Exemplars-Written", strconv.Itoa(exemplars))
+}
+
+// emptySeries reports, as Prometheus 3's receiver does, an RW 2.0 series
+// with neither a sample nor a histogram (exemplars or metadata alone).
+func emptySeries(raw []byte) error {
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		return err
+	}
+	for i, ts := range req.Timeseries {
+		if len(ts.Samples) == 0 && len(ts.Histograms) == 0 {
+			return fmt.Errorf("TimeSeries must contain at least one sample or histogram (series %d of the request)", i)
+		}
+	}
+	return nil
 }
 
 // count decodes a decompressed request and counts what it carries.
