@@ -85,12 +85,16 @@ type Handler struct {
 
 	route  atomic.Pointer[route]
 	limits atomic.Pointer[Limits]
-	writer http.Handler // client_golang's handler: method, content type, Written headers
+	// partitions remembers, by merge partition, its last request's
+	// forwarded headers and protocol, for FlushIdle (flush.go).
+	partitions sync.Map
+	writer     http.Handler // client_golang's handler: method, content type, Written headers
 }
 
 // route is what a reload swaps atomically: the rules and the upstreams.
 type route struct {
 	repairer  Repairer
+	flusher   IdleFlusher // the repairer's, if it holds samples for partitions
 	upstreams []*Upstream
 }
 
@@ -120,7 +124,8 @@ func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
 // Update swaps the rules and upstreams; requests in flight finish with the
 // old ones.
 func (h *Handler) Update(r Repairer, upstreams []*Upstream) {
-	h.route.Store(&route{repairer: h.observed(r), upstreams: upstreams})
+	f, _ := r.(IdleFlusher)
+	h.route.Store(&route{repairer: h.observed(r), flusher: f, upstreams: upstreams})
 }
 
 // UpdateLimits swaps the request limits.
@@ -298,7 +303,11 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		mr  *mergeRun
 	)
 	if rt.repairer != nil {
-		res, mr = applyRepair(s, rt.repairer, partition(r.Header, rt.upstreams))
+		part := partition(r.Header, rt.upstreams)
+		if rt.flusher != nil {
+			h.rememberPartition(part, r.Header, rt.upstreams, proto)
+		}
+		res, mr = applyRepair(s, rt.repairer, part)
 	}
 	// The merge state learns, once every upstream answered, what of its
 	// samples was taken (a panic on the way counts as not taken).

@@ -21,6 +21,7 @@ type Metrics struct {
 	retriesRefused  *prometheus.CounterVec
 	// retryRequestsRefused counts the 4xx answers behind retriesRefused.
 	retryRequestsRefused *prometheus.CounterVec
+	idleFlushes          prometheus.Counter
 	invalid              *prometheus.CounterVec
 	forwarded            *prometheus.CounterVec
 
@@ -71,6 +72,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rwfix", Name: "merge_retry_requests_refused_total",
 			Help: "Requests of re-sent merged samples that an upstream answered with a 4xx: one refused sample rolls back a whole RW 1.0 request, so such a request is split in halves until every sample is settled; none of them is a sender's batch.",
 		}, []string{"upstream"}),
+		idleFlushes: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "merge_idle_flushes_total",
+			Help: "Times rwfix sent merged samples on its own, for a partition (tenant) whose sender had sent no request for longer than the merge's wait: they would otherwise have waited for its next request.",
+		}),
 		sorted: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "series_sorted_total",
 			Help: "Series whose labels came out of name order (vmagent appends job and instance last); they were sorted, as Prometheus' receiver sorts them.",
