@@ -36,11 +36,11 @@ func (c *stepClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// A tenant sends one request with a None and a 500 sample, then its sender
-// stops. Its merged sample is held (the output learns its sources first,
-// and would ride on the tenant's next request); once the tenant has been
-// quiet for longer than the merge's wait, rwfix sends it on its own, with
-// the tenant's header, and nothing is pending any more.
+// A tenant sends a scrape (None and 500), then a None sample whose 500
+// sample never comes: its sender stopped. The merged sample is held, for
+// the tenant's next request to carry; once the tenant has been quiet for
+// longer than the merge's wait, rwfix sends it on its own, with the
+// tenant's header, and nothing is pending any more.
 func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
 	var uc UpstreamConfig
@@ -60,26 +60,29 @@ func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 	p.SetMergeClock(clock.now)
 	m := NewMetrics(nil)
 	h := NewHandler(p, []*Upstream{u}, WithMetrics(m))
-
-	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 15000}),
-		v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 15000}),
-	}})))
-	req.Header.Set("Content-Type", ctV1)
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("X-Scope-OrgID", "tenant-a")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusNoContent {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	send := func(series ...prompb.TimeSeries) {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(encodeV1(t, &prompb.WriteRequest{Timeseries: series})))
+		req.Header.Set("Content-Type", ctV1)
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("X-Scope-OrgID", "tenant-a")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNoContent {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
 	}
+	send(v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 15000}), v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 15000}))
+	clock.add(15 * time.Second)
+	send(v1Series(noneTotal, prompb.Sample{Value: 4, Timestamp: 30000}))
 	if !p.MergePending() {
-		t.Fatal("the merged sample is not held: the test shows nothing")
+		t.Fatal("no merged sample is held: the test shows nothing")
 	}
 
 	// Not idle yet: nothing is sent on the tenant's behalf.
+	before := up.Len()
 	h.FlushIdle(context.Background())
-	if n := up.Len(); n != 0 {
+	if n := up.Len() - before; n != 0 {
 		t.Fatalf("the upstream got %d requests before the tenant was idle", n)
 	}
 
@@ -88,7 +91,8 @@ func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 	if p.MergePending() {
 		t.Error("the merge still has samples pending")
 	}
-	if got, want := up.HeadSeries()[fixedTotal.String()], []rwtest.HeadSample{{T: 15000, V: 8}}; !slices.Equal(got, want) {
+	// At 30 s: None 4 plus the 500 series' latest, 5.
+	if got, want := up.HeadSeries()[fixedTotal.String()], []rwtest.HeadSample{{T: 15000, V: 8}, {T: 30000, V: 9}}; !slices.Equal(got, want) {
 		t.Errorf("upstream has %v, want %v", got, want)
 	}
 	for i, r := range up.Requests() {
