@@ -175,6 +175,15 @@ func runMain(args []string) int {
 		}, func(error) { close(cancel) })
 	}
 	{
+		// Merged samples of a tenant whose sender stopped go out on their
+		// own; stopped with the rest (what is in flight stays queued).
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			handler.RunIdleFlush(ctx, remotewrite.IdleFlushEvery)
+			return nil
+		}, func(error) { cancel() })
+	}
+	{
 		g.Add(func() error {
 			ready.Store(true)
 			logger.Info("starting rwfix", "version", version.Info(), "listen", *webFlags.WebListenAddresses)

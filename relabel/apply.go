@@ -59,12 +59,15 @@ type Result = struct {
 	Merged     int  // series handed to the merge
 }
 
-// MergeRun is what a request owes the merge state after Apply: Done once
-// every upstream has answered (ok: the request with the sender's series was
-// taken; retryOK: the retries' own request was), and the retries to send in
-// a request of their own.
+// MergeRun is what a request owes the merge state after Apply: the retries
+// to send in a request of their own, and Done once every upstream has
+// answered. ok: every upstream took the request with the sender's series.
+// taken[i]: how many of Retries()[i].Samples, from the first, every upstream
+// has settled — accepted, or refused for good (a 4xx to that sample alone:
+// the upstream has it, or never will take it); a missing entry counts 0.
+// What was not taken stays queued and goes again, as retries.
 type MergeRun = interface {
-	Done(ok, retryOK bool)
+	Done(ok bool, taken []int)
 	Retries() []Emit
 }
 
@@ -291,7 +294,7 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		// released, or their output would never send again.
 		defer func() {
 			if r := recover(); r != nil {
-				tx.Done(false, false)
+				tx.Done(false, nil)
 				panic(r)
 			}
 		}()
@@ -335,9 +338,9 @@ func (mr *mergeRun) Retries() []Emit { return mr.retries }
 
 // Done reports the upstreams' answers to the merge state; only the first
 // call counts.
-func (mr *mergeRun) Done(ok, retryOK bool) {
+func (mr *mergeRun) Done(ok bool, taken []int) {
 	if mr.tx != nil {
-		mr.tx.Done(ok, retryOK)
+		mr.tx.Done(ok, taken)
 		mr.tx = nil
 	}
 }

@@ -116,7 +116,7 @@ func BenchmarkMerge(b *testing.B) {
 						}
 						_, run := p.Apply(b, "")
 						if run != nil {
-							run.Done(true, true)
+							run.Done(true, allTaken(run.Retries()))
 						}
 					}
 				}
@@ -191,7 +191,7 @@ func BenchmarkMergeStateMemory(b *testing.B) {
 						}
 						_, run := p.Apply(newSliceBatch(ls, smp), "")
 						if run != nil {
-							run.Done(true, true)
+							run.Done(true, allTaken(run.Retries()))
 						}
 					}
 				}

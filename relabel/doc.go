@@ -26,4 +26,6 @@
 //     of an output's labels, each with its own lock, sharing ids, the output
 //     count, the log and the metrics.
 //   - mergelog.go: the merge state's durable log in the data directory.
+//   - idle.go: the partitions (tenants) whose held samples no request of
+//     theirs will carry (their sender stopped), and their flush.
 package relabel

@@ -32,8 +32,9 @@ type Sample = struct {
 // (the send failed or its answer was lost) or finalized before this process
 // started (restored from the log, or re-made from a sender's retry). A TSDB
 // refuses a repeat older than its newest sample of the series (out of order,
-// 400), so such samples go in a request of their own, whose 4xx is final: it
-// never makes the sender's batch fail.
+// 400), so such samples go in a request of their own, never making the
+// sender's batch fail; how much of them was taken is told to Done sample by
+// sample (see MergeRun).
 type Emit = struct {
 	Group   int
 	Labels  labels.Labels
@@ -47,7 +48,9 @@ type MergeTx = interface {
 	// AddHashed is Add for an output whose labels.Labels.Hash is known.
 	AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool
 	Collect() []Emit
-	Done(ok, retryOK bool)
+	// Done: see MergeRun.Done; taken has one entry per Retry emit that
+	// Collect returned, in order.
+	Done(ok bool, taken []int)
 }
 
 // shard is the exact counter merge behind the "merge" collision policy, for
@@ -919,28 +922,38 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 	return emits
 }
 
-// Done tells the state whether the requests that carried the transaction's
-// samples were taken by every upstream: ok for the request with the sender's
-// series, retryOK for the retries' own request (where a 4xx is final: the
-// upstream has the samples, or will never take them). Taken samples leave
-// the send queue; the others stay and go with a later request, as retries.
-func (tx *mergeTx) Done(ok, retryOK bool) {
+// Done tells the state what the upstreams took of the transaction's
+// samples: all of them or none for the request with the sender's series
+// (ok), and, for the retries, taken[k] samples from the first of the k-th
+// output attached as a retry (see MergeRun.Done). Taken samples leave the
+// send queue; the others stay, in order, and go with a later request, as
+// retries.
+func (tx *mergeTx) Done(ok bool, taken []int) {
 	if len(tx.attached) == 0 {
 		return
 	}
 	m := tx.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	k := 0 // the next retry's entry in taken
 	for i, o := range tx.attached {
 		n := o.inflight
 		o.inflight = 0
-		if took := ok; (tx.retry[i] && retryOK) || (!tx.retry[i] && took) {
-			if n > 0 && n <= len(o.q) {
-				last := o.q[n-1].T
-				o.q = dequeue(o.q, n)
-				o.tried = max(0, o.tried-n)
-				m.logSent(o, last)
+		took := 0
+		switch {
+		case tx.retry[i]:
+			if k < len(taken) {
+				took = min(max(taken[k], 0), n)
 			}
+			k++
+		case ok:
+			took = n
+		}
+		if took > 0 && took <= len(o.q) {
+			last := o.q[took-1].T
+			o.q = dequeue(o.q, took)
+			o.tried = max(0, o.tried-took)
+			m.logSent(o, last)
 		}
 		m.list(o)
 	}

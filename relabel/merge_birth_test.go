@@ -223,7 +223,7 @@ func TestMergeForgottenComesBackWhenFull(t *testing.T) {
 	if !tx.Add(outTotal, []labels.Labels{srcNone, src500}, [][]Sample{sp(ts, 51), sp(ts, 101)}) {
 		t.Fatal("the forgotten output was refused by the full state")
 	}
-	tx.Done(true, true)
+	tx.Done(true, nil)
 }
 
 // The tombs are dropped oldest first, the same live and in a replay: two

@@ -156,7 +156,7 @@ func (h *harness) req(groups ...group) []Emit {
 	h.t.Helper()
 	tx, emits := h.begin(groups...)
 	h.accept(emits)
-	tx.Done(true, true)
+	tx.Done(true, allTaken(emits))
 	return emits
 }
 
@@ -265,9 +265,9 @@ func TestMergeInFlightOrdering(t *testing.T) {
 	if len(e2) != 0 {
 		t.Fatalf("a sample overtook the one in flight: %v", e2)
 	}
-	tx2.Done(true, true)
+	tx2.Done(true, allTaken(e2))
 	h.accept(e1)
-	tx1.Done(true, true)
+	tx1.Done(true, allTaken(e1))
 	e3 := h.req() // an unrelated request
 	if len(e3) != 1 || e3[0].Group != -1 || e3[0].Samples[0].V != 33 {
 		t.Fatalf("the waiting sample did not ride on the next request: %v", e3)
@@ -289,7 +289,7 @@ func TestMergeFailedSendIsRetried(t *testing.T) {
 	if len(e) != 1 || e[0].Retry {
 		t.Fatalf("emits %v", e)
 	}
-	tx.Done(false, true)
+	tx.Done(false, nil)
 	e = h.req()
 	if len(e) != 1 || !e[0].Retry || e[0].Samples[0].V != 22 || e[0].Samples[0].T != 5*step {
 		t.Fatalf("retry %v", e)
@@ -604,7 +604,10 @@ func TestMergeRandomized(t *testing.T) {
 		}
 		crashAt := 5 + rng.IntN(25)
 		next := make([]int, len(sources))
-		var pend []MergeTx
+		var (
+			pend  []MergeTx
+			pendE [][]Emit // by pend: what it carried
+		)
 		for round := 0; ; round++ {
 			progress := false
 			for i := range sources {
@@ -620,34 +623,34 @@ func TestMergeRandomized(t *testing.T) {
 				tx, e := h.begin(g(outTotal, sources[i], smp))
 				switch rng.IntN(6) {
 				case 0: // failed upstream: the sender retries the request
-					tx.Done(false, false)
+					tx.Done(false, nil)
 					continue
 				case 1: // answered later
 					h.accept(e)
-					pend = append(pend, tx)
+					pend, pendE = append(pend, tx), append(pendE, e)
 				default:
 					h.accept(e)
-					tx.Done(true, true)
+					tx.Done(true, allTaken(e))
 				}
 				next[i] += n
 			}
 			if rng.IntN(3) == 0 {
-				for _, tx := range pend {
-					tx.Done(true, true)
+				for k, tx := range pend {
+					tx.Done(true, allTaken(pendE[k]))
 				}
-				pend = nil
+				pend, pendE = nil, nil
 			}
 			h.clock.add(time.Duration(rng.IntN(20)) * time.Second)
 			if round == crashAt {
-				pend = nil // in flight at the crash: never answered
+				pend, pendE = nil, nil // in flight at the crash: never answered
 				h.m = h.open(dir)
 			}
 			if !progress {
 				break
 			}
 		}
-		for _, tx := range pend {
-			tx.Done(true, true)
+		for k, tx := range pend {
+			tx.Done(true, allTaken(pendE[k]))
 		}
 		h.drain()
 		h.drain()
@@ -752,14 +755,14 @@ func TestMergeRandomizedConcurrent(t *testing.T) {
 					}
 					tx, e := h.begin(g(outTotal, sources[i], smp))
 					if r.IntN(5) == 0 {
-						tx.Done(false, false) // failed: the sender sends it again
+						tx.Done(false, nil) // failed: the sender sends it again
 						continue
 					}
 					h.accept(e)
 					if r.IntN(3) == 0 {
 						time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond) // in flight a while
 					}
-					tx.Done(true, true)
+					tx.Done(true, allTaken(e))
 					next += n
 					h.clock.add(time.Duration(r.IntN(3)) * time.Second)
 				}

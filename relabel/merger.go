@@ -2,6 +2,7 @@ package relabel
 
 import (
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,10 @@ type Merger struct {
 	// uncleanEnd: the log OpenLog replayed ended torn or zero-filled, so
 	// the state may lack its last changes (see UncleanEnd).
 	uncleanEnd bool
+	// seen holds, by partition, the stamp of its last transaction (a
+	// *atomic.Int64): a partition with outputs pending and no transaction
+	// for longer than the wait has lost its sender (see idle.go).
+	seen sync.Map
 }
 
 // clockSkew is how far the sender's clock (sample timestamps) may run ahead
@@ -214,7 +219,10 @@ func (w *Merger) Pending() bool {
 
 // Begin starts one request's transaction. part is the request's partition
 // (tenant): outputs of different partitions never meet.
-func (w *Merger) Begin(part string) MergeTx { return &shardedTx{w: w, part: part} }
+func (w *Merger) Begin(part string) MergeTx {
+	w.sawPartition(part)
+	return &shardedTx{w: w, part: part}
+}
 
 // shardedTx is one request's transaction over the shards it touches: one
 // mergeTx per shard, begun on the first Add that lands there (or at Collect,
@@ -282,11 +290,27 @@ func (tx *shardedTx) Collect() []Emit {
 	return emits
 }
 
-// Done tells every shard the upstreams' answers (see mergeTx.Done).
-func (tx *shardedTx) Done(ok, retryOK bool) {
+// Done tells every shard the upstreams' answers (see mergeTx.Done). Collect
+// returned the retries shard after shard, so taken is cut the same way.
+func (tx *shardedTx) Done(ok bool, taken []int) {
 	for i := range tx.subs {
-		if tx.began[i] {
-			tx.subs[i].Done(ok, retryOK)
+		if !tx.began[i] {
+			continue
+		}
+		sub := &tx.subs[i]
+		n := min(sub.retries(), len(taken))
+		sub.Done(ok, taken[:n])
+		taken = taken[n:]
+	}
+}
+
+// retries is how many outputs the transaction carries as retries.
+func (tx *mergeTx) retries() int {
+	n := 0
+	for _, r := range tx.retry {
+		if r {
+			n++
 		}
 	}
+	return n
 }

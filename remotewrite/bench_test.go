@@ -137,7 +137,7 @@ func BenchmarkStages(b *testing.B) {
 				p = c.wrap(b, i, p)
 				s, _ := scan(c.proto, c.raws[i%len(c.raws)])
 				_, mr := applyRepair(s, p, "")
-				mr.done(true, true)
+				mr.done(true, allSamples(mr.retries()))
 				s.release()
 			}
 			report(b, c.per)
@@ -154,7 +154,7 @@ func BenchmarkStages(b *testing.B) {
 					buf = s.encode(buf[:0])
 					cbuf = compress(cbuf, buf)
 				}
-				mr.done(true, true)
+				mr.done(true, allSamples(mr.retries()))
 				s.release()
 			}
 			report(b, c.per)
@@ -173,7 +173,7 @@ func BenchmarkStages(b *testing.B) {
 					raw, _ := bt.marshal()
 					_ = compress(nil, raw)
 				}
-				mr.done(true, true)
+				mr.done(true, allSamples(mr.retries()))
 			}
 			report(b, c.per)
 		})
@@ -252,7 +252,7 @@ func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
 		}
 		s.sortLabels()
 		_, mr := applyRepair(s, p, "")
-		mr.done(true, true)
+		mr.done(true, allSamples(mr.retries()))
 		if s.changed() {
 			t.Fatal("an untouched request was changed")
 		}
@@ -315,7 +315,7 @@ func BenchmarkLabelOrder(b *testing.B) {
 				}
 				s.sortLabels()
 				_, mr := applyRepair(s, p, "")
-				mr.done(true, true)
+				mr.done(true, allSamples(mr.retries()))
 				if s.changed() {
 					dst = s.encode(dst[:0])
 				}

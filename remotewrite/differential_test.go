@@ -184,7 +184,7 @@ func runFast(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, bool) 
 	}
 	s.sortLabels()
 	_, mr := applyRepair(s, r, "")
-	defer mr.done(true, true)
+	defer mr.done(true, allSamples(mr.retries()))
 	if !s.changed() {
 		return raw, false
 	}
@@ -198,7 +198,7 @@ func runReference(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, b
 		t.Fatal(err)
 	}
 	res, mr := b.repair(r, "")
-	defer mr.done(true, true)
+	defer mr.done(true, allSamples(mr.retries()))
 	if !res.Changed && b.sorted == 0 {
 		return raw, false
 	}

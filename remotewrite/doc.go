@@ -15,6 +15,8 @@
 // changed series back in), codec.go (generated-struct decode and encode, RW 2.0
 // -> 1.0, merged samples re-sent in a request of their own), repair.go (the
 // Repairer and Batch interfaces, the reference path's Batch), limits.go,
-// handler.go (the HTTP receiver), client.go (the upstream client and the
-// mapping of upstream answers), metrics.go.
+// handler.go (the HTTP receiver), retries.go (re-sent merged samples, a
+// refused request bisected until each sample is settled), flush.go (merged
+// samples of a tenant whose sender stopped, sent on rwfix's own), client.go
+// (the upstream client and the mapping of upstream answers), metrics.go.
 package remotewrite

@@ -65,7 +65,7 @@ func FuzzScan(f *testing.F) {
 		}
 		p := litellmPipeline(t, "collision: {policy: merge}")
 		_, mr := applyRepair(s, p, "")
-		defer mr.done(true, true)
+		defer mr.done(true, allSamples(mr.retries()))
 		if !s.changed() {
 			return
 		}

@@ -85,12 +85,16 @@ type Handler struct {
 
 	route  atomic.Pointer[route]
 	limits atomic.Pointer[Limits]
-	writer http.Handler // client_golang's handler: method, content type, Written headers
+	// partitions remembers, by merge partition, its last request's
+	// forwarded headers and protocol, for FlushIdle (flush.go).
+	partitions sync.Map
+	writer     http.Handler // client_golang's handler: method, content type, Written headers
 }
 
 // route is what a reload swaps atomically: the rules and the upstreams.
 type route struct {
 	repairer  Repairer
+	flusher   IdleFlusher // the repairer's, if it holds samples for partitions
 	upstreams []*Upstream
 }
 
@@ -120,7 +124,8 @@ func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
 // Update swaps the rules and upstreams; requests in flight finish with the
 // old ones.
 func (h *Handler) Update(r Repairer, upstreams []*Upstream) {
-	h.route.Store(&route{repairer: h.observed(r), upstreams: upstreams})
+	f, _ := r.(IdleFlusher)
+	h.route.Store(&route{repairer: h.observed(r), flusher: f, upstreams: upstreams})
 }
 
 // UpdateLimits swaps the request limits.
@@ -298,16 +303,23 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		mr  *mergeRun
 	)
 	if rt.repairer != nil {
-		res, mr = applyRepair(s, rt.repairer, partition(r.Header, rt.upstreams))
+		part := partition(r.Header, rt.upstreams)
+		if rt.flusher != nil {
+			h.rememberPartition(part, r.Header, rt.upstreams, proto)
+		}
+		res, mr = applyRepair(s, rt.repairer, part)
 	}
-	// The merge state learns, once every upstream answered, whether its
-	// samples were taken (a panic on the way counts as not taken).
-	mergeOK, retryOK := false, false
-	defer func() { mr.done(mergeOK, retryOK) }()
+	// The merge state learns, once every upstream answered, what of its
+	// samples was taken (a panic on the way counts as not taken).
+	var (
+		mergeOK    bool
+		retryTaken []int
+	)
+	defer func() { mr.done(mergeOK, retryTaken) }()
 	if h.dryRun {
 		// Nothing the merge made is sent in a dry run: its samples count as
 		// taken, so that its state does not pile them up.
-		mergeOK, retryOK = true, true
+		mergeOK, retryTaken = true, allSamples(mr.retries())
 	}
 	h.metrics.collisions.Add(float64(res.Collisions))
 
@@ -317,13 +329,13 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.dryRunReport(s, res)
 		changed = false
 	}
-	var retryReplies chan []reply
+	var retriesSettled chan []int
 	if retries := mr.retries(); len(retries) > 0 && !h.dryRun {
-		// Merged samples that the upstream may have already go in a request
+		// Merged samples that the upstream may have already go in requests
 		// of their own, in parallel: a 4xx to them must not fail the
 		// sender's batch.
-		retryReplies = make(chan []reply, 1)
-		go func() { retryReplies <- h.forwardRetries(r.Context(), r.Header, rt.upstreams, proto, retries) }()
+		retriesSettled = make(chan []int, 1)
+		go func() { retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries) }()
 	}
 	var replies []reply
 	switch {
@@ -347,16 +359,8 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		hasData := c.samples+c.histograms+c.exemplars > 0 && (!changed || s.forwarded() > 0)
 		replies = h.forward(r.Context(), r.Header, rt.upstreams, p, hasData)
 	}
-	if retryReplies != nil {
-		rr := <-retryReplies
-		retryOK = retriesTaken(rr)
-		for _, x := range rr {
-			if x.err == nil && x.code/100 == 4 && x.code != http.StatusTooManyRequests {
-				h.metrics.retriesRefused.WithLabelValues(x.upstream).Inc()
-				h.logger.Warn("upstream refused re-sent merged samples (it has them, or never will); not sent again",
-					"upstream", x.upstream, "code", x.code, "err", x.msg)
-			}
-		}
+	if retriesSettled != nil {
+		retryTaken = <-retriesSettled
 	}
 	if replies == nil {
 		return h.written(resp, c), nil
@@ -391,29 +395,6 @@ func partition(in http.Header, ups []*Upstream) string {
 		}
 	}
 	return string(b)
-}
-
-// retriesTaken reports whether every upstream took the retries' request:
-// 2xx, or a 4xx other than 429 (final: the upstream has the samples, or
-// will never take them).
-func retriesTaken(rr []reply) bool {
-	for _, r := range rr {
-		if r.err != nil || r.code == http.StatusTooManyRequests || (r.code/100 != 2 && r.code/100 != 4) {
-			return false
-		}
-	}
-	return true
-}
-
-// forwardRetries sends re-sent merged samples to every upstream, as a request
-// of their own in the sender's protocol.
-func (h *Handler) forwardRetries(ctx context.Context, in http.Header, ups []*Upstream, proto remoteapi.WriteMessageType, emits []Emit) []reply {
-	raw, err := encodeEmits(proto, emits)
-	if err != nil {
-		return []reply{{code: http.StatusInternalServerError, err: err}}
-	}
-	p := &payloads{proto: proto, raw: raw, compressed: compress(nil, raw)}
-	return h.forward(ctx, in, ups, p, true)
 }
 
 // capture records a request body for `rwfix replay`, within the budget.

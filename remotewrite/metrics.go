@@ -19,8 +19,11 @@ type Metrics struct {
 	dryRun          *prometheus.CounterVec
 	sorted          prometheus.Counter
 	retriesRefused  *prometheus.CounterVec
-	invalid         *prometheus.CounterVec
-	forwarded       *prometheus.CounterVec
+	// retryRequestsRefused counts the 4xx answers behind retriesRefused.
+	retryRequestsRefused *prometheus.CounterVec
+	idleFlushes          prometheus.Counter
+	invalid              *prometheus.CounterVec
+	forwarded            *prometheus.CounterVec
 
 	upstreamRequests  *prometheus.CounterVec
 	upstreamDuration  *prometheus.HistogramVec
@@ -63,8 +66,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		retriesRefused: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "merge_retries_refused_total",
-			Help: "Requests of re-sent merged samples that an upstream refused with a 4xx (it had them already — a repeat older than its newest sample is out of order — or never will take them); final, the sender's batches are not affected.",
+			Help: "Re-sent merged samples that an upstream refused with a 4xx, each alone (it had them already — a repeat older than its newest sample is out of order — or never will take them); final, the sender's batches are not affected.",
 		}, []string{"upstream"}),
+		retryRequestsRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "merge_retry_requests_refused_total",
+			Help: "Requests of re-sent merged samples that an upstream answered with a 4xx: one refused sample rolls back a whole RW 1.0 request, so such a request is split in halves until every sample is settled; none of them is a sender's batch.",
+		}, []string{"upstream"}),
+		idleFlushes: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "merge_idle_flushes_total",
+			Help: "Times rwfix sent merged samples on its own, for a partition (tenant) whose sender had sent no request for longer than the merge's wait: they would otherwise have waited for its next request.",
+		}),
 		sorted: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "series_sorted_total",
 			Help: "Series whose labels came out of name order (vmagent appends job and instance last); they were sorted, as Prometheus' receiver sorts them.",

@@ -17,7 +17,7 @@ type Sample = struct {
 // Emit is what a request carries for one merged output (see relabel.Emit):
 // Group is the index of the Add call that named it (its first source's slot
 // carries it) or -1 (appended to the request); Retry samples may already be
-// written upstream and go in a request of their own, whose 4xx is final.
+// written upstream and go in a request of their own (see retries.go).
 type Emit = struct {
 	Group   int
 	Labels  labels.Labels
@@ -59,10 +59,13 @@ type RepairResult = struct {
 	Merged     int
 }
 
-// MergeRun is what a request owes the merge state: Done once every upstream
-// has answered, and the retries to send in a request of their own.
+// MergeRun is what a request owes the merge state (see relabel.MergeRun):
+// the retries to send in a request of their own, and Done once every
+// upstream has answered — ok for the request with the sender's series,
+// taken[i] for how many of Retries()[i].Samples, from the first, every
+// upstream settled (accepted, or refused alone with a 4xx).
 type MergeRun = interface {
-	Done(ok, retryOK bool)
+	Done(ok bool, taken []int)
 	Retries() []Emit
 }
 
@@ -79,9 +82,9 @@ type Repairer interface {
 // mergeRun is the handler's side of a MergeRun (nil-safe).
 type mergeRun struct{ run MergeRun }
 
-func (mr *mergeRun) done(ok, retryOK bool) {
+func (mr *mergeRun) done(ok bool, taken []int) {
 	if mr != nil && mr.run != nil {
-		mr.run.Done(ok, retryOK)
+		mr.run.Done(ok, taken)
 	}
 }
 

@@ -42,6 +42,10 @@ type RecordingUpstream struct {
 	mu   sync.Mutex
 	cfg  upstreamConfig
 	reqs []Request
+	// head holds a PrometheusHead upstream's series, by labels' String;
+	// conflicts, the duplicates with another value it refused.
+	head      map[string]*headSeries
+	conflicts []string
 	// discarded counts the body bytes received in Discard mode.
 	discarded atomic.Int64
 }
@@ -58,6 +62,7 @@ type upstreamConfig struct {
 	rejectV2   bool
 	noWritten  bool
 	discard    bool
+	head       bool // PrometheusHead (head.go)
 }
 
 // UpstreamOption changes how a RecordingUpstream answers.
@@ -138,6 +143,16 @@ func (u *RecordingUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	req.Proto, _ = remoteapi.ParseProtoMsg(req.ContentType)
 	u.mu.Lock()
 	u.reqs = append(u.reqs, req)
+	// A head judges (and stores) before the delay: a write whose answer is
+	// lost has happened all the same.
+	var (
+		headStored  int
+		headRefusal error
+	)
+	judged := cfg.head && cfg.code/100 == 2 && req.Raw != nil && (req.Proto == ProtoV1 || (req.Proto == ProtoV2 && !cfg.rejectV2))
+	if judged {
+		headStored, headRefusal = u.appendHead(req.Proto, req.Raw)
+	}
 	u.mu.Unlock()
 
 	if cfg.delay > 0 {
@@ -168,6 +183,13 @@ func (u *RecordingUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		if err := emptySeries(req.Raw); err != nil {
 			code, msg = http.StatusBadRequest, err.Error()
 		}
+	}
+	if judged && code/100 == 2 && headRefusal != nil {
+		// Prometheus answers 400 with what it wrote (RW 2.0: partial).
+		if req.Proto == ProtoV2 {
+			setWritten(w.Header(), headStored, histograms, 0)
+		}
+		code, msg = http.StatusBadRequest, headRefusal.Error()
 	}
 	if code/100 == 2 {
 		if req.Proto == ProtoV2 && !cfg.noWritten {
