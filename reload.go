@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,7 +118,9 @@ func (r *reloader) apply() error {
 		}
 		r.logOpen = true
 	}
-	p.Activate()
+	// A change of the upstreams' forward_headers changes every request's
+	// merge partition: the outputs of the old ones are retired.
+	p.Activate(r.running != nil && partitionScheme(r.running.Upstreams) != partitionScheme(cfg.Upstreams))
 	r.handler.Update(p, ups)
 	r.running = cfg
 	r.upstream = r.upstream[:0]
@@ -152,4 +155,16 @@ func (r *reloader) configYAML() ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return redactedYAML(r.running)
+}
+
+// partitionScheme names how requests are partitioned for the merge: the
+// forwarded header names of each upstream, in order (see
+// remotewrite.partition).
+func partitionScheme(ups []remotewrite.UpstreamConfig) string {
+	var b strings.Builder
+	for _, u := range ups {
+		b.WriteString(strings.Join(u.ForwardHeaders, "\x00"))
+		b.WriteString("\x01")
+	}
+	return b.String()
 }

@@ -281,10 +281,13 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 	edits, undone := p.decide(b)
 	res.Collisions = undone
 	var tx MergeTx
-	if p.merges() && (len(edits) > 0 || p.MergePending()) {
+	// What the merge state still has to send goes out whatever the policy
+	// (a reload may have switched it off since: see retire.go).
+	if (p.merges() && len(edits) > 0) || p.MergePending() {
 		tx = p.BeginMerge(part)
 	}
-	if len(edits) == 0 && tx == nil {
+	fenced := p.merger != nil && p.merger.Fenced()
+	if len(edits) == 0 && tx == nil && !fenced {
 		return res, nil
 	}
 	drop := newDropSet(b.Len())
@@ -319,11 +322,56 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 			b.SetLabels(e.idx, e.out)
 		}
 	}
-	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0
+	fencedOut := 0
+	if fenced {
+		fencedOut = p.applyFences(b, edits, drop)
+	}
+	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0 || fencedOut > 0
 	for _, i := range drop.members() {
 		b.Drop(i)
 	}
 	return res, run
+}
+
+// applyFences keeps out of the request the samples of series forwarded with
+// their own labels at or before the fence of a retired output with those
+// labels (see retire.go). It returns how many series it changed.
+func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) int {
+	edited := make(map[int]bool, len(edits))
+	for _, e := range edits {
+		if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
+			edited[e.idx] = true
+		}
+	}
+	h := newPairHasher()
+	changed := 0
+	for i := range b.Len() {
+		if edited[i] || drop.has(i) || b.Skip(i) || b.HasHistograms(i) {
+			continue
+		}
+		f, ok := p.merger.fencedAt(hashSeries(b, i, h))
+		if !ok {
+			continue
+		}
+		smp := b.Samples(i)
+		kept := make([]Sample, 0, len(smp))
+		for _, s := range smp {
+			if s.T > f {
+				kept = append(kept, s)
+			}
+		}
+		if len(kept) == len(smp) {
+			continue
+		}
+		p.merger.metrics.fenced.Add(float64(len(smp) - len(kept)))
+		changed++
+		if len(kept) == 0 {
+			drop.add(i)
+			continue
+		}
+		b.SetSamples(i, kept, []int{i})
+	}
+	return changed
 }
 
 // mergeRun is what a request owes the merge state: its transaction, to be

@@ -182,6 +182,7 @@ type output struct {
 	listed  uint8 // on the partition's lists: listReady, listWaiting
 	parked  []parked
 	gone    bool // forgotten (idle): not in the state any more
+	retire  bool // no source left after a reload: leaves once its queue is sent
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -249,6 +250,7 @@ type partition struct {
 
 type mergeMetrics struct {
 	collisions, merged, emitted, full, overdue, unknown, late, logErrors prometheus.Counter
+	fenced                                                               prometheus.Counter
 	hold                                                                 prometheus.Observer
 }
 
@@ -954,6 +956,11 @@ func (tx *mergeTx) Done(ok bool, taken []int) {
 			o.q = dequeue(o.q, took)
 			o.tried = max(0, o.tried-took)
 			m.logSent(o, last)
+		}
+		if o.retire && len(o.q) == 0 && !o.gone {
+			m.logDrop(o) // retired, its queue sent: see retire.go
+			m.forget(o)
+			continue
 		}
 		m.list(o)
 	}

@@ -63,6 +63,7 @@ const (
 	recSourceState = 8
 	recForgotten   = 9
 	recMeta        = 10
+	recDetach      = 11
 
 	compactSlack = 64 << 20
 )
@@ -421,6 +422,17 @@ func (m *shard) logSent(o *output, t int64) {
 	}
 }
 
+func (m *shard) logDetach(o *output, s *source) {
+	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.begin(recDetach)
+		l.uvarint(o.id)
+		l.uvarint(s.id)
+		l.end()
+	}
+}
+
 func (m *shard) logDrop(o *output) {
 	if l := m.log; l != nil && !m.replay {
 		l.mu.Lock()
@@ -704,6 +716,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 			if o := outs[oid]; o != nil && r.err == nil {
 				o.sent(t)
 			}
+		case recDetach:
+			oid, sid := r.uvarint(), r.uvarint()
+			ref, ok := srcs[sid]
+			if r.err != nil || !ok || outs[oid] != ref.o {
+				return false, errors.Join(r.err, fmt.Errorf("detach of unknown source %d", sid))
+			}
+			ref.o.sh.detach(ref.o, func(s *source) bool { return s == ref.s })
+			delete(srcs, sid)
 		case recDrop:
 			oid := r.uvarint()
 			if o := outs[oid]; o != nil && r.err == nil {

@@ -54,6 +54,13 @@ type Merger struct {
 	// *atomic.Int64): a partition with outputs pending and no transaction
 	// for longer than the wait has lost its sender (see idle.go).
 	seen sync.Map
+
+	// fences keep the raw samples of retired outputs' label sets out of
+	// the requests for a while (see retire.go); fenced is whether any is.
+	fenceMu    sync.Mutex
+	fences     map[uint64]fence
+	fenceSweep stamp
+	fenced     atomic.Bool
 }
 
 // clockSkew is how far the sender's clock (sample timestamps) may run ahead
@@ -83,6 +90,8 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 			Help: "Source samples that arrived after their output had finalized their timestamp; they count from the next output sample on."}),
 		logErrors: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_log_errors_total",
 			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
+		fenced: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_fenced_samples_total",
+			Help: "Samples of a series not sent because, after a reload took its label set away from the merge, the merge had sent (or will send) its own sample at or after their timestamp."}),
 		hold: f.NewHistogram(prometheus.HistogramOpts{Namespace: "rwfix", Name: "merge_hold_seconds",
 			Help:    "Time from the arrival of the first source sample at a merged output's timestamp to its finalization: the latency the merge adds (births wait collision.birth_wait).",
 			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120}}),

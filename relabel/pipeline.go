@@ -118,7 +118,7 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 		p.cache = newDecisionCache(4 * max(cfg.Collision.MaxSeries, 100_000))
 	}
 	if private {
-		p.Activate()
+		p.Activate(false)
 	}
 	return p, nil
 }
@@ -129,11 +129,41 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 // the process' one), so a reload calls Activate only once everything else of
 // the new configuration has been built: a configuration refused after New
 // must leave the running merge as it was.
-func (p *Pipeline) Activate() {
+//
+// partitionsChanged says that the requests' merge partitions (the upstreams'
+// forward_headers) changed: no output in the state will see its partition
+// again. Every output whose sources this pipeline no longer merges into it
+// is retired (see Merger.retire).
+func (p *Pipeline) Activate(partitionsChanged bool) {
 	if p.merger != nil {
 		p.merger.setConfig(p.collision)
 		p.merger.setPreimage(p.preimageSize)
+		p.merger.retire(p.mergesInto, partitionsChanged)
 	}
+}
+
+// mergesInto reports whether this pipeline merges the series src into the
+// output out that the merge state holds (without counting anything).
+func (p *Pipeline) mergesInto(src, out labels.Labels) bool {
+	if p.policy != PolicyMerge {
+		return false
+	}
+	got, changed, keep, _ := p.repairCounted(src, false)
+	if !keep || !labels.Equal(got, out) {
+		return false
+	}
+	// Merges(got, changed), where an output of user rules is known: it is
+	// in the state.
+	if changed || len(p.rules) > 0 {
+		return true
+	}
+	name := out.Get(model.MetricNameLabel)
+	for i := range p.rewrites {
+		if rw := &p.rewrites[i]; rw.matchesName(name) && out.Get(rw.label) == rw.to {
+			return true
+		}
+	}
+	return false
 }
 
 // MayChange reports whether the series can be changed, dropped or merged by
@@ -180,6 +210,12 @@ func (p *Pipeline) countFired(fired uint64) {
 // repair is Repair, also reporting which preset rewrites fired (bit i:
 // p.rewrites[i], for the first 64).
 func (p *Pipeline) repair(lbls labels.Labels) (out labels.Labels, changed, keep bool, fired uint64) {
+	return p.repairCounted(lbls, true)
+}
+
+// repairCounted is repair; with count false it leaves the rule counters
+// alone (a reload asking where the merge state's sources now go).
+func (p *Pipeline) repairCounted(lbls labels.Labels, count bool) (out labels.Labels, changed, keep bool, fired uint64) {
 	if len(p.rules) == 0 {
 		if _, ok := p.names[lbls.Get(model.MetricNameLabel)]; !ok {
 			return lbls, false, true, 0
@@ -192,7 +228,9 @@ func (p *Pipeline) repair(lbls labels.Labels) (out labels.Labels, changed, keep 
 	presetChanged := false
 	for i := range p.rewrites {
 		if p.rewrites[i].apply(b) {
-			p.rewrites[i].repaired.Inc()
+			if count {
+				p.rewrites[i].repaired.Inc()
+			}
 			presetChanged = true
 			if i < 64 {
 				fired |= 1 << i
@@ -211,17 +249,23 @@ func (p *Pipeline) repair(lbls labels.Labels) (out labels.Labels, changed, keep 
 		mid = b.Labels()
 	}
 	if !relabel.ProcessBuilder(b, p.rules...) {
-		p.userDropped.Inc()
+		if count {
+			p.userDropped.Inc()
+		}
 		return labels.EmptyLabels(), true, false, fired
 	}
 	out = b.Labels()
 	if out.IsEmpty() {
 		// Prometheus drops a series whose relabeling left no labels.
-		p.userDropped.Inc()
+		if count {
+			p.userDropped.Inc()
+		}
 		return out, true, false, fired
 	}
 	if !labels.Equal(out, mid) {
-		p.userRepaired.Inc()
+		if count {
+			p.userRepaired.Inc()
+		}
 	} else if !presetChanged {
 		return lbls, false, true, fired
 	}

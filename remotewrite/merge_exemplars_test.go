@@ -66,7 +66,7 @@ func TestRW2HeldMergeSendsNoExemplarOnlySeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Activate()
+	p.Activate(false)
 	clock := &steppedClock{t: time.Unix(1000, 0)}
 	p.SetMergeClock(clock.now)
 	h := NewHandler(p, []*Upstream{upstreamFor(t, up.URL, time.Second)})

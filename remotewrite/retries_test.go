@@ -33,7 +33,7 @@ func durableMerge(t *testing.T, dir string) (p *relabel.Pipeline, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Activate()
+	p.Activate(false)
 	stopped := false
 	stop = func() {
 		if !stopped {

@@ -1,0 +1,161 @@
+package relabel
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// A reload can take outputs away from the merge: the preset turned off, a
+// rule changed, the policy switched to keep_distinct, the partitions
+// (forward_headers) changed. Such an output must neither hold its samples
+// forever nor collide with its label set forwarded raw from now on: two
+// values at one timestamp, or a raw sample the merge later sends an older
+// one behind, make the TSDB refuse the sender's batch (400). retire, run by
+// Pipeline.Activate with every shard locked, gives each output the new
+// configuration's coverage:
+//
+//   - a source the new rules no longer merge into the output leaves it (its
+//     count leaves the sum: what turning the repair off means);
+//   - an output with a source gone, or whose partition will not come again,
+//     finalizes what it holds now (the sources at their latest values,
+//     counted overdue) and sends its queue as retries (a request of their
+//     own, whose refusal never fails the sender's batch);
+//   - an output left without sources (or partition) is retired: it leaves
+//     the state once its queue is sent, and a fence keeps its label set's
+//     raw samples at or before its last finalized timestamp out of the
+//     requests for fenceFor (a sender's retry of a request from before the
+//     reload would collide with what the merge sent).
+
+// fenceFor is how long a retired output's fence holds.
+const fenceFor = 10 * time.Minute
+
+// fence is a retired output's last finalized timestamp, until when.
+type fence struct {
+	f     int64
+	until stamp
+}
+
+// retire applies a new configuration's coverage; merges reports whether it
+// merges a source into an output. Called with no shard locked.
+func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChanged bool) {
+	w.lockAll()
+	now := w.shards[0].now()
+	for _, sh := range w.shards {
+		var gone []*output
+		for _, l := range sh.outs {
+			for _, o := range l {
+				if sh.retireOne(o, merges, partitionsChanged, now) {
+					gone = append(gone, o)
+				}
+			}
+		}
+		for _, o := range gone {
+			sh.retired(o, now)
+		}
+	}
+	w.unlockAll()
+	w.flushLog()
+}
+
+// retireOne applies the coverage to one output; it reports whether the
+// output is left without sources or partition, to be retired.
+func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, partitionsChanged bool, now time.Time) bool {
+	kept := 0
+	for _, s := range o.sources {
+		if s.hash != 0 || merges(s.labels, o.labels) { // a tomb's placeholder stays: unknown labels
+			kept++
+		}
+	}
+	if kept == len(o.sources) && !partitionsChanged {
+		return false
+	}
+	// Finalize what is held, in order, before any source leaves.
+	for {
+		t, ok := o.next()
+		if !ok {
+			break
+		}
+		m.metrics.overdue.Inc()
+		m.finalize(o, t, o.knowable(t, m.w.horizon, m.preimage(o)))
+	}
+	if kept < len(o.sources) {
+		m.detach(o, func(s *source) bool { return s.hash == 0 && !merges(s.labels, o.labels) })
+	}
+	o.tried = len(o.q) // the queue goes as retries
+	m.list(o)
+	return len(o.sources) == 0 || partitionsChanged
+}
+
+// detach removes the sources gone says, and what they counted; each
+// removal is logged.
+func (m *shard) detach(o *output, gone func(*source) bool) {
+	o.parked = slices.DeleteFunc(o.parked, func(p parked) bool { return gone(p.s) })
+	n := len(o.sources)
+	o.sources = slices.DeleteFunc(o.sources, func(s *source) bool {
+		if !gone(s) {
+			return false
+		}
+		m.logDetach(o, s)
+		return true
+	})
+	m.nsrc -= n - len(o.sources)
+}
+
+// retired fences an output left without sources and removes it once its
+// queue is sent (at once if it is empty).
+func (m *shard) retired(o *output, now time.Time) {
+	m.w.fence(hashLabels(o.labels), o.f, now)
+	o.retire = true
+	if len(o.q) == 0 && o.inflight == 0 {
+		m.logDrop(o)
+		m.forget(o)
+	}
+}
+
+// fence keeps raw samples of label hash h at or before f out for fenceFor.
+func (w *Merger) fence(h uint64, f int64, now time.Time) {
+	if f == math.MinInt64 {
+		return
+	}
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	if w.fences == nil {
+		w.fences = map[uint64]fence{}
+	}
+	if old, ok := w.fences[h]; ok && old.f > f {
+		f = old.f
+	}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor))}
+	w.fenced.Store(true)
+}
+
+// Fenced reports, without locking, whether some label set is fenced: only
+// then does Apply look up its series' labels (fencedAt).
+func (w *Merger) Fenced() bool { return w.fenced.Load() }
+
+// fencedAt returns the fence of label hash h (ok false: none). Expired
+// fences are dropped at most once a second.
+func (w *Merger) fencedAt(h uint64) (f int64, ok bool) {
+	if !w.fenced.Load() {
+		return 0, false
+	}
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	// The clock is set before traffic (SetClock): read without a shard lock.
+	if now := stampOf(w.shards[0].now()); now > w.fenceSweep {
+		w.fenceSweep = now + stamp(time.Second)
+		for k, fc := range w.fences {
+			if now > fc.until {
+				delete(w.fences, k)
+			}
+		}
+		if len(w.fences) == 0 {
+			w.fenced.Store(false)
+		}
+	}
+	fc, ok := w.fences[h]
+	return fc.f, ok
+}
