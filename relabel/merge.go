@@ -399,6 +399,11 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 		return nil
 	}
 	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
+	if f, ok := m.w.fencedAt(hashLabels(out)); ok && f > o.f {
+		// The label set was retired (another partition, before a reload):
+		// its samples up to f are the retired output's.
+		o.f = f
+	}
 	m.logNewOutput(o)
 	return o
 }
