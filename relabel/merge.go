@@ -717,7 +717,9 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		switch {
 		case !s.has:
 			s.bornAt = p.T
-		case p.V < s.v && !o.min:
+		case (p.V < s.v && !o.min) || (p.V > s.v && o.min):
+			// A counter that dropped, or a _created that moved later (the
+			// series was created again).
 			reset = true
 			s.resetAt = p.T
 			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T})
@@ -745,7 +747,9 @@ func dequeue(q []Sample, n int) []Sample {
 	return q
 }
 
-// settleResets decides what the resets just consumed mean. A reset at
+// settleResets decides what the resets just consumed mean (for a _created
+// output, a "reset" is a source created again: its value moved later). A
+// reset at
 // timestamp r is the exporter's restart when every source that counts (not
 // stale) reset at r or first counted at r (the samples of one scrape share
 // its timestamp, whichever request or order they came in): a fixed
@@ -772,7 +776,12 @@ func (m *shard) settleResets(o *output) {
 		}
 	}
 	for _, p := range o.parked {
-		o.carry += p.v
+		switch {
+		case !o.min:
+			o.carry += p.v
+		case o.carry == 0 || p.v < o.carry: // creation times are never 0
+			o.carry = p.v
+		}
 	}
 	o.parked = o.parked[:0]
 }
@@ -788,14 +797,23 @@ func (o *output) restartAt(r int64) bool {
 	return true
 }
 
-// value is the output's current value; stale when no source counts.
+// value is the output's current value; stale when no source counts. For a
+// _created output it is the earliest creation time since the exporter's
+// last restart, stale sources and sources created again since included (the
+// carry), as a fixed exporter's one series was created at its first count.
 func (o *output) value() (v float64, stale bool) {
 	stale = true
 	if o.min {
 		v = math.Inf(1)
+		if o.carry != 0 {
+			v = o.carry
+		}
 		for _, s := range o.sources {
-			if s.has && !s.stale {
-				v, stale = math.Min(v, s.v), false
+			if s.has {
+				v = math.Min(v, s.v)
+				if !s.stale {
+					stale = false
+				}
 			}
 		}
 		return v, stale

@@ -395,3 +395,38 @@ func TestMergePartitionChangeRetires(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// _created: the earliest creation time since the exporter's restart, as a
+// fixed LiteLLM's one series would have it — a None series that expired
+// keeps its creation time in it, and one created again (evicted, reborn)
+// does not move it later; a restart (every series created again) does.
+func TestMergeCreatedKeepsTheEarliest(t *testing.T) {
+	h := newHarness(t, "")
+	created := func(ts int64, none, five float64) {
+		h.clock.add(step * time.Millisecond)
+		var srcs []labels.Labels
+		var smp [][]Sample
+		if none != 0 {
+			srcs, smp = append(srcs, srcNone), append(smp, sp(ts, none))
+		}
+		if five != 0 {
+			srcs, smp = append(srcs, src500), append(smp, sp(ts, five))
+		}
+		h.req(g(outCreat, append([]any{}, pairs(srcs, smp)...)...))
+	}
+	created(0, 500, 700)
+	created(step, stale, 700)   // the None series expired
+	created(2*step, 0, 700)     // absent
+	created(3*step, 900, 700)   // created again
+	created(4*step, 2000, 2000) // LiteLLM restarted: both created again
+	h.drain()
+	wantSeries(t, h.series(outCreat), 500, 500, 500, 500, 2000)
+}
+
+func pairs(srcs []labels.Labels, smp [][]Sample) []any {
+	var out []any
+	for i := range srcs {
+		out = append(out, srcs[i], smp[i])
+	}
+	return out
+}
