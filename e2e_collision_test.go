@@ -101,13 +101,15 @@ func TestE2ECollisionRestart(t *testing.T) {
 		name     string
 		kill     bool
 		loseData bool
+		rw2      bool
 	}{
-		{"sigterm", false, false},
-		{"sigkill", true, false},
-		{"sigkill-data-lost", true, true},
+		{"sigterm", false, false, false},
+		{"sigkill", true, false, false},
+		{"sigkill-rw2", true, false, true},
+		{"sigkill-data-lost", true, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startE2E(t, senderOpts{shards: collisionShards}, true)
+			e := startE2E(t, senderOpts{shards: collisionShards, rw2: tc.rw2}, true)
 			waitFor(t, "LiteLLM series in the receiver", 60*time.Second, func() (bool, error) {
 				r, err := query(t, e.receiver, `litellm_proxy_total_requests_metric_total`, time.Time{})
 				return err == nil && len(r) > 0, err
@@ -148,10 +150,16 @@ func TestE2ECollisionRestart(t *testing.T) {
 // output resets exactly once, where the sum of its sources drops, and is
 // afterwards the sum since the restart.
 func TestE2ECollisionLiteLLMRestart(t *testing.T) {
+	for _, rw2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "rw1", true: "rw2"}[rw2], func(t *testing.T) { testE2ECollisionLiteLLMRestart(t, rw2) })
+	}
+}
+
+func testE2ECollisionLiteLLMRestart(t *testing.T, rw2 bool) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	e := startE2E(t, senderOpts{shards: collisionShards}, true)
+	e := startE2E(t, senderOpts{shards: collisionShards, rw2: rw2}, true)
 	waitFor(t, "LiteLLM series in the receiver", 60*time.Second, func() (bool, error) {
 		r, err := query(t, e.receiver, `litellm_proxy_total_requests_metric_total`, time.Time{})
 		return err == nil && len(r) > 0, err

@@ -199,11 +199,11 @@ func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, 
 		return lats
 	}
 	if learn > 0 {
-		// The merge's learning, as in production: a new output waits one
-		// wait (10 s plus two intervals) for its sources while one scrape is
-		// in flight. (Saturating meanwhile would make it hold hundreds of
-		// samples per source: the load's timestamps run about 300 times
-		// faster than 15 s scrapes.)
+		// New outputs first, as in production: one scrape in flight while
+		// an output with one source so far waits birth_wait for the others
+		// (a lone None may gain its 500). (Saturating meanwhile would make
+		// it hold hundreds of samples per source: the load's timestamps run
+		// about 300 times faster than 15 s scrapes.)
 		var scratch, dst []byte
 		for range tpls {
 			scratch, dst, _ = send(scratch, dst)
@@ -332,9 +332,9 @@ func TestLoad(t *testing.T) {
 	}
 
 	const series = 50000
-	// The merge learns a new output's sources for one wait (10 s plus two
-	// intervals) before it sends: the warm-up waits it out (see drive), so
-	// that the measured phase is the steady state.
+	// A new output with one source so far holds each timestamp birth_wait
+	// (10 s) for sources born on other shards: the warm-up waits it out (see
+	// drive), so that the measured phase is the steady state.
 	mergeLearn := 11 * time.Second
 	var rows []string
 	var shares string
@@ -355,7 +355,7 @@ func TestLoad(t *testing.T) {
 			r       *relay
 			tpls    []rwtest.Template
 			senders int
-			learn   time.Duration // the merge's learning before the warm-up (see drive)
+			learn   time.Duration // new outputs' first round before the warm-up (see drive)
 		}
 		specs := []rowSpec{
 			{"baseline", &baseline, heavy, 8, 0},

@@ -120,7 +120,7 @@ func BenchmarkMerge(b *testing.B) {
 						}
 					}
 				}
-				// Past the learning of every output.
+				// Past the birth wait of every output.
 				for s := range int64(5) {
 					clock.add(15 * time.Second)
 					scrape(s * 15000)
@@ -182,7 +182,7 @@ func BenchmarkMergeStateMemory(b *testing.B) {
 				before := heap()
 				series := litellmSeries(outputs)
 				for round := range int64(2) {
-					clock.add(time.Minute) // past the learning
+					clock.add(time.Minute) // past the birth wait
 					for off := 0; off < len(series); off += 2000 {
 						ls := series[off:min(off+2000, len(series))]
 						smp := make([][]Sample, len(ls))
