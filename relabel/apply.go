@@ -83,8 +83,9 @@ type edit struct {
 	idx       int
 	orig, out labels.Labels
 	keep      bool
-	merge     bool   // the output goes through the Merger
-	hash      uint64 // of out (labels.Labels.Hash), when merged; the collision guard's own otherwise
+	merge     bool      // the output goes through the Merger
+	hash      uint64    // of out (labels.Labels.Hash), when merged; the collision guard's own otherwise
+	d         *decision // the cached decision it came from; nil without the cache
 }
 
 // pairHasher hashes a label set from its name/value pairs, so that a
@@ -296,7 +297,7 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		}()
 		mr := &mergeRun{tx: tx}
 		var unmerged int
-		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, edits, b, drop)
+		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, part, edits, b, drop)
 		res.Collisions += unmerged
 		run = mr
 	}
@@ -352,7 +353,7 @@ func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger !=
 // joins that output as a source. It returns how many series it merged away
 // or rewrote, how many rewrites it had to undo (merge state full), and the
 // retries (samples for a request of their own).
-func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
+func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
 	// Group the merge edits by output, without a small allocation per group:
 	// groups in one slice, chained by hash; each source records its group.
 	type group struct {
@@ -453,7 +454,17 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		}
 		gidx := idx[start:end:end]
 		start = end
-		if !tx.AddHashed(g.out, g.hash, ls, samples) {
+		held := tx.AddHashed(g.out, g.hash, ls, samples)
+		if p.cache != nil {
+			// The state holds these labels now, or not: the cache counts
+			// them once.
+			for _, src := range srcs[end-len(gidx) : end] {
+				if src.k >= 0 && edits[src.k].d != nil {
+					p.cache.noteMerged(edits[src.k].d, held, part)
+				}
+			}
+		}
+		if !held {
 			// No room in the merge state: forward the sources unrepaired;
 			// the collision guard then keeps them apart.
 			for _, src := range srcs[end-len(gidx) : end] {
@@ -563,18 +574,21 @@ func (p *Pipeline) decide(b Batch) []edit {
 			if d = p.cache.get(k); d != nil {
 				p.countFired(d.fired)
 			} else {
-				d = p.decideSeries(b.Labels(i, &sb))
-				p.cache.put(k, d)
+				d = p.cache.put(k, p.decideSeries(b.Labels(i, &sb)))
 			}
 		} else {
 			d = p.decideSeries(b.Labels(i, &sb))
 		}
+		var cached *decision
+		if p.cache != nil {
+			cached = d
+		}
 		switch {
 		case d.merge && !b.HasHistograms(i):
-			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash})
+			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash, d: cached})
 		case !d.changed && d.keep:
 		default:
-			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep})
+			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep, d: cached})
 		}
 	}
 	return edits

@@ -26,9 +26,10 @@ const mergeShards = 16
 type Merger struct {
 	shards  [mergeShards]*shard
 	nextID  atomic.Uint64
-	total   atomic.Int64 // outputs, every shard
-	log     *mergeLog    // nil: not durable
+	total   outputCount // outputs, every shard
+	log     *mergeLog   // nil: not durable
 	metrics *mergeMetrics
+	mem     stateMemory // the heap held, as last measured (see heapBytes)
 }
 
 // NewMerger creates the merge state and registers its metrics with reg.
