@@ -50,7 +50,9 @@ import (
 // reference bit, under the shard lock it takes anyway (no list to reorder,
 // no allocation); a put beyond the shard's share of the budget sweeps the
 // hand, which clears set bits and evicts the first entry found without one.
-// A new entry goes just behind the hand, so it has a whole turn to be hit.
+// A new entry goes just behind the hand, without the bit: it has one turn
+// to be hit, so that series seen once (churn) leave first, and the series
+// seen every scrape stay; its own put never evicts it.
 type decisionCache struct {
 	shards [cacheShards]cacheShard
 	budget int64   // bytes, for the cache and the merge state together
@@ -152,7 +154,7 @@ func (c *decisionCache) put(k cacheKey, d *decision) *decision {
 	sh.m[k] = d
 	sh.insert(d)
 	sh.bytes += entryBytes + d.ownBytes()
-	sh.evict(limit)
+	sh.evict(limit, d)
 	return d
 }
 
@@ -185,15 +187,15 @@ func (sh *cacheShard) insert(d *decision) {
 }
 
 // evict sweeps the hand until the shard costs at most limit: an entry hit
-// since the last turn loses its bit and stays, one without is evicted. Two
-// turns at most: the first clears every bit.
-func (sh *cacheShard) evict(limit int64) {
-	for steps := 2 * len(sh.ring); sh.bytes > limit && len(sh.ring) > 0 && steps > 0; steps-- {
+// since the last turn loses its bit and stays, one without is evicted; keep
+// (the entry just put) stays. Two turns at most: the first clears every bit.
+func (sh *cacheShard) evict(limit int64, keep *decision) {
+	for steps := 2 * len(sh.ring); sh.bytes > limit && len(sh.ring) > 1 && steps > 0; steps-- {
 		if sh.hand >= len(sh.ring) {
 			sh.hand = 0
 		}
 		d := sh.ring[sh.hand]
-		if d.ref {
+		if d.ref || d == keep {
 			d.ref = false
 			sh.hand++
 			continue
