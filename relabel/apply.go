@@ -80,8 +80,8 @@ func hashSeries(b Batch, i int, h *pairHasher) uint64 {
 
 // edit is what the Repairer decided for one series of a batch.
 type edit struct {
-	idx       int
 	orig, out labels.Labels
+	idx       int32 // a series index of the request (int32: the edit stays 56 bytes)
 	keep      bool
 	merge     bool      // the output goes through the Merger
 	hash      uint64    // of out (labels.Labels.Hash), when merged; the collision guard's own otherwise
@@ -208,15 +208,15 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 			case e.merge:
 				// A merged output is one series; its slot carries it. Other
 				// rewrites must not land on it either.
-				if !dropped.has(e.idx) {
+				if !dropped.has(int(e.idx)) {
 					h := hashLabels(e.out)
 					outs[h] = append(outs[h], k)
 				}
-				skip[e.idx] = true
+				skip[int(e.idx)] = true
 			case !e.keep:
-				skip[e.idx] = true
+				skip[int(e.idx)] = true
 			case !labels.Equal(e.out, e.orig):
-				skip[e.idx] = true
+				skip[int(e.idx)] = true
 				e.hash = hashLabels(e.out)
 				outs[e.hash] = append(outs[e.hash], k)
 			}
@@ -307,13 +307,13 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		case e.merge:
 			// Handled by mergeGroups.
 		case !e.keep:
-			drop.add(e.idx)
+			drop.add(int(e.idx))
 			res.Dropped++
 		case labels.Equal(e.out, e.orig):
 			// Undone by the guard: forwarded as it came.
 		default:
 			res.Repaired++
-			b.SetLabels(e.idx, e.out)
+			b.SetLabels(int(e.idx), e.out)
 		}
 	}
 	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0
@@ -405,14 +405,14 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, d
 			byHash[h] = g
 		}
 		groups[g].nsrc++
-		srcs = append(srcs, source{group: g, idx: e.idx, k: int32(k), ls: e.orig})
+		srcs = append(srcs, source{group: g, idx: int(e.idx), k: int32(k), ls: e.orig})
 	}
 	// Unchanged series that land on a merged output are sources too. With
 	// known targets, decide has already made them merge edits.
 	if len(groups) > 0 && !p.TargetsKnown() {
 		edited := make(map[int]bool, len(edits))
 		for _, e := range edits {
-			edited[e.idx] = true
+			edited[int(e.idx)] = true
 		}
 		var sb labels.ScratchBuilder
 		for i := range b.Len() {
@@ -458,9 +458,9 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, d
 		if p.cache != nil {
 			// The state holds these labels now, or not: the cache counts
 			// them once.
-			for _, src := range srcs[end-len(gidx) : end] {
-				if src.k >= 0 && edits[src.k].d != nil {
-					p.cache.noteMerged(edits[src.k].d, held, part)
+			for j := end - len(gidx); j < end; j++ {
+				if k := srcs[j].k; k >= 0 && edits[k].d != nil && !p.cache.counted(edits[k].d, held) {
+					p.cache.recount(edits[k].d, held, part)
 				}
 			}
 		}
@@ -585,10 +585,10 @@ func (p *Pipeline) decide(b Batch) []edit {
 		}
 		switch {
 		case d.merge && !b.HasHistograms(i):
-			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash, d: cached})
+			edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash, d: cached})
 		case !d.changed && d.keep:
 		default:
-			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep, d: cached})
+			edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: d.keep, d: cached})
 		}
 	}
 	return edits

@@ -40,7 +40,7 @@ import (
 // memory it alone holds (orig, and out where it is not orig's memory).
 // Labels that the merge state holds too are counted once, in the state's
 // estimate. When a request's merge finds a cached decision's output in the
-// state (noteMerged), the entry is made to hold the state's own copies of
+// state (recount), the entry is made to hold the state's own copies of
 // its labels (Merger.sharedLabels; the state keeps the copies a decision
 // gives it, so this is rare: a label set built twice) and counts them as
 // the state's from then on — until the state next removes an output (sync):
@@ -260,17 +260,17 @@ func (sh *cacheShard) syncTo(removals uint64) {
 	}
 }
 
-// noteMerged records whether the merge state holds d's labels: held, its
-// merge (in partition part) found or made d's output with d's source. On the
-// hit path it reads two atomics and takes no lock: only a change (a new
-// entry, the state full or no longer, a removal since) takes the shard's.
-func (c *decisionCache) noteMerged(d *decision, held bool, part string) {
-	if c.state == nil {
-		return
-	}
-	if (d.sharedAt.Load() == c.state.removals()+1) == held {
-		return
-	}
+// counted reports whether d's labels are counted as they should be, held
+// or not by the merge state (held: a request's merge found or made d's
+// output with d's source, so the state holds their memory). It is the hit
+// path's check: two atomic loads, no lock, inlined.
+func (c *decisionCache) counted(d *decision, held bool) bool {
+	return c.state == nil || (d.sharedAt.Load() == c.state.removals()+1) == held
+}
+
+// recount changes how d's labels are counted (see counted), after a merge in
+// partition part: a new entry, the state full or no longer, a removal since.
+func (c *decisionCache) recount(d *decision, held bool, part string) {
 	var stateOut, stateOrig labels.Labels
 	if held {
 		// Before the shard lock: the state's lock is never taken under it.
