@@ -41,7 +41,7 @@ func (c *outputCount) Store(v int64) {
 	c.n.Store(v)
 }
 
-func (c *outputCount) CompareAndSwap(old, new int64) bool { return c.n.CompareAndSwap(old, new) }
+func (c *outputCount) CompareAndSwap(old, v int64) bool { return c.n.CompareAndSwap(old, v) }
 
 // removals counts the times outputs left the state.
 func (w *Merger) removals() uint64 { return w.total.removed.Load() }
