@@ -83,11 +83,12 @@ func hashSeries(b Batch, i int, h *pairHasher) uint64 {
 
 // edit is what the Repairer decided for one series of a batch.
 type edit struct {
-	idx       int
 	orig, out labels.Labels
+	idx       int32 // a series index of the request (int32: the edit stays 56 bytes)
 	keep      bool
-	merge     bool   // the output goes through the Merger
-	hash      uint64 // of out (labels.Labels.Hash), when merged; the collision guard's own otherwise
+	merge     bool      // the output goes through the Merger
+	hash      uint64    // of out (labels.Labels.Hash), when merged; the collision guard's own otherwise
+	d         *decision // the cached decision it came from; nil without the cache
 }
 
 // pairHasher hashes a label set from its name/value pairs, so that a
@@ -210,15 +211,15 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 			case e.merge:
 				// A merged output is one series; its slot carries it. Other
 				// rewrites must not land on it either.
-				if !dropped.has(e.idx) {
+				if !dropped.has(int(e.idx)) {
 					h := hashLabels(e.out)
 					outs[h] = append(outs[h], k)
 				}
-				skip[e.idx] = true
+				skip[int(e.idx)] = true
 			case !e.keep:
-				skip[e.idx] = true
+				skip[int(e.idx)] = true
 			case !labels.Equal(e.out, e.orig):
-				skip[e.idx] = true
+				skip[int(e.idx)] = true
 				e.hash = hashLabels(e.out)
 				outs[e.hash] = append(outs[e.hash], k)
 			}
@@ -303,7 +304,7 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		}()
 		mr := &mergeRun{tx: tx}
 		var unmerged int
-		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, edits, b, drop)
+		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, part, edits, b, drop)
 		res.Collisions += unmerged
 		run = mr
 	}
@@ -313,13 +314,13 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		case e.merge:
 			// Handled by mergeGroups.
 		case !e.keep:
-			drop.add(e.idx)
+			drop.add(int(e.idx))
 			res.Dropped++
 		case labels.Equal(e.out, e.orig):
 			// Undone by the guard: forwarded as it came.
 		default:
 			res.Repaired++
-			b.SetLabels(e.idx, e.out)
+			b.SetLabels(int(e.idx), e.out)
 		}
 	}
 	fencedOut := 0
@@ -340,7 +341,7 @@ func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) int {
 	edited := make(map[int]bool, len(edits))
 	for _, e := range edits {
 		if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
-			edited[e.idx] = true
+			edited[int(e.idx)] = true
 		}
 	}
 	h := newPairHasher()
@@ -404,7 +405,7 @@ func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger !=
 // joins that output as a source. It returns how many series it merged away
 // or rewrote, how many rewrites it had to undo (merge state full), and the
 // retries (samples for a request of their own).
-func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
+func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
 	// Group the merge edits by output, without a small allocation per group:
 	// groups in one slice, chained by hash; each source records its group.
 	type group struct {
@@ -456,14 +457,14 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 			byHash[h] = g
 		}
 		groups[g].nsrc++
-		srcs = append(srcs, source{group: g, idx: e.idx, k: int32(k), ls: e.orig})
+		srcs = append(srcs, source{group: g, idx: int(e.idx), k: int32(k), ls: e.orig})
 	}
 	// Unchanged series that land on a merged output are sources too. With
 	// known targets, decide has already made them merge edits.
 	if len(groups) > 0 && !p.TargetsKnown() {
 		edited := make(map[int]bool, len(edits))
 		for _, e := range edits {
-			edited[e.idx] = true
+			edited[int(e.idx)] = true
 		}
 		var sb labels.ScratchBuilder
 		for i := range b.Len() {
@@ -504,7 +505,17 @@ func (p *Pipeline) mergeGroups(tx MergeTx, edits []edit, b Batch, drop *dropSet)
 		}
 		gidx := idx[start:end:end]
 		start = end
-		if !tx.AddHashed(g.out, g.hash, ls, samples) {
+		held := tx.AddHashed(g.out, g.hash, ls, samples)
+		if p.cache != nil {
+			// The state holds these labels now, or not: the cache counts
+			// them once.
+			for j := end - len(gidx); j < end; j++ {
+				if k := srcs[j].k; k >= 0 && edits[k].d != nil && !p.cache.counted(edits[k].d, held) {
+					p.cache.recount(edits[k].d, held, part)
+				}
+			}
+		}
+		if !held {
 			// No room in the merge state: forward the sources unrepaired;
 			// the collision guard then keeps them apart.
 			for _, src := range srcs[end-len(gidx) : end] {
@@ -623,11 +634,14 @@ func (p *Pipeline) decide(b Batch) (edits []edit, undone int) {
 			if d = p.cache.get(k); d != nil {
 				p.countFired(d.fired)
 			} else {
-				d = p.decideSeries(b.Labels(i, &sb))
-				p.cache.put(k, d)
+				d = p.cache.put(k, p.decideSeries(b.Labels(i, &sb)))
 			}
 		} else {
 			d = p.decideSeries(b.Labels(i, &sb))
+		}
+		var cached *decision
+		if p.cache != nil {
+			cached = d
 		}
 		switch {
 		case d.merge && b.HasHistograms(i):
@@ -635,10 +649,10 @@ func (p *Pipeline) decide(b Batch) (edits []edit, undone int) {
 				undone++
 			}
 		case d.merge:
-			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash})
+			edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash, d: cached})
 		case !d.changed && d.keep:
 		default:
-			edits = append(edits, edit{idx: i, orig: d.orig, out: d.out, keep: d.keep})
+			edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: d.keep, d: cached})
 		}
 	}
 	return edits, undone

@@ -19,7 +19,11 @@
 //     guard, the grouping of merge sources into outputs, label-set hashing.
 //   - cache.go: the decision cache — the rules' verdict per series, keyed by
 //     a 128-bit hash of its labels, so that a series seen again is neither
-//     built into labels nor relabeled again.
+//     built into labels nor relabeled again. Bounded in bytes, in one budget
+//     with the merge state (max_series × 1,152 B), evicting by CLOCK.
+//   - memsize.go: heap sizes of allocations, map entries and label sets, for
+//     that budget; mergemem.go: what the cache needs of the merge state for
+//     it (the state's heap estimate, its removals, its copies of labels).
 //   - merge.go: the exact counter merge's state machine (see shard), its
 //     invariants and its one mechanism, the per-output frontier.
 //   - merger.go: Merger, the merge state requests use: 16 shards by the hash

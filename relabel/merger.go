@@ -27,9 +27,10 @@ const mergeShards = 16
 type Merger struct {
 	shards  [mergeShards]*shard
 	nextID  atomic.Uint64
-	total   atomic.Int64 // outputs, every shard
-	log     *mergeLog    // nil: not durable
+	total   outputCount // outputs, every shard
+	log     *mergeLog   // nil: not durable
 	metrics *mergeMetrics
+	mem     stateMemory // the heap held, as last measured (see heapBytes)
 	// horizon (ms) is the first timestamp from which the state has seen
 	// every sample the sender sent: a source first seen at T counted 0
 	// before T only at timestamps from the horizon on; before it, its count

@@ -114,8 +114,9 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 	}
 	p.builders.New = func() any { return labels.NewBuilder(labels.EmptyLabels()) }
 	if len(p.rules) == 0 && len(p.rewrites) <= 64 {
-		// Room for every source of a full merge state, several times over.
-		p.cache = newDecisionCache(4 * max(cfg.Collision.MaxSeries, 100_000))
+		// One memory budget for the cache and the merge state, from
+		// max_series (see decisionCache).
+		p.cache = newDecisionCache(cfg.Collision.MaxSeries, merger)
 	}
 	if private {
 		p.Activate(false)
