@@ -668,6 +668,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	if !m.replay {
 		m.logFinal(o, t, emit)
 	}
+	dead := o.dead()
 	resets := 0
 	for _, s := range o.sources {
 		n := 0
@@ -679,6 +680,10 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		}
 	}
 	o.f = t
+	if dead && o.reborn(resets) {
+		o.restart()
+		resets = 0
+	}
 	n := 0
 	for n < len(o.pend) && o.pend[n].t <= t {
 		n++
@@ -784,6 +789,57 @@ func (m *shard) settleResets(o *output) {
 		}
 	}
 	o.parked = o.parked[:0]
+}
+
+// dead reports whether the output has vanished: some source has a count,
+// and every source with a count is stale (the target's series are gone, or
+// its scrape failed).
+func (o *output) dead() bool {
+	counted := false
+	for _, s := range o.sources {
+		if s.has {
+			if !s.stale {
+				return false
+			}
+			counted = true
+		}
+	}
+	return counted
+}
+
+// reborn reports, for an output that was dead, whether what just came back
+// is a new life rather than the same one: after a failed scrape every series
+// comes back at once, none lower (resets: how many sources dropped); a
+// series that comes back while another stays gone, or lower, was created
+// again (LiteLLM restarted, or evicted the label set) — as the fixed
+// exporter's one series would be.
+func (o *output) reborn(resets int) bool {
+	back, gone := false, false
+	for _, s := range o.sources {
+		switch {
+		case !s.has:
+		case s.stale:
+			gone = true
+		default:
+			back = true
+		}
+	}
+	return back && (gone || resets > 0)
+}
+
+// restart drops what the output counted before: the carry and the counts
+// of the sources that did not come back; the sources that did count from
+// their new values.
+func (o *output) restart() {
+	o.carry, o.st, o.parked = 0, 0, o.parked[:0]
+	for _, s := range o.sources {
+		if s.stale {
+			s.has, s.v = false, 0
+		}
+		if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
+			o.st = s.st
+		}
+	}
 }
 
 // restartAt reports whether every source that counts reset or first counted

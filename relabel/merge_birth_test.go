@@ -430,3 +430,23 @@ func pairs(srcs []labels.Labels, smp [][]Sample) []any {
 	}
 	return out
 }
+
+// The whole output vanishes (every source stale) and one source comes back
+// while the other stays gone: the label set was created again (LiteLLM
+// restarted, or evicted it), so the output restarts from what came back —
+// not from the stale counts. After a failed scrape (everything back at once,
+// none lower) it goes on.
+func TestMergeRebornAfterVanishing(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 1, 4)
+	h.scrape(step, stale, stale) // a failed scrape
+	h.scrape(2*step, 1, 4)       // back: goes on
+	h.scrape(3*step, stale, stale)
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(4*step, 1))) // the None alone, created again
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(5*step, 2)))
+	h.scrape(6*step, 3, 1) // the 500 created again too
+	h.drain()
+	wantSeries(t, h.series(outTotal), 5, math.NaN(), 5, math.NaN(), 1, 2, 4)
+}
