@@ -211,6 +211,9 @@ type parked struct {
 	s *source
 	v float64
 	t int64 // the timestamp of the sample that dropped
+	// recreated: the source came back after it vanished alone (not a drop
+	// of its value)
+	recreated bool
 }
 
 const (
@@ -236,6 +239,11 @@ type source struct {
 	v        float64 // last non-stale value
 	st       int64   // start timestamp of the last consumed sample
 	stale    bool    // the last consumed sample is a stale marker
+	staleAt  int64   // its timestamp
+	// alone: it went stale while another counted source of the output did
+	// not (LiteLLM removed the series): if it comes back, it was created
+	// again, from zero, whatever its value.
+	alone bool
 	resetAt  int64   // timestamp at which it last reset
 	bornAt   int64   // timestamp of its first count (after joining or a real reset)
 }
@@ -680,9 +688,17 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		}
 	}
 	o.f = t
-	if dead && o.reborn(resets) {
+	switch {
+	case dead && o.reborn():
 		o.restart()
 		resets = 0
+	case !dead:
+		alive := !o.dead()
+		for _, s := range o.sources {
+			if s.stale && s.staleAt == t {
+				s.alone = alive
+			}
+		}
 	}
 	n := 0
 	for n < len(o.pend) && o.pend[n].t <= t {
@@ -716,18 +732,21 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 	for _, p := range s.queue[:n] {
 		if value.IsStaleNaN(p.V) {
+			if !s.stale {
+				s.staleAt = p.T
+			}
 			s.stale = true
 			continue
 		}
 		switch {
 		case !s.has:
 			s.bornAt = p.T
-		case (p.V < s.v && !o.min) || (p.V > s.v && o.min):
+		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone):
 			// A counter that dropped, or a _created that moved later (the
 			// series was created again).
 			reset = true
 			s.resetAt = p.T
-			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T})
+			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T, recreated: s.stale && s.alone})
 		}
 		// The output's start timestamp is the earliest of its sources' since
 		// the last real reset; it never moves past a sample the output has
@@ -735,7 +754,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		if p.ST != 0 && ((o.st == 0 && o.f == math.MinInt64) || (o.st != 0 && p.ST < o.st)) {
 			o.st = p.ST
 		}
-		s.v, s.st, s.has, s.stale = p.V, p.ST, true, false
+		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
 	}
 	s.queue = dequeue(s.queue, n)
 	return reset
@@ -808,23 +827,44 @@ func (o *output) dead() bool {
 }
 
 // reborn reports, for an output that was dead, whether what just came back
-// is a new life rather than the same one: after a failed scrape every series
-// comes back at once, none lower (resets: how many sources dropped); a
-// series that comes back while another stays gone, or lower, was created
-// again (LiteLLM restarted, or evicted the label set) — as the fixed
-// exporter's one series would be.
-func (o *output) reborn(resets int) bool {
-	back, gone := false, false
+// is a new life rather than the same one. After a failed scrape (or the
+// target away a while) every series went stale at one timestamp and comes
+// back at once, none lower: the same life. A series that comes back while
+// another stays gone, or lower, or after the series went away one by one,
+// was created again (LiteLLM restarted, or removed the label set) — as the
+// fixed exporter's one series would be.
+func (o *output) reborn() bool {
+	drops := 0
+	recreated := func(s *source) bool {
+		for _, p := range o.parked {
+			if p.s == s && p.recreated {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range o.parked {
+		if !p.recreated {
+			drops++
+		}
+	}
+	back, gone, together := false, false, true
+	at := int64(math.MinInt64)
 	for _, s := range o.sources {
 		switch {
-		case !s.has:
+		case !s.has || (s.stale && s.alone) || recreated(s):
+			continue // never counted, or removed before: not part of this death
 		case s.stale:
 			gone = true
 		default:
 			back = true
 		}
+		if at == math.MinInt64 {
+			at = s.staleAt
+		}
+		together = together && s.staleAt == at
 	}
-	return back && (gone || resets > 0)
+	return back && (gone || drops > 0 || !together)
 }
 
 // restart drops what the output counted before: the carry and the counts
@@ -833,6 +873,7 @@ func (o *output) reborn(resets int) bool {
 func (o *output) restart() {
 	o.carry, o.st, o.parked = 0, 0, o.parked[:0]
 	for _, s := range o.sources {
+		s.alone = false
 		if s.stale {
 			s.has, s.v = false, 0
 		}

@@ -450,3 +450,32 @@ func TestMergeRebornAfterVanishing(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 5, math.NaN(), 5, math.NaN(), 1, 2, 4)
 }
+
+// A source that vanished alone (LiteLLM removed the series while the other
+// went on) and comes back was created again from zero, even at a value not
+// below its old one: its old count stays in the sum. The output vanishing
+// after a failed scrape, with that source still gone, goes on.
+func TestMergeVanishedAloneComesBackFromZero(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 2, 1)
+	h.scrape(step, 2, stale) // the 500 series removed
+	h.scrape(2*step, 2, 1)   // created again: 1 new failure, not the old 1
+	h.scrape(3*step, stale, 2)
+	h.scrape(4*step, stale, stale) // then a failed scrape
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(5*step, 2))) // back; the None stays removed
+	h.drain()
+	wantSeries(t, h.series(outTotal), 3, 3, 4, 5, math.NaN(), 5)
+}
+
+// A source removed alone, then a failed scrape, then everything back at
+// once (the removed one created again): the same life, its old count kept.
+func TestMergeRecreatedAfterFailedScrape(t *testing.T) {
+	h := newHarness(t, "")
+	h.scrape(0, 2, 1)
+	h.scrape(step, stale, 1) // the None series removed
+	h.scrape(2*step, stale, stale)
+	h.scrape(3*step, 1, 1) // a failed scrape over; the None created again
+	h.drain()
+	wantSeries(t, h.series(outTotal), 3, 3, math.NaN(), 4)
+}

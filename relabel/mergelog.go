@@ -489,6 +489,8 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.varint(s.firstST)
 	l.bool(s.fromTomb)
 	l.uvarint(s.hash)
+	l.varint(s.staleAt)
+	l.bool(s.alone)
 	return l.frame(nil)
 }
 
@@ -686,6 +688,9 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
 				if len(r.b) > 0 { // written since births became exact
 					s.firstST, s.fromTomb, s.hash = r.varint(), r.bool(), r.uvarint()
+				}
+				if len(r.b) > 0 { // since vanished sources are told apart
+					s.staleAt, s.alone = r.varint(), r.bool()
 				}
 				for _, p := range s.queue {
 					o.arrived(p.T, now)
