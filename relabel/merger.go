@@ -64,10 +64,12 @@ type Merger struct {
 	fenced     atomic.Bool
 }
 
-// clockSkew is how far the sender's clock (sample timestamps) may run ahead
-// of rwfix's: a sample stamped up to clockSkew after a start without state
-// may still have been sent to the process before.
-const clockSkew = time.Second
+// clockSkew is how far the sender's clock (sample timestamps) is taken to
+// run ahead of rwfix's at most. A sample is stamped at its scrape, before it
+// is sent: one stamped after a start without state cannot have reached the
+// process before, whose state was lost — when the clocks agree (NTP), as
+// Prometheus assumes of its targets.
+const clockSkew = 0
 
 // NewMerger creates the merge state and registers its metrics with reg.
 func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
