@@ -751,7 +751,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		// The output's start timestamp is the earliest of its sources' since
 		// the last real reset; it never moves past a sample the output has
 		// finalized (a TSDB would take that for a reset).
-		if p.ST != 0 && ((o.st == 0 && o.f == math.MinInt64) || (o.st != 0 && p.ST < o.st)) {
+		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || p.ST <= o.f) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
