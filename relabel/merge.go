@@ -741,9 +741,10 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		switch {
 		case !s.has:
 			s.bornAt = p.T
-		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone):
-			// A counter that dropped, or a _created that moved later (the
-			// series was created again).
+		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0):
+			// A counter that dropped, a _created that moved later, a source
+			// back after it vanished alone, or (RW 2.0) a later start
+			// timestamp: the series was created again.
 			reset = true
 			s.resetAt = p.T
 			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T, recreated: s.stale && s.alone})

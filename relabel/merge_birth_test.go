@@ -479,3 +479,24 @@ func TestMergeRecreatedAfterFailedScrape(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 3, 3, math.NaN(), 4)
 }
+
+// RW 2.0: a series that comes back with a later start timestamp was created
+// again, even at a value not below its old one: the output restarts (after
+// vanishing) with the new start timestamp.
+func TestMergeLaterStartTimestampIsARebirth(t *testing.T) {
+	h := newHarness(t, "")
+	at := func(ts int64, v float64, st int64) {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, []Sample{{T: ts, V: v, ST: st}}))
+	}
+	at(0, 1, -100)
+	at(step, stale, 0)
+	at(2*step, 1, 2*step-10) // LiteLLM restarted: created again, one failure again
+	at(3*step, 2, 2*step-10)
+	h.drain()
+	got := h.series(outTotal)
+	wantSeries(t, got, 1, math.NaN(), 1, 2)
+	if got[2].ST != 2*step-10 || got[3].ST != 2*step-10 {
+		t.Fatalf("start timestamps %v, want the new series' after its rebirth", got)
+	}
+}
