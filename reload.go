@@ -114,7 +114,7 @@ func (r *reloader) apply() error {
 		case err != nil:
 			return fmt.Errorf("--storage.path: %w", err)
 		default:
-			r.logger.Info("merge state restored", "dir", r.storagePath, "outputs", n, "unclean_end", r.merger.UncleanEnd())
+			r.logger.Info("merge state restored", "dir", r.storagePath, "outputs", n, "unclean_end", r.merger.UncleanEnd(), "power_loss", r.merger.PowerLoss())
 		}
 		r.logOpen = true
 	}

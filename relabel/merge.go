@@ -243,9 +243,9 @@ type source struct {
 	// alone: it went stale while another counted source of the output did
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
-	alone bool
-	resetAt  int64   // timestamp at which it last reset
-	bornAt   int64   // timestamp of its first count (after joining or a real reset)
+	alone   bool
+	resetAt int64 // timestamp at which it last reset
+	bornAt  int64 // timestamp of its first count (after joining or a real reset)
 }
 
 // partition holds the outputs of one tenant (the values of the upstreams'

@@ -500,3 +500,36 @@ func TestMergeLaterStartTimestampIsARebirth(t *testing.T) {
 		t.Fatalf("start timestamps %v, want the new series' after its rebirth", got)
 	}
 }
+
+// A power loss: the machine booted again since the log was written, and the
+// log was not closed — its last unsynced records may be gone, so the horizon
+// moves to the restart (births before it unknowable, counted). A SIGKILL in
+// the same boot loses nothing: the horizon stays.
+func TestMergePowerLossMovesTheHorizon(t *testing.T) {
+	defer func(f func() string) { bootID = f }(bootID)
+	for _, rebooted := range []bool{false, true} {
+		bootID = func() string { return "boot-1" }
+		dir := t.TempDir()
+		h := newHarness(t, "")
+		h.clock.add(time.Hour)
+		h.m = h.open(dir)
+		start := h.clock.now().UnixMilli()
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(start+step, 1))) // a lone 500: held for its None's birth
+		if rebooted {
+			bootID = func() string { return "boot-2" }
+		}
+		h.clock.add(time.Minute)
+		h.m = h.open(dir) // no Close: killed, or the power went
+		if h.m.powerLoss != rebooted {
+			t.Fatalf("rebooted %v: power loss %v", rebooted, h.m.powerLoss)
+		}
+		if moved := h.m.horizon > start+step; moved != rebooted {
+			t.Fatalf("rebooted %v: horizon %d, sample at %d", rebooted, h.m.horizon, start+step)
+		}
+		h.drain()
+		if _, ok := h.values(outTotal)[start+step]; ok == rebooted {
+			t.Fatalf("rebooted %v: sample sent %v", rebooted, ok)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,11 +111,17 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	removeStaleSnapshots(dir)
 	var replayErr error
 	if f, err := os.Open(path); err == nil {
+		m.zeroTail, m.lastBoot, m.closed = false, "", false
 		m.uncleanEnd, replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
 		f.Close()
-		if m.uncleanEnd {
-			// A power loss may have taken the records of the last seconds:
-			// a source first seen from now on may have counted before.
+		if m.zeroTail || (!m.closed && m.lastBoot != bootID()) {
+			// A power loss (or a kernel crash) may have taken the records of
+			// the last seconds, which were not fsynced: the machine booted
+			// again since the process that wrote the log ran, and it did not
+			// close the log; or the tail is zeros. A source first seen from
+			// now on may have counted before. (A SIGKILL or an OOM kill loses
+			// nothing: the kernel had every record, torn tail or not.)
+			m.powerLoss = true
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
 		}
 		if replayErr != nil {
@@ -130,7 +137,7 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m.log = l
-	if err := m.compact(); err != nil {
+	if err := m.compact(false); err != nil {
 		m.log = nil
 		return 0, err
 	}
@@ -186,7 +193,7 @@ func (m *Merger) Close() error {
 	default:
 		close(l.done)
 	}
-	return m.compact()
+	return m.compact(true)
 }
 
 // reset empties every shard. Called with every shard locked.
@@ -253,7 +260,7 @@ func (m *Merger) flushLog() {
 		// The shards' locks come first: take them all, then the log's.
 		m.lockAll()
 		l.mu.Lock()
-		if err := m.compact(); err != nil {
+		if err := m.compact(false); err != nil {
 			m.metrics.logErrors.Inc()
 		}
 		l.mu.Unlock()
@@ -262,8 +269,9 @@ func (m *Merger) flushLog() {
 }
 
 // compact writes the whole state to a new log file and renames it over the
-// old one. Called with every shard and the log locked.
-func (m *Merger) compact() error {
+// old one; closing says that nothing will be appended (Close). Called with
+// every shard and the log locked.
+func (m *Merger) compact(closing bool) error {
 	l := m.log
 	path := filepath.Join(l.dir, logName)
 	tmp, err := os.CreateTemp(l.dir, snapshotPattern)
@@ -273,7 +281,7 @@ func (m *Merger) compact() error {
 	defer os.Remove(tmp.Name())
 	w := bufio.NewWriterSize(tmp, 1<<20)
 	var size int64
-	n, _ := w.Write(metaState(l, m))
+	n, _ := w.Write(metaState(l, m, closing))
 	size += int64(n)
 	for _, sh := range m.shards {
 		for _, k := range sh.tombs() {
@@ -446,14 +454,30 @@ func (m *shard) logDrop(o *output) {
 // metaState is the snapshot record of what the whole state knows: its
 // horizon, and each shard's scrape interval (so that a restart does not
 // wait max_wait until it has learned it again).
-func metaState(l *mergeLog, m *Merger) []byte {
+//
+// It also names the boot of the machine (Linux' boot_id) and whether the
+// log was closed: a log that was not closed, written during another boot,
+// may lack its last unsynced records (see OpenLog).
+func metaState(l *mergeLog, m *Merger, closing bool) []byte {
 	l.begin(recMeta)
 	l.varint(m.horizon)
 	l.uvarint(mergeShards)
 	for _, sh := range m.shards {
 		l.varint(sh.interval)
 	}
+	l.str(bootID())
+	l.bool(closing)
 	return l.frame(nil)
+}
+
+// bootID identifies the running boot of the machine ("" where unknown). A
+// variable: tests boot the machine again.
+var bootID = func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // outputState is the snapshot record of an output.
@@ -650,6 +674,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 		if len(payload) == 0 || crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
 			if onlyZerosLeft(rd) {
 				m.replayed(maxID, outs)
+				m.zeroTail = true // a power loss's: see OpenLog
 				return true, nil
 			}
 			if len(payload) == 0 {
@@ -754,8 +779,13 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 					m.shards[i].interval = iv
 				}
 			}
+			boot, closed := bootID(), false // an old log: as if this boot
+			if len(r.b) > 0 {
+				boot, closed = r.str(), r.bool()
+			}
 			if r.err == nil {
 				m.horizon = horizon // else the one OpenLog set: the restart
+				m.lastBoot, m.closed = boot, closed
 			}
 		default:
 			return false, fmt.Errorf("unknown record type %d", payload[0])

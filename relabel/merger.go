@@ -51,6 +51,11 @@ type Merger struct {
 	// uncleanEnd: the log OpenLog replayed ended torn or zero-filled, so
 	// the state may lack its last changes (see UncleanEnd).
 	uncleanEnd bool
+	// What OpenLog read of the log's end (see its power-loss check): a
+	// zero-filled tail, the boot that wrote it, whether it was closed; and
+	// its verdict.
+	zeroTail, closed, powerLoss bool
+	lastBoot                    string
 	// seen holds, by partition, the stamp of its last transaction (a
 	// *atomic.Int64): a partition with outputs pending and no transaction
 	// for longer than the wait has lost its sender (see idle.go).
@@ -326,3 +331,8 @@ func (tx *mergeTx) retries() int {
 	}
 	return n
 }
+
+// PowerLoss reports whether the log OpenLog replayed may have lost its last
+// unsynced records (see OpenLog); births before the restart are then counted
+// as unknown rather than taken as births.
+func (w *Merger) PowerLoss() bool { return w.powerLoss }
