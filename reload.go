@@ -28,6 +28,10 @@ type reloader struct {
 	merger      *relabel.Merger // created on the first load; kept across reloads
 	storagePath string          // the data directory ("" : merge state in memory only)
 	logOpen     bool
+	// mergeClock, when set, is the merge state's clock from its creation on
+	// (before its log is replayed); nil is the wall clock. The fault
+	// simulation (sim_test.go) runs rwfix on its simulated clock.
+	mergeClock  func() time.Time
 	logger      *slog.Logger
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -81,6 +85,9 @@ func (r *reloader) apply() error {
 	}
 	if r.merger == nil {
 		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
+		if r.mergeClock != nil {
+			r.merger.SetProcessClock(r.mergeClock)
+		}
 	}
 	if c := cfg.Repair.Collision; c.Warmup != 0 || c.StateFile != "" {
 		r.logger.Warn("collision.warmup and collision.state_file are no longer used and are ignored: the merge holds no output for a fixed time, and keeps its state in --storage.path")
