@@ -39,6 +39,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -101,7 +102,7 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 		x.skipped++
 		return true
 	}
-	if check == "missing" {
+	if strings.HasPrefix(check, "missing") {
 		for _, s := range srcs {
 			if s != nil && slices.Contains(x.w.fix.lostAcked[s], t) {
 				x.excused["power-loss window"]++
@@ -141,7 +142,7 @@ func (w *simWorld) check() simResult {
 	if w.fix.smallMax {
 		x.full = full
 	} else if full > 0 {
-		res.add(simViolation{check: "rejected-config", set: -1, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
+		res.add(simViolation{check: "rejected-config", set: -1, t: w.drainEnd, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
 	}
 	add := func(check string, set *llmSet, srcs [2]*simSeries, series string, t int64, msg string) {
 		if x.excuse(check, srcs, t) {
@@ -186,22 +187,42 @@ func (w *simWorld) check() simResult {
 		}
 	}
 	for _, d := range w.snd.drops {
-		res.add(simViolation{check: "dropped", set: -1, t: d.at, msg: fmt.Sprintf("the sender dropped a batch of %d samples: HTTP %d: %.300s", d.samples, d.code, d.msg)})
+		// A drop that loses nothing: an upstream that took a request and
+		// lost its answer refuses the retry (its older samples are out of
+		// order now) — with or without rwfix. Merged samples it carried are
+		// checked as outputs.
+		lost := 0
+		for _, smp := range d.batch {
+			if smp.s.kind.untouched() && !storedExactly(w.db.stored(smp.s.lbls), smp) {
+				lost++
+			}
+		}
+		if lost == 0 && w.db.lostAnswers > 0 {
+			res.excused["drop after a lost answer, nothing lost"]++
+			continue
+		}
+		res.add(simViolation{check: "dropped", set: -1, t: d.at, msg: fmt.Sprintf("the sender dropped a batch of %d samples (%d untouched ones never stored): HTTP %d: %.300s", len(d.batch), lost, d.code, d.msg)})
 	}
 	if n := w.snd.pending(w.runEnd); n > 0 {
 		res.add(simViolation{check: "undelivered", set: -1, t: w.drainEnd, msg: fmt.Sprintf("%d samples of the run still in the sender after a drain of %s", n, rel(simBase+w.p.drainFor))})
 	}
 	for _, is := range append(w.db.issues, w.fix.issues...) {
-		res.add(simViolation{check: is.check, set: -1, series: is.series, t: is.at, msg: is.msg})
+		msg := is.msg
+		if is.series != "" && !strings.Contains(msg, is.series) {
+			msg = is.series + ": " + msg
+		}
+		res.add(simViolation{check: is.check, set: -1, series: is.series, t: is.at, msg: msg})
 	}
 	for _, msg := range w.internal {
 		res.add(simViolation{check: "internal", set: -1, t: w.now(), msg: msg})
 	}
+	if *simChecks != "" {
+		re := regexp.MustCompile(*simChecks)
+		res.violations = slices.DeleteFunc(res.violations, func(v simViolation) bool { return !re.MatchString(v.check) })
+	}
 	res.unchecked = x.skipped
 	res.summary = w.describe()
-	if len(res.violations) > 0 {
-		res.trace = w.trace(res.violations[0])
-	}
+	res.trace = w.trace(res.violations)
 	return res
 }
 
@@ -249,12 +270,32 @@ func (w *simWorld) checkOutput(set *llmSet, srcs [2]*simSeries, kind seriesKind,
 	ts = slices.Compact(ts)
 	for _, t := range ts {
 		if _, ok := at[t]; !ok {
-			add("missing", set, srcs, name, t, fmt.Sprintf("%s: no sample at %s (a source has one)", name, rel(t)))
+			add("missing/"+w.cause(srcs, t, true), set, srcs, name, t, fmt.Sprintf("%s: no sample at %s (a source has one)", name, rel(t)))
 		}
 	}
 	// (1) every stored sample is the truth at its timestamp; (3) no decrease
-	// but where the truth resets.
-	var prev *dbSample
+	// but where the truth resets. A wrong value that persists (the same
+	// error on the following samples) keeps the cause of its first one.
+	var (
+		prev      *dbSample
+		errCause  = map[string]string{}  // by check: the cause of the error going on
+		errOffset = map[string]float64{} // the error going on
+	)
+	causeOf := map[float64]string{} // an error seen before, by its offset
+	wrong := func(check string, t int64, offset float64, msg string) {
+		cause, ok := errCause[check]
+		if !ok {
+			if cause, ok = causeOf[offset]; !ok {
+				cause = w.cause(srcs, t, false)
+			}
+		}
+		errCause[check], errOffset[check] = cause, offset
+		if !math.IsNaN(offset) {
+			causeOf[offset] = cause
+		}
+		add(check+"/"+cause, set, srcs, name, t, msg)
+	}
+	right := func(check string) { delete(errCause, check) }
 	for i := range stored {
 		s := stored[i]
 		tr, ok := set.truth[s.t]
@@ -264,25 +305,31 @@ func (w *simWorld) checkOutput(set *llmSet, srcs [2]*simSeries, kind seriesKind,
 			continue
 		case !tr.present:
 			if !value.IsStaleNaN(s.v) {
-				add("value", set, srcs, name, s.t, fmt.Sprintf("%s at %s: %v, want a stale marker (no source has a series)", name, rel(s.t), s.v))
+				wrong("value", s.t, math.NaN(), fmt.Sprintf("%s at %s: %v, want a stale marker (no source has a series)", name, rel(s.t), s.v))
 			}
 			continue
 		case value.IsStaleNaN(s.v):
-			add("value", set, srcs, name, s.t, fmt.Sprintf("%s at %s: a stale marker, want %v", name, rel(s.t), w.want(kind, tr)))
+			wrong("value", s.t, math.NaN(), fmt.Sprintf("%s at %s: a stale marker, want %v", name, rel(s.t), w.want(kind, tr)))
 			continue
 		}
-		if want := w.want(kind, tr); s.v != want {
-			check := "value"
-			if kind == kindSrcCreated {
-				check = "created-value"
-			}
-			add(check, set, srcs, name, s.t, fmt.Sprintf("%s at %s: %v, want %v", name, rel(s.t), s.v, want))
+		check := "value"
+		if kind == kindSrcCreated {
+			check = "created-value"
 		}
-		if kind == kindSrcTotal && w.p.startTS && s.st != tr.created {
-			add("start-ts", set, srcs, name, s.t, fmt.Sprintf("%s at %s: start timestamp %s, want %s", name, rel(s.t), rel(s.st), rel(tr.created)))
+		if want := w.want(kind, tr); s.v != want {
+			wrong(check, s.t, s.v-want, fmt.Sprintf("%s at %s: %v, want %v", name, rel(s.t), s.v, want))
+		} else {
+			right(check)
+		}
+		if kind == kindSrcTotal && w.p.startTS {
+			if s.st != tr.created {
+				wrong("start-ts", s.t, float64(s.st-tr.created), fmt.Sprintf("%s at %s: start timestamp %s, want %s", name, rel(s.t), rel(s.st), rel(tr.created)))
+			} else {
+				right("start-ts")
+			}
 		}
 		if kind == kindSrcTotal && prev != nil && s.v < prev.v && set.truth[prev.t].epoch == tr.epoch {
-			add("reset", set, srcs, name, s.t, fmt.Sprintf("%s: %v at %s after %v at %s, and LiteLLM did not restart between", name, s.v, rel(s.t), prev.v, rel(prev.t)))
+			add("reset/"+w.cause(srcs, s.t, false), set, srcs, name, s.t, fmt.Sprintf("%s: %v at %s after %v at %s, and LiteLLM did not restart between", name, s.v, rel(s.t), prev.v, rel(prev.t)))
 		}
 		prev = &stored[i]
 	}
@@ -293,6 +340,97 @@ func (w *simWorld) want(kind seriesKind, tr llmTruth) float64 {
 		return float64(tr.created) / 1000
 	}
 	return tr.v
+}
+
+// simCause tags an output's violation at t with what its sources did then,
+// so that the summary separates the known kinds:
+//
+//	birth      a source's first sample is at t (missing: soon after t): a
+//	           key's first failure of that kind
+//	rebirth    a source comes back at t after being absent (evicted, or
+//	           LiteLLM restarted)
+//	evicted    a source is gone (its latest sample is a stale marker) while
+//	           another lives
+//	after-gap  every source's latest sample before t is a stale marker (a
+//	           failed scrape, LiteLLM restarted): they come back at t
+//	crash, power-loss, state-loss, outage, reload
+//	           none of these, and that fault happened shortly before or
+//	           after t (the latest one)
+//	other      none of these
+func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
+	cause := "other"
+	rank := map[string]int{"other": 0, "evicted": 1, "rebirth": 2, "after-gap": 3, "birth": 4}
+	tag := func(c string) {
+		if rank[c] > rank[cause] {
+			cause = c
+		}
+	}
+	allGone, any, live, gone := true, false, false, false
+	for _, s := range srcs {
+		if s == nil {
+			continue
+		}
+		// Evicted: its latest sample at or before t is a stale marker, while
+		// another source lives.
+		if i, found := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); found && !s.wal[i].stale() {
+			live = true
+		} else if (found && s.wal[i].stale()) || (i > 0 && s.wal[i-1].stale()) {
+			gone = true
+		}
+		for i, smp := range s.wal {
+			if missing && smp.t > t && smp.t <= t+2*60_000 && !smp.stale() && (i == 0 || s.wal[i-1].stale()) {
+				if i == 0 {
+					tag("birth")
+				} else {
+					tag("rebirth")
+				}
+			}
+			if smp.t == t && !smp.stale() {
+				switch {
+				case i == 0:
+					tag("birth")
+				case s.wal[i-1].stale():
+					tag("rebirth")
+				case s.kind == kindSrcCreated && smp.v != s.wal[i-1].v, s.kind == kindSrcTotal && smp.v < s.wal[i-1].v:
+					tag("rebirth") // evicted and back between two scrapes
+				}
+			}
+		}
+		// Its latest sample before t.
+		if i, _ := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); i > 0 {
+			any = true
+			if !s.wal[i-1].stale() {
+				allGone = false
+			}
+		}
+	}
+	if any && allGone {
+		tag("after-gap")
+	}
+	if live && gone {
+		tag("evicted")
+	}
+	if cause == "other" {
+		// The fault that touched a sample at t: the first one from shortly
+		// before t on (a sample is held, then sent, for up to a few
+		// minutes), else the latest one before.
+		for _, f := range w.faults {
+			if f.at >= t-10*60_000 && f.at < t-2*60_000 {
+				cause = f.kind
+			}
+			if f.at >= t-2*60_000 && f.at <= t+3*60_000 {
+				cause = f.kind
+				break
+			}
+		}
+	}
+	return cause
+}
+
+// storedExactly reports whether smp is stored, bit for bit.
+func storedExactly(stored []dbSample, smp simSample) bool {
+	i, ok := slices.BinarySearchFunc(stored, smp.t, func(a dbSample, t int64) int { return cmpInt64(a.t, t) })
+	return ok && math.Float64bits(stored[i].v) == math.Float64bits(smp.v)
 }
 
 // sameAsSent compares an untouched series' stored samples with what the
@@ -323,12 +461,41 @@ func (w *simWorld) describe() string {
 		w.p.proto, w.p.shards, w.p.maxPerSend, w.p.sets, rel(simBase+w.p.runFor), w.snd.sent, w.db.refused, len(w.fix.procs), w.p.startTS)
 }
 
-// trace explains a violation: the output's sources, the truth and what the
-// TSDB stored around it, and the world events near it.
-func (w *simWorld) trace(v simViolation) string {
+// trace explains a seed's violations: the first of each check, then the
+// first one of an output with its sources, the truth and what the TSDB
+// stored around it, and the world events near it.
+func (w *simWorld) trace(vs []simViolation) string {
+	if len(vs) == 0 {
+		return ""
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "first violation: %s: %s\n", v.check, v.msg)
-	if v.set >= 0 && v.set < len(w.llm.sets) {
+	seen := map[string]bool{}
+	for _, v := range vs {
+		if !seen[v.check] {
+			seen[v.check] = true
+			fmt.Fprintf(&b, "  %s at %s: %.400s\n", v.check, rel(v.t), v.msg)
+		}
+	}
+	// The focus: the most telling violation (a dropped batch first).
+	v := vs[0]
+	rank := func(c string) int {
+		return slices.Index([]string{"dropped", "silent-drop", "reset", "value", "missing", "created-value", "start-ts"}, c) + 1
+	}
+	for _, x := range vs {
+		if rx, rv := rank(x.check), rank(v.check); rx > 0 && (rv == 0 || rx < rv) {
+			v = x
+		}
+	}
+	if v.set < 0 {
+		// An output of the same time, if any, shows what went on.
+		for _, x := range vs {
+			if x.set >= 0 && strings.HasPrefix(x.series, "set ") && x.t >= v.t-5*simInterval && x.t <= v.t+simInterval {
+				v = simViolation{check: x.check, set: x.set, series: x.series, t: v.t}
+				break
+			}
+		}
+	}
+	if v.set >= 0 && v.set < len(w.llm.sets) && strings.HasPrefix(v.series, "set ") {
 		set := w.llm.sets[v.set]
 		var srcs [2]*simSeries
 		for which := range srcs {
@@ -338,7 +505,7 @@ func (w *simWorld) trace(v simViolation) string {
 		for _, s := range w.db.stored(outputLabels(kindSrcTotal, set)) {
 			stored[s.t] = s
 		}
-		fmt.Fprintf(&b, "  set %d (%s): %-10s %-8s %-8s %-8s %s\n", set.id, set.pairs[1], "T", "None", "500", "truth", "stored total")
+		fmt.Fprintf(&b, "  %s (%s):\n  %12s %-8s %-8s %-8s %s\n", v.series, set.pairs[1], "T", "None", "500", "truth", "stored total")
 		var ts []int64
 		for t := range set.truth {
 			if t >= v.t-6*simInterval && t <= v.t+3*simInterval {
@@ -377,7 +544,7 @@ func (w *simWorld) trace(v simViolation) string {
 			if t == v.t {
 				mark = "  <--"
 			}
-			fmt.Fprintf(&b, "  %21s %-8s %-8s %-8s %s%s\n", rel(t), col(srcs[0]), col(srcs[1]), truth, st, mark)
+			fmt.Fprintf(&b, "  %12s %-8s %-8s %-8s %s%s\n", rel(t), col(srcs[0]), col(srcs[1]), truth, st, mark)
 		}
 	}
 	n := 0

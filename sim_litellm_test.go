@@ -106,6 +106,9 @@ func newSimLiteLLM(w *simWorld) *simLiteLLM {
 			s.bornAt = simBase
 		}
 		s.mix = []int{0, 1, 2, 2, 2}[r.IntN(5)]
+		if w.sc.solo {
+			s.mix = r.IntN(2) // never both: nothing to merge
+		}
 		s.rate = 0.1 + 1.4*r.Float64()
 		s.okRate = 1 + 4*r.Float64()
 		l.sets = append(l.sets, s)

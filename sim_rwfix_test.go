@@ -181,6 +181,7 @@ func (f *simFleet) start(dir string, fresh bool) error {
 	p.answered = p.synced
 	if _, err := os.Stat(filepath.Join(dir, "merge.log.corrupt")); err == nil {
 		p.fresh = true
+		f.w.fault("state-loss")
 		f.issue("log-set-aside", fmt.Sprintf("process %d set its merge log aside as corrupt after a crash: the state is lost (a torn tail must be ignored, a power loss must lose at most the last 10 s)", p.n))
 	}
 	if tmps, _ := filepath.Glob(filepath.Join(dir, ".merge-*.tmp")); len(tmps) > 0 {
@@ -337,15 +338,23 @@ func (f *simFleet) crash(why string, cut int64, zeros int, keep bool) {
 			}
 		}
 	}
+	switch {
+	case !keep:
+		f.w.fault("state-loss")
+	case strings.HasPrefix(why, "power"):
+		f.w.fault("power-loss")
+	default:
+		f.w.fault("crash")
+	}
+	down := 1_000 + f.rng.Int64N(15_000)
+	f.w.note(-1, "rwfix %s at %s: log cut at %d of %d bytes (+%d zero bytes), keep state %v; restart at %s",
+		why, rel(f.w.now()), cut, p.logSize(), zeros, keep, rel(f.w.now()+down))
 	// The process is gone: only its goroutine that fsyncs the log (and the
 	// upstream client's idle connections) would outlive it here.
 	if m := p.rl.merger; m != nil {
 		_ = m.Close()
 	}
 	f.w.db.srv.CloseClientConnections()
-	down := 1_000 + f.rng.Int64N(15_000)
-	f.w.note(-1, "rwfix %s at %s: log cut at %d of %d bytes (+%d zero bytes), keep state %v; restart at %s",
-		why, rel(f.w.now()), cut, p.logSize(), zeros, keep, rel(f.w.now()+down))
 	f.w.after(down, func() {
 		if err := f.start(dir, !keep); err != nil {
 			f.issue("start", err.Error())
@@ -461,6 +470,7 @@ func (f *simFleet) apply(c simConfig) {
 	was := f.cfg
 	f.cfg = c
 	f.w.note(-1, "reload at %s: %+v", rel(f.w.now()), c)
+	f.w.fault("reload")
 	if c.maxSeries > 0 {
 		f.smallMax = true
 	}
@@ -490,6 +500,7 @@ func (f *simFleet) refusedReload() {
 		return
 	}
 	f.w.note(-1, "refused reload at %s (ca_file missing, max_series 1)", rel(f.w.now()))
+	f.w.fault("reload")
 	if f.cur != nil {
 		if err := f.cur.rl.reload(); err == nil {
 			f.issue("reload", "a configuration with a missing ca_file was accepted")

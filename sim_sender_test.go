@@ -78,14 +78,20 @@ type simShard struct {
 
 // simDrop is a batch the sender dropped on a 4xx.
 type simDrop struct {
-	at      int64
-	code    int
-	msg     string
-	samples int
+	at    int64
+	code  int
+	msg   string
+	batch []simSample
+}
+
+// simTarget is where the sender sends: rwfix (simFleet), or a test's stub.
+type simTarget interface {
+	call(body []byte, batch []simSample) simAnswer
 }
 
 type simSender struct {
 	w      *simWorld
+	target simTarget
 	rng    *rand.Rand
 	series map[string]*simSeries
 	order  []*simSeries // in order of first sight: deterministic iteration
@@ -241,7 +247,7 @@ func (s *simSender) send(sh *simShard, n int) {
 // trip.
 func (s *simSender) attempt(sh *simShard) {
 	s.sent++
-	ans := s.w.fix.call(sh.body, sh.batch)
+	ans := s.target.call(sh.body, sh.batch)
 	rtt := 1 + s.rng.Int64N(s.w.p.latencyMax)
 	s.w.after(rtt, func() { s.answered(sh, ans) })
 }
@@ -258,7 +264,7 @@ func (s *simSender) answered(sh *simShard, ans simAnswer) {
 		s.w.after(d, func() { s.attempt(sh) })
 		return
 	default:
-		s.drops = append(s.drops, simDrop{at: s.w.now(), code: ans.code, msg: ans.msg, samples: len(sh.batch)})
+		s.drops = append(s.drops, simDrop{at: s.w.now(), code: ans.code, msg: ans.msg, batch: sh.batch})
 		s.w.note(-1, "sender dropped a batch of %d samples: HTTP %d: %.200s", len(sh.batch), ans.code, ans.msg)
 	}
 	sh.busy, sh.batch, sh.body = false, nil, nil

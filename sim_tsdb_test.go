@@ -82,15 +82,16 @@ type simTSDB struct {
 	// The rwfix call being made: its number, whether its requests are lost
 	// (rwfix died before forwarding), and which series each of its requests
 	// carried.
-	call       int
-	dropCall   bool
-	callSeries map[string]int
-	callReqs   int
-	outage     bool
-	faulty     bool // per-request faults on (the run phase of an upstream scenario)
-	issues     []dbIssue
-	requests   int
-	refused    int // 400s to a request (whole or in part)
+	call        int
+	dropCall    bool
+	callSeries  map[string]int
+	callReqs    int
+	outage      bool
+	faulty      bool // per-request faults on (the run phase of an upstream scenario)
+	issues      []dbIssue
+	requests    int
+	refused     int // 400s to a request (whole or in part)
+	lostAnswers int
 }
 
 func newSimTSDB(w *simWorld) *simTSDB {
@@ -123,8 +124,14 @@ func (d *simTSDB) schedule() {
 			d.outage = true
 			d.mu.Unlock()
 			w.note(-1, "upstream outage from %s to %s", rel(from), rel(to))
+			w.fault("outage")
 		})
-		w.at(to, func() { d.mu.Lock(); d.outage = false; d.mu.Unlock() })
+		w.at(to, func() {
+			d.mu.Lock()
+			d.outage = false
+			d.mu.Unlock()
+			w.fault("outage")
+		})
 	}
 }
 
@@ -178,6 +185,12 @@ func (d *simTSDB) fault(body []byte) dbFault {
 	return faultNone
 }
 
+func (d *simTSDB) countLost() {
+	d.mu.Lock()
+	d.lostAnswers++
+	d.mu.Unlock()
+}
+
 func hangUp(w http.ResponseWriter) {
 	if hj, ok := w.(http.Hijacker); ok {
 		if conn, _, err := hj.Hijack(); err == nil {
@@ -206,9 +219,11 @@ func (d *simTSDB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "injected rate limit", http.StatusTooManyRequests)
 	case faultLostAnswer:
+		d.countLost()
 		d.write.ServeHTTP(httptest.NewRecorder(), r)
 		hangUp(w)
 	case faultLost500:
+		d.countLost()
 		d.write.ServeHTTP(httptest.NewRecorder(), r)
 		http.Error(w, "injected failure after the write", http.StatusInternalServerError)
 	default:
@@ -333,7 +348,7 @@ func (d *simTSDB) commit(apps []dbAppend) (written [2]int) {
 		if n := len(s.samples); n > 0 {
 			last := s.samples[n-1]
 			if a.smp.t < last.t || (a.smp.t == last.t && !last.same(a.smp)) {
-				d.issue("silent-drop", a.key, fmt.Sprintf("sample at %s dropped at commit: it conflicts with another sample of the same request (newest %s)", rel(a.smp.t), rel(last.t)))
+				d.issue("silent-drop", a.key, fmt.Sprintf("%s: sample at %s dropped at commit: it conflicts with another sample of the same request (newest %s)", a.key, rel(a.smp.t), rel(last.t)))
 				continue
 			}
 			if a.smp.t == last.t {

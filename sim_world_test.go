@@ -76,6 +76,12 @@ type simNote struct {
 	msg string
 }
 
+// simFault is a fault the scenario injected, for the checker's causes.
+type simFault struct {
+	at   int64
+	kind string // crash, power-loss, state-loss, outage, reload
+}
+
 // simWorld is one run of the simulation.
 type simWorld struct {
 	seed int64
@@ -97,6 +103,7 @@ type simWorld struct {
 
 	runEnd, drainEnd int64
 	notes            []simNote
+	faults           []simFault
 	// failures of the simulation itself (not of rwfix): a model that could
 	// not run. They fail the seed with their own check name.
 	internal []string
@@ -156,6 +163,8 @@ func (w *simWorld) note(set int, format string, args ...any) {
 	w.notes = append(w.notes, simNote{at: w.now(), set: set, msg: fmt.Sprintf(format, args...)})
 }
 
+func (w *simWorld) fault(kind string) { w.faults = append(w.faults, simFault{w.now(), kind}) }
+
 // run executes the events in time order until the drain ends.
 func (w *simWorld) run() {
 	for w.events.Len() > 0 {
@@ -183,6 +192,7 @@ func (w *simWorld) setup() error {
 		return err
 	}
 	w.fix = fleet
+	w.snd.target = fleet
 
 	// Scrapes: one every interval, at a fixed offset, until the drain ends.
 	first := simBase + w.rngParams.Int64N(simInterval)
