@@ -25,6 +25,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/prometheus/prometheus/model/histogram"
 )
 
 const (
@@ -82,6 +84,8 @@ type simLiteLLM struct {
 	downUntil int64 // a restart: no traffic, failed scrapes until then
 	evictIdle int64
 	frozen    bool // the drain: no traffic, no restart, no eviction
+	// requests observed by the two latency histograms (simHistModels)
+	hist [2]uint64
 }
 
 func newSimLiteLLM(w *simWorld) *simLiteLLM {
@@ -180,6 +184,11 @@ func (l *simLiteLLM) advanceTo(t int64) {
 			evs = append(evs, incEvent{lo + 1 + l.rng.Int64N(t-lo-1), s, which})
 		}
 	}
+	if l.w.sc.histograms {
+		for i := range l.hist {
+			l.hist[i] += uint64(poisson(l.rng, 3*float64(t-from)/float64(simInterval)))
+		}
+	}
 	slices.SortStableFunc(evs, func(a, b incEvent) int { return cmpInt64(a.at, b.at) })
 	for _, e := range evs {
 		s := e.set
@@ -239,6 +248,7 @@ func (l *simLiteLLM) restart() {
 		s.ok = llmCounter{}
 		s.fixed.present, s.fixed.v = false, 0
 	}
+	l.hist = [2]uint64{}
 	l.downUntil = now + 5_000 + l.rng.Int64N(20_000)
 	l.w.note(-1, "LiteLLM restarted at %s (down until %s)", rel(now), rel(l.downUntil))
 }
@@ -249,7 +259,8 @@ type llmPoint struct {
 	set   *llmSet
 	which int
 	v     float64
-	st    int64 // RW 2.0 start timestamp (ms), 0: none
+	st    int64                // RW 2.0 start timestamp (ms), 0: none
+	h     *histogram.Histogram // kindHist
 }
 
 // scrape is Prometheus scraping LiteLLM at t: ok false when the scrape
@@ -277,16 +288,23 @@ func (l *simLiteLLM) scrape(t int64) (ok bool, pts []llmPoint) {
 		}
 		return 0
 	}
+	if l.w.sc.histograms {
+		for i, c := range l.hist {
+			h := &histogram.Histogram{Schema: 0, Count: c, Sum: 0.5 * float64(c), ZeroThreshold: 0.001,
+				PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{int64(c / 2), int64(c-c/2) - int64(c/2)}}
+			pts = append(pts, llmPoint{kind: kindHist, which: i, h: h})
+		}
+	}
 	for _, s := range l.sets {
 		if s.ok.present {
-			pts = append(pts, llmPoint{kindOKTotal, s, 2, s.ok.v, st(&s.ok)},
-				llmPoint{kindOKCreated, s, 2, float64(s.ok.created) / 1000, 0})
+			pts = append(pts, llmPoint{kind: kindOKTotal, set: s, which: 2, v: s.ok.v, st: st(&s.ok)},
+				llmPoint{kind: kindOKCreated, set: s, which: 2, v: float64(s.ok.created) / 1000})
 		}
 		for which := range s.src {
 			c := &s.src[which]
 			if c.present {
-				pts = append(pts, llmPoint{kindSrcTotal, s, which, c.v, st(c)},
-					llmPoint{kindSrcCreated, s, which, float64(c.created) / 1000, 0})
+				pts = append(pts, llmPoint{kind: kindSrcTotal, set: s, which: which, v: c.v, st: st(c)},
+					llmPoint{kind: kindSrcCreated, set: s, which: which, v: float64(c.created) / 1000})
 			}
 		}
 	}

@@ -49,10 +49,14 @@ type simConfig struct {
 	forwardHeaders bool
 	maxSeries      int  // 0: the default
 	badCA          bool // a ca_file that does not exist: the reload must be refused
+	histRule       bool // the user rule that lands one latency histogram on another
 }
 
 func (c simConfig) yaml(url string) string {
 	var b strings.Builder
+	if c.histRule {
+		b.WriteString(simHistRule)
+	}
 	fmt.Fprintf(&b, "upstreams:\n  - name: tsdb\n    url: %s\n", url)
 	if c.forwardHeaders {
 		b.WriteString("    forward_headers: [X-Scope-OrgID]\n")
@@ -103,6 +107,7 @@ type simAnswer struct {
 	code       int // 0: no answer (transport error)
 	msg        string
 	retryAfter int64 // ms
+	applied    bool  // the upstream wrote (some of) it, the answer was lost
 }
 
 type killPoint uint8
@@ -141,6 +146,7 @@ type simFleet struct {
 
 func newSimFleet(w *simWorld) (*simFleet, error) {
 	f := &simFleet{w: w, rng: w.rngFaults, cfgPath: filepath.Join(w.dir, "rwfix.yml"), lostAcked: map[*simSeries][]int64{}}
+	f.cfg.histRule = w.sc.histograms
 	if err := f.writeConfig(f.cfg); err != nil {
 		return nil, err
 	}
@@ -251,10 +257,10 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 			cut = f.cutPoint(p, before, after, f.w.sc.tornTails)
 		}
 		f.crash(fmt.Sprintf("SIGKILL inside a request (%s)", [...]string{"", "", "before forwarding", "after forwarding"}[kill]), cut, 0, true)
-		return simAnswer{msg: "rwfix killed"}
+		return simAnswer{msg: "rwfix killed", applied: kill == killAfterForward}
 	}
 	p.answered = after
-	ans := simAnswer{code: rec.Code, msg: strings.TrimSpace(rec.Body.String())}
+	ans := simAnswer{code: rec.Code, msg: strings.TrimSpace(rec.Body.String()), applied: f.w.db.lostInCall()}
 	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err == nil {
 		ans.retryAfter = int64(ra) * 1000
 	}

@@ -19,12 +19,14 @@ package main
 //     batch is dropped — counted, since rwfix must never cause that.
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
@@ -39,9 +41,10 @@ const (
 	kindOKCreated                    // its _created: untouched
 	kindSrcTotal                     // status_code None or 500: a merge source
 	kindSrcCreated                   // its _created: a merge source (min)
+	kindHist                         // a native histogram a user rule rewrites onto another: forwarded unrepaired
 )
 
-func (k seriesKind) untouched() bool { return k <= kindOKCreated }
+func (k seriesKind) untouched() bool { return k <= kindOKCreated || k == kindHist }
 
 // simSeries is one series the sender knows.
 type simSeries struct {
@@ -60,6 +63,8 @@ type simSample struct {
 	t  int64
 	v  float64
 	st int64
+	h  *histogram.Histogram // a native histogram sample (v unused)
+	ex bool                 // carries an exemplar
 }
 
 func (s simSample) stale() bool { return value.IsStaleNaN(s.v) }
@@ -74,14 +79,18 @@ type simShard struct {
 	body     []byte
 	backoff  int64
 	timerGen int
+	// applied: an attempt of the batch was written upstream but its answer
+	// lost, so a retry's older samples are out of order now.
+	applied bool
 }
 
 // simDrop is a batch the sender dropped on a 4xx.
 type simDrop struct {
-	at    int64
-	code  int
-	msg   string
-	batch []simSample
+	at      int64
+	code    int
+	msg     string
+	batch   []simSample
+	applied bool // an earlier attempt was written, its answer lost
 }
 
 // simTarget is where the sender sends: rwfix (simFleet), or a test's stub.
@@ -120,7 +129,10 @@ func (s *simSender) start() {
 // seriesOf returns the series of a scrape point, created on first sight.
 func (s *simSender) seriesOf(kind seriesKind, set *llmSet, which int) *simSeries {
 	id := "up"
-	if set != nil {
+	switch {
+	case kind == kindHist:
+		id = "hist/" + strconv.Itoa(which)
+	case set != nil:
 		id = strconv.Itoa(int(kind)) + "/" + strconv.Itoa(set.id) + "/" + strconv.Itoa(which)
 	}
 	if ss := s.series[id]; ss != nil {
@@ -140,6 +152,13 @@ func simLabels(kind seriesKind, set *llmSet, which int) labels.Labels {
 	b := labels.NewScratchBuilder(12)
 	b.Add("job", "litellm")
 	b.Add("instance", "litellm:4000")
+	if kind == kindHist {
+		b.Add(labels.MetricName, "litellm_request_total_latency_metric")
+		b.Add("api_provider", "openai")
+		b.Add("requested_model", simHistModels[which])
+		b.Sort()
+		return b.Labels()
+	}
 	if set == nil {
 		b.Add(labels.MetricName, "up")
 		b.Sort()
@@ -162,14 +181,26 @@ func simLabels(kind seriesKind, set *llmSet, which int) labels.Labels {
 	return b.Labels()
 }
 
+// simHistModels name the two latency histograms: a user rule rewrites the
+// second's model onto the first's.
+var simHistModels = [2]string{"gpt-4o", "gpt-4o-2024-08-06"}
+
+// simHistRule is that rule, in the configuration's relabel_configs.
+const simHistRule = `relabel_configs:
+  - source_labels: [__name__, requested_model]
+    regex: litellm_request_total_latency_metric;gpt-4o-2024-08-06
+    target_label: requested_model
+    replacement: gpt-4o
+`
+
 // outputLabels are the labels of a label set's merged output: its 500
 // series' (total or _created).
 func outputLabels(kind seriesKind, set *llmSet) labels.Labels {
 	return simLabels(kind, set, src500)
 }
 
-func (s *simSender) append(ss *simSeries, t int64, v float64, st int64) {
-	smp := simSample{s: ss, t: t, v: v, st: st}
+func (s *simSender) append(smp simSample) {
+	ss := smp.s
 	ss.wal = append(ss.wal, smp)
 	s.wal = append(s.wal, smp)
 }
@@ -180,17 +211,19 @@ func (s *simSender) scrape(t int64) {
 	cur := make(map[*simSeries]bool, len(pts))
 	for _, p := range pts {
 		ss := s.seriesOf(p.kind, p.set, p.which)
-		s.append(ss, t, p.v, p.st)
+		// Exemplars on the counters (OpenMetrics scrapes, send_exemplars).
+		ex := s.w.sc.exemplars && (p.kind == kindSrcTotal || p.kind == kindOKTotal) && s.rng.IntN(3) == 0
+		s.append(simSample{s: ss, t: t, v: p.v, st: p.st, h: p.h, ex: ex})
 		cur[ss] = true
 	}
 	up := 0.0
 	if ok {
 		up = 1
 	}
-	s.append(s.seriesOf(kindUp, nil, 0), t, up, 0)
+	s.append(simSample{s: s.seriesOf(kindUp, nil, 0), t: t, v: up})
 	for _, ss := range s.order {
 		if s.prev[ss] && !cur[ss] {
-			s.append(ss, t, staleNaN, 0)
+			s.append(simSample{s: ss, t: t, v: staleNaN})
 		}
 	}
 	s.prev = cur
@@ -236,7 +269,7 @@ func (s *simSender) armTimer(sh *simShard) {
 func (s *simSender) send(sh *simShard, n int) {
 	sh.batch = append([]simSample(nil), sh.queue[:n]...)
 	sh.queue = sh.queue[n:]
-	sh.busy = true
+	sh.busy, sh.applied = true, false
 	sh.backoff = simMinBackoff
 	sh.body = s.encode(sh.batch)
 	s.pump()
@@ -253,6 +286,7 @@ func (s *simSender) attempt(sh *simShard) {
 }
 
 func (s *simSender) answered(sh *simShard, ans simAnswer) {
+	sh.applied = sh.applied || ans.applied
 	switch {
 	case ans.code/100 == 2:
 	case ans.code == 0 || ans.code/100 == 5 || ans.code == 429:
@@ -264,7 +298,7 @@ func (s *simSender) answered(sh *simShard, ans simAnswer) {
 		s.w.after(d, func() { s.attempt(sh) })
 		return
 	default:
-		s.drops = append(s.drops, simDrop{at: s.w.now(), code: ans.code, msg: ans.msg, batch: sh.batch})
+		s.drops = append(s.drops, simDrop{at: s.w.now(), code: ans.code, msg: ans.msg, batch: sh.batch, applied: sh.applied})
 		s.w.note(-1, "sender dropped a batch of %d samples: HTTP %d: %.200s", len(sh.batch), ans.code, ans.msg)
 	}
 	sh.busy, sh.batch, sh.body = false, nil, nil
@@ -286,10 +320,19 @@ func (s *simSender) encode(batch []simSample) []byte {
 		for i, smp := range batch {
 			ts := &req.Timeseries[i]
 			ts.LabelsRefs = st.SymbolizeLabels(smp.s.lbls, nil)
-			ts.Samples = []writev2.Sample{{Value: smp.v, Timestamp: smp.t, StartTimestamp: smp.st}}
 			ts.Metadata.Type = writev2.Metadata_METRIC_TYPE_GAUGE
+			switch {
+			case smp.h != nil:
+				ts.Histograms = []writev2.Histogram{writev2.FromIntHistogram(0, smp.t, smp.h)}
+				ts.Metadata.Type = writev2.Metadata_METRIC_TYPE_HISTOGRAM
+			default:
+				ts.Samples = []writev2.Sample{{Value: smp.v, Timestamp: smp.t, StartTimestamp: smp.st}}
+			}
 			if smp.s.kind == kindOKTotal || smp.s.kind == kindSrcTotal {
 				ts.Metadata.Type = writev2.Metadata_METRIC_TYPE_COUNTER
+			}
+			if smp.ex {
+				ts.Exemplars = []writev2.Exemplar{{LabelsRefs: st.SymbolizeLabels(simExemplarLabels(smp), nil), Value: 0.25, Timestamp: smp.t - 1_000}}
 			}
 		}
 		req.Symbols = st.Symbols()
@@ -297,7 +340,18 @@ func (s *simSender) encode(batch []simSample) []byte {
 	} else {
 		req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, len(batch))}
 		for i, smp := range batch {
-			req.Timeseries[i] = prompb.TimeSeries{Labels: smp.s.pb, Samples: []prompb.Sample{{Value: smp.v, Timestamp: smp.t}}}
+			ts := prompb.TimeSeries{Labels: smp.s.pb}
+			if smp.h != nil {
+				ts.Histograms = []prompb.Histogram{prompb.FromIntHistogram(smp.t, smp.h)}
+			} else {
+				ts.Samples = []prompb.Sample{{Value: smp.v, Timestamp: smp.t}}
+			}
+			if smp.ex {
+				var exl []prompb.Label
+				simExemplarLabels(smp).Range(func(l labels.Label) { exl = append(exl, prompb.Label{Name: l.Name, Value: l.Value}) })
+				ts.Exemplars = []prompb.Exemplar{{Labels: exl, Value: 0.25, Timestamp: smp.t - 1_000}}
+			}
+			req.Timeseries[i] = ts
 		}
 		raw, err = req.Marshal()
 	}
@@ -305,6 +359,10 @@ func (s *simSender) encode(batch []simSample) []byte {
 		s.w.internal = append(s.w.internal, "encoding a batch: "+err.Error())
 	}
 	return snappy.Encode(nil, raw)
+}
+
+func simExemplarLabels(smp simSample) labels.Labels {
+	return labels.FromStrings("trace_id", fmt.Sprintf("%x", uint64(smp.t)*0x9e3779b97f4a7c15^uint64(len(smp.s.id))))
 }
 
 // pending is how many samples of timestamp at most t the sender has not

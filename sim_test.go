@@ -72,6 +72,10 @@ type simScenario struct {
 	reloads                           bool
 	// RW 2.0: start timestamps on the samples (by seed).
 	startTimestamps bool
+	// Exemplars on the counters; two native latency histograms and a user
+	// rule that rewrites one onto the other (it must be forwarded
+	// unrepaired).
+	exemplars, histograms bool
 	// size: label sets and run length (minutes) drawn in these ranges.
 	minSets, maxSets int
 	minRun, maxRun   int
@@ -110,7 +114,12 @@ var simScenarios = func() []*simScenario {
 		mk("powerloss", 30, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
 		mk("datadir", 30, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
 		mk("reload", 40, normal, func(sc *simScenario) { sc.reloads = true }),
+		// RW 2.0 with exemplars on the counters (on merge sources too).
+		mk("exemplars", 30, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
+		// Native histograms and a user rule that lands one on another.
+		mk("histograms", 20, normal, func(sc *simScenario) { sc.histograms = true }),
 		mk("all", 40, normal, func(sc *simScenario) {
+			sc.exemplars, sc.histograms = true, true
 			sc.upstreamFaults, sc.outages, sc.kills, sc.tornTails, sc.compactionCrash = true, true, true, true, true
 			sc.powerLoss, sc.zeroTails, sc.dataDirLoss, sc.reloads = true, true, true, true
 		}),

@@ -48,7 +48,7 @@ type dbSample struct {
 	t  int64
 	v  float64
 	st int64
-	h  []byte // a native histogram, marshaled; nil for a float sample
+	h  []byte // a native histogram (its String(), the same for both protocols); nil for a float sample
 }
 
 func (a dbSample) same(b dbSample) bool {
@@ -84,13 +84,15 @@ type simTSDB struct {
 	// carried.
 	call        int
 	dropCall    bool
+	callLost    bool // a request of the call was written and its answer lost
 	callSeries  map[string]int
 	callReqs    int
 	outage      bool
 	faulty      bool // per-request faults on (the run phase of an upstream scenario)
 	issues      []dbIssue
 	requests    int
-	refused     int // 400s to a request (whole or in part)
+	refused     int  // 400s to a request (whole or in part)
+	discard     bool // answer, keep nothing (the churn test measures rwfix's memory)
 	lostAnswers int
 }
 
@@ -140,7 +142,7 @@ func (d *simTSDB) schedule() {
 func (d *simTSDB) beginCall(call int, drop bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.call, d.dropCall, d.callReqs = call, drop, 0
+	d.call, d.dropCall, d.callReqs, d.callLost = call, drop, 0, false
 	clear(d.callSeries)
 }
 
@@ -188,7 +190,16 @@ func (d *simTSDB) fault(body []byte) dbFault {
 func (d *simTSDB) countLost() {
 	d.mu.Lock()
 	d.lostAnswers++
+	d.callLost = true
 	d.mu.Unlock()
+}
+
+// lostInCall reports whether the current call had a request written whose
+// answer was lost.
+func (d *simTSDB) lostInCall() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.callLost
 }
 
 func hangUp(w http.ResponseWriter) {
@@ -289,8 +300,7 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 				check(ls, dbSample{t: p.Timestamp, v: p.Value})
 			}
 			for _, h := range ts.Histograms {
-				b, _ := h.Marshal()
-				check(ls, dbSample{t: h.Timestamp, h: b})
+				check(ls, dbSample{t: h.Timestamp, h: []byte(h.ToIntHistogram().String())})
 			}
 		}
 		if len(errs) > 0 {
@@ -321,8 +331,7 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 			check(ls, dbSample{t: p.Timestamp, v: p.Value, st: p.StartTimestamp})
 		}
 		for _, h := range ts.Histograms {
-			b, _ := h.Marshal()
-			check(ls, dbSample{t: h.Timestamp, h: b, st: h.StartTimestamp})
+			check(ls, dbSample{t: h.Timestamp, h: []byte(h.ToIntHistogram().String()), st: h.StartTimestamp})
 		}
 		exs += len(ts.Exemplars)
 	}
@@ -339,6 +348,9 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 // commit appends in request order; a sample that conflicts with an earlier
 // one of the same request is dropped silently, as the head does at commit.
 func (d *simTSDB) commit(apps []dbAppend) (written [2]int) {
+	if d.discard {
+		return [2]int{len(apps), 0}
+	}
 	for _, a := range apps {
 		s := d.series[a.key]
 		if s == nil {
