@@ -30,10 +30,11 @@ package main
 // A violation is excused only where a named rwfix metric counts it, at most as
 // many times as it counts: rwfix_merge_unknown_samples_total for gaps after
 // a start without state (data directory lost, log set aside),
-// rwfix_merge_state_full_total for outputs a small max_series left unmerged.
+// rwfix_merge_state_full_total for outputs a small max_series left unmerged
+// (two violations per count: the merged sample and the None sample sent raw).
 // Not checked at all: merged outputs while the configuration does not merge
-// (the preset off, keep_distinct), from the reload on (the user asked for
-// it). A power loss may lose what was answered in the last 10 s before it (the
+// (the preset off, keep_distinct), from one wait before that reload to a
+// minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
 // README's promise): gaps at those source samples are excused.
 
 import (
@@ -89,7 +90,9 @@ type simExcuses struct {
 
 func (x *simExcuses) unmerged(t int64) bool {
 	for _, win := range x.w.fix.unmerged {
-		if t >= win.from && t <= win.to+60_000 {
+		// From one wait before the reload (samples held then go out under
+		// the new configuration) to a minute after the merge is back.
+		if t >= win.from-60_000 && t <= win.to+60_000 {
 			return true
 		}
 	}
@@ -127,6 +130,8 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 
 func (w *simWorld) check() simResult {
 	res := simResult{seed: w.seed, excused: map[string]int{}}
+	w.faults = append(w.faults, w.db.faults...)
+	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmpInt64(a.at, b.at) })
 	x := &simExcuses{w: w, excused: res.excused}
 	for _, p := range w.fix.procs {
 		if p.fresh {
@@ -140,7 +145,9 @@ func (w *simWorld) check() simResult {
 	}
 	full := w.fix.metric("rwfix_merge_state_full_total")
 	if w.fix.smallMax {
-		x.full = full
+		// Each output refused in a request costs its merged sample there
+		// and lets its None source out raw.
+		x.full = 2 * full
 	} else if full > 0 {
 		res.add(simViolation{check: "rejected-config", set: -1, t: w.drainEnd, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
 	}
@@ -353,7 +360,8 @@ func (w *simWorld) want(kind seriesKind, tr llmTruth) float64 {
 //	           another lives
 //	after-gap  every source's latest sample before t is a stale marker (a
 //	           failed scrape, LiteLLM restarted): they come back at t
-//	crash, power-loss, state-loss, outage, reload
+//	crash, power-loss, state-loss, outage, reload, lost-answer, upstream-error, dropped
+//	           (the sender dropped a batch)
 //	           none of these, and that fault happened shortly before or
 //	           after t (the latest one)
 //	other      none of these
@@ -393,6 +401,8 @@ func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
 					tag("rebirth")
 				case s.kind == kindSrcCreated && smp.v != s.wal[i-1].v, s.kind == kindSrcTotal && smp.v < s.wal[i-1].v:
 					tag("rebirth") // evicted and back between two scrapes
+				case s.kind == kindSrcTotal && w.createdChanged(s, t):
+					tag("rebirth") // back between two scrapes, above its old count
 				}
 			}
 		}
@@ -425,6 +435,17 @@ func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
 		}
 	}
 	return cause
+}
+
+// createdChanged reports whether the _created series of a source total
+// changed at t: the source was born again since the scrape before.
+func (w *simWorld) createdChanged(s *simSeries, t int64) bool {
+	c := w.snd.series[fmt.Sprintf("%d/%d/%d", kindSrcCreated, s.set.id, s.which)]
+	if c == nil {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(c.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) })
+	return found && i > 0 && !c.wal[i].stale() && !c.wal[i-1].stale() && c.wal[i].v != c.wal[i-1].v
 }
 
 // storedExactly reports whether smp is stored, bit for bit.

@@ -300,6 +300,7 @@ func (s *simSender) answered(sh *simShard, ans simAnswer) {
 	default:
 		s.drops = append(s.drops, simDrop{at: s.w.now(), code: ans.code, msg: ans.msg, batch: sh.batch, applied: sh.applied})
 		s.w.note(-1, "sender dropped a batch of %d samples: HTTP %d: %.200s", len(sh.batch), ans.code, ans.msg)
+		s.w.fault("dropped")
 	}
 	sh.busy, sh.batch, sh.body = false, nil, nil
 	if len(sh.queue) >= s.w.p.maxPerSend {

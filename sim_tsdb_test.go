@@ -90,6 +90,7 @@ type simTSDB struct {
 	outage      bool
 	faulty      bool // per-request faults on (the run phase of an upstream scenario)
 	issues      []dbIssue
+	faults      []simFault // per-request faults injected (for the checker's causes)
 	requests    int
 	refused     int  // 400s to a request (whole or in part)
 	discard     bool // answer, keep nothing (the churn test measures rwfix's memory)
@@ -219,7 +220,18 @@ func (d *simTSDB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	switch d.fault(body) {
+	f := d.fault(body)
+	switch f {
+	case fault5xx, fault429, faultLostAnswer, faultLost500:
+		kind := "upstream-error"
+		if f == faultLostAnswer || f == faultLost500 {
+			kind = "lost-answer"
+		}
+		d.mu.Lock()
+		d.faults = append(d.faults, simFault{at: d.w.now(), kind: kind})
+		d.mu.Unlock()
+	}
+	switch f {
 	case faultDrop:
 		hangUp(w)
 	case faultOutage:
