@@ -525,15 +525,19 @@ func (w *simWorld) trace(vs []simViolation) string {
 	}
 	if v.set >= 0 && v.set < len(w.llm.sets) && strings.HasPrefix(v.series, "set ") {
 		set := w.llm.sets[v.set]
+		kind := kindSrcTotal
+		if strings.HasSuffix(v.series, "_created") {
+			kind = kindSrcCreated
+		}
 		var srcs [2]*simSeries
 		for which := range srcs {
-			srcs[which] = w.snd.series[fmt.Sprintf("%d/%d/%d", kindSrcTotal, set.id, which)]
+			srcs[which] = w.snd.series[fmt.Sprintf("%d/%d/%d", kind, set.id, which)]
 		}
 		stored := map[int64]dbSample{}
-		for _, s := range w.db.stored(outputLabels(kindSrcTotal, set)) {
+		for _, s := range w.db.stored(outputLabels(kind, set)) {
 			stored[s.t] = s
 		}
-		fmt.Fprintf(&b, "  %s (%s):\n  %12s %-8s %-8s %-8s %s\n", v.series, set.pairs[1], "T", "None", "500", "truth", "stored total")
+		fmt.Fprintf(&b, "  %s (%s):\n  %12s %-14s %-14s %-14s %s\n", v.series, set.pairs[1], "T", "None", "500", "truth", "stored")
 		var ts []int64
 		for t := range set.truth {
 			if t >= v.t-6*simInterval && t <= v.t+3*simInterval {
@@ -541,6 +545,12 @@ func (w *simWorld) trace(vs []simViolation) string {
 			}
 		}
 		slices.Sort(ts)
+		num := func(v float64) string {
+			if kind == kindSrcCreated {
+				return "@" + rel(int64(math.Round(v*1000))) // a creation time
+			}
+			return fmt.Sprint(v)
+		}
 		for _, t := range ts {
 			col := func(s *simSeries) string {
 				if s == nil {
@@ -551,7 +561,7 @@ func (w *simWorld) trace(vs []simViolation) string {
 						if smp.stale() {
 							return "stale"
 						}
-						return fmt.Sprint(smp.v)
+						return num(smp.v)
 					}
 				}
 				return "-"
@@ -559,11 +569,11 @@ func (w *simWorld) trace(vs []simViolation) string {
 			tr := set.truth[t]
 			truth := "absent"
 			if tr.present {
-				truth = fmt.Sprint(tr.v)
+				truth = num(w.want(kind, tr))
 			}
 			st := "-"
 			if s, ok := stored[t]; ok {
-				st = fmt.Sprint(s.v)
+				st = num(s.v)
 				if value.IsStaleNaN(s.v) {
 					st = "stale"
 				}
@@ -572,7 +582,7 @@ func (w *simWorld) trace(vs []simViolation) string {
 			if t == v.t {
 				mark = "  <--"
 			}
-			fmt.Fprintf(&b, "  %12s %-8s %-8s %-8s %s%s\n", rel(t), col(srcs[0]), col(srcs[1]), truth, st, mark)
+			fmt.Fprintf(&b, "  %12s %-14s %-14s %-14s %s%s\n", rel(t), col(srcs[0]), col(srcs[1]), truth, st, mark)
 		}
 	}
 	// The world events nearest to it, in time order.

@@ -12,13 +12,24 @@ package main
 // sim_rwfix_test.go (rwfix and its faults), sim_check_test.go (the named
 // invariants and what excuses a violation).
 //
+// Scenarios (simScenarios), from normal operation to everything at once:
+// solo (the control: no key fails both ways), steady (keys born mid-run),
+// normal (plus LiteLLM restarts, evictions, failed scrapes), then normal plus
+// one fault class each: upstream, crash, powerloss, datadir, reload,
+// exemplars, histograms; and all. Run the first ones first:
+//
+//	go test -run 'TestSimulation/(solo|steady|normal)$' .
+//
 // Every run is reproducible from its seed:
 //
 //	go test -run 'TestSimulation/normal$' -sim.seed=17 .
 //
-// prints that seed's first violation with its trace. -sim.seeds=N runs N
-// seeds per scenario, -sim.soak=1h keeps drawing new seeds for that long per
-// scenario, -sim.v prints every failing seed's trace.
+// prints that seed's violations with a trace (the output's sources, the
+// truth and what the TSDB stored around the first one; the world's events
+// near it). -sim.checks='value/|dropped' counts only the checks whose names
+// match; -sim.seeds=N runs N seeds per scenario; -sim.soak=1h keeps drawing
+// new seeds for that long per scenario; -sim.v prints every failing seed's
+// trace. Check names and their causes: sim_check_test.go.
 
 import (
 	"flag"
@@ -106,19 +117,19 @@ var simScenarios = func() []*simScenario {
 		mk("solo", 30, normal, func(sc *simScenario) { sc.solo = true }),
 		// Series born mid-run (None and 500 at different scrapes), sharding,
 		// deadlines: nothing else.
-		mk("steady", 60, base, nil),
+		mk("steady", 50, base, nil),
 		// Plus LiteLLM's restarts, evictions and failed scrapes.
-		mk("normal", 60, normal, nil),
+		mk("normal", 50, normal, nil),
 		mk("upstream", 40, normal, func(sc *simScenario) { sc.upstreamFaults, sc.outages = true, true }),
 		mk("crash", 40, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
 		mk("powerloss", 30, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
 		mk("datadir", 30, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
 		mk("reload", 40, normal, func(sc *simScenario) { sc.reloads = true }),
 		// RW 2.0 with exemplars on the counters (on merge sources too).
-		mk("exemplars", 30, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
+		mk("exemplars", 25, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
 		// Native histograms and a user rule that lands one on another.
 		mk("histograms", 20, normal, func(sc *simScenario) { sc.histograms = true }),
-		mk("all", 40, normal, func(sc *simScenario) {
+		mk("all", 25, normal, func(sc *simScenario) {
 			sc.exemplars, sc.histograms = true, true
 			sc.upstreamFaults, sc.outages, sc.kills, sc.tornTails, sc.compactionCrash = true, true, true, true, true
 			sc.powerLoss, sc.zeroTails, sc.dataDirLoss, sc.reloads = true, true, true, true
