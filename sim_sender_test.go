@@ -223,7 +223,14 @@ func (s *simSender) scrape(t int64) {
 	s.append(simSample{s: s.seriesOf(kindUp, nil, 0), t: t, v: up})
 	for _, ss := range s.order {
 		if s.prev[ss] && !cur[ss] {
-			s.append(simSample{s: ss, t: t, v: staleNaN})
+			smp := simSample{s: ss, t: t, v: staleNaN}
+			if ss.kind == kindHist {
+				// The head appends a histogram series' stale marker as a
+				// histogram whose sum is the stale NaN, and so the WAL
+				// carries it.
+				smp.h = &histogram.Histogram{Sum: staleNaN}
+			}
+			s.append(smp)
 		}
 	}
 	s.prev = cur
