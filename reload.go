@@ -29,6 +29,10 @@ type reloader struct {
 	merger      *relabel.Merger // created on the first load; kept across reloads
 	storagePath string          // the data directory ("" : merge state in memory only)
 	logOpen     bool
+	// mergeClock, when set, is the merge state's clock from its creation on
+	// (before its log is replayed); nil is the wall clock. The fault
+	// simulation (sim_test.go) runs rwfix on its simulated clock.
+	mergeClock  func() time.Time
 	logger      *slog.Logger
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -90,6 +94,9 @@ func (r *reloader) apply() error {
 		// Registers the merge metrics, once per process; its limits are
 		// those of the first configuration that Activates.
 		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
+		if r.mergeClock != nil {
+			r.merger.SetProcessClock(r.mergeClock) // the fault simulation's
+		}
 	}
 	p, err := relabel.New(cfg.Repair, r.relabelM, r.merger)
 	if err != nil {

@@ -164,6 +164,22 @@ func (w *Merger) SetClock(now func() time.Time) {
 	}
 }
 
+// SetProcessClock is SetClock for a state that stands for a running
+// process on a clock of its own (the fault simulation, sim_test.go, restarts
+// rwfix on the simulated clock): as with the wall clock, output samples up to
+// a minute past the start may have been written by an earlier process, so
+// they are sent as retries.
+func (w *Merger) SetProcessClock(now func() time.Time) {
+	w.SetClock(now)
+	until := now().Add(time.Minute).UnixMilli()
+	w.lockAll()
+	defer w.unlockAll()
+	w.horizon = now().Add(clockSkew).UnixMilli()
+	for _, sh := range w.shards {
+		sh.retryUntil = until
+	}
+}
+
 // setConfig applies a reloaded configuration's limits.
 func (w *Merger) setConfig(cfg CollisionConfig) {
 	cfg.setDefaults()

@@ -1,0 +1,603 @@
+package main
+
+// The fault simulation's checker: after the drain, the model TSDB is compared
+// with the oracle (the fixed LiteLLM) and with what the sender sent. Each
+// invariant has a name, used in the summary and in -sim.checks:
+//
+//	value          a merged sample differs from the truth at its timestamp
+//	               (the fixed LiteLLM's count; a stale marker where it has no
+//	               series)
+//	missing        no merged sample at a scrape at which a source had one
+//	               (up to the end of the run; the drain lets held ones out)
+//	reset          a merged counter decreases where the truth does not
+//	dropped        the sender dropped a batch (rwfix or the TSDB answered 4xx)
+//	untouched      a series no rule touches is not stored exactly as sent
+//	created-value  a merged _created sample differs from the truth's creation
+//	start-ts       RW 2.0: a merged sample's start timestamp differs from the
+//	               truth's creation time
+//	none-leak      a status_code="None" series reached the TSDB
+//	invented       a merged sample at a timestamp that is no scrape's
+//	silent-drop    the TSDB dropped a sample inside one request (two values
+//	               of one series at one timestamp, or out of order)
+//	concurrent     one series in two requests rwfix sent in parallel
+//	undelivered    the sender still holds samples of the run after the drain
+//	log-set-aside  a restart after a crash set the merge log aside
+//	tmp-leftover   a compaction's temporary file survived a restart
+//	rejected-config a refused reload changed the running merge
+//	reload, start  a valid reload was refused, rwfix did not start
+//	internal       the simulation itself failed (or rwfix panicked)
+//
+// A violation is excused only where a named rwfix metric counts it, at most as
+// many times as it counts: rwfix_merge_unknown_samples_total for gaps after
+// a start without state (data directory lost, log set aside),
+// rwfix_merge_state_full_total for outputs a small max_series left unmerged
+// (two violations per count: the merged sample and the None sample sent raw).
+// Not checked at all: merged outputs while the configuration does not merge
+// (the preset off, keep_distinct), from one wait before that reload to a
+// minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
+// README's promise): gaps at those source samples are excused.
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/prometheus/model/value"
+)
+
+type simViolation struct {
+	check  string
+	set    int // the LiteLLM label set, -1: none
+	series string
+	t      int64
+	msg    string
+}
+
+type simResult struct {
+	seed       int64
+	violations []simViolation
+	excused    map[string]int
+	unchecked  int
+	summary    string // the run's shape, one line
+	trace      string // the first violation, explained
+}
+
+func (r *simResult) checks() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range r.violations {
+		if !seen[v.check] {
+			seen[v.check] = true
+			out = append(out, v.check)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// simExcuses are the budgets of violations rwfix's metrics account for.
+type simExcuses struct {
+	w        *simWorld
+	unknown  float64 // rwfix_merge_unknown_samples_total of processes started without state
+	full     float64 // rwfix_merge_state_full_total, with a small max_series accepted
+	excused  map[string]int
+	skipped  int
+	lossWins []simWindow
+}
+
+func (x *simExcuses) unmerged(t int64) bool {
+	for _, win := range x.w.fix.unmerged {
+		// From one wait before the reload (samples held then go out under
+		// the new configuration) to a minute after the merge is back.
+		if t >= win.from-60_000 && t <= win.to+60_000 {
+			return true
+		}
+	}
+	return false
+}
+
+// excuse reports whether a violation of an output at t is accounted for.
+func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
+	if x.unmerged(t) {
+		x.skipped++
+		return true
+	}
+	if strings.HasPrefix(check, "missing") {
+		for _, s := range srcs {
+			if s != nil && slices.Contains(x.w.fix.lostAcked[s], t) {
+				x.excused["power-loss window"]++
+				return true
+			}
+		}
+		for _, win := range x.lossWins {
+			if win.has(t) && x.unknown >= 1 {
+				x.unknown--
+				x.excused["rwfix_merge_unknown_samples_total"]++
+				return true
+			}
+		}
+	}
+	if x.full >= 1 {
+		x.full--
+		x.excused["rwfix_merge_state_full_total"]++
+		return true
+	}
+	return false
+}
+
+func (w *simWorld) check() simResult {
+	res := simResult{seed: w.seed, excused: map[string]int{}}
+	w.faults = append(w.faults, w.db.faults...)
+	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmpInt64(a.at, b.at) })
+	x := &simExcuses{w: w, excused: res.excused}
+	for _, p := range w.fix.procs {
+		if p.fresh {
+			x.unknown += simMetric(p.reg, "rwfix_merge_unknown_samples_total")
+		}
+	}
+	for _, t := range w.fix.stateLoss {
+		if t > simBase {
+			x.lossWins = append(x.lossWins, simWindow{t - 10*60_000, t + 5*60_000})
+		}
+	}
+	full := w.fix.metric("rwfix_merge_state_full_total")
+	if w.fix.smallMax {
+		// Each output refused in a request costs its merged sample there
+		// and lets its None source out raw.
+		x.full = 2 * full
+	} else if full > 0 {
+		res.add(simViolation{check: "rejected-config", set: -1, t: w.drainEnd, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
+	}
+	add := func(check string, set *llmSet, srcs [2]*simSeries, series string, t int64, msg string) {
+		if x.excuse(check, srcs, t) {
+			return
+		}
+		res.add(simViolation{check: check, set: set.id, series: series, t: t, msg: msg})
+	}
+
+	for _, set := range w.llm.sets {
+		var srcs, created [2]*simSeries
+		for which := range srcs {
+			srcs[which] = w.snd.series[fmt.Sprintf("%d/%d/%d", kindSrcTotal, set.id, which)]
+			created[which] = w.snd.series[fmt.Sprintf("%d/%d/%d", kindSrcCreated, set.id, which)]
+		}
+		if srcs[0] == nil && srcs[1] == nil {
+			continue
+		}
+		w.checkOutput(set, srcs, kindSrcTotal, add)
+		w.checkOutput(set, created, kindSrcCreated, add)
+		// The None series never reaches the TSDB while the preset merges.
+		for _, s := range []*simSeries{srcs[srcNone], created[srcNone]} {
+			if s == nil {
+				continue
+			}
+			for _, smp := range w.db.stored(s.lbls) {
+				add("none-leak", set, srcs, s.lbls.Get("__name__"), smp.t, fmt.Sprintf("%s stored with status_code=\"None\" at %s", s.lbls.Get("__name__"), rel(smp.t)))
+				break
+			}
+		}
+	}
+	// Untouched series: stored exactly as sent (up to the end of the run).
+	for _, s := range w.snd.order {
+		if !s.kind.untouched() {
+			continue
+		}
+		if t, msg := sameAsSent(s, w.db.stored(s.lbls), w.runEnd); msg != "" {
+			set := -1
+			if s.set != nil {
+				set = s.set.id
+			}
+			res.add(simViolation{check: "untouched", set: set, series: s.lbls.String(), t: t, msg: msg})
+		}
+	}
+	for _, d := range w.snd.drops {
+		// A drop that loses nothing: an upstream that took a request and
+		// lost its answer refuses the retry (its older samples are out of
+		// order now) — with or without rwfix. Merged samples it carried are
+		// checked as outputs.
+		lost := 0
+		for _, smp := range d.batch {
+			if smp.s.kind.untouched() && !storedExactly(w.db.stored(smp.s.lbls), smp) {
+				lost++
+			}
+		}
+		if lost == 0 && d.applied && !strings.Contains(d.msg, "at least one sample") {
+			res.excused["drop after a lost answer, nothing lost"]++
+			continue
+		}
+		res.add(simViolation{check: "dropped", set: -1, t: d.at, msg: fmt.Sprintf("the sender dropped a batch of %d samples (%d untouched ones never stored): HTTP %d: %.300s", len(d.batch), lost, d.code, d.msg)})
+	}
+	if n := w.snd.pending(w.runEnd); n > 0 {
+		res.add(simViolation{check: "undelivered", set: -1, t: w.drainEnd, msg: fmt.Sprintf("%d samples of the run still in the sender after a drain of %s", n, rel(simBase+w.p.drainFor))})
+	}
+	for _, is := range append(w.db.issues, w.fix.issues...) {
+		msg := is.msg
+		if is.series != "" && !strings.Contains(msg, is.series) {
+			msg = is.series + ": " + msg
+		}
+		res.add(simViolation{check: is.check, set: -1, series: is.series, t: is.at, msg: msg})
+	}
+	for _, msg := range w.internal {
+		res.add(simViolation{check: "internal", set: -1, t: w.now(), msg: msg})
+	}
+	if *simChecks != "" {
+		re := regexp.MustCompile(*simChecks)
+		res.violations = slices.DeleteFunc(res.violations, func(v simViolation) bool { return !re.MatchString(v.check) })
+	}
+	res.unchecked = x.skipped
+	res.summary = w.describe()
+	res.trace = w.trace(res.violations)
+	return res
+}
+
+// add keeps at most a few violations per check (the first ones tell).
+func (r *simResult) add(v simViolation) {
+	n := 0
+	for _, o := range r.violations {
+		if o.check == v.check {
+			n++
+		}
+	}
+	if n < 20 {
+		r.violations = append(r.violations, v)
+	}
+}
+
+type simAddFn func(check string, set *llmSet, srcs [2]*simSeries, series string, t int64, msg string)
+
+// checkOutput checks one merged output (kind: the total or its _created)
+// against the truth and its sources.
+func (w *simWorld) checkOutput(set *llmSet, srcs [2]*simSeries, kind seriesKind, add simAddFn) {
+	out := outputLabels(kind, set)
+	name := fmt.Sprintf("set %d total", set.id)
+	if kind == kindSrcCreated {
+		name = fmt.Sprintf("set %d _created", set.id)
+	}
+	stored := w.db.stored(out)
+	at := make(map[int64]dbSample, len(stored))
+	for _, s := range stored {
+		at[s.t] = s
+	}
+	// (2) a sample at every scrape at which a source had one.
+	var ts []int64
+	for _, s := range srcs {
+		if s == nil {
+			continue
+		}
+		for _, smp := range s.wal {
+			if smp.t <= w.runEnd {
+				ts = append(ts, smp.t)
+			}
+		}
+	}
+	slices.Sort(ts)
+	ts = slices.Compact(ts)
+	for _, t := range ts {
+		if _, ok := at[t]; !ok {
+			add("missing/"+w.cause(srcs, t, true), set, srcs, name, t, fmt.Sprintf("%s: no sample at %s (a source has one)", name, rel(t)))
+		}
+	}
+	// (1) every stored sample is the truth at its timestamp; (3) no decrease
+	// but where the truth resets. A wrong value that persists (the same
+	// error on the following samples) keeps the cause of its first one.
+	var (
+		prev      *dbSample
+		errCause  = map[string]string{}  // by check: the cause of the error going on
+		errOffset = map[string]float64{} // the error going on
+	)
+	causeOf := map[float64]string{} // an error seen before, by its offset
+	wrong := func(check string, t int64, offset float64, msg string) {
+		cause, ok := errCause[check]
+		if !ok {
+			if cause, ok = causeOf[offset]; !ok {
+				cause = w.cause(srcs, t, false)
+			}
+		}
+		errCause[check], errOffset[check] = cause, offset
+		if !math.IsNaN(offset) {
+			causeOf[offset] = cause
+		}
+		add(check+"/"+cause, set, srcs, name, t, msg)
+	}
+	right := func(check string) { delete(errCause, check) }
+	for i := range stored {
+		s := stored[i]
+		tr, ok := set.truth[s.t]
+		switch {
+		case !ok:
+			add("invented", set, srcs, name, s.t, fmt.Sprintf("%s: a sample at %s, which is no scrape's timestamp", name, rel(s.t)))
+			continue
+		case !tr.present:
+			if !value.IsStaleNaN(s.v) {
+				wrong("value", s.t, math.NaN(), fmt.Sprintf("%s at %s: %v, want a stale marker (no source has a series)", name, rel(s.t), s.v))
+			}
+			continue
+		case value.IsStaleNaN(s.v):
+			wrong("value", s.t, math.NaN(), fmt.Sprintf("%s at %s: a stale marker, want %v", name, rel(s.t), w.want(kind, tr)))
+			continue
+		}
+		check := "value"
+		if kind == kindSrcCreated {
+			check = "created-value"
+		}
+		if want := w.want(kind, tr); s.v != want {
+			wrong(check, s.t, s.v-want, fmt.Sprintf("%s at %s: %v, want %v", name, rel(s.t), s.v, want))
+		} else {
+			right(check)
+		}
+		if kind == kindSrcTotal && w.p.startTS {
+			if s.st != tr.created {
+				wrong("start-ts", s.t, float64(s.st-tr.created), fmt.Sprintf("%s at %s: start timestamp %s, want %s", name, rel(s.t), rel(s.st), rel(tr.created)))
+			} else {
+				right("start-ts")
+			}
+		}
+		if kind == kindSrcTotal && prev != nil && s.v < prev.v && set.truth[prev.t].epoch == tr.epoch {
+			add("reset/"+w.cause(srcs, s.t, false), set, srcs, name, s.t, fmt.Sprintf("%s: %v at %s after %v at %s, and LiteLLM did not restart between", name, s.v, rel(s.t), prev.v, rel(prev.t)))
+		}
+		prev = &stored[i]
+	}
+}
+
+func (w *simWorld) want(kind seriesKind, tr llmTruth) float64 {
+	if kind == kindSrcCreated {
+		return float64(tr.created) / 1000
+	}
+	return tr.v
+}
+
+// simCause tags an output's violation at t with what its sources did then,
+// so that the summary separates the known kinds:
+//
+//	birth      a source's first sample is at t (missing: soon after t): a
+//	           key's first failure of that kind
+//	rebirth    a source comes back at t after being absent (evicted, or
+//	           LiteLLM restarted)
+//	evicted    a source is gone (its latest sample is a stale marker) while
+//	           another lives
+//	after-gap  every source's latest sample before t is a stale marker (a
+//	           failed scrape, LiteLLM restarted): they come back at t
+//	crash, power-loss, state-loss, outage, reload, lost-answer, upstream-error, dropped
+//	           (the sender dropped a batch)
+//	           none of these, and that fault happened shortly before or
+//	           after t (the latest one)
+//	other      none of these
+func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
+	cause := "other"
+	rank := map[string]int{"other": 0, "evicted": 1, "rebirth": 2, "after-gap": 3, "birth": 4}
+	tag := func(c string) {
+		if rank[c] > rank[cause] {
+			cause = c
+		}
+	}
+	allGone, any, live, gone := true, false, false, false
+	for _, s := range srcs {
+		if s == nil {
+			continue
+		}
+		// Evicted: its latest sample at or before t is a stale marker, while
+		// another source lives.
+		if i, found := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); found && !s.wal[i].stale() {
+			live = true
+		} else if (found && s.wal[i].stale()) || (i > 0 && s.wal[i-1].stale()) {
+			gone = true
+		}
+		for i, smp := range s.wal {
+			if missing && smp.t > t && smp.t <= t+2*60_000 && !smp.stale() && (i == 0 || s.wal[i-1].stale()) {
+				if i == 0 {
+					tag("birth")
+				} else {
+					tag("rebirth")
+				}
+			}
+			if smp.t == t && !smp.stale() {
+				switch {
+				case i == 0:
+					tag("birth")
+				case s.wal[i-1].stale():
+					tag("rebirth")
+				case s.kind == kindSrcCreated && smp.v != s.wal[i-1].v, s.kind == kindSrcTotal && smp.v < s.wal[i-1].v:
+					tag("rebirth") // evicted and back between two scrapes
+				case s.kind == kindSrcTotal && w.createdChanged(s, t):
+					tag("rebirth") // back between two scrapes, above its old count
+				}
+			}
+		}
+		// Its latest sample before t.
+		if i, _ := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); i > 0 {
+			any = true
+			if !s.wal[i-1].stale() {
+				allGone = false
+			}
+		}
+	}
+	if any && allGone {
+		tag("after-gap")
+	}
+	if live && gone {
+		tag("evicted")
+	}
+	if cause == "other" {
+		// The fault that touched a sample at t: the first one from shortly
+		// before t on (a sample is held, then sent, for up to a few
+		// minutes), else the latest one before.
+		for _, f := range w.faults {
+			if f.at >= t-10*60_000 && f.at < t-2*60_000 {
+				cause = f.kind
+			}
+			if f.at >= t-2*60_000 && f.at <= t+3*60_000 {
+				cause = f.kind
+				break
+			}
+		}
+	}
+	return cause
+}
+
+// createdChanged reports whether the _created series of a source total
+// changed at t: the source was born again since the scrape before.
+func (w *simWorld) createdChanged(s *simSeries, t int64) bool {
+	c := w.snd.series[fmt.Sprintf("%d/%d/%d", kindSrcCreated, s.set.id, s.which)]
+	if c == nil {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(c.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) })
+	return found && i > 0 && !c.wal[i].stale() && !c.wal[i-1].stale() && c.wal[i].v != c.wal[i-1].v
+}
+
+// storedExactly reports whether smp is stored, bit for bit.
+func storedExactly(stored []dbSample, smp simSample) bool {
+	i, ok := slices.BinarySearchFunc(stored, smp.t, func(a dbSample, t int64) int { return cmpInt64(a.t, t) })
+	return ok && sameSample(stored[i], smp)
+}
+
+func sameSample(d dbSample, smp simSample) bool {
+	if smp.h != nil {
+		return string(d.h) == smp.h.String()
+	}
+	return d.h == nil && math.Float64bits(d.v) == math.Float64bits(smp.v)
+}
+
+// sameAsSent compares an untouched series' stored samples with what the
+// sender sent, up to end.
+func sameAsSent(s *simSeries, stored []dbSample, end int64) (int64, string) {
+	i := 0
+	for _, smp := range s.wal {
+		if smp.t > end {
+			break
+		}
+		for i < len(stored) && stored[i].t < smp.t {
+			return stored[i].t, fmt.Sprintf("%s: a sample at %s that was never sent", s.id, rel(stored[i].t))
+		}
+		if i >= len(stored) || stored[i].t != smp.t {
+			return smp.t, fmt.Sprintf("%s: the sample at %s is missing", s.id, rel(smp.t))
+		}
+		if !sameSample(stored[i], smp) {
+			return smp.t, fmt.Sprintf("%s at %s: %v%s stored, %v%v sent", s.id, rel(smp.t), stored[i].v, stored[i].h, smp.v, smp.h)
+		}
+		i++
+	}
+	return 0, ""
+}
+
+// describe is the run's shape, for the failure report.
+func (w *simWorld) describe() string {
+	return fmt.Sprintf("%s, %d shards, %d samples/send, %d label sets, run %s + drain, %d requests (%d refused by the TSDB), %d rwfix processes, ST %v",
+		w.p.proto, w.p.shards, w.p.maxPerSend, w.p.sets, rel(simBase+w.p.runFor), w.snd.sent, w.db.refused, len(w.fix.procs), w.p.startTS)
+}
+
+// trace explains a seed's violations: the first of each check, then the
+// first one of an output with its sources, the truth and what the TSDB
+// stored around it, and the world events near it.
+func (w *simWorld) trace(vs []simViolation) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, v := range vs {
+		if !seen[v.check] {
+			seen[v.check] = true
+			fmt.Fprintf(&b, "  %s at %s: %.400s\n", v.check, rel(v.t), v.msg)
+		}
+	}
+	// The focus: the most telling violation (a dropped batch first).
+	v := vs[0]
+	rank := func(c string) int {
+		return slices.Index([]string{"dropped", "silent-drop", "reset", "value", "missing", "created-value", "start-ts"}, c) + 1
+	}
+	for _, x := range vs {
+		if rx, rv := rank(x.check), rank(v.check); rx > 0 && (rv == 0 || rx < rv) {
+			v = x
+		}
+	}
+	if v.set < 0 {
+		// An output of the same time, if any, shows what went on.
+		for _, x := range vs {
+			if x.set >= 0 && strings.HasPrefix(x.series, "set ") && x.t >= v.t-5*simInterval && x.t <= v.t+simInterval {
+				v = simViolation{check: x.check, set: x.set, series: x.series, t: v.t}
+				break
+			}
+		}
+	}
+	if v.set >= 0 && v.set < len(w.llm.sets) && strings.HasPrefix(v.series, "set ") {
+		set := w.llm.sets[v.set]
+		kind := kindSrcTotal
+		if strings.HasSuffix(v.series, "_created") {
+			kind = kindSrcCreated
+		}
+		var srcs [2]*simSeries
+		for which := range srcs {
+			srcs[which] = w.snd.series[fmt.Sprintf("%d/%d/%d", kind, set.id, which)]
+		}
+		stored := map[int64]dbSample{}
+		for _, s := range w.db.stored(outputLabels(kind, set)) {
+			stored[s.t] = s
+		}
+		fmt.Fprintf(&b, "  %s (%s):\n  %12s %-14s %-14s %-14s %s\n", v.series, set.pairs[1], "T", "None", "500", "truth", "stored")
+		var ts []int64
+		for t := range set.truth {
+			if t >= v.t-6*simInterval && t <= v.t+3*simInterval {
+				ts = append(ts, t)
+			}
+		}
+		slices.Sort(ts)
+		num := func(v float64) string {
+			if kind == kindSrcCreated {
+				return "@" + rel(int64(math.Round(v*1000))) // a creation time
+			}
+			return fmt.Sprint(v)
+		}
+		for _, t := range ts {
+			col := func(s *simSeries) string {
+				if s == nil {
+					return "-"
+				}
+				for _, smp := range s.wal {
+					if smp.t == t {
+						if smp.stale() {
+							return "stale"
+						}
+						return num(smp.v)
+					}
+				}
+				return "-"
+			}
+			tr := set.truth[t]
+			truth := "absent"
+			if tr.present {
+				truth = num(w.want(kind, tr))
+			}
+			st := "-"
+			if s, ok := stored[t]; ok {
+				st = num(s.v)
+				if value.IsStaleNaN(s.v) {
+					st = "stale"
+				}
+			}
+			mark := ""
+			if t == v.t {
+				mark = "  <--"
+			}
+			fmt.Fprintf(&b, "  %12s %-14s %-14s %-14s %s%s\n", rel(t), col(srcs[0]), col(srcs[1]), truth, st, mark)
+		}
+	}
+	// The world events nearest to it, in time order.
+	var near []simNote
+	for _, nt := range w.notes {
+		if (nt.set == -1 || nt.set == v.set) && nt.at >= v.t-10*60_000 && nt.at <= v.t+5*60_000 {
+			near = append(near, nt)
+		}
+	}
+	dist := func(n simNote) int64 { return max(n.at-v.t, v.t-n.at) }
+	slices.SortStableFunc(near, func(a, b simNote) int { return cmpInt64(dist(a), dist(b)) })
+	near = near[:min(len(near), 14)]
+	slices.SortStableFunc(near, func(a, b simNote) int { return cmpInt64(a.at, b.at) })
+	for _, nt := range near {
+		fmt.Fprintf(&b, "  event: %.250s\n", nt.msg)
+	}
+	return b.String()
+}
