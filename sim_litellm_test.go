@@ -37,6 +37,13 @@ const (
 var srcStatus = [2]string{"None", "500"}
 
 type llmCounter struct {
+	// evicted: removed at the start of this scrape interval; it is not
+	// created again before the next scrape has shown it absent. (A series
+	// removed and created again between two scrapes, at or above its old
+	// count, is the same series to anything that reads the scrapes —
+	// Prometheus' rate() included — unless a start timestamp says
+	// otherwise; the truth must be what the scrapes can show.)
+	evicted bool
 	present bool
 	v       float64
 	created int64 // ms: its first increment since its (re)birth
@@ -153,6 +160,11 @@ func (l *simLiteLLM) advanceTo(t int64) {
 	if l.frozen || t-from < 2 {
 		return
 	}
+	for _, s := range l.sets {
+		for which := range s.src {
+			s.src[which].evicted = false // the scrape at from showed it absent
+		}
+	}
 	if l.w.sc.evictions {
 		l.evict(from)
 	}
@@ -196,6 +208,9 @@ func (l *simLiteLLM) advanceTo(t int64) {
 			s.ok.inc(e.at)
 			continue
 		}
+		if s.src[e.which].evicted {
+			continue // absent until the next scrape shows it so
+		}
 		if !s.src[e.which].present {
 			l.w.note(s.id, "LiteLLM: set %d's %s series born at %s", s.id, srcStatus[e.which], rel(e.at))
 		}
@@ -225,7 +240,7 @@ func (l *simLiteLLM) evict(at int64) {
 		for which := range s.src {
 			c := &s.src[which]
 			if c.present && at-c.lastInc > l.evictIdle && l.rng.IntN(2) == 0 {
-				*c = llmCounter{}
+				*c = llmCounter{evicted: true}
 				l.w.note(s.id, "LiteLLM: set %d's %s series evicted (idle) at %s", s.id, srcStatus[which], rel(at))
 			}
 		}

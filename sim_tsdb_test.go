@@ -87,6 +87,13 @@ type simTSDB struct {
 	callLost    bool // a request of the call was written and its answer lost
 	callSeries  map[string]int
 	callReqs    int
+	// flight counts, by series, the requests in the receiver now that carry
+	// it: two at once were sent in parallel (rwfix's request with the
+	// sender's series and its re-sent merged samples), and their order is
+	// undefined. (Requests sent one after the other, as the halves of a
+	// bisected retry, never overlap.)
+	flightMu sync.Mutex
+	flight   map[string]int
 	outage      bool
 	faulty      bool // per-request faults on (the run phase of an upstream scenario)
 	issues      []dbIssue
@@ -98,7 +105,7 @@ type simTSDB struct {
 }
 
 func newSimTSDB(w *simWorld) *simTSDB {
-	d := &simTSDB{w: w, series: map[string]*dbSeries{}, callSeries: map[string]int{}}
+	d := &simTSDB{w: w, series: map[string]*dbSeries{}, callSeries: map[string]int{}, flight: map[string]int{}}
 	d.write = remoteapi.NewWriteHandler(d, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType})
 	d.srv = httptest.NewServer(d)
 	return d
@@ -269,8 +276,30 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 		resp.SetStatusCode(http.StatusBadRequest)
 		return resp, err
 	}
+	keys := seriesKeys(raw, msgType)
+	d.flightMu.Lock()
+	var overlap []string
+	for _, k := range keys {
+		if d.flight[k] > 0 {
+			overlap = append(overlap, k)
+		}
+		d.flight[k]++
+	}
+	d.flightMu.Unlock()
+	defer func() {
+		d.flightMu.Lock()
+		for _, k := range keys {
+			if d.flight[k]--; d.flight[k] == 0 {
+				delete(d.flight, k)
+			}
+		}
+		d.flightMu.Unlock()
+	}()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for _, k := range overlap {
+		d.issue("concurrent", k, "in two requests in the receiver at once (sent in parallel: their order is undefined)")
+	}
 	d.requests++
 	d.callReqs++
 	req := d.callReqs
@@ -281,9 +310,6 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 		sb    labels.ScratchBuilder
 		check = func(ls labels.Labels, smp dbSample) {
 			key := ls.String()
-			if r, ok := d.callSeries[key]; ok && r != req {
-				d.issue("concurrent", key, "in two requests of one rwfix call (sent in parallel: their order is undefined)")
-			}
 			d.callSeries[key] = req
 			if s := d.series[key]; s != nil && len(s.samples) > 0 {
 				n := len(s.samples)
@@ -417,4 +443,35 @@ func (d *simTSDB) seriesWith(substr string) []*dbSeries {
 		}
 	}
 	return out
+}
+
+// seriesKeys lists the series of a request, each once.
+func seriesKeys(raw []byte, msgType remoteapi.WriteMessageType) []string {
+	seen := map[string]bool{}
+	var keys []string
+	var sb labels.ScratchBuilder
+	add := func(ls labels.Labels) {
+		if k := ls.String(); !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	if msgType == remoteapi.WriteV1MessageType {
+		var wr prompb.WriteRequest
+		if wr.Unmarshal(raw) == nil {
+			for _, ts := range wr.Timeseries {
+				add(ts.ToLabels(&sb, nil))
+			}
+		}
+		return keys
+	}
+	var wr writev2.Request
+	if wr.Unmarshal(raw) == nil {
+		for _, ts := range wr.Timeseries {
+			if ls, err := ts.ToLabels(&sb, wr.Symbols); err == nil {
+				add(ls)
+			}
+		}
+	}
+	return keys
 }
