@@ -33,6 +33,7 @@ type reloader struct {
 	// (before its log is replayed); nil is the wall clock. The fault
 	// simulation (sim_test.go) runs rwfix on its simulated clock.
 	mergeClock  func() time.Time
+	mergeBoot   string // the simulation's boot of the machine ("": the real one)
 	logger      *slog.Logger
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -96,6 +97,9 @@ func (r *reloader) apply() error {
 		r.merger = relabel.NewMerger(cfg.Repair.Collision, r.reg)
 		if r.mergeClock != nil {
 			r.merger.SetProcessClock(r.mergeClock) // the fault simulation's
+		}
+		if r.mergeBoot != "" {
+			r.merger.SetBoot(r.mergeBoot)
 		}
 	}
 	p, err := relabel.New(cfg.Repair, r.relabelM, r.merger)

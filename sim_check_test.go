@@ -160,11 +160,11 @@ func (w *simWorld) check() simResult {
 	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmpInt64(a.at, b.at) })
 	x := &simExcuses{w: w, excused: res.excused}
 	for _, p := range w.fix.procs {
-		if p.fresh {
-			x.unknown += simMetric(p.reg, "rwfix_merge_unknown_samples_total")
-		}
+		// Unknowable counts are counted after a start without state, and
+		// after a power loss (the horizon moves to the restart).
+		x.unknown += simMetric(p.reg, "rwfix_merge_unknown_samples_total")
 	}
-	for _, t := range w.fix.stateLoss {
+	for _, t := range append(slices.Clone(w.fix.stateLoss), w.fix.rebooted...) {
 		if t > simBase {
 			x.lossWins = append(x.lossWins, simWindow{t - 10*60_000, t + 5*60_000})
 		}

@@ -137,6 +137,8 @@ type simFleet struct {
 
 	// What the checker needs to know.
 	stateLoss  []int64                // starts without state: data dir lost, log set aside
+	boots      int                    // power losses so far: the machine's boot
+	rebooted   []int64                // starts after a power loss (the horizon moves)
 	lostAcked  map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
 	unmerged   []simWindow            // the preset off or keep_distinct: outputs not merged
 	smallMax   bool                   // a small max_series was accepted
@@ -178,6 +180,7 @@ func (f *simFleet) start(dir string, fresh bool) error {
 		remotewrite.WithInflightLimits(256, 268435456))
 	p.rl = newReloader(f.cfgPath, nil, 30*time.Second, dir, p.handler, p.reg, logger)
 	p.rl.mergeClock = f.w.mergeNow
+	p.rl.mergeBoot = fmt.Sprintf("sim-boot-%d", f.boots) // a power loss boots the machine again
 	if err := p.rl.reload(); err != nil {
 		return fmt.Errorf("rwfix did not start: %w", err)
 	}
@@ -344,15 +347,17 @@ func (f *simFleet) crash(why string, cut int64, zeros int, keep bool) {
 			}
 		}
 	}
+	down := 1_000 + f.rng.Int64N(15_000)
 	switch {
 	case !keep:
 		f.w.fault("state-loss")
 	case strings.HasPrefix(why, "power"):
 		f.w.fault("power-loss")
+		f.boots++
+		f.rebooted = append(f.rebooted, f.w.now()+down)
 	default:
 		f.w.fault("crash")
 	}
-	down := 1_000 + f.rng.Int64N(15_000)
 	f.w.note(-1, "rwfix %s at %s: log cut at %d of %d bytes (+%d zero bytes), keep state %v; restart at %s",
 		why, rel(f.w.now()), cut, p.logSize(), zeros, keep, rel(f.w.now()+down))
 	// The process is gone: only its goroutine that fsyncs the log (and the

@@ -114,7 +114,7 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 		m.zeroTail, m.lastBoot, m.closed = false, "", false
 		m.uncleanEnd, replayErr = m.replayFrom(bufio.NewReaderSize(f, 1<<20))
 		f.Close()
-		if m.zeroTail || (!m.closed && m.lastBoot != bootID()) {
+		if m.zeroTail || (!m.closed && m.lastBoot != m.boot) {
 			// A power loss (or a kernel crash) may have taken the records of
 			// the last seconds, which were not fsynced: the machine booted
 			// again since the process that wrote the log ran, and it did not
@@ -465,7 +465,7 @@ func metaState(l *mergeLog, m *Merger, closing bool) []byte {
 	for _, sh := range m.shards {
 		l.varint(sh.interval)
 	}
-	l.str(bootID())
+	l.str(m.boot)
 	l.bool(closing)
 	return l.frame(nil)
 }
@@ -779,7 +779,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 					m.shards[i].interval = iv
 				}
 			}
-			boot, closed := bootID(), false // an old log: as if this boot
+			boot, closed := m.boot, false // an old log: as if this boot
 			if len(r.b) > 0 {
 				boot, closed = r.str(), r.bool()
 			}

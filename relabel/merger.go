@@ -56,6 +56,7 @@ type Merger struct {
 	// its verdict.
 	zeroTail, closed, powerLoss bool
 	lastBoot                    string
+	boot                        string // this process' boot (see bootID)
 	// seen holds, by partition, the stamp of its last transaction (a
 	// *atomic.Int64): a partition with outputs pending and no transaction
 	// for longer than the wait has lost its sender (see idle.go).
@@ -79,7 +80,7 @@ const clockSkew = 0
 // NewMerger creates the merge state and registers its metrics with reg.
 func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 	cfg.setDefaults()
-	w := &Merger{horizon: time.Now().Add(clockSkew).UnixMilli()}
+	w := &Merger{horizon: time.Now().Add(clockSkew).UnixMilli(), boot: bootID()}
 	f := promauto.With(reg)
 	w.metrics = &mergeMetrics{
 		collisions: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "collisions_total",
@@ -347,6 +348,10 @@ func (tx *mergeTx) retries() int {
 	}
 	return n
 }
+
+// SetBoot names the boot the process runs in (the fault simulation's
+// machines boot again after a power loss); by default the machine's.
+func (w *Merger) SetBoot(id string) { w.boot = id }
 
 // PowerLoss reports whether the log OpenLog replayed may have lost its last
 // unsynced records (see OpenLog); births before the restart are then counted
