@@ -571,7 +571,7 @@ func (m *shard) advance(o *output, now time.Time) {
 		if at, ok := o.arrivedAt(t); ok {
 			m.metrics.hold.Observe(since(now, at).Seconds())
 		}
-		emit := o.knowable(t, m.w.horizon, m.preimage(o))
+		emit := o.knowable(t, m.w.horizon, m.preimage(o), m.w.powerLoss)
 		if !emit {
 			m.metrics.unknown.Inc()
 		}
@@ -630,9 +630,10 @@ func (o *output) complete(t int64) bool {
 // state saw it: before the horizon (a start without state), or a source
 // known from a tomb. Before the horizon, a source this state has not seen
 // at all may have counted too, unless every possible source (preimage n) is
-// known.
-func (o *output) knowable(t, horizon int64, n int) bool {
-	if t < horizon && (n == 0 || len(o.sources) < n) {
+// known. After a power loss (lossy) nothing before the horizon is known: the
+// state may lack the samples of its last unsynced seconds.
+func (o *output) knowable(t, horizon int64, n int, lossy bool) bool {
+	if t < horizon && (n == 0 || len(o.sources) < n || lossy) {
 		return false
 	}
 	for _, s := range o.sources {
