@@ -82,18 +82,18 @@ type simTSDB struct {
 	// The rwfix call being made: its number, whether its requests are lost
 	// (rwfix died before forwarding), and which series each of its requests
 	// carried.
-	call        int
-	dropCall    bool
-	callLost    bool // a request of the call was written and its answer lost
-	callSeries  map[string]int
-	callReqs    int
+	call       int
+	dropCall   bool
+	callLost   bool // a request of the call was written and its answer lost
+	callSeries map[string]int
+	callReqs   int
 	// flight counts, by series, the requests in the receiver now that carry
 	// it: two at once were sent in parallel (rwfix's request with the
 	// sender's series and its re-sent merged samples), and their order is
 	// undefined. (Requests sent one after the other, as the halves of a
 	// bisected retry, never overlap.)
-	flightMu sync.Mutex
-	flight   map[string]int
+	flightMu    sync.Mutex
+	flight      map[string]int
 	outage      bool
 	faulty      bool // per-request faults on (the run phase of an upstream scenario)
 	issues      []dbIssue
