@@ -127,6 +127,9 @@ type shard struct {
 	// one dropped when the set is full, the same in a replay of the log).
 	forgotten  map[outKey]tomb
 	forgottenQ []outKey
+	// orphans are the outputs whose partition a reload changed, by label
+	// hash, until a request of the new partition adopts them (retire.go).
+	orphans map[uint64][]*output
 	n          int // outputs
 	nsrc       int // sources
 	lastGC     time.Time
@@ -183,6 +186,7 @@ type output struct {
 	parked  []parked
 	gone    bool // forgotten (idle): not in the state any more
 	retire  bool // no source left after a reload: leaves once its queue is sent
+	orphan  bool // its partition changed at a reload: the new one adopts it (see retire.go)
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -398,6 +402,9 @@ func cmpInt(a, b int64) int {
 // that came back, which are bounded by max_series too.
 func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) *output {
 	if o := m.find(part, out, h); o != nil {
+		return o
+	}
+	if o := m.adopt(part, out, h, now); o != nil {
 		return o
 	}
 	if _, back := m.forgotten[outKey{part, h}]; back {
@@ -1210,21 +1217,8 @@ func (s *source) labelHash() uint64 {
 }
 
 func (m *shard) remove(o *output) {
-	k := outKey{o.part, o.labels.Hash()}
-	l := slices.DeleteFunc(m.outs[k], func(x *output) bool { return x == o })
-	if len(l) == 0 {
-		delete(m.outs, k)
-	} else {
-		m.outs[k] = l
-	}
-	if o.listed != 0 {
-		if p := m.parts[o.part]; p != nil {
-			delete(p.waiting, o)
-			p.ready = slices.DeleteFunc(p.ready, func(x *output) bool { return x == o })
-		}
-		o.listed = 0
-		m.pending.Add(-1)
-	}
+	m.unlink(o)
+	m.unorphan(o)
 	o.gone = true
 	m.n--
 	m.w.total.Add(-1)

@@ -65,6 +65,8 @@ const (
 	recForgotten   = 9
 	recMeta        = 10
 	recDetach      = 11
+	recOrphan      = 12
+	recAdopt       = 13
 
 	compactSlack = 64 << 20
 )
@@ -441,6 +443,27 @@ func (m *shard) logDetach(o *output, s *source) {
 	}
 }
 
+func (m *shard) logOrphan(o *output) {
+	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.begin(recOrphan)
+		l.uvarint(o.id)
+		l.end()
+	}
+}
+
+func (m *shard) logAdopt(o *output) {
+	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.begin(recAdopt)
+		l.uvarint(o.id)
+		l.str(o.part)
+		l.end()
+	}
+}
+
 func (m *shard) logDrop(o *output) {
 	if l := m.log; l != nil && !m.replay {
 		l.mu.Lock()
@@ -491,6 +514,7 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.varint(o.f)
 	l.bool(false) // was: learning (no longer used)
 	l.samples(o.q)
+	l.bool(o.orphan)
 	return l.frame(nil)
 }
 
@@ -698,6 +722,9 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				o.carry, o.st, o.f = r.float(), r.varint(), r.varint()
 				_ = r.bool() // was: learning
 				o.q = r.samples()
+				if len(r.b) > 0 && r.bool() {
+					o.sh.orphan(o)
+				}
 			}
 			outs[id] = o
 			maxID = max(maxID, id)
@@ -745,6 +772,16 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 			oid, t := r.uvarint(), r.varint()
 			if o := outs[oid]; o != nil && r.err == nil {
 				o.sent(t)
+			}
+		case recOrphan:
+			oid := r.uvarint()
+			if o := outs[oid]; o != nil && r.err == nil && !o.orphan {
+				o.sh.orphan(o)
+			}
+		case recAdopt:
+			oid, part := r.uvarint(), r.str()
+			if o := outs[oid]; o != nil && r.err == nil {
+				o.sh.move(o, part)
 			}
 		case recDetach:
 			oid, sid := r.uvarint(), r.uvarint()

@@ -69,7 +69,10 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 			kept++
 		}
 	}
-	if kept == len(o.sources) && !partitionsChanged {
+	if kept == len(o.sources) {
+		if partitionsChanged && !o.orphan {
+			m.orphan(o)
+		}
 		return false
 	}
 	// Finalize what is held, in order, before any source leaves.
@@ -158,4 +161,96 @@ func (w *Merger) fencedAt(h uint64) (f int64, ok bool) {
 	}
 	fc, ok := w.fences[h]
 	return fc.f, ok
+}
+
+// A reload that changes the partitions (the upstreams' forward_headers)
+// leaves every output under a partition that no request will name again.
+// Such an output becomes an orphan, holding and queueing as before: the
+// first request of another partition that needs its label set adopts it —
+// it moves there with its sources, counts, queue and frontier, so the
+// tenant's counter goes on exactly (with one tenant, the usual case, always).
+// Where several tenants' orphans share a label set, which one is whose
+// cannot be told: they are retired (finalized, sent as retries, fenced). An
+// orphan never adopted is sent by the idle flush to its old partition and
+// forgotten when idle.
+
+// orphan marks o as an orphan (logged).
+func (m *shard) orphan(o *output) {
+	o.orphan = true
+	if m.orphans == nil {
+		m.orphans = map[uint64][]*output{}
+	}
+	h := o.labels.Hash()
+	m.orphans[h] = append(m.orphans[h], o)
+	m.logOrphan(o)
+}
+
+// unorphan takes o out of the orphans.
+func (m *shard) unorphan(o *output) {
+	if !o.orphan {
+		return
+	}
+	o.orphan = false
+	h := o.labels.Hash()
+	if l := slices.DeleteFunc(m.orphans[h], func(x *output) bool { return x == o }); len(l) > 0 {
+		m.orphans[h] = l
+	} else {
+		delete(m.orphans, h)
+	}
+}
+
+// adopt moves the one orphan with labels out (hash h) to partition part and
+// returns it; nil when there is none. Several (tenants') orphans with these
+// labels are retired instead.
+func (m *shard) adopt(part string, out labels.Labels, h uint64, now time.Time) *output {
+	var found []*output
+	for _, o := range m.orphans[h] {
+		if labels.Equal(o.labels, out) {
+			found = append(found, o)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return nil
+	case len(found) > 1:
+		for _, o := range found {
+			m.unorphan(o)
+			m.retireOne(o, func(labels.Labels, labels.Labels) bool { return false }, false, now)
+			m.retired(o, now)
+		}
+		return nil
+	}
+	o := found[0]
+	m.move(o, part)
+	m.logAdopt(o)
+	return o
+}
+
+// move re-keys o under partition part (adoption, or its replay).
+func (m *shard) move(o *output, part string) {
+	m.unlink(o)
+	m.unorphan(o)
+	o.part = part
+	k := outKey{part, o.labels.Hash()}
+	m.outs[k] = append(m.outs[k], o)
+	m.list(o)
+}
+
+// unlink takes o out of the outputs map and its partition's lists.
+func (m *shard) unlink(o *output) {
+	k := outKey{o.part, o.labels.Hash()}
+	l := slices.DeleteFunc(m.outs[k], func(x *output) bool { return x == o })
+	if len(l) == 0 {
+		delete(m.outs, k)
+	} else {
+		m.outs[k] = l
+	}
+	if o.listed != 0 {
+		if p := m.parts[o.part]; p != nil {
+			delete(p.waiting, o)
+			p.ready = slices.DeleteFunc(p.ready, func(x *output) bool { return x == o })
+		}
+		o.listed = 0
+		m.pending.Add(-1)
+	}
 }
