@@ -130,9 +130,9 @@ type shard struct {
 	// orphans are the outputs whose partition a reload changed, by label
 	// hash, until a request of the new partition adopts them (retire.go).
 	orphans map[uint64][]*output
-	n          int // outputs
-	nsrc       int // sources
-	lastGC     time.Time
+	n       int // outputs
+	nsrc    int // sources
+	lastGC  time.Time
 	// gcAt is when the next idle GC is due (a stamp), read without the
 	// lock: a request visits a shard it has nothing for only then.
 	gcAt    atomic.Int64
