@@ -111,6 +111,16 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 		return true
 	}
 	if strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value") {
+		// A reload that took the output from the merge retired it; when the
+		// merge is back, the output restarts from its live sources: the
+		// count of a source that vanished while the merge was off is no
+		// longer in it (docs/collisions.md, Reloads).
+		for _, win := range x.w.fix.unmerged {
+			if t > win.to && (vanished(srcs[0], win) || vanished(srcs[1], win)) {
+				x.excused["a source vanished while the merge was off"]++
+				return true
+			}
+		}
 		for _, lost := range x.w.fix.stateLoss {
 			// The counts the lost state carried (a source that reset or
 			// was created again alone) went with it: the output drops once
@@ -626,4 +636,23 @@ func (w *simWorld) trace(vs []simViolation) string {
 		fmt.Fprintf(&b, "  event: %.250s\n", nt.msg)
 	}
 	return b.String()
+}
+
+// vanished reports whether the source was absent (a stale marker, or no
+// sample at a scrape after it had one) during the window.
+func vanished(s *simSeries, win simWindow) bool {
+	if s == nil {
+		return false
+	}
+	seen := false
+	for _, smp := range s.wal {
+		if smp.t > win.to {
+			break
+		}
+		if smp.t >= win.from && seen && value.IsStaleNaN(smp.v) {
+			return true
+		}
+		seen = seen || !value.IsStaleNaN(smp.v)
+	}
+	return false
 }

@@ -69,6 +69,11 @@ type Result = struct {
 type MergeRun = interface {
 	Done(ok bool, taken []int)
 	Retries() []Emit
+	// Sequential reports whether the retries must reach the upstream before
+	// the request: it carries, raw, the label set of a retired output whose
+	// queue is among them (see retire.go), and a raw sample there before
+	// them would make them out of order.
+	Sequential() bool
 }
 
 // hashSeries hashes series i's labels from its pairs, as hashLabels hashes
@@ -325,7 +330,11 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 	}
 	fencedOut := 0
 	if fenced {
-		fencedOut = p.applyFences(b, edits, drop)
+		var fencedIn bool
+		fencedOut, fencedIn = p.applyFences(b, edits, drop)
+		if mr, ok := run.(*mergeRun); ok && fencedIn {
+			mr.sequential = len(mr.retries) > 0
+		}
 	}
 	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0 || fencedOut > 0
 	for _, i := range drop.members() {
@@ -336,8 +345,9 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 
 // applyFences keeps out of the request the samples of series forwarded with
 // their own labels at or before the fence of a retired output with those
-// labels (see retire.go). It returns how many series it changed.
-func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) int {
+// labels (see retire.go). It returns how many series it changed, and whether
+// the request carries a fenced label set at all.
+func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) (changed int, fencedIn bool) {
 	edited := make(map[int]bool, len(edits))
 	for _, e := range edits {
 		if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
@@ -345,7 +355,6 @@ func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) int {
 		}
 	}
 	h := newPairHasher()
-	changed := 0
 	for i := range b.Len() {
 		if edited[i] || drop.has(i) || b.Skip(i) || b.HasHistograms(i) {
 			continue
@@ -354,6 +363,7 @@ func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) int {
 		if !ok {
 			continue
 		}
+		fencedIn = true
 		smp := b.Samples(i)
 		kept := make([]Sample, 0, len(smp))
 		for _, s := range smp {
@@ -372,18 +382,21 @@ func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) int {
 		}
 		b.SetSamples(i, kept, []int{i})
 	}
-	return changed
+	return changed, fencedIn
 }
 
 // mergeRun is what a request owes the merge state: its transaction, to be
 // told whether the upstreams took its samples, and the retries to send in a
 // request of their own.
 type mergeRun struct {
-	tx      MergeTx
-	retries []Emit
+	tx         MergeTx
+	retries    []Emit
+	sequential bool // see MergeRun.Sequential
 }
 
 func (mr *mergeRun) Retries() []Emit { return mr.retries }
+
+func (mr *mergeRun) Sequential() bool { return mr.sequential }
 
 // Done reports the upstreams' answers to the merge state; only the first
 // call counts.

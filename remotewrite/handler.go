@@ -335,7 +335,13 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		// of their own, in parallel: a 4xx to them must not fail the
 		// sender's batch.
 		retriesSettled = make(chan []int, 1)
-		go func() { retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries) }()
+		if mr.sequential() {
+			// The request carries, raw, a label set whose last merged
+			// samples are among the retries: they go first.
+			retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries)
+		} else {
+			go func() { retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries) }()
+		}
 	}
 	var replies []reply
 	switch {

@@ -67,6 +67,7 @@ type RepairResult = struct {
 type MergeRun = interface {
 	Done(ok bool, taken []int)
 	Retries() []Emit
+	Sequential() bool
 }
 
 // Repairer decides what happens to the series of a request; package
@@ -87,6 +88,9 @@ func (mr *mergeRun) done(ok bool, taken []int) {
 		mr.run.Done(ok, taken)
 	}
 }
+
+// sequential: the retries must be settled before the request goes.
+func (mr *mergeRun) sequential() bool { return mr != nil && mr.run != nil && mr.run.Sequential() }
 
 func (mr *mergeRun) retries() []Emit {
 	if mr == nil || mr.run == nil {
