@@ -114,10 +114,12 @@ func (r *reloader) apply() error {
 		}
 		ups = append(ups, u)
 	}
-	if !r.logOpen && r.storagePath != "" && cfg.Repair.Collision.Policy == relabel.PolicyMerge {
+	if !r.logOpen && r.storagePath != "" {
 		// Like Prometheus with its TSDB: without its durable state the merge
 		// could not keep its guarantees across a crash, so a directory that
-		// cannot be used stops the start.
+		// cannot be used stops the start. Opened whatever the policy: a
+		// state left by a merge before keep_distinct still has samples to
+		// send (see relabel/retire.go), and comes back with the merge.
 		n, err := r.merger.OpenLog(r.storagePath)
 		switch {
 		case errors.Is(err, relabel.ErrCorruptLog):
