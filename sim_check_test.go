@@ -92,8 +92,17 @@ type simExcuses struct {
 func (x *simExcuses) unmerged(t int64) bool {
 	for _, win := range x.w.fix.unmerged {
 		// From one wait before the reload (samples held then go out under
-		// the new configuration) to a minute after the merge is back.
-		if t >= win.from-60_000 && t <= win.to+60_000 {
+		// the new configuration) to a minute after the merge is back; and
+		// from the start of an upstream outage that ended then: the
+		// sender's backlog reaches rwfix after the outage, under the new
+		// configuration.
+		from := win.from - 60_000
+		for _, o := range x.w.db.outages {
+			if o.from < win.from && o.to >= from {
+				from = min(from, o.from-60_000)
+			}
+		}
+		if t >= from && t <= win.to+60_000 {
 			return true
 		}
 	}

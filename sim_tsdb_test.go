@@ -102,6 +102,7 @@ type simTSDB struct {
 	refused     int  // 400s to a request (whole or in part)
 	discard     bool // answer, keep nothing (the churn test measures rwfix's memory)
 	lostAnswers int
+	outages     []simWindow // planned
 }
 
 func newSimTSDB(w *simWorld) *simTSDB {
@@ -129,6 +130,7 @@ func (d *simTSDB) schedule() {
 	for range 1 + w.rngFaults.IntN(2) {
 		from := between(w.rngFaults, simBase+w.p.runFor/10, w.runEnd)
 		to := min(from+30_000+w.rngFaults.Int64N(5*60_000), w.runEnd)
+		d.outages = append(d.outages, simWindow{from, to})
 		w.at(from, func() {
 			d.mu.Lock()
 			d.outage = true
