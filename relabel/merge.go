@@ -186,7 +186,11 @@ type output struct {
 	parked  []parked
 	gone    bool // forgotten (idle): not in the state any more
 	retire  bool // no source left after a reload: leaves once its queue is sent
-	orphan  bool // its partition changed at a reload: the new one adopts it (see retire.go)
+	// lived: it finalized a sample to send in this life (since it was
+	// created, or restored); before that, a start timestamp after its
+	// frontier (from a tomb or fence) is its new life's, not a fake reset.
+	lived  bool
+	orphan bool // its partition changed at a reload: the new one adopts it (see retire.go)
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -729,6 +733,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		v = math.Float64frombits(value.StaleNaN)
 	}
 	o.q = append(o.q, Sample{T: t, V: v, ST: o.st})
+	o.lived = true
 	if !m.replay {
 		m.metrics.emitted.Inc()
 	}
@@ -760,7 +765,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		// The output's start timestamp is the earliest of its sources' since
 		// the last real reset; it never moves past a sample the output has
 		// finalized (a TSDB would take that for a reset).
-		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || p.ST <= o.f) {
+		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || !o.lived || p.ST <= o.f) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false

@@ -722,6 +722,7 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				o.carry, o.st, o.f = r.float(), r.varint(), r.varint()
 				_ = r.bool() // was: learning
 				o.q = r.samples()
+				o.lived = o.f != math.MinInt64
 				if len(r.b) > 0 && r.bool() {
 					o.sh.orphan(o)
 				}
