@@ -122,10 +122,11 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 	if strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value") {
 		// A reload that took the output from the merge retired it; when the
 		// merge is back, the output restarts from its live sources: the
-		// count of a source that vanished while the merge was off is no
+		// count of a source that vanished before it (carried then) is no
 		// longer in it (docs/collisions.md, Reloads).
 		for _, win := range x.w.fix.unmerged {
-			if t > win.to && (vanished(srcs[0], win) || vanished(srcs[1], win)) {
+			upTo := simWindow{math.MinInt64, win.to}
+			if t > win.to && (vanished(srcs[0], upTo) || vanished(srcs[1], upTo)) {
 				x.excused["a source vanished while the merge was off"]++
 				return true
 			}
@@ -653,8 +654,8 @@ func (w *simWorld) trace(vs []simViolation) string {
 	return b.String()
 }
 
-// vanished reports whether the source was absent (a stale marker, or no
-// sample at a scrape after it had one) during the window.
+// vanished reports whether the source went stale (after it had counted)
+// during the window.
 func vanished(s *simSeries, win simWindow) bool {
 	if s == nil {
 		return false
