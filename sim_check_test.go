@@ -425,7 +425,7 @@ func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
 			cause = c
 		}
 	}
-	allGone, any, live, gone := true, false, false, false
+	allGone, anySeen, live, gone := true, false, false, false
 	for _, s := range srcs {
 		if s == nil {
 			continue
@@ -460,13 +460,13 @@ func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
 		}
 		// Its latest sample before t.
 		if i, _ := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); i > 0 {
-			any = true
+			anySeen = true
 			if !s.wal[i-1].stale() {
 				allGone = false
 			}
 		}
 	}
-	if any && allGone {
+	if anySeen && allGone {
 		tag("after-gap")
 	}
 	if live && gone {

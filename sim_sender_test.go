@@ -19,13 +19,13 @@ package main
 //     batch is dropped — counted, since rwfix must never cause that.
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -153,14 +153,14 @@ func simLabels(kind seriesKind, set *llmSet, which int) labels.Labels {
 	b.Add("job", "litellm")
 	b.Add("instance", "litellm:4000")
 	if kind == kindHist {
-		b.Add(labels.MetricName, "litellm_request_total_latency_metric")
+		b.Add(model.MetricNameLabel, "litellm_request_total_latency_metric")
 		b.Add("api_provider", "openai")
 		b.Add("requested_model", simHistModels[which])
 		b.Sort()
 		return b.Labels()
 	}
 	if set == nil {
-		b.Add(labels.MetricName, "up")
+		b.Add(model.MetricNameLabel, "up")
 		b.Sort()
 		return b.Labels()
 	}
@@ -168,7 +168,7 @@ func simLabels(kind seriesKind, set *llmSet, which int) labels.Labels {
 	if kind == kindOKCreated || kind == kindSrcCreated {
 		name = "litellm_proxy_total_requests_metric_created"
 	}
-	b.Add(labels.MetricName, name)
+	b.Add(model.MetricNameLabel, name)
 	for i := 0; i < len(set.pairs); i += 2 {
 		b.Add(set.pairs[i], set.pairs[i+1])
 	}
@@ -370,7 +370,7 @@ func (s *simSender) encode(batch []simSample) []byte {
 }
 
 func simExemplarLabels(smp simSample) labels.Labels {
-	return labels.FromStrings("trace_id", fmt.Sprintf("%x", uint64(smp.t)*0x9e3779b97f4a7c15^uint64(len(smp.s.id))))
+	return labels.FromStrings("trace_id", strconv.FormatUint(uint64(smp.t)*0x9e3779b97f4a7c15^uint64(len(smp.s.id)), 16))
 }
 
 // pending is how many samples of timestamp at most t the sender has not

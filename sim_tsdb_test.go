@@ -35,7 +35,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -432,19 +431,6 @@ func (d *simTSDB) stored(ls labels.Labels) []dbSample {
 		return s.samples
 	}
 	return nil
-}
-
-// seriesWith returns the stored series whose labels contain substr.
-func (d *simTSDB) seriesWith(substr string) []*dbSeries {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []*dbSeries
-	for k, s := range d.series {
-		if strings.Contains(k, substr) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // seriesKeys lists the series of a request, each once.

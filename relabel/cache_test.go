@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -283,7 +284,7 @@ func TestMergeStateHeapEstimate(t *testing.T) {
 		clock.add(time.Minute)
 		applyScrape(p, series, 2000, round*step, nil)
 	}
-	series = nil
+	runtime.KeepAlive(series) // the series are the sender's, not retained by rwfix: let go
 	retained := int64(retainedHeap() - before)
 	var est int64
 	for range mergeShards { // walk every shard now
@@ -317,7 +318,7 @@ func TestDecisionCacheConcurrent(t *testing.T) {
 	clock := &fakeClock{t: time.UnixMilli(0)}
 	p.SetMergeClock(clock.now)
 	none, five := mergeWorkload(500)
-	pool := append(none, five...)
+	pool := append(slices.Clone(none), five...)
 	var wg sync.WaitGroup
 	errs := make(chan string, 4)
 	for g := range 4 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func headVerdicts(t *testing.T, bodies [][]byte) []error {
 		for _, ts := range decodeV1(t, body).Timeseries {
 			series := ts.ToLabels(&sb, nil).String()
 			for _, s := range ts.Samples {
-				add(series, s.Timestamp, fmt.Sprint(math.Float64bits(s.Value)))
+				add(series, s.Timestamp, strconv.FormatUint(math.Float64bits(s.Value), 10))
 			}
 			for _, h := range ts.Histograms {
 				add(series, h.Timestamp, h.ToIntHistogram().String())

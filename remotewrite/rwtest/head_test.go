@@ -85,7 +85,7 @@ func TestPrometheusHeadVerdicts(t *testing.T) {
 	u.Set(Answer(http.StatusServiceUnavailable, "down"))
 	resp := send(t, u.URL, ContentTypeV1, headV1(t, map[string]HeadSample{"a": {40, 4}}))
 	resp.Body.Close()
-	if got := u.HeadSeries()[a]; resp.StatusCode != 503 || len(got) != 3 {
+	if got := u.HeadSeries()[a]; resp.StatusCode != http.StatusServiceUnavailable || len(got) != 3 {
 		t.Errorf("a failing head: %d, a=%v; want 503 and nothing stored", resp.StatusCode, got)
 	}
 }
