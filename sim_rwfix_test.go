@@ -270,7 +270,7 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 	if ans.code/100 == 2 && f.w.sc.powerLoss {
 		var src []simSample
 		for _, smp := range batch {
-			if smp.s.kind == kindSrcTotal {
+			if smp.s.kind == kindSrcTotal || smp.s.kind == kindSrcCreated {
 				src = append(src, smp)
 			}
 		}

@@ -98,22 +98,6 @@ func (sc *simScenario) runFor(r *rand.Rand) int64 {
 	return int64(sc.minRun+r.IntN(sc.maxRun-sc.minRun+1)) * 60_000
 }
 
-// simKnownFailures are the CI seeds that still break an invariant, by
-// scenario, each with what is known of its cause: the open part of issue 17.
-// They run and are reported, but do not fail the test; any other seed does.
-// (-sim.seed=N runs one of them as any other.)
-var simKnownFailures = map[string]map[int64]string{
-	// A power loss right after a failed scrape or a reload: one merged
-	// sample of the lost seconds is missing and not counted by
-	// rwfix_merge_unknown_samples_total — either rwfix or the simulation's
-	// accounting of what a power loss loses is off by one; not found yet.
-	"powerloss": {9: "power loss after a failed scrape: one uncounted gap"},
-	"all": {
-		1:  "two power losses and outages: one uncounted gap in a power loss's seconds",
-		20: "power loss: one uncounted gap in its last seconds",
-	},
-}
-
 // simScenarios, from normal operation to everything at once: run the first
 // ones first.
 var simScenarios = func() []*simScenario {
@@ -217,7 +201,6 @@ func runSimScenario(t *testing.T, sc *simScenario) {
 	sort.Slice(results, func(i, j int) bool { return results[i].seed < results[j].seed })
 	bySeed := map[string][]int64{}
 	var failed []simResult
-	known := simKnownFailures[sc.name]
 	excused := map[string]int{}
 	unchecked := 0
 	for _, r := range results {
@@ -225,14 +208,6 @@ func runSimScenario(t *testing.T, sc *simScenario) {
 			excused[k] += n
 		}
 		unchecked += r.unchecked
-		if why, ok := known[r.seed]; ok && *simSeedFlag < 0 {
-			if len(r.violations) == 0 {
-				t.Logf("seed %d, a known failure (%s), passes: take it off simKnownFailures", r.seed, why)
-			} else {
-				t.Logf("seed %d: known failure, not yet fixed (%s): %v", r.seed, why, r.checks())
-			}
-			continue
-		}
 		if len(r.violations) == 0 {
 			continue
 		}
