@@ -49,22 +49,6 @@ func postCollision(t *testing.T, h http.Handler, users ...string) {
 	}
 }
 
-// counterValue is the value of a counter without labels in reg.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
-}
-
 // A reload refused for its upstream (a ca_file that does not exist) leaves
 // the running merge exactly as it was: its collision limits (max_series: 1)
 // must not reach the merge state, which would then refuse every output but
@@ -85,7 +69,7 @@ func TestRefusedReloadLeavesMergeLimits(t *testing.T) {
 		t.Fatal("a configuration whose upstream's ca_file does not exist was accepted")
 	}
 	postCollision(t, handler, "a", "b")
-	if full := counterValue(t, reg, "rwfix_merge_state_full_total"); full != 0 {
+	if full := rwtest.CounterValue(t, reg, "rwfix_merge_state_full_total"); full != 0 {
 		t.Fatalf("after the refused reload, %v outputs were refused for a full state: its max_series took effect", full)
 	}
 	// The same limit in an accepted configuration does take effect: the
@@ -95,7 +79,7 @@ func TestRefusedReloadLeavesMergeLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	postCollision(t, handler, "c")
-	if full := counterValue(t, reg, "rwfix_merge_state_full_total"); full != 1 {
+	if full := rwtest.CounterValue(t, reg, "rwfix_merge_state_full_total"); full != 1 {
 		t.Fatalf("after an accepted reload with max_series 1, rwfix_merge_state_full_total = %v, want 1", full)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +34,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // newTestHandler wires a handler the way main does, with the configuration
 // file cfgPath ("" for the defaults).
-func newTestHandler(t *testing.T, cfgPath, upstreamURL string) (*remotewrite.Handler, *sampleClock) {
+func newTestHandler(t *testing.T, cfgPath, upstreamURL string) (*remotewrite.Handler, *rwtest.Clock) {
 	t.Helper()
 	cfg, err := loadConfig(cfgPath, []string{upstreamURL}, 0)
 	if err != nil {
@@ -49,41 +48,21 @@ func newTestHandler(t *testing.T, cfgPath, upstreamURL string) (*remotewrite.Han
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &sampleClock{}
-	p.SetMergeClock(clock.now)
+	clock := rwtest.NewClock(time.Time{})
+	p.SetMergeClock(clock.Now)
 	return remotewrite.NewHandler(p, []*remotewrite.Upstream{u}), clock
 }
 
-// sampleClock is the merge's clock in a replay: the latest sample time sent
-// so far, as if the requests came in real time.
-type sampleClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *sampleClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *sampleClock) at(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.t) {
-		c.t = t
-	}
-}
-
-// follow moves the clock to the latest sample of a capture.
-func (c *sampleClock) follow(t *testing.T, capt rwtest.Capture) {
+// followCapture moves the merge's clock of a replay to the latest sample of
+// a capture, as if the requests came in real time.
+func followCapture(t *testing.T, c *rwtest.Clock, capt rwtest.Capture) {
 	series, err := offline.Decode(capt.Proto, capt.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range series {
 		for _, smp := range s.Samples {
-			c.at(time.UnixMilli(smp.Timestamp))
+			c.Advance(time.UnixMilli(smp.Timestamp))
 		}
 	}
 }
@@ -112,12 +91,12 @@ func TestReplayFixtures(t *testing.T) {
 					t.Fatal(err)
 				}
 				protos[c.Proto]++
-				clock.follow(t, c)
+				followCapture(t, clock, c)
 				replayOne(t, h, up, f, c)
 				if i == len(files)-1 {
 					// The merged samples still held go out with the next
 					// request once their wait is over: an empty one here.
-					clock.at(clock.now().Add(3 * time.Minute))
+					clock.Add(3 * time.Minute)
 					empty := rwtest.Capture{Proto: c.Proto, Body: snappy.Encode(nil, emptyRequest(t, c.Proto))}
 					empty.Raw, _ = snappy.Decode(nil, empty.Body)
 					replayOne(t, h, up, strings.TrimSuffix(f, filepath.Ext(f))+"-drain"+filepath.Ext(f), empty)

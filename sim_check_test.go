@@ -39,6 +39,7 @@ package main
 // directory loses what its state held (at most max_wait before the loss).
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"regexp"
@@ -177,7 +178,7 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 func (w *simWorld) check() simResult {
 	res := simResult{seed: w.seed, excused: map[string]int{}}
 	w.faults = append(w.faults, w.db.faults...)
-	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmpInt64(a.at, b.at) })
+	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmp.Compare(a.at, b.at) })
 	x := &simExcuses{w: w, excused: res.excused}
 	for _, p := range w.fix.procs {
 		// Unknowable counts are counted after a start without state, and
@@ -432,7 +433,7 @@ func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
 		}
 		// Evicted: its latest sample at or before t is a stale marker, while
 		// another source lives.
-		if i, found := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); found && !s.wal[i].stale() {
+		if i, found := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmp.Compare(a.t, t) }); found && !s.wal[i].stale() {
 			live = true
 		} else if (found && s.wal[i].stale()) || (i > 0 && s.wal[i-1].stale()) {
 			gone = true
@@ -459,7 +460,7 @@ func (w *simWorld) cause(srcs [2]*simSeries, t int64, missing bool) string {
 			}
 		}
 		// Its latest sample before t.
-		if i, _ := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) }); i > 0 {
+		if i, _ := slices.BinarySearchFunc(s.wal, t, func(a simSample, t int64) int { return cmp.Compare(a.t, t) }); i > 0 {
 			anySeen = true
 			if !s.wal[i-1].stale() {
 				allGone = false
@@ -496,13 +497,13 @@ func (w *simWorld) createdChanged(s *simSeries, t int64) bool {
 	if c == nil {
 		return false
 	}
-	i, found := slices.BinarySearchFunc(c.wal, t, func(a simSample, t int64) int { return cmpInt64(a.t, t) })
+	i, found := slices.BinarySearchFunc(c.wal, t, func(a simSample, t int64) int { return cmp.Compare(a.t, t) })
 	return found && i > 0 && !c.wal[i].stale() && !c.wal[i-1].stale() && c.wal[i].v != c.wal[i-1].v
 }
 
 // storedExactly reports whether smp is stored, bit for bit.
 func storedExactly(stored []dbSample, smp simSample) bool {
-	i, ok := slices.BinarySearchFunc(stored, smp.t, func(a dbSample, t int64) int { return cmpInt64(a.t, t) })
+	i, ok := slices.BinarySearchFunc(stored, smp.t, func(a dbSample, t int64) int { return cmp.Compare(a.t, t) })
 	return ok && sameSample(stored[i], smp)
 }
 
@@ -645,9 +646,9 @@ func (w *simWorld) trace(vs []simViolation) string {
 		}
 	}
 	dist := func(n simNote) int64 { return max(n.at-v.t, v.t-n.at) }
-	slices.SortStableFunc(near, func(a, b simNote) int { return cmpInt64(dist(a), dist(b)) })
+	slices.SortStableFunc(near, func(a, b simNote) int { return cmp.Compare(dist(a), dist(b)) })
 	near = near[:min(len(near), 14)]
-	slices.SortStableFunc(near, func(a, b simNote) int { return cmpInt64(a.at, b.at) })
+	slices.SortStableFunc(near, func(a, b simNote) int { return cmp.Compare(a.at, b.at) })
 	for _, nt := range near {
 		fmt.Fprintf(&b, "  event: %.250s\n", nt.msg)
 	}

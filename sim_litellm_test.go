@@ -21,6 +21,7 @@ package main
 // lives keeps its earlier count in the truth.
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -201,7 +202,7 @@ func (l *simLiteLLM) advanceTo(t int64) {
 			l.hist[i] += uint64(poisson(l.rng, 3*float64(t-from)/float64(simInterval)))
 		}
 	}
-	slices.SortStableFunc(evs, func(a, b incEvent) int { return cmpInt64(a.at, b.at) })
+	slices.SortStableFunc(evs, func(a, b incEvent) int { return cmp.Compare(a.at, b.at) })
 	for _, e := range evs {
 		s := e.set
 		if e.which == 2 {
@@ -220,16 +221,6 @@ func (l *simLiteLLM) advanceTo(t int64) {
 		}
 		s.fixed.v++
 	}
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // evict removes failure series idle for longer than evictIdle (each with

@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strings"
@@ -377,9 +378,9 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 			continue
 		}
 		smp := samples[i]
-		if !slices.IsSortedFunc(smp, func(a, b Sample) int { return cmpInt(a.T, b.T) }) {
+		if !slices.IsSortedFunc(smp, func(a, b Sample) int { return cmp.Compare(a.T, b.T) }) {
 			smp = slices.Clone(smp)
-			slices.SortStableFunc(smp, func(a, b Sample) int { return cmpInt(a.T, b.T) })
+			slices.SortStableFunc(smp, func(a, b Sample) int { return cmp.Compare(a.T, b.T) })
 		}
 		for _, p := range smp {
 			m.receive(o, s, p, now)
@@ -387,16 +388,6 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 	}
 	m.advance(o, now)
 	return true
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // output finds or creates the output; nil when the state is full. An
@@ -1035,7 +1026,7 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 			for o := range p.waiting {
 				waiting = append(waiting, o)
 			}
-			slices.SortFunc(waiting, func(a, b *output) int { return cmpInt(int64(a.id), int64(b.id)) })
+			slices.SortFunc(waiting, func(a, b *output) int { return cmp.Compare(int64(a.id), int64(b.id)) })
 			for _, o := range waiting {
 				m.advance(o, now)
 				emits = tx.attach(o, -1, emits)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +16,6 @@ import (
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
-
-// stepClock is a merge clock that moves only when told.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stepClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // A tenant sends a scrape (None and 500), then a None sample whose 500
 // sample never comes: its sender stopped. The merged sample is held, for
@@ -56,8 +37,8 @@ func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &stepClock{t: time.Unix(1000, 0)}
-	p.SetMergeClock(clock.now)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	p.SetMergeClock(clock.Now)
 	m := NewMetrics(nil)
 	h := NewHandler(p, []*Upstream{u}, WithMetrics(m))
 	send := func(series ...prompb.TimeSeries) {
@@ -73,7 +54,7 @@ func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 		}
 	}
 	send(v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 15000}), v1Series(fixedTotal, prompb.Sample{Value: 5, Timestamp: 15000}))
-	clock.add(15 * time.Second)
+	clock.Add(15 * time.Second)
 	send(v1Series(noneTotal, prompb.Sample{Value: 4, Timestamp: 30000}))
 	if !p.MergePending() {
 		t.Fatal("no merged sample is held: the test shows nothing")
@@ -86,7 +67,7 @@ func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 		t.Fatalf("the upstream got %d requests before the tenant was idle", n)
 	}
 
-	clock.add(p.MaxWait() + time.Second)
+	clock.Add(p.MaxWait() + time.Second)
 	h.FlushIdle(context.Background())
 	if p.MergePending() {
 		t.Error("the merge still has samples pending")

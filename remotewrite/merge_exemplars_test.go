@@ -2,7 +2,6 @@ package remotewrite
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +12,6 @@ import (
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
-
-// steppedClock is a merge clock that moves only when told.
-type steppedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *steppedClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *steppedClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // None and (with500) 500 of one user, each with an exemplar when
 // withExemplars, and an unrelated series: an RW 2.0 request of one scrape at
@@ -67,8 +48,8 @@ func TestRW2HeldMergeSendsNoExemplarOnlySeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Activate(false)
-	clock := &steppedClock{t: time.Unix(1000, 0)}
-	p.SetMergeClock(clock.now)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	p.SetMergeClock(clock.Now)
 	h := NewHandler(p, []*Upstream{upstreamFor(t, up.URL, time.Second)})
 
 	if rec := post(t, h, ctV2, encodeV2(t, collidingRW2(10_000, true, false))); rec.Code != http.StatusNoContent {
@@ -81,12 +62,12 @@ func TestRW2HeldMergeSendsNoExemplarOnlySeries(t *testing.T) {
 			}
 		}
 	}
-	if got := gatheredCounter(t, reg, "rwfix_merge_dropped_exemplars_total"); got != 1 {
+	if got := rwtest.CounterValue(t, reg, "rwfix_merge_dropped_exemplars_total"); got != 1 {
 		t.Errorf("rwfix_merge_dropped_exemplars_total = %v, want 1", got)
 	}
 	// Past the birth wait: the next scrape sends the held sample (the None
 	// alone: the 500 was born later) and its own, the sum.
-	clock.add(3 * time.Minute)
+	clock.Add(3 * time.Minute)
 	if rec := post(t, h, ctV2, encodeV2(t, collidingRW2(25_000, false, true))); rec.Code != http.StatusNoContent {
 		t.Fatalf("second request: status %d: %s", rec.Code, rec.Body)
 	}
@@ -104,20 +85,4 @@ func TestRW2HeldMergeSendsNoExemplarOnlySeries(t *testing.T) {
 	if len(merged) != 2 || merged[0].Value != 2 || merged[1].Value != 5 {
 		t.Fatalf("merged samples %+v, want 2 at 10000 and 5 at 25000", merged)
 	}
-}
-
-// gatheredCounter is the value of the counter without labels name in reg.
-func gatheredCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

@@ -27,8 +27,8 @@ func TestReloadPresetOffWhileHeld(t *testing.T) {
 	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
 	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
 	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
-	clock := &steppedClock{t: time.Unix(1000, 0)}
-	merger.SetClock(clock.now)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	merger.SetClock(clock.Now)
 	on, err := relabel.New(relabel.DefaultConfig(), nil, merger)
 	if err != nil {
 		t.Fatal(err)
@@ -43,11 +43,11 @@ func TestReloadPresetOffWhileHeld(t *testing.T) {
 		}
 	}
 	for k := int64(1); k <= 3; k++ {
-		clock.add(retryStep * time.Millisecond)
+		clock.Add(retryStep * time.Millisecond)
 		send(none, k, float64(k))
 		send(five, k, float64(10*k))
 	}
-	clock.add(retryStep * time.Millisecond)
+	clock.Add(retryStep * time.Millisecond)
 	send(none, 4, 4) // held: the 500 at step 4 is on another shard
 
 	cfg := relabel.DefaultConfig()
@@ -59,10 +59,10 @@ func TestReloadPresetOffWhileHeld(t *testing.T) {
 	off.Activate(false)
 	h.Update(off, ups)
 	send(five, 4, 40) // the sender's request with the 500 of step 4, raw now
-	clock.add(retryStep * time.Millisecond)
+	clock.Add(retryStep * time.Millisecond)
 	send(five, 5, 50)
 	send(none, 5, 5)
-	clock.add(time.Minute)
+	clock.Add(time.Minute)
 	send(okTotal, 6, 6)
 
 	if c := up.HeadConflicts(); len(c) > 0 {
