@@ -695,6 +695,11 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	case dead && o.reborn():
 		o.restart()
 		resets = 0
+	case !dead && o.replaced(t):
+		// Every source that counted went away at t while a new one was
+		// born there: the label set was removed and created again.
+		o.restart()
+		resets = 0
 	case !dead:
 		alive := !o.dead()
 		for _, s := range o.sources {
@@ -870,6 +875,24 @@ func (o *output) reborn() bool {
 		together = together && s.staleAt == at
 	}
 	return back && (gone || drops > 0 || !together)
+}
+
+// replaced reports whether, at t, every source that counted before went
+// stale and a source born at t counts: nothing of the old life is left.
+func (o *output) replaced(t int64) bool {
+	old, born := false, false
+	for _, s := range o.sources {
+		switch {
+		case !s.has:
+		case s.bornAt == t && !s.stale:
+			born = true
+		case s.stale:
+			old = old || s.staleAt == t // the last of the old life went at t
+		default:
+			return false // a source of the old life goes on
+		}
+	}
+	return old && born
 }
 
 // restart drops what the output counted before: the carry and the counts

@@ -544,3 +544,16 @@ func TestMergePowerLossMovesTheHorizon(t *testing.T) {
 		}
 	}
 }
+
+// At one scrape the only source that counted goes away and another is born:
+// the label set was removed and created again (a fixed exporter's one series
+// would count from zero), not a source that vanished beside a live one.
+func TestMergeReplacedAtOneScrape(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(0, 1)))
+	h.scrape(step, 1, stale) // the 500 removed, the None born
+	h.scrape(2*step, 2, 0)
+	h.drain()
+	wantSeries(t, h.series(outTotal), 1, 1, 2)
+}
