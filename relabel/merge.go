@@ -589,7 +589,7 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 		return true // every possible source is known, and none is stale
 	}
 	at, ok := o.arrivedAt(t)
-	return !ok || since(now, at) >= m.birthWait()
+	return (!ok || since(now, at) >= m.birthWait()) && m.w.settled(o.part, now, m.birthWait())
 }
 
 // live is the number of sources whose last sample is not a stale marker. A
@@ -664,6 +664,9 @@ func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 	b := m.waitBound()
 	if at, ok := o.arrivedAt(t); ok && since(now, at) < b {
 		return false
+	}
+	if !m.w.settled(o.part, now, m.birthWait()) {
+		return false // a shard of the sender is retrying: its samples are late
 	}
 	for _, s := range o.sources {
 		if len(s.queue) == 0 && !s.lastStl && since(now, s.arrival) < b {

@@ -557,3 +557,21 @@ func TestMergeReplacedAtOneScrape(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 1, 1, 2)
 }
+
+// While the sender retries a request of the partition (the upstream fails),
+// the shard that sent it is blocked while another may flow: the None's
+// requests carry nothing to forward and are answered, the 500's shard is
+// stuck. No timestamp is finalized by the clock meanwhile: the 500 born at
+// the None's first scrape counts there once its shard drains.
+func TestMergeWaitsWhileTheSenderRetries(t *testing.T) {
+	h := newHarness(t, "")
+	for i := range int64(6) {
+		h.clock.add(step * time.Millisecond)
+		h.m.Retrying("") // the 500's shard: answered 503 again (it retries within 5 s)
+		h.req(g(outTotal, srcNone, sp(i*step, float64(i+1))))
+	}
+	h.clock.add(time.Second) // the upstream is back: the 500's backlog
+	h.req(g(outTotal, src500, []Sample{{T: 0, V: 10}, {T: step, V: 10}, {T: 2 * step, V: 10}, {T: 3 * step, V: 10}, {T: 4 * step, V: 10}, {T: 5 * step, V: 10}}))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 11, 12, 13, 14, 15, 16)
+}

@@ -68,6 +68,39 @@ type Merger struct {
 	fences     map[uint64]fence
 	fenceSweep stamp
 	fenced     atomic.Bool
+
+	// retrying holds, by partition, when a request of it was last answered
+	// so that the sender retries it (a *atomic.Int64 stamp; see Retrying).
+	retrying sync.Map
+}
+
+// Retrying records that a request of partition part was answered so that
+// its sender retries it (a 5xx or 429: the upstream failed, or rwfix was
+// overloaded). The shard that sent it is blocked, retrying, while the
+// others may flow (their requests carry no series to forward, or go
+// through): a source on it — born, or known — arrives late. So while a
+// partition's sender retries, and for birth_wait plus its longest backoff
+// after (see senderSettled), no timestamp of its outputs is finalized by
+// the clock: neither by the birth wait nor as overdue. A source that keeps
+// failing is bounded by maxHeld.
+func (w *Merger) Retrying(part string) {
+	now := int64(stampOf(w.shards[0].now()))
+	v, _ := w.retrying.LoadOrStore(part, new(atomic.Int64))
+	v.(*atomic.Int64).Store(now)
+}
+
+// senderBackoff is the longest a sender waits before it retries (Prometheus'
+// max_backoff is 5 s by default).
+const senderBackoff = 5 * time.Second
+
+// settled reports whether partition part's sender has not been retrying for
+// longer than wait plus its longest backoff.
+func (w *Merger) settled(part string, now time.Time, wait time.Duration) bool {
+	v, ok := w.retrying.Load(part)
+	if !ok {
+		return true
+	}
+	return since(now, stamp(v.(*atomic.Int64).Load())) >= wait+senderBackoff
 }
 
 // clockSkew is how far the sender's clock (sample timestamps) is taken to

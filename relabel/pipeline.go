@@ -343,6 +343,14 @@ func (p *Pipeline) BeginMerge(part string) MergeTx {
 	return p.merger.Begin(part)
 }
 
+// Retrying tells the merge state that a request of partition part was
+// answered so that the sender retries it (see Merger.Retrying).
+func (p *Pipeline) Retrying(part string) {
+	if p.merger != nil {
+		p.merger.Retrying(part)
+	}
+}
+
 // MergePending reports whether the merge state has samples waiting for a
 // request to ride on: then every request should begin a merge, even one
 // without any source.

@@ -203,6 +203,9 @@ func (h *Handler) readBody(next http.Handler) http.Handler {
 		// One request is always let through, however large (the body limit
 		// bounds it), so that a big batch cannot be refused forever.
 		if (h.maxInflight > 0 && inReq > h.maxInflight) || (h.maxInflightBytes > 0 && inBytes > h.maxInflightBytes && inReq > 1) {
+			if rt := h.route.Load(); rt != nil {
+				retrying(rt.repairer, partition(r.Header, rt.upstreams))
+			}
 			w.Header().Set("Retry-After", "1")
 			h.reject(w, http.StatusServiceUnavailable, ReasonOverloaded,
 				fmt.Sprintf("overloaded: %d requests / %d bytes in flight (limits %d / %d); retry later", inReq, inBytes, h.maxInflight, h.maxInflightBytes))
@@ -381,6 +384,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		resp.SetExtraHeader("Retry-After", retryAfter)
 	}
 	if code/100 == 5 || code == http.StatusTooManyRequests {
+		retrying(rt.repairer, partition(r.Header, rt.upstreams))
 		h.logger.Warn("upstream failed; the sender will retry", "code", code, "err", msg)
 	} else {
 		h.logger.Error("upstream rejected the request", "code", code, "err", msg)

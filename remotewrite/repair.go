@@ -80,6 +80,21 @@ type Repairer interface {
 	Apply(b Batch, part string) (RepairResult, MergeRun)
 }
 
+// Retrying is what a Repairer may also implement to learn that a request of
+// partition part was answered so that the sender retries it (5xx, 429): its
+// shard is blocked meanwhile, and its series arrive late — the merge must
+// not take their absence for an absence (see relabel.Merger.Retrying).
+type Retrying interface {
+	Retrying(part string)
+}
+
+// retrying tells r, if it wants to know, that part's sender is retrying.
+func retrying(r Repairer, part string) {
+	if rr, ok := r.(Retrying); ok {
+		rr.Retrying(part)
+	}
+}
+
 // mergeRun is the handler's side of a MergeRun (nil-safe).
 type mergeRun struct{ run MergeRun }
 
