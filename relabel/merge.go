@@ -252,9 +252,13 @@ type source struct {
 	// alone: it went stale while another counted source of the output did
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
-	alone   bool
-	resetAt int64 // timestamp at which it last reset
-	bornAt  int64 // timestamp of its first count (after joining or a real reset)
+	alone bool
+	// birth is its creation time (its _created series' value) when it last
+	// counted; birthKnown whether there was one.
+	birth      float64
+	birthKnown bool
+	resetAt    int64 // timestamp at which it last reset
+	bornAt     int64 // timestamp of its first count (after joining or a real reset)
 }
 
 // partition holds the outputs of one tenant (the values of the upstreams'
@@ -481,6 +485,9 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 	if p.T <= s.lastT {
 		return
 	}
+	if o.min && !value.IsStaleNaN(p.V) {
+		m.w.created.saw(s.labels, p.T, p.V)
+	}
 	if !m.replay {
 		m.metrics.merged.Inc()
 		m.logSample(s, p)
@@ -695,10 +702,20 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	}
 	o.f = t
 	switch {
-	case dead && o.reborn():
-		o.restart()
-		resets = 0
-	case !dead && o.replaced(t):
+	case dead:
+		switch back, continuing := o.revived(); {
+		case back && !continuing:
+			o.restart()
+			resets = 0
+		case back:
+			// The same life: what stayed away vanished alone.
+			for _, s := range o.sources {
+				if s.has && s.stale {
+					s.alone = true
+				}
+			}
+		}
+	case o.replaced(t):
 		// Every source that counted went away at t while a new one was
 		// born there: the label set was removed and created again.
 		o.restart()
@@ -750,13 +767,18 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 			s.stale = true
 			continue
 		}
+		birth, birthKnown := float64(0), false
+		if !o.min {
+			birth, birthKnown = m.w.created.at(s.labels, p.T)
+		}
 		switch {
 		case !s.has:
 			s.bornAt = p.T
-		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0):
+		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0) ||
+			(birthKnown && s.birthKnown && birth != s.birth):
 			// A counter that dropped, a _created that moved later, a source
-			// back after it vanished alone, or (RW 2.0) a later start
-			// timestamp: the series was created again.
+			// back after it vanished alone, or a later start timestamp or
+			// creation time: the series was created again.
 			reset = true
 			s.resetAt = p.T
 			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T, recreated: s.stale && s.alone})
@@ -768,6 +790,9 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
+		if birthKnown {
+			s.birth, s.birthKnown = birth, true
+		}
 	}
 	s.queue = dequeue(s.queue, n)
 	return reset
@@ -839,45 +864,27 @@ func (o *output) dead() bool {
 	return counted
 }
 
-// reborn reports, for an output that was dead, whether what just came back
-// is a new life rather than the same one. After a failed scrape (or the
-// target away a while) every series went stale at one timestamp and comes
-// back at once, none lower: the same life. A series that comes back while
-// another stays gone, or lower, or after the series went away one by one,
-// was created again (LiteLLM restarted, or removed the label set) — as the
-// fixed exporter's one series would be.
-func (o *output) reborn() bool {
-	drops := 0
-	recreated := func(s *source) bool {
-		for _, p := range o.parked {
-			if p.s == s && p.recreated {
-				return true
-			}
-		}
-		return false
-	}
-	for _, p := range o.parked {
-		if !p.recreated {
-			drops++
-		}
-	}
-	back, gone, together := false, false, true
-	at := int64(math.MinInt64)
+// revived reports, for an output that was dead (every source that counted
+// stale: a failed scrape, the target away, the series removed), whether a
+// source came back, and whether one of them is the same series going on
+// (not created again: not lower, same creation time). If one goes on, it is
+// the same life: the others that came back created again, or stayed away,
+// keep their counts (carried). If every source that came back was created
+// again, the label set was (LiteLLM restarted, or removed it): the output
+// restarts, as the fixed exporter's one series would. Without creation
+// times (no _created series, no RW 2.0 start timestamp) a source back at a
+// value not lower is taken as going on.
+func (o *output) revived() (back, continuing bool) {
 	for _, s := range o.sources {
-		switch {
-		case !s.has || (s.stale && s.alone) || recreated(s):
-			continue // never counted, or removed before: not part of this death
-		case s.stale:
-			gone = true
-		default:
-			back = true
+		if !s.has || s.stale {
+			continue
 		}
-		if at == math.MinInt64 {
-			at = s.staleAt
+		back = true
+		if !slices.ContainsFunc(o.parked, func(p parked) bool { return p.s == s }) {
+			continuing = true
 		}
-		together = together && s.staleAt == at
 	}
-	return back && (gone || drops > 0 || !together)
+	return back, continuing
 }
 
 // replaced reports whether, at t, every source that counted before went
@@ -1239,6 +1246,11 @@ func (s *source) labelHash() uint64 {
 }
 
 func (m *shard) remove(o *output) {
+	if o.min {
+		for _, s := range o.sources {
+			m.w.created.forget(s.labels)
+		}
+	}
 	m.unlink(o)
 	m.unorphan(o)
 	o.gone = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 )
 
 // Births: a source first seen at T counted 0 before T, so the output has a
@@ -443,23 +444,54 @@ func pairs(srcs []labels.Labels, smp [][]Sample) []any {
 }
 
 // The whole output vanishes (every source stale) and one source comes back
-// while the other stays gone: the label set was created again (LiteLLM
-// restarted, or evicted it), so the output restarts from what came back —
-// not from the stale counts. After a failed scrape (everything back at once,
-// none lower) it goes on.
+// while the other stays gone. Its _created series tells which: created again
+// (LiteLLM restarted, or removed the label set) — the output restarts from
+// what came back; the same series (a failed scrape while the other was
+// removed) — it goes on, the other's count carried. Without creation times
+// a source back at a value not lower is taken as going on.
 func TestMergeRebornAfterVanishing(t *testing.T) {
-	h := newHarness(t, "")
-	h.scrape(0, 1, 4)
-	h.scrape(step, stale, stale) // a failed scrape
-	h.scrape(2*step, 1, 4)       // back: goes on
-	h.scrape(3*step, stale, stale)
-	h.clock.add(step * time.Millisecond)
-	h.req(g(outTotal, srcNone, sp(4*step, 1))) // the None alone, created again
-	h.clock.add(step * time.Millisecond)
-	h.req(g(outTotal, srcNone, sp(5*step, 2)))
-	h.scrape(6*step, 3, 1) // the 500 created again too
-	h.drain()
-	wantSeries(t, h.series(outTotal), 5, math.NaN(), 5, math.NaN(), 1, 2, 4)
+	cNone := labels.NewBuilder(srcNone).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
+	c500 := labels.NewBuilder(src500).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
+	const absent = -1
+	for _, recreated := range []bool{true, false} {
+		h := newHarness(t, "")
+		scrape := func(ts int64, none, five, noneBorn float64) {
+			h.clock.add(step * time.Millisecond)
+			var srcs, created []any
+			bornAt := func(v, born float64) float64 { // a failed scrape: stale too
+				if value.IsStaleNaN(v) {
+					return v
+				}
+				return born
+			}
+			if none != absent {
+				srcs = append(srcs, srcNone, sp(ts, none))
+				created = append(created, cNone, sp(ts, bornAt(none, noneBorn)))
+			}
+			if five != absent {
+				srcs = append(srcs, src500, sp(ts, five))
+				created = append(created, c500, sp(ts, bornAt(five, 100)))
+			}
+			h.req(g(outCreat, created...))
+			h.req(g(outTotal, srcs...))
+		}
+		scrape(0, 1, 4, 200)
+		scrape(step, stale, stale, 200) // a failed scrape
+		scrape(2*step, 1, 4, 200)       // back: goes on
+		scrape(3*step, stale, stale, 200)
+		born := 200.0
+		if recreated {
+			born = 300
+		}
+		scrape(4*step, 1, absent, born) // the None back alone; the 500 removed
+		scrape(5*step, 2, absent, born)
+		h.drain()
+		want := []float64{5, math.NaN(), 5, math.NaN(), 1, 2}
+		if !recreated {
+			want = []float64{5, math.NaN(), 5, math.NaN(), 5, 6}
+		}
+		wantSeries(t, h.series(outTotal), want...)
+	}
 }
 
 // A source that vanished alone (LiteLLM removed the series while the other

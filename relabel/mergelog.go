@@ -539,6 +539,8 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.uvarint(s.hash)
 	l.varint(s.staleAt)
 	l.bool(s.alone)
+	l.float(s.birth)
+	l.bool(s.birthKnown)
 	return l.frame(nil)
 }
 
@@ -744,6 +746,9 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				}
 				if len(r.b) > 0 { // since vanished sources are told apart
 					s.staleAt, s.alone = r.varint(), r.bool()
+				}
+				if len(r.b) > 0 { // since creation times tell a rebirth
+					s.birth, s.birthKnown = r.float(), r.bool()
 				}
 				for _, p := range s.queue {
 					o.arrived(p.T, now)

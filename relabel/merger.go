@@ -72,6 +72,10 @@ type Merger struct {
 	// retrying holds, by partition, when a request of it was last answered
 	// so that the sender retries it (a *atomic.Int64 stamp; see Retrying).
 	retrying sync.Map
+
+	// created: the sources' creation times, from their _created series
+	// (see created.go).
+	created createdTimes
 }
 
 // Retrying records that a request of partition part was answered so that
