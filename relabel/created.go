@@ -14,8 +14,8 @@ import (
 // alone cannot: whether a source that comes back after a gap (a failed
 // scrape, the series removed) is the same series going on or was created
 // again — from zero, whatever its value. createdTimes keeps, by source
-// family (labels without the _total / _created suffix), the latest creation
-// time seen; the _total output's shard reads it when a source comes back.
+// family (labels without the _total / _created suffix), its last creation
+// times; the _total output's shard reads them when a source comes back.
 // The _created sample of a scrape arrives with its _total one (same WAL
 // append): a source back from a gap is not live, so its timestamp waits the
 // birth wait, by which time both are in.
@@ -24,20 +24,21 @@ type createdTimes struct {
 	m  map[uint64]*createdHistory
 }
 
-// createdHistory is a source's last creation times, oldest first: a _total
-// sample is finalized up to the wait bound after its _created sibling of the
-// same scrape arrived, and later ones may have arrived meanwhile.
+// createdHistory is a source's last creation times, oldest first, each
+// with the span of sample timestamps that said it: a creation time changes
+// only when the series is created again, so a few spans reach back across
+// any gap and backlog.
 type createdHistory struct {
-	n  int
-	at [createdKept]createdAt
+	n     int
+	spans [createdKept]createdSpan
+}
+
+type createdSpan struct {
+	from, to int64 // the first and last sample timestamps that said v
+	v        float64
 }
 
 const createdKept = 8
-
-type createdAt struct {
-	t int64   // the sample's timestamp
-	v float64 // the creation time it said
-}
 
 // familyKey is the hash of ls without its name's _total / _created suffix;
 // ok false for other names.
@@ -78,36 +79,52 @@ func (c *createdTimes) saw(ls labels.Labels, t int64, v float64) {
 		h = &createdHistory{}
 		c.m[k] = h
 	}
-	if h.n > 0 && h.at[h.n-1].t >= t {
-		return // samples of one source come in order
+	if h.n > 0 {
+		last := &h.spans[h.n-1]
+		if last.to >= t {
+			return // samples of one source come in order
+		}
+		if last.v == v {
+			last.to = t
+			return
+		}
 	}
 	if h.n == createdKept {
-		copy(h.at[:], h.at[1:])
+		copy(h.spans[:], h.spans[1:])
 		h.n--
 	}
-	h.at[h.n] = createdAt{t: t, v: v}
+	h.spans[h.n] = createdSpan{from: t, to: t, v: v}
 	h.n++
 }
 
-// at returns the latest creation time seen for the source with labels ls at
-// or before t (ok false: none known).
-func (c *createdTimes) at(ls labels.Labels, t int64) (float64, bool) {
+// changed reports whether the source with labels ls, back at t after a
+// gap that began at gone, was created again: its creation time at t (from
+// its _created sample of that scrape) differs from the last one before the
+// gap. False where either is unknown.
+func (c *createdTimes) changed(ls labels.Labels, gone, t int64) bool {
 	k, ok := familyKey(ls)
 	if !ok {
-		return 0, false
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.m[k]
 	if h == nil {
-		return 0, false
+		return false
 	}
+	now, before, okNow, okBefore := 0.0, 0.0, false, false
 	for i := h.n - 1; i >= 0; i-- {
-		if h.at[i].t <= t {
-			return h.at[i].v, true
+		sp := h.spans[i]
+		if sp.from <= t && t <= sp.to {
+			// Said at t, or before and after it: t's own (an older span
+			// may be another life's).
+			now, okNow = sp.v, true
+		}
+		if sp.from < gone && !okBefore {
+			before, okBefore = sp.v, true // the latest said before the gap
 		}
 	}
-	return 0, false
+	return okNow && okBefore && now != before
 }
 
 // forget drops what is known of the source with labels ls (it left the

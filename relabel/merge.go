@@ -249,16 +249,16 @@ type source struct {
 	st       int64   // start timestamp of the last consumed sample
 	stale    bool    // the last consumed sample is a stale marker
 	staleAt  int64   // its timestamp
+	// recreatedAt: the timestamp of its sample back after a gap whose
+	// _created series says it was created again (decided and logged before
+	// the finalization that consumes it, so that a replay decides alike)
+	recreatedAt int64
 	// alone: it went stale while another counted source of the output did
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
-	alone bool
-	// birth is its creation time (its _created series' value) when it last
-	// counted; birthKnown whether there was one.
-	birth      float64
-	birthKnown bool
-	resetAt    int64 // timestamp at which it last reset
-	bornAt     int64 // timestamp of its first count (after joining or a real reset)
+	alone   bool
+	resetAt int64 // timestamp at which it last reset
+	bornAt  int64 // timestamp of its first count (after joining or a real reset)
 }
 
 // partition holds the outputs of one tenant (the values of the upstreams'
@@ -444,7 +444,7 @@ func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Ti
 func (m *shard) placeholder(h uint64, now time.Time) *source {
 	m.nsrc++
 	return &source{hash: h, fromTomb: true, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
-		resetAt: math.MinInt64, bornAt: math.MinInt64}
+		resetAt: math.MinInt64, bornAt: math.MinInt64, recreatedAt: math.MinInt64}
 }
 
 // source finds or adds the source with labels ls.
@@ -469,7 +469,7 @@ func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time)
 		}
 	}
 	s := &source{id: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
-		resetAt: math.MinInt64, bornAt: math.MinInt64}
+		resetAt: math.MinInt64, bornAt: math.MinInt64, recreatedAt: math.MinInt64}
 	if len(o.sources) > 0 && !m.replay {
 		m.metrics.collisions.Inc()
 	}
@@ -592,7 +592,7 @@ func (m *shard) advance(o *output, now time.Time) {
 // born reports whether birth_wait has passed since the first sample at t
 // arrived: no source unknown to the output can still bring a sample at t.
 func (m *shard) born(o *output, t int64, now time.Time) bool {
-	if n := m.preimage(o); n > 0 && o.live() >= n {
+	if n := m.preimage(o); n > 0 && o.live() >= n && !o.returning() {
 		return true // every possible source is known, and none is stale
 	}
 	at, ok := o.arrivedAt(t)
@@ -610,6 +610,43 @@ func (o *output) live() int {
 		}
 	}
 	return n
+}
+
+// recreated marks (and logs) the sources of o that come back at or before t
+// after a gap and whose _created series says they were created again.
+func (m *shard) recreated(o *output, t int64) {
+	if o.min {
+		return
+	}
+	for _, s := range o.sources {
+		if !s.stale || !s.has {
+			continue
+		}
+		for _, p := range s.queue {
+			if p.T > t {
+				break
+			}
+			if !value.IsStaleNaN(p.V) {
+				if m.w.created.changed(s.labels, s.staleAt, p.T) {
+					s.recreatedAt = p.T
+					m.logRecreated(s, p.T)
+				}
+				break
+			}
+		}
+	}
+}
+
+// returning reports whether a source that had gone stale is coming back:
+// whether it was created again is told by its _created sample of the same
+// scrape, which travels on its own shard — the birth wait lets it arrive.
+func (o *output) returning() bool {
+	for _, s := range o.sources {
+		if s.stale && s.has {
+			return true
+		}
+	}
+	return false
 }
 
 // preimage is how many sources the output can have (0: unknown).
@@ -687,6 +724,7 @@ func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 // with emit, queues it for sending.
 func (m *shard) finalize(o *output, t int64, emit bool) {
 	if !m.replay {
+		m.recreated(o, t)
 		m.logFinal(o, t, emit)
 	}
 	dead := o.dead()
@@ -703,7 +741,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	o.f = t
 	switch {
 	case dead:
-		switch back, continuing := o.revived(); {
+		switch back, continuing := o.revived(t); {
 		case back && !continuing:
 			o.restart()
 			resets = 0
@@ -767,18 +805,14 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 			s.stale = true
 			continue
 		}
-		birth, birthKnown := float64(0), false
-		if !o.min {
-			birth, birthKnown = m.w.created.at(s.labels, p.T)
-		}
 		switch {
 		case !s.has:
 			s.bornAt = p.T
 		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0) ||
-			(birthKnown && s.birthKnown && birth != s.birth):
+			(s.stale && s.recreatedAt == p.T):
 			// A counter that dropped, a _created that moved later, a source
-			// back after it vanished alone, or a later start timestamp or
-			// creation time: the series was created again.
+			// back after it vanished alone, or back after a gap with a later
+			// start timestamp or creation time: the series was created again.
 			reset = true
 			s.resetAt = p.T
 			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T, recreated: s.stale && s.alone})
@@ -790,9 +824,6 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
-		if birthKnown {
-			s.birth, s.birthKnown = birth, true
-		}
 	}
 	s.queue = dequeue(s.queue, n)
 	return reset
@@ -874,14 +905,14 @@ func (o *output) dead() bool {
 // restarts, as the fixed exporter's one series would. Without creation
 // times (no _created series, no RW 2.0 start timestamp) a source back at a
 // value not lower is taken as going on.
-func (o *output) revived() (back, continuing bool) {
+func (o *output) revived(t int64) (back, continuing bool) {
 	for _, s := range o.sources {
 		if !s.has || s.stale {
 			continue
 		}
 		back = true
-		if !slices.ContainsFunc(o.parked, func(p parked) bool { return p.s == s }) {
-			continuing = true
+		if s.bornAt != t && !slices.ContainsFunc(o.parked, func(p parked) bool { return p.s == s }) {
+			continuing = true // counted before, not created again
 		}
 	}
 	return back, continuing

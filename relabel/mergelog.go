@@ -67,6 +67,7 @@ const (
 	recDetach      = 11
 	recOrphan      = 12
 	recAdopt       = 13
+	recRecreated   = 14
 
 	compactSlack = 64 << 20
 )
@@ -443,6 +444,17 @@ func (m *shard) logDetach(o *output, s *source) {
 	}
 }
 
+func (m *shard) logRecreated(s *source, t int64) {
+	if l := m.log; l != nil && !m.replay {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.begin(recRecreated)
+		l.uvarint(s.id)
+		l.varint(t)
+		l.end()
+	}
+}
+
 func (m *shard) logOrphan(o *output) {
 	if l := m.log; l != nil && !m.replay {
 		l.mu.Lock()
@@ -539,8 +551,6 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.uvarint(s.hash)
 	l.varint(s.staleAt)
 	l.bool(s.alone)
-	l.float(s.birth)
-	l.bool(s.birthKnown)
 	return l.frame(nil)
 }
 
@@ -747,9 +757,6 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				if len(r.b) > 0 { // since vanished sources are told apart
 					s.staleAt, s.alone = r.varint(), r.bool()
 				}
-				if len(r.b) > 0 { // since creation times tell a rebirth
-					s.birth, s.birthKnown = r.float(), r.bool()
-				}
 				for _, p := range s.queue {
 					o.arrived(p.T, now)
 				}
@@ -778,6 +785,11 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 			oid, t := r.uvarint(), r.varint()
 			if o := outs[oid]; o != nil && r.err == nil {
 				o.sent(t)
+			}
+		case recRecreated:
+			sid, t := r.uvarint(), r.varint()
+			if ref, ok := srcs[sid]; ok && r.err == nil {
+				ref.s.recreatedAt = t
 			}
 		case recOrphan:
 			oid := r.uvarint()
