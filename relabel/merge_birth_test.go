@@ -453,8 +453,10 @@ func TestMergeRebornAfterVanishing(t *testing.T) {
 	cNone := labels.NewBuilder(srcNone).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
 	c500 := labels.NewBuilder(src500).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
 	const absent = -1
-	for _, recreated := range []bool{true, false} {
-		h := newHarness(t, "")
+	for _, tc := range []struct{ recreated, crash bool }{{true, false}, {false, false}, {true, true}} {
+		recreated := tc.recreated
+		dir := t.TempDir()
+		h := newHarness(t, dir)
 		scrape := func(ts int64, none, five, noneBorn float64) {
 			h.clock.add(step * time.Millisecond)
 			var srcs, created []any
@@ -485,10 +487,21 @@ func TestMergeRebornAfterVanishing(t *testing.T) {
 		}
 		scrape(4*step, 1, absent, born) // the None back alone; the 500 removed
 		scrape(5*step, 2, absent, born)
+		if tc.crash {
+			// SIGKILL, then a restart from the log: the replay decides as
+			// the live state did (the decision is logged; the creation
+			// times are not kept).
+			h.m.flushLog()
+			h.m = h.open(dir)
+			scrape(6*step, 3, absent, born)
+		}
 		h.drain()
 		want := []float64{5, math.NaN(), 5, math.NaN(), 1, 2}
 		if !recreated {
 			want = []float64{5, math.NaN(), 5, math.NaN(), 5, 6}
+		}
+		if tc.crash {
+			want = append(want, 3)
 		}
 		wantSeries(t, h.series(outTotal), want...)
 	}
