@@ -612,22 +612,29 @@ func (o *output) live() int {
 	return n
 }
 
-// recreated marks (and logs) the sources of o that come back at or before t
-// after a gap and whose _created series says they were created again.
+// recreated marks (and logs) the sources of o whose first sample at or
+// before t has a creation time (its _created series) other than their last
+// one: created again, whatever their value.
 func (m *shard) recreated(o *output, t int64) {
 	if o.min {
 		return
 	}
 	for _, s := range o.sources {
-		if !s.stale || !s.has {
+		if !s.has {
 			continue
+		}
+		// Its last creation time: before its gap, or at the output's last
+		// timestamp (a restart between two scrapes leaves no gap).
+		before := o.f + 1
+		if s.stale {
+			before = s.staleAt
 		}
 		for _, p := range s.queue {
 			if p.T > t {
 				break
 			}
 			if !value.IsStaleNaN(p.V) {
-				if m.w.created.changed(s.labels, s.staleAt, p.T) {
+				if m.w.created.changed(s.labels, before, p.T) {
 					s.recreatedAt = p.T
 					m.logRecreated(s, p.T)
 				}
@@ -809,7 +816,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		case !s.has:
 			s.bornAt = p.T
 		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0) ||
-			(s.stale && s.recreatedAt == p.T):
+			s.recreatedAt == p.T:
 			// A counter that dropped, a _created that moved later, a source
 			// back after it vanished alone, or back after a gap with a later
 			// start timestamp or creation time: the series was created again.

@@ -620,3 +620,20 @@ func TestMergeWaitsWhileTheSenderRetries(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 11, 12, 13, 14, 15, 16)
 }
+
+// LiteLLM restarts between two scrapes: the None series is created again
+// at once (at its old count, no gap), the 500 not yet. Its _created series
+// says it was created again: the output restarts from it.
+func TestMergeRestartBetweenScrapesByCreationTime(t *testing.T) {
+	cNone := labels.NewBuilder(srcNone).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
+	c500 := labels.NewBuilder(src500).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
+	h := newHarness(t, "")
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(0, 100), c500, sp(0, 90)))
+	h.req(g(outTotal, srcNone, sp(0, 1), src500, sp(0, 1)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(step, 200), c500, sp(step, stale)))
+	h.req(g(outTotal, srcNone, sp(step, 1), src500, sp(step, stale)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 2, 1)
+}
