@@ -120,7 +120,7 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 		x.skipped++
 		return true
 	}
-	if strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value") {
+	if strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value") || strings.HasPrefix(check, "start-ts") {
 		// A reload that took the output from the merge retired it; when the
 		// merge is back, the output restarts from its live sources: the
 		// count of a source that vanished before it (carried then) is no
@@ -134,9 +134,9 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 		}
 		for _, lost := range x.w.fix.stateLoss {
 			// The counts the lost state carried (a source that reset or
-			// was created again alone) went with it: the output drops once
-			// by them and goes on from the sum of its sources
-			// (docs/collisions.md).
+			// was created again alone), and its start timestamp, went with
+			// it: the output drops once by them and goes on from the sum of
+			// its sources (docs/collisions.md).
 			if t > lost-simLostHold { // lost: the start without state
 				x.excused["carry lost with the data directory"]++
 				return true
