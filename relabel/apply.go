@@ -359,10 +359,11 @@ func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) (changed in
 		if edited[i] || drop.has(i) || b.Skip(i) || b.HasHistograms(i) {
 			continue
 		}
-		f, ok := p.merger.fencedAt(hashSeries(b, i, h))
-		if !ok {
+		fc, ok := p.merger.fencedAt(hashSeries(b, i, h))
+		if !ok || !fc.dropRaw {
 			continue
 		}
+		f := fc.f
 		fencedIn = true
 		smp := b.Samples(i)
 		kept := make([]Sample, 0, len(smp))
@@ -530,7 +531,19 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, d
 		}
 		if !held {
 			// No room in the merge state: forward the sources unrepaired;
-			// the collision guard then keeps them apart.
+			// the collision guard then keeps them apart. The output's own
+			// label set goes out raw meanwhile: if it is merged later (room
+			// again), it starts after what went out so (the fence), or its
+			// first merged samples would meet raw ones at their timestamps.
+			if p.merger != nil {
+				last := int64(math.MinInt64)
+				for _, smp := range samples {
+					for _, x := range smp {
+						last = max(last, x.T)
+					}
+				}
+				p.merger.fence(hashLabels(g.out), last, p.merger.shards[0].now(), false)
+			}
 			for _, src := range srcs[end-len(gidx) : end] {
 				if src.k < 0 {
 					continue

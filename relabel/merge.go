@@ -413,10 +413,11 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 		return nil
 	}
 	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
-	if f, ok := m.w.fencedAt(hashLabels(out)); ok && f > o.f {
-		// The label set was retired (another partition, before a reload):
-		// its samples up to f are the retired output's.
-		o.f = f
+	if fc, ok := m.w.fencedAt(hashLabels(out)); ok && fc.f > o.f {
+		// The label set was retired (another partition, before a reload),
+		// or went out raw while the state was full: its samples up to f
+		// are not this output's.
+		o.f = fc.f
 	}
 	m.logNewOutput(o)
 	return o

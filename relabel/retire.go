@@ -32,10 +32,18 @@ import (
 // fenceFor is how long a retired output's fence holds.
 const fenceFor = 10 * time.Minute
 
-// fence is a retired output's last finalized timestamp, until when.
+// maxFences bounds the fences of outputs a full state refused (a few MiB).
+const maxFences = 1 << 15
+
+// fence is the last timestamp of a label set the merge does not own any
+// more (a retired output's) or not yet (an output refused by a full state,
+// its label set forwarded raw), until when. A new output of that label set
+// starts after f; with dropRaw (retired), raw samples at or before f are
+// kept out of the requests.
 type fence struct {
-	f     int64
-	until stamp
+	f       int64
+	until   stamp
+	dropRaw bool
 }
 
 // retire applies a new configuration's coverage; merges reports whether it
@@ -110,7 +118,7 @@ func (m *shard) detach(o *output, gone func(*source) bool) {
 // retired fences an output left without sources and removes it once its
 // queue is sent (at once if it is empty).
 func (m *shard) retired(o *output, now time.Time) {
-	m.w.fence(hashLabels(o.labels), o.f, now)
+	m.w.fence(hashLabels(o.labels), o.f, now, true)
 	o.retire = true
 	if len(o.q) == 0 && o.inflight == 0 {
 		m.logDrop(o)
@@ -119,7 +127,7 @@ func (m *shard) retired(o *output, now time.Time) {
 }
 
 // fence keeps raw samples of label hash h at or before f out for fenceFor.
-func (w *Merger) fence(h uint64, f int64, now time.Time) {
+func (w *Merger) fence(h uint64, f int64, now time.Time, dropRaw bool) {
 	if f == math.MinInt64 {
 		return
 	}
@@ -128,10 +136,15 @@ func (w *Merger) fence(h uint64, f int64, now time.Time) {
 	if w.fences == nil {
 		w.fences = map[uint64]fence{}
 	}
-	if old, ok := w.fences[h]; ok && old.f > f {
-		f = old.f
+	old, ok := w.fences[h]
+	if ok {
+		f, dropRaw = max(f, old.f), dropRaw || old.dropRaw
+	} else if !dropRaw && len(w.fences) >= maxFences {
+		// Under churn with a full state every refused output would leave
+		// one: bounded, the ones a retirement needs are kept first.
+		return
 	}
-	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor))}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor)), dropRaw: dropRaw}
 	w.fenced.Store(true)
 }
 
@@ -141,9 +154,9 @@ func (w *Merger) Fenced() bool { return w.fenced.Load() }
 
 // fencedAt returns the fence of label hash h (ok false: none). Expired
 // fences are dropped at most once a second.
-func (w *Merger) fencedAt(h uint64) (f int64, ok bool) {
+func (w *Merger) fencedAt(h uint64) (fc fence, ok bool) {
 	if !w.fenced.Load() {
-		return 0, false
+		return fence{}, false
 	}
 	w.fenceMu.Lock()
 	defer w.fenceMu.Unlock()
@@ -159,8 +172,8 @@ func (w *Merger) fencedAt(h uint64) (f int64, ok bool) {
 			w.fenced.Store(false)
 		}
 	}
-	fc, ok := w.fences[h]
-	return fc.f, ok
+	fc, ok = w.fences[h]
+	return fc, ok
 }
 
 // A reload that changes the partitions (the upstreams' forward_headers)
