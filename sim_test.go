@@ -114,21 +114,21 @@ var simScenarios = func() []*simScenario {
 	}
 	return []*simScenario{
 		// The control: LiteLLM's full behaviour but no collision.
-		mk("solo", 30, normal, func(sc *simScenario) { sc.solo = true }),
+		mk("solo", 100, normal, func(sc *simScenario) { sc.solo = true }),
 		// Series born mid-run (None and 500 at different scrapes), sharding,
 		// deadlines: nothing else.
-		mk("steady", 50, base, nil),
+		mk("steady", 120, base, nil),
 		// Plus LiteLLM's restarts, evictions and failed scrapes.
-		mk("normal", 50, normal, nil),
-		mk("upstream", 40, normal, func(sc *simScenario) { sc.upstreamFaults, sc.outages = true, true }),
-		mk("crash", 40, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
+		mk("normal", 150, normal, nil),
+		mk("upstream", 150, normal, func(sc *simScenario) { sc.upstreamFaults, sc.outages = true, true }),
+		mk("crash", 100, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
 		mk("powerloss", 30, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
-		mk("datadir", 30, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
-		mk("reload", 40, normal, func(sc *simScenario) { sc.reloads = true }),
+		mk("datadir", 100, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
+		mk("reload", 120, normal, func(sc *simScenario) { sc.reloads = true }),
 		// RW 2.0 with exemplars on the counters (on merge sources too).
-		mk("exemplars", 25, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
+		mk("exemplars", 80, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
 		// Native histograms and a user rule that lands one on another.
-		mk("histograms", 20, normal, func(sc *simScenario) { sc.histograms = true }),
+		mk("histograms", 60, normal, func(sc *simScenario) { sc.histograms = true }),
 		mk("all", 25, normal, func(sc *simScenario) {
 			sc.exemplars, sc.histograms = true, true
 			sc.upstreamFaults, sc.outages, sc.kills, sc.tornTails, sc.compactionCrash = true, true, true, true, true
