@@ -32,4 +32,12 @@
 //   - mergelog.go: the merge state's durable log in the data directory.
 //   - idle.go: the partitions (tenants) whose held samples no request of
 //     theirs will carry (their sender stopped), and their flush.
+//   - retire.go: what a reload does to the merge state — outputs it takes
+//     from the merge retired and fenced, outputs whose partition changed
+//     orphaned and adopted; fences.
+//   - created.go: the sources' creation times from their _created series,
+//     which tell a series created again from the same one going on.
+//
+// The merge's contract for users is docs/collisions.md; its proof is the
+// tests here and the fault simulation (sim_*_test.go in the root package).
 package relabel
