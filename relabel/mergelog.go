@@ -373,117 +373,89 @@ func (l *mergeLog) frame(dst []byte) []byte {
 
 func (l *mergeLog) end() { l.buf = l.frame(l.buf) }
 
-func (m *shard) logNewOutput(o *output) {
+// record appends one record, built by fields, to the log (not while
+// replaying it: the records are there already).
+func (m *shard) record(typ byte, fields func(l *mergeLog)) {
 	if l := m.log; l != nil && !m.replay {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.begin(recNewOutput)
+		l.begin(typ)
+		fields(l)
+		l.end()
+	}
+}
+
+func (m *shard) logNewOutput(o *output) {
+	m.record(recNewOutput, func(l *mergeLog) {
 		l.uvarint(o.id)
 		l.str(o.part)
 		l.labels(o.labels)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logNewSource(o *output, s *source) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recNewSource)
+	m.record(recNewSource, func(l *mergeLog) {
 		l.uvarint(o.id)
 		l.uvarint(s.id)
 		l.labels(s.labels)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logSample(s *source, p Sample) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recSample)
+	m.record(recSample, func(l *mergeLog) {
 		l.uvarint(s.id)
 		l.varint(p.T)
 		l.float(p.V)
 		l.varint(p.ST)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logFinal(o *output, t int64, emit bool) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recFinal)
+	m.record(recFinal, func(l *mergeLog) {
 		l.uvarint(o.id)
 		l.varint(t)
 		l.bool(emit)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logSent(o *output, t int64) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recSent)
+	m.record(recSent, func(l *mergeLog) {
 		l.uvarint(o.id)
 		l.varint(t)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logDetach(o *output, s *source) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recDetach)
+	m.record(recDetach, func(l *mergeLog) {
 		l.uvarint(o.id)
 		l.uvarint(s.id)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logRecreated(s *source, t int64) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recRecreated)
+	m.record(recRecreated, func(l *mergeLog) {
 		l.uvarint(s.id)
 		l.varint(t)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logOrphan(o *output) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recOrphan)
+	m.record(recOrphan, func(l *mergeLog) {
 		l.uvarint(o.id)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logAdopt(o *output) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recAdopt)
+	m.record(recAdopt, func(l *mergeLog) {
 		l.uvarint(o.id)
 		l.str(o.part)
-		l.end()
-	}
+	})
 }
 
 func (m *shard) logDrop(o *output) {
-	if l := m.log; l != nil && !m.replay {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.begin(recDrop)
+	m.record(recDrop, func(l *mergeLog) {
 		l.uvarint(o.id)
-		l.end()
-	}
+	})
 }
 
 // metaState is the snapshot record of what the whole state knows: its
