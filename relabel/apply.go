@@ -7,6 +7,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // The batch-level decisions: which series of a request the rules change,
@@ -15,72 +17,18 @@ import (
 // Batch, which package remotewrite implements for both protocols over its
 // in-place index (and over the generated structs, the reference path).
 
-// Batch is one decoded request as the repair sees it. Labels are read in
-// place (Getter, Pairs: valid only during the call); changes are recorded by
-// the implementation and applied when it re-encodes the request. An alias of
-// an unnamed interface: package remotewrite names the same type without
-// importing this package.
-type Batch = interface {
-	Len() int
-	// Getter reads one label of series i without allocating.
-	Getter(i int) interface{ Get(name string) string }
-	// Labels builds series i's labels (a copy, safe to keep).
-	Labels(i int, b *labels.ScratchBuilder) labels.Labels
-	// Pairs calls f for each label of series i, in order, in place.
-	Pairs(i int, f func(name, value string))
-	HasHistograms(i int) bool
-	// Exemplars counts the exemplars the series idx carry.
-	Exemplars(idx []int) int
-	Samples(i int) []Sample
-	SetLabels(i int, ls labels.Labels)
-	// SetSamples puts a merged output's samples into slot i; its exemplars
-	// become those of every source in srcs.
-	SetSamples(i int, s []Sample, srcs []int)
-	// AppendSeries adds a merged output after every other series.
-	AppendSeries(ls labels.Labels, s []Sample)
-	Drop(i int)
-	// Skip reports whether series i is forwarded as it came, never repaired
-	// (the upstream would not store it anyway: no metric name, a duplicate
-	// label name, invalid UTF-8).
-	Skip(i int) bool
-	// SeriesKey is a 128-bit key of series i's label set that the batch
-	// can compute cheaply (RW 1.0: a hash of the label fields' bytes), with
-	// seeds of its own (never those of seriesKey), or ok false. A key names
-	// one label set; one label set may have several keys.
-	SeriesKey(i int) (h1, h2 uint64, ok bool)
-}
-
-// Result sums up what Apply did to a request.
-type Result = struct {
-	Changed    bool // the request must be re-encoded
-	Repaired   int  // series whose labels changed and were kept
-	Dropped    int  // series dropped by a rule
-	Collisions int  // rewrites undone by the collision guard or a full merge state
-	Merged     int  // series handed to the merge
-}
-
-// MergeRun is what a request owes the merge state after Apply: the retries
-// to send in a request of their own, and Done once every upstream has
-// answered. ok: every upstream took the request with the sender's series.
-// taken[i]: how many of Retries()[i].Samples, from the first, every upstream
-// has settled — accepted, or refused for good (a 4xx to that sample alone:
-// the upstream has it, or never will take it); a missing entry counts 0.
-// What was not taken stays queued and goes again, as retries.
-type MergeRun = interface {
-	Done(ok bool, taken []int)
-	Retries() []Emit
-	// Sequential reports whether the retries must reach the upstream before
-	// the request: it carries, raw, the label set of a retired output whose
-	// queue is among them (see retire.go), and a raw sample there before
-	// them would make them out of order.
-	Sequential() bool
-}
+// Pipeline is the contract's Repairer, checked by the compiler.
+var (
+	_ series.Repairer    = (*Pipeline)(nil)
+	_ series.Retrying    = (*Pipeline)(nil)
+	_ series.IdleFlusher = (*Pipeline)(nil)
+)
 
 // hashSeries hashes series i's labels from its pairs, as hashLabels hashes
 // a labels.Labels: equal label sets hash alike without building either.
 // h is scratch space, reused from series to series (it escapes through
 // Pairs).
-func hashSeries(b Batch, i int, h *pairHasher) uint64 {
+func hashSeries(b series.Batch, i int, h *pairHasher) uint64 {
 	h.reset()
 	b.Pairs(i, h.addFn)
 	return h.sum()
@@ -198,7 +146,7 @@ func hashLabels(ls labels.Labels) uint64 {
 // Undoing a rewrite can in theory make the original labels collide with
 // another rewrite's output, so it repeats until nothing collides; every round
 // undoes at least one rewrite, so it ends.
-func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
+func guardCollisions(edits []edit, b series.Batch, dropped *dropSet) int {
 	undone := 0
 	for {
 		// Only rewrites outside the merge can collide; most batches have none.
@@ -283,7 +231,7 @@ func guardCollisions(edits []edit, b Batch, dropped *dropSet) int {
 // would collide undone. Package remotewrite calls it through its Repairer
 // interface; b is its view of the decoded request (either protocol). The
 // returned run, when not nil, must be told once every upstream has answered.
-func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
+func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run series.MergeRun) {
 	edits, undone := p.decide(b)
 	res.Collisions = undone
 	var tx MergeTx
@@ -347,7 +295,7 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 // their own labels at or before the fence of a retired output with those
 // labels (see retire.go). It returns how many series it changed, and whether
 // the request carries a fenced label set at all.
-func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) (changed int, fencedIn bool) {
+func (p *Pipeline) applyFences(b series.Batch, edits []edit, drop *dropSet) (changed int, fencedIn bool) {
 	edited := make(map[int]bool, len(edits))
 	for _, e := range edits {
 		if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
@@ -392,7 +340,7 @@ func (p *Pipeline) applyFences(b Batch, edits []edit, drop *dropSet) (changed in
 type mergeRun struct {
 	tx         MergeTx
 	retries    []Emit
-	sequential bool // see MergeRun.Sequential
+	sequential bool // see series.MergeRun.Sequential
 }
 
 func (mr *mergeRun) Retries() []Emit { return mr.retries }
@@ -419,7 +367,7 @@ func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger !=
 // joins that output as a source. It returns how many series it merged away
 // or rewrote, how many rewrites it had to undo (merge state full), and the
 // retries (samples for a request of their own).
-func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
+func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
 	// Group the merge edits by output, without a small allocation per group:
 	// groups in one slice, chained by hash; each source records its group.
 	type group struct {
@@ -637,7 +585,7 @@ func sameSamples(a, b []Sample) bool {
 // the series it lands on may have come in an earlier one (another shard of
 // the sender) — the TSDB would then refuse the whole request (duplicate
 // sample, 400) and the sender drop its batch.
-func (p *Pipeline) decide(b Batch) (edits []edit, undone int) {
+func (p *Pipeline) decide(b series.Batch) (edits []edit, undone int) {
 	var (
 		sb labels.ScratchBuilder
 		h  *pairHasher // allocated once per request, if needed

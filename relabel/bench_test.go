@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // sliceBatch is a Batch over plain slices, for the tests and benchmarks of
 // Apply without the wire.
 type sliceBatch struct {
 	ls      []labels.Labels
-	getters []interface{ Get(name string) string }
+	getters []series.Getter
 	samples [][]Sample
 	out     []labels.Labels
 	dropped map[int]bool
@@ -38,8 +40,8 @@ func (b *sliceBatch) again() {
 	b.extra = b.extra[:0]
 }
 
-func (b *sliceBatch) Len() int                                          { return len(b.ls) }
-func (b *sliceBatch) Getter(i int) interface{ Get(name string) string } { return b.getters[i] }
+func (b *sliceBatch) Len() int                   { return len(b.ls) }
+func (b *sliceBatch) Getter(i int) series.Getter { return b.getters[i] }
 func (b *sliceBatch) Labels(i int, _ *labels.ScratchBuilder) labels.Labels {
 	return b.ls[i]
 }

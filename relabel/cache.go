@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // decisionCache remembers, per series, what the presets decided for it, so
@@ -331,7 +333,7 @@ func (c *decisionCache) usage() (entries int, bytes, shared int64) {
 
 // seriesKey hashes series i's labels, in name order, with two seeds. h is
 // scratch space, reused from series to series (it escapes through Pairs).
-func seriesKey(b Batch, i int, h *pairHasher) cacheKey {
+func seriesKey(b series.Batch, i int, h *pairHasher) cacheKey {
 	h.reset()
 	h.keyed = true
 	h.d2.ResetWithSeed(seed2)

@@ -3,11 +3,13 @@
 // then the user's relabel_configs in exactly Prometheus' syntax and
 // semantics, then what collisions mean.
 //
-// It knows nothing about HTTP or the remote-write wire format. Package
-// remotewrite hands it a decoded request as a Batch (labels read in place,
-// samples, set labels, set samples, append, drop) and calls Pipeline.Apply
-// through an interface of its own (remotewrite.Repairer); the two packages
-// share only unnamed types (aliases), so neither imports the other.
+// It knows nothing about HTTP or the remote-write wire format. It meets
+// package remotewrite only in package series, the contract both import:
+// remotewrite hands it a decoded request as a series.Batch (labels read in
+// place, samples, set labels, set samples, append, drop) and calls
+// Pipeline.Apply as a series.Repairer. Sample and Emit here are the
+// contract's types (aliases of series.Sample and series.Emit), under the
+// names the merge state has always used.
 //
 // Files by concern:
 //   - config.go, preset.go, pipeline.go: the configuration, the presets, the

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // The two protocols, named as on the wire (the Content-Type proto parameter).
@@ -258,7 +260,7 @@ func (b *batch) toV1() (*prompb.WriteRequest, error) {
 }
 
 // encodeEmits encodes merged outputs as a request of their own.
-func encodeEmits(proto remoteapi.WriteMessageType, emits []Emit) ([]byte, error) {
+func encodeEmits(proto remoteapi.WriteMessageType, emits []series.Emit) ([]byte, error) {
 	if proto == ProtoV2 {
 		// RW 2.0 wants the empty string first in the symbols table.
 		req := &writev2.Request{Symbols: []string{""}}

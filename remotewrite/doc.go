@@ -6,15 +6,15 @@
 // bad).
 //
 // It knows nothing about which labels are repaired or how collisions merge:
-// that is the Repairer's job (package relabel's Pipeline), called through an
-// interface defined here. The Repairer sees a request as a Batch, which this
-// package implements over its in-place index (scanned, the fast path) and
-// over the generated structs (the reference path).
+// that is the Repairer's job (package relabel's Pipeline). The two meet only
+// in package series (remotewrite/series), the contract both import: this
+// package offers a request as a series.Batch, which it implements over its
+// in-place index, and calls a series.Repairer.
 //
 // Files by concern: scan.go and splice.go (the in-place index, splicing
 // changed series back in), codec.go (generated-struct decode and encode, RW 2.0
 // -> 1.0, merged samples re-sent in a request of their own), repair.go (the
-// Repairer and Batch interfaces, the reference path's Batch), limits.go,
+// calls to the Repairer, the reference path's Batch), limits.go,
 // handler.go (the HTTP receiver), retries.go (re-sent merged samples, a
 // refused request bisected until each sample is settled), flush.go (merged
 // samples of a tenant whose sender stopped, sent on rwfix's own), client.go

@@ -17,6 +17,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // Default limits, as Prometheus' own receiver (client_golang exp/api/remote)
@@ -93,14 +95,14 @@ type Handler struct {
 
 // route is what a reload swaps atomically: the rules and the upstreams.
 type route struct {
-	repairer  Repairer
-	flusher   IdleFlusher // the repairer's, if it holds samples for partitions
+	repairer  series.Repairer
+	flusher   series.IdleFlusher // the repairer's, if it holds samples for partitions
 	upstreams []*Upstream
 }
 
 // NewHandler returns a handler that repairs with r (nil: no repair) and
 // forwards to upstreams.
-func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
+func NewHandler(r series.Repairer, upstreams []*Upstream, opts ...Option) *Handler {
 	h := &Handler{
 		logger:     slog.New(slog.DiscardHandler),
 		maxBody:    DefaultMaxBodyBytes,
@@ -123,8 +125,8 @@ func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
 
 // Update swaps the rules and upstreams; requests in flight finish with the
 // old ones.
-func (h *Handler) Update(r Repairer, upstreams []*Upstream) {
-	f, _ := r.(IdleFlusher)
+func (h *Handler) Update(r series.Repairer, upstreams []*Upstream) {
+	f, _ := r.(series.IdleFlusher)
 	h.route.Store(&route{repairer: h.observed(r), flusher: f, upstreams: upstreams})
 }
 
@@ -302,7 +304,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 
 	rt := h.route.Load()
 	var (
-		res RepairResult
+		res series.Result
 		mr  *mergeRun
 	)
 	if rt.repairer != nil {
@@ -428,7 +430,7 @@ func (h *Handler) capture(proto remoteapi.WriteMessageType, body []byte) {
 
 // dryRunReport counts what the rules would have done and logs it, at most
 // every 10 s, with one changed series as an example.
-func (h *Handler) dryRunReport(s *scanned, res RepairResult) {
+func (h *Handler) dryRunReport(s *scanned, res series.Result) {
 	h.metrics.dryRun.WithLabelValues("repaired").Add(float64(res.Repaired))
 	h.metrics.dryRun.WithLabelValues("merged").Add(float64(res.Merged))
 	h.metrics.dryRun.WithLabelValues("dropped").Add(float64(res.Dropped))

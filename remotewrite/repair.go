@@ -4,99 +4,19 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
-// Sample is one float sample of a merge source or output: timestamp, value,
-// RW 2.0 start timestamp (0: none). An alias of an unnamed struct: package
-// relabel names the same type without either package importing the other.
-type Sample = struct {
-	T, ST int64
-	V     float64
-}
-
-// Emit is what a request carries for one merged output (see relabel.Emit):
-// Group is the index of the Add call that named it (its first source's slot
-// carries it) or -1 (appended to the request); Retry samples may already be
-// written upstream and go in a request of their own (see retries.go).
-type Emit = struct {
-	Group   int
-	Labels  labels.Labels
-	Samples []Sample
-	Retry   bool
-}
-
-// LabelGetter reads one label value of a series. The fast path's getter reads
-// the request buffer in place: the returned string is valid only during the
-// call.
-type LabelGetter = interface{ Get(name string) string }
-
-// Batch is one decoded request as the Repairer sees it (see relabel.Batch,
-// the same type): the in-place index (scanned) and the generated structs
-// (v1Ops, v2Ops) implement it. Labels are read in place; changes are
-// recorded and applied when the request is re-encoded.
-type Batch = interface {
-	Len() int
-	Getter(i int) interface{ Get(name string) string }
-	Labels(i int, b *labels.ScratchBuilder) labels.Labels
-	Pairs(i int, f func(name, value string))
-	HasHistograms(i int) bool
-	Exemplars(idx []int) int
-	Samples(i int) []Sample
-	SetLabels(i int, ls labels.Labels)
-	SetSamples(i int, s []Sample, srcs []int)
-	AppendSeries(ls labels.Labels, s []Sample)
-	Drop(i int)
-	Skip(i int) bool
-	SeriesKey(i int) (h1, h2 uint64, ok bool)
-}
-
-// RepairResult sums up what a Repairer did to a request.
-type RepairResult = struct {
-	Changed    bool
-	Repaired   int
-	Dropped    int
-	Collisions int
-	Merged     int
-}
-
-// MergeRun is what a request owes the merge state (see relabel.MergeRun):
-// the retries to send in a request of their own, and Done once every
-// upstream has answered — ok for the request with the sender's series,
-// taken[i] for how many of Retries()[i].Samples, from the first, every
-// upstream settled (accepted, or refused alone with a 4xx).
-type MergeRun = interface {
-	Done(ok bool, taken []int)
-	Retries() []Emit
-	Sequential() bool
-}
-
-// Repairer decides what happens to the series of a request; package
-// relabel's Pipeline implements it. This package knows nothing about which
-// labels are repaired or how collisions merge: it offers the request through
-// Batch and forwards what the Repairer made of it.
-type Repairer interface {
-	// Apply repairs the request in place. part is its merge partition (the
-	// tenant). A non-nil run must be told once every upstream answered.
-	Apply(b Batch, part string) (RepairResult, MergeRun)
-}
-
-// Retrying is what a Repairer may also implement to learn that a request of
-// partition part was answered so that the sender retries it (5xx, 429): its
-// shard is blocked meanwhile, and its series arrive late — the merge must
-// not take their absence for an absence (see relabel.Merger.Retrying).
-type Retrying interface {
-	Retrying(part string)
-}
-
 // retrying tells r, if it wants to know, that part's sender is retrying.
-func retrying(r Repairer, part string) {
-	if rr, ok := r.(Retrying); ok {
+func retrying(r series.Repairer, part string) {
+	if rr, ok := r.(series.Retrying); ok {
 		rr.Retrying(part)
 	}
 }
 
 // mergeRun is the handler's side of a MergeRun (nil-safe).
-type mergeRun struct{ run MergeRun }
+type mergeRun struct{ run series.MergeRun }
 
 func (mr *mergeRun) done(ok bool, taken []int) {
 	if mr != nil && mr.run != nil {
@@ -107,7 +27,7 @@ func (mr *mergeRun) done(ok bool, taken []int) {
 // sequential: the retries must be settled before the request goes.
 func (mr *mergeRun) sequential() bool { return mr != nil && mr.run != nil && mr.run.Sequential() }
 
-func (mr *mergeRun) retries() []Emit {
+func (mr *mergeRun) retries() []series.Emit {
 	if mr == nil || mr.run == nil {
 		return nil
 	}
@@ -117,7 +37,7 @@ func (mr *mergeRun) retries() []Emit {
 // repair applies r to the batch in place: rewritten labels, dropped series,
 // merged sources, rewrites that would collide undone. The merge run's done
 // must be called once every upstream has answered.
-func (b *batch) repair(r Repairer, part string) (res RepairResult, mr *mergeRun) {
+func (b *batch) repair(r series.Repairer, part string) (res series.Result, mr *mergeRun) {
 	ops := b.ops()
 	res, mr = applyRepair(ops, r, part)
 	ops.finish()
@@ -125,7 +45,7 @@ func (b *batch) repair(r Repairer, part string) (res RepairResult, mr *mergeRun)
 }
 
 // applyRepair runs r over a request, in either representation.
-func applyRepair(b Batch, r Repairer, part string) (RepairResult, *mergeRun) {
+func applyRepair(b series.Batch, r series.Repairer, part string) (series.Result, *mergeRun) {
 	res, run := r.Apply(b, part)
 	if run == nil {
 		return res, nil
@@ -155,7 +75,7 @@ func symbolize(req *writev2.Request, lookup map[string]uint32, ls labels.Labels)
 // refOps is the reference path's Batch: the generated structs of either
 // protocol. Drops are applied, and appended series added, by finish.
 type refOps interface {
-	Batch
+	series.Batch
 	finish()
 }
 
@@ -197,7 +117,7 @@ func (o *v1Ops) Skip(i int) bool { return o.skip[i] }
 // SeriesKey: the reference path leaves the key to the pipeline.
 func (o *v1Ops) SeriesKey(int) (h1, h2 uint64, ok bool) { return 0, 0, false }
 
-func (o *v1Ops) Getter(i int) interface{ Get(name string) string } {
+func (o *v1Ops) Getter(i int) series.Getter {
 	var sb labels.ScratchBuilder
 	return o.Labels(i, &sb)
 }
@@ -222,11 +142,11 @@ func (o *v1Ops) Exemplars(idx []int) int {
 	return n
 }
 
-func (o *v1Ops) Samples(i int) []Sample {
+func (o *v1Ops) Samples(i int) []series.Sample {
 	in := o.req.Timeseries[i].Samples
-	out := make([]Sample, len(in))
+	out := make([]series.Sample, len(in))
 	for j, s := range in {
-		out[j] = Sample{T: s.Timestamp, V: s.Value}
+		out[j] = series.Sample{T: s.Timestamp, V: s.Value}
 	}
 	return out
 }
@@ -235,7 +155,7 @@ func (o *v1Ops) SetLabels(i int, ls labels.Labels) {
 	o.req.Timeseries[i].Labels = prompb.FromLabels(ls, nil)
 }
 
-func (o *v1Ops) SetSamples(i int, s []Sample, srcs []int) {
+func (o *v1Ops) SetSamples(i int, s []series.Sample, srcs []int) {
 	ts := &o.req.Timeseries[i]
 	ts.Samples = v1Samples(s)
 	var ex []prompb.Exemplar
@@ -245,7 +165,7 @@ func (o *v1Ops) SetSamples(i int, s []Sample, srcs []int) {
 	ts.Exemplars = ex
 }
 
-func v1Samples(s []Sample) []prompb.Sample {
+func v1Samples(s []series.Sample) []prompb.Sample {
 	out := make([]prompb.Sample, len(s))
 	for j, p := range s {
 		out[j] = prompb.Sample{Timestamp: p.T, Value: p.V}
@@ -253,7 +173,7 @@ func v1Samples(s []Sample) []prompb.Sample {
 	return out
 }
 
-func (o *v1Ops) AppendSeries(ls labels.Labels, s []Sample) {
+func (o *v1Ops) AppendSeries(ls labels.Labels, s []series.Sample) {
 	o.extra = append(o.extra, prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil), Samples: v1Samples(s)})
 }
 
@@ -285,7 +205,7 @@ func (o *v2Ops) Skip(i int) bool { return o.skip[i] }
 // SeriesKey: the reference path leaves the key to the pipeline.
 func (o *v2Ops) SeriesKey(int) (h1, h2 uint64, ok bool) { return 0, 0, false }
 
-func (o *v2Ops) Getter(i int) interface{ Get(name string) string } {
+func (o *v2Ops) Getter(i int) series.Getter {
 	var sb labels.ScratchBuilder
 	return o.Labels(i, &sb)
 }
@@ -312,11 +232,11 @@ func (o *v2Ops) Exemplars(idx []int) int {
 	return n
 }
 
-func (o *v2Ops) Samples(i int) []Sample {
+func (o *v2Ops) Samples(i int) []series.Sample {
 	in := o.req.Timeseries[i].Samples
-	out := make([]Sample, len(in))
+	out := make([]series.Sample, len(in))
 	for j, s := range in {
-		out[j] = Sample{T: s.Timestamp, V: s.Value, ST: s.StartTimestamp}
+		out[j] = series.Sample{T: s.Timestamp, V: s.Value, ST: s.StartTimestamp}
 	}
 	return out
 }
@@ -326,7 +246,7 @@ func (o *v2Ops) SetLabels(i int, ls labels.Labels) {
 }
 
 // SetSamples keeps the slot's metadata; start timestamps are the merge's.
-func (o *v2Ops) SetSamples(i int, s []Sample, srcs []int) {
+func (o *v2Ops) SetSamples(i int, s []series.Sample, srcs []int) {
 	var ex []writev2.Exemplar
 	for _, k := range srcs {
 		ex = append(ex, o.req.Timeseries[k].Exemplars...)
@@ -336,7 +256,7 @@ func (o *v2Ops) SetSamples(i int, s []Sample, srcs []int) {
 	ts.Exemplars = ex
 }
 
-func v2Samples(s []Sample) []writev2.Sample {
+func v2Samples(s []series.Sample) []writev2.Sample {
 	out := make([]writev2.Sample, len(s))
 	for j, p := range s {
 		out[j] = writev2.Sample{Timestamp: p.T, Value: p.V, StartTimestamp: p.ST}
@@ -356,7 +276,7 @@ func (o *v2Ops) symbolize(ls labels.Labels) []uint32 {
 	return symbolize(o.req, o.lookup, ls)
 }
 
-func (o *v2Ops) AppendSeries(ls labels.Labels, s []Sample) {
+func (o *v2Ops) AppendSeries(ls labels.Labels, s []series.Sample) {
 	o.extra = append(o.extra, writev2.TimeSeries{LabelsRefs: o.symbolize(ls), Samples: v2Samples(s)})
 }
 

@@ -26,11 +26,12 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // BuildFunc returns the repair pipeline for a configuration file ("" for
 // the defaults), as the server would build it.
-type BuildFunc func(configPath string) (remotewrite.Repairer, error)
+type BuildFunc func(configPath string) (series.Repairer, error)
 
 // recorder is a remote-write upstream that keeps every body.
 type recorder struct {
@@ -120,7 +121,7 @@ func (p *pipeline) drain(proto remoteapi.WriteMessageType) ([][]byte, error) {
 	return out, err
 }
 
-func newPipeline(rep remotewrite.Repairer, opts ...remotewrite.Option) (*pipeline, error) {
+func newPipeline(rep series.Repairer, opts ...remotewrite.Option) (*pipeline, error) {
 	rec, err := newRecorder()
 	if err != nil {
 		return nil, err

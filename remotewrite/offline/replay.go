@@ -13,6 +13,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // Captured bodies are stored as sent on the wire (snappy-compressed); the
@@ -56,7 +57,7 @@ func captures(paths []string) ([]string, error) {
 // across requests show as in production) and writes what it changed: per
 // file, series in and out, repaired, merged away and dropped; with full, the
 // requests before and after.
-func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) error {
+func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 	files, err := captures(paths)
 	if err != nil {
 		return err

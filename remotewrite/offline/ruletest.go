@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // ruleTestFile is a `rwfix test rules` file. Series use promtool's notation
@@ -126,7 +127,7 @@ func parseSpecs(specs []seriesSpec) ([]parsed, error) {
 // runTest sends one RW 1.0 request per step, each with every input series'
 // sample of that step, and compares what reached the upstream with the
 // expected series. It returns a diff, empty when they match.
-func runTest(rep remotewrite.Repairer, tc ruleTest, interval time.Duration) (string, error) {
+func runTest(rep series.Repairer, tc ruleTest, interval time.Duration) (string, error) {
 	in, err := parseSpecs(tc.Input)
 	if err != nil {
 		return "", err
