@@ -369,3 +369,17 @@ func TestDecisionCacheConcurrent(t *testing.T) {
 		t.Fatalf("cache counts %d entries, %d bytes (+%d shared), budget %d", entries, bytes, shared, limit)
 	}
 }
+
+// usage is what the cache counts now: entries, and bytes with and without
+// the labels it shares with the state (for the tests and benchmarks; the binary never asks).
+func (c *decisionCache) usage() (entries int, bytes, shared int64) {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		entries += len(sh.m)
+		bytes += sh.bytes
+		shared += sh.shared
+		sh.mu.Unlock()
+	}
+	return entries, bytes, shared
+}

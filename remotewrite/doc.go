@@ -14,7 +14,8 @@
 // Files by concern: scan.go and splice.go (the in-place index, splicing
 // changed series back in), codec.go (generated-struct decode and encode, RW 2.0
 // -> 1.0, merged samples re-sent in a request of their own), repair.go (the
-// calls to the Repairer, the reference path's Batch), limits.go,
+// calls to the Repairer; the reference path, the tests' oracle, is in
+// repair_ref_test.go), limits.go,
 // handler.go (the HTTP receiver), retries.go (re-sent merged samples, a
 // refused request bisected until each sample is settled), flush.go (merged
 // samples of a tenant whose sender stopped, sent on rwfix's own), client.go
