@@ -17,8 +17,14 @@
 //     Pipeline.MayChange: from the metric name and one label, read in place
 //     and without allocating, it proves most series untouchable, so that they
 //     are forwarded without ever being turned into labels.Labels.
-//   - apply.go: the batch-level decisions — which series change, the collision
-//     guard, the grouping of merge sources into outputs, label-set hashing.
+//   - apply.go: Apply, the request-level entry — which series change, the
+//     decision cache's use, the fences' effect on raw samples, the dropped
+//     set; it implements series.Repairer (the contract with remotewrite).
+//   - group.go: the merge grouping — a request's merge sources grouped by
+//     output, handed to the merge transaction, and its emits written back.
+//   - guard.go: the collision guard, which undoes rewrites that would land on
+//     one another or on a series forwarded as it came.
+//   - hash.go: label-set hashing from a series' pairs, read in place.
 //   - cache.go: the decision cache — the rules' verdict per series, keyed by
 //     a 128-bit hash of its labels, so that a series seen again is neither
 //     built into labels nor relabeled again. Bounded in bytes, in one budget
