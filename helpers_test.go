@@ -26,6 +26,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 var rwfixBin string
@@ -362,7 +363,7 @@ func postFixture(t *testing.T, base, path string) (body []byte, code int) {
 func postWrite(t *testing.T, base string, proto remoteapi.WriteMessageType, body []byte) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", rwtest.ContentType(proto))
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // fixtureSeeds are the captured requests of ../testdata/fixtures, decompressed.
@@ -58,7 +59,7 @@ func FuzzHandler(f *testing.F) {
 	h := NewHandler(litellmPipeline(f, "collision: {policy: merge}"), []*Upstream{u}, WithLimits(1<<20, 4<<20))
 	f.Fuzz(func(t *testing.T, rw2 bool, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-		req.Header.Set("Content-Type", rwtest.ContentType(protoFor(rw2)))
+		req.Header.Set("Content-Type", wire.ContentType(protoFor(rw2)))
 		req.Header.Set("Content-Encoding", "snappy")
 		rec := httptest.NewRecorder()
 		done := make(chan struct{})

@@ -19,6 +19,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // Default limits, as Prometheus' own receiver (client_golang exp/api/remote)
@@ -160,7 +161,7 @@ func contentType(r *http.Request) string {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		return ct
 	}
-	return "application/x-protobuf"
+	return wire.ContentTypeV1
 }
 
 type statusWriter struct {
@@ -418,11 +419,7 @@ func (h *Handler) capture(proto remoteapi.WriteMessageType, body []byte) {
 	if n > h.captureMaxReq || h.capturedBytes.Add(int64(len(body))) > h.captureMaxBytes {
 		return
 	}
-	ext := ".rw1"
-	if proto == ProtoV2 {
-		ext = ".rw2"
-	}
-	name := filepath.Join(h.captureDir, fmt.Sprintf("%06d%s", n, ext))
+	name := filepath.Join(h.captureDir, fmt.Sprintf("%06d%s", n, wire.CaptureExt(proto)))
 	if err := os.WriteFile(name, body, 0o644); err != nil {
 		h.logger.Error("capture failed", "file", name, "err", err)
 	}

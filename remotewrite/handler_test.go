@@ -21,11 +21,12 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 const (
-	ctV1 = rwtest.ContentTypeV1
-	ctV2 = rwtest.ContentTypeV2
+	ctV1 = wire.ContentTypeV1
+	ctV2 = wire.ContentTypeV2
 )
 
 func upstreamFor(t testing.TB, url string, timeout time.Duration) *Upstream {

@@ -12,9 +12,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/prometheus/prometheus/prompb"
-
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )

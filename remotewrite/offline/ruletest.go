@@ -19,6 +19,7 @@ import (
 
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // ruleTestFile is a `rwfix test rules` file. Series use promtool's notation
@@ -190,7 +191,7 @@ func (p *pipeline) runSteps(in []parsed, interval time.Duration, afterStep func(
 			outs = append(outs, more...)
 		}
 		for _, o := range outs {
-			series, err := Decode(remotewrite.ProtoV1, o)
+			series, err := wire.Decode(remotewrite.ProtoV1, o)
 			if err != nil {
 				return nil, nil, 0, err
 			}
@@ -224,7 +225,7 @@ func fmtSeq(m map[int64]float64, steps int) string {
 		case math.IsNaN(v):
 			b.WriteString("stale")
 		default:
-			b.WriteString(FormatValue(v))
+			b.WriteString(wire.FormatValue(v))
 		}
 	}
 	return b.String()
