@@ -286,7 +286,7 @@ func TestCollisionGuardWhenMergeStateFull(t *testing.T) {
 	if got[fixedTotal.String()][0].Value != 8 || got[otherNone.String()][0].Value != 1 || got[other.String()][0].Value != 2 {
 		t.Errorf("want user a merged (8) and user b forwarded unrepaired (None=1, 500=2), got %v", got)
 	}
-	if c := testutilCounter(m.collisions); c != 1 {
+	if c := testutil.ToFloat64(m.collisions); c != 1 {
 		t.Errorf("rwfix_collisions_unrepaired_total = %v, want 1", c)
 	}
 }
