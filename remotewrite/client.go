@@ -136,8 +136,6 @@ func (r reply) ok() bool { return r.err == nil && r.code/100 == 2 }
 // maxErrorBody bounds how much of an upstream's error body is kept.
 const maxErrorBody = 1024
 
-var userAgent = "rwfix/" + version.Version
-
 // post sends one compressed body in the given protocol and reads the answer.
 func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, body []byte, in http.Header) reply {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
@@ -163,7 +161,7 @@ func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, b
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Encoding", string(remoteapi.SnappyBlockCompression))
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", version.ComponentUserAgent("rwfix")) // at send time: main sets the version in its init
 	req.Header.Set("Content-Type", wire.ContentType(proto))
 	if proto == ProtoV2 {
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/prompb"
 	"go.yaml.in/yaml/v2"
 
@@ -97,6 +98,9 @@ func TestUpstreamConfigValidation(t *testing.T) {
 }
 
 func TestUpstreamCredentialsAndHeaders(t *testing.T) {
+	// The version as main sets it, after this package's initialization.
+	defer func(v string) { version.Version = v }(version.Version)
+	version.Version = "1.2.3-test"
 	up := rwtest.NewRecordingUpstream(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600); err != nil {
@@ -145,6 +149,9 @@ forward_headers: [X-Scope-OrgID]
 	}
 	if got.Get("X-Scope-OrgID") != "tenant-1" || got.Get("X-Static") != "yes" || got.Get("X-Other") != "" {
 		t.Errorf("upstream headers %v: want X-Scope-OrgID forwarded, X-Static set, X-Other not forwarded", got)
+	}
+	if ua := got.Get("User-Agent"); ua != "rwfix/1.2.3-test" {
+		t.Errorf("upstream User-Agent %q, want rwfix/1.2.3-test", ua)
 	}
 	// Without forward_headers nothing of the sender's is forwarded.
 	up2 := rwtest.NewRecordingUpstream(t)
