@@ -25,6 +25,7 @@ type subCommands struct {
 
 func addCommands(app *kingpin.Application) *subCommands {
 	c := &subCommands{}
+	addDocumentationFlag(app)
 	test := app.Command("test", "Test rules offline.")
 	c.testRules = test.Command("rules", "Run promtool-style unit tests of the repairs (see testdata/rules/).")
 	c.testFiles = c.testRules.Arg("test-file", "Test files.").Required().ExistingFiles()

@@ -12,22 +12,36 @@
 // in-place index, and calls a series.Repairer.
 //
 // Files by concern, each with its tests in <file>_test.go:
-//   - scan.go, splice.go: the in-place index of a request and its Batch
-//     (labels read in place; changed series spliced back in);
-//     validate.go: the request's validation on that index (rwfix's limits,
-//     Prometheus' receiver's verdicts); limits.go: the limits and reasons.
-//   - codec.go: compression, RW 2.0 -> 1.0 for an upstream that speaks only
-//     1.0, merged samples re-sent in a request of their own.
-//   - repair.go: the calls to the Repairer; the reference path, the tests'
-//     oracle over the generated structs, is repair_ref_test.go.
-//   - handler.go: the HTTP receiver; observe.go: what it shows the status
-//     page; retries.go: re-sent merged samples, a refused request bisected
-//     until each sample is settled; flush.go: merged samples of a tenant
-//     whose sender stopped, sent on rwfix's own.
-//   - client.go: the upstream client and the mapping of upstream answers;
-//     metrics.go.
+//   - scan.go: the in-place index of a decompressed request (offsets of
+//     series, labels, symbols; no per-series allocation), the fast path.
+//   - splice.go: the index's series.Batch, and re-encoding a changed request
+//     by splicing: unchanged series copied as they came, changed ones
+//     re-encoded, RW 2.0 symbols appended.
+//   - validate.go: the validation of a request on that index: rwfix's own
+//     limits (too many series or labels, names or values too long, UTF-8),
+//     then the verdict Prometheus' receiver would give each series.
+//   - limits.go: the limits, their defaults and the reasons of refusals.
+//   - codec.go: compression, generated-struct decode, RW 2.0 -> 1.0
+//     conversion, and the request of merged samples re-sent on their own.
+//   - repair.go: the calls to the Repairer. The reference path, a
+//     series.Batch over the generated structs, is the tests' oracle
+//     (repair_ref_test.go), not part of the binary.
+//   - handler.go: the HTTP receiver: content negotiation, decode, repair,
+//     forward to every upstream, one answer to the sender.
+//   - client.go: the upstream client and the mapping of upstream answers
+//     (502, 504, 429 with Retry-After, the RW 2.0 -> 1.0 fallback).
+//   - retries.go: re-sent merged samples; a refused request bisected until
+//     each sample is settled.
+//   - flush.go: merged samples of a tenant whose sender stopped, sent on
+//     rwfix's own.
+//   - observe.go: the Observer the handler reports to, off the hot path
+//     (changed series, refused requests, upstream answers), for the web page.
+//   - metrics.go: the rwfix_* metrics of the wire.
 //
-// Sub-packages: series (the contract with relabel), wire (Content-Types,
-// capture files, a request's text form), offline (test rules, replay, the
-// playground), ui (the web page), rwtest (the tests' helpers).
+// Beside it: series/ is the contract with package relabel (Batch, Repairer
+// and what travels between them), wire/ what every side needs of the
+// protocols (Content-Types, capture file names, a request's text form),
+// offline/ runs the pipeline without traffic (rule tests, replay, the
+// playground's engine), ui/ is the web page, rwtest/ holds what the tests
+// share.
 package remotewrite

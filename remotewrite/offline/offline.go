@@ -1,8 +1,3 @@
-// Package offline runs rwfix's pipeline without live traffic: promtool-style
-// rule tests (`rwfix test rules`) and the replay of captured remote-write
-// bodies (`rwfix replay`). Both drive the same handler that serves traffic
-// (remotewrite.Handler, merge included), into an in-process recording
-// upstream on 127.0.0.1.
 package offline
 
 import (

@@ -1,14 +1,3 @@
-// Package rwtest holds what rwfix's tests share: LiteLLM-like remote-write
-// workloads for the benchmarks and load test (~15 labels per series
-// including a 64-hex hashed_api_key, one sample per series per scrape,
-// batches as Prometheus sends them); a recording remote-write upstream
-// (NewRecordingUpstream) with a TSDB head's verdicts (head.go); small example
-// requests (example.go); the tests' clock (clock.go); and the .rw1/.rw2
-// capture files (ReadCapture, proto.go). Requests are compared in their text
-// form (MustRender, over wire.Render: the one renderer).
-//
-// It imports no rwfix package but remotewrite/wire, a leaf, so that
-// remotewrite's own tests can use it.
 package rwtest
 
 import (
