@@ -6,9 +6,9 @@ import (
 	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
-// MustRender prints a decompressed request in its text form (wire.Render,
-// the format of `rwfix replay --full` and the golden files), failing the
-// test on an error. proto is a protocol (ProtoV1, ProtoV2) or a
+// MustRender prints a decompressed request in its text form
+// (wire.RenderSeries, the format of `rwfix replay --full` and the golden
+// files), failing the test on an error. proto is a protocol (ProtoV1, ProtoV2) or a
 // Content-Type.
 func MustRender(t testing.TB, proto string, raw []byte) string {
 	t.Helper()
@@ -16,9 +16,9 @@ func MustRender(t testing.TB, proto string, raw []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := wire.Render(p, raw)
+	series, err := wire.Decode(p, raw)
 	if err != nil {
 		t.Fatalf("rendering a %s request: %v", proto, err)
 	}
-	return s
+	return wire.RenderSeries(series)
 }

@@ -6,5 +6,5 @@
 // share one copy.
 //
 // Files: wire.go (Content-Types, capture file extensions), text.go (Decode,
-// Render, FormatValue).
+// RenderSeries, FormatValue).
 package wire

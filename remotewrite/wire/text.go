@@ -12,22 +12,13 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
-// Render prints a decompressed request as text: one line per series in
+// RenderSeries prints decoded series as text: one line per series in
 // request order, labels resolved, every float sample as
 // " s=<timestamp>:<exact value>", then start timestamps (RW 2.0, when set:
 // " st@<timestamp>=<start>", histograms' " hst@<timestamp>=<start>"),
 // histograms, exemplars and metadata; RW 1.0 metadata follows as
 // "# metadata" lines. It is what `rwfix replay --full` prints, what
 // testdata/fixtures/*.golden hold, and how the tests compare requests.
-func Render(proto remoteapi.WriteMessageType, raw []byte) (string, error) {
-	series, err := Decode(proto, raw)
-	if err != nil {
-		return "", err
-	}
-	return RenderSeries(series), nil
-}
-
-// RenderSeries prints decoded series as Render does.
 func RenderSeries(series []Series) string {
 	var b strings.Builder
 	for _, s := range series {

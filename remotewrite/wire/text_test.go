@@ -11,8 +11,17 @@ import (
 	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
-func TestRender(t *testing.T) {
-	got, err := wire.Render(remoteapi.WriteV2MessageType, rwtest.ExampleV2(t))
+// render is what rwtest.MustRender does, with the error returned.
+func render(proto remoteapi.WriteMessageType, raw []byte) (string, error) {
+	series, err := wire.Decode(proto, raw)
+	if err != nil {
+		return "", err
+	}
+	return wire.RenderSeries(series), nil
+}
+
+func TestRenderSeries(t *testing.T) {
+	got, err := render(remoteapi.WriteV2MessageType, rwtest.ExampleV2(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,17 +31,17 @@ func TestRender(t *testing.T) {
 	if got != want {
 		t.Errorf("RW 2.0:\n%s\nwant:\n%s", got, want)
 	}
-	got, err = wire.Render(remoteapi.WriteV1MessageType, rwtest.ExampleV1(t))
+	got, err = render(remoteapi.WriteV1MessageType, rwtest.ExampleV1(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "{__name__=\"up\"} s=10:1 s=20:2.5 ex=10:1:[{trace_id t {} [] 0}]\n# metadata up GAUGE unit=\"\" help=\"h\"\n"; got != want {
 		t.Errorf("RW 1.0:\n%q\nwant:\n%q", got, want)
 	}
-	if _, err := wire.Render("foo.Bar", nil); err == nil {
+	if _, err := render("foo.Bar", nil); err == nil {
 		t.Error("unknown protocol: no error")
 	}
-	if _, err := wire.Render(remoteapi.WriteV1MessageType, []byte{0x0a, 0x50, 0x01}); err == nil {
+	if _, err := render(remoteapi.WriteV1MessageType, []byte{0x0a, 0x50, 0x01}); err == nil {
 		t.Error("corrupt request: no error")
 	}
 }
