@@ -6,8 +6,9 @@
 // user's guide, docs/ the reference (docs/command-line.md: the flags).
 //
 // This package is the command: flags, wiring and the server. The wire lives
-// in package remotewrite, the repairs and the merge in package relabel, the
-// web page in remotewrite/ui, the offline engine in remotewrite/offline.
+// in package remotewrite, the repairs and the merge in package relabel (the
+// two meet only in remotewrite/series, their contract), the web page in
+// remotewrite/ui, the offline engine in remotewrite/offline.
 //
 // Files by concern:
 //   - main.go: the serve flags, the wiring, the HTTP server, signals and

@@ -3,7 +3,6 @@ package remotewrite
 import (
 	"bytes"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -21,11 +21,12 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 const (
-	ctV1 = rwtest.ContentTypeV1
-	ctV2 = rwtest.ContentTypeV2
+	ctV1 = wire.ContentTypeV1
+	ctV2 = wire.ContentTypeV2
 )
 
 func upstreamFor(t testing.TB, url string, timeout time.Duration) *Upstream {
@@ -285,62 +286,9 @@ func TestCollisionGuardWhenMergeStateFull(t *testing.T) {
 	if got[fixedTotal.String()][0].Value != 8 || got[otherNone.String()][0].Value != 1 || got[other.String()][0].Value != 2 {
 		t.Errorf("want user a merged (8) and user b forwarded unrepaired (None=1, 500=2), got %v", got)
 	}
-	if c := testutilCounter(m.collisions); c != 1 {
+	if c := testutil.ToFloat64(m.collisions); c != 1 {
 		t.Errorf("rwfix_collisions_unrepaired_total = %v, want 1", c)
 	}
-}
-
-func TestUpstreamAnswersMapped(t *testing.T) {
-	body := func(t *testing.T) []byte {
-		return encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(noneTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
-	}
-	for _, tc := range []struct {
-		name       string
-		answer     []rwtest.UpstreamOption
-		code       int
-		msg        string
-		retryAfter string
-	}{
-		{"accepted", nil, 204, "", ""},
-		{"server error", []rwtest.UpstreamOption{rwtest.Answer(503, "tsdb overloaded")}, 503, "tsdb overloaded", ""},
-		{"rate limited", []rwtest.UpstreamOption{rwtest.Answer(429, "slow down"), rwtest.RetryAfter("7")}, 429, "slow down", "7"},
-		{"bad request", []rwtest.UpstreamOption{rwtest.Answer(400, "out of order sample")}, 400, "out of order sample", ""},
-		{"timeout", []rwtest.UpstreamOption{rwtest.Delay(2 * time.Second)}, 504, "timeout", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			up := rwtest.NewRecordingUpstream(t, tc.answer...)
-			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 300*time.Millisecond)})
-			rec := post(t, h, ctV1, body(t))
-			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) || rec.Header().Get("Retry-After") != tc.retryAfter {
-				t.Errorf("got %d %q Retry-After=%q, want %d containing %q Retry-After=%q",
-					rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"), tc.code, tc.msg, tc.retryAfter)
-			}
-		})
-	}
-	t.Run("connection refused", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, "http://"+addr+"/api/v1/write", time.Second)})
-		if rec := post(t, h, ctV1, body(t)); rec.Code != http.StatusBadGateway {
-			t.Errorf("got %d %q, want 502", rec.Code, rec.Body)
-		}
-	})
-	t.Run("one of two upstreams fails", func(t *testing.T) {
-		good, bad := rwtest.NewRecordingUpstream(t), rwtest.NewRecordingUpstream(t, rwtest.Answer(500, "disk full"))
-		h := NewHandler(litellmPipeline(t, ""), []*Upstream{
-			upstreamFor(t, good.URL, time.Second), upstreamFor(t, bad.URL, time.Second)})
-		rec := post(t, h, ctV1, body(t))
-		if rec.Code != 500 || !strings.Contains(rec.Body.String(), "disk full") {
-			t.Errorf("got %d %q, want 500 with the failing upstream's message", rec.Code, rec.Body)
-		}
-		if n := good.Len(); n != 1 {
-			t.Errorf("healthy upstream got %d requests, want 1", n)
-		}
-	})
 }
 
 func encodeV2(t *testing.T, req *writev2.Request) []byte {
@@ -478,27 +426,22 @@ func TestRW2FallbackToRW1(t *testing.T) {
 	}
 }
 
-func TestUpstreamConfigValidation(t *testing.T) {
-	for _, tc := range []struct{ yaml, err string }{
-		{"url: /relative", "absolute"},
-		{"url: ftp://x/y", "scheme"},
-		{"url: http://x/y\nheaders: {Content-Type: x}", "set by rwfix"},
-		{"url: http://x/y\nbasic_auth: {username: a, password: b}\nauthorization: {credentials: c}", "at most one"},
-	} {
-		var c UpstreamConfig
-		err := yaml.UnmarshalStrict([]byte(tc.yaml), &c)
-		if err == nil {
-			err = c.Validate()
-		}
-		if err == nil || !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("%q: got %v, want error containing %q", tc.yaml, err, tc.err)
-		}
+func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t)
+	m := NewMetrics(nil)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 0)}, WithMetrics(m), WithDryRun(true))
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 10}),
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
 	}
-	var c UpstreamConfig
-	if err := yaml.UnmarshalStrict([]byte("url: https://mimir.example/api/v1/push\nbasic_auth: {username: u, password: p}"), &c); err != nil {
-		t.Fatal(err)
+	bodies := up.Bodies()
+	if len(bodies) != 1 || !bytes.Equal(bodies[0], body) {
+		t.Fatal("dry run did not forward the original bytes")
 	}
-	if err := c.Validate(); err != nil || c.Name != "mimir.example" || c.Timeout != model.Duration(DefaultUpstreamTimeout) || !c.HTTPClientConfig.FollowRedirects {
-		t.Errorf("defaults not applied: %v %+v", err, c)
+	if v := testutil.ToFloat64(m.dryRun.WithLabelValues("repaired")) + testutil.ToFloat64(m.dryRun.WithLabelValues("merged")); v == 0 {
+		t.Error("dry run counted nothing that the rules would have changed")
 	}
 }

@@ -5,9 +5,9 @@
 // in-process recording upstream on 127.0.0.1, in a state of their own.
 //
 // Files by concern:
-//   - offline.go: the shared engine — decoding a request into series,
-//     rendering it as text, formatting values, and running requests through a
-//     handler into the recording upstream.
+//   - offline.go: the shared engine — running requests through a handler
+//     into the recording upstream (decoding a request into series and its
+//     text form are package wire's).
 //   - ruletest.go: `rwfix test rules`: test files in promtool's notation, the
 //     merge clock on sample time, the report of missing, unexpected and
 //     differing series.

@@ -6,30 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/klauspost/compress/s2"
-	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
-	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
-
-// Captured bodies are stored as sent on the wire (snappy-compressed); the
-// extension names the protocol: .rw1 for prometheus.WriteRequest, .rw2 for
-// io.prometheus.write.v2.Request. testdata/fixtures holds examples, and
-// `rwfix serve --capture.dir` records live traffic in this format.
-
-// ProtoOf returns the protocol a capture file holds, by its extension.
-func ProtoOf(path string) (remoteapi.WriteMessageType, bool) {
-	switch filepath.Ext(path) {
-	case ".rw1":
-		return remotewrite.ProtoV1, true
-	case ".rw2":
-		return remotewrite.ProtoV2, true
-	}
-	return "", false
-}
 
 // captures expands directories into their .rw1/.rw2 files, sorted.
 func captures(paths []string) ([]string, error) {
@@ -43,8 +26,8 @@ func captures(paths []string) ([]string, error) {
 			files = append(files, p)
 			continue
 		}
-		for _, ext := range []string{"*.rw1", "*.rw2"} {
-			m, _ := filepath.Glob(filepath.Join(p, ext))
+		for _, ext := range []string{wire.ExtV1, wire.ExtV2} {
+			m, _ := filepath.Glob(filepath.Join(p, "*"+ext))
 			files = append(files, m...)
 		}
 	}
@@ -56,7 +39,7 @@ func captures(paths []string) ([]string, error) {
 // across requests show as in production) and writes what it changed: per
 // file, series in and out, repaired, merged away and dropped; with full, the
 // requests before and after.
-func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) error {
+func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 	files, err := captures(paths)
 	if err != nil {
 		return err
@@ -71,7 +54,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 	defer p.rec.close()
 	var total struct{ in, out, repaired, gone int }
 	for fi, f := range files {
-		proto, ok := ProtoOf(f)
+		proto, ok := wire.ProtoOfCapture(f)
 		if !ok {
 			return fmt.Errorf("%s: not a .rw1 or .rw2 capture", f)
 		}
@@ -83,7 +66,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
-		before, err := Decode(proto, raw)
+		before, err := wire.Decode(proto, raw)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
@@ -109,9 +92,9 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 			fmt.Fprintf(w, "%s: rwfix would answer %d: %s\n", f, code, msg)
 			continue
 		}
-		var after []Series
+		var after []wire.Series
 		for _, o := range outs {
-			s, err := Decode(proto, o)
+			s, err := wire.Decode(proto, o)
 			if err != nil {
 				return err
 			}
@@ -132,7 +115,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 		total.in, total.out, total.repaired, total.gone = total.in+in, total.out+out, total.repaired+repaired, total.gone+gone
 		fmt.Fprintf(w, "%s: %d series in, %d out: %d with new labels, %d merged into another series or dropped\n", f, in, out, repaired, gone)
 		if full {
-			fmt.Fprintf(w, "--- before\n%s--- after\n%s", renderSeries(before), renderSeries(after))
+			fmt.Fprintf(w, "--- before\n%s--- after\n%s", wire.RenderSeries(before), wire.RenderSeries(after))
 		}
 	}
 	fmt.Fprintf(w, "total: %d series in, %d out: %d with new labels, %d merged into another series or dropped\n",
@@ -140,7 +123,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 	return nil
 }
 
-func countSeries(s []Series) int {
+func countSeries(s []wire.Series) int {
 	n := 0
 	for _, x := range s {
 		if !x.Labels.IsEmpty() {
@@ -148,20 +131,4 @@ func countSeries(s []Series) int {
 		}
 	}
 	return n
-}
-
-func renderSeries(series []Series) string {
-	var b strings.Builder
-	for _, s := range series {
-		if s.Labels.IsEmpty() {
-			b.WriteString(s.Other + "\n")
-			continue
-		}
-		b.WriteString(s.Labels.String())
-		for _, smp := range s.Samples {
-			fmt.Fprintf(&b, " s=%d:%s", smp.Timestamp, FormatValue(smp.Value))
-		}
-		b.WriteString(s.Other + "\n")
-	}
-	return b.String()
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/offline"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // metrics is one gather of the registry, by family name.
@@ -321,7 +322,7 @@ func examplesOf(now time.Time, examples []example, tr *tracer) []exampleView {
 	return out
 }
 
-func fmtSamples(s []remotewrite.Sample) string {
+func fmtSamples(s []series.Sample) string {
 	parts := make([]string, 0, len(s))
 	for _, x := range s {
 		parts = append(parts, strconv.FormatFloat(x.V, 'g', -1, 64)+" @"+time.UnixMilli(x.T).UTC().Format("15:04:05"))
@@ -331,7 +332,7 @@ func fmtSamples(s []remotewrite.Sample) string {
 
 // promtoolValues are samples as one value per step (stale markers as
 // stale), for the playground.
-func promtoolValues(s []remotewrite.Sample) string {
+func promtoolValues(s []series.Sample) string {
 	parts := make([]string, 0, len(s))
 	for _, x := range s {
 		if math.IsNaN(x.V) {
