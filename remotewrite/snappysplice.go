@@ -46,10 +46,11 @@ var (
 // snappyWindows walks the elements of the snappy block src, checking that
 // each 64 KiB window of the decoded bytes is self-contained (see above), and
 // appends to bounds[:0] where each window starts in src: window k's elements
-// are src[bounds[k]:bounds[k+1]], and the last entry is len(src). It returns
-// the decoded length the header gives. It reads src only: a bad block is an
-// error, never a panic.
-func snappyWindows(bounds []uint32, src []byte) (_ []uint32, total int, _ error) {
+// are src[bounds[k]:bounds[k+1]], and the last entry is len(src). It stops
+// after limit windows (then bounds has limit+1 entries); a walk to the end
+// checks that the elements decode to the length the header gives, which it
+// returns. It reads src only: a bad block is an error, never a panic.
+func snappyWindows(bounds []uint32, src []byte, limit int) (_ []uint32, total int, _ error) {
 	n, s := binary.Uvarint(src)
 	if s <= 0 || n > 1<<32-1 || len(src) > 1<<32-1 {
 		return bounds, 0, errSnappyHeader
@@ -111,6 +112,9 @@ func snappyWindows(bounds []uint32, src []byte) (_ []uint32, total int, _ error)
 		d += length
 		if d == wEnd {
 			bounds = append(bounds, uint32(s))
+			if len(bounds) > limit && wEnd < total {
+				return bounds, total, nil
+			}
 			wStart, wEnd = wEnd, min(wEnd+snappyWindow, total)
 		}
 	}
@@ -147,21 +151,37 @@ func (s *scanned) reusableWindows() []reusedWindow {
 	return reuse
 }
 
+// worthWalking returns how many windows of the sender's block to walk to
+// reuse these, or 0 when reusing them would not pay: walking a window costs
+// about a quarter of what compressing one does (BenchmarkSnappySplice), so
+// at least a third of the windows walked must be reused, for a margin.
+func worthWalking(reuse []reusedWindow) int {
+	if len(reuse) == 0 {
+		return 0
+	}
+	if walk := reuse[len(reuse)-1].k + 1; 3*len(reuse) >= walk {
+		return walk
+	}
+	return 0
+}
+
 // compressSpliced is compress(dst, out) for out, what the last encode of s
 // appended (from its start), given in, the snappy block s.raw was decoded
 // from: the windows of in that out holds unchanged are copied as they are
 // compressed, the rest of out is compressed. The result decodes to out (one
 // snappy block, for any snappy decoder); it is compress' own when no window
 // can be reused: none is unchanged, or in's encoder does not window (see
-// snappyWindows). It also returns how many windows it reused.
+// snappyWindows), or too few are to pay for the walk. It also returns how
+// many windows it reused.
 func (s *scanned) compressSpliced(dst, in, out []byte) ([]byte, int) {
 	reuse := s.reusableWindows()
-	if len(reuse) == 0 {
+	walk := worthWalking(reuse)
+	if walk == 0 {
 		return compress(dst, out), 0
 	}
-	bounds, total, err := snappyWindows(s.bounds, in)
+	bounds, total, err := snappyWindows(s.bounds, in, walk)
 	s.bounds = bounds
-	if err != nil || total != len(s.raw) {
+	if err != nil || total != len(s.raw) || len(bounds) != walk+1 {
 		return compress(dst, out), 0
 	}
 	dst = binary.AppendUvarint(dst[:0], uint64(len(out)))
