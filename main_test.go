@@ -10,8 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -274,7 +274,7 @@ func TestRuntimeTuning(t *testing.T) {
 
 	// No limit, or no cgroup to read: no change, and no GOMEMLIMIT logged.
 	for name, p := range map[string]memlimit.Provider{
-		"no limit": func() (uint64, error) { return 0, memlimit.ErrNoLimit },
+		"no limit":  func() (uint64, error) { return 0, memlimit.ErrNoLimit },
 		"no cgroup": func() (uint64, error) { return 0, errors.New("no cgroup here") },
 	} {
 		debug.SetMemoryLimit(123 << 20)
