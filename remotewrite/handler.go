@@ -116,7 +116,7 @@ func NewHandler(r Repairer, upstreams []*Upstream, opts ...Option) *Handler {
 	lim := DefaultLimits()
 	h.limits.Store(&lim)
 	h.writer = remoteapi.NewWriteHandler(store{h}, remoteapi.MessageTypes{ProtoV1, ProtoV2},
-		remoteapi.WithWriteHandlerLogger(h.logger),
+		remoteapi.WithWriteHandlerLogger(slog.New(withoutStoreErrors{h.logger.Handler()})),
 		remoteapi.WithWriteHandlerMiddlewares(h.readBody))
 	return h
 }
@@ -383,13 +383,56 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	if retryAfter != "" {
 		resp.SetExtraHeader("Retry-After", retryAfter)
 	}
-	if code/100 == 5 || code == http.StatusTooManyRequests {
+	retry := code/100 == 5 || code == http.StatusTooManyRequests
+	if retry {
 		retrying(rt.repairer, partition(r.Header, rt.upstreams))
-		h.logger.Warn("upstream failed; the sender will retry", "code", code, "err", msg)
-	} else {
-		h.logger.Error("upstream rejected the request", "code", code, "err", msg)
 	}
+	h.logFailures(replies, code, retry)
 	return resp, errors.New(msg)
+}
+
+// logFailures logs each upstream that did not take the request, once (the
+// embedded write handler's own log of the error is filtered out: see
+// withoutStoreErrors): a WARN when the sender retries (answered 5xx or 429),
+// an ERROR when it drops the batch (4xx).
+func (h *Handler) logFailures(replies []reply, answered int, retry bool) {
+	for _, r := range replies {
+		if r.ok() {
+			continue
+		}
+		answer := r.msg
+		code := strconv.Itoa(r.code)
+		switch {
+		case r.timeout:
+			code, answer = "timeout", r.err.Error()
+		case r.err != nil:
+			code, answer = "no answer", r.err.Error()
+		}
+		if retry {
+			h.logger.Warn("upstream failed; the sender will retry", "upstream", r.upstream, "code", code, "answer", answer, "answered", answered)
+		} else {
+			h.logger.Error("upstream refused the request; the sender drops it", "upstream", r.upstream, "code", code, "answer", answer, "answered", answered)
+		}
+	}
+}
+
+// withoutStoreErrors is the embedded write handler's logger: h's, less its
+// "Error while storing" record, which repeats what logFailures said.
+type withoutStoreErrors struct{ slog.Handler }
+
+func (w withoutStoreErrors) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "Error while storing the remote write request" {
+		return nil
+	}
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w withoutStoreErrors) WithAttrs(as []slog.Attr) slog.Handler {
+	return withoutStoreErrors{w.Handler.WithAttrs(as)}
+}
+
+func (w withoutStoreErrors) WithGroup(name string) slog.Handler {
+	return withoutStoreErrors{w.Handler.WithGroup(name)}
 }
 
 // partition is the merge partition of a request: the values of the headers

@@ -2,10 +2,12 @@ package remotewrite
 
 import (
 	"bytes"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -500,5 +502,41 @@ func TestUpstreamConfigValidation(t *testing.T) {
 	}
 	if err := c.Validate(); err != nil || c.Name != "mimir.example" || c.Timeout != model.Duration(DefaultUpstreamTimeout) || !c.HTTPClientConfig.FollowRedirects {
 		t.Errorf("defaults not applied: %v %+v", err, c)
+	}
+}
+
+// TestUpstreamFailureLoggedOnce: an upstream failure that the sender
+// retries is one WARN naming the upstream and its answer — not also an
+// ERROR from the embedded write handler. A refusal (4xx, the sender drops
+// the batch) is one ERROR.
+func TestUpstreamFailureLoggedOnce(t *testing.T) {
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
+	for _, tc := range []struct {
+		code  int
+		msg   string
+		level string
+	}{
+		{503, "tsdb overloaded", "WARN"},
+		{500, "disk full", "WARN"},
+		{400, "out of order sample", "ERROR"},
+	} {
+		var logs bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&logs, nil))
+		up := rwtest.NewRecordingUpstream(t, rwtest.Answer(tc.code, tc.msg))
+		u := upstreamFor(t, up.URL, time.Second)
+		h := NewHandler(litellmPipeline(t, ""), []*Upstream{u}, WithLogger(logger))
+		if rec := post(t, h, ctV1, body); rec.Code != tc.code {
+			t.Fatalf("answer %d, want %d", rec.Code, tc.code)
+		}
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		if len(lines) != 1 {
+			t.Errorf("upstream answering %d: %d log lines, want 1:\n%s", tc.code, len(lines), logs.String())
+			continue
+		}
+		for _, want := range []string{"level=" + tc.level, "upstream=" + u.Name(), "code=" + strconv.Itoa(tc.code), tc.msg} {
+			if !strings.Contains(lines[0], want) {
+				t.Errorf("upstream answering %d: the log line lacks %q:\n%s", tc.code, want, lines[0])
+			}
+		}
 	}
 }
