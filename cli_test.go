@@ -114,3 +114,44 @@ func TestCaptureDirCreatedAtStart(t *testing.T) {
 		t.Error("created a directory inside a file?")
 	}
 }
+
+// TestTestRulesGlob: `rwfix test rules testdata/rules/*.yml` runs every test
+// file, skipping (with a note) the configuration that the glob also
+// matches; a broken test file is reported and the next files still run.
+// No error names a Go type.
+func TestTestRulesGlob(t *testing.T) {
+	files, _ := filepath.Glob("testdata/rules/*.yml")
+	out, errOut, code := runRwfix(t, append([]string{"test", "rules"}, files...)...)
+	if code != 0 || !strings.Contains(out, "SKIPPED: not a rule test file") || strings.Count(out, "Unit Testing: ") != len(files) ||
+		!strings.Contains(out, "SUCCESS: other codes, other labels and other metrics are untouched") {
+		t.Errorf("exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+
+	broken := filepath.Join(t.TempDir(), "broken_test.yml")
+	writeFile(t, broken, "tests:\n  - name: x\n    input_seris: []\n")
+	out, errOut, code = runRwfix(t, "test", "rules", broken, "testdata/rules/litellm_test.yml")
+	if code != 1 || !strings.Contains(out, `FAILED: line 3: unknown field "input_seris"`) ||
+		!strings.Contains(out, "SUCCESS: a failure without HTTP code is counted as a 500") {
+		t.Errorf("a broken file first: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+
+	all := out + errOut
+	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
+	for content, want := range map[string]string{
+		"presets: [litellm]\nbogus: 1\n": `line 2: unknown field "bogus"`,
+		"collision:\n  policy: [x]\n":    "line 2: a list where a string belongs",
+		"collision: 3\n":                 "line 1: a number (3) where a mapping belongs",
+	} {
+		writeFile(t, cfg, content)
+		_, errOut, code := runRwfix(t, "check", "config", cfg)
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("check config of %q: exit %d, %q; want %q", content, code, errOut, want)
+		}
+		all += errOut
+	}
+	for _, goName := range []string{"main.plain", "offline.", "relabel.", " in type "} {
+		if strings.Contains(all, goName) {
+			t.Errorf("a Go type name (%s) in:\n%s", goName, all)
+		}
+	}
+}

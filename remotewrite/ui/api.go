@@ -147,6 +147,11 @@ func (u *UI) repair(r *http.Request) (*repairData, *apiError) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			// Not json's "Go struct field repairRequest.interval of type string".
+			err = fmt.Errorf("%q must be a string, not a %s", te.Field, te.Value)
+		}
 		return nil, badData(http.StatusBadRequest, `request body: %v (want {"series": "...", "config": "...", "interval": "15s"})`, err)
 	}
 	interval := defaultInterval

@@ -325,6 +325,7 @@ func TestRepairAPIErrors(t *testing.T) {
 	}{
 		{"not JSON", "{", 400, "request body"},
 		{"unknown field", `{"serie": "x 1"}`, 400, "unknown field"},
+		{"interval not a string", `{"series": "x 1", "interval": 15}`, 400, `"interval" must be a string, not a number`},
 		{"bad series", string(repairBody(t, "ok 1\nbad{ 1 2", "", "")), 400, "line 2"},
 		{"no values", string(repairBody(t, "\n\nmetric{a=\"b\"}", "", "")), 400, "line 3"},
 		{"repeated", string(repairBody(t, "a 1\na 2", "", "")), 400, "repeats line 1"},
@@ -339,6 +340,9 @@ func TestRepairAPIErrors(t *testing.T) {
 		code, a, raw := postRepair(t, r.page.URL, []byte(tc.body))
 		if code != tc.code || a.Status != "error" || a.ErrorType != "bad_data" || !strings.Contains(a.Error, tc.want) {
 			t.Errorf("%s: %d %s; want %d bad_data with %q", tc.name, code, raw, tc.code, tc.want)
+		}
+		if strings.Contains(a.Error, "Go struct") || strings.Contains(a.Error, "repairRequest") {
+			t.Errorf("%s: a Go type in the error: %s", tc.name, a.Error)
 		}
 	}
 	resp, err := http.Get(r.page.URL + "/api/v1/repair")
