@@ -50,13 +50,18 @@ type Batch = interface {
 	SeriesKey(i int) (h1, h2 uint64, ok bool)
 }
 
-// Result sums up what Apply did to a request.
+// Result sums up what Apply did to a request. Each series counts once in
+// Repaired and Dropped, and may count in Merged too: a None series summed
+// with a genuine 500 is repaired and merged; the genuine one, merged.
 type Result = struct {
 	Changed    bool // the request must be re-encoded
-	Repaired   int  // series whose labels changed and were kept
+	Repaired   int  // series whose labels the rules changed, kept (merged or not)
 	Dropped    int  // series dropped by a rule
 	Collisions int  // rewrites undone by the collision guard or a full merge state
-	Merged     int  // series handed to the merge
+	Merged     int  // series summed with another series (sources of an output that has several)
+	// Example is one series the rules changed: its labels before and
+	// after (after empty: dropped); both empty when none changed.
+	Example [2]labels.Labels
 }
 
 // MergeRun is what a request owes the merge state after Apply: the retries
@@ -297,7 +302,7 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		return res, nil
 	}
 	drop := newDropSet(b.Len())
-	appended := 0
+	appended, handed := 0, 0 // handed: series whose slot the merge changed
 	if tx != nil {
 		// Whatever happens below, the samples Collect put in flight must be
 		// released, or their output would never send again.
@@ -309,23 +314,29 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 		}()
 		mr := &mergeRun{tx: tx}
 		var unmerged int
-		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, part, edits, b, drop)
+		handed, res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, part, edits, b, drop)
 		res.Collisions += unmerged
 		run = mr
 	}
 	res.Collisions += guardCollisions(edits, b, drop)
 	for _, e := range edits {
 		switch {
-		case e.merge:
-			// Handled by mergeGroups.
 		case !e.keep:
 			drop.add(int(e.idx))
 			res.Dropped++
 		case labels.Equal(e.out, e.orig):
-			// Undone by the guard: forwarded as it came.
+			// Unchanged (a genuine series the merge tracks), or undone by the
+			// guard or a full merge state: forwarded as it came.
+			continue
+		case e.merge:
+			// Handled by mergeGroups.
+			res.Repaired++
 		default:
 			res.Repaired++
 			b.SetLabels(int(e.idx), e.out)
+		}
+		if res.Example[0].IsEmpty() {
+			res.Example = [2]labels.Labels{e.orig, e.out}
 		}
 	}
 	fencedOut := 0
@@ -336,7 +347,7 @@ func (p *Pipeline) Apply(b Batch, part string) (res Result, run MergeRun) {
 			mr.sequential = len(mr.retries) > 0
 		}
 	}
-	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0 || fencedOut > 0
+	res.Changed = res.Repaired > 0 || drop.n > 0 || handed > 0 || appended > 0 || fencedOut > 0
 	for _, i := range drop.members() {
 		b.Drop(i)
 	}
@@ -419,7 +430,7 @@ func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger !=
 // joins that output as a source. It returns how many series it merged away
 // or rewrote, how many rewrites it had to undo (merge state full), and the
 // retries (samples for a request of their own).
-func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
+func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, drop *dropSet) (n, collided, unmerged, appended int, retries []Emit) {
 	// Group the merge edits by output, without a small allocation per group:
 	// groups in one slice, chained by hash; each source records its group.
 	type group struct {
@@ -520,6 +531,9 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, d
 		gidx := idx[start:end:end]
 		start = end
 		held := tx.AddHashed(g.out, g.hash, ls, samples)
+		if collides(tx, len(slots), ls) {
+			collided += len(gidx)
+		}
 		if p.cache != nil {
 			// The state holds these labels now, or not: the cache counts
 			// them once.
@@ -611,7 +625,22 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b Batch, d
 			}
 		}
 	}
-	return n, unmerged, appended, retries
+	return n, collided, unmerged, appended, retries
+}
+
+// collides reports whether the sources of Add call k are summed with
+// another series: their output has several sources in the merge state, or
+// (a MergeTx that cannot tell) in this request.
+func collides(tx MergeTx, k int, sources []labels.Labels) bool {
+	if st, ok := tx.(interface{ Sources(k int) int }); ok {
+		return st.Sources(k) > 1
+	}
+	for _, ls := range sources[1:] {
+		if !labels.Equal(ls, sources[0]) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameSamples reports whether a and b are the same samples, bit for bit.

@@ -329,7 +329,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	p := &payloads{proto: proto}
 	changed := s.changed()
 	if changed && h.dryRun {
-		h.dryRunReport(s, res)
+		h.dryRunReport(res)
 		changed = false
 	}
 	var retriesSettled chan []int
@@ -471,7 +471,7 @@ func (h *Handler) capture(proto remoteapi.WriteMessageType, body []byte) {
 
 // dryRunReport counts what the rules would have done and logs it, at most
 // every 10 s, with one changed series as an example.
-func (h *Handler) dryRunReport(s *scanned, res RepairResult) {
+func (h *Handler) dryRunReport(res RepairResult) {
 	h.metrics.dryRun.WithLabelValues("repaired").Add(float64(res.Repaired))
 	h.metrics.dryRun.WithLabelValues("merged").Add(float64(res.Merged))
 	h.metrics.dryRun.WithLabelValues("dropped").Add(float64(res.Dropped))
@@ -481,11 +481,12 @@ func (h *Handler) dryRunReport(s *scanned, res RepairResult) {
 		return
 	}
 	example := ""
-	for i := range s.edits {
-		if e := &s.edits[i]; e.relabeled {
-			example = s.describe(i) + " -> " + e.ls.String()
-			break
-		}
+	switch before, after := res.Example[0], res.Example[1]; {
+	case before.IsEmpty():
+	case after.IsEmpty():
+		example = before.String() + " -> dropped"
+	default:
+		example = before.String() + " -> " + after.String()
 	}
 	h.logger.Info("dry run: forwarded unchanged; the rules would have changed this request",
 		"repaired", res.Repaired, "merged", res.Merged, "dropped", res.Dropped, "example", example)

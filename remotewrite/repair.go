@@ -50,13 +50,17 @@ type Batch = interface {
 	SeriesKey(i int) (h1, h2 uint64, ok bool)
 }
 
-// RepairResult sums up what a Repairer did to a request.
+// RepairResult sums up what a Repairer did to a request (see
+// relabel.Result): series repaired (labels changed, kept; merged or not),
+// dropped, summed with another series (merged), rewrites undone, and one
+// changed series' labels before and after.
 type RepairResult = struct {
 	Changed    bool
 	Repaired   int
 	Dropped    int
 	Collisions int
 	Merged     int
+	Example    [2]labels.Labels
 }
 
 // MergeRun is what a request owes the merge state (see relabel.MergeRun):

@@ -2,6 +2,8 @@ package remotewrite
 
 import (
 	"bytes"
+	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,10 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
+	promrelabel "github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
 	"go.yaml.in/yaml/v2"
 
+	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
 
@@ -102,4 +108,69 @@ func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
 	if v := testutil.ToFloat64(m.dryRun.WithLabelValues("repaired")) + testutil.ToFloat64(m.dryRun.WithLabelValues("merged")); v == 0 {
 		t.Error("dry run counted nothing that the rules would have changed")
 	}
+}
+
+// TestDryRunCountsWhatWouldChange: a dry run counts each series once for
+// what the rules would do to it — repaired: its labels would change (merged
+// or not), merged: it would be summed with another series (the genuine 500
+// included), dropped — consistent with rwfix_series_repaired_total; a
+// genuine 500 series that nothing lands on counts for nothing; the log line
+// says the same and shows an example.
+func TestDryRunCountsWhatWouldChange(t *testing.T) {
+	series := func(user, code string) labels.Labels {
+		return labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", user)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := relabel.DefaultConfig()
+	cfg.RelabelConfigs = litellmPipelineRules(t, `relabel_configs: [{source_labels: [user], regex: drop-me, action: drop}]`)
+	p, err := relabel.New(cfg, relabel.NewMetrics(reg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := rwtest.NewRecordingUpstream(t)
+	m := NewMetrics(nil)
+	var logs bytes.Buffer
+	h := NewHandler(p, []*Upstream{upstreamFor(t, up.URL, 0)}, WithMetrics(m), WithDryRun(true),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(series("alone", "None"), prompb.Sample{Value: 3, Timestamp: 10}),  // repaired, nothing to merge with
+		v1Series(series("genuine", "500"), prompb.Sample{Value: 5, Timestamp: 10}), // untouched
+		v1Series(series("both", "None"), prompb.Sample{Value: 1, Timestamp: 10}),   // repaired and merged
+		v1Series(series("both", "500"), prompb.Sample{Value: 2, Timestamp: 10}),    // merged
+		v1Series(series("drop-me", "200"), prompb.Sample{Value: 2, Timestamp: 10}), // dropped
+		v1Series(series("ok", "200"), prompb.Sample{Value: 7, Timestamp: 10}),      // untouched
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
+	}
+	got := map[string]float64{}
+	for _, a := range []string{"repaired", "merged", "dropped"} {
+		got[a] = testutil.ToFloat64(m.dryRun.WithLabelValues(a))
+	}
+	if want := map[string]float64{"repaired": 2, "merged": 2, "dropped": 1}; !maps.Equal(got, want) {
+		t.Errorf("rwfix_dry_run_series_total %v, want %v", got, want)
+	}
+	if v := rwtest.CounterValue(t, reg, "rwfix_series_repaired_total"); v != got["repaired"] {
+		t.Errorf("rwfix_series_repaired_total %v, rwfix_dry_run_series_total{action=\"repaired\"} %v: they must agree", v, got["repaired"])
+	}
+	log := logs.String()
+	for _, want := range []string{"repaired=2", "merged=2", "dropped=1", `status_code=\"None\"`, `-> `} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the dry-run log lacks %s:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, `example=""`) {
+		t.Errorf("the dry-run log has no example:\n%s", log)
+	}
+}
+
+func litellmPipelineRules(t *testing.T, doc string) []*promrelabel.Config {
+	t.Helper()
+	var c struct {
+		Rules []*promrelabel.Config `yaml:"relabel_configs"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(doc), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Rules
 }
