@@ -59,8 +59,8 @@ type upstreamState struct {
 }
 
 type answerBucket struct {
-	start          int64 // bucket number (unix time / bucket width)
-	total, failed  int
+	start         int64 // bucket number (unix time / bucket width)
+	total, failed int
 }
 
 // NewRecorder returns an empty Recorder.
