@@ -77,6 +77,9 @@ type apiCollision struct {
 	Output map[string]string   `json:"output"`
 	Inputs []map[string]string `json:"inputs"`
 	Values [][2]any            `json:"values"`
+	// Merge is how the sources combine at each step: "sum" (a counter), or
+	// "min" (a _created series: the earliest creation time).
+	Merge string `json:"merge"`
 }
 
 // Input actions.
@@ -265,7 +268,10 @@ func run(cfg relabel.Config, in []offline.Input, interval time.Duration, configT
 			}
 			continue
 		}
-		c := apiCollision{Output: data.Series[idx[0]].Output, Values: [][2]any{}}
+		c := apiCollision{Output: data.Series[idx[0]].Output, Values: [][2]any{}, Merge: "sum"}
+		if strings.HasSuffix(c.Output[model.MetricNameLabel], "_created") {
+			c.Merge = "min" // as the merge combines _created series (relabel/merge.go)
+		}
 		for _, i := range idx {
 			c.Inputs = append(c.Inputs, in[i].Labels.Map())
 		}

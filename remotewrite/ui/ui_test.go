@@ -219,6 +219,7 @@ type apiAnswer struct {
 			Output map[string]string   `json:"output"`
 			Inputs []map[string]string `json:"inputs"`
 			Values [][2]any            `json:"values"`
+			Merge  string              `json:"merge"`
 		} `json:"collisions"`
 		Test string `json:"test"`
 	} `json:"data"`
@@ -280,6 +281,18 @@ func TestRepairAPI(t *testing.T) {
 	}
 	if got := d.Collisions[0].Values; len(got) != 3 || got[0][1] != "11" || got[1][1] != "12" || got[2][1] != "14" || got[1][0] != 30.0 {
 		t.Errorf("merged values: %v, want 11 12 14 at 0, 30, 60 s", got)
+	}
+	if d.Collisions[0].Merge != "sum" {
+		t.Errorf("a counter's collision merges by %q, want sum", d.Collisions[0].Merge)
+	}
+	// A _created collision: the earliest creation time, not the sum.
+	created := `litellm_proxy_total_requests_metric_created{status_code="None", user="a"} 1700000100 1700000100
+litellm_proxy_total_requests_metric_created{status_code="500", user="a"} 1700000050 1700000050
+`
+	code, ca, raw := postRepair(t, r.page.URL, repairBody(t, created, "", ""))
+	if code != http.StatusOK || len(ca.Data.Collisions) != 1 || ca.Data.Collisions[0].Merge != "min" ||
+		len(ca.Data.Collisions[0].Values) == 0 || ca.Data.Collisions[0].Values[0][1] != "1700000050" {
+		t.Errorf("a _created collision: want merge min, value 1700000050: %d %s", code, raw)
 	}
 	if len(d.Output) != 3 {
 		t.Errorf("output: %d series, want 3: %+v", len(d.Output), d.Output)
