@@ -53,7 +53,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("presets: []: %v %v", cfg, err)
 	}
 	for doc, want := range map[string]string{
-		"upstream: []": "line 1: field upstream not found",
+		"upstream: []": "line 1: unknown field \"upstream\"",
 		"upstreams: [{url: 'http://a/b'}, {url: 'http://a/c'}]": `name "a" used twice`,
 		"upstreams: [{url: 'http://a/b', timeout: -1s}]":        "not a valid duration",
 	} {
