@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 var capture = flag.Bool("capture", false, "re-capture testdata/fixtures from real Prometheus servers")
@@ -76,7 +77,7 @@ func captureFrom(t *testing.T, prefix, bin string, rw2 bool) {
 			t.Fatalf("the sender sent %s, want %s", r.ContentType, want)
 		}
 		n++
-		name := filepath.Join(fixtureDir, fmt.Sprintf("%s-%02d%s", prefix, n, rwtest.FileExt(want)))
+		name := filepath.Join(fixtureDir, fmt.Sprintf("%s-%02d%s", prefix, n, wire.CaptureExt(want)))
 		if err := os.WriteFile(name, r.Body, 0o644); err != nil {
 			t.Error(err)
 		}

@@ -7,8 +7,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/rwfix/rwfix/relabel"
-	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/offline"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // subCommands are rwfix's commands other than serve.
@@ -25,6 +25,7 @@ type subCommands struct {
 
 func addCommands(app *kingpin.Application) *subCommands {
 	c := &subCommands{}
+	addDocumentationFlag(app)
 	test := app.Command("test", "Test rules offline.")
 	c.testRules = test.Command("rules", "Run promtool-style unit tests of the repairs (see testdata/rules/).")
 	c.testFiles = c.testRules.Arg("test-file", "Test files.").Required().ExistingFiles()
@@ -74,7 +75,7 @@ func (c *subCommands) run(cmd string) (rc int, ok bool) {
 // offlineRepairer builds the pipeline of a configuration file ("" for the
 // defaults) for `test rules` and `replay`: as the server would, but with no
 // merge warm-up, since there is no earlier traffic to wait for.
-func offlineRepairer(path string) (remotewrite.Repairer, error) {
+func offlineRepairer(path string) (series.Repairer, error) {
 	cfg, err := loadConfig(path, nil, 0)
 	if err != nil {
 		return nil, err

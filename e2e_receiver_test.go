@@ -23,6 +23,7 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // oddCase is one request of the corpus.
@@ -99,7 +100,7 @@ func oddCorpus(t *testing.T, now int64) []oddCase {
 func postRaw(t *testing.T, url string, proto remoteapi.WriteMessageType, raw []byte) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, raw)))
-	req.Header.Set("Content-Type", rwtest.ContentType(proto))
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
 	resp, err := http.DefaultClient.Do(req)

@@ -8,24 +8,29 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
+	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 var rwfixBin string
@@ -271,48 +276,51 @@ type promSample struct {
 	Values [][2]any          `json:"values"`
 }
 
-// query runs an instant PromQL query (at ts when non-zero).
+// query runs an instant PromQL query (at ts when non-zero) through
+// client_golang's API client, and returns its result as promSamples.
 func query(t *testing.T, base, q string, ts time.Time) ([]promSample, error) {
 	t.Helper()
-	v := url.Values{"query": {q}}
-	if !ts.IsZero() {
-		v.Set("time", fmt.Sprintf("%.3f", float64(ts.UnixMilli())/1000))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?"+v.Encode(), nil)
-	resp, err := http.DefaultClient.Do(req)
+	client, err := api.NewClient(api.Config{Address: base})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string          `json:"resultType"`
-			Result     json.RawMessage `json:"result"`
-		} `json:"data"`
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	val, _, _, err := promv1.NewAPI(client).Query(ctx, q, ts) // a zero ts: the server's now
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", q, err)
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("query %q: %w: %s", q, err, body)
-	}
-	if r.Status != "success" {
-		return nil, fmt.Errorf("query %q: %s", q, r.Error)
+	pair := func(t model.Time, v model.SampleValue) [2]any {
+		return [2]any{float64(t) / 1000, v.String()}
 	}
 	var out []promSample
-	if r.Data.ResultType == "scalar" {
-		var s [2]any
-		if err := json.Unmarshal(r.Data.Result, &s); err != nil {
-			return nil, err
+	switch v := val.(type) {
+	case *model.Scalar:
+		out = append(out, promSample{Value: pair(v.Timestamp, v.Value)})
+	case model.Vector:
+		for _, s := range v {
+			out = append(out, promSample{Metric: metricMap(s.Metric), Value: pair(s.Timestamp, s.Value)})
 		}
-		return []promSample{{Value: s}}, nil
-	}
-	if err := json.Unmarshal(r.Data.Result, &out); err != nil {
-		return nil, err
+	case model.Matrix:
+		for _, ss := range v {
+			ps := promSample{Metric: metricMap(ss.Metric)}
+			for _, p := range ss.Values {
+				ps.Values = append(ps.Values, pair(p.Timestamp, p.Value))
+			}
+			out = append(out, ps)
+		}
+	default:
+		return nil, fmt.Errorf("query %q: unexpected result type %s", q, val.Type())
 	}
 	return out, nil
+}
+
+func metricMap(m model.Metric) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[string(k)] = string(v)
+	}
+	return out
 }
 
 // scalarQuery runs q, which must return exactly one sample, and returns its value.
@@ -330,33 +338,95 @@ func scalarQuery(t *testing.T, base, q string, ts time.Time) (float64, error) {
 	return f, err
 }
 
-// metricValue sums the samples of one metric family in a /metrics page whose
-// labels contain every labelSubstr.
-func metricValue(t *testing.T, base, name string, labelSubstr ...string) float64 {
+// metricValue sums the samples named name (a family, or one of a histogram's
+// or summary's _bucket, _count and _sum) in a /metrics page, parsed with
+// expfmt, whose labels match every matcher: `label="value"` for that exact
+// value, `label="prefix` (no closing quote) for values that start so.
+func metricValue(t *testing.T, base, name string, matchers ...string) float64 {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s/metrics: %v", base, err)
+	}
 	sum := 0.0
-lines:
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		for _, s := range labelSubstr {
-			if !strings.Contains(line, s) {
-				continue lines
-			}
-		}
-		var v float64
-		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
-			sum += v
+	for _, s := range flattenFamilies(families) {
+		if s.name == name && labelsMatch(t, s.labels, matchers) {
+			sum += s.value
 		}
 	}
 	return sum
+}
+
+// flatSample is one line of a /metrics page.
+type flatSample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// flattenFamilies turns metric families into the samples of their text form.
+func flattenFamilies(families map[string]*dto.MetricFamily) []flatSample {
+	var out []flatSample
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			ls := map[string]string{}
+			for _, l := range m.GetLabel() {
+				ls[l.GetName()] = l.GetValue()
+			}
+			with := func(k, v string) map[string]string {
+				c := maps.Clone(ls)
+				c[k] = v
+				return c
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out = append(out, flatSample{name, ls, m.GetCounter().GetValue()})
+			case dto.MetricType_GAUGE:
+				out = append(out, flatSample{name, ls, m.GetGauge().GetValue()})
+			case dto.MetricType_HISTOGRAM:
+				h := m.GetHistogram()
+				for _, b := range h.GetBucket() {
+					out = append(out, flatSample{name + "_bucket", with("le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)), float64(b.GetCumulativeCount())})
+				}
+				out = append(out, flatSample{name + "_bucket", with("le", "+Inf"), float64(h.GetSampleCount())},
+					flatSample{name + "_count", ls, float64(h.GetSampleCount())}, flatSample{name + "_sum", ls, h.GetSampleSum()})
+			case dto.MetricType_SUMMARY:
+				s := m.GetSummary()
+				for _, q := range s.GetQuantile() {
+					out = append(out, flatSample{name, with("quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64)), q.GetValue()})
+				}
+				out = append(out, flatSample{name + "_count", ls, float64(s.GetSampleCount())}, flatSample{name + "_sum", ls, s.GetSampleSum()})
+			default:
+				out = append(out, flatSample{name, ls, m.GetUntyped().GetValue()})
+			}
+		}
+	}
+	return out
+}
+
+// labelsMatch reports whether ls matches every matcher of metricValue.
+func labelsMatch(t *testing.T, ls map[string]string, matchers []string) bool {
+	t.Helper()
+	for _, m := range matchers {
+		k, v, ok := strings.Cut(m, `="`)
+		if !ok {
+			t.Fatalf("matcher %q: want label=\"value\" or label=\"prefix", m)
+		}
+		if exact, isExact := strings.CutSuffix(v, `"`); isExact {
+			if got, has := ls[k]; !has || got != exact {
+				return false
+			}
+		} else if !strings.HasPrefix(ls[k], v) {
+			return false
+		}
+	}
+	return true
 }
 
 // postFixture sends a captured fixture file to rwfix at base as its sender
@@ -379,7 +449,7 @@ func postFixture(t *testing.T, base, path string) (body []byte, code int) {
 func postWrite(t *testing.T, base string, proto remoteapi.WriteMessageType, body []byte) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", rwtest.ContentType(proto))
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 var (
@@ -145,9 +146,9 @@ func (p *pace) at(round int64) int64 {
 // at a time for latency. drained, when set, reports whether the relay has
 // sent everything it accepted (vmagent queues): CPU is read once it has.
 func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, learn, d time.Duration, senders int, drained func() bool) loadResult {
-	ct := rwtest.ContentTypeV1
+	ct := wire.ContentTypeV1
 	if rw2 {
-		ct = rwtest.ContentTypeV2
+		ct = wire.ContentTypeV2
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	var (

@@ -1,12 +1,6 @@
-// Command rwfix is a Prometheus remote-write relay that repairs series on the
-// way to the real TSDB. See README.md.
-//
-// main.go holds the serve flags, the wiring, the HTTP server, signals and
-// graceful shutdown. Beside it, one concern each: config.go (the
-// configuration file), reload.go (loading and reloading it), web.go (the
-// HTTP routes, the web page included), commands.go (the sub-commands). The
-// protocol lives in remotewrite/, the repairs in relabel/, the web page in
-// remotewrite/ui/.
+// The command's documentation, and what each file of this package holds:
+// doc.go.
+
 package main
 
 import (

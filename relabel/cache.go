@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // decisionCache remembers, per series, what the presets decided for it, so
@@ -315,23 +317,9 @@ func (sh *cacheShard) replace(d *decision, stateOut, stateOrig labels.Labels) *d
 	return nd
 }
 
-// usage is what the cache counts now: entries, and bytes with and without
-// the labels it shares with the state (for tests and benchmarks).
-func (c *decisionCache) usage() (entries int, bytes, shared int64) {
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		entries += len(sh.m)
-		bytes += sh.bytes
-		shared += sh.shared
-		sh.mu.Unlock()
-	}
-	return entries, bytes, shared
-}
-
 // seriesKey hashes series i's labels, in name order, with two seeds. h is
 // scratch space, reused from series to series (it escapes through Pairs).
-func seriesKey(b Batch, i int, h *pairHasher) cacheKey {
+func seriesKey(b series.Batch, i int, h *pairHasher) cacheKey {
 	h.reset()
 	h.keyed = true
 	h.d2.ResetWithSeed(seed2)

@@ -3,11 +3,13 @@
 // then the user's relabel_configs in exactly Prometheus' syntax and
 // semantics, then what collisions mean.
 //
-// It knows nothing about HTTP or the remote-write wire format. Package
-// remotewrite hands it a decoded request as a Batch (labels read in place,
-// samples, set labels, set samples, append, drop) and calls Pipeline.Apply
-// through an interface of its own (remotewrite.Repairer); the two packages
-// share only unnamed types (aliases), so neither imports the other.
+// It knows nothing about HTTP or the remote-write wire format. It meets
+// package remotewrite only in package series, the contract both import:
+// remotewrite hands it a decoded request as a series.Batch (labels read in
+// place, samples, set labels, set samples, append, drop) and calls
+// Pipeline.Apply as a series.Repairer. Sample and Emit here are the
+// contract's types (aliases of series.Sample and series.Emit), under the
+// names the merge state has always used.
 //
 // Files by concern:
 //   - config.go, preset.go, pipeline.go: the configuration, the presets, the
@@ -15,8 +17,14 @@
 //     Pipeline.MayChange: from the metric name and one label, read in place
 //     and without allocating, it proves most series untouchable, so that they
 //     are forwarded without ever being turned into labels.Labels.
-//   - apply.go: the batch-level decisions — which series change, the collision
-//     guard, the grouping of merge sources into outputs, label-set hashing.
+//   - apply.go: Apply, the request-level entry — which series change, the
+//     decision cache's use, the fences' effect on raw samples, the dropped
+//     set; it implements series.Repairer (the contract with remotewrite).
+//   - group.go: the merge grouping — a request's merge sources grouped by
+//     output, handed to the merge transaction, and its emits written back.
+//   - guard.go: the collision guard, which undoes rewrites that would land on
+//     one another or on a series forwarded as it came.
+//   - hash.go: label-set hashing from a series' pairs, read in place.
 //   - cache.go: the decision cache — the rules' verdict per series, keyed by
 //     a 128-bit hash of its labels, so that a series seen again is neither
 //     built into labels nor relabeled again. Bounded in bytes, in one budget

@@ -3,6 +3,8 @@ package relabel
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // A merged sample goes upstream riding on a later request of its partition
@@ -84,7 +86,7 @@ func (p *Pipeline) PendingPartitions() map[string]bool {
 // retries (for a request of their own) and must be told, once every
 // upstream has answered, what they took (ok: the emits' request). A nil run:
 // nothing to send.
-func (p *Pipeline) Flush(part string) (emits []Emit, run MergeRun) {
+func (p *Pipeline) Flush(part string) (emits []Emit, run series.MergeRun) {
 	if !p.merges() {
 		return nil, nil
 	}

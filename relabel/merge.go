@@ -13,38 +13,19 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
-// Sample is one float sample of a merge source or output: timestamp, value
-// and RW 2.0 start timestamp (0: none). An alias of an unnamed struct, so that
-// package remotewrite can name the same type without importing this one.
-type Sample = struct {
-	T, ST int64
-	V     float64
-}
-
-// Emit is what a request carries for one merged output: its labels and the
-// samples to send, in timestamp order. Group is the index of the Add call of
-// the same transaction that named this output (the request carries its
-// sources: the output takes the first source's slot), or -1 when the
-// request carries none of its sources (the output is appended to the request).
-//
-// Retry marks samples that the upstream may have written already: sent before
-// (the send failed or its answer was lost) or finalized before this process
-// started (restored from the log, or re-made from a sender's retry). A TSDB
-// refuses a repeat older than its newest sample of the series (out of order,
-// 400), so such samples go in a request of their own, never making the
-// sender's batch fail; how much of them was taken is told to Done sample by
-// sample (see MergeRun).
-type Emit = struct {
-	Group   int
-	Labels  labels.Labels
-	Samples []Sample
-	Retry   bool
-}
+// Sample and Emit are the contract's (package series): the merge takes
+// sources' samples and gives back what a request carries of its outputs.
+type (
+	Sample = series.Sample
+	Emit   = series.Emit
+)
 
 // MergeTx is one request's use of the merge state; see Merger.Begin.
-type MergeTx = interface {
+type MergeTx interface {
 	Add(out labels.Labels, sources []labels.Labels, samples [][]Sample) bool
 	// AddHashed is Add for an output whose labels.Labels.Hash is known.
 	AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool

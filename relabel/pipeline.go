@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // RuleUserRelabel is the rule label under which changes made by the user's
@@ -168,20 +170,20 @@ func (p *Pipeline) mergesInto(src, out labels.Labels) bool {
 }
 
 // MayChange reports whether the series can be changed, dropped or merged by
-// the pipeline. It reads at most a few labels through series and does not
+// the pipeline. It reads at most a few labels through s and does not
 // allocate: a false answer lets the caller forward the series without ever
 // building its labels. Under the merge policy, a series that carries a
 // preset's target value (status_code="500") may be merged, so it counts.
-func (p *Pipeline) MayChange(series interface{ Get(name string) string }) bool {
+func (p *Pipeline) MayChange(s series.Getter) bool {
 	if len(p.rules) > 0 {
 		return true // User rules can match on any label.
 	}
-	name := series.Get(model.MetricNameLabel)
+	name := s.Get(model.MetricNameLabel)
 	if !p.nameLen[min(len(name), 255)] {
 		return false
 	}
 	for _, rw := range p.byName[name] {
-		if v := series.Get(rw.label); v == rw.from || (p.policy == PolicyMerge && v == rw.to) {
+		if v := s.Get(rw.label); v == rw.from || (p.policy == PolicyMerge && v == rw.to) {
 			return true
 		}
 	}

@@ -14,11 +14,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sync"
 	"testing"
-
-	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
@@ -100,7 +97,7 @@ func BenchmarkStages(b *testing.B) {
 			c.load(b)
 			var dst []byte
 			for i := 0; b.Loop(); i++ {
-				dst, _ = snappy.Decode(dst[:cap(dst)], c.bodies[i%len(c.bodies)])
+				dst, _ = s2.Decode(dst[:cap(dst)], c.bodies[i%len(c.bodies)]) // as the handler decodes
 			}
 			report(b, c.per)
 		})
@@ -232,150 +229,4 @@ func (c *benchCase) wrap(b *testing.B, i int, p *relabel.Pipeline) *relabel.Pipe
 	b.StopTimer()
 	defer b.StartTimer()
 	return litellmPipeline(b, benchRules)
-}
-
-// TestNoPerSeriesAllocationForUntouchedSeries guards the fast path: a request
-// of 2,000 series that no rule can touch costs a fixed handful of allocations
-// (request bookkeeping), none per series.
-func TestNoPerSeriesAllocationForUntouchedSeries(t *testing.T) {
-	tpls := rwtest.Workload{Series: 2000, Untouched: true}.Templates(false)
-	raw := tpls[0].Raw
-	p := litellmPipeline(t, benchRules)
-	lim := DefaultLimits()
-	run := func() {
-		s, err := scan(ProtoV1, raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.validate(&lim); err != nil {
-			t.Fatal(err)
-		}
-		s.sortLabels()
-		_, mr := applyRepair(s, p, "")
-		mr.done(true, allSamples(mr.retries()))
-		if s.changed() {
-			t.Fatal("an untouched request was changed")
-		}
-		s.release()
-	}
-	run() // warm the pools
-	// A handful per request; under -race sync.Pool drops items on purpose,
-	// so the bound leaves room for that, and is still far below one per
-	// series.
-	if allocs := testing.AllocsPerRun(20, run); allocs > 50 {
-		t.Errorf("%v allocations for 2000 untouched series, want a few per request (<= 50), none per series", allocs)
-	}
-}
-
-// BenchmarkLabelOrder measures what labels out of order cost (vmagent sends
-// job and instance after the scraped labels): the same untouched requests,
-// sorted and with the first two labels moved last, through validate,
-// sortLabels, the repair and the encoding of what changed.
-func BenchmarkLabelOrder(b *testing.B) {
-	bodies, samples := rwtest.Workload{Series: 2000, Untouched: true}.RW1()
-	var sorted, unsorted [][]byte
-	for _, body := range bodies {
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sorted = append(sorted, raw)
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			b.Fatal(err)
-		}
-		for i := range req.Timeseries {
-			ls := req.Timeseries[i].Labels
-			moved := slices.Concat(ls[2:], ls[:2])
-			req.Timeseries[i].Labels = moved
-		}
-		out, err := req.Marshal()
-		if err != nil {
-			b.Fatal(err)
-		}
-		unsorted = append(unsorted, out)
-	}
-	perReq := samples / len(bodies)
-	for _, tc := range []struct {
-		name string
-		raws [][]byte
-	}{{"sorted", sorted}, {"unsorted", unsorted}} {
-		b.Run(tc.name, func(b *testing.B) {
-			p := litellmPipeline(b, benchRules)
-			lim := DefaultLimits()
-			var dst []byte
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				s, err := scan(ProtoV1, tc.raws[i%len(tc.raws)])
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.validate(&lim); err != nil {
-					b.Fatal(err)
-				}
-				s.sortLabels()
-				_, mr := applyRepair(s, p, "")
-				mr.done(true, allSamples(mr.retries()))
-				if s.changed() {
-					dst = s.encode(dst[:0])
-				}
-				s.release()
-			}
-			report(b, perReq)
-		})
-	}
-}
-
-// BenchmarkCodecs compares the snappy block codecs on this workload's
-// requests (RW 1.0, 2,000 samples, LiteLLM-like labels): decoding with
-// golang/snappy and with s2 (which reads snappy blocks), encoding with
-// golang/snappy, s2's snappy-compatible encoder (what rwfix uses) and its
-// "better" level. It reports CPU-s per M samples and the compressed size.
-func BenchmarkCodecs(b *testing.B) {
-	bodies, samples := rwtest.Workload{Series: 20000, Mixed: true, NoneRatio: 0.2, GenuineMore: true, Rounds: 1}.RW1()
-	per := samples / len(bodies)
-	var raws [][]byte
-	for _, body := range bodies {
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		raws = append(raws, raw)
-	}
-	size := func(enc func(dst, src []byte) []byte) float64 {
-		n := 0
-		for _, raw := range raws {
-			n += len(enc(nil, raw))
-		}
-		return float64(n) / float64(len(raws))
-	}
-	for _, c := range []struct {
-		name string
-		dec  func(dst, src []byte) ([]byte, error)
-	}{{"decode/golang-snappy", snappy.Decode}, {"decode/s2", s2.Decode}} {
-		b.Run(c.name, func(b *testing.B) {
-			var dst []byte
-			for i := 0; b.Loop(); i++ {
-				var err error
-				if dst, err = c.dec(dst[:cap(dst)], bodies[i%len(bodies)]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			report(b, per)
-		})
-	}
-	for _, c := range []struct {
-		name string
-		enc  func(dst, src []byte) []byte
-	}{{"encode/golang-snappy", snappy.Encode}, {"encode/s2-snappy", s2.EncodeSnappy}, {"encode/s2-snappy-better", s2.EncodeSnappyBetter},
-		{"encode/s2-snappy-chunked(rwfix)", compress}} {
-		b.Run(c.name, func(b *testing.B) {
-			var dst []byte
-			for i := 0; b.Loop(); i++ {
-				dst = c.enc(dst[:cap(dst)], raws[i%len(raws)])
-			}
-			report(b, per)
-			b.ReportMetric(size(c.enc), "bytes/request")
-		})
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
+
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // UpstreamConfig is one upstream in the configuration file: a remote-write
@@ -58,18 +60,26 @@ func (c *UpstreamConfig) Validate() error {
 		return errors.New("timeout must be positive")
 	}
 	for _, h := range c.ForwardHeaders {
-		switch strings.ToLower(h) {
-		case "content-type", "content-encoding", "x-prometheus-remote-write-version", "content-length":
+		if setByRwfix(h) {
 			return fmt.Errorf("forward_headers: %q is set by rwfix and cannot be forwarded", h)
 		}
 	}
 	for h := range c.Headers {
-		switch strings.ToLower(h) {
-		case "content-type", "content-encoding", "x-prometheus-remote-write-version", "content-length":
+		if setByRwfix(h) {
 			return fmt.Errorf("header %q is set by rwfix and cannot be configured", h)
 		}
 	}
 	return c.HTTPClientConfig.Validate()
+}
+
+// setByRwfix reports whether rwfix sets header h on every upstream request
+// itself, so that neither the configuration nor the sender may.
+func setByRwfix(h string) bool {
+	switch strings.ToLower(h) {
+	case "content-type", "content-encoding", "x-prometheus-remote-write-version", "content-length":
+		return true
+	}
+	return false
 }
 
 // Upstream is one remote-write destination.
@@ -126,8 +136,6 @@ func (r reply) ok() bool { return r.err == nil && r.code/100 == 2 }
 // maxErrorBody bounds how much of an upstream's error body is kept.
 const maxErrorBody = 1024
 
-var userAgent = "rwfix/" + version.Version
-
 // post sends one compressed body in the given protocol and reads the answer.
 func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, body []byte, in http.Header) reply {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
@@ -153,12 +161,11 @@ func (u *Upstream) post(ctx context.Context, proto remoteapi.WriteMessageType, b
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Encoding", string(remoteapi.SnappyBlockCompression))
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", version.ComponentUserAgent("rwfix")) // at send time: main sets the version in its init
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	if proto == ProtoV2 {
-		req.Header.Set("Content-Type", "application/x-protobuf;proto="+string(ProtoV2))
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
 	} else {
-		req.Header.Set("Content-Type", "application/x-protobuf")
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	}
 	resp, err := u.client.Do(req)

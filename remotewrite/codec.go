@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // The two protocols, named as on the wire (the Content-Type proto parameter).
@@ -191,14 +193,6 @@ func checkSymbolRefs(req *writev2.Request) error {
 	return nil
 }
 
-// marshal encodes the batch in its own protocol, uncompressed.
-func (b *batch) marshal() ([]byte, error) {
-	if b.v1 != nil {
-		return b.v1.Marshal()
-	}
-	return b.v2.Marshal()
-}
-
 // toV1 converts an RW 2.0 batch to RW 1.0, for an upstream that only speaks
 // 1.0. RW 1.0 cannot carry start timestamps; they are left out. Metadata
 // becomes RW 1.0's per-metric-family metadata, once per metric name.
@@ -258,7 +252,7 @@ func (b *batch) toV1() (*prompb.WriteRequest, error) {
 }
 
 // encodeEmits encodes merged outputs as a request of their own.
-func encodeEmits(proto remoteapi.WriteMessageType, emits []Emit) ([]byte, error) {
+func encodeEmits(proto remoteapi.WriteMessageType, emits []series.Emit) ([]byte, error) {
 	if proto == ProtoV2 {
 		// RW 2.0 wants the empty string first in the symbols table.
 		req := &writev2.Request{Symbols: []string{""}}
@@ -274,4 +268,39 @@ func encodeEmits(proto remoteapi.WriteMessageType, emits []Emit) ([]byte, error)
 		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(e.Labels, nil), Samples: v1Samples(e.Samples)})
 	}
 	return req.Marshal()
+}
+
+// symbolize returns label references for ls, adding missing strings to the
+// request's symbols table. Existing references stay valid: the table only grows.
+func symbolize(req *writev2.Request, lookup map[string]uint32, ls labels.Labels) []uint32 {
+	refs := make([]uint32, 0, 2*ls.Len())
+	ref := func(s string) uint32 {
+		if r, ok := lookup[s]; ok {
+			return r
+		}
+		r := uint32(len(req.Symbols))
+		req.Symbols = append(req.Symbols, s)
+		lookup[s] = r
+		return r
+	}
+	ls.Range(func(l labels.Label) {
+		refs = append(refs, ref(l.Name), ref(l.Value))
+	})
+	return refs
+}
+
+func v1Samples(s []series.Sample) []prompb.Sample {
+	out := make([]prompb.Sample, len(s))
+	for j, p := range s {
+		out[j] = prompb.Sample{Timestamp: p.T, Value: p.V}
+	}
+	return out
+}
+
+func v2Samples(s []series.Sample) []writev2.Sample {
+	out := make([]writev2.Sample, len(s))
+	for j, p := range s {
+		out[j] = writev2.Sample{Timestamp: p.T, Value: p.V, StartTimestamp: p.ST}
+	}
+	return out
 }

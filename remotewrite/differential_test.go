@@ -15,6 +15,7 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // randomRequest builds a valid remote-write request (no duplicate series) from
@@ -171,7 +172,7 @@ relabel_configs:
 
 func remoteapiType(p string) remoteapi.WriteMessageType { return remoteapi.WriteMessageType(p) }
 
-func runFast(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, bool) {
+func runFast(t *testing.T, r series.Repairer, proto string, raw []byte) ([]byte, bool) {
 	t.Helper()
 	s, err := scan(remoteapiType(proto), raw)
 	if err != nil {
@@ -191,7 +192,7 @@ func runFast(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, bool) 
 	return s.encode(nil), true
 }
 
-func runReference(t *testing.T, r Repairer, proto string, raw []byte) ([]byte, bool) {
+func runReference(t *testing.T, r series.Repairer, proto string, raw []byte) ([]byte, bool) {
 	t.Helper()
 	b, err := decode(remoteapiType(proto), raw)
 	if err != nil {

@@ -6,17 +6,42 @@
 // bad).
 //
 // It knows nothing about which labels are repaired or how collisions merge:
-// that is the Repairer's job (package relabel's Pipeline), called through an
-// interface defined here. The Repairer sees a request as a Batch, which this
-// package implements over its in-place index (scanned, the fast path) and
-// over the generated structs (the reference path).
+// that is the Repairer's job (package relabel's Pipeline). The two meet only
+// in package series (remotewrite/series), the contract both import: this
+// package offers a request as a series.Batch, which it implements over its
+// in-place index, and calls a series.Repairer.
 //
-// Files by concern: scan.go and splice.go (the in-place index, splicing
-// changed series back in), codec.go (generated-struct decode and encode, RW 2.0
-// -> 1.0, merged samples re-sent in a request of their own), repair.go (the
-// Repairer and Batch interfaces, the reference path's Batch), limits.go,
-// handler.go (the HTTP receiver), retries.go (re-sent merged samples, a
-// refused request bisected until each sample is settled), flush.go (merged
-// samples of a tenant whose sender stopped, sent on rwfix's own), client.go
-// (the upstream client and the mapping of upstream answers), metrics.go.
+// Files by concern, each with its tests in <file>_test.go:
+//   - scan.go: the in-place index of a decompressed request (offsets of
+//     series, labels, symbols; no per-series allocation), the fast path.
+//   - splice.go: the index's series.Batch, and re-encoding a changed request
+//     by splicing: unchanged series copied as they came, changed ones
+//     re-encoded, RW 2.0 symbols appended.
+//   - validate.go: the validation of a request on that index: rwfix's own
+//     limits (too many series or labels, names or values too long, UTF-8),
+//     then the verdict Prometheus' receiver would give each series.
+//   - limits.go: the limits, their defaults and the reasons of refusals.
+//   - codec.go: compression, generated-struct decode, RW 2.0 -> 1.0
+//     conversion, and the request of merged samples re-sent on their own.
+//   - repair.go: the calls to the Repairer. The reference path, a
+//     series.Batch over the generated structs, is the tests' oracle
+//     (repair_ref_test.go), not part of the binary.
+//   - handler.go: the HTTP receiver: content negotiation, decode, repair,
+//     forward to every upstream, one answer to the sender.
+//   - client.go: the upstream client and the mapping of upstream answers
+//     (502, 504, 429 with Retry-After, the RW 2.0 -> 1.0 fallback).
+//   - retries.go: re-sent merged samples; a refused request bisected until
+//     each sample is settled.
+//   - flush.go: merged samples of a tenant whose sender stopped, sent on
+//     rwfix's own.
+//   - observe.go: the Observer the handler reports to, off the hot path
+//     (changed series, refused requests, upstream answers), for the web page.
+//   - metrics.go: the rwfix_* metrics of the wire.
+//
+// Beside it: series/ is the contract with package relabel (Batch, Repairer
+// and what travels between them), wire/ what every side needs of the
+// protocols (Content-Types, capture file names, a request's text form),
+// offline/ runs the pipeline without traffic (rule tests, replay, the
+// playground's engine), ui/ is the web page, rwtest/ holds what the tests
+// share.
 package remotewrite

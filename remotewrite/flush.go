@@ -18,19 +18,6 @@ import (
 // So rwfix sends such samples on its own, in a request with the partition's
 // forwarded headers, remembered from its last request.
 
-// IdleFlusher is what a Repairer whose merge holds samples for a partition
-// offers (package relabel's Pipeline).
-type IdleFlusher interface {
-	// PendingPartitions returns the partitions with samples waiting for a
-	// request to ride on, each with whether it is idle: no request of it
-	// for longer than the merge's wait, so every sample it holds is due.
-	PendingPartitions() map[string]bool
-	// Flush returns what the partition's next request would have carried:
-	// the samples to send (appended outputs) and a run that holds the
-	// retries and must be told what the upstreams took (nil: nothing).
-	Flush(part string) ([]Emit, MergeRun)
-}
-
 // IdleFlushEvery is how often RunIdleFlush looks for idle partitions: far
 // below the merge's wait (at least 10 s), and cheap when nothing is pending.
 const IdleFlushEvery = time.Second

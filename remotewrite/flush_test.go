@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
 	"go.yaml.in/yaml/v2"
@@ -81,7 +82,7 @@ func TestIdleTenantsHeldSampleSentOnItsOwn(t *testing.T) {
 			t.Errorf("request %d went with X-Scope-OrgID %q, want the tenant's", i, g)
 		}
 	}
-	if n := testutilCounter(m.idleFlushes); n != 1 {
+	if n := testutil.ToFloat64(m.idleFlushes); n != 1 {
 		t.Errorf("rwfix_merge_idle_flushes_total = %v, want 1", n)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // fixtureSeeds are the captured requests of ../testdata/fixtures, decompressed.
@@ -42,42 +43,6 @@ func fixtureSeedsRaw(f testing.TB) (v1, v2 [][]byte) {
 	return v1, v2
 }
 
-// FuzzScan: any bytes, either protocol. The scanner must not panic; what it
-// accepts must repair, encode, and scan again.
-func FuzzScan(f *testing.F) {
-	v1, v2 := fixtureSeeds(f)
-	for _, b := range v1 {
-		f.Add(false, b)
-	}
-	for _, b := range v2 {
-		f.Add(true, b)
-	}
-	f.Fuzz(func(t *testing.T, rw2 bool, raw []byte) {
-		proto := protoFor(rw2)
-		s, err := scan(proto, raw)
-		if err != nil {
-			return
-		}
-		defer s.release()
-		lim := DefaultLimits()
-		if s.validate(&lim) != nil {
-			return
-		}
-		p := litellmPipeline(t, "collision: {policy: merge}")
-		_, mr := applyRepair(s, p, "")
-		defer mr.done(true, allSamples(mr.retries()))
-		if !s.changed() {
-			return
-		}
-		out := s.encode(nil)
-		s2, err := scan(proto, out)
-		if err != nil {
-			t.Fatalf("the re-encoded request does not scan: %v", err)
-		}
-		s2.release()
-	})
-}
-
 // FuzzHandler: any body, both content types, through the whole handler into
 // an in-memory upstream. Only the documented answers may come back.
 func FuzzHandler(f *testing.F) {
@@ -94,7 +59,7 @@ func FuzzHandler(f *testing.F) {
 	h := NewHandler(litellmPipeline(f, "collision: {policy: merge}"), []*Upstream{u}, WithLimits(1<<20, 4<<20))
 	f.Fuzz(func(t *testing.T, rw2 bool, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-		req.Header.Set("Content-Type", rwtest.ContentType(protoFor(rw2)))
+		req.Header.Set("Content-Type", wire.ContentType(protoFor(rw2)))
 		req.Header.Set("Content-Encoding", "snappy")
 		rec := httptest.NewRecorder()
 		done := make(chan struct{})

@@ -3,8 +3,8 @@ package remotewrite
 import (
 	"bytes"
 	"log/slog"
+	"maps"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	promrelabel "github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -23,11 +26,12 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 const (
-	ctV1 = rwtest.ContentTypeV1
-	ctV2 = rwtest.ContentTypeV2
+	ctV1 = wire.ContentTypeV1
+	ctV2 = wire.ContentTypeV2
 )
 
 func upstreamFor(t testing.TB, url string, timeout time.Duration) *Upstream {
@@ -287,62 +291,9 @@ func TestCollisionGuardWhenMergeStateFull(t *testing.T) {
 	if got[fixedTotal.String()][0].Value != 8 || got[otherNone.String()][0].Value != 1 || got[other.String()][0].Value != 2 {
 		t.Errorf("want user a merged (8) and user b forwarded unrepaired (None=1, 500=2), got %v", got)
 	}
-	if c := testutilCounter(m.collisions); c != 1 {
+	if c := testutil.ToFloat64(m.collisions); c != 1 {
 		t.Errorf("rwfix_collisions_unrepaired_total = %v, want 1", c)
 	}
-}
-
-func TestUpstreamAnswersMapped(t *testing.T) {
-	body := func(t *testing.T) []byte {
-		return encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(noneTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
-	}
-	for _, tc := range []struct {
-		name       string
-		answer     []rwtest.UpstreamOption
-		code       int
-		msg        string
-		retryAfter string
-	}{
-		{"accepted", nil, 204, "", ""},
-		{"server error", []rwtest.UpstreamOption{rwtest.Answer(503, "tsdb overloaded")}, 503, "tsdb overloaded", ""},
-		{"rate limited", []rwtest.UpstreamOption{rwtest.Answer(429, "slow down"), rwtest.RetryAfter("7")}, 429, "slow down", "7"},
-		{"bad request", []rwtest.UpstreamOption{rwtest.Answer(400, "out of order sample")}, 400, "out of order sample", ""},
-		{"timeout", []rwtest.UpstreamOption{rwtest.Delay(2 * time.Second)}, 504, "timeout", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			up := rwtest.NewRecordingUpstream(t, tc.answer...)
-			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 300*time.Millisecond)})
-			rec := post(t, h, ctV1, body(t))
-			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) || rec.Header().Get("Retry-After") != tc.retryAfter {
-				t.Errorf("got %d %q Retry-After=%q, want %d containing %q Retry-After=%q",
-					rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"), tc.code, tc.msg, tc.retryAfter)
-			}
-		})
-	}
-	t.Run("connection refused", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, "http://"+addr+"/api/v1/write", time.Second)})
-		if rec := post(t, h, ctV1, body(t)); rec.Code != http.StatusBadGateway {
-			t.Errorf("got %d %q, want 502", rec.Code, rec.Body)
-		}
-	})
-	t.Run("one of two upstreams fails", func(t *testing.T) {
-		good, bad := rwtest.NewRecordingUpstream(t), rwtest.NewRecordingUpstream(t, rwtest.Answer(500, "disk full"))
-		h := NewHandler(litellmPipeline(t, ""), []*Upstream{
-			upstreamFor(t, good.URL, time.Second), upstreamFor(t, bad.URL, time.Second)})
-		rec := post(t, h, ctV1, body(t))
-		if rec.Code != 500 || !strings.Contains(rec.Body.String(), "disk full") {
-			t.Errorf("got %d %q, want 500 with the failing upstream's message", rec.Code, rec.Body)
-		}
-		if n := good.Len(); n != 1 {
-			t.Errorf("healthy upstream got %d requests, want 1", n)
-		}
-	})
 }
 
 func encodeV2(t *testing.T, req *writev2.Request) []byte {
@@ -480,28 +431,23 @@ func TestRW2FallbackToRW1(t *testing.T) {
 	}
 }
 
-func TestUpstreamConfigValidation(t *testing.T) {
-	for _, tc := range []struct{ yaml, err string }{
-		{"url: /relative", "absolute"},
-		{"url: ftp://x/y", "scheme"},
-		{"url: http://x/y\nheaders: {Content-Type: x}", "set by rwfix"},
-		{"url: http://x/y\nbasic_auth: {username: a, password: b}\nauthorization: {credentials: c}", "at most one"},
-	} {
-		var c UpstreamConfig
-		err := yaml.UnmarshalStrict([]byte(tc.yaml), &c)
-		if err == nil {
-			err = c.Validate()
-		}
-		if err == nil || !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("%q: got %v, want error containing %q", tc.yaml, err, tc.err)
-		}
+func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t)
+	m := NewMetrics(nil)
+	h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 0)}, WithMetrics(m), WithDryRun(true))
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(noneTotal, prompb.Sample{Value: 3, Timestamp: 10}),
+		v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 10}),
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
 	}
-	var c UpstreamConfig
-	if err := yaml.UnmarshalStrict([]byte("url: https://mimir.example/api/v1/push\nbasic_auth: {username: u, password: p}"), &c); err != nil {
-		t.Fatal(err)
+	bodies := up.Bodies()
+	if len(bodies) != 1 || !bytes.Equal(bodies[0], body) {
+		t.Fatal("dry run did not forward the original bytes")
 	}
-	if err := c.Validate(); err != nil || c.Name != "mimir.example" || c.Timeout != model.Duration(DefaultUpstreamTimeout) || !c.HTTPClientConfig.FollowRedirects {
-		t.Errorf("defaults not applied: %v %+v", err, c)
+	if v := testutil.ToFloat64(m.dryRun.WithLabelValues("repaired")) + testutil.ToFloat64(m.dryRun.WithLabelValues("merged")); v == 0 {
+		t.Error("dry run counted nothing that the rules would have changed")
 	}
 }
 
@@ -539,4 +485,68 @@ func TestUpstreamFailureLoggedOnce(t *testing.T) {
 			}
 		}
 	}
+}
+// TestDryRunCountsWhatWouldChange: a dry run counts each series once for
+// what the rules would do to it — repaired: its labels would change (merged
+// or not), merged: it would be summed with another series (the genuine 500
+// included), dropped — consistent with rwfix_series_repaired_total; a
+// genuine 500 series that nothing lands on counts for nothing; the log line
+// says the same and shows an example.
+func TestDryRunCountsWhatWouldChange(t *testing.T) {
+	series := func(user, code string) labels.Labels {
+		return labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", user)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := relabel.DefaultConfig()
+	cfg.RelabelConfigs = litellmPipelineRules(t, `relabel_configs: [{source_labels: [user], regex: drop-me, action: drop}]`)
+	p, err := relabel.New(cfg, relabel.NewMetrics(reg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := rwtest.NewRecordingUpstream(t)
+	m := NewMetrics(nil)
+	var logs bytes.Buffer
+	h := NewHandler(p, []*Upstream{upstreamFor(t, up.URL, 0)}, WithMetrics(m), WithDryRun(true),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(series("alone", "None"), prompb.Sample{Value: 3, Timestamp: 10}),  // repaired, nothing to merge with
+		v1Series(series("genuine", "500"), prompb.Sample{Value: 5, Timestamp: 10}), // untouched
+		v1Series(series("both", "None"), prompb.Sample{Value: 1, Timestamp: 10}),   // repaired and merged
+		v1Series(series("both", "500"), prompb.Sample{Value: 2, Timestamp: 10}),    // merged
+		v1Series(series("drop-me", "200"), prompb.Sample{Value: 2, Timestamp: 10}), // dropped
+		v1Series(series("ok", "200"), prompb.Sample{Value: 7, Timestamp: 10}),      // untouched
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
+	}
+	got := map[string]float64{}
+	for _, a := range []string{"repaired", "merged", "dropped"} {
+		got[a] = testutil.ToFloat64(m.dryRun.WithLabelValues(a))
+	}
+	if want := map[string]float64{"repaired": 2, "merged": 2, "dropped": 1}; !maps.Equal(got, want) {
+		t.Errorf("rwfix_dry_run_series_total %v, want %v", got, want)
+	}
+	if v := rwtest.CounterValue(t, reg, "rwfix_series_repaired_total"); v != got["repaired"] {
+		t.Errorf("rwfix_series_repaired_total %v, rwfix_dry_run_series_total{action=\"repaired\"} %v: they must agree", v, got["repaired"])
+	}
+	log := logs.String()
+	for _, want := range []string{"repaired=2", "merged=2", "dropped=1", `status_code=\"None\"`, `-> `} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the dry-run log lacks %s:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, `example=""`) {
+		t.Errorf("the dry-run log has no example:\n%s", log)
+	}
+}
+
+func litellmPipelineRules(t *testing.T, doc string) []*promrelabel.Config {
+	t.Helper()
+	var c struct {
+		Rules []*promrelabel.Config `yaml:"relabel_configs"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(doc), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Rules
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -106,7 +107,18 @@ relabel_configs:
 	if ts := decodeV1(t, bodies[len(bodies)-1]).Timeseries; len(ts) != 2 || !labels.Equal(ts[0].ToLabels(&sb, nil), none) {
 		t.Errorf("second request forwarded as %v, want the None histogram unrepaired", ts)
 	}
-	if c := testutilCounter(m.collisions); c != 1 {
+	if c := testutil.ToFloat64(m.collisions); c != 1 {
 		t.Errorf("rwfix_collisions_unrepaired_total = %v, want 1", c)
+	}
+}
+
+// testHistogram is a small integer histogram with buckets on both sides.
+func testHistogram() *histogram.Histogram {
+	return &histogram.Histogram{
+		Count: 5, ZeroCount: 1, Sum: 12.5, Schema: 1, ZeroThreshold: 0.001,
+		PositiveSpans:   []histogram.Span{{Offset: 0, Length: 2}},
+		PositiveBuckets: []int64{2, 0},
+		NegativeSpans:   []histogram.Span{{Offset: 1, Length: 1}},
+		NegativeBuckets: []int64{0},
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // Observer learns what the handler did, for a status page or a playground.
@@ -37,13 +39,13 @@ type Change struct {
 	Action  string
 	Sources []ChangedSeries // the input series (none for ChangeEmitted)
 	Output  labels.Labels   // empty for ChangeRemoved
-	Samples []Sample        // the output's samples
+	Samples []series.Sample // the output's samples
 }
 
 // ChangedSeries is an input series of a Change, as the sender sent it.
 type ChangedSeries struct {
 	Labels  labels.Labels
-	Samples []Sample
+	Samples []series.Sample
 }
 
 // UpstreamAnswer is one upstream's answer to one request.
@@ -68,7 +70,7 @@ func WithObserver(o Observer, maxChanges int) Option {
 }
 
 // observed wraps r so that the changes it makes are reported.
-func (h *Handler) observed(r Repairer) Repairer {
+func (h *Handler) observed(r series.Repairer) series.Repairer {
 	if h.observer == nil || r == nil {
 		return r
 	}
@@ -151,7 +153,7 @@ func (b *observeBudget) take() bool {
 
 // observedRepairer reports what its Repairer changes in each request.
 type observedRepairer struct {
-	r Repairer
+	r series.Repairer
 	h *Handler
 }
 
@@ -159,7 +161,7 @@ type observedRepairer struct {
 // allocation for being observed.
 var recordingBatches = sync.Pool{New: func() any { return &recordingBatch{} }}
 
-func (o observedRepairer) Apply(b Batch, part string) (RepairResult, MergeRun) {
+func (o observedRepairer) Apply(b series.Batch, part string) (series.Result, series.MergeRun) {
 	if !o.h.observeBudget.take() {
 		return o.r.Apply(b, part) // enough examples for now: not watched
 	}
@@ -181,7 +183,7 @@ func (o observedRepairer) Apply(b Batch, part string) (RepairResult, MergeRun) {
 
 // recordingBatch passes every call on to the request, and notes the changes.
 type recordingBatch struct {
-	Batch
+	series.Batch
 	relabeled map[int]labels.Labels
 	order     []int // slots, in the order they first changed
 	merged    map[int]mergedSlot
@@ -190,7 +192,7 @@ type recordingBatch struct {
 }
 
 type mergedSlot struct {
-	samples []Sample
+	samples []series.Sample
 	srcs    []int
 }
 
@@ -213,17 +215,17 @@ func (b *recordingBatch) SetLabels(i int, ls labels.Labels) {
 	b.Batch.SetLabels(i, ls)
 }
 
-func (b *recordingBatch) SetSamples(i int, s []Sample, srcs []int) {
+func (b *recordingBatch) SetSamples(i int, s []series.Sample, srcs []int) {
 	if b.merged == nil {
 		b.merged = map[int]mergedSlot{}
 	}
 	b.note(i)
-	b.merged[i] = mergedSlot{samples: append([]Sample(nil), s...), srcs: append([]int(nil), srcs...)}
+	b.merged[i] = mergedSlot{samples: append([]series.Sample(nil), s...), srcs: append([]int(nil), srcs...)}
 	b.Batch.SetSamples(i, s, srcs)
 }
 
-func (b *recordingBatch) AppendSeries(ls labels.Labels, s []Sample) {
-	b.appended = append(b.appended, Change{Action: ChangeEmitted, Output: ls, Samples: append([]Sample(nil), s...)})
+func (b *recordingBatch) AppendSeries(ls labels.Labels, s []series.Sample) {
+	b.appended = append(b.appended, Change{Action: ChangeEmitted, Output: ls, Samples: append([]series.Sample(nil), s...)})
 	b.Batch.AppendSeries(ls, s)
 }
 
@@ -233,7 +235,7 @@ func (b *recordingBatch) Drop(i int) {
 }
 
 func (b *recordingBatch) source(i int, sb *labels.ScratchBuilder) ChangedSeries {
-	return ChangedSeries{Labels: b.Labels(i, sb), Samples: append([]Sample(nil), b.Samples(i)...)}
+	return ChangedSeries{Labels: b.Labels(i, sb), Samples: append([]series.Sample(nil), b.Samples(i)...)}
 }
 
 // changes lists the noted changes, at most maxN of them (0: all), from

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // Merged samples that an upstream may have already (sent before with a lost
@@ -34,7 +36,7 @@ type retryBisection struct {
 	in     http.Header
 	u      *Upstream
 	proto  remoteapi.WriteMessageType
-	emits  []Emit
+	emits  []series.Emit
 	budget int
 	// settled[i]: how many of emits[i]'s samples, from the first, the
 	// upstream has settled. Parts are resolved in order, each before the
@@ -48,7 +50,7 @@ type retryBisection struct {
 // sendRetries sends re-sent merged samples to every upstream, each on its
 // own (two upstreams may answer differently), and returns, by emit, how many
 // of its samples, from the first, every upstream settled.
-func (h *Handler) sendRetries(ctx context.Context, in http.Header, ups []*Upstream, proto remoteapi.WriteMessageType, emits []Emit) []int {
+func (h *Handler) sendRetries(ctx context.Context, in http.Header, ups []*Upstream, proto remoteapi.WriteMessageType, emits []series.Emit) []int {
 	per := make([][]int, len(ups))
 	var wg sync.WaitGroup
 	for i, u := range ups {
@@ -65,7 +67,7 @@ func (h *Handler) sendRetries(ctx context.Context, in http.Header, ups []*Upstre
 }
 
 // allSamples is, by emit, how many samples it has.
-func allSamples(emits []Emit) []int {
+func allSamples(emits []series.Emit) []int {
 	n := make([]int, len(emits))
 	for i, e := range emits {
 		n[i] = len(e.Samples)
@@ -74,7 +76,7 @@ func allSamples(emits []Emit) []int {
 }
 
 // retryUpstream settles the retries with one upstream, within the budget.
-func (h *Handler) retryUpstream(ctx context.Context, in http.Header, u *Upstream, proto remoteapi.WriteMessageType, emits []Emit) []int {
+func (h *Handler) retryUpstream(ctx context.Context, in http.Header, u *Upstream, proto remoteapi.WriteMessageType, emits []series.Emit) []int {
 	b := &retryBisection{h: h, ctx: ctx, in: in, u: u, proto: proto, emits: emits,
 		budget: maxRetryRequests, settled: make([]int, len(emits))}
 	var all []retrySpan
@@ -138,7 +140,7 @@ func split(part []retrySpan) (left, right []retrySpan, ok bool) {
 
 // send posts the part's samples to the upstream in a request of their own.
 func (b *retryBisection) send(part []retrySpan) reply {
-	emits := make([]Emit, len(part))
+	emits := make([]series.Emit, len(part))
 	for i, s := range part {
 		e := b.emits[s.emit]
 		e.Samples = e.Samples[s.from:s.to]

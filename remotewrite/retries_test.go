@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -178,7 +179,7 @@ func TestRetriesUpstreamHasAPrefix(t *testing.T) {
 			if proto == ctV2 {
 				want = 4
 			}
-			if n := testutilCounter(m.retriesRefused.WithLabelValues(upstreamFor(t, up.URL, time.Second).Name())); n != want {
+			if n := testutil.ToFloat64(m.retriesRefused.WithLabelValues(upstreamFor(t, up.URL, time.Second).Name())); n != want {
 				t.Errorf("rwfix_merge_retries_refused_total = %v, want %v", n, want)
 			}
 		})
@@ -229,10 +230,10 @@ func TestRetriesOneOutputOfManyRefused(t *testing.T) {
 	sendScrape(t, h, ctV1, http.StatusNoContent, 0, 5)
 	wantEveryMergedSample(t, "has", has, users, 4)
 	wantEveryMergedSample(t, "clean", clean, users, 4)
-	if n := testutilCounter(m.retriesRefused.WithLabelValues("has")); n != 1 {
+	if n := testutil.ToFloat64(m.retriesRefused.WithLabelValues("has")); n != 1 {
 		t.Errorf("refused by has: %v, want 1 (user 3's step 1, older than its newest)", n)
 	}
-	if n := testutilCounter(m.retriesRefused.WithLabelValues("clean")); n != 0 {
+	if n := testutil.ToFloat64(m.retriesRefused.WithLabelValues("clean")); n != 0 {
 		t.Errorf("refused by clean: %v, want 0", n)
 	}
 }

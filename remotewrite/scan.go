@@ -10,6 +10,8 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // The fast path. A remote-write request is indexed in place — the offsets of
@@ -79,7 +81,7 @@ type scanned struct {
 	nEdits    int
 	drop      []bool // series dropped, when nDrop > 0
 	nDrop     int
-	arena     []Sample // samples read for the merge
+	arena     []series.Sample // samples read for the merge
 	extra     []extraSeries
 	scratch   []byte
 	newSyms   []string
@@ -93,13 +95,13 @@ type scanned struct {
 // extraSeries is a merged output appended to the request.
 type extraSeries struct {
 	ls      labels.Labels
-	samples []Sample
+	samples []series.Sample
 }
 
 type seriesEdit struct {
-	ls        labels.Labels // new labels, when relabeled
-	samples   []Sample      // merged samples, when merged
-	srcs      []int         // the merged output's sources
+	ls        labels.Labels   // new labels, when relabeled
+	samples   []series.Sample // merged samples, when merged
+	srcs      []int           // the merged output's sources
 	relabeled bool
 	merged    bool
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // cursor reads the labels of one series of a scanned request without
@@ -57,7 +59,7 @@ func (p seriesPairs) pair(j int) (name, value string) {
 
 func (s *scanned) Len() int { return len(s.series) }
 
-func (s *scanned) Getter(i int) interface{ Get(name string) string } {
+func (s *scanned) Getter(i int) series.Getter {
 	s.cur.s, s.cur.i = s, i
 	return &s.cur
 }
@@ -144,7 +146,7 @@ func (s *scanned) rawPairs(i int, f func(name, value string)) {
 
 func (s *scanned) HasHistograms(i int) bool { return s.series[i].hasHist }
 
-func (s *scanned) Samples(i int) []Sample {
+func (s *scanned) Samples(i int) []series.Sample {
 	si := &s.series[i]
 	field := protowire.Number(v1SeriesSamples)
 	if s.proto == ProtoV2 {
@@ -160,7 +162,7 @@ func (s *scanned) Samples(i int) []Sample {
 		if num != field || typ != protowire.BytesType {
 			continue
 		}
-		var p Sample
+		var p series.Sample
 		sb := b[:val.end]
 		for so := int(val.off); so < len(sb); {
 			n, t, v, e := next(sb, so)
@@ -197,7 +199,7 @@ func (s *scanned) SetLabels(i int, ls labels.Labels) {
 	e.ls, e.relabeled = ls, true
 }
 
-func (s *scanned) AppendSeries(ls labels.Labels, smp []Sample) {
+func (s *scanned) AppendSeries(ls labels.Labels, smp []series.Sample) {
 	s.extra = append(s.extra, extraSeries{ls: ls, samples: smp})
 }
 
@@ -218,7 +220,7 @@ func (s *scanned) Exemplars(idx []int) int {
 	return n
 }
 
-func (s *scanned) SetSamples(i int, smp []Sample, srcs []int) {
+func (s *scanned) SetSamples(i int, smp []series.Sample, srcs []int) {
 	e := s.edit(i)
 	if !e.relabeled && !e.merged {
 		s.nEdits++
@@ -320,7 +322,7 @@ func (s *scanned) appendLabels(dst []byte, ls labels.Labels) []byte {
 }
 
 // appendSamples appends sample messages (RW 2.0: with start timestamps).
-func (s *scanned) appendSamples(dst []byte, samples []Sample) []byte {
+func (s *scanned) appendSamples(dst []byte, samples []series.Sample) []byte {
 	field := protowire.Number(v1SeriesSamples)
 	if s.proto == ProtoV2 {
 		field = v2SeriesSamples

@@ -1,36 +1,29 @@
-// Package offline runs rwfix's pipeline without live traffic: promtool-style
-// rule tests (`rwfix test rules`) and the replay of captured remote-write
-// bodies (`rwfix replay`). Both drive the same handler that serves traffic
-// (remotewrite.Handler, merge included), into an in-process recording
-// upstream on 127.0.0.1.
 package offline
 
 import (
 	"bytes"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // BuildFunc returns the repair pipeline for a configuration file ("" for
 // the defaults), as the server would build it.
-type BuildFunc func(configPath string) (remotewrite.Repairer, error)
+type BuildFunc func(configPath string) (series.Repairer, error)
 
 // recorder is a remote-write upstream that keeps every body.
 type recorder struct {
@@ -120,7 +113,7 @@ func (p *pipeline) drain(proto remoteapi.WriteMessageType) ([][]byte, error) {
 	return out, err
 }
 
-func newPipeline(rep remotewrite.Repairer, opts ...remotewrite.Option) (*pipeline, error) {
+func newPipeline(rep series.Repairer, opts ...remotewrite.Option) (*pipeline, error) {
 	rec, err := newRecorder()
 	if err != nil {
 		return nil, err
@@ -146,11 +139,7 @@ func newPipeline(rep remotewrite.Repairer, opts ...remotewrite.Option) (*pipelin
 // send posts one compressed body and returns what the upstream received.
 func (p *pipeline) send(proto remoteapi.WriteMessageType, body []byte) (code int, msg string, out [][]byte, err error) {
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-	ct := "application/x-protobuf"
-	if proto == remotewrite.ProtoV2 {
-		ct += ";proto=" + string(remotewrite.ProtoV2)
-	}
-	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	rec := httptest.NewRecorder()
 	p.h.ServeHTTP(rec, req)
@@ -163,97 +152,4 @@ func (p *pipeline) send(proto remoteapi.WriteMessageType, body []byte) (code int
 		out = append(out, raw)
 	}
 	return rec.Code, strings.TrimSpace(rec.Body.String()), out, nil
-}
-
-// Series is one series of a decoded request, with its float samples.
-type Series struct {
-	Labels  labels.Labels
-	Samples []prompb.Sample
-	Other   string // histograms, exemplars, metadata, rendered
-}
-
-// Decode returns the series of a decompressed request, in request order.
-func Decode(proto remoteapi.WriteMessageType, raw []byte) ([]Series, error) {
-	var out []Series
-	var sb labels.ScratchBuilder
-	switch proto {
-	case remotewrite.ProtoV1:
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			return nil, err
-		}
-		for _, ts := range req.Timeseries {
-			s := Series{Labels: ts.ToLabels(&sb, nil), Samples: ts.Samples}
-			var o strings.Builder
-			for _, h := range ts.Histograms {
-				fmt.Fprintf(&o, " h=%d:%s", h.Timestamp, h.ToFloatHistogram().String())
-			}
-			for _, e := range ts.Exemplars {
-				fmt.Fprintf(&o, " ex=%d:%s:%v", e.Timestamp, FormatValue(e.Value), e.Labels)
-			}
-			s.Other = o.String()
-			out = append(out, s)
-		}
-		for _, m := range req.Metadata {
-			out = append(out, Series{Other: fmt.Sprintf("# metadata %s %s unit=%q help=%q", m.MetricFamilyName, m.Type, m.Unit, m.Help)})
-		}
-	case remotewrite.ProtoV2:
-		var req writev2.Request
-		if err := req.Unmarshal(raw); err != nil {
-			return nil, err
-		}
-		for _, ts := range req.Timeseries {
-			ls, err := ts.ToLabels(&sb, req.Symbols)
-			if err != nil {
-				return nil, err
-			}
-			s := Series{Labels: ls}
-			var o strings.Builder
-			for _, smp := range ts.Samples {
-				s.Samples = append(s.Samples, prompb.Sample{Value: smp.Value, Timestamp: smp.Timestamp})
-				if smp.StartTimestamp != 0 {
-					fmt.Fprintf(&o, " st@%d=%d", smp.Timestamp, smp.StartTimestamp)
-				}
-			}
-			for _, h := range ts.Histograms {
-				fmt.Fprintf(&o, " h=%d:%s", h.Timestamp, h.ToFloatHistogram().String())
-			}
-			for _, e := range ts.Exemplars {
-				ex, err := e.ToExemplar(&sb, req.Symbols)
-				if err != nil {
-					return nil, err
-				}
-				fmt.Fprintf(&o, " ex=%d:%s:%v", ex.Ts, FormatValue(ex.Value), ex.Labels)
-			}
-			md, err := ts.ToMetadata(req.Symbols)
-			if err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(&o, " meta=%s unit=%q help=%q", md.Type, md.Unit, md.Help)
-			s.Other = o.String()
-			out = append(out, s)
-		}
-	default:
-		return nil, fmt.Errorf("unknown protocol %q", proto)
-	}
-	return out, nil
-}
-
-// Render prints a decompressed request: one line per series in request
-// order, every sample's timestamp and exact value.
-func Render(proto remoteapi.WriteMessageType, raw []byte) (string, error) {
-	series, err := Decode(proto, raw)
-	if err != nil {
-		return "", err
-	}
-	return renderSeries(series), nil
-}
-
-// FormatValue prints a sample value; NaNs with their bits, since a stale
-// marker is one exact NaN.
-func FormatValue(v float64) string {
-	if math.IsNaN(v) {
-		return fmt.Sprintf("NaN(%#x)", math.Float64bits(v))
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
 }

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // The playground's engine: series pasted as text run through the same
@@ -290,7 +291,7 @@ func (c *collector) take() []remotewrite.Change {
 // Play sends the input through rep (a fresh pipeline: its merge state is
 // private) one step per request, interval apart, into an upstream of its
 // own, and returns what came out and what the rules did at each step.
-func Play(rep remotewrite.Repairer, in []Input, interval time.Duration) (*PlayResult, error) {
+func Play(rep series.Repairer, in []Input, interval time.Duration) (*PlayResult, error) {
 	col := &collector{}
 	p, err := newPipeline(rep, remotewrite.WithObserver(col, 0))
 	if err != nil {

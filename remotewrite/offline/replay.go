@@ -6,31 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/klauspost/compress/s2"
-	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
-
-// Captured bodies are stored as sent on the wire (snappy-compressed); the
-// extension names the protocol: .rw1 for prometheus.WriteRequest, .rw2 for
-// io.prometheus.write.v2.Request. testdata/fixtures holds examples, and
-// `rwfix serve --capture.dir` records live traffic in this format.
-
-// ProtoOf returns the protocol a capture file holds, by its extension.
-func ProtoOf(path string) (remoteapi.WriteMessageType, bool) {
-	switch filepath.Ext(path) {
-	case ".rw1":
-		return remotewrite.ProtoV1, true
-	case ".rw2":
-		return remotewrite.ProtoV2, true
-	}
-	return "", false
-}
 
 // captures expands directories into their .rw1/.rw2 files, sorted.
 func captures(paths []string) ([]string, error) {
@@ -44,8 +28,8 @@ func captures(paths []string) ([]string, error) {
 			files = append(files, p)
 			continue
 		}
-		for _, ext := range []string{"*.rw1", "*.rw2"} {
-			m, _ := filepath.Glob(filepath.Join(p, ext))
+		for _, ext := range []string{wire.ExtV1, wire.ExtV2} {
+			m, _ := filepath.Glob(filepath.Join(p, "*"+ext))
 			files = append(files, m...)
 		}
 	}
@@ -56,10 +40,10 @@ func captures(paths []string) ([]string, error) {
 // Replay sends captured bodies, in order, through one pipeline (so merges
 // across requests show as in production) and writes what it changed: per
 // file, series in and out, with new labels, merged into another series,
-// held (the sources of a merged output still learning them: their samples
-// go out later, merged) and dropped by a rule; with full, the requests
-// before and after.
-func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) error {
+// held by the merge (their samples go out later, merged: while an output
+// learns its sources, or waits for them) and dropped by a rule; with full,
+// the requests before and after.
+func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 	files, err := captures(paths)
 	if err != nil {
 		return err
@@ -75,7 +59,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 	defer p.rec.close()
 	var total replayCounts
 	for fi, f := range files {
-		proto, ok := ProtoOf(f)
+		proto, ok := wire.ProtoOfCapture(f)
 		if !ok {
 			return fmt.Errorf("%s: not a .rw1 or .rw2 capture", f)
 		}
@@ -87,7 +71,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
-		before, err := Decode(proto, raw)
+		before, err := wire.Decode(proto, raw)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
@@ -114,9 +98,9 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 			fmt.Fprintf(w, "%s: rwfix would answer %d: %s\n", f, code, msg)
 			continue
 		}
-		var after []Series
+		var after []wire.Series
 		for _, o := range outs {
-			s, err := Decode(proto, o)
+			s, err := wire.Decode(proto, o)
 			if err != nil {
 				return err
 			}
@@ -136,7 +120,7 @@ func Replay(w io.Writer, paths []string, rep remotewrite.Repairer, full bool) er
 		total.add(c)
 		fmt.Fprintf(w, "%s: %s\n", f, c)
 		if full {
-			fmt.Fprintf(w, "--- before\n%s--- after\n%s", renderSeries(before), renderSeries(after))
+			fmt.Fprintf(w, "--- before\n%s--- after\n%s", wire.RenderSeries(before), wire.RenderSeries(after))
 		}
 	}
 	fmt.Fprintf(w, "total: %s\n", total)
@@ -154,7 +138,7 @@ type replayCounts struct {
 }
 
 // count reads the handler's report of one request.
-func (c *replayCounts) count(changes []remotewrite.Change, rep remotewrite.Repairer) {
+func (c *replayCounts) count(changes []remotewrite.Change, rep series.Repairer) {
 	keeps, _ := rep.(interface {
 		Repair(labels.Labels) (labels.Labels, bool, bool)
 	})
@@ -188,7 +172,7 @@ func (c replayCounts) String() string {
 		c.in, c.out, c.repaired, c.merged, c.held, c.dropped, c.sent)
 }
 
-func countSeries(s []Series) int {
+func countSeries(s []wire.Series) int {
 	n := 0
 	for _, x := range s {
 		if !x.Labels.IsEmpty() {
@@ -196,20 +180,4 @@ func countSeries(s []Series) int {
 		}
 	}
 	return n
-}
-
-func renderSeries(series []Series) string {
-	var b strings.Builder
-	for _, s := range series {
-		if s.Labels.IsEmpty() {
-			b.WriteString(s.Other + "\n")
-			continue
-		}
-		b.WriteString(s.Labels.String())
-		for _, smp := range s.Samples {
-			fmt.Fprintf(&b, " s=%d:%s", smp.Timestamp, FormatValue(smp.Value))
-		}
-		b.WriteString(s.Other + "\n")
-	}
-	return b.String()
 }

@@ -19,6 +19,8 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // ruleTestFile is a `rwfix test rules` file. Series use promtool's notation
@@ -156,7 +158,7 @@ func parseSpecs(specs []seriesSpec) ([]parsed, error) {
 // runTest sends one RW 1.0 request per step, each with every input series'
 // sample of that step, and compares what reached the upstream with the
 // expected series. It returns a diff, empty when they match.
-func runTest(rep remotewrite.Repairer, tc ruleTest, interval time.Duration) (string, error) {
+func runTest(rep series.Repairer, tc ruleTest, interval time.Duration) (string, error) {
 	in, err := parseSpecs(tc.Input)
 	if err != nil {
 		return "", err
@@ -219,7 +221,7 @@ func (p *pipeline) runSteps(in []parsed, interval time.Duration, afterStep func(
 			outs = append(outs, more...)
 		}
 		for _, o := range outs {
-			series, err := Decode(remotewrite.ProtoV1, o)
+			series, err := wire.Decode(remotewrite.ProtoV1, o)
 			if err != nil {
 				return nil, nil, 0, err
 			}
@@ -253,7 +255,7 @@ func fmtSeq(m map[int64]float64, steps int) string {
 		case math.IsNaN(v):
 			b.WriteString("stale")
 		default:
-			b.WriteString(FormatValue(v))
+			b.WriteString(wire.FormatValue(v))
 		}
 	}
 	return b.String()

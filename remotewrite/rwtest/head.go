@@ -7,8 +7,8 @@ import (
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // HeadSample is one float sample a PrometheusHead upstream stored.
@@ -51,32 +51,14 @@ type headSample struct {
 
 // headSamples decodes a request's float samples, in request order.
 func headSamples(proto remoteapi.WriteMessageType, raw []byte) ([]headSample, error) {
-	var out []headSample
-	var sb labels.ScratchBuilder
-	if proto == ProtoV2 {
-		var req writev2.Request
-		if err := req.Unmarshal(raw); err != nil {
-			return nil, err
-		}
-		for _, ts := range req.Timeseries {
-			ls, err := ts.ToLabels(&sb, req.Symbols)
-			if err != nil {
-				return nil, err
-			}
-			for _, s := range ts.Samples {
-				out = append(out, headSample{ls, HeadSample{s.Timestamp, s.Value}})
-			}
-		}
-		return out, nil
-	}
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
+	series, err := wire.Decode(proto, raw)
+	if err != nil {
 		return nil, err
 	}
-	for _, ts := range req.Timeseries {
-		ls := ts.ToLabels(&sb, nil)
+	var out []headSample
+	for _, ts := range series {
 		for _, s := range ts.Samples {
-			out = append(out, headSample{ls, HeadSample{s.Timestamp, s.Value}})
+			out = append(out, headSample{ts.Labels, HeadSample{s.Timestamp, s.Value}})
 		}
 	}
 	return out, nil

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // headV1 is an RW 1.0 body with one sample per series.
@@ -62,15 +64,15 @@ func TestPrometheusHeadVerdicts(t *testing.T) {
 		a, b    []HeadSample
 		conflct int
 	}{
-		{"equal to the newest: accepted, once", headV1(t, map[string]HeadSample{"a": {20, 2}, "b": {5, 1}}), ContentTypeV1, 204,
+		{"equal to the newest: accepted, once", headV1(t, map[string]HeadSample{"a": {20, 2}, "b": {5, 1}}), wire.ContentTypeV1, 204,
 			[]HeadSample{{10, 1}, {20, 2}}, []HeadSample{{5, 1}}, 0},
-		{"RW 1.0 out of order: all rolled back", headV1(t, map[string]HeadSample{"a": {10, 1}, "b": {6, 2}}), ContentTypeV1, 400,
+		{"RW 1.0 out of order: all rolled back", headV1(t, map[string]HeadSample{"a": {10, 1}, "b": {6, 2}}), wire.ContentTypeV1, 400,
 			[]HeadSample{{10, 1}, {20, 2}}, []HeadSample{{5, 1}}, 0},
-		{"RW 1.0 duplicate: all rolled back", headV1(t, map[string]HeadSample{"a": {20, 9}, "b": {6, 2}}), ContentTypeV1, 400,
+		{"RW 1.0 duplicate: all rolled back", headV1(t, map[string]HeadSample{"a": {20, 9}, "b": {6, 2}}), wire.ContentTypeV1, 400,
 			[]HeadSample{{10, 1}, {20, 2}}, []HeadSample{{5, 1}}, 1},
-		{"RW 2.0 out of order: the rest written", headV2(t, map[string]HeadSample{"a": {10, 1}, "b": {6, 2}}), ContentTypeV2, 400,
+		{"RW 2.0 out of order: the rest written", headV2(t, map[string]HeadSample{"a": {10, 1}, "b": {6, 2}}), wire.ContentTypeV2, 400,
 			[]HeadSample{{10, 1}, {20, 2}}, []HeadSample{{5, 1}, {6, 2}}, 1},
-		{"newer: stored", headV1(t, map[string]HeadSample{"a": {30, 3}, "b": {7, 3}}), ContentTypeV1, 204,
+		{"newer: stored", headV1(t, map[string]HeadSample{"a": {30, 3}, "b": {7, 3}}), wire.ContentTypeV1, 204,
 			[]HeadSample{{10, 1}, {20, 2}, {30, 3}}, []HeadSample{{5, 1}, {6, 2}, {7, 3}}, 1},
 	} {
 		resp := send(t, u.URL, tc.ct, tc.body)
@@ -83,7 +85,7 @@ func TestPrometheusHeadVerdicts(t *testing.T) {
 	}
 	// Configured to fail, it stores nothing.
 	u.Set(Answer(http.StatusServiceUnavailable, "down"))
-	resp := send(t, u.URL, ContentTypeV1, headV1(t, map[string]HeadSample{"a": {40, 4}}))
+	resp := send(t, u.URL, wire.ContentTypeV1, headV1(t, map[string]HeadSample{"a": {40, 4}}))
 	resp.Body.Close()
 	if got := u.HeadSeries()[a]; resp.StatusCode != http.StatusServiceUnavailable || len(got) != 3 {
 		t.Errorf("a failing head: %d, a=%v; want 503 and nothing stored", resp.StatusCode, got)

@@ -1,11 +1,3 @@
-// Package rwtest holds what rwfix's tests share: LiteLLM-like remote-write
-// workloads for the benchmarks and load test (~15 labels per series
-// including a 64-hex hashed_api_key, one sample per series per scrape,
-// batches as Prometheus sends them); a recording remote-write upstream
-// (NewRecordingUpstream); a text renderer of requests (Render); and the
-// .rw1/.rw2 capture files (ProtoOfFile, ReadCapture).
-//
-// It imports no rwfix package, so that remotewrite's own tests can use it.
 package rwtest
 
 import (

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // Bounds of what the Recorder keeps.
@@ -100,7 +101,7 @@ func oneSourcePerSeries(srcs []remotewrite.ChangedSeries) []remotewrite.ChangedS
 		i, ok := at[k]
 		if !ok {
 			at[k] = len(out)
-			out = append(out, remotewrite.ChangedSeries{Labels: s.Labels, Samples: append([]remotewrite.Sample(nil), s.Samples...)})
+			out = append(out, remotewrite.ChangedSeries{Labels: s.Labels, Samples: append([]series.Sample(nil), s.Samples...)})
 			continue
 		}
 		out[i].Samples = append(out[i].Samples, s.Samples...)
@@ -108,7 +109,7 @@ func oneSourcePerSeries(srcs []remotewrite.ChangedSeries) []remotewrite.ChangedS
 	for i := range out {
 		smp := out[i].Samples
 		sort.SliceStable(smp, func(a, b int) bool { return smp[a].T < smp[b].T })
-		out[i].Samples = slices.CompactFunc(smp, func(a, b remotewrite.Sample) bool { return a.T == b.T })
+		out[i].Samples = slices.CompactFunc(smp, func(a, b series.Sample) bool { return a.T == b.T })
 	}
 	return out
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/offline"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // metrics is one gather of the registry, by family name.
@@ -441,7 +442,7 @@ func playgroundLink(sources []remotewrite.ChangedSeries) string {
 	return "/playground?" + q.Encode()
 }
 
-func fmtSamples(s []remotewrite.Sample) string {
+func fmtSamples(s []series.Sample) string {
 	parts := make([]string, 0, len(s))
 	for _, x := range s {
 		parts = append(parts, strconv.FormatFloat(x.V, 'g', -1, 64)+" @"+time.UnixMilli(x.T).UTC().Format("15:04:05"))

@@ -1,8 +1,3 @@
-// Package ui is rwfix's own web page: the live status (GET /), the running
-// configuration (GET /config), and the repair playground (GET /playground,
-// POST /api/v1/repair) that runs pasted series through the relay's pipeline
-// (package offline) in a private state. Templates and assets are embedded;
-// the page's script is plain JavaScript (see README, "Web page").
 package ui
 
 import (

@@ -24,6 +24,7 @@ import (
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // relay is the relay as main wires it: the real handler, the real pipeline
@@ -90,7 +91,7 @@ func (r *relay) send(t *testing.T, body []byte) int {
 func (r *relay) sendProto(t *testing.T, proto remoteapi.WriteMessageType, body []byte) int {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-	req.Header.Set("Content-Type", rwtest.ContentType(proto))
+	req.Header.Set("Content-Type", wire.ContentType(proto))
 	req.Header.Set("Content-Encoding", "snappy")
 	w := httptest.NewRecorder()
 	r.write.ServeHTTP(w, req)

@@ -1,0 +1,333 @@
+package relabel
+
+import (
+	"math"
+	"slices"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
+)
+
+// Merge grouping: the merge edits of a request, grouped by output, handed to
+// the merge transaction, and what it collects written back into the batch.
+
+// mergeRun is what a request owes the merge state: its transaction, to be
+// told whether the upstreams took its samples, and the retries to send in a
+// request of their own.
+type mergeRun struct {
+	tx         MergeTx
+	retries    []Emit
+	sequential bool // see series.MergeRun.Sequential
+}
+
+func (mr *mergeRun) Retries() []Emit { return mr.retries }
+
+func (mr *mergeRun) Sequential() bool { return mr.sequential }
+
+// Done reports the upstreams' answers to the merge state; only the first
+// call counts.
+func (mr *mergeRun) Done(ok bool, taken []int) {
+	if mr.tx != nil {
+		mr.tx.Done(ok, taken)
+		mr.tx = nil
+	}
+}
+
+// mergeGroups hands every output that the merge policy covers to the merge
+// transaction and writes what it collects into the batch: an output's
+// samples go into the slot of its first source, the other sources' slots are
+// dropped; outputs the request carries no source of are appended. A series
+// that the batch carries unchanged but whose labels equal a merged output
+// joins that output as a source. It returns how many series it merged away
+// or rewrote, how many rewrites it had to undo (merge state full), and the
+// retries (samples for a request of their own); collided is how many of
+// its series are summed with another series (see collides).
+func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.Batch, drop *dropSet) (n, collided, unmerged, appended int, retries []Emit) {
+	gr := groupEdits(edits)
+	// Unchanged series that land on a merged output are sources too. With
+	// known targets, decide has already made them merge edits.
+	if len(gr.groups) > 0 && !p.TargetsKnown() {
+		gr.joinUnchanged(b, edits)
+	}
+	gr.sort()
+	held, n, collided, unmerged := p.addGroups(tx, part, edits, b, &gr, drop)
+	same, appended, retries, emitted := writeEmits(tx.Collect(), b, drop, held)
+	p.dropUnsentExemplars(b, held.slots, emitted)
+	return n - same, collided, unmerged, appended, retries
+}
+
+// grouping is a request's merge sources grouped by output, without a small
+// allocation per group: groups in one slice, chained by hash; each source
+// records its group.
+type grouping struct {
+	groups []outGroup
+	srcs   []groupSource
+	byHash map[uint64]int32
+}
+
+// outGroup is one output of a request's merge.
+type outGroup struct {
+	out      labels.Labels
+	hash     uint64
+	sameHash int32 // next group with the same hash, or -1
+	nsrc     int32
+}
+
+// groupSource is one source of an output.
+type groupSource struct {
+	group int32
+	idx   int           // series index
+	k     int32         // edit position, or -1 for an unchanged series
+	ls    labels.Labels // its labels
+}
+
+// groupEdits groups the merge edits by output.
+func groupEdits(edits []edit) grouping {
+	var gr grouping
+	for k := range edits {
+		e := &edits[k]
+		if !e.merge {
+			continue
+		}
+		if gr.byHash == nil {
+			gr.byHash = make(map[uint64]int32, len(edits))
+			gr.groups = make([]outGroup, 0, len(edits))
+			gr.srcs = make([]groupSource, 0, len(edits))
+		}
+		g := gr.find(e.out, e.hash)
+		if g < 0 {
+			g = int32(len(gr.groups))
+			prev, ok := gr.byHash[e.hash]
+			if !ok {
+				prev = -1
+			}
+			gr.groups = append(gr.groups, outGroup{out: e.out, hash: e.hash, sameHash: prev})
+			gr.byHash[e.hash] = g
+		}
+		gr.groups[g].nsrc++
+		gr.srcs = append(gr.srcs, groupSource{group: g, idx: int(e.idx), k: int32(k), ls: e.orig})
+	}
+	return gr
+}
+
+// find returns the group of output out (hash h), or -1.
+func (gr *grouping) find(out labels.Labels, h uint64) int32 {
+	g, ok := gr.byHash[h]
+	for ok && g >= 0 {
+		if labels.Equal(gr.groups[g].out, out) {
+			return g
+		}
+		g = gr.groups[g].sameHash
+	}
+	return -1
+}
+
+// joinUnchanged makes every series that the batch carries unchanged, and
+// whose labels are those of a merged output, a source of that output.
+func (gr *grouping) joinUnchanged(b series.Batch, edits []edit) {
+	edited := make(map[int]bool, len(edits))
+	for _, e := range edits {
+		edited[int(e.idx)] = true
+	}
+	var sb labels.ScratchBuilder
+	for i := range b.Len() {
+		if edited[i] || b.Skip(i) {
+			continue
+		}
+		ls := b.Labels(i, &sb)
+		if g := gr.find(ls, ls.Hash()); g >= 0 && !b.HasHistograms(i) {
+			gr.groups[g].nsrc++
+			gr.srcs = append(gr.srcs, groupSource{group: g, idx: i, k: -1, ls: ls})
+		}
+	}
+}
+
+// sort puts the sources of one group together, in request order.
+func (gr *grouping) sort() {
+	slices.SortFunc(gr.srcs, func(a, b groupSource) int {
+		if a.group != b.group {
+			return int(a.group - b.group)
+		}
+		return a.idx - b.idx
+	})
+}
+
+// heldGroups is what the merge transaction took, by group (in the order of
+// its Add calls): the series slots of the sources (nil: not held, the sources
+// go out unmerged), and the first source's own samples where it is the
+// output's only source and has the output's labels (nil otherwise).
+type heldGroups struct {
+	slots [][]int
+	first [][]Sample
+}
+
+// addGroups hands each group to the merge transaction. The slots of a held
+// group's sources leave the batch (an emit may fill the first one again);
+// a group the state has no room for goes out unmerged. It returns how many
+// series it merged, how many collide (summed with another), and how many
+// rewrites it undid.
+func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Batch, gr *grouping, drop *dropSet) (h heldGroups, n, collided, unmerged int) {
+	var (
+		ls      []labels.Labels
+		samples [][]Sample
+		idx     = make([]int, len(gr.srcs)) // sources' series indices, kept by SetSamples
+	)
+	for j := range gr.srcs {
+		idx[j] = gr.srcs[j].idx
+	}
+	h.slots = make([][]int, 0, len(gr.groups))
+	for start := 0; start < len(gr.srcs); {
+		g := &gr.groups[gr.srcs[start].group]
+		end := start + int(g.nsrc)
+		srcs, gidx := gr.srcs[start:end], idx[start:end:end]
+		start = end
+		ls, samples = ls[:0], samples[:0]
+		for _, src := range srcs {
+			ls = append(ls, src.ls)
+			samples = append(samples, b.Samples(src.idx))
+		}
+		held := tx.AddHashed(g.out, g.hash, ls, samples)
+		if collides(tx, len(h.slots), ls) {
+			collided += len(gidx)
+		}
+		p.recountSources(edits, srcs, held, part)
+		if !held {
+			unmerged += p.unmerge(edits, g.out, srcs, samples)
+			h.slots, h.first = append(h.slots, nil), append(h.first, nil)
+			continue
+		}
+		for _, i := range gidx {
+			drop.add(i)
+		}
+		n += len(gidx)
+		var own []Sample
+		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
+			own = samples[0]
+		}
+		h.slots, h.first = append(h.slots, gidx), append(h.first, own)
+	}
+	return h, n, collided, unmerged
+}
+
+// recountSources tells the decision cache whether the merge state holds the
+// sources' labels now: the cache counts them once.
+func (p *Pipeline) recountSources(edits []edit, srcs []groupSource, held bool, part string) {
+	if p.cache == nil {
+		return
+	}
+	for _, src := range srcs {
+		if k := src.k; k >= 0 && edits[k].d != nil && !p.cache.counted(edits[k].d, held) {
+			p.cache.recount(edits[k].d, held, part)
+		}
+	}
+}
+
+// unmerge forwards the sources of an output the merge state has no room for
+// unrepaired; the collision guard then keeps them apart. The output's own
+// label set goes out raw meanwhile: if it is merged later (room again), it
+// starts after what went out so (the fence), or its first merged samples
+// would meet raw ones at their timestamps. It returns how many rewrites it
+// undid.
+func (p *Pipeline) unmerge(edits []edit, out labels.Labels, srcs []groupSource, samples [][]Sample) (undone int) {
+	if p.merger != nil {
+		last := int64(math.MinInt64)
+		for _, smp := range samples {
+			for _, x := range smp {
+				last = max(last, x.T)
+			}
+		}
+		p.merger.fence(hashLabels(out), last, p.merger.shards[0].now(), false)
+	}
+	for _, src := range srcs {
+		if src.k < 0 {
+			continue
+		}
+		e := &edits[src.k]
+		if !labels.Equal(e.out, e.orig) {
+			undone++
+		}
+		e.merge, e.out = false, e.orig
+	}
+	return undone
+}
+
+// writeEmits writes what the merge transaction collected into the batch: an
+// output of a held group into its first source's slot, an output of no group
+// appended, retries returned. same counts the slots left as they came (a
+// genuine series alone, its samples unchanged); emitted tells, by group,
+// whether the request carries samples of it.
+func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same, appended int, retries []Emit, emitted []bool) {
+	emitted = make([]bool, len(h.slots))
+	for _, e := range emits {
+		if e.Group >= 0 && e.Group < len(emitted) && !e.Retry {
+			emitted[e.Group] = true
+		}
+		switch {
+		case e.Retry:
+			retries = append(retries, e)
+		case e.Group < 0 || e.Group >= len(h.slots) || h.slots[e.Group] == nil:
+			b.AppendSeries(e.Labels, e.Samples)
+			appended++
+		default:
+			gidx := h.slots[e.Group]
+			drop.undo(gidx[0])
+			if h.first[e.Group] != nil && sameSamples(e.Samples, h.first[e.Group]) {
+				// A genuine series alone, forwarded as it came: the batch
+				// stays unchanged (and can go out as the sender's bytes).
+				same++
+				continue
+			}
+			b.SetLabels(gidx[0], e.Labels)
+			b.SetSamples(gidx[0], e.Samples, gidx)
+		}
+	}
+	return same, appended, retries, emitted
+}
+
+// dropUnsentExemplars counts the exemplars of the outputs that send nothing
+// in this request (their samples are held, or go as retries): their sources'
+// exemplars are dropped. A series with exemplars and no sample is refused by
+// Prometheus 3 (400, "must contain at least one sample or histogram"), and
+// the sender drops the whole batch; keeping the exemplars for the output's
+// next sample would take state (memory, the log) for what Prometheus itself
+// keeps best effort (a ring buffer; out-of-order exemplars are dropped
+// silently). An output that does send here carries its sources' exemplars
+// (SetSamples).
+func (p *Pipeline) dropUnsentExemplars(b series.Batch, slots [][]int, emitted []bool) {
+	for gi, gidx := range slots {
+		if gidx != nil && !emitted[gi] {
+			if k := b.Exemplars(gidx); k > 0 {
+				p.merger.droppedExemplars.Add(float64(k))
+			}
+		}
+	}
+}
+
+// collides reports whether the sources of Add call k are summed with
+// another series: their output has several sources in the merge state, or
+// (a MergeTx that cannot tell) in this request.
+func collides(tx MergeTx, k int, sources []labels.Labels) bool {
+	if st, ok := tx.(interface{ Sources(k int) int }); ok {
+		return st.Sources(k) > 1
+	}
+	for _, ls := range sources[1:] {
+		if !labels.Equal(ls, sources[0]) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameSamples reports whether a and b are the same samples, bit for bit.
+func sameSamples(a, b []Sample) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].T != b[i].T || a[i].ST != b[i].ST || math.Float64bits(a[i].V) != math.Float64bits(b[i].V) {
+			return false
+		}
+	}
+	return true
+}

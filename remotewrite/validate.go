@@ -1,0 +1,272 @@
+package remotewrite
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/prometheus/common/model"
+)
+
+// A request's validation, on the scanned index: rwfix's own limits (a
+// request beyond one is refused whole), then the verdict Prometheus'
+// receiver would give each series (sorted, or skipped: forwarded as it
+// came, never repaired).
+
+// validate checks the scanned request against rwfix's own limits (sizes
+// and counts, which protect rwfix: a request beyond one is refused whole,
+// 400), and marks the series that Prometheus' receiver would sort or skip
+// rather than refuse the request for (see checkLabels). It reads the index
+// only, and allocates only for a series whose labels are out of order.
+func (s *scanned) validate(l *Limits) error {
+	if len(s.series) > l.MaxSeriesPerRequest {
+		return &RejectError{ReasonTooManySeries, fmt.Sprintf("request has %d series, more than the limit of %d", len(s.series), l.MaxSeriesPerRequest)}
+	}
+	utf := l.ValidateUTF8 == nil || *l.ValidateUTF8
+	// UTF-8 is checked per string only where some byte is not ASCII: RW 1.0
+	// looks at each series' label fields in one pass (tags and one-byte
+	// lengths are ASCII too), RW 2.0 at each symbol once.
+	var symASCII []bool
+	allASCII := true
+	if utf && s.proto == ProtoV2 {
+		symASCII = s.symASCII[:0]
+		for _, sp := range s.syms {
+			a := isASCII(s.raw[sp.off:sp.end])
+			symASCII = append(symASCII, a)
+			allASCII = allASCII && a
+		}
+		s.symASCII = symASCII
+	}
+	for i := range s.series {
+		si := &s.series[i]
+		checkUTF := utf
+		if utf {
+			if s.proto == ProtoV2 {
+				checkUTF = !allASCII && !allRefsASCII(s.refs[si.l0:si.l1], symASCII)
+			} else {
+				checkUTF = si.labSplit || !isASCII(s.raw[si.lab.off:si.lab.end])
+			}
+		}
+		if !checkUTF && s.plainSeries(si, l) {
+			continue // nearly every series: valid, sorted, within the limits
+		}
+		if err := s.checkSeries(i, l, checkUTF); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSeries is validate's full check of series i, the one that names the
+// problem: rwfix's limits (an error refuses the request), then Prometheus'
+// receiver's verdict, recorded in the series' flags.
+func (s *scanned) checkSeries(i int, l *Limits, checkUTF bool) error {
+	si := &s.series[i]
+	c := seriesPairs{s, si}
+	var err *RejectError
+	n := c.len()
+	if n > l.MaxLabelsPerSeries {
+		err = &RejectError{ReasonTooManyLabels, fmt.Sprintf("has %d labels, more than the limit of %d", n, l.MaxLabelsPerSeries)}
+	}
+	for j := range n {
+		name, value := c.pair(j)
+		if len(name) > l.MaxLabelNameLength {
+			err = &RejectError{ReasonLabelNameTooLong, fmt.Sprintf("label name of %d bytes is longer than the limit of %d", len(name), l.MaxLabelNameLength)}
+			break
+		}
+		if len(value) > l.MaxLabelValueLength {
+			err = &RejectError{ReasonLabelValueTooLong, fmt.Sprintf("label %s: value of %d bytes is longer than the limit of %d", name, len(value), l.MaxLabelValueLength)}
+			break
+		}
+	}
+	if err != nil {
+		err.Msg = fmt.Sprintf("timeseries[%d] %s %s", i, s.describe(i), err.Msg)
+		return err
+	}
+	reason, unsorted := checkLabels(c, checkUTF, &s.names)
+	si.unsorted, si.invalid = unsorted && reason == "", reason != ""
+	if reason != "" {
+		s.invalid = append(s.invalid, reason)
+	}
+	return nil
+}
+
+// plainSeries is validate's fast check, on the index alone: it reports
+// whether the series is within the limits and has a metric name, non-empty
+// label names, strictly in order (so no duplicate). When it does not, the
+// full check (which names the problem) runs. UTF-8 is checked by the caller.
+func (s *scanned) plainSeries(si *seriesIdx, l *Limits) bool {
+	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
+		return false
+	}
+	raw, v2 := s.raw, s.proto == ProtoV2
+	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
+	var prev span
+	hasName := false
+	for k := si.l0; k < si.l1; k += 2 {
+		var nm, v span
+		if v2 {
+			nm, v = s.syms[s.refs[k]], s.syms[s.refs[k+1]]
+		} else {
+			nm, v = s.lbls[k], s.lbls[k+1]
+		}
+		nl := nm.end - nm.off
+		if nl == 0 || nl > maxName || v.end-v.off > maxValue {
+			return false
+		}
+		if k > si.l0 {
+			// Most neighbours differ in their first byte.
+			if a, b := raw[nm.off], raw[prev.off]; a < b || (a == b && bytes.Compare(raw[nm.off:nm.end], raw[prev.off:prev.end]) <= 0) {
+				return false
+			}
+		}
+		if int(nl) == len(model.MetricNameLabel) && string(raw[nm.off:nm.end]) == model.MetricNameLabel {
+			if v.end == v.off {
+				return false
+			}
+			hasName = true
+		}
+		prev = nm
+	}
+	return hasName
+}
+
+// isASCII reports whether b has no byte above 0x7f, eight bytes at a time.
+func isASCII(b []byte) bool {
+	var acc uint64
+	for len(b) >= 32 {
+		acc |= binary.LittleEndian.Uint64(b) | binary.LittleEndian.Uint64(b[8:]) |
+			binary.LittleEndian.Uint64(b[16:]) | binary.LittleEndian.Uint64(b[24:])
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc&0x8080808080808080 == 0
+}
+
+func allRefsASCII(refs []uint32, symASCII []bool) bool {
+	for _, r := range refs {
+		if !symASCII[r] {
+			return false
+		}
+	}
+	return true
+}
+
+// labelPairs are one series' labels in wire order.
+type labelPairs interface {
+	len() int
+	pair(j int) (name, value string)
+}
+
+// Why a series is invalid for Prometheus' receiver (storage/remote/write_handler.go,
+// RW 1.0 and 2.0): it sorts every series' labels itself, then skips a series
+// without a metric name, with an invalid name or value (UTF-8 validation),
+// or with a label name twice. rwfix does the same: it sorts, and forwards
+// such a series as it came, never repaired, so that the upstream gives the
+// verdict it gives without rwfix (RW 1.0: the series is dropped and the
+// request accepted; RW 2.0: 400 after storing the other series).
+const (
+	InvalidNoMetricName   = "no_metric_name"
+	InvalidEmptyLabelName = "empty_label_name"
+	InvalidUTF8           = "invalid_utf8"
+	InvalidDuplicateName  = "duplicate_label_name"
+)
+
+// checkLabels reads a series' labels in wire order and reports why
+// Prometheus' receiver would skip it ("" if it would not), and whether they
+// are out of order. names is scratch space. It does not allocate for a
+// sorted series.
+//
+// Generic, so that each caller's pairs are read by direct, inlined calls.
+func checkLabels[P labelPairs](p P, utf bool, names *[]string) (reason string, unsorted bool) {
+	var prev string
+	n, hasName, dup := 0, false, false
+	for j := range p.len() {
+		name, value := p.pair(j)
+		switch {
+		case reason != "":
+		case name == "":
+			reason = InvalidEmptyLabelName
+		case utf && (!utf8.ValidString(name) || !utf8.ValidString(value)):
+			reason = InvalidUTF8
+		case name == model.MetricNameLabel && value == "":
+			reason = InvalidNoMetricName
+		}
+		if name == model.MetricNameLabel {
+			hasName = true
+		}
+		if n > 0 {
+			// Most neighbours differ in their first byte: no call then.
+			if len(name) == 0 || len(prev) == 0 || name[0] == prev[0] {
+				switch c := strings.Compare(name, prev); {
+				case c == 0:
+					dup = true
+				case c < 0:
+					unsorted = true
+				}
+			} else if name[0] < prev[0] {
+				unsorted = true
+			}
+		}
+		prev = name
+		n++
+	}
+	if unsorted && reason == "" {
+		// Names out of order can hide a duplicate: look again, sorted.
+		ns := (*names)[:0]
+		for j := range p.len() {
+			name, _ := p.pair(j)
+			ns = append(ns, name)
+		}
+		slices.Sort(ns)
+		for j := 1; j < len(ns); j++ {
+			dup = dup || ns[j] == ns[j-1]
+		}
+		*names = ns[:0]
+	}
+	switch {
+	case reason != "":
+	case !hasName:
+		reason = InvalidNoMetricName
+	case dup:
+		reason = InvalidDuplicateName
+	}
+	return reason, unsorted
+}
+
+// describe renders series i's labels for an error message, bounded.
+func (s *scanned) describe(i int) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	first := true
+	s.rawPairs(i, func(name, value string) {
+		if b.Len() > 256 {
+			return
+		}
+		if !first {
+			b.WriteString(", ")
+		}
+		first = false
+		if !utf8.ValidString(name) {
+			name = strconv.Quote(name)
+		}
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(value))
+	})
+	if b.Len() > 256 {
+		b.WriteString(", ...")
+	}
+	b.WriteByte('}')
+	return b.String()
+}
