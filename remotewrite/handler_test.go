@@ -486,6 +486,7 @@ func TestUpstreamFailureLoggedOnce(t *testing.T) {
 		}
 	}
 }
+
 // TestDryRunCountsWhatWouldChange: a dry run counts each series once for
 // what the rules would do to it — repaired: its labels would change (merged
 // or not), merged: it would be summed with another series (the genuine 500
