@@ -135,7 +135,8 @@ func TestTestRulesGlob(t *testing.T) {
 		t.Errorf("a broken file first: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
 	}
 
-	all := out + errOut
+	var all strings.Builder
+	all.WriteString(out + errOut)
 	cfg := filepath.Join(t.TempDir(), "rwfix.yml")
 	for content, want := range map[string]string{
 		"presets: [litellm]\nbogus: 1\n": `line 2: unknown field "bogus"`,
@@ -147,11 +148,11 @@ func TestTestRulesGlob(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, want) {
 			t.Errorf("check config of %q: exit %d, %q; want %q", content, code, errOut, want)
 		}
-		all += errOut
+		all.WriteString(errOut)
 	}
 	for _, goName := range []string{"main.plain", "offline.", "relabel.", " in type "} {
-		if strings.Contains(all, goName) {
-			t.Errorf("a Go type name (%s) in:\n%s", goName, all)
+		if strings.Contains(all.String(), goName) {
+			t.Errorf("a Go type name (%s) in:\n%s", goName, all.String())
 		}
 	}
 }

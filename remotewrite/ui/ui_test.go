@@ -409,7 +409,7 @@ func prometheusLikeTraffic(t *testing.T, rounds int) [][]byte {
 		add(fmt.Sprintf("n%d", i), "None", 3)
 		add(fmt.Sprintf("g%d", i), "500", 1)
 	}
-	for _, s := range all[:] {
+	for _, s := range all { // the range is the slice before the appends
 		add(s.ls.Get("user"), "200", 5)
 	}
 	start := time.Now().Add(-time.Duration(rounds) * 15 * time.Second).UnixMilli()
