@@ -352,7 +352,7 @@ func examplesOf(now time.Time, examples []example, tr *tracer) []exampleView {
 				k := out.String()
 				g := held[k]
 				if g == nil {
-					g = &row{view: exampleView{Action: exHeld, Output: offline.SeriesString(out)}}
+					g = &row{view: exampleView{Action: exHeld, Output: offline.SeriesString(out), Values: "held: sent later, merged"}}
 					seen(&g.view, e)
 					held[k] = g
 					rows = append(rows, g)
