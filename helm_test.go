@@ -23,9 +23,8 @@ import (
 const chartDir = "deploy/helm/rwfix"
 
 func helmBin(t *testing.T) string {
-	home, _ := os.UserHomeDir()
 	return needBinary(t, "helm v3.22.0 (go install helm.sh/helm/v3/cmd/helm@v3.22.0, see .ci/install)",
-		filepath.Join(home, ".cache", "rwfix-tools", "helm-v3.22.0", "helm"), "helm")
+		toolPath("helm-v3.22.0/helm"), "helm")
 }
 
 func TestDeployHelmChart(t *testing.T) {

@@ -61,7 +61,9 @@
       const div = document.createElement("div");
       div.className = "collision";
       div.innerHTML = "<div>" + c.inputs.map((i) => fmtLabels(i)).join("<br>") + "</div><div>→ " + fmtLabels(c.output) +
-        ' <span class="muted">(merged: the sum of its sources at each step)</span></div><div class="values">' + fmtValues(c.values) + "</div>";
+        ' <span class="muted">(merged: ' + (c.merge === "min"
+          ? "the earliest creation time, the smallest value of its sources at each step"
+          : "the sum of its sources at each step") + ')</span></div><div class="values">' + fmtValues(c.values) + "</div>";
       col.appendChild(div);
     }
     $("output-text").textContent = d.text;
