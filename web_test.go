@@ -165,6 +165,31 @@ func TestWebPageInBrowser(t *testing.T) {
 	if msg := pageText(ctx, t, "#error"); !strings.Contains(msg, "line 2") {
 		t.Errorf("bad input: the page shows %q, want the line", msg)
 	}
+
+	// Markup pasted into a label value stays text: the page builds its nodes
+	// with textContent, never by gluing strings into innerHTML.
+	const markup = `<img src=x onerror="document.title='pwned'"><b>x</b>`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/playground"),
+		chromedp.SetValue(chromedp.CSS("#series"), "litellm_proxy_total_requests_metric_total{status_code=\"None\", user=\""+
+			strings.ReplaceAll(markup, `"`, `\"`)+"\"} 1 2\nlitellm_proxy_total_requests_metric_total{status_code=\"500\", user=\""+
+			strings.ReplaceAll(markup, `"`, `\"`)+"\"} 3 4\n"),
+		chromedp.Click(chromedp.CSS("#run")),
+		chromedp.WaitVisible(chromedp.CSS("#result")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	injected, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#result img, #result b")].filter((e) => e.tagName === "IMG" || e.textContent === "x").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	title, err := chromedp.Run(ctx, chromedp.Title())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table := pageText(ctx, t, "#series-table"); injected != 0 || title == "pwned" || !strings.Contains(table, "<b>x</b>") {
+		t.Errorf("pasted markup became HTML (%d injected elements, title %q), or its text is missing:\n%s", injected, title, table)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(shared), chromedp.WaitVisible(chromedp.CSS("#result"))); err != nil {
 		t.Fatal(err)
 	}

@@ -383,6 +383,14 @@ func TestPlaygroundPage(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(js, "/api/v1/repair") {
 		t.Errorf("GET /static/playground.js: %d", code)
 	}
+	// The page's scripts build nodes (textContent), never markup from
+	// strings: nothing pasted or returned can become HTML. The browser test
+	// (TestWebPageInBrowser) pastes markup and checks it stays text.
+	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
+		if strings.Contains(js, sink) {
+			t.Errorf("playground.js uses %s", sink)
+		}
+	}
 }
 
 // prometheusLikeTraffic is what a Prometheus sender writes for a LiteLLM
