@@ -67,10 +67,13 @@ func TestE2EShardedVmagent(t *testing.T) {
 
 	// rwfix replicas with their defaults, each with its own data directory
 	// (a StatefulSet's volumeClaimTemplates).
-	var rwfixes []string
+	var (
+		rwfixes []string
+		procs   []*proc
+	)
 	startReplica := func() {
-		base, _ := startRwfix(t, "--upstream.url="+receiver+"/api/v1/write")
-		rwfixes = append(rwfixes, base)
+		base, p := startRwfix(t, "--upstream.url="+receiver+"/api/v1/write")
+		rwfixes, procs = append(rwfixes, base), append(procs, p)
 	}
 	for range 3 {
 		startReplica()
@@ -80,12 +83,12 @@ func TestE2EShardedVmagent(t *testing.T) {
 	vmDir := t.TempDir()
 	vmPort := freePort(t)
 	vm := fmt.Sprintf("http://127.0.0.1:%d", vmPort)
-	startVmagent := func() *proc {
+	startVmagent := func(urls []string) *proc {
 		args := []string{vmagent, "-httpListenAddr=127.0.0.1:" + strconv.Itoa(vmPort),
 			"-remoteWrite.tmpDataPath=" + filepath.Join(vmDir, "queue"), "-remoteWrite.flushInterval=1s",
 			"-remoteWrite.shardByURL", "-remoteWrite.shardByURL.ignoreLabels=" + shardedIgnoreLabels,
 			"-remoteWrite.queues=1", "-remoteWrite.retryMaxInterval=2s"}
-		for _, r := range rwfixes {
+		for _, r := range urls {
 			args = append(args, "-remoteWrite.url="+r+"/api/v1/write")
 		}
 		p := startProc(t, "vmagent", args...)
@@ -99,67 +102,107 @@ func TestE2EShardedVmagent(t *testing.T) {
 		})
 		return p
 	}
-	vmP := startVmagent()
+	vmP := startVmagent(rwfixes)
 	in, g := startGate(t, vm)
 	sender, senderP := startPrometheus(t, "sender", promBin, senderConfig(exp.Addr, in+"/api/v1/write", senderOpts{}))
+
+	// drain waits until vmagent's queues are empty and no replica holds a
+	// sample (each flushes what it held once idle for the wait bound).
+	drain := func(replicas []string) time.Duration {
+		start := time.Now()
+		waitFor(t, "vmagent's queues and every rwfix's held samples drained", 90*time.Second, func() (bool, error) {
+			if v := metricValue(t, vm, "vmagent_remotewrite_pending_data_bytes"); v != 0 {
+				return false, fmt.Errorf("vmagent pending %v bytes", v)
+			}
+			for _, r := range replicas {
+				if v := metricValue(t, r, "rwfix_merge_pending_series"); v != 0 {
+					return false, fmt.Errorf("%s holds %v outputs", r, v)
+				}
+			}
+			return true, nil
+		})
+		return time.Since(start)
+	}
+	// checkReplica: rwfix refused nothing (but vmagent's protocol probe,
+	// 415), and no sample came late or overdue, or was fenced or refused.
+	checkReplica := func(i int) {
+		r := rwfixes[i]
+		for _, c := range []struct{ name, label string }{
+			{"rwfix_requests_total", `code="4`}, {"rwfix_requests_total", `code="5`},
+			{"rwfix_merge_late_samples_total", ""}, {"rwfix_merge_overdue_total", ""},
+			{"rwfix_merge_retries_refused_total", ""}, {"rwfix_merge_fenced_samples_total", ""},
+		} {
+			var lbl []string
+			if c.label != "" {
+				lbl = append(lbl, c.label)
+			}
+			if v := metricValue(t, r, c.name, lbl...); v != 0 && !(c.label == `code="4` && v == metricValue(t, r, c.name, `code="415"`)) {
+				t.Errorf("rwfix %d: %s{%s} = %v, want 0", i, c.name, c.label, v)
+			}
+		}
+	}
+	outputs := func(replicas []string) []float64 {
+		var n []float64
+		for _, r := range replicas {
+			n = append(n, metricValue(t, r, "rwfix_merge_state_series"))
+		}
+		return n
+	}
 
 	waitFor(t, "LiteLLM series in the receiver", 60*time.Second, func() (bool, error) {
 		r, err := query(t, receiver, `litellm_proxy_total_requests_metric_total`, time.Time{})
 		return err == nil && len(r) > 0, err
 	})
 	time.Sleep(10 * time.Second)
-	before := make([]float64, len(rwfixes))
-	for i, r := range rwfixes {
-		before[i] = metricValue(t, r, "rwfix_merge_state_series")
-	}
+	before := outputs(rwfixes)
 	logHold(t, "before the resize", rwfixes)
 
-	// The resize, as docs/scaling.md says (one helm upgrade with
+	// Grow from 3 to 4, as docs/scaling.md says (one helm upgrade with
 	// sharded.replicas=4 and sharded.paused=true, then paused=false):
 	// 1. Pause the way in: the sender keeps its data and retries.
 	g.paused.Store(true)
-	pausedAt := time.Now()
 	// 2. The new replica starts; vmagent restarts with the new URL list (the
 	//    old URLs first, in their order: each keeps its on-disk queue).
 	startReplica()
 	newStarted := time.Now() // after the new replica's horizon (its start)
 	vmP.stop(t)
-	vmP = startVmagent()
-	// 3. Drain: vmagent's queues empty, no replica holds a sample.
-	waitFor(t, "vmagent's queues and every rwfix's held samples drained", 90*time.Second, func() (bool, error) {
-		if v := metricValue(t, vm, "vmagent_remotewrite_pending_data_bytes"); v != 0 {
-			return false, fmt.Errorf("vmagent pending %v bytes", v)
-		}
-		for _, r := range rwfixes {
-			if v := metricValue(t, r, "rwfix_merge_pending_series"); v != 0 {
-				return false, fmt.Errorf("%s holds %v outputs", r, v)
-			}
-		}
-		return true, nil
-	})
-	drained := time.Since(pausedAt)
-	// 4. Resume.
+	vmP = startVmagent(rwfixes)
+	// 3. Drain. 4. Resume.
+	grown := drain(rwfixes)
 	g.paused.Store(false)
-
 	waitFor(t, "the new replica merging", 60*time.Second, func() (bool, error) {
 		return metricValue(t, rwfixes[3], "rwfix_merge_emitted_samples_total") > 0, nil
 	})
 	time.Sleep(10 * time.Second)
+	atFour := outputs(rwfixes)
+	logHold(t, "with 4 replicas", rwfixes)
+
+	// Shrink back to 3: pause, drain (the leaving replica's queue in
+	// vmagent and what it holds), then vmagent without its URL, resumed.
+	g.paused.Store(true)
+	shrunk := drain(rwfixes)
+	unknownLeft := metricValue(t, rwfixes[3], "rwfix_merge_unknown_samples_total")
+	checkReplica(3)
+	vmP.stop(t)
+	procs[3].stop(t)
+	startVmagent(rwfixes[:3])
+	g.paused.Store(false)
+	time.Sleep(10 * time.Second)
+
 	exp.freeze()
 	frozenAt := time.Now()
 	waitFor(t, "three scrapes after the freeze", 30*time.Second, func() (bool, error) { return exp.scrapesSinceFreeze() >= 3, nil })
 	waitCaughtUp(t, sender, receiver, frozenAt)
-	logHold(t, "after the resize", rwfixes)
+	logHold(t, "back at 3 replicas", rwfixes[:3])
 	// Compare up to the last scrape that the receiver holds for every
 	// LiteLLM counter (merged outputs wait collision.birth_wait at births).
-	at := time.Now()
-	if r, err := query(t, receiver, `min(timestamp({__name__=~"litellm_(proxy|deployment)_.*_total"}))`, time.Time{}); err == nil && len(r) == 1 {
-		var ts float64
-		_, _ = fmt.Sscan(fmt.Sprint(r[0].Value[1]), &ts)
-		at = time.UnixMilli(int64(ts * 1000))
-	} else {
+	r, err := query(t, receiver, `min(timestamp({__name__=~"litellm_(proxy|deployment)_.*_total"}))`, time.Time{})
+	if err != nil || len(r) != 1 {
 		t.Fatalf("newest merged sample: %v %v", r, err)
 	}
+	var newest float64
+	_, _ = fmt.Sscan(fmt.Sprint(r[0].Value[1]), &newest)
+	at := time.UnixMilli(int64(newest * 1000))
 
 	// Every merged sample is exact: compared with the sums of the sources in
 	// the sender's own TSDB. A moved output may miss its first timestamps at
@@ -191,23 +234,20 @@ func TestE2EShardedVmagent(t *testing.T) {
 			}
 		}
 	}
-	unknown := 0.0
-	for i, r := range rwfixes {
-		u := metricValue(t, r, "rwfix_merge_unknown_samples_total")
-		if u != 0 && i != 3 {
+	for i := range 3 {
+		if u := metricValue(t, rwfixes[i], "rwfix_merge_unknown_samples_total"); u != 0 {
 			t.Errorf("rwfix %d (not the new replica) counted %v unknown samples", i, u)
 		}
-		unknown += u
+		checkReplica(i)
 	}
 	// (unknown counts every merged family and _created; the comparison
 	// covers two families.)
-	if float64(missing) > unknown {
-		t.Errorf("%d merged samples missing, %v counted unknown: every gap must be counted", missing, unknown)
+	if float64(missing) > unknownLeft {
+		t.Errorf("%d merged samples missing, %v counted unknown: every gap must be counted", missing, unknownLeft)
 	}
 	if compared == 0 || len(want) < 10 {
 		t.Fatalf("only %d merged outputs, %d samples compared", len(want), compared)
 	}
-	t.Logf("merged outputs: %d series, %d samples exact, %d missing (counted unknown at the new replica)", len(want), compared, missing)
 	truth, _ := exp.truth()
 	total, err1 := scalarQuery(t, receiver, `sum(litellm_proxy_total_requests_metric_total{status_code=~"[45].."})`, at)
 	failed, err2 := scalarQuery(t, receiver, `sum(litellm_proxy_failed_requests_metric_total)`, at)
@@ -240,29 +280,14 @@ func TestE2EShardedVmagent(t *testing.T) {
 			t.Errorf("%s %s%v = %v, want 0", c.base, c.name, c.labels, v)
 		}
 	}
-	after := make([]float64, len(rwfixes))
-	for i, r := range rwfixes {
-		after[i] = metricValue(t, r, "rwfix_merge_state_series")
-		for _, c := range []struct{ name, label string }{
-			{"rwfix_requests_total", `code="4`}, {"rwfix_requests_total", `code="5`},
-			{"rwfix_merge_late_samples_total", ""}, {"rwfix_merge_overdue_total", ""},
-			{"rwfix_merge_retries_refused_total", ""}, {"rwfix_merge_fenced_samples_total", ""},
-		} {
-			lbl := []string{}
-			if c.label != "" {
-				lbl = append(lbl, c.label)
-			}
-			if v := metricValue(t, r, c.name, lbl...); v != 0 && !(c.label == `code="4` && v == metricValue(t, r, c.name, `code="415"`)) {
-				t.Errorf("rwfix %d: %s{%s} = %v, want 0", i, c.name, c.label, v)
-			}
-		}
-	}
-	if after[3] == 0 {
-		t.Error("the new replica merges no output: nothing moved")
+	if atFour[3] == 0 {
+		t.Error("the new replica merged no output: nothing moved")
 	}
 	senderP.stop(t) // before vmagent: it flushes its queue on the way out
-	t.Logf("outputs per replica: before %v, after %v; drain took %v; sums %v = %v = truth %v",
-		before, after, drained.Round(100*time.Millisecond), total, failed, truth)
+	t.Logf("merged outputs: %d series, %d samples exact, %d missing (%v counted unknown at the new replica); sums %v = %v = truth %v",
+		len(want), compared, missing, unknownLeft, total, failed, truth)
+	t.Logf("outputs per replica: at 3 %v, at 4 %v, back at 3 %v; drains took %v (grow) and %v (shrink)",
+		before, atFour, outputs(rwfixes[:3]), grown.Round(100*time.Millisecond), shrunk.Round(100*time.Millisecond))
 }
 
 // logHold logs, per replica, how long merged outputs were held (the latency
