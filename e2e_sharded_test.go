@@ -155,7 +155,6 @@ func TestE2EShardedVmagent(t *testing.T) {
 	})
 	time.Sleep(10 * time.Second)
 	before := outputs(rwfixes)
-	logHold(t, "before the resize", rwfixes)
 
 	// Grow from 3 to 4, as docs/scaling.md says (one helm upgrade with
 	// sharded.replicas=4 and sharded.paused=true, then paused=false):
@@ -175,7 +174,6 @@ func TestE2EShardedVmagent(t *testing.T) {
 	})
 	time.Sleep(10 * time.Second)
 	atFour := outputs(rwfixes)
-	logHold(t, "with 4 replicas", rwfixes)
 
 	// Shrink back to 3: pause, drain (the leaving replica's queue in
 	// vmagent and what it holds), then vmagent without its URL, resumed.
@@ -193,7 +191,7 @@ func TestE2EShardedVmagent(t *testing.T) {
 	frozenAt := time.Now()
 	waitFor(t, "three scrapes after the freeze", 30*time.Second, func() (bool, error) { return exp.scrapesSinceFreeze() >= 3, nil })
 	waitCaughtUp(t, sender, receiver, frozenAt)
-	logHold(t, "back at 3 replicas", rwfixes[:3])
+	logHold(t, "at the end", rwfixes[:3])
 	// Compare up to the last scrape that the receiver holds for every
 	// LiteLLM counter (merged outputs wait collision.birth_wait at births).
 	r, err := query(t, receiver, `min(timestamp({__name__=~"litellm_(proxy|deployment)_.*_total"}))`, time.Time{})
@@ -291,7 +289,9 @@ func TestE2EShardedVmagent(t *testing.T) {
 }
 
 // logHold logs, per replica, how long merged outputs were held (the latency
-// the merge adds) and how many were finalized without a source (overdue).
+// the merge adds: none where every possible source is known, birth_wait at
+// each timestamp of an output with one source so far, e.g. a None without a
+// genuine 500) and how many were finalized without a source (overdue).
 func logHold(t *testing.T, when string, rwfixes []string) {
 	t.Helper()
 	for i, r := range rwfixes {

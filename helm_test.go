@@ -240,10 +240,13 @@ func selects(selector, labels map[string]string) bool {
 // StatefulSet by the stable pod names of its headless Service, each replica
 // with its own data volume; paused, the vmagent Service selects no pod.
 func TestHelmChartSharded(t *testing.T) {
+	var monitor *monitoringv1.ServiceMonitor
 	render := func(args ...string) (sts *appsv1.StatefulSet, vm *appsv1.Deployment, svcs map[string]*corev1.Service) {
 		svcs = map[string]*corev1.Service{}
 		for _, o := range helmTemplate(t, append([]string{"--values", filepath.Join(chartDir, "ci", "sharded-values.yaml")}, args...)...) {
 			switch o := o.(type) {
+			case *monitoringv1.ServiceMonitor:
+				monitor = o
 			case *appsv1.StatefulSet:
 				sts = o
 			case *appsv1.Deployment:
@@ -299,6 +302,17 @@ func TestHelmChartSharded(t *testing.T) {
 	}
 	if selects(sts.Spec.Selector.MatchLabels, vm.Spec.Template.Labels) || selects(vm.Spec.Selector.MatchLabels, sts.Spec.Template.Labels) {
 		t.Error("the vmagent and rwfix selectors overlap")
+	}
+	// The ServiceMonitor scrapes the replicas through the headless Service
+	// (and no other Service).
+	if monitor == nil {
+		t.Fatal("no ServiceMonitor in mode sharded with serviceMonitor.enabled")
+	}
+	for name, svc := range svcs {
+		hasPort := slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == monitor.Spec.Endpoints[0].Port })
+		if m := selects(monitor.Spec.Selector.MatchLabels, svc.Labels) && hasPort; m != (name == sts.Spec.ServiceName) {
+			t.Errorf("the ServiceMonitor selects Service %s: %v", name, m)
+		}
 	}
 
 	// Paused (a resize): the Service selects no pod; the URL list follows

@@ -223,3 +223,11 @@ affinity:
 app.kubernetes.io/name: vmagent
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- define "rwfix.vmagentLabels" -}}
+{{ include "rwfix.vmagentSelectorLabels" . }}
+app.kubernetes.io/component: vmagent
+app.kubernetes.io/part-of: rwfix
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
