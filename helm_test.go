@@ -340,6 +340,13 @@ func TestHelmChartSharded(t *testing.T) {
 	if args := strings.Join(vm.Spec.Template.Spec.Containers[0].Args, " "); strings.Contains(args, "ignoreLabels") {
 		t.Errorf("nothing rewritten, yet %s", args)
 	}
+	// With the default configuration (the litellm preset), vmagent ignores
+	// what TestE2EShardedVmagent runs it with.
+	for _, o := range helmTemplate(t, "--set", "mode=sharded") {
+		if d, ok := o.(*appsv1.Deployment); ok && !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "-remoteWrite.shardByURL.ignoreLabels="+shardedIgnoreLabels) {
+			t.Errorf("default values: vmagent args %v, want -remoteWrite.shardByURL.ignoreLabels=%s", d.Spec.Template.Spec.Containers[0].Args, shardedIgnoreLabels)
+		}
+	}
 	// A label named in sharded.ignoreLabels joins the derived ones.
 	_, vm, _ = render("--set", "sharded.ignoreLabels={tenant_code}")
 	if args := strings.Join(vm.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "-remoteWrite.shardByURL.ignoreLabels=status_code,exception_status,error_code,tenant_code") {
