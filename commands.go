@@ -48,12 +48,13 @@ func (c *subCommands) run(cmd string) (rc int, ok bool) {
 		return checkConfigFiles(*c.checkFiles), true
 	case c.testRules.FullCommand():
 		failed, err := offline.RunRuleTests(os.Stdout, *c.testFiles, offlineRepairer)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "FAILED:", err)
-			return 1, true
-		}
 		if failed > 0 {
 			fmt.Printf("%d tests FAILED\n", failed)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAILED:", err)
+		}
+		if failed > 0 || err != nil {
 			return 1, true
 		}
 		return 0, true

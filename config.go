@@ -13,6 +13,7 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite"
+	"github.com/rwfix/rwfix/remotewrite/offline"
 )
 
 // fileConfig is the configuration file. The repair settings sit at the top
@@ -42,7 +43,7 @@ func loadConfig(path string, flagURLs []string, flagTimeout time.Duration) (*fil
 			return nil, err
 		}
 		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", path, err)
+			return nil, fmt.Errorf("parsing %s: %w", path, offline.HumanError(err))
 		}
 		dir := filepath.Dir(path)
 		for i := range cfg.Upstreams {
@@ -84,7 +85,7 @@ func loadConfig(path string, flagURLs []string, flagTimeout time.Duration) (*fil
 func parseRepair(data []byte) (relabel.Config, error) {
 	cfg := &fileConfig{Repair: relabel.DefaultConfig(), Limits: remotewrite.DefaultLimits()}
 	if err := yaml.UnmarshalStrict(data, cfg); err != nil {
-		return relabel.Config{}, err
+		return relabel.Config{}, offline.HumanError(err)
 	}
 	if err := cfg.Repair.Validate(); err != nil {
 		return relabel.Config{}, err

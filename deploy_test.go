@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
@@ -172,6 +173,10 @@ func decodeManifest(t *testing.T, where, doc string) (string, any) {
 		obj = &corev1.ConfigMap{}
 	case "Service":
 		obj = &corev1.Service{}
+	case "ServiceAccount":
+		obj = &corev1.ServiceAccount{}
+	case "PodDisruptionBudget":
+		obj = &policyv1.PodDisruptionBudget{}
 	case "PersistentVolumeClaim":
 		obj = &corev1.PersistentVolumeClaim{}
 	case "Deployment":

@@ -8,7 +8,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -16,9 +15,8 @@ import (
 )
 
 func vmagentBin(t *testing.T) string {
-	home, _ := os.UserHomeDir()
 	return needBinary(t, "vmagent v1.151.0 (go install github.com/VictoriaMetrics/VictoriaMetrics/app/vmagent@v1.151.0, see .ci/install)",
-		filepath.Join(home, ".cache", "rwfix-tools", "vmagent-v1.151.0", "vmagent"), "vmagent")
+		toolPath("vmagent-v1.151.0/vmagent"), "vmagent")
 }
 
 func TestE2EVmagentSender(t *testing.T) {

@@ -57,8 +57,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needBinary finds a binary, or fails the test under CI=true (where .ci/run
-// must have installed it), or skips it on a developer machine without it.
+// needBinary finds a binary, or fails the test where a missing one must not
+// pass unseen (missingBinaryFails), or skips it on a developer machine
+// without it.
 func needBinary(t *testing.T, what string, candidates ...string) string {
 	t.Helper()
 	for _, c := range candidates {
@@ -69,12 +70,29 @@ func needBinary(t *testing.T, what string, candidates ...string) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("%s not found (tried %v); run .ci/run once to install it", what, candidates)
-	if os.Getenv("CI") == "true" {
+	msg := fmt.Sprintf("%s not found (tried %v); run .ci/install once to install it (RWFIX_TOOLS: where it puts the tools it builds)", what, candidates)
+	if missingBinaryFails() {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// missingBinaryFails: under CI=true (.ci/run installed everything) and in
+// the demo (deploy/demo/run.sh did), a binary not found is a failure, never
+// a skip that passes.
+func missingBinaryFails() bool { return os.Getenv("CI") == "true" || *demo }
+
+// toolPath is where .ci/install builds a tool: under $RWFIX_TOOLS, else
+// ~/.cache/rwfix-tools (as .ci/install chooses), e.g.
+// toolPath("prometheus-v0.316.0/prometheus").
+func toolPath(rel string) string {
+	dir := os.Getenv("RWFIX_TOOLS")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "rwfix-tools")
+	}
+	return filepath.Join(dir, rel)
 }
 
 // prometheus2 is Debian's Prometheus 2.42: it sends RW 1.0.
@@ -84,9 +102,8 @@ func prometheus2(t *testing.T) string {
 
 // prometheus3 is Prometheus 3.x (v0.316.0): it sends RW 2.0 and receives both.
 func prometheus3(t *testing.T) string {
-	home, _ := os.UserHomeDir()
 	return needBinary(t, "Prometheus 3.x (go install github.com/prometheus/prometheus/cmd/prometheus@v0.316.0)",
-		os.Getenv("RWFIX_PROMETHEUS3"), filepath.Join(home, ".cache/rwfix-tools/prometheus-v0.316.0/prometheus"))
+		os.Getenv("RWFIX_PROMETHEUS3"), toolPath("prometheus-v0.316.0/prometheus"))
 }
 
 func freePort(t *testing.T) int {

@@ -484,8 +484,7 @@ func share(w rwtest.Workload) string {
 // it, else PATH), or "". Debian's victoria-metrics package ships an older
 // vmagent in /usr/bin: it is not the one compared.
 func findVmagent() string {
-	home, _ := os.UserHomeDir()
-	p := filepath.Join(home, ".cache", "rwfix-tools", "vmagent-v1.151.0", "vmagent")
+	p := toolPath("vmagent-v1.151.0/vmagent")
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}

@@ -7,10 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +74,12 @@ func runMain(args []string) int {
 	app := kingpin.New("rwfix", "A Prometheus remote-write relay that repairs series (LiteLLM's status_code=\"None\" first) on the way to the real TSDB.")
 	app.Version(version.Print("rwfix"))
 	app.HelpFlag.Short('h')
+	// Help and --version on stdout, as Prometheus prints them; errors stay
+	// on stderr. The top-level help lists serve's flags too: serve is what
+	// `rwfix` alone runs.
+	app.UsageWriter(os.Stdout)
+	app.ErrorWriter(os.Stderr)
+	app.UsageTemplate(usageTemplate)
 
 	serve := app.Command("serve", "Receive remote write, repair, forward (the default).").Default()
 	webFlags := kingpinflag.AddFlags(serve, ":9201")
@@ -113,7 +120,15 @@ func runMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "--auto-gomemlimit.ratio must be greater than 0 and at most 1")
 		return 2
 	}
-	tuneRuntime(logger, *autoMemLimit, *autoMemRatio, "/")
+	tuneRuntime(logger, *autoMemLimit, *autoMemRatio, memlimit.FromCgroup)
+	if *captureDir != "" {
+		// Like Prometheus' data directory: created at start, or the start
+		// fails, rather than every request failing to be recorded.
+		if err := os.MkdirAll(*captureDir, 0o755); err != nil {
+			logger.Error("--capture.dir cannot be created", "dir", *captureDir, "err", err)
+			return 1
+		}
+	}
 
 	start := time.Now()
 	recorder := ui.NewRecorder()
@@ -210,57 +225,55 @@ func runMain(args []string) int {
 	return 0
 }
 
+// usageTemplate is kingpin's, plus, in the top-level help, the flags of
+// the default command (serve).
+var usageTemplate = kingpin.DefaultUsageTemplate + `{{if not .Context.SelectedCommand -}}
+{{range .App.Commands}}{{if .Default}}
+Flags of {{.Name}} (the default command; also "rwfix {{.Name}} --help"):
+{{.Flags|FlagsToTwoColumns|FormatTwoColumns}}
+{{end}}{{end -}}
+{{end -}}
+`
+
 // tuneRuntime sets the garbage collector as Prometheus does: GOGC 75 unless
 // the GOGC variable is set (the load benchmark's peak RSS under repair-heavy
 // traffic drops from about 138 to 116 MiB at the same CPU), and, with auto,
-// GOMEMLIMIT to ratio of the cgroup's memory limit unless GOMEMLIMIT is set
-// (near the limit the collector works harder instead of the kernel killing
-// the process). root is the file system root (tests pass a fake one).
-func tuneRuntime(logger interface{ Info(string, ...any) }, auto bool, ratio float64, root string) {
+// GOMEMLIMIT to ratio of the memory limit that limit reports (the cgroup's:
+// memlimit.FromCgroup reads cgroup v2 and v1, the process' own cgroup and
+// its ancestors, as Prometheus does), unless GOMEMLIMIT is set. Near the
+// limit the collector then works harder instead of the kernel killing the
+// process. No limit (or none found): no change.
+func tuneRuntime(logger *slog.Logger, auto bool, ratio float64, limit memlimit.Provider) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(75)
 	}
-	if !auto || os.Getenv("GOMEMLIMIT") != "" {
+	if !auto {
 		return
 	}
-	if limit, ok := cgroupMemoryLimit(root); ok {
-		debug.SetMemoryLimit(int64(float64(limit) * ratio))
-		logger.Info("GOMEMLIMIT set from the container's memory limit", "limit_bytes", limit, "gomemlimit_bytes", int64(float64(limit)*ratio))
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		logger.Info("GOMEMLIMIT set in the environment; --auto-gomemlimit leaves it", "GOMEMLIMIT", v)
+		return
 	}
-}
-
-// cgroupMemoryLimit reads this process' memory limit: cgroup v2
-// (memory.max in its cgroup, from /proc/self/cgroup, or at the mount's
-// root, as inside a container), else cgroup v1 (memory.limit_in_bytes). ok
-// is false without a limit ("max", or v1's "unlimited" page-rounded int64).
-func cgroupMemoryLimit(root string) (limit int64, ok bool) {
-	read := func(path string) (int64, bool) {
-		b, err := os.ReadFile(filepath.Join(root, path))
+	var found uint64
+	provider := func() (uint64, error) {
+		l, err := limit()
 		if err != nil {
-			return 0, false
-		}
-		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil || v <= 0 || v >= 1<<60 {
-			return 0, false // "max", or v1's unlimited value
-		}
-		return v, true
-	}
-	var paths []string
-	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if p, found := strings.CutPrefix(line, "0::"); found {
-				paths = append(paths, filepath.Join("sys/fs/cgroup", p, "memory.max"))
+			if !errors.Is(err, memlimit.ErrNoLimit) {
+				logger.Debug("no memory limit found; GOMEMLIMIT unchanged", "err", err)
 			}
+			return 0, memlimit.ErrNoLimit // no limit: no change
 		}
+		found = l
+		return l, nil
 	}
-	paths = append(paths, "sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory/memory.limit_in_bytes")
-	for _, p := range paths {
-		if v, ok := read(p); ok {
-			return v, true
-		}
-		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
-			return 0, false // the file says: no limit
-		}
+	before := debug.SetMemoryLimit(-1)
+	set, err := memlimit.Set(memlimit.WithRatio(ratio), memlimit.WithProvider(provider))
+	switch {
+	case err != nil:
+		logger.Warn("setting GOMEMLIMIT from the memory limit failed; GOMEMLIMIT unchanged", "err", err)
+	case found == 0:
+		debug.SetMemoryLimit(before) // no limit: no change
+	default:
+		logger.Info("GOMEMLIMIT set from the container's memory limit", "limit_bytes", found, "ratio", ratio, "gomemlimit_bytes", set)
 	}
-	return 0, false
 }

@@ -1,20 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/promslog"
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
@@ -49,7 +53,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("presets: []: %v %v", cfg, err)
 	}
 	for doc, want := range map[string]string{
-		"upstream: []": "line 1: field upstream not found",
+		"upstream: []": "line 1: unknown field \"upstream\"",
 		"upstreams: [{url: 'http://a/b'}, {url: 'http://a/c'}]": `name "a" used twice`,
 		"upstreams: [{url: 'http://a/b', timeout: -1s}]":        "not a valid duration",
 	} {
@@ -238,60 +242,147 @@ func TestVersion(t *testing.T) {
 	t.Logf("%s", text)
 }
 
-// TestRuntimeTuning: GOGC 75 unless GOGC is set, and GOMEMLIMIT from the
-// cgroup memory limit (v2 in the process' cgroup or at the root, v1), none
-// without a limit or with GOMEMLIMIT set — as Prometheus does.
+// TestRuntimeTuning: GOGC 75 unless GOGC is set, and GOMEMLIMIT at the
+// ratio of the memory limit (automemlimit's cgroup provider in production),
+// none without a limit, when the provider fails, or with GOMEMLIMIT set — as
+// Prometheus does. What was set is logged.
 func TestRuntimeTuning(t *testing.T) {
-	fake := func(files map[string]string) string {
-		root := t.TempDir()
-		for p, c := range files {
-			if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(root, p), c)
-		}
-		return root
-	}
-	for _, c := range []struct {
-		name  string
-		files map[string]string
-		want  int64
-	}{
-		{"v2, own cgroup", map[string]string{"proc/self/cgroup": "0::/kubepods/pod1/rwfix\n", "sys/fs/cgroup/kubepods/pod1/rwfix/memory.max": "268435456\n"}, 268435456},
-		{"v2, at the root (cgroup namespace)", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "134217728\n"}, 134217728},
-		{"v2, no limit", map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "1048576\n"}, 0},
-		{"v1", map[string]string{"proc/self/cgroup": "4:memory:/x\n", "sys/fs/cgroup/memory/memory.limit_in_bytes": "536870912\n"}, 536870912},
-		{"v1, unlimited", map[string]string{"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"}, 0},
-		{"nothing", nil, 0},
-	} {
-		got, ok := cgroupMemoryLimit(fake(c.files))
-		if got != c.want || ok != (c.want > 0) {
-			t.Errorf("%s: limit %d (%v), want %d", c.name, got, ok, c.want)
-		}
-	}
-
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
-	logger := promslog.NewNopLogger()
-	root := fake(map[string]string{"sys/fs/cgroup/memory.max": "268435456\n"})
-	t.Setenv("GOGC", "")
-	t.Setenv("GOMEMLIMIT", "")
-	tuneRuntime(logger, true, 0.9, root)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	unset := func(name string) {
+		t.Setenv(name, "") // restored after the test
+		os.Unsetenv(name)
+	}
+	unset("GOGC")
+	unset("GOMEMLIMIT")
+	unset("AUTOMEMLIMIT")
+
+	limit := uint64(268435456)
+	tuneRuntime(logger, true, 0.9, memlimit.Limit(limit))
 	if gc := debug.SetGCPercent(100); gc != 75 {
 		t.Errorf("GOGC %d, want 75", gc)
 	}
-	limit, ratio := int64(268435456), 0.9
-	if want := int64(float64(limit) * ratio); debug.SetMemoryLimit(-1) != want {
-		t.Errorf("GOMEMLIMIT %d, want %d", debug.SetMemoryLimit(-1), want)
+	want := int64(float64(limit) * 0.9)
+	if got := debug.SetMemoryLimit(-1); got != want {
+		t.Errorf("GOMEMLIMIT %d, want %d", got, want)
+	}
+	if !strings.Contains(logs.String(), "GOMEMLIMIT set") || !strings.Contains(logs.String(), "gomemlimit_bytes="+strconv.FormatInt(want, 10)) {
+		t.Errorf("what was set is not logged:\n%s", logs.String())
+	}
+
+	// No limit, or no cgroup to read: no change, and no GOMEMLIMIT logged.
+	for name, p := range map[string]memlimit.Provider{
+		"no limit":  func() (uint64, error) { return 0, memlimit.ErrNoLimit },
+		"no cgroup": func() (uint64, error) { return 0, errors.New("no cgroup here") },
+	} {
+		debug.SetMemoryLimit(123 << 20)
+		logs.Reset()
+		tuneRuntime(logger, true, 0.9, p)
+		if got := debug.SetMemoryLimit(-1); got != 123<<20 {
+			t.Errorf("%s: GOMEMLIMIT changed to %d", name, got)
+		}
+		if strings.Contains(logs.String(), "GOMEMLIMIT set") || strings.Contains(logs.String(), "level=WARN") {
+			t.Errorf("%s: logged\n%s", name, logs.String())
+		}
 	}
 	debug.SetMemoryLimit(math.MaxInt64)
+
+	// --no-auto-gomemlimit, and an explicit GOMEMLIMIT, win.
+	tuneRuntime(logger, false, 0.9, memlimit.Limit(limit))
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("GOMEMLIMIT %d with --no-auto-gomemlimit", got)
+	}
+	debug.SetGCPercent(100)
 	t.Setenv("GOGC", "100")
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	tuneRuntime(logger, true, 0.9, root)
+	tuneRuntime(logger, true, 0.9, memlimit.Limit(limit))
 	if gc := debug.SetGCPercent(100); gc != 100 {
 		t.Errorf("GOGC %d with GOGC=100 set, want 100", gc)
 	}
-	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
-		t.Errorf("GOMEMLIMIT %d although GOMEMLIMIT is set", limit)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("GOMEMLIMIT %d although GOMEMLIMIT is set", got)
 	}
+}
+
+// TestAutoMemLimitFromCgroup runs the rwfix binary in a memory cgroup of its
+// own whose limit is set on the parent (a systemd slice, a pod-level limit),
+// below this process' own cgroup (cgroup v1 here, v2 where mounted so): the
+// GOMEMLIMIT it logs is 0.9 of that limit. Skipped where cgroups cannot be
+// created (not root, a read-only cgroup file system).
+func TestAutoMemLimitFromCgroup(t *testing.T) {
+	own, v2 := ownMemoryCgroup(t)
+	parent := filepath.Join(own, fmt.Sprintf("rwfix-test-%d", os.Getpid()))
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Skipf("cannot create a memory cgroup under %s: %v", own, err)
+	}
+	t.Cleanup(func() { _ = os.Remove(parent) })
+	child := filepath.Join(parent, "rwfix")
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(child) }) // runs first: the process has exited by then
+	limitFile := "memory.limit_in_bytes"
+	if v2 {
+		limitFile = "memory.max"
+		// The parent must hand the memory controller down to the child.
+		_ = os.WriteFile(filepath.Join(own, "cgroup.subtree_control"), []byte("+memory"), 0o644)
+		_ = os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("+memory"), 0o644)
+	}
+	const limit = 512 << 20
+	if err := os.WriteFile(filepath.Join(parent, limitFile), []byte(strconv.Itoa(limit)), 0o644); err != nil {
+		t.Skipf("cannot set a memory limit: %v", err)
+	}
+	up := rwtest.NewRecordingUpstream(t)
+	port := freePort(t)
+	// The shell moves itself into the child cgroup, then becomes rwfix.
+	script := `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`
+	p := startProc(t, "rwfix", "sh", "-c", script, "sh", child, rwfixBin, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port),
+		"--upstream.url="+up.URL, "--storage.path="+filepath.Join(t.TempDir(), "data"))
+	waitReady(t, p, "http://127.0.0.1:"+strconv.Itoa(port))
+	want := fmt.Sprintf("gomemlimit_bytes=%d", uint64(limit*9/10))
+	if log := p.logText(); !strings.Contains(log, "GOMEMLIMIT set") || !strings.Contains(log, want) {
+		t.Errorf("want %s logged, from the parent cgroup's limit:\n%s", want, log)
+	}
+	p.stop(t)
+}
+
+// ownMemoryCgroup is the directory of this process' memory cgroup: the v1
+// memory controller's, or the v2 unified hierarchy's.
+func ownMemoryCgroup(t *testing.T) (dir string, v2 bool) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skipf("no cgroups: %v", err)
+	}
+	var unified string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "memory") {
+			if d := filepath.Join("/sys/fs/cgroup/memory", parts[2]); isDir(d) {
+				return d, false
+			}
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
+		}
+	}
+	for _, mnt := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		d := filepath.Join(mnt, unified)
+		if _, err := os.Stat(filepath.Join(d, "cgroup.controllers")); err == nil {
+			if c, _ := os.ReadFile(filepath.Join(d, "cgroup.controllers")); strings.Contains(string(c), "memory") {
+				return d, true
+			}
+		}
+	}
+	t.Skip("no memory cgroup controller found")
+	return "", false
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

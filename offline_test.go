@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -54,6 +56,27 @@ func TestReplayCommand(t *testing.T) {
 	last = last[strings.LastIndexByte(last, '\n')+1:]
 	if !strings.HasPrefix(last, "total: ") || strings.Contains(last, " 0 with new labels") {
 		t.Errorf("summary %q: want a total with repaired series", last)
+	}
+	// Samples the merge holds (while an output learns its sources, or waits
+	// for them) are counted as held, not as merged away or dropped; every
+	// line adds up.
+	line := regexp.MustCompile(`(\d+) series in, (\d+) out: \d+ with new labels, (\d+) merged into another series, (\d+) held by the merge \(sent later, merged\), (\d+) dropped by a rule, (\d+) held merged series sent$`)
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("line %q: want in, out, with new labels, merged, held, dropped, sent", l)
+			continue
+		}
+		n := make([]int, 6)
+		for i := range n {
+			n[i], _ = strconv.Atoi(m[i+1])
+		}
+		if in, out, merged, held, dropped, sent := n[0], n[1], n[2], n[3], n[4], n[5]; in-merged-held-dropped+sent != out {
+			t.Errorf("line %q does not add up", l)
+		}
+	}
+	if m := line.FindStringSubmatch(last); m == nil || m[4] == "0" || m[5] != "0" {
+		t.Errorf("summary %q: want held series, and none dropped (the defaults drop nothing)", last)
 	}
 	out, err = exec.Command(rwfixBin, "replay", "--full", "testdata/fixtures/prometheus-2.42-rw1-02.rw1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- before") || !strings.Contains(string(out), `status_code="None"`) {

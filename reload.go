@@ -69,7 +69,13 @@ func (r *reloader) reload() error {
 	r.lastTime, r.lastErr = time.Now(), err
 	if err != nil {
 		r.success.Set(0)
-		r.logger.Error("loading configuration failed; keeping the running one", "file", r.path, "err", err)
+		if r.running == nil {
+			// At start there is no running configuration to keep: rwfix
+			// stops (exit 1).
+			r.logger.Error("loading configuration failed; rwfix cannot start", "file", r.path, "err", err)
+		} else {
+			r.logger.Error("reloading configuration failed; keeping the running one", "file", r.path, "err", err)
+		}
 		return err
 	}
 	r.success.Set(1)

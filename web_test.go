@@ -14,6 +14,9 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 )
@@ -162,6 +165,31 @@ func TestWebPageInBrowser(t *testing.T) {
 	if msg := pageText(ctx, t, "#error"); !strings.Contains(msg, "line 2") {
 		t.Errorf("bad input: the page shows %q, want the line", msg)
 	}
+
+	// Markup pasted into a label value stays text: the page builds its nodes
+	// with textContent, never by gluing strings into innerHTML.
+	const markup = `<img src=x onerror="document.title='pwned'"><b>x</b>`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/playground"),
+		chromedp.SetValue(chromedp.CSS("#series"), "litellm_proxy_total_requests_metric_total{status_code=\"None\", user=\""+
+			strings.ReplaceAll(markup, `"`, `\"`)+"\"} 1 2\nlitellm_proxy_total_requests_metric_total{status_code=\"500\", user=\""+
+			strings.ReplaceAll(markup, `"`, `\"`)+"\"} 3 4\n"),
+		chromedp.Click(chromedp.CSS("#run")),
+		chromedp.WaitVisible(chromedp.CSS("#result")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	injected, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#result img, #result b")].filter((e) => e.tagName === "IMG" || e.textContent === "x").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	title, err := chromedp.Run(ctx, chromedp.Title())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table := pageText(ctx, t, "#series-table"); injected != 0 || title == "pwned" || !strings.Contains(table, "<b>x</b>") {
+		t.Errorf("pasted markup became HTML (%d injected elements, title %q), or its text is missing:\n%s", injected, title, table)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(shared), chromedp.WaitVisible(chromedp.CSS("#result"))); err != nil {
 		t.Fatal(err)
 	}
@@ -232,4 +260,115 @@ func getPage(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
 	}
 	return string(body)
+}
+
+// sendPrometheusLike writes what a Prometheus sender writes for a LiteLLM
+// exporter, rounds scrapes 15 s apart ending now, one TimeSeries per sample:
+// users u0-u9 with a None and a genuine 500 series (they collide), n0-n4 a
+// None series alone, g0-g4 a genuine 500 alone. The last two rounds go in
+// one request, as a sender catching up sends them: each series twice.
+func sendPrometheusLike(t *testing.T, base string, rounds int) {
+	t.Helper()
+	var all []labels.Labels
+	add := func(user, code string) {
+		all = append(all, labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", user))
+	}
+	for i := range 10 {
+		add(fmt.Sprintf("u%d", i), "None")
+		add(fmt.Sprintf("u%d", i), "500")
+	}
+	for i := range 5 {
+		add(fmt.Sprintf("n%d", i), "None")
+		add(fmt.Sprintf("g%d", i), "500")
+	}
+	start := time.Now().Add(-time.Duration(rounds) * 15 * time.Second).UnixMilli()
+	req := &prompb.WriteRequest{}
+	for r := range rounds {
+		for i, ls := range all {
+			req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil),
+				Samples: []prompb.Sample{{Value: float64((i%3 + 1) * (r + 1)), Timestamp: start + int64(r)*15000}}})
+		}
+		if r == rounds-2 {
+			continue // caught up with the next round
+		}
+		raw, err := req.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := postWrite(t, base, rwtest.ProtoV1, s2.EncodeSnappy(nil, raw)); code/100 != 2 {
+			t.Fatalf("round %d: rwfix answered %d", r, code)
+		}
+		req = &prompb.WriteRequest{}
+	}
+}
+
+// TestStatusPageInBrowser: after a Prometheus sender's traffic (a series
+// sent twice in one request included), every playground link of the status
+// page opens a playground that runs; a _created collision says it keeps the
+// earliest creation time; the status page reloads itself.
+func TestStatusPageInBrowser(t *testing.T) {
+	ctx := newBrowser(t, 3*time.Minute)
+	up := rwtest.NewRecordingUpstream(t)
+	base, _ := startRwfix(t, "--upstream.url="+up.URL)
+	sendPrometheusLike(t, base, 8)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	links, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#examples a")).map(a => a.href)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(links) < 10 {
+		t.Errorf("%d playground links on the status page, want at least 10", len(links))
+	}
+	loaded := 0
+	for _, l := range links {
+		if err := chromedp.Do(ctx, chromedp.Navigate(l)); err != nil {
+			t.Fatalf("opening %s: %v", l, err)
+		}
+		// The page runs the link's input on load: wait for its result or
+		// its error.
+		const done = `document.getElementById("state").textContent !== "running…" && (!document.getElementById("result").hidden || !document.getElementById("error").hidden)`
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](done, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+			t.Fatalf("the playground of %s: %v", l, err)
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[document.getElementById("state").textContent, document.getElementById("error").hidden ? "" : document.getElementById("error").textContent]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[1] != "" || !strings.Contains(got[0], "steps of") {
+			t.Errorf("the link %s: the playground says %q", l, got)
+			continue
+		}
+		loaded++
+	}
+	t.Logf("%d of %d playground links of the status page load", loaded, len(links))
+
+	created := `litellm_proxy_total_requests_metric_created{status_code="None", user="a"} 1700000100 1700000100
+litellm_proxy_total_requests_metric_created{status_code="500", user="a"} 1700000050 1700000050
+`
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/playground"),
+		chromedp.SetValue(chromedp.CSS("#series"), created),
+		chromedp.Click(chromedp.CSS("#run")),
+		chromedp.WaitVisible(chromedp.CSS("#result"))); err != nil {
+		t.Fatal(err)
+	}
+	if c := pageText(ctx, t, "#collisions"); !strings.Contains(c, "the earliest creation time") || strings.Contains(c, "sum") || !strings.Contains(c, "1700000050") {
+		t.Errorf("a _created collision: want the earliest creation time, not a sum:\n%s", c)
+	}
+
+	// The status page shows new traffic by itself.
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("traffic").innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendPrometheusLike(t, base, 3)
+	waitFor(t, "the status page to reload itself", 30*time.Second, func() (bool, error) {
+		now, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("traffic").innerText`))
+		return err == nil && now != before, err
+	})
 }

@@ -48,7 +48,7 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 		return res, nil
 	}
 	drop := newDropSet(b.Len())
-	appended := 0
+	appended, handed := 0, 0 // handed: series whose slot the merge changed
 	if tx != nil {
 		// Whatever happens below, the samples Collect put in flight must be
 		// released, or their output would never send again.
@@ -60,23 +60,29 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 		}()
 		mr := &mergeRun{tx: tx}
 		var unmerged int
-		res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, part, edits, b, drop)
+		handed, res.Merged, unmerged, appended, mr.retries = p.mergeGroups(tx, part, edits, b, drop)
 		res.Collisions += unmerged
 		run = mr
 	}
 	res.Collisions += guardCollisions(edits, b, drop)
 	for _, e := range edits {
 		switch {
-		case e.merge:
-			// Handled by mergeGroups.
 		case !e.keep:
 			drop.add(int(e.idx))
 			res.Dropped++
 		case labels.Equal(e.out, e.orig):
-			// Undone by the guard: forwarded as it came.
+			// Unchanged (a genuine series the merge tracks), or undone by the
+			// guard or a full merge state: forwarded as it came.
+			continue
+		case e.merge:
+			// Handled by mergeGroups.
+			res.Repaired++
 		default:
 			res.Repaired++
 			b.SetLabels(int(e.idx), e.out)
+		}
+		if res.Example[0].IsEmpty() {
+			res.Example = [2]labels.Labels{e.orig, e.out}
 		}
 	}
 	fencedOut := 0
@@ -87,7 +93,7 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 			mr.sequential = len(mr.retries) > 0
 		}
 	}
-	res.Changed = res.Repaired > 0 || drop.n > 0 || res.Merged > 0 || appended > 0 || fencedOut > 0
+	res.Changed = res.Repaired > 0 || drop.n > 0 || handed > 0 || appended > 0 || fencedOut > 0
 	for _, i := range drop.members() {
 		b.Drop(i)
 	}

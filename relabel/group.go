@@ -41,8 +41,9 @@ func (mr *mergeRun) Done(ok bool, taken []int) {
 // that the batch carries unchanged but whose labels equal a merged output
 // joins that output as a source. It returns how many series it merged away
 // or rewrote, how many rewrites it had to undo (merge state full), and the
-// retries (samples for a request of their own).
-func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.Batch, drop *dropSet) (n, unmerged, appended int, retries []Emit) {
+// retries (samples for a request of their own); collided is how many of
+// its series are summed with another series (see collides).
+func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.Batch, drop *dropSet) (n, collided, unmerged, appended int, retries []Emit) {
 	gr := groupEdits(edits)
 	// Unchanged series that land on a merged output are sources too. With
 	// known targets, decide has already made them merge edits.
@@ -50,10 +51,10 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.B
 		gr.joinUnchanged(b, edits)
 	}
 	gr.sort()
-	held, n, unmerged := p.addGroups(tx, part, edits, b, &gr, drop)
+	held, n, collided, unmerged := p.addGroups(tx, part, edits, b, &gr, drop)
 	same, appended, retries, emitted := writeEmits(tx.Collect(), b, drop, held)
 	p.dropUnsentExemplars(b, held.slots, emitted)
-	return n - same, unmerged, appended, retries
+	return n - same, collided, unmerged, appended, retries
 }
 
 // grouping is a request's merge sources grouped by output, without a small
@@ -164,8 +165,9 @@ type heldGroups struct {
 // addGroups hands each group to the merge transaction. The slots of a held
 // group's sources leave the batch (an emit may fill the first one again);
 // a group the state has no room for goes out unmerged. It returns how many
-// series it merged and how many rewrites it undid.
-func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Batch, gr *grouping, drop *dropSet) (h heldGroups, n, unmerged int) {
+// series it merged, how many collide (summed with another), and how many
+// rewrites it undid.
+func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Batch, gr *grouping, drop *dropSet) (h heldGroups, n, collided, unmerged int) {
 	var (
 		ls      []labels.Labels
 		samples [][]Sample
@@ -186,6 +188,9 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 			samples = append(samples, b.Samples(src.idx))
 		}
 		held := tx.AddHashed(g.out, g.hash, ls, samples)
+		if collides(tx, len(h.slots), ls) {
+			collided += len(gidx)
+		}
 		p.recountSources(edits, srcs, held, part)
 		if !held {
 			unmerged += p.unmerge(edits, g.out, srcs, samples)
@@ -202,7 +207,7 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 		}
 		h.slots, h.first = append(h.slots, gidx), append(h.first, own)
 	}
-	return h, n, unmerged
+	return h, n, collided, unmerged
 }
 
 // recountSources tells the decision cache whether the merge state holds the
@@ -297,6 +302,21 @@ func (p *Pipeline) dropUnsentExemplars(b series.Batch, slots [][]int, emitted []
 			}
 		}
 	}
+}
+
+// collides reports whether the sources of Add call k are summed with
+// another series: their output has several sources in the merge state, or
+// (a MergeTx that cannot tell) in this request.
+func collides(tx MergeTx, k int, sources []labels.Labels) bool {
+	if st, ok := tx.(interface{ Sources(k int) int }); ok {
+		return st.Sources(k) > 1
+	}
+	for _, ls := range sources[1:] {
+		if !labels.Equal(ls, sources[0]) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameSamples reports whether a and b are the same samples, bit for bit.

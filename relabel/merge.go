@@ -338,6 +338,9 @@ type mergeTx struct {
 	groups   []*output // by Add call; nil when not merged
 	attached []*output
 	retry    []bool // by attached
+	// sources is how many sources the last Add's output has (0: not
+	// merged): more than one, and its sources are summed (a collision).
+	sources int
 }
 
 // add folds one request's float samples for the sources of out (label
@@ -351,6 +354,7 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 	o := m.output(tx.part, out, h, now)
 	if o == nil {
 		tx.groups = append(tx.groups, nil)
+		tx.sources = 0
 		return false
 	}
 	tx.groups = append(tx.groups, o)
@@ -372,6 +376,7 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 		}
 	}
 	m.advance(o, now)
+	tx.sources = len(o.sources)
 	return true
 }
 

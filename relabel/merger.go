@@ -306,6 +306,8 @@ type shardedTx struct {
 	// route is the shard of each Add call, in order: shard sh's k-th Add is
 	// the k-th call here routed to sh.
 	route []uint8
+	// sources: by Add call, how many sources its output has (see Sources).
+	sources []int32
 }
 
 func (tx *shardedTx) sub(i int) *mergeTx {
@@ -326,7 +328,20 @@ func (tx *shardedTx) Add(out labels.Labels, sources []labels.Labels, samples [][
 func (tx *shardedTx) AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool {
 	i := int(h % mergeShards)
 	tx.route = append(tx.route, uint8(i))
-	return tx.sub(i).add(out, h, sources, samples)
+	sub := tx.sub(i)
+	ok := sub.add(out, h, sources, samples)
+	tx.sources = append(tx.sources, int32(sub.sources))
+	return ok
+}
+
+// Sources returns how many sources the output of Add call k has in the
+// state, this request's included (0: not merged, the state was full). More
+// than one: the sources collide and are summed.
+func (tx *shardedTx) Sources(k int) int {
+	if k < 0 || k >= len(tx.sources) {
+		return 0
+	}
+	return int(tx.sources[k])
 }
 
 // Collect returns what the request carries for the merge (see

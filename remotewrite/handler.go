@@ -119,7 +119,7 @@ func NewHandler(r series.Repairer, upstreams []*Upstream, opts ...Option) *Handl
 	lim := DefaultLimits()
 	h.limits.Store(&lim)
 	h.writer = remoteapi.NewWriteHandler(store{h}, remoteapi.MessageTypes{ProtoV1, ProtoV2},
-		remoteapi.WithWriteHandlerLogger(h.logger),
+		remoteapi.WithWriteHandlerLogger(slog.New(withoutStoreErrors{h.logger.Handler()})),
 		remoteapi.WithWriteHandlerMiddlewares(h.readBody))
 	return h
 }
@@ -334,7 +334,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	p := &payloads{proto: proto}
 	changed := s.changed()
 	if changed && h.dryRun {
-		h.dryRunReport(s, res)
+		h.dryRunReport(res)
 		changed = false
 	}
 	var retriesSettled chan []int
@@ -388,13 +388,56 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	if retryAfter != "" {
 		resp.SetExtraHeader("Retry-After", retryAfter)
 	}
-	if code/100 == 5 || code == http.StatusTooManyRequests {
+	retry := code/100 == 5 || code == http.StatusTooManyRequests
+	if retry {
 		retrying(rt.repairer, partition(r.Header, rt.upstreams))
-		h.logger.Warn("upstream failed; the sender will retry", "code", code, "err", msg)
-	} else {
-		h.logger.Error("upstream rejected the request", "code", code, "err", msg)
 	}
+	h.logFailures(replies, code, retry)
 	return resp, errors.New(msg)
+}
+
+// logFailures logs each upstream that did not take the request, once (the
+// embedded write handler's own log of the error is filtered out: see
+// withoutStoreErrors): a WARN when the sender retries (answered 5xx or 429),
+// an ERROR when it drops the batch (4xx).
+func (h *Handler) logFailures(replies []reply, answered int, retry bool) {
+	for _, r := range replies {
+		if r.ok() {
+			continue
+		}
+		answer := r.msg
+		code := strconv.Itoa(r.code)
+		switch {
+		case r.timeout:
+			code, answer = "timeout", r.err.Error()
+		case r.err != nil:
+			code, answer = "no answer", r.err.Error()
+		}
+		if retry {
+			h.logger.Warn("upstream failed; the sender will retry", "upstream", r.upstream, "code", code, "answer", answer, "answered", answered)
+		} else {
+			h.logger.Error("upstream refused the request; the sender drops it", "upstream", r.upstream, "code", code, "answer", answer, "answered", answered)
+		}
+	}
+}
+
+// withoutStoreErrors is the embedded write handler's logger: h's, less its
+// "Error while storing" record, which repeats what logFailures said.
+type withoutStoreErrors struct{ slog.Handler }
+
+func (w withoutStoreErrors) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "Error while storing the remote write request" {
+		return nil
+	}
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w withoutStoreErrors) WithAttrs(as []slog.Attr) slog.Handler {
+	return withoutStoreErrors{w.Handler.WithAttrs(as)}
+}
+
+func (w withoutStoreErrors) WithGroup(name string) slog.Handler {
+	return withoutStoreErrors{w.Handler.WithGroup(name)}
 }
 
 // partition is the merge partition of a request: the values of the headers
@@ -429,7 +472,7 @@ func (h *Handler) capture(proto remoteapi.WriteMessageType, body []byte) {
 
 // dryRunReport counts what the rules would have done and logs it, at most
 // every 10 s, with one changed series as an example.
-func (h *Handler) dryRunReport(s *scanned, res series.Result) {
+func (h *Handler) dryRunReport(res series.Result) {
 	h.metrics.dryRun.WithLabelValues("repaired").Add(float64(res.Repaired))
 	h.metrics.dryRun.WithLabelValues("merged").Add(float64(res.Merged))
 	h.metrics.dryRun.WithLabelValues("dropped").Add(float64(res.Dropped))
@@ -439,11 +482,12 @@ func (h *Handler) dryRunReport(s *scanned, res series.Result) {
 		return
 	}
 	example := ""
-	for i := range s.edits {
-		if e := &s.edits[i]; e.relabeled {
-			example = s.describe(i) + " -> " + e.ls.String()
-			break
-		}
+	switch before, after := res.Example[0], res.Example[1]; {
+	case before.IsEmpty():
+	case after.IsEmpty():
+		example = before.String() + " -> dropped"
+	default:
+		example = before.String() + " -> " + after.String()
 	}
 	h.logger.Info("dry run: forwarded unchanged; the rules would have changed this request",
 		"repaired", res.Repaired, "merged", res.Merged, "dropped", res.Dropped, "example", example)

@@ -2,18 +2,23 @@ package remotewrite
 
 import (
 	"bytes"
+	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	promrelabel "github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -444,4 +449,105 @@ func TestDryRunForwardsOriginalAndCounts(t *testing.T) {
 	if v := testutil.ToFloat64(m.dryRun.WithLabelValues("repaired")) + testutil.ToFloat64(m.dryRun.WithLabelValues("merged")); v == 0 {
 		t.Error("dry run counted nothing that the rules would have changed")
 	}
+}
+
+// TestUpstreamFailureLoggedOnce: an upstream failure that the sender
+// retries is one WARN naming the upstream and its answer — not also an
+// ERROR from the embedded write handler. A refusal (4xx, the sender drops
+// the batch) is one ERROR.
+func TestUpstreamFailureLoggedOnce(t *testing.T) {
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{v1Series(okTotal, prompb.Sample{Value: 1, Timestamp: 1})}})
+	for _, tc := range []struct {
+		code  int
+		msg   string
+		level string
+	}{
+		{503, "tsdb overloaded", "WARN"},
+		{500, "disk full", "WARN"},
+		{400, "out of order sample", "ERROR"},
+	} {
+		var logs bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&logs, nil))
+		up := rwtest.NewRecordingUpstream(t, rwtest.Answer(tc.code, tc.msg))
+		u := upstreamFor(t, up.URL, time.Second)
+		h := NewHandler(litellmPipeline(t, ""), []*Upstream{u}, WithLogger(logger))
+		if rec := post(t, h, ctV1, body); rec.Code != tc.code {
+			t.Fatalf("answer %d, want %d", rec.Code, tc.code)
+		}
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		if len(lines) != 1 {
+			t.Errorf("upstream answering %d: %d log lines, want 1:\n%s", tc.code, len(lines), logs.String())
+			continue
+		}
+		for _, want := range []string{"level=" + tc.level, "upstream=" + u.Name(), "code=" + strconv.Itoa(tc.code), tc.msg} {
+			if !strings.Contains(lines[0], want) {
+				t.Errorf("upstream answering %d: the log line lacks %q:\n%s", tc.code, want, lines[0])
+			}
+		}
+	}
+}
+
+// TestDryRunCountsWhatWouldChange: a dry run counts each series once for
+// what the rules would do to it — repaired: its labels would change (merged
+// or not), merged: it would be summed with another series (the genuine 500
+// included), dropped — consistent with rwfix_series_repaired_total; a
+// genuine 500 series that nothing lands on counts for nothing; the log line
+// says the same and shows an example.
+func TestDryRunCountsWhatWouldChange(t *testing.T) {
+	series := func(user, code string) labels.Labels {
+		return labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", user)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := relabel.DefaultConfig()
+	cfg.RelabelConfigs = litellmPipelineRules(t, `relabel_configs: [{source_labels: [user], regex: drop-me, action: drop}]`)
+	p, err := relabel.New(cfg, relabel.NewMetrics(reg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := rwtest.NewRecordingUpstream(t)
+	m := NewMetrics(nil)
+	var logs bytes.Buffer
+	h := NewHandler(p, []*Upstream{upstreamFor(t, up.URL, 0)}, WithMetrics(m), WithDryRun(true),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	body := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(series("alone", "None"), prompb.Sample{Value: 3, Timestamp: 10}),  // repaired, nothing to merge with
+		v1Series(series("genuine", "500"), prompb.Sample{Value: 5, Timestamp: 10}), // untouched
+		v1Series(series("both", "None"), prompb.Sample{Value: 1, Timestamp: 10}),   // repaired and merged
+		v1Series(series("both", "500"), prompb.Sample{Value: 2, Timestamp: 10}),    // merged
+		v1Series(series("drop-me", "200"), prompb.Sample{Value: 2, Timestamp: 10}), // dropped
+		v1Series(series("ok", "200"), prompb.Sample{Value: 7, Timestamp: 10}),      // untouched
+	}})
+	if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
+	}
+	got := map[string]float64{}
+	for _, a := range []string{"repaired", "merged", "dropped"} {
+		got[a] = testutil.ToFloat64(m.dryRun.WithLabelValues(a))
+	}
+	if want := map[string]float64{"repaired": 2, "merged": 2, "dropped": 1}; !maps.Equal(got, want) {
+		t.Errorf("rwfix_dry_run_series_total %v, want %v", got, want)
+	}
+	if v := rwtest.CounterValue(t, reg, "rwfix_series_repaired_total"); v != got["repaired"] {
+		t.Errorf("rwfix_series_repaired_total %v, rwfix_dry_run_series_total{action=\"repaired\"} %v: they must agree", v, got["repaired"])
+	}
+	log := logs.String()
+	for _, want := range []string{"repaired=2", "merged=2", "dropped=1", `status_code=\"None\"`, `-> `} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the dry-run log lacks %s:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, `example=""`) {
+		t.Errorf("the dry-run log has no example:\n%s", log)
+	}
+}
+
+func litellmPipelineRules(t *testing.T, doc string) []*promrelabel.Config {
+	t.Helper()
+	var c struct {
+		Rules []*promrelabel.Config `yaml:"relabel_configs"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(doc), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Rules
 }

@@ -86,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		dryRun: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "dry_run_series_total",
-			Help: "With --dry-run: series the rules would have repaired, merged or dropped (everything was forwarded unchanged).",
+			Help: "With --dry-run: series the rules would have repaired (labels changed), merged (summed with another series) or dropped; everything was forwarded unchanged. A series can be both repaired and merged.",
 		}, []string{"action"}),
 		collisions: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "collisions_unrepaired_total",

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
@@ -109,6 +110,7 @@ func (h *Handler) observeFallback(u *Upstream, r reply) {
 // relay must not pay for watching every request (maps, copies of samples).
 // Offline runs (maxChanges 0) watch every request.
 type observeBudget struct {
+	next   atomic.Int64 // where the next request's examples start (see changes)
 	mu     sync.Mutex
 	all    bool
 	tokens float64
@@ -171,7 +173,8 @@ func (o observedRepairer) Apply(b series.Batch, part string) (series.Result, ser
 	}()
 	res, run := o.r.Apply(rb, part)
 	if res.Changed || len(rb.appended) > 0 {
-		o.h.observer.ObserveChanges(rb.changes(o.h.maxChanges))
+		from := int(o.h.observeBudget.next.Add(int64(max(o.h.maxChanges, 1))))
+		o.h.observer.ObserveChanges(rb.changes(o.h.maxChanges, from))
 	} else {
 		o.h.observeBudget.refund() // nothing to show: the token stays for a request that has
 	}
@@ -235,43 +238,62 @@ func (b *recordingBatch) source(i int, sb *labels.ScratchBuilder) ChangedSeries 
 	return ChangedSeries{Labels: b.Labels(i, sb), Samples: append([]series.Sample(nil), b.Samples(i)...)}
 }
 
-// changes lists the noted changes, at most max of them (0: all).
-func (b *recordingBatch) changes(maxN int) []Change {
+// changes lists the noted changes, at most maxN of them (0: all), from
+// the from-th on (wrapping around): the caller moves from along from
+// request to request, so that a page of a few examples per request sees
+// every series a rule changes, not the first few of each request again.
+func (b *recordingBatch) changes(maxN, from int) []Change {
 	var (
 		out    []Change
 		sb     labels.ScratchBuilder
 		merged = map[int]bool{}
 	)
-	full := func() bool { return maxN > 0 && len(out) >= maxN }
 	for _, i := range b.order {
-		if full() {
-			return out
-		}
 		if m, ok := b.merged[i]; ok {
-			c := Change{Action: ChangeMerged, Output: b.relabeled[i], Samples: m.samples}
 			for _, j := range m.srcs {
 				merged[j] = true
-				c.Sources = append(c.Sources, b.source(j, &sb))
 			}
-			out = append(out, c)
-			continue
 		}
-		src := b.source(i, &sb)
-		out = append(out, Change{Action: ChangeRepaired, Sources: []ChangedSeries{src}, Output: b.relabeled[i], Samples: src.Samples})
+	}
+	// The candidates, in order: changed slots, removed series (not merge
+	// sources reported with their output), appended outputs.
+	type cand struct{ kind, i int }
+	var cands []cand
+	for _, i := range b.order {
+		cands = append(cands, cand{0, i})
 	}
 	for _, i := range b.removed {
-		if full() {
-			return out
-		}
 		if !merged[i] {
-			out = append(out, Change{Action: ChangeRemoved, Sources: []ChangedSeries{b.source(i, &sb)}})
+			cands = append(cands, cand{1, i})
 		}
 	}
-	for _, c := range b.appended {
-		if full() {
-			return out
+	for i := range b.appended {
+		cands = append(cands, cand{2, i})
+	}
+	n, start := len(cands), 0
+	if maxN > 0 && n > maxN {
+		start, n = from%len(cands), maxN
+	}
+	for k := range n {
+		c := cands[(start+k)%len(cands)]
+		switch c.kind {
+		case 0:
+			i := c.i
+			if m, ok := b.merged[i]; ok {
+				ch := Change{Action: ChangeMerged, Output: b.relabeled[i], Samples: m.samples}
+				for _, j := range m.srcs {
+					ch.Sources = append(ch.Sources, b.source(j, &sb))
+				}
+				out = append(out, ch)
+				continue
+			}
+			src := b.source(i, &sb)
+			out = append(out, Change{Action: ChangeRepaired, Sources: []ChangedSeries{src}, Output: b.relabeled[i], Samples: src.Samples})
+		case 1:
+			out = append(out, Change{Action: ChangeRemoved, Sources: []ChangedSeries{b.source(c.i, &sb)}})
+		case 2:
+			out = append(out, b.appended[c.i])
 		}
-		out = append(out, c)
 	}
 	return out
 }

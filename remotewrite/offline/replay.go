@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/series"
 	"github.com/rwfix/rwfix/remotewrite/wire"
 )
@@ -37,8 +39,10 @@ func captures(paths []string) ([]string, error) {
 
 // Replay sends captured bodies, in order, through one pipeline (so merges
 // across requests show as in production) and writes what it changed: per
-// file, series in and out, repaired, merged away and dropped; with full, the
-// requests before and after.
+// file, series in and out, with new labels, merged into another series,
+// held by the merge (their samples go out later, merged: while an output
+// learns its sources, or waits for them) and dropped by a rule; with full,
+// the requests before and after.
 func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 	files, err := captures(paths)
 	if err != nil {
@@ -47,12 +51,13 @@ func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 	if len(files) == 0 {
 		return fmt.Errorf("no .rw1 or .rw2 files in %v", paths)
 	}
-	p, err := newPipeline(rep)
+	col := &collector{}
+	p, err := newPipeline(rep, remotewrite.WithObserver(col, 0))
 	if err != nil {
 		return err
 	}
 	defer p.rec.close()
-	var total struct{ in, out, repaired, gone int }
+	var total replayCounts
 	for fi, f := range files {
 		proto, ok := wire.ProtoOfCapture(f)
 		if !ok {
@@ -88,6 +93,7 @@ func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 			}
 			outs = append(outs, more...)
 		}
+		changes := col.take()
 		if code/100 != 2 {
 			fmt.Fprintf(w, "%s: rwfix would answer %d: %s\n", f, code, msg)
 			continue
@@ -100,27 +106,70 @@ func Replay(w io.Writer, paths []string, rep series.Repairer, full bool) error {
 			}
 			after = append(after, s...)
 		}
-		in, out := countSeries(before), countSeries(after)
+		c := replayCounts{in: countSeries(before), out: countSeries(after)}
 		inSet := map[string]bool{}
 		for _, s := range before {
 			inSet[s.Labels.String()] = true
 		}
-		repaired := 0
 		for _, s := range after {
 			if !s.Labels.IsEmpty() && !inSet[s.Labels.String()] {
-				repaired++
+				c.repaired++
 			}
 		}
-		gone := in - out
-		total.in, total.out, total.repaired, total.gone = total.in+in, total.out+out, total.repaired+repaired, total.gone+gone
-		fmt.Fprintf(w, "%s: %d series in, %d out: %d with new labels, %d merged into another series or dropped\n", f, in, out, repaired, gone)
+		c.count(changes, rep)
+		total.add(c)
+		fmt.Fprintf(w, "%s: %s\n", f, c)
 		if full {
 			fmt.Fprintf(w, "--- before\n%s--- after\n%s", wire.RenderSeries(before), wire.RenderSeries(after))
 		}
 	}
-	fmt.Fprintf(w, "total: %d series in, %d out: %d with new labels, %d merged into another series or dropped\n",
-		total.in, total.out, total.repaired, total.gone)
+	fmt.Fprintf(w, "total: %s\n", total)
 	return nil
+}
+
+// replayCounts is what the pipeline made of the series of a request.
+type replayCounts struct {
+	in, out  int
+	repaired int // output series with labels that no input series had
+	merged   int // summed into another series of the same request
+	held     int // sources of a merged output that holds their samples: sent later
+	dropped  int // dropped by a rule
+	sent     int // merged outputs' held samples, sent with this request
+}
+
+// count reads the handler's report of one request.
+func (c *replayCounts) count(changes []remotewrite.Change, rep series.Repairer) {
+	keeps, _ := rep.(interface {
+		Repair(labels.Labels) (labels.Labels, bool, bool)
+	})
+	for _, ch := range changes {
+		switch ch.Action {
+		case remotewrite.ChangeMerged:
+			c.merged += max(len(ch.Sources)-1, 0)
+		case remotewrite.ChangeEmitted:
+			c.sent++
+		case remotewrite.ChangeRemoved:
+			for _, s := range ch.Sources {
+				if keeps != nil {
+					if _, _, keep := keeps.Repair(s.Labels); keep {
+						c.held++ // taken out, kept: a merge source whose output is held
+						continue
+					}
+				}
+				c.dropped++
+			}
+		}
+	}
+}
+
+func (c *replayCounts) add(o replayCounts) {
+	c.in, c.out, c.repaired = c.in+o.in, c.out+o.out, c.repaired+o.repaired
+	c.merged, c.held, c.dropped, c.sent = c.merged+o.merged, c.held+o.held, c.dropped+o.dropped, c.sent+o.sent
+}
+
+func (c replayCounts) String() string {
+	return fmt.Sprintf("%d series in, %d out: %d with new labels, %d merged into another series, %d held by the merge (sent later, merged), %d dropped by a rule, %d held merged series sent",
+		c.in, c.out, c.repaired, c.merged, c.held, c.dropped, c.sent)
 }
 
 func countSeries(s []wire.Series) int {

@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -43,27 +44,54 @@ type seriesSpec struct {
 	Values string `yaml:"values"`
 }
 
-// RunRuleTests runs test files and writes promtool-like output to w. It
-// returns how many tests failed, and an error for a file that cannot be run.
+// RunRuleTests runs test files and writes promtool-like output to w, file
+// after file: a file that is not a test file (an rwfix configuration given
+// by a glob, say) is skipped with a note, and one that cannot be run is
+// reported, and the next files run all the same. It returns how many tests
+// failed, and an error naming the files that could not be run.
 func RunRuleTests(w io.Writer, files []string, build BuildFunc) (failed int, err error) {
+	var broken []string
 	for _, f := range files {
+		fmt.Fprintf(w, "Unit Testing: %s\n", f)
 		n, err := runFile(w, f, build)
-		if err != nil {
-			return failed, fmt.Errorf("%s: %w", f, err)
-		}
 		failed += n
+		switch {
+		case errors.Is(err, errNotATest):
+			fmt.Fprintf(w, "  SKIPPED: %v\n", err)
+		case err != nil:
+			fmt.Fprintf(w, "  FAILED: %v\n", err)
+			broken = append(broken, f)
+		}
+	}
+	if len(broken) > 0 {
+		return failed, fmt.Errorf("%d of %d files could not be run: %s", len(broken), len(files), strings.Join(broken, ", "))
 	}
 	return failed, nil
 }
+
+// configKeys are top-level keys of an rwfix configuration file.
+var configKeys = []string{"presets", "relabel_configs", "collision", "upstreams", "limits"}
 
 func runFile(w io.Writer, file string, build BuildFunc) (int, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return 0, err
 	}
+	var top map[string]any
+	if err := yaml.Unmarshal(data, &top); err != nil {
+		return 0, HumanError(err)
+	}
+	if _, ok := top["tests"]; !ok {
+		for _, k := range configKeys {
+			if _, ok := top[k]; ok {
+				return 0, fmt.Errorf("%w: it has no tests: key and looks like an rwfix configuration (%s:); check one with `rwfix check config`", errNotATest, k)
+			}
+		}
+		return 0, fmt.Errorf("%w: it has no tests: key (see testdata/rules/ for the format)", errNotATest)
+	}
 	var tf ruleTestFile
 	if err := yaml.UnmarshalStrict(data, &tf); err != nil {
-		return 0, err
+		return 0, HumanError(err)
 	}
 	if tf.Interval == 0 {
 		tf.Interval = model.Duration(15 * time.Second)
@@ -72,11 +100,13 @@ func runFile(w io.Writer, file string, build BuildFunc) (int, error) {
 	if cfg != "" && !filepath.IsAbs(cfg) {
 		cfg = filepath.Join(filepath.Dir(file), cfg)
 	}
-	fmt.Fprintf(w, "Unit Testing: %s\n", file)
 	failed := 0
 	for _, tc := range tf.Tests {
 		// A fresh pipeline per test: merge state does not leak between tests.
 		rep, err := build(cfg)
+		if err != nil && cfg != "" {
+			return failed, fmt.Errorf("config_file %s: %w", tf.ConfigFile, err)
+		}
 		if err != nil {
 			return failed, err
 		}

@@ -70,13 +70,18 @@ type Batch interface {
 	SeriesKey(i int) (h1, h2 uint64, ok bool)
 }
 
-// Result sums up what a Repairer did to a request.
+// Result sums up what a Repairer did to a request. Each series counts once in
+// Repaired and Dropped, and may count in Merged too: a None series summed
+// with a genuine 500 is repaired and merged; the genuine one, merged.
 type Result struct {
 	Changed    bool // the request must be re-encoded
-	Repaired   int  // series whose labels changed and were kept
+	Repaired   int  // series whose labels the rules changed, kept (merged or not)
 	Dropped    int  // series dropped by a rule
 	Collisions int  // rewrites undone by the collision guard or a full merge state
-	Merged     int  // series handed to the merge
+	Merged     int  // series summed with another series (sources of an output that has several)
+	// Example is one series the rules changed: its labels before and
+	// after (after empty: dropped); both empty when none changed.
+	Example [2]labels.Labels
 }
 
 // MergeRun is what a request owes the merge state after Apply: the retries

@@ -77,6 +77,9 @@ type apiCollision struct {
 	Output map[string]string   `json:"output"`
 	Inputs []map[string]string `json:"inputs"`
 	Values [][2]any            `json:"values"`
+	// Merge is how the sources combine at each step: "sum" (a counter), or
+	// "min" (a _created series: the earliest creation time).
+	Merge string `json:"merge"`
 }
 
 // Input actions.
@@ -147,6 +150,11 @@ func (u *UI) repair(r *http.Request) (*repairData, *apiError) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			// Not json's "Go struct field repairRequest.interval of type string".
+			err = fmt.Errorf("%q must be a string, not a %s", te.Field, te.Value)
+		}
 		return nil, badData(http.StatusBadRequest, `request body: %v (want {"series": "...", "config": "...", "interval": "15s"})`, err)
 	}
 	interval := defaultInterval
@@ -260,7 +268,10 @@ func run(cfg relabel.Config, in []offline.Input, interval time.Duration, configT
 			}
 			continue
 		}
-		c := apiCollision{Output: data.Series[idx[0]].Output, Values: [][2]any{}}
+		c := apiCollision{Output: data.Series[idx[0]].Output, Values: [][2]any{}, Merge: "sum"}
+		if strings.HasSuffix(c.Output[model.MetricNameLabel], "_created") {
+			c.Merge = "min" // as the merge combines _created series (relabel/merge.go)
+		}
 		for _, i := range idx {
 			c.Inputs = append(c.Inputs, in[i].Labels.Map())
 		}

@@ -2,10 +2,10 @@ package ui
 
 import (
 	"html/template"
-	"math"
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,7 +13,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 
 	"github.com/rwfix/rwfix/remotewrite"
 	"github.com/rwfix/rwfix/remotewrite/offline"
@@ -100,6 +103,9 @@ type rateWindow struct {
 
 const minWindow = 5 * time.Second
 
+// refreshEvery is how often the status page reloads itself.
+const refreshEvery = 10 * time.Second
+
 func (r *rateWindow) rates(now, start time.Time, totals [3]float64) (rates [3]float64, window time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -142,6 +148,7 @@ type rejectView struct {
 
 type exampleView struct {
 	Ago     string
+	Seen    string // "12× since 5m0s ago" for a change seen more than once
 	Action  string
 	Class   string
 	Sources []string
@@ -151,6 +158,8 @@ type exampleView struct {
 }
 
 type statusView struct {
+	ErrorWindow                                     string
+	Refresh                                         int // seconds between reloads of the page
 	Version, Revision, Branch, BuildDate, GoVersion string
 	Started                                         string
 	Uptime                                          string
@@ -222,6 +231,7 @@ func (u *UI) status(now time.Time) (*statusView, error) {
 	if v.ConfigFile == "" {
 		v.ConfigFile = "none (built-in defaults and flags)"
 	}
+	v.ErrorWindow, v.Refresh = model.Duration(errorWindow).String(), int(refreshEvery/time.Second)
 	rates, window := u.rates.rates(now, u.opts.Start, [3]float64{v.Requests, v.Samples, v.Series})
 	v.RequestRate, v.SampleRate, v.SeriesRate = fmtRate(rates[0]), fmtRate(rates[1]), fmtRate(rates[2])
 	v.RateWindow = window.Truncate(time.Second).String()
@@ -243,27 +253,18 @@ func fmtRate(r float64) string { return strconv.FormatFloat(r, 'f', 2, 64) }
 
 func (u *UI) upstreamView(m metrics, now time.Time, up Upstream) upstreamView {
 	uv := upstreamView{Name: up.Name, URL: up.URL, Protocol: "as received (RW 1.0 or 2.0)", LastCode: "none yet", LastAgo: "never"}
-	total, failed := 0.0, 0.0
-	for _, x := range m["rwfix_upstream_requests_total"] {
-		if labelOf(x, "upstream") != up.Name {
-			continue
-		}
-		n := m.value(x)
-		total += n
-		if c := labelOf(x, "code"); len(c) != 3 || c[0] != '2' {
-			failed += n
-		}
-	}
-	uv.Requests = total
+	uv.Requests = m.sum("rwfix_upstream_requests_total", "upstream", up.Name)
+	s, ok := u.opts.Recorder.upstream(up.Name)
+	// The error rate over the last minutes, as the rates above: a lifetime
+	// ratio would hide an outage behind the hours before it.
 	uv.ErrorRate = "–"
-	if total > 0 {
-		uv.ErrorRate = strconv.FormatFloat(100*failed/total, 'f', 1, 64) + "%"
+	if total, failed := s.recentErrors(now); total > 0 {
+		uv.ErrorRate = strconv.FormatFloat(100*float64(failed)/float64(total), 'f', 1, 64) + "%"
 	}
 	uv.Latency = "–"
 	if c, s := m.histogram("rwfix_upstream_request_duration_seconds", "upstream", up.Name); c > 0 {
 		uv.Latency = (time.Duration(s / float64(c) * float64(time.Second))).Round(time.Microsecond).String() + " avg"
 	}
-	s, ok := u.opts.Recorder.upstream(up.Name)
 	if ok && !s.LastTime.IsZero() {
 		uv.LastCode = strconv.Itoa(s.Last.Code)
 		if s.Last.Code == 0 {
@@ -282,44 +283,163 @@ func (u *UI) upstreamView(m metrics, now time.Time, up Upstream) upstreamView {
 	return uv
 }
 
-// examplesOf describes recent changes, newest first, each with a
-// playground link that replays its input series. Sources taken out of one
-// request for one held merged output are shown together.
+// Example actions, as the status page names them.
+const (
+	exRepaired = "repaired"
+	exMerged   = "merged"
+	exHeld     = "held for the merge"
+	exSent     = "merged (held samples sent)"
+	exDropped  = "dropped"
+)
+
+// examplesOf describes the recent changes, most recently seen first, each
+// with a playground link that replays its input series. What the rules did
+// not change is left out: a genuine series whose samples the merge only
+// held, with nothing else landing on it. The sources of one output that
+// the merge holds are one example.
 func examplesOf(now time.Time, examples []example, tr *tracer) []exampleView {
-	var out []exampleView
-	var inputs []string // the playground input of each example
-	for i, e := range examples {
+	type row struct {
+		view    exampleView
+		sources []remotewrite.ChangedSeries
+		changed bool // a rule changed a source: worth showing
+	}
+	var (
+		rows    []*row
+		held    = map[string]*row{} // by output
+		outputs = map[string]bool{} // outputs of the rows that show a merge
+	)
+	seen := func(ev *exampleView, e example) {
+		ev.Ago = ago(now, e.Time)
+		if e.Count > 1 {
+			ev.Seen = strconv.Itoa(e.Count) + "× since " + ago(now, e.First)
+		}
+	}
+	for _, e := range examples {
 		c := e.Change
-		ev := exampleView{Ago: ago(now, e.Time), Action: c.Action, Class: c.Action,
-			Output: offline.SeriesString(c.Output), Values: fmtSamples(c.Samples)}
-		if c.Action == remotewrite.ChangeRemoved && len(c.Sources) == 1 && tr != nil {
-			ev.Action, ev.Class = "dropped", "dropped"
-			if _, held, keep := tr.trace(c.Sources[0].Labels); keep {
-				ev.Action, ev.Class, ev.Output = "merge sources (output held)", "merged", offline.SeriesString(held)
+		r := &row{sources: c.Sources}
+		r.view = exampleView{Output: offline.SeriesString(c.Output), Values: fmtSamples(c.Samples)}
+		seen(&r.view, e)
+		for _, s := range c.Sources {
+			if !labels.Equal(s.Labels, c.Output) {
+				r.changed = true
 			}
 		}
-		if c.Action == remotewrite.ChangeEmitted {
-			ev.Action, ev.Class = "merged (held samples sent)", "merged"
+		switch c.Action {
+		case remotewrite.ChangeRepaired:
+			r.view.Action = exRepaired
+		case remotewrite.ChangeMerged:
+			switch {
+			case len(c.Sources) > 1:
+				r.view.Action = exMerged
+			case r.changed:
+				r.view.Action = exRepaired // one source: nothing to sum
+			default:
+				continue // a genuine series alone; the merge only held its samples
+			}
+		case remotewrite.ChangeEmitted:
+			r.view.Action, r.changed = exSent, true
+		case remotewrite.ChangeRemoved:
+			if tr == nil || len(c.Sources) != 1 {
+				r.view.Action, r.view.Output = exDropped, ""
+				break
+			}
+			src := c.Sources[0]
+			if _, out, keep := tr.trace(src.Labels); !keep {
+				r.view.Action, r.view.Output = exDropped, ""
+			} else {
+				// A merge source whose output the merge holds: with the
+				// other held sources of that output, one example.
+				k := out.String()
+				g := held[k]
+				if g == nil {
+					g = &row{view: exampleView{Action: exHeld, Output: offline.SeriesString(out), Values: "held: sent later, merged"}}
+					seen(&g.view, e)
+					held[k] = g
+					rows = append(rows, g)
+				}
+				if !slices.ContainsFunc(g.sources, func(s remotewrite.ChangedSeries) bool { return labels.Equal(s.Labels, src.Labels) }) {
+					g.sources = append(g.sources, src)
+				}
+				g.changed = g.changed || !labels.Equal(src.Labels, out)
+				continue
+			}
 		}
-		n := len(out) - 1
-		if c.Action == remotewrite.ChangeRemoved && n >= 0 && ev.Class == "merged" && out[n].Output == ev.Output &&
-			out[n].Action == ev.Action && examples[i-1].Time.Equal(e.Time) {
-			ev, out = out[n], out[:n] // one request, one output: one example; inputs[n] grows
-		} else {
-			inputs = append(inputs, "")
-		}
-		for _, s := range c.Sources {
-			ev.Sources = append(ev.Sources, offline.SeriesString(s.Labels)+" "+fmtSamples(s.Samples))
-			inputs[len(inputs)-1] += offline.SeriesString(s.Labels) + " " + promtoolValues(s.Samples) + "\n"
-		}
-		out = append(out, ev)
+		rows = append(rows, r)
 	}
-	for i := range out {
-		if in := inputs[i]; in != "" {
-			out[i].Link = "/playground?" + url.Values{"series": {in}}.Encode()
+	for _, r := range rows {
+		if r.changed && (r.view.Action == exMerged || r.view.Action == exHeld) {
+			outputs[r.view.Output] = true
+		}
+	}
+	var out []exampleView
+	for _, r := range rows {
+		switch {
+		case !r.changed:
+			continue
+		case r.view.Action == exSent && !outputs[r.view.Output]:
+			continue // an output not known to merge anything: maybe a genuine series alone
+		case r.view.Action == exHeld && len(r.sources) > 1:
+			r.view.Action = exHeld + " (sources summed)"
+		}
+		r.view.Class = "merged"
+		switch r.view.Action {
+		case exRepaired:
+			r.view.Class = "repaired"
+		case exDropped:
+			r.view.Class = "dropped"
+		}
+		for _, s := range r.sources {
+			r.view.Sources = append(r.view.Sources, offline.SeriesString(s.Labels)+" "+fmtSamples(s.Samples))
+		}
+		r.view.Link = playgroundLink(r.sources)
+		out = append(out, r.view)
+		if len(out) == maxExamples {
+			break
 		}
 	}
 	return out
+}
+
+// playgroundLink replays sources in the playground: one line per series,
+// its samples in timestamp order on the steps of every timestamp the
+// sources have (_ where a series has none), the interval their smallest
+// spacing. "" without sources.
+func playgroundLink(sources []remotewrite.ChangedSeries) string {
+	sources = oneSourcePerSeries(sources)
+	var ts []int64
+	for _, s := range sources {
+		for _, x := range s.Samples {
+			ts = append(ts, x.T)
+		}
+	}
+	if len(ts) == 0 {
+		return ""
+	}
+	slices.Sort(ts)
+	ts = slices.Compact(ts)
+	var in strings.Builder
+	for _, s := range sources {
+		vals := make([]string, len(ts))
+		for i := range vals {
+			vals[i] = "_"
+		}
+		for _, x := range s.Samples {
+			i, _ := slices.BinarySearch(ts, x.T)
+			vals[i] = promtoolValue(x.V)
+		}
+		in.WriteString(offline.SeriesString(s.Labels) + " " + strings.Join(vals, " ") + "\n")
+	}
+	q := url.Values{"series": {in.String()}}
+	if len(ts) > 1 {
+		step := ts[len(ts)-1] - ts[0]
+		for i := 1; i < len(ts); i++ {
+			step = min(step, ts[i]-ts[i-1])
+		}
+		if d := time.Duration(step) * time.Millisecond; d >= minInterval && d <= maxInterval && d%time.Second == 0 {
+			q.Set("interval", model.Duration(d).String())
+		}
+	}
+	return "/playground?" + q.Encode()
 }
 
 func fmtSamples(s []series.Sample) string {
@@ -330,18 +450,13 @@ func fmtSamples(s []series.Sample) string {
 	return strings.Join(parts, ", ")
 }
 
-// promtoolValues are samples as one value per step (stale markers as
-// stale), for the playground.
-func promtoolValues(s []series.Sample) string {
-	parts := make([]string, 0, len(s))
-	for _, x := range s {
-		if math.IsNaN(x.V) {
-			parts = append(parts, "stale")
-			continue
-		}
-		parts = append(parts, strconv.FormatFloat(x.V, 'g', -1, 64))
+// promtoolValue is a sample's value in promtool's notation (a stale marker
+// as stale), for the playground.
+func promtoolValue(v float64) string {
+	if value.IsStaleNaN(v) {
+		return "stale"
 	}
-	return strings.Join(parts, " ")
+	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 var funcs = template.FuncMap{

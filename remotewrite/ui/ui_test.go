@@ -3,9 +3,13 @@ package ui
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -152,7 +156,7 @@ func TestStatusReflectsTraffic(t *testing.T) {
 		`litellm_proxy_total_requests_metric_total{status_code=&#34;None&#34;, user=&#34;a&#34;}`, // a merge source
 		`href="/playground?series=litellm_proxy_total_requests_metric_total`,
 		"<tr><th>Requests</th><td class=\"num\">4</td>", // the corrupt one counts too
-		"merge sources (output held)",
+		"held for the merge",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET / lacks %q", want)
@@ -216,6 +220,7 @@ type apiAnswer struct {
 			Output map[string]string   `json:"output"`
 			Inputs []map[string]string `json:"inputs"`
 			Values [][2]any            `json:"values"`
+			Merge  string              `json:"merge"`
 		} `json:"collisions"`
 		Test string `json:"test"`
 	} `json:"data"`
@@ -278,6 +283,18 @@ func TestRepairAPI(t *testing.T) {
 	if got := d.Collisions[0].Values; len(got) != 3 || got[0][1] != "11" || got[1][1] != "12" || got[2][1] != "14" || got[1][0] != 30.0 {
 		t.Errorf("merged values: %v, want 11 12 14 at 0, 30, 60 s", got)
 	}
+	if d.Collisions[0].Merge != "sum" {
+		t.Errorf("a counter's collision merges by %q, want sum", d.Collisions[0].Merge)
+	}
+	// A _created collision: the earliest creation time, not the sum.
+	created := `litellm_proxy_total_requests_metric_created{status_code="None", user="a"} 1700000100 1700000100
+litellm_proxy_total_requests_metric_created{status_code="500", user="a"} 1700000050 1700000050
+`
+	code, ca, raw := postRepair(t, r.page.URL, repairBody(t, created, "", ""))
+	if code != http.StatusOK || len(ca.Data.Collisions) != 1 || ca.Data.Collisions[0].Merge != "min" ||
+		len(ca.Data.Collisions[0].Values) == 0 || ca.Data.Collisions[0].Values[0][1] != "1700000050" {
+		t.Errorf("a _created collision: want merge min, value 1700000050: %d %s", code, raw)
+	}
 	if len(d.Output) != 3 {
 		t.Errorf("output: %d series, want 3: %+v", len(d.Output), d.Output)
 	}
@@ -326,6 +343,7 @@ func TestRepairAPIErrors(t *testing.T) {
 	}{
 		{"not JSON", "{", 400, "request body"},
 		{"unknown field", `{"serie": "x 1"}`, 400, "unknown field"},
+		{"interval not a string", `{"series": "x 1", "interval": 15}`, 400, `"interval" must be a string, not a number`},
 		{"bad series", string(repairBody(t, "ok 1\nbad{ 1 2", "", "")), 400, "line 2"},
 		{"no values", string(repairBody(t, "\n\nmetric{a=\"b\"}", "", "")), 400, "line 3"},
 		{"repeated", string(repairBody(t, "a 1\na 2", "", "")), 400, "repeats line 1"},
@@ -340,6 +358,9 @@ func TestRepairAPIErrors(t *testing.T) {
 		code, a, raw := postRepair(t, r.page.URL, []byte(tc.body))
 		if code != tc.code || a.Status != "error" || a.ErrorType != "bad_data" || !strings.Contains(a.Error, tc.want) {
 			t.Errorf("%s: %d %s; want %d bad_data with %q", tc.name, code, raw, tc.code, tc.want)
+		}
+		if strings.Contains(a.Error, "Go struct") || strings.Contains(a.Error, "repairRequest") {
+			t.Errorf("%s: a Go type in the error: %s", tc.name, a.Error)
 		}
 	}
 	resp, err := http.Get(r.page.URL + "/api/v1/repair")
@@ -361,5 +382,164 @@ func TestPlaygroundPage(t *testing.T) {
 	code, js := get(t, r.page.URL+"/static/playground.js")
 	if code != http.StatusOK || !strings.Contains(js, "/api/v1/repair") {
 		t.Errorf("GET /static/playground.js: %d", code)
+	}
+	// The page's scripts build nodes (textContent), never markup from
+	// strings: nothing pasted or returned can become HTML. The browser test
+	// (TestWebPageInBrowser) pastes markup and checks it stays text.
+	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
+		if strings.Contains(js, sink) {
+			t.Errorf("playground.js uses %s", sink)
+		}
+	}
+}
+
+// prometheusLikeTraffic is what a Prometheus sender writes for a LiteLLM
+// exporter over rounds scrapes 15 s apart, ending now: one TimeSeries per
+// sample; users u0-u9 have a None and a genuine 500 series (they collide),
+// n0-n4 a None series alone (a repair), g0-g4 a genuine 500 alone (nothing
+// to do); every user a 200 series. The last two rounds go in one request, as
+// a sender catching up sends them: each series twice in it.
+func prometheusLikeTraffic(t *testing.T, rounds int) [][]byte {
+	t.Helper()
+	type series struct {
+		ls   labels.Labels
+		rate float64
+	}
+	var all []series
+	add := func(user, code string, rate float64) {
+		all = append(all, series{labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", user), rate})
+	}
+	for i := range 10 {
+		add(fmt.Sprintf("u%d", i), "None", 1)
+		add(fmt.Sprintf("u%d", i), "500", 2)
+	}
+	for i := range 5 {
+		add(fmt.Sprintf("n%d", i), "None", 3)
+		add(fmt.Sprintf("g%d", i), "500", 1)
+	}
+	for _, s := range all { // the range is the slice before the appends
+		add(s.ls.Get("user"), "200", 5)
+	}
+	start := time.Now().Add(-time.Duration(rounds) * 15 * time.Second).UnixMilli()
+	var bodies [][]byte
+	req := &prompb.WriteRequest{}
+	for r := range rounds {
+		for _, s := range all {
+			req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(s.ls, nil),
+				Samples: []prompb.Sample{{Value: s.rate * float64(r+1), Timestamp: start + int64(r)*15000}}})
+		}
+		if r == rounds-2 {
+			continue // caught up with the next round
+		}
+		raw, err := req.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, s2.EncodeSnappy(nil, raw))
+		req = &prompb.WriteRequest{}
+	}
+	return bodies
+}
+
+// TestStatusExamples: after realistic traffic the status page lists what
+// the rules changed — each change once, at most 20 rows, no untouched
+// genuine 500 among them — and every playground link on it loads.
+func TestStatusExamples(t *testing.T) {
+	r := newRelay(t, Limits{})
+	for i, b := range prometheusLikeTraffic(t, 8) {
+		if code := r.send(t, b); code/100 != 2 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	_, body := get(t, r.page.URL+"/")
+	rowRE := regexp.MustCompile(`(?s)<tr class="example">\s*<td[^>]*>.*?</td><td class="action[^"]*">([^<]*)</td>\s*<td>(.*?)</td>\s*<td><code>(.*?)</code></td>.*?</tr>`)
+	rows := rowRE.FindAllStringSubmatch(body, -1)
+	if len(rows) < 10 || len(rows) > 20 {
+		t.Errorf("%d example rows, want 10 to 20", len(rows))
+	}
+	seen := map[string]bool{}
+	for _, row := range rows {
+		action, input, output := html.UnescapeString(row[1]), html.UnescapeString(row[2]), html.UnescapeString(row[3])
+		key := action + input[:strings.IndexByte(input+" ", ' ')] + output
+		if seen[key] {
+			t.Errorf("row shown twice: %s %s -> %s", action, input, output)
+		}
+		seen[key] = true
+		if strings.Contains(action, "merge") && !strings.Contains(input, `status_code="None"`) {
+			t.Errorf("a merge example without a None source: %s %s -> %s", action, input, output)
+		}
+		if strings.Contains(input, `user="g`) {
+			t.Errorf("an untouched genuine 500 series listed: %s %s -> %s", action, input, output)
+		}
+	}
+	// Every link loads in the playground: its input as the page's script
+	// sends it, with the running configuration.
+	links := regexp.MustCompile(`href="(/playground\?[^"]*)"`).FindAllStringSubmatch(body, -1)
+	if len(links) < 10 {
+		t.Errorf("%d playground links, want at least 10", len(links))
+	}
+	loaded := 0
+	for _, l := range links {
+		u, err := url.Parse(html.UnescapeString(l[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		code, a, raw := postRepair(t, r.page.URL, repairBody(t, q.Get("series"), "", q.Get("interval")))
+		if code != http.StatusOK || a.Status != "success" {
+			t.Errorf("the link %s does not load: %d %s", u, code, raw)
+			continue
+		}
+		loaded++
+	}
+	t.Logf("%d of %d playground links load; %d rows", loaded, len(links), len(rows))
+}
+
+// TestUpstreamErrorRateIsRecent: the status page's error rate is over the
+// last minutes, as the rates are: an upstream down for the last minute
+// shows 100%, whatever it answered an hour ago. The page reloads itself.
+func TestUpstreamErrorRateIsRecent(t *testing.T) {
+	rec := NewRecorder()
+	clock := time.Unix(1_800_000_000, 0)
+	rec.now = func() time.Time { return clock }
+	u := New(Options{
+		Gatherer: prometheus.NewRegistry(), Recorder: rec, Ready: func() bool { return true },
+		Reload: func() ReloadStatus { return ReloadStatus{Upstreams: []Upstream{{Name: "tsdb", URL: "http://tsdb"}}} },
+		Config: func() ([]byte, error) { return nil, nil },
+	})
+	rate := func() string {
+		t.Helper()
+		v, err := u.status(clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Upstreams[0].ErrorRate
+	}
+	if got := rate(); got != "–" {
+		t.Errorf("no answer yet: error rate %q, want –", got)
+	}
+	for range 300 { // an hour of answers, all accepted
+		rec.ObserveUpstream(remotewrite.UpstreamAnswer{Upstream: "tsdb", Code: 204})
+		clock = clock.Add(12 * time.Second)
+	}
+	if got := rate(); got != "0.0%" {
+		t.Errorf("all accepted: error rate %q, want 0.0%%", got)
+	}
+	for range 10 { // then a minute down
+		rec.ObserveUpstream(remotewrite.UpstreamAnswer{Upstream: "tsdb", Code: 503, Message: "down"})
+		clock = clock.Add(6 * time.Second)
+	}
+	if got := rate(); got != "100.0%" {
+		t.Errorf("down for the last minute, after an hour up: error rate %q, want 100.0%% (the lifetime's would be 3.2%%)", got)
+	}
+	clock = clock.Add(10 * time.Minute)
+	if got := rate(); got != "–" {
+		t.Errorf("nothing sent for 10 minutes: error rate %q, want –", got)
+	}
+
+	w := httptest.NewRecorder()
+	u.serveStatus(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	if body := w.Body.String(); !strings.Contains(body, `<meta http-equiv="refresh" content="10">`) || !strings.Contains(body, "(last 1m)") {
+		t.Errorf("the status page neither reloads itself nor says over what the error rate is:\n%s", body)
 	}
 }

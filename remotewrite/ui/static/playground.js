@@ -1,4 +1,4 @@
-// rwfix playground: plain JavaScript, no framework (see README, "Web page").
+// rwfix playground: plain JavaScript, no framework (see docs/web.md).
 // The page's state lives in the URL: series, config (when not the running
 // one) and interval.
 "use strict";
@@ -8,22 +8,51 @@
   const exportBtn = $("export"), share = $("share"), state = $("state");
   let lastTest = "";
 
-  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+  // el builds an element; children are nodes or strings, and strings
+  // become text nodes. The page never builds markup from strings, so
+  // nothing pasted into the form (or returned by the API) can become HTML.
+  function el(tag, cls, ...children) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    for (const c of children) e.append(c instanceof Node ? c : String(c));
+    return e;
+  }
+  const muted = (text) => el("span", "muted", text);
 
   // fmtLabels prints a label set as Prometheus does, marking the names in
   // mark (a Set) with the class cls.
   function fmtLabels(ls, mark, cls) {
-    if (!ls) return '<span class="muted">— (dropped)</span>';
-    const name = ls.__name__ || "";
-    const pairs = Object.keys(ls).filter((k) => k !== "__name__").sort().map((k) => {
-      const p = esc(k) + "=" + esc(JSON.stringify(ls[k]));
-      return mark && mark.has(k) ? '<mark class="' + cls + '">' + p + "</mark>" : p;
+    if (!ls) return muted("— (dropped)");
+    const code = el("code", "", (ls.__name__ || "") + "{");
+    Object.keys(ls).filter((k) => k !== "__name__").sort().forEach((k, i) => {
+      if (i > 0) code.append(", ");
+      const p = k + "=" + JSON.stringify(ls[k]);
+      code.append(mark && mark.has(k) ? el("mark", cls, p) : p);
     });
-    return "<code>" + esc(name) + "{" + pairs.join(", ") + "}</code>";
+    code.append("}");
+    return code;
   }
 
   function fmtValues(vals) {
-    return vals.map((v) => esc(v[1]) + ' <span class="muted">@' + v[0] + "s</span>").join(", ");
+    const d = el("div", "values");
+    vals.forEach((v, i) => {
+      if (i > 0) d.append(", ");
+      d.append(String(v[1]), " ", muted("@" + v[0] + "s"));
+    });
+    return d;
+  }
+
+  function fmtRule(r, changed) {
+    if (r.dropped) return el("div", "", el("b", "", r.rule), ": dropped the series");
+    const d = el("div", "", el("b", "", r.rule), ": ");
+    r.changes.forEach((c, i) => {
+      changed.add(c.label);
+      if (i > 0) d.append("; ");
+      d.append(el("code", "", c.label), " ",
+        c.from === "" ? "(none)" : el("code", "", JSON.stringify(c.from)), " → ",
+        c.to === "" ? "(removed)" : el("code", "", JSON.stringify(c.to)));
+    });
+    return d;
   }
 
   function updateURL() {
@@ -37,32 +66,33 @@
 
   function render(d) {
     const tbody = $("series-table").querySelector("tbody");
-    tbody.innerHTML = "";
+    tbody.replaceChildren();
     for (const s of d.series) {
       const changed = new Set();
-      const rules = s.rules.map((r) => {
-        if (r.dropped) return '<div><b>' + esc(r.rule) + "</b>: dropped the series</div>";
-        return "<div><b>" + esc(r.rule) + "</b>: " + r.changes.map((c) => {
-          changed.add(c.label);
-          return "<code>" + esc(c.label) + "</code> " + (c.from === "" ? "(none)" : "<code>" + esc(JSON.stringify(c.from)) + "</code>") +
-            " → " + (c.to === "" ? "(removed)" : "<code>" + esc(JSON.stringify(c.to)) + "</code>");
-        }).join("; ") + "</div>";
-      }).join("");
-      const tr = document.createElement("tr");
-      tr.className = "series-row";
-      tr.innerHTML = "<td>" + s.line + "</td><td>" + fmtLabels(s.labels, changed, "from") + ' <span class="muted">' + esc(s.values) + "</span></td>" +
-        '<td class="action ' + s.action + '">' + s.action + "</td><td>" + fmtLabels(s.output, changed, "to") + "</td><td>" +
-        (rules || '<span class="muted">no rule applies</span>') + "</td>";
+      const rules = s.rules.map((r) => fmtRule(r, changed));
+      const tr = el("tr", "series-row",
+        el("td", "", s.line),
+        el("td", "", fmtLabels(s.labels, changed, "from"), " ", muted(s.values)),
+        el("td", "action " + s.action, s.action),
+        el("td", "", fmtLabels(s.output, changed, "to")),
+        el("td", "", ...(rules.length ? rules : [muted("no rule applies")])));
       tbody.appendChild(tr);
     }
     const col = $("collisions");
-    col.innerHTML = d.collisions.length ? "" : '<p class="muted">none: no two inputs became one output</p>';
+    col.replaceChildren();
+    if (!d.collisions.length) col.append(el("p", "muted", "none: no two inputs became one output"));
     for (const c of d.collisions) {
-      const div = document.createElement("div");
-      div.className = "collision";
-      div.innerHTML = "<div>" + c.inputs.map((i) => fmtLabels(i)).join("<br>") + "</div><div>→ " + fmtLabels(c.output) +
-        ' <span class="muted">(merged: the sum of its sources at each step)</span></div><div class="values">' + fmtValues(c.values) + "</div>";
-      col.appendChild(div);
+      const inputs = el("div", "");
+      c.inputs.forEach((i, n) => {
+        if (n > 0) inputs.append(el("br", ""));
+        inputs.append(fmtLabels(i));
+      });
+      const how = c.merge === "min"
+        ? "the earliest creation time, the smallest value of its sources at each step"
+        : "the sum of its sources at each step";
+      col.appendChild(el("div", "collision", inputs,
+        el("div", "", "→ ", fmtLabels(c.output), " ", muted("(merged: " + how + ")")),
+        fmtValues(c.values)));
     }
     $("output-text").textContent = d.text;
     lastTest = d.test;

@@ -49,7 +49,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
     - --config.file=/etc/rwfix/rwfix.yml
     - --storage.path=/var/lib/rwfix
     - --web.listen-address=:9201
+    {{- if .Values.web.enableLifecycle }}
     - --web.enable-lifecycle
+    {{- end }}
     {{- range .Values.extraArgs }}
     - {{ . }}
     {{- end }}
@@ -104,4 +106,128 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
         path: {{ $key }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+
+{{/*
+rwfix.validate fails on values the chart cannot run with. values.schema.json
+says the same first; these guards hold where the schema is skipped
+(--skip-schema-validation) and check what a schema cannot.
+*/}}
+{{- define "rwfix.validate" -}}
+{{- $modes := list "deployment" "sidecar" "operator" "sharded" -}}
+{{- if not (has .Values.mode $modes) -}}
+{{- fail (printf "mode %q is not one of %s" (toString .Values.mode) (join ", " $modes)) -}}
+{{- end -}}
+{{- $policies := list "" "merge" "keep_distinct" -}}
+{{- if not (has (toString .Values.config.collision.policy) $policies) -}}
+{{- fail (printf "config.collision.policy %q is not one of merge, keep_distinct (or empty: by mode)" (toString .Values.config.collision.policy)) -}}
+{{- end -}}
+{{- if not .Values.upstreams -}}
+{{- fail "upstreams: at least one upstream (name and url) is required: where rwfix forwards" -}}
+{{- end -}}
+{{- range $i, $u := .Values.upstreams -}}
+{{- if not $u.name -}}{{- fail (printf "upstreams[%d].name is required" $i) -}}{{- end -}}
+{{- if not (regexMatch "^https?://[^\\s/]+" (toString $u.url)) -}}
+{{- fail (printf "upstreams[%d].url %q is not an http(s) URL: where rwfix forwards, e.g. http://mimir-distributor.mimir.svc:8080/api/v1/push" $i (toString $u.url)) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq .Values.mode "sharded" -}}
+{{- if lt (int .Values.sharded.replicas) 1 -}}
+{{- fail (printf "sharded.replicas is %v: at least one rwfix replica is needed" .Values.sharded.replicas) -}}
+{{- end -}}
+{{- if eq (include "rwfix.policy" .) "keep_distinct" -}}
+{{- fail "mode sharded shards for the merge: config.collision.policy keep_distinct needs no sharding (use mode deployment)" -}}
+{{- end -}}
+{{- range .Values.sharded.vmagent.extraArgs -}}
+{{- if regexMatch "^-+remoteWrite\\.(queues|inmemoryQueues|disableOnDiskQueue|shardByURLReplicas|shardByURL\\.labels)(=|$)" (toString .) -}}
+{{- fail (printf "sharded.vmagent.extraArgs: %s breaks the merge behind vmagent (docs/scaling.md); the chart sets what it needs" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "rwfix.ignoreLabels" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+rwfix.ignoreLabels: the labels vmagent must ignore when it shards (a JSON
+list): those the presets rewrite, each replace-like rule's target_label, and
+sharded.ignoreLabels. A rule that changes label names by regex fails unless
+sharded.ignoreLabels names what it can change.
+*/}}
+{{- define "rwfix.ignoreLabels" -}}
+{{- $out := list -}}
+{{- $presets := .Values.config.presets -}}
+{{- if kindIs "invalid" $presets }}{{ $presets = list "litellm" }}{{ end -}}{{/* absent: rwfix's default */}}
+{{- if has "litellm" $presets -}}
+{{- $out = concat $out (list "status_code" "exception_status") -}}
+{{- end -}}
+{{- range $i, $r := .Values.config.relabel_configs -}}
+{{- $action := lower (toString ($r.action | default "replace")) -}}
+{{- if has $action (list "replace" "lowercase" "uppercase" "hashmod") -}}
+{{- $target := toString $r.target_label -}}
+{{- if or (not $target) (contains "$" $target) -}}
+{{- if not $.Values.sharded.ignoreLabels -}}
+{{- fail (printf "mode sharded: relabel_configs[%d] has a templated or empty target_label %q; list the labels it can write in sharded.ignoreLabels" $i $target) -}}
+{{- end -}}
+{{- else -}}
+{{- $out = append $out $target -}}
+{{- end -}}
+{{- else if has $action (list "labelmap" "labeldrop" "labelkeep") -}}
+{{- if not $.Values.sharded.ignoreLabels -}}
+{{- fail (printf "mode sharded: relabel_configs[%d] (%s) changes label names by regex; list the labels it can change in sharded.ignoreLabels" $i $action) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.sharded.ignoreLabels -}}{{- $out = append $out (toString .) -}}{{- end -}}
+{{- $out | uniq | toJson -}}
+{{- end -}}
+
+{{/* The service account rwfix's pods run as ("" = the namespace's default). */}}
+{{- define "rwfix.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}{{ .Values.serviceAccount.name | default (include "rwfix.fullname" .) }}{{- else -}}{{ .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+
+{{/* Pod annotations: the configuration's checksum and podAnnotations. */}}
+{{- define "rwfix.podAnnotations" -}}
+checksum/config: {{ include "rwfix.config" . | sha256sum }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling, image pull secrets and service account of a pod spec. */}}
+{{- define "rwfix.podScheduling" -}}
+{{- with include "rwfix.serviceAccountName" . }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The vmagent pods of mode sharded: not matched by rwfix's selector. */}}
+{{- define "rwfix.vmagentSelectorLabels" -}}
+app.kubernetes.io/name: vmagent
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "rwfix.vmagentLabels" -}}
+{{ include "rwfix.vmagentSelectorLabels" . }}
+app.kubernetes.io/component: vmagent
+app.kubernetes.io/part-of: rwfix
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
