@@ -22,10 +22,11 @@ import (
 // elements, and only the bytes between such windows are compressed anew.
 //
 // Whether the sender's encoder windows is not assumed: the walk over its
-// elements checks every window (no element crosses a window boundary, no
-// copy reaches before its window's start or has offset 0, the elements decode
-// to the length the header gives) and compressSpliced falls back to
-// compress when any check fails. s2's encoder, for one, matches across the
+// elements checks every window up to the last one reused (no element
+// crosses a window boundary, no copy reaches before its window's start or
+// has offset 0; a walk to the end, that the elements decode to the length
+// the header gives) and compressSpliced falls back to compress when any
+// check fails. s2's encoder, for one, matches across the
 // whole block (and its S2 format has a repeat code, offset 0, that snappy
 // decoders refuse).
 
