@@ -53,7 +53,14 @@ type counts struct {
 // one chunk's worst case, not the whole request's (1.2 times the request):
 // about 1 MiB less per request in flight.
 func compress(dst, raw []byte) []byte {
-	dst = binary.AppendUvarint(dst[:0], uint64(len(raw)))
+	return appendSnappyElements(binary.AppendUvarint(dst[:0], uint64(len(raw))), raw)
+}
+
+// appendSnappyElements appends the snappy elements of raw to dst, without a
+// length header: compress' chunks, whose copies reach only within their own
+// chunk, so they decode the same wherever they land in a block
+// (compressSpliced puts them between windows it reuses).
+func appendSnappyElements(dst, raw []byte) []byte {
 	if len(raw) == 0 {
 		return dst
 	}

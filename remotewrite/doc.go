@@ -21,6 +21,9 @@
 //     limits (too many series or labels, names or values too long, UTF-8),
 //     then the verdict Prometheus' receiver would give each series.
 //   - limits.go: the limits, their defaults and the reasons of refusals.
+//   - snappysplice.go: compressing a spliced request by reusing the
+//     sender's compressed 64 KiB windows that it holds unchanged (verified
+//     element by element; compress otherwise).
 //   - codec.go: compression, generated-struct decode, RW 2.0 -> 1.0
 //     conversion, and the request of merged samples re-sent on their own.
 //   - repair.go: the calls to the Repairer. The reference path, a

@@ -90,6 +90,12 @@ type scanned struct {
 	names     []string // scratch of validate
 	symASCII  []bool   // scratch of validate: RW 2.0 symbols without a byte above 0x7f
 	invalid   []string // reasons of the invalid series, for the metrics
+
+	// Of the last encode, for compressSpliced (snappysplice.go): the runs
+	// copied as they came, and its scratch.
+	kept   []keptSpan
+	reuse  []reusedWindow
+	bounds []uint32
 }
 
 // extraSeries is a merged output appended to the request.
@@ -122,6 +128,7 @@ func (s *scanned) reset() {
 	clear(s.extra)
 	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]
+	s.kept, s.reuse, s.bounds = s.kept[:0], s.reuse[:0], s.bounds[:0]
 }
 
 func (s *scanned) release() {

@@ -251,15 +251,19 @@ func (s *scanned) forwarded() int {
 // original order, unchanged series as their original bytes, changed ones
 // re-encoded; then, for RW 2.0, the symbols the rewrites added (a repeated
 // field's elements may come anywhere in a message; they are appended to the
-// table in order, so existing references stay valid).
+// table in order, so existing references stay valid). It records the runs
+// it copied as they came (kept), for compressSpliced.
 func (s *scanned) encode(dst []byte) []byte {
 	// About the request's size: one growth, not a doubling series (which
 	// copies, and leaves up to as much again unused in the pool).
 	dst = slices.Grow(dst, len(s.raw)+len(s.raw)/8)
+	base := len(dst)
+	s.kept = s.kept[:0]
 	var body []byte
 	for f, fs := range s.fields {
 		i := int(s.isSer[f])
 		if i < 0 {
+			s.keep(fs, len(dst)-base)
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
@@ -267,6 +271,7 @@ func (s *scanned) encode(dst []byte) []byte {
 			continue
 		}
 		if s.nEdits == 0 || (!s.edits[i].relabeled && !s.edits[i].merged) {
+			s.keep(fs, len(dst)-base)
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
@@ -285,6 +290,20 @@ func (s *scanned) encode(dst []byte) []byte {
 		dst = protowire.AppendString(dst, sym)
 	}
 	return dst
+}
+
+// keptSpan is a run of the request that encode copied as it came:
+// raw[raw:raw+n] is at out in what encode appended.
+type keptSpan struct{ raw, out, n uint32 }
+
+// keep records that encode copies field fs of raw to offset out of its
+// output, extending the last run when the copy continues it.
+func (s *scanned) keep(fs span, out int) {
+	if k := len(s.kept) - 1; k >= 0 && s.kept[k].raw+s.kept[k].n == fs.off && int(s.kept[k].out+s.kept[k].n) == out {
+		s.kept[k].n += fs.end - fs.off
+		return
+	}
+	s.kept = append(s.kept, keptSpan{raw: fs.off, out: uint32(out), n: fs.end - fs.off})
 }
 
 func (s *scanned) seriesField() protowire.Number {
