@@ -5,8 +5,11 @@ package main
 // request, as scrapes do), a sink, and in turn the byte-forwarding baseline
 // (a Go proxy that forwards the body untouched) and the rwfix binary. It
 // prints CPU per million samples, peak RSS and latency of each, as ratios to
-// the baseline measured in the same run. It reports; it never fails on a
-// number. Run:
+// the baseline measured in the same run, over the workloads untouched,
+// clean, sparse (0.5% None, scattered), repair-heavy (1/6 of the counters'
+// series None) and catch-up (repair-heavy with sample time 20× the clock),
+// then rwfix ÷ vmagent per workload. It reports; it never fails on a number
+// (only on a relay's errors). Run:
 //
 //	go test -run TestLoad -load -v -timeout 20m .
 //
