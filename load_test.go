@@ -2,7 +2,8 @@ package main
 
 // TestLoad is the load benchmark: real HTTP on 127.0.0.1, a load generator
 // with pre-encoded LiteLLM-like requests (timestamps advanced request after
-// request, as scrapes do), a sink, and in turn the byte-forwarding baseline
+// request, as scrapes do; compressed with golang/snappy, as Prometheus
+// does), a sink, and in turn the byte-forwarding baseline
 // (a Go proxy that forwards the body untouched) and the rwfix binary. It
 // prints CPU per million samples, peak RSS and latency of each, as ratios to
 // the baseline measured in the same run, over the workloads untouched,

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -266,7 +267,8 @@ func eachField(raw []byte, start, end int, f func(num protowire.Number, start, e
 }
 
 // Render writes the template with every sample at timestamp ts (milliseconds,
-// between 2^35 and 2^42) into dst, snappy-compressed, and returns it.
+// between 2^35 and 2^42) into dst, snappy-compressed as Prometheus compresses
+// (golang/snappy: each 64 KiB of input on its own), and returns it.
 func (t Template) Render(scratch, dst []byte, ts int64) (raw, compressed []byte) {
 	raw = scratch[:0]
 	raw = append(raw, t.Raw...)
@@ -278,5 +280,5 @@ func (t Template) Render(scratch, dst []byte, ts int64) (raw, compressed []byte)
 	for _, off := range t.tsOffs {
 		copy(raw[off:off+6], enc)
 	}
-	return raw, s2.EncodeSnappy(dst[:0], raw)
+	return raw, snappy.Encode(dst[:cap(dst)], raw)
 }
