@@ -2,13 +2,17 @@ package main
 
 // TestLoad is the load benchmark: real HTTP on 127.0.0.1, a load generator
 // with pre-encoded LiteLLM-like requests (timestamps advanced request after
-// request, as scrapes do), a sink, and in turn the byte-forwarding baseline
+// request, as scrapes do; compressed with golang/snappy, as Prometheus
+// does), a sink, and in turn the byte-forwarding baseline
 // (a Go proxy that forwards the body untouched) and the rwfix binary. It
 // prints CPU per million samples, peak RSS and latency of each, as ratios to
-// the baseline measured in the same run. It reports; it never fails on a
-// number. Run:
+// the baseline measured in the same run, over the workloads untouched,
+// clean, sparse (0.5% None, scattered), repair-heavy (1/6 of the counters'
+// series None) and catch-up (repair-heavy with sample time 20× the clock),
+// then rwfix ÷ vmagent per workload. It reports; it never fails on a number
+// (only on a relay's errors). Run:
 //
-//	go test -run TestLoad -load -v -timeout 15m .
+//	go test -run TestLoad -load -v -timeout 20m .
 //
 // -load.duration sets the saturating phase of each relay (default 6s). The
 // relays run pinned to core 0 (taskset), the generator and the sink to core 1;
@@ -120,12 +124,16 @@ func (r loadResult) cpuPerM() float64 {
 // minute ahead, see TestLoad), strictly increasing from round to round, so
 // that the merge sees what it sees in production — every series once per
 // round, its sources at one timestamp, time moving with the clock — and
-// never a repeated timestamp (which it would ignore as a retry).
+// never a repeated timestamp (which it would ignore as a retry). With rate
+// r > 1 sample time runs r times faster than the clock from start on, as
+// when a sender replays a backlog (a catch-up).
 type pace struct {
 	mu     sync.Mutex
 	ts     map[int64]int64
 	last   int64
 	offset time.Duration
+	start  time.Time
+	rate   float64
 }
 
 func (p *pace) at(round int64) int64 {
@@ -134,7 +142,11 @@ func (p *pace) at(round int64) int64 {
 	if ts, ok := p.ts[round]; ok {
 		return ts
 	}
-	ts := max(p.last+1, time.Now().Add(p.offset).UnixMilli())
+	now := time.Now()
+	if p.rate > 1 {
+		now = p.start.Add(time.Duration(p.rate * float64(now.Sub(p.start))))
+	}
+	ts := max(p.last+1, now.Add(p.offset).UnixMilli())
 	p.last = ts
 	p.ts[round] = ts
 	delete(p.ts, round-64) // rounds still in flight are a few behind at most
@@ -145,7 +157,8 @@ func (p *pace) at(round int64) int64 {
 // (senders concurrent senders) for throughput and CPU, then 2 s of one request
 // at a time for latency. drained, when set, reports whether the relay has
 // sent everything it accepted (vmagent queues): CPU is read once it has.
-func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, learn, d time.Duration, senders int, drained func() bool) loadResult {
+// rate is how many times faster than the clock sample time runs (see pace).
+func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, learn, d time.Duration, senders int, rate float64, drained func() bool) loadResult {
 	ct := wire.ContentTypeV1
 	if rw2 {
 		ct = wire.ContentTypeV2
@@ -155,7 +168,7 @@ func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, 
 		next    atomic.Int64 // request sequence: template next%len, round next/len
 		samples atomic.Int64
 		errs    atomic.Int64
-		clock   = &pace{ts: map[int64]int64{}, offset: time.Minute + 5*time.Second}
+		clock   = &pace{ts: map[int64]int64{}, offset: time.Minute + 5*time.Second, start: time.Now(), rate: rate}
 	)
 	send := func(scratch, dst []byte) ([]byte, []byte, time.Duration) {
 		n := next.Add(1) - 1
@@ -333,12 +346,20 @@ func TestLoad(t *testing.T) {
 	}
 
 	const series = 50000
+	// catchUp is how many times faster than the clock sample time runs in the
+	// catch-up rows: a Prometheus replaying its backlog after an outage.
+	const catchUp = 20
 	// A new output with one source so far holds each timestamp birth_wait
 	// (10 s) for sources born on other shards: the warm-up waits it out (see
 	// drive), so that the measured phase is the steady state.
 	mergeLearn := 11 * time.Second
 	var rows []string
 	var shares string
+	// byWorkload: the RW 1.0 results of rwfix and vmagent by workload, for
+	// the ratios table.
+	type pair struct{ rwfix, vmagent *loadResult }
+	byWorkload := map[string]*pair{}
+	workloads := []string{"clean", "sparse", "repair-heavy", "catch-up"}
 	for _, proto := range []bool{false, true} {
 		pname := "RW 1.0"
 		if proto {
@@ -346,33 +367,43 @@ func TestLoad(t *testing.T) {
 		}
 		untouchedW := rwtest.Workload{Series: series, Mixed: true, Untouched: true}
 		cleanW := rwtest.Workload{Series: series, Mixed: true}
+		// NoneRatio is of the two counters' series before the 500 twins:
+		// 0.2 makes 1/6 of each counter's series None (9.1% of all).
 		heavyW := rwtest.Workload{Series: series, Mixed: true, NoneRatio: 0.2, GenuineMore: true}
+		sparseW := rwtest.Workload{Series: series, Mixed: true, NoneRatio: 0.005, GenuineMore: true, Scattered: true}
 		if !proto {
-			shares = fmt.Sprintf("clean %s; repair-heavy %s", share(cleanW), share(heavyW))
+			shares = fmt.Sprintf("clean: %s; sparse: %s, scattered, each colliding with a genuine 500; repair-heavy and catch-up: %s, evenly spread, each colliding with a genuine 500",
+				share(cleanW), share(sparseW), share(heavyW))
 		}
-		untouched, clean, heavy := untouchedW.Templates(proto), cleanW.Templates(proto), heavyW.Templates(proto)
+		untouched, clean, heavy, sparse := untouchedW.Templates(proto), cleanW.Templates(proto), heavyW.Templates(proto), sparseW.Templates(proto)
 		type rowSpec struct {
-			name    string
-			r       *relay
-			tpls    []rwtest.Template
-			senders int
-			learn   time.Duration // new outputs' first round before the warm-up (see drive)
+			name     string
+			workload string // for the ratios table: rwfix and vmagent rows of one workload
+			r        *relay
+			tpls     []rwtest.Template
+			senders  int
+			learn    time.Duration // new outputs' first round before the warm-up (see drive)
+			rate     float64       // sample time against the clock (see pace)
 		}
 		specs := []rowSpec{
-			{"baseline", &baseline, heavy, 8, 0},
-			{"rwfix, untouched (no None, no 500)", &rwfix, untouched, 8, mergeLearn},
-			{"rwfix, clean (no None; every genuine 500 tracked by the merge)", &rwfix, clean, 8, mergeLearn},
-			{"rwfix, repair-heavy (10% None, each colliding with a genuine 500)", &rwfix, heavy, 8, mergeLearn},
-			{"rwfix, repair-heavy, GOMAXPROCS=2 on both cores (the generator shares core 1)", &rwfix2, heavy, 8, mergeLearn},
+			{"baseline", "", &baseline, heavy, 8, 0, 1},
+			{"rwfix, untouched (no None, no 500)", "", &rwfix, untouched, 8, mergeLearn, 1},
+			{"rwfix, clean (no None; every genuine 500 tracked by the merge)", "clean", &rwfix, clean, 8, mergeLearn, 1},
+			{"rwfix, sparse (0.5% of the counters' series None, scattered, each colliding with a genuine 500)", "sparse", &rwfix, sparse, 8, mergeLearn, 1},
+			{"rwfix, repair-heavy (1/6 of the counters' series None, each colliding with a genuine 500)", "repair-heavy", &rwfix, heavy, 8, mergeLearn, 1},
+			{fmt.Sprintf("rwfix, catch-up: repair-heavy, sample time %d× the clock", catchUp), "catch-up", &rwfix, heavy, 8, mergeLearn, catchUp},
+			{"rwfix, repair-heavy, GOMAXPROCS=2 on both cores (the generator shares core 1)", "", &rwfix2, heavy, 8, mergeLearn, 1},
 		}
 		if vmagent != nil && !proto {
 			// vmagent takes RW 1.0 (its RW 2.0 ingestion is not what Prometheus sends it).
 			specs = append(specs,
-				rowSpec{"vmagent v1.151, clean, same relabel rule", vmagent, clean, 8, 0},
-				rowSpec{"vmagent v1.151, repair-heavy, same relabel rule", vmagent, heavy, 8, 0})
+				rowSpec{"vmagent v1.151, clean, same relabel rule", "clean", vmagent, clean, 8, 0, 1},
+				rowSpec{"vmagent v1.151, sparse, same relabel rule", "sparse", vmagent, sparse, 8, 0, 1},
+				rowSpec{"vmagent v1.151, repair-heavy, same relabel rule", "repair-heavy", vmagent, heavy, 8, 0, 1},
+				rowSpec{fmt.Sprintf("vmagent v1.151, catch-up: repair-heavy, sample time %d× the clock, same relabel rule", catchUp), "catch-up", vmagent, heavy, 8, 0, catchUp})
 		}
 		if !proto {
-			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", &flood, heavy, 32, mergeLearn})
+			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", "", &flood, heavy, 32, mergeLearn, 1})
 		}
 		var base loadResult
 		for k, c := range specs {
@@ -421,17 +452,17 @@ func TestLoad(t *testing.T) {
 					}
 					defer resp.Body.Close()
 					b, _ := io.ReadAll(resp.Body)
-					name := filepath.Join(*loadProfile, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "", "%", "", "=", "", ";", "").Replace(pname+"_"+c.name)+".pprof")
+					name := filepath.Join(*loadProfile, profileName(pname, c.name)+".pprof")
 					_ = os.WriteFile(name, b, 0o644)
 				})
 			}
-			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.learn, *loadDuration, c.senders, drained)
+			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.learn, *loadDuration, c.senders, c.rate, drained)
 			prof.Wait()
 			if *loadHeap != "" && c.r.name == "rwfix" {
 				if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port)); err == nil {
 					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
-					name := filepath.Join(*loadHeap, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "", "%", "", "=", "", ";", "").Replace(pname+"_"+c.name)+".heap")
+					name := filepath.Join(*loadHeap, profileName(pname, c.name)+".heap")
 					_ = os.WriteFile(name, b, 0o644)
 				}
 			}
@@ -440,6 +471,18 @@ func TestLoad(t *testing.T) {
 			res.name = pname + ", " + c.name
 			if k == 0 {
 				base = res
+			}
+			if !proto && c.workload != "" {
+				p := byWorkload[c.workload]
+				if p == nil {
+					p = &pair{}
+					byWorkload[c.workload] = p
+				}
+				if c.r == vmagent {
+					p.vmagent = &res
+				} else {
+					p.rwfix = &res
+				}
 			}
 			rows = append(rows, fmt.Sprintf("| %s | %.0f | %.3f | %.1f× | %.0f | %.1f× | %.0f | %.2f | %.2f | %.1f× | %d |",
 				res.name, res.samplesPerSecond, res.cpuPerM(), res.cpuPerM()/base.cpuPerM(),
@@ -451,10 +494,28 @@ func TestLoad(t *testing.T) {
 	if !pinned {
 		pin = "one core: nothing pinned"
 	}
-	out := fmt.Sprintf("machine: %d cores (%s/%s), %s; %s; workload: LiteLLM-like, %d series (%s), 2000-sample requests, 15 labels incl. a 64-hex hashed_api_key, timestamps paced by the clock; 8 concurrent senders for %v, then one at a time for latency\n\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), pin, series, shares, *loadDuration) +
+	out := fmt.Sprintf("machine: %d cores (%s/%s), %s; %s; workload: LiteLLM-like, %d series (%s), 2000-sample requests, 15 labels incl. a 64-hex hashed_api_key, timestamps paced by the clock (catch-up: %d× the clock); 8 concurrent senders for %v, then one at a time for latency\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), pin, series, shares, catchUp, *loadDuration) +
 		"| relay | samples/s | CPU-s per M samples | CPU ratio | peak RSS MiB | RSS ratio | warm-up peak RSS MiB | p50 ms | p99 ms | p99 ratio | errors |\n" +
 		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + strings.Join(rows, "\n")
+	var ratios []string
+	for _, w := range workloads {
+		p := byWorkload[w]
+		if p == nil || p.rwfix == nil || p.vmagent == nil {
+			continue
+		}
+		r, v := p.rwfix, p.vmagent
+		ratios = append(ratios, fmt.Sprintf("| %s | %.2f (%.3f / %.3f) | %.2f (%.2f / %.2f ms) | %.2f (%.0f / %.0f MiB) | %.2f (%.0f / %.0f MiB) |",
+			w, r.cpuPerM()/v.cpuPerM(), r.cpuPerM(), v.cpuPerM(),
+			r.p99.Seconds()/v.p99.Seconds(), r.p99.Seconds()*1000, v.p99.Seconds()*1000,
+			float64(r.peakRSS)/float64(v.peakRSS), float64(r.peakRSS)/(1<<20), float64(v.peakRSS)/(1<<20),
+			float64(r.warmPeakRSS)/float64(v.warmPeakRSS), float64(r.warmPeakRSS)/(1<<20), float64(v.warmPeakRSS)/(1<<20)))
+	}
+	if len(ratios) > 0 {
+		out += "\n\nrwfix ÷ vmagent v1.151, RW 1.0, same run (rwfix / vmagent in parentheses)\n\n" +
+			"| workload | CPU per sample | p99 | peak RSS | warm-up peak RSS |\n" +
+			"| --- | --- | --- | --- | --- |\n" + strings.Join(ratios, "\n")
+	}
 	fmt.Println(out)
 	for _, r := range rows {
 		if !strings.HasSuffix(r, "| 0 |") && !strings.Contains(r, "flood") {
@@ -463,21 +524,41 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// share describes a workload's None and 500 series.
+// profileName is a file name for the profiles of one row.
+func profileName(proto, row string) string {
+	return strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "", "%", "", "=", "", ";", "", ":", "", "/", "", "×", "x", "'", "").Replace(proto + "_" + row)
+}
+
+// share describes a workload's None and 500 series: their share of each
+// counter's series and of all series, and how many None series a request
+// carries.
 func share(w rwtest.Workload) string {
-	var none, five int
+	count := map[string]int{}
 	ls := w.SeriesLabels()
-	for _, l := range ls {
-		for _, name := range []string{"status_code", "exception_status"} {
-			switch l.Get(name) {
-			case "None":
-				none++
-			case "500":
-				five++
+	batch := 2000
+	if w.BatchSize > 0 {
+		batch = w.BatchSize
+	}
+	perReq := make([]int, (len(ls)+batch-1)/batch)
+	for i, l := range ls {
+		name := l.Get("__name__")
+		count[name]++
+		for _, label := range []string{"status_code", "exception_status"} {
+			switch v := l.Get(label); v {
+			case "None", "500":
+				count[name+" "+v]++
+				count[v]++
+				if v == "None" {
+					perReq[i/batch]++
+				}
 			}
 		}
 	}
-	return fmt.Sprintf("%.1f%% None, %.1f%% 500", 100*float64(none)/float64(len(ls)), 100*float64(five)/float64(len(ls)))
+	pc := func(a, b int) string { return strconv.FormatFloat(100*float64(a)/float64(max(b, 1)), 'f', 2, 64) + "%" }
+	const total, failed = "litellm_proxy_total_requests_metric_total", "litellm_proxy_failed_requests_metric_total"
+	return fmt.Sprintf("None on %s of the total-requests and %s of the failed-requests series (%d series, %s of all; %d–%d per request), 500 on %s of all",
+		pc(count[total+" None"], count[total]), pc(count[failed+" None"], count[failed]), count["None"], pc(count["None"], len(ls)),
+		slices.Min(perReq), slices.Max(perReq), pc(count["500"], len(ls)))
 }
 
 // findVmagent returns the path of vmagent v1.151 (where .ci/install builds

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -14,11 +15,19 @@ import (
 
 // Workload describes the traffic.
 type Workload struct {
-	Series      int     // distinct series (default 20000)
-	BatchSize   int     // series (= samples) per request (default 2000)
-	Rounds      int     // scrapes: each round sends every series once, with a later timestamp (default 10)
-	NoneRatio   float64 // share of series with status_code="None" (the repair-heavy workload: 0.1)
-	GenuineMore bool    // give every "None" series a genuine "500" twin, so every repair collides
+	Series    int // distinct series (default 20000)
+	BatchSize int // series (= samples) per request (default 2000)
+	Rounds    int // scrapes: each round sends every series once, with a later timestamp (default 10)
+	// NoneRatio is the share of series given a "None" code, before
+	// GenuineMore's twins are added. Mixed: the share of the two counters'
+	// series (the histogram and the gauge get none), so with GenuineMore a
+	// ratio r makes r/(1+r) of each counter's series "None".
+	NoneRatio   float64
+	GenuineMore bool // give every "None" series a genuine "500" twin, so every repair collides
+	// Scattered: the "None" series fall at pseudo-random places (a fixed
+	// seed: the same every run) instead of every 1/NoneRatio-th series, so
+	// that, when they are few, requests carry none, one or a few of them.
+	Scattered bool
 	// Untouched: no series that any rule or merge can touch (no "None", no
 	// "500"): what every relay should forward at the cost of bytes.
 	Untouched bool
@@ -57,6 +66,9 @@ func (w Workload) SeriesLabels() []labels.Labels {
 			code = "503"
 		}
 		none := nNone > 0 && i%(w.Series/nNone) == 0
+		if w.Scattered {
+			none = float64(mix64(uint64(i))>>11)/(1<<53) < w.NoneRatio
+		}
 		if none {
 			code = "None"
 		}
@@ -107,6 +119,14 @@ func (w Workload) SeriesLabels() []labels.Labels {
 		}
 	}
 	return out
+}
+
+// mix64 is splitmix64's finalizer: a fixed pseudo-random value per series.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }
 
 // RW1 returns the workload as snappy-compressed RW 1.0 requests, round after
@@ -247,7 +267,8 @@ func eachField(raw []byte, start, end int, f func(num protowire.Number, start, e
 }
 
 // Render writes the template with every sample at timestamp ts (milliseconds,
-// between 2^35 and 2^42) into dst, snappy-compressed, and returns it.
+// between 2^35 and 2^42) into dst, snappy-compressed as Prometheus compresses
+// (golang/snappy: each 64 KiB of input on its own), and returns it.
 func (t Template) Render(scratch, dst []byte, ts int64) (raw, compressed []byte) {
 	raw = scratch[:0]
 	raw = append(raw, t.Raw...)
@@ -259,5 +280,5 @@ func (t Template) Render(scratch, dst []byte, ts int64) (raw, compressed []byte)
 	for _, off := range t.tsOffs {
 		copy(raw[off:off+6], enc)
 	}
-	return raw, s2.EncodeSnappy(dst[:0], raw)
+	return raw, snappy.Encode(dst[:cap(dst)], raw)
 }

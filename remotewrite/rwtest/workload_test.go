@@ -39,6 +39,51 @@ func TestWorkloadShape(t *testing.T) {
 	}
 }
 
+// TestWorkloadScattered checks the sparse workload: about 0.5% of each
+// counter's series None, each with its 500 twin, at places that differ from
+// request to request, and the same every time.
+func TestWorkloadScattered(t *testing.T) {
+	w := Workload{Series: 50000, Mixed: true, NoneRatio: 0.005, GenuineMore: true, Scattered: true}
+	series := w.SeriesLabels()
+	counters, none, twins := 0, 0, 0
+	perReq := map[int]int{}
+	for i, ls := range series {
+		code := ls.Get("status_code") + ls.Get("exception_status")
+		if name := ls.Get("__name__"); name == "litellm_proxy_total_requests_metric_total" || name == "litellm_proxy_failed_requests_metric_total" {
+			counters++
+		}
+		if code == "None" {
+			none++
+			perReq[i/2000]++
+			if i+1 < len(series) {
+				next := series[i+1]
+				if next.Get("status_code")+next.Get("exception_status") == "500" && next.Get("user") == ls.Get("user") {
+					twins++
+				}
+			}
+		}
+	}
+	if share := float64(none) / float64(counters); share < 0.003 || share > 0.007 {
+		t.Errorf("%d None in %d counter series (%.2f%%), want about 0.5%%", none, counters, 100*share)
+	}
+	if twins != none {
+		t.Errorf("%d of %d None series have a 500 twin, want all", twins, none)
+	}
+	distinct := map[int]bool{}
+	for _, n := range perReq {
+		distinct[n] = true
+	}
+	if len(distinct) < 3 {
+		t.Errorf("None per request %v: want them scattered, not evenly spaced", perReq)
+	}
+	again := w.SeriesLabels()
+	for i := range series {
+		if series[i].String() != again[i].String() {
+			t.Fatalf("series %d differs between two calls: %s, %s", i, series[i], again[i])
+		}
+	}
+}
+
 func TestTemplateRender(t *testing.T) {
 	for _, rw2 := range []bool{false, true} {
 		tpls := Workload{Series: 100, BatchSize: 50}.Templates(rw2)
