@@ -523,6 +523,19 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.uvarint(s.hash)
 	l.varint(s.staleAt)
 	l.bool(s.alone)
+	// The creation times said by a _created source: a _total source back
+	// after a gap compares its creation time with them (created.go), and
+	// the samples that said them are not in the snapshot.
+	var spans []createdSpan
+	if o.min {
+		spans = o.sh.w.created.spans(s.labels)
+	}
+	l.uvarint(uint64(len(spans)))
+	for _, sp := range spans {
+		l.varint(sp.from)
+		l.varint(sp.to)
+		l.float(sp.v)
+	}
 	return l.frame(nil)
 }
 
@@ -728,6 +741,13 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				}
 				if len(r.b) > 0 { // since vanished sources are told apart
 					s.staleAt, s.alone = r.varint(), r.bool()
+				}
+				if len(r.b) > 0 { // since snapshots keep creation times
+					spans := make([]createdSpan, min(r.uvarint(), createdKept))
+					for i := range spans {
+						spans[i] = createdSpan{from: r.varint(), to: r.varint(), v: r.float()}
+					}
+					m.created.restore(ls, spans)
 				}
 				for _, p := range s.queue {
 					o.arrived(p.T, now)
