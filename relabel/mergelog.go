@@ -126,6 +126,7 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 			// nothing: the kernel had every record, torn tail or not.)
 			m.powerLoss = true
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+			m.lostTail()
 		}
 		if replayErr != nil {
 			m.reset()
@@ -153,6 +154,39 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 
 // snapshotPattern names compaction's temporary files (os.CreateTemp).
 const snapshotPattern = ".merge-*.tmp"
+
+// lostTail makes the state restored after a power loss what the records it
+// kept can tell. The lost records may have held any source's samples of its
+// last seconds, its stale marker among them: whether a live source went on
+// or vanished then (LiteLLM removed the series, or restarted) is unknown.
+// So every timestamp held before the new horizon is finalized unsent
+// (unknowable: counted), and every source that still counts is taken as gone
+// at the horizon, as after a failed scrape: when it comes back, its creation
+// time and its value tell whether it went on or was created again, by the
+// same rules as after any gap. The compaction that follows keeps the result.
+// Called with every shard locked, before the log is open.
+func (m *Merger) lostTail() {
+	for _, sh := range m.shards {
+		for _, l := range sh.outs {
+			for _, o := range l {
+				for {
+					t, ok := o.next()
+					if !ok || t >= m.horizon {
+						break
+					}
+					m.metrics.unknown.Inc()
+					sh.finalize(o, t, false)
+				}
+				for _, s := range o.sources {
+					if s.has && !s.stale && len(s.queue) == 0 {
+						s.stale, s.lastStl, s.staleAt = true, true, m.horizon-1
+					}
+				}
+				sh.list(o)
+			}
+		}
+	}
+}
 
 // removeStaleSnapshots removes the temporary files of compactions that a
 // crash interrupted: the log they were to replace is still there, complete,
