@@ -151,11 +151,13 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 				return true
 			}
 		}
-		for _, lost := range x.w.fix.stateLoss {
+		for _, s := range srcs {
 			// What the lost state held — answered to the sender, finalized
 			// or waiting, not yet sent — went with it: no process can know
-			// or count it (docs/collisions.md). At most the longest hold.
-			if t <= lost && t > lost-simLostHold {
+			// or count it (docs/collisions.md). At most what was answered
+			// within the longest hold before the loss (after an outage,
+			// samples of long before).
+			if s != nil && slices.Contains(x.w.fix.lostHeld[s], t) {
 				x.excused["held by the lost data directory"]++
 				return true
 			}

@@ -508,6 +508,8 @@ func metaState(l *mergeLog, m *Merger, closing bool) []byte {
 	}
 	l.str(m.boot)
 	l.bool(closing)
+	l.bool(m.partitionsKnown)
+	l.str(m.partitions)
 	return l.frame(nil)
 }
 
@@ -864,9 +866,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 			if len(r.b) > 0 {
 				boot, closed = r.str(), r.bool()
 			}
+			known, partitions := false, ""
+			if len(r.b) > 0 { // since the partition scheme is kept
+				known, partitions = r.bool(), r.str()
+			}
 			if r.err == nil {
 				m.horizon = horizon // else the one OpenLog set: the restart
 				m.lastBoot, m.closed = boot, closed
+				m.partitionsKnown, m.partitions = known, partitions
 			}
 		default:
 			return false, fmt.Errorf("unknown record type %d", payload[0])

@@ -79,6 +79,35 @@ type Merger struct {
 
 	// coverage names what the running rules merge (see setCoverage).
 	coverage string
+	// partitions names how requests are partitioned (the upstreams'
+	// forward_headers), kept in the log; "" with known false: not told yet
+	// (see Partitions).
+	partitions      string
+	partitionsKnown bool
+}
+
+// Partitions tells the state how requests are partitioned now (scheme: the
+// upstreams' forward_headers) and reports whether that changed since the
+// state last ran: by a reload, or while rwfix was down (the scheme is kept
+// in the log). If it did, no output in the state will see its partition
+// again: pass the answer to Pipeline.Activate, which orphans them. Call it
+// once the configuration can no longer be refused.
+func (w *Merger) Partitions(scheme string) (changed bool) {
+	w.lockAll()
+	told := !w.partitionsKnown || w.partitions != scheme
+	changed = w.partitionsKnown && w.partitions != scheme
+	w.partitions, w.partitionsKnown = scheme, true
+	if told && w.log != nil {
+		// In the log at once: a restart must know the scheme its outputs'
+		// partitions follow.
+		l := w.log
+		l.mu.Lock()
+		l.buf = append(l.buf, metaState(l, w, false)...)
+		l.mu.Unlock()
+	}
+	w.unlockAll()
+	w.flushLog()
+	return changed
 }
 
 // Retrying records that a request of partition part was answered so that
