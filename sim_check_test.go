@@ -31,7 +31,8 @@ package main
 // many times as it counts: rwfix_merge_unknown_samples_total for gaps after
 // a start without state (data directory lost, log set aside),
 // rwfix_merge_state_full_total for outputs a small max_series left unmerged
-// (two violations per count: the merged sample and the None sample sent raw).
+// (per count, the merged samples of the request that counted it and the None
+// sample sent raw: see simFleet.call).
 // Not checked at all: merged outputs while the configuration does not merge
 // (the preset off, keep_distinct), from one wait before that reload to a
 // minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
@@ -195,9 +196,9 @@ func (w *simWorld) check() simResult {
 	}
 	full := w.fix.metric("rwfix_merge_state_full_total")
 	if w.fix.smallMax {
-		// Each output refused in a request costs its merged sample there
+		// Each output refused in a request costs its merged samples there
 		// and lets its None source out raw.
-		x.full = 2 * full
+		x.full = w.fix.fullBudget
 	} else if full > 0 {
 		res.add(simViolation{check: "rejected-config", set: -1, t: w.drainEnd, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
 	}

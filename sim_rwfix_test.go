@@ -153,6 +153,9 @@ type simFleet struct {
 	held []simHeld
 	unmerged   []simWindow            // the preset off or keep_distinct: outputs not merged
 	smallMax   bool                   // a small max_series was accepted
+	// fullBudget: what the outputs a full state refused may cost the
+	// checker (see call).
+	fullBudget float64
 	issues     []dbIssue              // rwfix-side problems (start, restarts, reloads)
 	unmergedAt int64                  // start of the current unmerged window (0: none)
 }
@@ -263,7 +266,25 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
+	full := 0.0
+	if f.smallMax {
+		full = simMetric(p.reg, "rwfix_merge_state_full_total")
+	}
 	p.handler.ServeHTTP(rec, req)
+	if f.smallMax {
+		// Each output a full state refused in this request (counted once)
+		// goes out unmerged: its merged sample at each of its timestamps
+		// in the request, and its None source raw.
+		if d := simMetric(p.reg, "rwfix_merge_state_full_total") - full; d > 0 {
+			n := map[*simSeries]int{}
+			most := 0
+			for _, smp := range batch {
+				n[smp.s]++
+				most = max(most, n[smp.s])
+			}
+			f.fullBudget += d * float64(most+1)
+		}
+	}
 	after := p.logSize()
 	if kill != killNone {
 		cut := after
