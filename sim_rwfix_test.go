@@ -142,22 +142,22 @@ type simFleet struct {
 	kill    killPoint // for the next request
 
 	// What the checker needs to know.
-	stateLoss  []int64                // starts without state: data dir lost, log set aside
-	boots      int                    // power losses so far: the machine's boot
-	rebooted   []int64                // starts after a power loss (the horizon moves)
-	lostAcked  map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
-	lostHeld   map[*simSeries][]int64 // source samples answered 2xx shortly before the data directory was lost
+	stateLoss []int64                // starts without state: data dir lost, log set aside
+	boots     int                    // power losses so far: the machine's boot
+	rebooted  []int64                // starts after a power loss (the horizon moves)
+	lostAcked map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
+	lostHeld  map[*simSeries][]int64 // source samples answered 2xx shortly before the data directory was lost
 	// held: the source samples of the requests answered 2xx since the
 	// state was last lost (a restart without the data directory loses what
 	// the state held of them).
-	held []simHeld
-	unmerged   []simWindow            // the preset off or keep_distinct: outputs not merged
-	smallMax   bool                   // a small max_series was accepted
+	held     []simHeld
+	unmerged []simWindow // the preset off or keep_distinct: outputs not merged
+	smallMax bool        // a small max_series was accepted
 	// fullBudget: what the outputs a full state refused may cost the
 	// checker (see call).
 	fullBudget float64
-	issues     []dbIssue              // rwfix-side problems (start, restarts, reloads)
-	unmergedAt int64                  // start of the current unmerged window (0: none)
+	issues     []dbIssue // rwfix-side problems (start, restarts, reloads)
+	unmergedAt int64     // start of the current unmerged window (0: none)
 }
 
 func newSimFleet(w *simWorld) (*simFleet, error) {
