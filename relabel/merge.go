@@ -602,10 +602,9 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 
 // live is the number of sources seen whose last sample is not a stale
 // marker. A stale source (LiteLLM's expired series, a failed scrape) can
-// come back at any scrape, on any shard, like a source being born; a source
-// known without a sample yet (its first sample's record lost with a torn
-// log tail, or not yet named by a tomb's request) can bring its first one at
-// any timestamp.
+// come back at any scrape, on any shard, like a source being born; so can a
+// source known without a sample yet (a SIGKILL kept its record and lost its
+// first sample's, a tomb's placeholder).
 func (o *output) live() int {
 	n := 0
 	for _, s := range o.sources {
