@@ -37,8 +37,8 @@ package main
 // (the preset off, keep_distinct), from one wait before that reload to a
 // minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
 // README's promise): gaps at those source samples are excused. A lost data
-// directory loses what its state held: gaps at the source samples answered
-// within the longest hold before the loss (outages not counted: nothing is
+// directory loses what its state held: gaps at the source samples of the
+// requests it answered within the longest hold before the loss (outages not counted: nothing is
 // sent then) are excused. A sender's batch dropped after a lost answer
 // loses nothing if each of its untouched samples is stored (the rewritten
 // histogram under keep_distinct's marker while that policy is on).

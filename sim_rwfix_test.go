@@ -95,7 +95,7 @@ type simProc struct {
 	fresh    bool // started without merge state
 }
 
-// simHeld is a request answered 2xx: when, and its source samples.
+// simHeld is a request rwfix answered: when, and its source samples.
 type simHeld struct {
 	at      int64
 	samples []simSample
@@ -146,8 +146,8 @@ type simFleet struct {
 	boots     int                    // power losses so far: the machine's boot
 	rebooted  []int64                // starts after a power loss (the horizon moves)
 	lostAcked map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
-	lostHeld  map[*simSeries][]int64 // source samples answered 2xx shortly before the data directory was lost
-	// held: the source samples of the requests answered 2xx since the
+	lostHeld  map[*simSeries][]int64 // source samples taken in shortly before the data directory was lost
+	// held: the source samples of the requests rwfix answered since the
 	// state was last lost (a restart without the data directory loses what
 	// the state held of them).
 	held     []simHeld
@@ -299,17 +299,21 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err == nil {
 		ans.retryAfter = int64(ra) * 1000
 	}
-	if ans.code/100 == 2 && (f.w.sc.powerLoss || f.w.sc.dataDirLoss) {
+	if f.w.sc.powerLoss || f.w.sc.dataDirLoss {
 		var src []simSample
 		for _, smp := range batch {
 			if smp.s.kind == kindSrcTotal || smp.s.kind == kindSrcCreated {
 				src = append(src, smp)
 			}
 		}
-		if f.w.sc.powerLoss {
+		if f.w.sc.powerLoss && ans.code/100 == 2 {
 			p.acked = append(p.acked, simAck{size: after, samples: src})
 		}
 		if f.w.sc.dataDirLoss {
+			// The state took the samples in whatever the answer: a 5xx
+			// is retried (and may reach the next process), but a sender
+			// that then drops its batch (a lost answer's retry refused)
+			// never sends them again.
 			f.held = append(f.held, simHeld{at: f.w.now(), samples: src})
 		}
 	}
