@@ -205,6 +205,39 @@ func TestMergePowerLossTailIsAGap(t *testing.T) {
 	})
 }
 
+// A power loss took the None's stale marker of LiteLLM's restart (the 500's
+// reached the log); the None's first sample of its new life, sent before the
+// restart, comes again after it: its creation time says it was created
+// again, against the one of its life before the lost seconds (soak:
+// powerloss seed 1000093).
+func TestMergePowerLossTailThenResent(t *testing.T) {
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	defer func() { h.m.Close() }()
+	h.clock.add(time.Hour)
+	t0 := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+	h.req(g(outTotal, srcNone, sp(t0, 1), src500, sp(t0, 2)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, c500, sp(t0+step, stale))) // LiteLLM restarted: the 500's stale markers ...
+	h.req(g(outTotal, src500, sp(t0+step, stale)))
+	h.m.flushLog()
+	h.clock.add(2 * step * time.Millisecond)
+	powerLossRestart(t, h, dir)                   // ... the None's were lost
+	h.req(g(outCreat, cNone, sp(t0+2*step, 200))) // sent again: the None created again
+	h.req(g(outTotal, srcNone, sp(t0+2*step, 1)))
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(base+step, 200), c500, sp(base+step, 300)))
+	h.req(g(outTotal, srcNone, sp(base+step, 3), src500, sp(base+step, 1)))
+	h.drain()
+	if got := h.values(outTotal)[base+step]; got != 4 {
+		t.Fatalf("after the restart: %v, want 4 (all %v)", got, h.values(outTotal))
+	}
+}
+
 // The upstreams' forward_headers changed while rwfix was down: the state
 // keeps the partition scheme, so the restart orphans the outputs and the
 // new partition's first request adopts them with what they held (soak: all

@@ -161,9 +161,10 @@ const snapshotPattern = ".merge-*.tmp"
 // or vanished then (LiteLLM removed the series, or restarted) is unknown.
 // So every timestamp held before the new horizon is finalized unsent
 // (unknowable: counted), and every source that still counts is taken as gone
-// at the horizon, as after a failed scrape: when it comes back, its creation
-// time and its value tell whether it went on or was created again, by the
-// same rules as after any gap. The compaction that follows keeps the result.
+// right after its last sample, as after a failed scrape: when it comes back
+// (a sample the sender sent again after the restart, or a later one), its
+// creation time and its value tell whether it went on or was created again,
+// by the same rules as after any gap. The compaction that follows keeps the result.
 // Called with every shard locked, before the log is open.
 func (m *Merger) lostTail() {
 	for _, sh := range m.shards {
@@ -179,7 +180,7 @@ func (m *Merger) lostTail() {
 				}
 				for _, s := range o.sources {
 					if s.has && !s.stale && len(s.queue) == 0 {
-						s.stale, s.lastStl, s.staleAt = true, true, m.horizon-1
+						s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
 					}
 				}
 				sh.list(o)
