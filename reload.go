@@ -138,8 +138,9 @@ func (r *reloader) apply() error {
 		r.logOpen = true
 	}
 	// A change of the upstreams' forward_headers changes every request's
-	// merge partition: the outputs of the old ones are retired.
-	p.Activate(r.running != nil && partitionScheme(r.running.Upstreams) != partitionScheme(cfg.Upstreams))
+	// merge partition — by this reload, or while rwfix was down (the merge
+	// state keeps the scheme): the outputs of the old ones are orphaned.
+	p.Activate(r.merger.Partitions(partitionScheme(cfg.Upstreams)))
 	r.handler.Update(p, ups)
 	r.running = cfg
 	r.upstream = r.upstream[:0]

@@ -31,12 +31,17 @@ package main
 // many times as it counts: rwfix_merge_unknown_samples_total for gaps after
 // a start without state (data directory lost, log set aside),
 // rwfix_merge_state_full_total for outputs a small max_series left unmerged
-// (two violations per count: the merged sample and the None sample sent raw).
+// (per count, the merged samples of the request that counted it and the None
+// sample sent raw: see simFleet.call).
 // Not checked at all: merged outputs while the configuration does not merge
 // (the preset off, keep_distinct), from one wait before that reload to a
 // minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
 // README's promise): gaps at those source samples are excused. A lost data
-// directory loses what its state held (at most max_wait before the loss).
+// directory loses what its state held: gaps at the source samples of the
+// requests it answered within the longest hold before the loss (outages not counted: nothing is
+// sent then) are excused. A sender's batch dropped after a lost answer
+// loses nothing if each of its untouched samples is stored (the rewritten
+// histogram under keep_distinct's marker while that policy is on).
 
 import (
 	"cmp"
@@ -47,6 +52,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 )
 
@@ -150,11 +156,13 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 				return true
 			}
 		}
-		for _, lost := range x.w.fix.stateLoss {
+		for _, s := range srcs {
 			// What the lost state held — answered to the sender, finalized
 			// or waiting, not yet sent — went with it: no process can know
-			// or count it (docs/collisions.md). At most the longest hold.
-			if t <= lost && t > lost-simLostHold {
+			// or count it (docs/collisions.md). At most what was answered
+			// within the longest hold before the loss (after an outage,
+			// samples of long before).
+			if s != nil && slices.Contains(x.w.fix.lostHeld[s], t) {
 				x.excused["held by the lost data directory"]++
 				return true
 			}
@@ -192,9 +200,9 @@ func (w *simWorld) check() simResult {
 	}
 	full := w.fix.metric("rwfix_merge_state_full_total")
 	if w.fix.smallMax {
-		// Each output refused in a request costs its merged sample there
+		// Each output refused in a request costs its merged samples there
 		// and lets its None source out raw.
-		x.full = 2 * full
+		x.full = w.fix.fullBudget
 	} else if full > 0 {
 		res.add(simViolation{check: "rejected-config", set: -1, t: w.drainEnd, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
 	}
@@ -253,7 +261,10 @@ func (w *simWorld) check() simResult {
 		// checked as outputs.
 		lost := 0
 		for _, smp := range d.batch {
-			if smp.s.kind.untouched() && !storedExactly(w.db.stored(smp.s.lbls), smp) {
+			// The rewritten histogram is stored under keep_distinct's
+			// marker while that policy is on.
+			marked := smp.s.id == "hist/1" && storedExactly(w.db.stored(simMarked(smp.s.lbls)), smp)
+			if smp.s.kind.untouched() && !storedExactly(w.db.stored(smp.s.lbls), smp) && !marked {
 				lost++
 			}
 		}
@@ -499,6 +510,16 @@ func (w *simWorld) createdChanged(s *simSeries, t int64) bool {
 	}
 	i, found := slices.BinarySearchFunc(c.wal, t, func(a simSample, t int64) int { return cmp.Compare(a.t, t) })
 	return found && i > 0 && !c.wal[i].stale() && !c.wal[i-1].stale() && c.wal[i].v != c.wal[i-1].v
+}
+
+// simMarked is the rewritten latency histogram's labels as keep_distinct
+// forwards it: the user rule's rewrite, with the value it replaced in a
+// marker label. A sample stored there while keep_distinct was on is stored.
+func simMarked(ls labels.Labels) labels.Labels {
+	b := labels.NewBuilder(ls)
+	b.Set("requested_model", simHistModels[0])
+	b.Set("requested_model_original", ls.Get("requested_model"))
+	return b.Labels()
 }
 
 // storedExactly reports whether smp is stored, bit for bit.

@@ -95,6 +95,12 @@ type simProc struct {
 	fresh    bool // started without merge state
 }
 
+// simHeld is a request rwfix answered: when, and its source samples.
+type simHeld struct {
+	at      int64
+	samples []simSample
+}
+
 // simAck is a request answered 2xx: the log size after its records, and
 // the source samples it carried (a power loss that cuts the log before
 // size loses them although the sender was told they were taken).
@@ -136,18 +142,26 @@ type simFleet struct {
 	kill    killPoint // for the next request
 
 	// What the checker needs to know.
-	stateLoss  []int64                // starts without state: data dir lost, log set aside
-	boots      int                    // power losses so far: the machine's boot
-	rebooted   []int64                // starts after a power loss (the horizon moves)
-	lostAcked  map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
-	unmerged   []simWindow            // the preset off or keep_distinct: outputs not merged
-	smallMax   bool                   // a small max_series was accepted
-	issues     []dbIssue              // rwfix-side problems (start, restarts, reloads)
-	unmergedAt int64                  // start of the current unmerged window (0: none)
+	stateLoss []int64                // starts without state: data dir lost, log set aside
+	boots     int                    // power losses so far: the machine's boot
+	rebooted  []int64                // starts after a power loss (the horizon moves)
+	lostAcked map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
+	lostHeld  map[*simSeries][]int64 // source samples taken in shortly before the data directory was lost
+	// held: the source samples of the requests rwfix answered since the
+	// state was last lost (a restart without the data directory loses what
+	// the state held of them).
+	held     []simHeld
+	unmerged []simWindow // the preset off or keep_distinct: outputs not merged
+	smallMax bool        // a small max_series was accepted
+	// fullBudget: what the outputs a full state refused may cost the
+	// checker (see call).
+	fullBudget float64
+	issues     []dbIssue // rwfix-side problems (start, restarts, reloads)
+	unmergedAt int64     // start of the current unmerged window (0: none)
 }
 
 func newSimFleet(w *simWorld) (*simFleet, error) {
-	f := &simFleet{w: w, rng: w.rngFaults, cfgPath: filepath.Join(w.dir, "rwfix.yml"), lostAcked: map[*simSeries][]int64{}}
+	f := &simFleet{w: w, rng: w.rngFaults, cfgPath: filepath.Join(w.dir, "rwfix.yml"), lostAcked: map[*simSeries][]int64{}, lostHeld: map[*simSeries][]int64{}}
 	f.cfg.histRule = w.sc.histograms
 	if err := f.writeConfig(f.cfg); err != nil {
 		return nil, err
@@ -252,7 +266,25 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
+	full := 0.0
+	if f.smallMax {
+		full = simMetric(p.reg, "rwfix_merge_state_full_total")
+	}
 	p.handler.ServeHTTP(rec, req)
+	if f.smallMax {
+		// Each output a full state refused in this request (counted once)
+		// goes out unmerged: its merged sample at each of its timestamps
+		// in the request, and its None source raw.
+		if d := simMetric(p.reg, "rwfix_merge_state_full_total") - full; d > 0 {
+			n := map[*simSeries]int{}
+			most := 0
+			for _, smp := range batch {
+				n[smp.s]++
+				most = max(most, n[smp.s])
+			}
+			f.fullBudget += d * float64(most+1)
+		}
+	}
 	after := p.logSize()
 	if kill != killNone {
 		cut := after
@@ -267,14 +299,23 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err == nil {
 		ans.retryAfter = int64(ra) * 1000
 	}
-	if ans.code/100 == 2 && f.w.sc.powerLoss {
+	if f.w.sc.powerLoss || f.w.sc.dataDirLoss {
 		var src []simSample
 		for _, smp := range batch {
 			if smp.s.kind == kindSrcTotal || smp.s.kind == kindSrcCreated {
 				src = append(src, smp)
 			}
 		}
-		p.acked = append(p.acked, simAck{size: after, samples: src})
+		if f.w.sc.powerLoss && ans.code/100 == 2 {
+			p.acked = append(p.acked, simAck{size: after, samples: src})
+		}
+		if f.w.sc.dataDirLoss {
+			// The state took the samples in whatever the answer: a 5xx
+			// is retried (and may reach the next process), but a sender
+			// that then drops its batch (a lost answer's retry refused)
+			// never sends them again.
+			f.held = append(f.held, simHeld{at: f.w.now(), samples: src})
+		}
 	}
 	return ans
 }
@@ -346,6 +387,24 @@ func (f *simFleet) crash(why string, cut int64, zeros int, keep bool) {
 				}
 			}
 		}
+	}
+	if !keep {
+		// What the lost state held — samples answered to the sender, not
+		// yet sent upstream — is gone with it (docs/collisions.md): what
+		// was answered within the longest hold, not counting the time the
+		// upstream was out (nothing is sent then).
+		for _, h := range f.held {
+			out := int64(0)
+			for _, o := range f.w.db.outages {
+				out += max(0, min(o.to, f.w.now())-max(o.from, h.at))
+			}
+			if f.w.now()-h.at <= simLostHold+out {
+				for _, smp := range h.samples {
+					f.lostHeld[smp.s] = append(f.lostHeld[smp.s], smp.t)
+				}
+			}
+		}
+		f.held = nil
 	}
 	down := 1_000 + f.rng.Int64N(15_000)
 	switch {

@@ -122,14 +122,14 @@ var simScenarios = func() []*simScenario {
 		mk("normal", 150, normal, nil),
 		mk("upstream", 150, normal, func(sc *simScenario) { sc.upstreamFaults, sc.outages = true, true }),
 		mk("crash", 100, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
-		mk("powerloss", 30, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
+		mk("powerloss", 60, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
 		mk("datadir", 100, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
 		mk("reload", 120, normal, func(sc *simScenario) { sc.reloads = true }),
 		// RW 2.0 with exemplars on the counters (on merge sources too).
 		mk("exemplars", 80, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
 		// Native histograms and a user rule that lands one on another.
 		mk("histograms", 60, normal, func(sc *simScenario) { sc.histograms = true }),
-		mk("all", 25, normal, func(sc *simScenario) {
+		mk("all", 50, normal, func(sc *simScenario) {
 			sc.exemplars, sc.histograms = true, true
 			sc.upstreamFaults, sc.outages, sc.kills, sc.tornTails, sc.compactionCrash = true, true, true, true, true
 			sc.powerLoss, sc.zeroTails, sc.dataDirLoss, sc.reloads = true, true, true, true

@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -100,8 +101,9 @@ func (c *createdTimes) saw(ls labels.Labels, t int64, v float64) {
 // changed reports whether the source with labels ls, back at t after a
 // gap that began at gone, was created again: its creation time at t (from
 // its _created sample of that scrape) differs from the last one before the
-// gap. False where either is unknown.
-func (c *createdTimes) changed(ls labels.Labels, gone, t int64) bool {
+// gap, said during the life it counts now (since life: a creation time
+// said before is another life's). False where either is unknown.
+func (c *createdTimes) changed(ls labels.Labels, life, gone, t int64) bool {
 	k, ok := familyKey(ls)
 	if !ok {
 		return false
@@ -120,11 +122,44 @@ func (c *createdTimes) changed(ls labels.Labels, gone, t int64) bool {
 			// may be another life's).
 			now, okNow = sp.v, true
 		}
-		if sp.from < gone && !okBefore {
+		if sp.from < gone && sp.to >= life && !okBefore {
 			before, okBefore = sp.v, true // the latest said before the gap
 		}
 	}
 	return okNow && okBefore && now != before
+}
+
+// spans returns the creation times known of the source with labels ls,
+// oldest first (for a snapshot of the log: see sourceState).
+func (c *createdTimes) spans(ls labels.Labels) []createdSpan {
+	k, ok := familyKey(ls)
+	if !ok {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.m[k]; h != nil {
+		return slices.Clone(h.spans[:h.n])
+	}
+	return nil
+}
+
+// restore puts back the creation times of the source with labels ls that a
+// snapshot kept (replaying the log): the samples that said them are no
+// longer in it.
+func (c *createdTimes) restore(ls labels.Labels, spans []createdSpan) {
+	k, ok := familyKey(ls)
+	if !ok || len(spans) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[uint64]*createdHistory{}
+	}
+	h := &createdHistory{}
+	h.n = copy(h.spans[:], spans[max(0, len(spans)-createdKept):])
+	c.m[k] = h
 }
 
 // forget drops what is known of the source with labels ls (it left the

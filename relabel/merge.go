@@ -586,13 +586,15 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 	return (!ok || since(now, at) >= m.birthWait()) && m.w.settled(o.part, now, m.birthWait())
 }
 
-// live is the number of sources whose last sample is not a stale marker. A
-// stale source (LiteLLM's expired series, a failed scrape) can come back at
-// any scrape, on any shard, like a source being born.
+// live is the number of sources seen whose last sample is not a stale
+// marker. A stale source (LiteLLM's expired series, a failed scrape) can
+// come back at any scrape, on any shard, like a source being born; so can a
+// source known without a sample yet (a SIGKILL kept its record and lost its
+// first sample's, a tomb's placeholder).
 func (o *output) live() int {
 	n := 0
 	for _, s := range o.sources {
-		if !s.lastStl {
+		if s.lastT != math.MinInt64 && !s.lastStl {
 			n++
 		}
 	}
@@ -621,7 +623,7 @@ func (m *shard) recreated(o *output, t int64) {
 				break
 			}
 			if !value.IsStaleNaN(p.V) {
-				if m.w.created.changed(s.labels, before, p.T) {
+				if m.w.created.changed(s.labels, max(s.bornAt, s.resetAt), before, p.T) {
 					s.recreatedAt = p.T
 					m.logRecreated(s, p.T)
 				}
@@ -739,8 +741,11 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		case back && !continuing:
 			o.restart()
 			resets = 0
-		case back:
-			// The same life: what stayed away vanished alone.
+		case back && emit:
+			// The same life: what stayed away vanished alone. (Not told
+			// at a timestamp whose samples the state may lack — not
+			// emitted: before the horizon, a source's absence there may
+			// be a sample the state lost.)
 			for _, s := range o.sources {
 				if s.has && s.stale {
 					s.alone = true
@@ -752,7 +757,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		// born there: the label set was removed and created again.
 		o.restart()
 		resets = 0
-	case !dead:
+	case !dead && emit:
 		alive := !o.dead()
 		for _, s := range o.sources {
 			if s.stale && s.staleAt == t {

@@ -126,6 +126,7 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 			// nothing: the kernel had every record, torn tail or not.)
 			m.powerLoss = true
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+			m.lostTail()
 		}
 		if replayErr != nil {
 			m.reset()
@@ -153,6 +154,40 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 
 // snapshotPattern names compaction's temporary files (os.CreateTemp).
 const snapshotPattern = ".merge-*.tmp"
+
+// lostTail makes the state restored after a power loss what the records it
+// kept can tell. The lost records may have held any source's samples of its
+// last seconds, its stale marker among them: whether a live source went on
+// or vanished then (LiteLLM removed the series, or restarted) is unknown.
+// So every timestamp held before the new horizon is finalized unsent
+// (unknowable: counted), and every source that still counts is taken as gone
+// right after its last sample, as after a failed scrape: when it comes back
+// (a sample the sender sent again after the restart, or a later one), its
+// creation time and its value tell whether it went on or was created again,
+// by the same rules as after any gap. The compaction that follows keeps the result.
+// Called with every shard locked, before the log is open.
+func (m *Merger) lostTail() {
+	for _, sh := range m.shards {
+		for _, l := range sh.outs {
+			for _, o := range l {
+				for {
+					t, ok := o.next()
+					if !ok || t >= m.horizon {
+						break
+					}
+					m.metrics.unknown.Inc()
+					sh.finalize(o, t, false)
+				}
+				for _, s := range o.sources {
+					if s.has && !s.stale && len(s.queue) == 0 {
+						s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
+					}
+				}
+				sh.list(o)
+			}
+		}
+	}
+}
 
 // removeStaleSnapshots removes the temporary files of compactions that a
 // crash interrupted: the log they were to replace is still there, complete,
@@ -474,6 +509,8 @@ func metaState(l *mergeLog, m *Merger, closing bool) []byte {
 	}
 	l.str(m.boot)
 	l.bool(closing)
+	l.bool(m.partitionsKnown)
+	l.str(m.partitions)
 	return l.frame(nil)
 }
 
@@ -523,6 +560,19 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.uvarint(s.hash)
 	l.varint(s.staleAt)
 	l.bool(s.alone)
+	// The creation times said by a _created source: a _total source back
+	// after a gap compares its creation time with them (created.go), and
+	// the samples that said them are not in the snapshot.
+	var spans []createdSpan
+	if o.min {
+		spans = o.sh.w.created.spans(s.labels)
+	}
+	l.uvarint(uint64(len(spans)))
+	for _, sp := range spans {
+		l.varint(sp.from)
+		l.varint(sp.to)
+		l.float(sp.v)
+	}
 	return l.frame(nil)
 }
 
@@ -729,6 +779,13 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 				if len(r.b) > 0 { // since vanished sources are told apart
 					s.staleAt, s.alone = r.varint(), r.bool()
 				}
+				if len(r.b) > 0 { // since snapshots keep creation times
+					spans := make([]createdSpan, min(r.uvarint(), createdKept))
+					for i := range spans {
+						spans[i] = createdSpan{from: r.varint(), to: r.varint(), v: r.float()}
+					}
+					m.created.restore(ls, spans)
+				}
 				for _, p := range s.queue {
 					o.arrived(p.T, now)
 				}
@@ -810,9 +867,14 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 			if len(r.b) > 0 {
 				boot, closed = r.str(), r.bool()
 			}
+			known, partitions := false, ""
+			if len(r.b) > 0 { // since the partition scheme is kept
+				known, partitions = r.bool(), r.str()
+			}
 			if r.err == nil {
 				m.horizon = horizon // else the one OpenLog set: the restart
 				m.lastBoot, m.closed = boot, closed
+				m.partitionsKnown, m.partitions = known, partitions
 			}
 		default:
 			return false, fmt.Errorf("unknown record type %d", payload[0])

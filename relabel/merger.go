@@ -76,6 +76,38 @@ type Merger struct {
 	// created: the sources' creation times, from their _created series
 	// (see created.go).
 	created createdTimes
+
+	// coverage names what the running rules merge (see setCoverage).
+	coverage string
+	// partitions names how requests are partitioned (the upstreams'
+	// forward_headers), kept in the log; "" with known false: not told yet
+	// (see Partitions).
+	partitions      string
+	partitionsKnown bool
+}
+
+// Partitions tells the state how requests are partitioned now (scheme: the
+// upstreams' forward_headers) and reports whether that changed since the
+// state last ran: by a reload, or while rwfix was down (the scheme is kept
+// in the log). If it did, no output in the state will see its partition
+// again: pass the answer to Pipeline.Activate, which orphans them. Call it
+// once the configuration can no longer be refused.
+func (w *Merger) Partitions(scheme string) (changed bool) {
+	w.lockAll()
+	told := !w.partitionsKnown || w.partitions != scheme
+	changed = w.partitionsKnown && w.partitions != scheme
+	w.partitions, w.partitionsKnown = scheme, true
+	if told && w.log != nil {
+		// In the log at once: a restart must know the scheme its outputs'
+		// partitions follow.
+		l := w.log
+		l.mu.Lock()
+		l.buf = append(l.buf, metaState(l, w, false)...)
+		l.mu.Unlock()
+	}
+	w.unlockAll()
+	w.flushLog()
+	return changed
 }
 
 // Retrying records that a request of partition part was answered so that
@@ -225,17 +257,36 @@ func (w *Merger) setConfig(cfg CollisionConfig) {
 	defer w.unlockAll()
 	for _, sh := range w.shards {
 		if sh.cfg.Policy != PolicyMerge && cfg.Policy == PolicyMerge {
-			// The merge comes back (keep_distinct -> merge). Meanwhile the
-			// genuine series went out raw under the outputs' labels, so the
-			// upstream may have samples newer than those the outputs held
-			// since: as after a restart, what is finalized up to a minute
-			// from now goes as retries, whose 4xx never fails a sender's
-			// batch.
-			sh.retryUntil = max(sh.retryUntil, sh.now().Add(time.Minute).UnixMilli())
+			sh.rawBefore()
 		}
 		sh.cfg = cfg
 		sh.gcAt.Store(0) // idle_timeout may have changed: GC at the next request
 	}
+}
+
+// setCoverage tells the state what the running rules merge (coverage: the
+// policy, presets and rules that decide it). When it changes to a merging
+// one — the merge back after keep_distinct, the preset on again, rules
+// changed — label sets that the merge now owns may have gone out raw
+// meanwhile (the genuine 500 while the preset was off): see rawBefore.
+func (w *Merger) setCoverage(coverage string, merges bool) {
+	w.lockAll()
+	defer w.unlockAll()
+	if merges && w.coverage != "" && coverage != w.coverage {
+		for _, sh := range w.shards {
+			sh.rawBefore()
+		}
+	}
+	w.coverage = coverage
+}
+
+// rawBefore says that series of the outputs' label sets may have gone out
+// raw until now, so the upstream may have samples newer than those the
+// outputs hold or will finalize for earlier timestamps: as after a restart,
+// what is finalized up to a minute from now goes as retries, whose 4xx
+// never fails a sender's batch. Called with the shard locked.
+func (m *shard) rawBefore() {
+	m.retryUntil = max(m.retryUntil, m.now().Add(time.Minute).UnixMilli())
 }
 
 // setPreimage sets the running rules' preimage size (see Merger.preimage).

@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/remotewrite/series"
 )
@@ -66,8 +68,11 @@ type Pipeline struct {
 	policy Policy
 	// collision holds the limits Activate gives the merge state.
 	collision CollisionConfig
-	merger    *Merger
-	cache     *decisionCache // nil with user relabel_configs
+	// coverage names what the pipeline merges: its policy, presets and
+	// rules (see Merger.setCoverage).
+	coverage string
+	merger   *Merger
+	cache    *decisionCache // nil with user relabel_configs
 
 	builders sync.Pool
 }
@@ -98,6 +103,8 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 		userRepaired: m.repaired.WithLabelValues(RuleUserRelabel),
 		userDropped:  m.dropped.WithLabelValues(RuleUserRelabel),
 	}
+	rules, _ := yaml.Marshal(cfg.RelabelConfigs)
+	p.coverage = fmt.Sprintf("%s %q %s", cfg.Collision.Policy, cfg.Presets, rules)
 	for _, name := range cfg.Presets {
 		rws, _ := lookupPreset(name) // Validate checked it exists.
 		c := m.repaired.WithLabelValues(name)
@@ -140,6 +147,7 @@ func New(cfg Config, m *Metrics, merger *Merger) (*Pipeline, error) {
 func (p *Pipeline) Activate(partitionsChanged bool) {
 	if p.merger != nil {
 		p.merger.setConfig(p.collision)
+		p.merger.setCoverage(p.coverage, p.policy == PolicyMerge)
 		p.merger.setPreimage(p.preimageSize)
 		p.merger.retire(p.mergesInto, partitionsChanged)
 	}

@@ -77,7 +77,10 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 			kept++
 		}
 	}
-	if kept == len(o.sources) {
+	// An output without sources was retired before (by a reload before a
+	// restart: retirement is not in the log, its detached sources are): it
+	// is retired again, fenced while its queue is sent.
+	if kept == len(o.sources) && kept > 0 {
 		if partitionsChanged && !o.orphan {
 			m.orphan(o)
 		}

@@ -79,3 +79,56 @@ func TestReloadPresetOffWhileHeld(t *testing.T) {
 		t.Fatal("the retired output is still pending")
 	}
 }
+
+// The preset off, then on again: meanwhile the 500 went out raw under the
+// output's labels. A None sample of that time that arrives after the merge
+// is back (its shard lagged) makes the new output finalize a timestamp the
+// upstream already has with another value: it must go as a retry, in a
+// request of its own, never in the sender's request, whose batch the 400
+// would drop (soak: TestSimulation/all seed 156).
+func TestReloadPresetBackOnSendsRawTimesAsRetries(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	merger.SetClock(clock.Now)
+	pipeline := func(presets []string) *relabel.Pipeline {
+		t.Helper()
+		cfg := relabel.DefaultConfig()
+		cfg.Presets = presets
+		p, err := relabel.New(cfg, nil, merger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Activate(false)
+		return p
+	}
+	h := NewHandler(pipeline(relabel.DefaultConfig().Presets), ups)
+	none, five := userSeries(0)
+	send := func(ls labels.Labels, k int64, v float64) {
+		t.Helper()
+		if rec := post(t, h, ctV1, oneSeries(t, ls, prompb.Sample{Timestamp: k * retryStep, Value: v})); rec.Code != http.StatusNoContent {
+			t.Fatalf("step %d %s: %d %s", k, ls, rec.Code, rec.Body)
+		}
+	}
+	for k := int64(1); k <= 3; k++ {
+		clock.Add(retryStep * time.Millisecond)
+		send(none, k, float64(k))
+		send(five, k, float64(10*k))
+	}
+	h.Update(pipeline(nil), ups) // the preset off
+	clock.Add(retryStep * time.Millisecond)
+	send(five, 4, 40) // raw
+	h.Update(pipeline(relabel.DefaultConfig().Presets), ups)
+	send(none, 4, 4) // its shard lagged: it arrives with the merge back on
+	clock.Add(retryStep * time.Millisecond)
+	send(five, 5, 50)
+	send(none, 5, 5)
+	clock.Add(time.Minute)
+	send(okTotal, 6, 6)
+
+	got := up.HeadSeries()[five.String()]
+	if len(got) == 0 || got[len(got)-1] != (rwtest.HeadSample{T: 5 * retryStep, V: 55}) {
+		t.Fatalf("500 series %v, want the merge going on at step 5 (55)", got)
+	}
+}

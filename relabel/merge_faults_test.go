@@ -1,0 +1,311 @@
+package relabel
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Regression tests for cases the fault simulation's long soak found (seeds
+// of TestSimulation in the root package): each failed before its fix.
+
+// createdOf is the _created series of a _total source.
+func createdOf(ls labels.Labels) labels.Labels {
+	return labels.NewBuilder(ls).Set("__name__", "litellm_proxy_total_requests_metric_created").Labels()
+}
+
+// cutLogBefore truncates the log at the start of its last record of type
+// typ, as a SIGKILL in the middle of the write of a request's records leaves
+// it (the request was never answered: the sender sends it again).
+func cutLogBefore(t *testing.T, dir string, typ byte) {
+	t.Helper()
+	path := filepath.Join(dir, logName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := -1
+	for off := 0; off < len(b); {
+		n, k := binary.Uvarint(b[off:])
+		if k <= 0 || off+k+4+int(n) > len(b) {
+			break
+		}
+		if n > 0 && b[off+k+4] == typ {
+			cut = off
+		}
+		off += k + 4 + int(n)
+	}
+	if cut < 0 {
+		t.Fatalf("no record of type %d in the log", typ)
+	}
+	if err := os.Truncate(path, int64(cut)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A SIGKILL while a request's records were written kept the 500's first
+// record (the source, born at that scrape) and lost its first sample. After
+// the restart the 500 is known without a sample: it is not live, so the
+// None's sample of the same scrape, arriving first, waits for it (soak:
+// crash seed 168).
+func TestMergeSourceKnownWithoutSampleIsNotLive(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(0, 1)))
+	h.drain() // the None alone: born, its 500 never came
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(step, 20))) // the 500 born: held for the None
+	h.m.flushLog()
+	crash(h.m)
+	cutLogBefore(t, dir, recSample) // the 500's first sample never reached the log
+	h.m = h.open(dir)
+	defer h.m.Close()
+	h.clock.add(time.Second)
+	if e := h.req(g(outTotal, srcNone, sp(step, 1))); len(e) != 0 {
+		t.Fatalf("finalized without the 500's sample of the scrape: %v", e)
+	}
+	h.req(g(outTotal, src500, sp(step, 20))) // the sender's retry
+	h.drain()
+	wantSeries(t, h.series(outTotal), 1, 21)
+}
+
+// A source back after a gap compares its creation time with the one before
+// the gap, also after a restart whose snapshot no longer holds the samples
+// that said it: LiteLLM restarted while the None stayed away, the 500 is back
+// above its old count with a new creation time — the output restarts, the
+// None's old count leaves it (soak: crash seed 217).
+func TestMergeCreationTimesSurviveASnapshot(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(0, 100), c500, sp(0, 90)))
+	h.req(g(outTotal, srcNone, sp(0, 2), src500, sp(0, 1)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(step, stale), c500, sp(step, stale)))
+	h.req(g(outTotal, srcNone, sp(step, stale), src500, sp(step, stale)))
+	h.drain()
+	if err := h.m.Close(); err != nil { // a snapshot: the samples are gone from the log
+		t.Fatal(err)
+	}
+	h.m = h.open(dir)
+	defer h.m.Close()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, c500, sp(2*step, 200))) // created again
+	h.req(g(outTotal, src500, sp(2*step, 2)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 3, math.NaN(), 2)
+}
+
+// A creation time said during an earlier life of the source (before the
+// output restarted without it) is not the one a later sample is compared
+// with: the None born again, its first _created sample lost, is not taken
+// for created a second time when its next one says its creation time (soak:
+// powerloss seed 107).
+func TestMergeCreationTimeOfAnEarlierLife(t *testing.T) {
+	h := newHarness(t, "")
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	scrape := func(ts int64, created []any, total []any) {
+		h.clock.add(step * time.Millisecond)
+		if len(created) > 0 {
+			h.req(g(outCreat, created...))
+		}
+		h.req(g(outTotal, total...))
+	}
+	scrape(0, []any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 1), src500, sp(0, 1)})
+	scrape(step, []any{cNone, sp(step, stale), c500, sp(step, stale)}, []any{srcNone, sp(step, stale), src500, sp(step, stale)})
+	// LiteLLM restarted: the 500 back, created again; the None not yet.
+	scrape(2*step, []any{c500, sp(2*step, 290)}, []any{src500, sp(2*step, 1)})
+	// The None born again; its _created sample of this scrape is lost.
+	scrape(3*step, []any{c500, sp(3*step, 290)}, []any{srcNone, sp(3*step, 1), src500, sp(3*step, 2)})
+	scrape(4*step, []any{cNone, sp(4*step, 350), c500, sp(4*step, 290)}, []any{srcNone, sp(4*step, 1), src500, sp(4*step, 2)})
+	h.drain()
+	wantSeries(t, h.series(outTotal), 2, math.NaN(), 1, 3, 3)
+}
+
+// powerLossRestart restarts the harness' merge on dir as after a power loss:
+// the machine booted again, the log was not closed.
+func powerLossRestart(t *testing.T, h *harness, dir string) {
+	t.Helper()
+	crash(h.m)
+	prev := bootID
+	bootID = func() string { return "boot-after-" + prev() }
+	t.Cleanup(func() { bootID = prev })
+	h.m = h.open(dir)
+	if !h.m.powerLoss {
+		t.Fatal("not taken for a power loss")
+	}
+}
+
+// A power loss took the last records before it; after the restart the
+// state knows nothing of what its sources did then.
+//
+//   - It took the None's sample of the scrape at which both came back from
+//     a failed scrape, and kept the 500's: the None did not vanish alone
+//     there (a timestamp not emitted tells nothing), and when both go on
+//     after the restart, the output goes on (soak: powerloss seed 37).
+//   - It took both stale markers of LiteLLM's restart: the 500 comes back
+//     created again, the None is away; the output restarts, as after any
+//     gap, instead of keeping the None's old count (soak: powerloss seed 167).
+func TestMergePowerLossTailIsAGap(t *testing.T) {
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	t.Run("partial scrape lost", func(t *testing.T) {
+		dir := t.TempDir()
+		h := newHarness(t, dir)
+		defer func() { h.m.Close() }()
+		h.clock.add(time.Hour)
+		t0 := h.clock.now().UnixMilli()
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+		h.req(g(outTotal, srcNone, sp(t0, 2), src500, sp(t0, 1)))
+		h.clock.add(step * time.Millisecond) // a failed scrape
+		h.req(g(outCreat, cNone, sp(t0+step, stale), c500, sp(t0+step, stale)))
+		h.req(g(outTotal, srcNone, sp(t0+step, stale), src500, sp(t0+step, stale)))
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, c500, sp(t0+2*step, 90))) // back: the 500 reaches the log ...
+		h.req(g(outTotal, src500, sp(t0+2*step, 1)))
+		h.m.flushLog()
+		powerLossRestart(t, h, dir) // ... the None's samples of that scrape were lost
+		base := h.clock.now().UnixMilli()
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, cNone, sp(base+step, 100), c500, sp(base+step, 90)))
+		h.req(g(outTotal, srcNone, sp(base+step, 3), src500, sp(base+step, 2)))
+		h.drain()
+		if got := h.values(outTotal)[base+step]; got != 5 {
+			t.Fatalf("after the restart: %v, want 5 (all %v)", got, h.values(outTotal))
+		}
+	})
+	t.Run("stale markers lost", func(t *testing.T) {
+		dir := t.TempDir()
+		h := newHarness(t, dir)
+		defer func() { h.m.Close() }()
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, cNone, sp(0, 100), c500, sp(0, 90)))
+		h.req(g(outTotal, srcNone, sp(0, 12), src500, sp(0, 12)))
+		h.m.flushLog()
+		powerLossRestart(t, h, dir) // the stale markers of LiteLLM's restart were lost
+		base := h.clock.now().UnixMilli()
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, c500, sp(base+step, 300))) // created again
+		h.req(g(outTotal, src500, sp(base+step, 1)))
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, cNone, sp(base+2*step, 310), c500, sp(base+2*step, 300)))
+		h.req(g(outTotal, srcNone, sp(base+2*step, 1), src500, sp(base+2*step, 2)))
+		h.drain()
+		got := h.values(outTotal)
+		if got[base+step] != 1 || got[base+2*step] != 3 {
+			t.Fatalf("after LiteLLM's restart: %v and %v, want 1 and 3 (all %v)", got[base+step], got[base+2*step], got)
+		}
+	})
+}
+
+// A power loss took the None's stale marker of LiteLLM's restart (the 500's
+// reached the log); the None's first sample of its new life, sent before the
+// restart, comes again after it: its creation time says it was created
+// again, against the one of its life before the lost seconds (soak:
+// powerloss seed 1000093).
+func TestMergePowerLossTailThenResent(t *testing.T) {
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	defer func() { h.m.Close() }()
+	h.clock.add(time.Hour)
+	t0 := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+	h.req(g(outTotal, srcNone, sp(t0, 1), src500, sp(t0, 2)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, c500, sp(t0+step, stale))) // LiteLLM restarted: the 500's stale markers ...
+	h.req(g(outTotal, src500, sp(t0+step, stale)))
+	h.m.flushLog()
+	h.clock.add(2 * step * time.Millisecond)
+	powerLossRestart(t, h, dir)                   // ... the None's were lost
+	h.req(g(outCreat, cNone, sp(t0+2*step, 200))) // sent again: the None created again
+	h.req(g(outTotal, srcNone, sp(t0+2*step, 1)))
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(base+step, 200), c500, sp(base+step, 300)))
+	h.req(g(outTotal, srcNone, sp(base+step, 3), src500, sp(base+step, 1)))
+	h.drain()
+	if got := h.values(outTotal)[base+step]; got != 4 {
+		t.Fatalf("after the restart: %v, want 4 (all %v)", got, h.values(outTotal))
+	}
+}
+
+// The upstreams' forward_headers changed while rwfix was down: the state
+// keeps the partition scheme, so the restart orphans the outputs and the
+// new partition's first request adopts them with what they held (soak: all
+// seeds 94, 206).
+func TestMergePartitionsChangedWhileDown(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	if h.m.Partitions("tenant") {
+		t.Fatal("the first scheme taken for a change")
+	}
+	tx := h.m.Begin("acme")
+	tx.Add(outTotal, []labels.Labels{srcNone, src500}, [][]Sample{sp(0, 1), sp(0, 10)})
+	h.accept(tx.Collect())
+	tx.Done(true, nil)
+	h.clock.add(step * time.Millisecond)
+	tx = h.m.Begin("acme")
+	tx.Add(outTotal, []labels.Labels{srcNone}, [][]Sample{sp(step, 2)}) // held: the 500 lags
+	tx.Collect()
+	tx.Done(true, nil)
+	h.m.flushLog()
+	crash(h.m)
+	h.m = h.open(dir) // the configuration changed meanwhile
+	defer h.m.Close()
+	changed := h.m.Partitions("")
+	if !changed {
+		t.Fatal("a scheme changed while down not reported")
+	}
+	h.m.retire(func(src, out labels.Labels) bool { return true }, changed)
+	tx = h.m.Begin("")
+	tx.Add(outTotal, []labels.Labels{srcNone, src500}, [][]Sample{sp(2*step, 3), append(sp(step, 20), sp(2*step, 30)...)})
+	e := tx.Collect()
+	h.accept(e)
+	tx.Done(true, allTaken(e))
+	h.drain()
+	if got := h.values(outTotal); got[0] != 11 || got[step] != 22 || got[2*step] != 33 {
+		t.Fatalf("got %v", got)
+	}
+	if h.m.Partitions("") {
+		t.Fatal("the same scheme taken for a change")
+	}
+}
+
+// An output retired by a reload (keep_distinct) whose queue could not be
+// sent yet (the upstream down) is in the log without sources; after a
+// restart it is retired again: fenced, so that the raw 500 of its label set
+// waits for its queue (soak: all seeds 64, 75, 99, 130).
+func TestMergeRetiredOutputFencedAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.scrape(0, 1, 10)
+	h.drain()
+	h.clock.add(step * time.Millisecond)
+	tx, e := h.begin(g(outTotal, srcNone, sp(step, 2), src500, sp(step, 20)))
+	if len(e) != 1 {
+		t.Fatalf("emits %v", e)
+	}
+	tx.Done(false, nil) // the upstream is down
+	none := func(src, out labels.Labels) bool { return false }
+	h.m.retire(none, false)
+	if fc, ok := h.m.fencedAt(hashLabels(outTotal)); !ok || !fc.dropRaw || fc.f != step {
+		t.Fatalf("retired output not fenced: %+v %v", fc, ok)
+	}
+	h.m.flushLog()
+	crash(h.m)
+	h.m = h.open(dir)
+	defer h.m.Close()
+	h.m.retire(none, false) // the restart's first configuration: keep_distinct
+	if fc, ok := h.m.fencedAt(hashLabels(outTotal)); !ok || !fc.dropRaw || fc.f != step {
+		t.Fatalf("after the restart, the retired output with samples to send is not fenced: %+v %v", fc, ok)
+	}
+}
