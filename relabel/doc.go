@@ -32,7 +32,7 @@
 //   - memsize.go: heap sizes of allocations, map entries and label sets, for
 //     that budget; mergemem.go: what the cache needs of the merge state for
 //     it (the state's heap estimate, its removals, its copies of labels).
-//   - merge.go: the exact counter merge's state machine (see shard), its
+//   - shard.go: the exact counter merge's state machine (see shard), its
 //     invariants and its one mechanism, the per-output frontier.
 //   - merger.go: Merger, the merge state requests use: 16 shards by the hash
 //     of an output's labels, each with its own lock, sharing ids, the output

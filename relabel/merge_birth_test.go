@@ -14,7 +14,7 @@ import (
 
 // Births: a source first seen at T counted 0 before T, so the output has a
 // sample at every timestamp at which any source has one, equal to the sum of
-// the sources that existed then (merge.go, invariants I3 and I4).
+// the sources that existed then (shard.go, invariants I3 and I4).
 
 // The None series is born first, its 500 three scrapes later (and the
 // reverse): every scrape has its merged sample, from the first on.

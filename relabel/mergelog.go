@@ -693,198 +693,302 @@ func (m *Merger) replayFrom(rd *bufio.Reader) (unclean bool, _ error) {
 			sh.replay = false
 		}
 	}()
-	now := m.shards[0].now()
-	type srcRef struct {
-		o *output
-		s *source
-	}
-	outs := map[uint64]*output{}
-	srcs := map[uint64]srcRef{}
-	var maxID uint64
+	rp := &replayer{m: m, now: m.shards[0].now(), outs: map[uint64]*output{}, srcs: map[uint64]srcRef{}}
 	var payload []byte
 	for {
-		n, err := binary.ReadUvarint(rd)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var crc [4]byte
-		if err == nil && n > 64<<20 {
-			err = fmt.Errorf("record of %d bytes", n)
-		}
-		if err == nil {
-			_, err = io.ReadFull(rd, crc[:])
-		}
-		if err == nil {
-			payload = append(payload[:0], make([]byte, n)...)
-			_, err = io.ReadFull(rd, payload)
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			m.replayed(maxID, outs) // a torn last record: its request was never answered
+		var end logEnd
+		var err error
+		payload, end, err = readRecord(rd, payload)
+		switch {
+		case err != nil:
+			return false, err
+		case end == endClean:
+			m.replayed(rp.maxID, rp.outs)
+			return false, nil
+		case end == endTorn: // a torn last record: its request was never answered
+			m.replayed(rp.maxID, rp.outs)
+			return true, nil
+		case end == endZeros:
+			m.replayed(rp.maxID, rp.outs)
+			m.zeroTail = true // a power loss's: see OpenLog
 			return true, nil
 		}
-		if err != nil {
-			return false, err
-		}
-		// A zero byte reads as an empty record whose checksum (of nothing)
-		// is 0: it "matches". Zeros to the end are a power loss's tail, and
-		// so is a record cut short by them (its checksum fails); the same
-		// with anything but zeros after it is damage.
-		if len(payload) == 0 || crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
-			if onlyZerosLeft(rd) {
-				m.replayed(maxID, outs)
-				m.zeroTail = true // a power loss's: see OpenLog
-				return true, nil
-			}
-			if len(payload) == 0 {
-				return false, errors.New("empty record")
-			}
-			return false, errors.New("checksum mismatch")
-		}
 		r := &recReader{b: payload[1:]}
-		switch payload[0] {
-		case recNewOutput, recOutputState:
-			id, part, ls := r.uvarint(), r.str(), r.labels()
-			if r.err != nil {
-				return false, r.err
-			}
-			if _, dup := outs[id]; dup {
-				return false, fmt.Errorf("output %d defined twice", id)
-			}
-			o := m.shardOf(ls.Hash()).newOutput(id, part, ls, now)
-			m.total.Add(1)
-			if payload[0] == recOutputState {
-				o.carry, o.st, o.f = r.float(), r.varint(), r.varint()
-				_ = r.bool() // was: learning
-				o.q = r.samples()
-				o.lived = o.f != math.MinInt64
-				if len(r.b) > 0 && r.bool() {
-					o.sh.orphan(o)
-				}
-			}
-			outs[id] = o
-			maxID = max(maxID, id)
-		case recNewSource, recSourceState:
-			oid, sid, ls := r.uvarint(), r.uvarint(), r.labels()
-			o := outs[oid]
-			if r.err != nil || o == nil {
-				return false, errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
-			}
-			s := o.sh.newSource(o, sid, ls, now)
-			if payload[0] == recSourceState {
-				s.queue, s.lastT, s.lastStl, s.firstT = r.samples(), r.varint(), r.bool(), r.varint()
-				s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
-				if len(r.b) > 0 { // written since births became exact
-					s.firstST, s.fromTomb, s.hash = r.varint(), r.bool(), r.uvarint()
-				}
-				if len(r.b) > 0 { // since vanished sources are told apart
-					s.staleAt, s.alone = r.varint(), r.bool()
-				}
-				if len(r.b) > 0 { // since snapshots keep creation times
-					spans := make([]createdSpan, min(r.uvarint(), createdKept))
-					for i := range spans {
-						spans[i] = createdSpan{from: r.varint(), to: r.varint(), v: r.float()}
-					}
-					m.created.restore(ls, spans)
-				}
-				for _, p := range s.queue {
-					o.arrived(p.T, now)
-				}
-			}
-			if s.hash != 0 {
-				break // a placeholder of a tomb: no id of its own yet
-			}
-			srcs[sid] = srcRef{o, s}
-			maxID = max(maxID, sid)
-		case recSample:
-			sid := r.uvarint()
-			p := Sample{T: r.varint(), V: r.float(), ST: r.varint()}
-			ref, ok := srcs[sid]
-			if r.err != nil || !ok {
-				return false, errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
-			}
-			ref.o.sh.receive(ref.o, ref.s, p, now)
-		case recFinal:
-			oid, t, emit := r.uvarint(), r.varint(), r.bool()
-			o := outs[oid]
-			if r.err != nil || o == nil {
-				return false, errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
-			}
-			o.sh.finalize(o, t, emit)
-		case recSent:
-			oid, t := r.uvarint(), r.varint()
-			if o := outs[oid]; o != nil && r.err == nil {
-				o.sent(t)
-			}
-		case recRecreated:
-			sid, t := r.uvarint(), r.varint()
-			if ref, ok := srcs[sid]; ok && r.err == nil {
-				ref.s.recreatedAt = t
-			}
-		case recOrphan:
-			oid := r.uvarint()
-			if o := outs[oid]; o != nil && r.err == nil && !o.orphan {
-				o.sh.orphan(o)
-			}
-		case recAdopt:
-			oid, part := r.uvarint(), r.str()
-			if o := outs[oid]; o != nil && r.err == nil {
-				o.sh.move(o, part)
-			}
-		case recDetach:
-			oid, sid := r.uvarint(), r.uvarint()
-			ref, ok := srcs[sid]
-			if r.err != nil || !ok || outs[oid] != ref.o {
-				return false, errors.Join(r.err, fmt.Errorf("detach of unknown source %d", sid))
-			}
-			ref.o.sh.detach(ref.o, func(s *source) bool { return s == ref.s })
-			delete(srcs, sid)
-		case recDrop:
-			oid := r.uvarint()
-			if o := outs[oid]; o != nil && r.err == nil {
-				o.sh.forget(o)
-				delete(outs, oid)
-			}
-		case recForgotten:
-			part, h, tb := r.str(), r.uvarint(), tomb{f: r.varint()}
-			if len(r.b) > 0 {
-				n := r.uvarint()
-				for i := uint64(0); i < n && r.err == nil; i++ {
-					tb.srcs = append(tb.srcs, r.uvarint())
-				}
-			}
-			if r.err == nil {
-				m.shardOf(h).setTomb(outKey{part, h}, tb)
-			}
-		case recMeta:
-			horizon, n := r.varint(), r.uvarint()
-			for i := uint64(0); i < n && r.err == nil; i++ {
-				iv := r.varint()
-				if i < mergeShards {
-					m.shards[i].interval = iv
-				}
-			}
-			boot, closed := m.boot, false // an old log: as if this boot
-			if len(r.b) > 0 {
-				boot, closed = r.str(), r.bool()
-			}
-			known, partitions := false, ""
-			if len(r.b) > 0 { // since the partition scheme is kept
-				known, partitions = r.bool(), r.str()
-			}
-			if r.err == nil {
-				m.horizon = horizon // else the one OpenLog set: the restart
-				m.lastBoot, m.closed = boot, closed
-				m.partitionsKnown, m.partitions = known, partitions
-			}
-		default:
-			return false, fmt.Errorf("unknown record type %d", payload[0])
+		if err := rp.apply(payload[0], r); err != nil {
+			return false, err
 		}
 		if r.err != nil {
 			return false, r.err
 		}
 	}
-	m.replayed(maxID, outs)
-	return false, nil
+}
+
+// logEnd says how the log ended when readRecord read no record.
+type logEnd int
+
+const (
+	endNone  logEnd = iota // a record was read
+	endClean               // the end, after a whole record
+	endTorn                // a record cut short by the end
+	endZeros               // zero bytes up to the end: a power loss's tail
+)
+
+// readRecord reads the next record's payload (type byte first) into buf's
+// storage, checking its length and checksum. A zero byte reads as an empty
+// record whose checksum (of nothing) is 0: it "matches". Zeros to the end are
+// a power loss's tail, and so is a record cut short by them (its checksum
+// fails); the same with anything but zeros after it is damage (an error).
+func readRecord(rd *bufio.Reader, buf []byte) ([]byte, logEnd, error) {
+	n, err := binary.ReadUvarint(rd)
+	if errors.Is(err, io.EOF) {
+		return buf, endClean, nil
+	}
+	var crc [4]byte
+	if err == nil && n > 64<<20 {
+		err = fmt.Errorf("record of %d bytes", n)
+	}
+	if err == nil {
+		_, err = io.ReadFull(rd, crc[:])
+	}
+	if err == nil {
+		buf = append(buf[:0], make([]byte, n)...)
+		_, err = io.ReadFull(rd, buf)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return buf, endTorn, nil
+	}
+	if err != nil {
+		return buf, endNone, err
+	}
+	if len(buf) == 0 || crc32.Checksum(buf, crcTable) != binary.LittleEndian.Uint32(crc[:]) {
+		if onlyZerosLeft(rd) {
+			return buf, endZeros, nil
+		}
+		if len(buf) == 0 {
+			return buf, endNone, errors.New("empty record")
+		}
+		return buf, endNone, errors.New("checksum mismatch")
+	}
+	return buf, endNone, nil
+}
+
+// srcRef is a replayed source and its output.
+type srcRef struct {
+	o *output
+	s *source
+}
+
+// replayer applies the log's records to the state, one decode per record
+// type; it maps the ids the records name to what they restored.
+type replayer struct {
+	m     *Merger
+	now   time.Time
+	outs  map[uint64]*output
+	srcs  map[uint64]srcRef
+	maxID uint64
+}
+
+// apply applies one record. A record whose fields fail to decode leaves
+// r.err set; the caller reports it.
+func (rp *replayer) apply(typ byte, r *recReader) error {
+	switch typ {
+	case recNewOutput, recOutputState:
+		return rp.output(typ == recOutputState, r)
+	case recNewSource, recSourceState:
+		return rp.source(typ == recSourceState, r)
+	case recSample:
+		return rp.sample(r)
+	case recFinal:
+		return rp.final(r)
+	case recSent:
+		rp.sent(r)
+	case recRecreated:
+		rp.recreated(r)
+	case recOrphan:
+		rp.orphan(r)
+	case recAdopt:
+		rp.adopt(r)
+	case recDetach:
+		return rp.detach(r)
+	case recDrop:
+		rp.drop(r)
+	case recForgotten:
+		rp.forgotten(r)
+	case recMeta:
+		rp.meta(r)
+	default:
+		return fmt.Errorf("unknown record type %d", typ)
+	}
+	return nil
+}
+
+// output: recNewOutput, or recOutputState (a snapshot's, with its state).
+func (rp *replayer) output(state bool, r *recReader) error {
+	id, part, ls := r.uvarint(), r.str(), r.labels()
+	if r.err != nil {
+		return r.err
+	}
+	if _, dup := rp.outs[id]; dup {
+		return fmt.Errorf("output %d defined twice", id)
+	}
+	o := rp.m.shardOf(ls.Hash()).newOutput(id, part, ls, rp.now)
+	rp.m.total.Add(1)
+	if state {
+		o.carry, o.st, o.f = r.float(), r.varint(), r.varint()
+		_ = r.bool() // was: learning
+		o.q = r.samples()
+		o.lived = o.f != math.MinInt64
+		if len(r.b) > 0 && r.bool() {
+			o.sh.orphan(o)
+		}
+	}
+	rp.outs[id] = o
+	rp.maxID = max(rp.maxID, id)
+	return nil
+}
+
+// source: recNewSource, or recSourceState (a snapshot's, with its state).
+// Fields were appended over time: an older log's record ends early.
+func (rp *replayer) source(state bool, r *recReader) error {
+	oid, sid, ls := r.uvarint(), r.uvarint(), r.labels()
+	o := rp.outs[oid]
+	if r.err != nil || o == nil {
+		return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
+	}
+	s := o.sh.newSource(o, sid, ls, rp.now)
+	if state {
+		s.queue, s.lastT, s.lastStl, s.firstT = r.samples(), r.varint(), r.bool(), r.varint()
+		s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
+		if len(r.b) > 0 { // written since births became exact
+			s.firstST, s.fromTomb, s.hash = r.varint(), r.bool(), r.uvarint()
+		}
+		if len(r.b) > 0 { // since vanished sources are told apart
+			s.staleAt, s.alone = r.varint(), r.bool()
+		}
+		if len(r.b) > 0 { // since snapshots keep creation times
+			spans := make([]createdSpan, min(r.uvarint(), createdKept))
+			for i := range spans {
+				spans[i] = createdSpan{from: r.varint(), to: r.varint(), v: r.float()}
+			}
+			rp.m.created.restore(ls, spans)
+		}
+		for _, p := range s.queue {
+			o.arrived(p.T, rp.now)
+		}
+	}
+	if s.hash != 0 {
+		return nil // a placeholder of a tomb: no id of its own yet
+	}
+	rp.srcs[sid] = srcRef{o, s}
+	rp.maxID = max(rp.maxID, sid)
+	return nil
+}
+
+func (rp *replayer) sample(r *recReader) error {
+	sid := r.uvarint()
+	p := Sample{T: r.varint(), V: r.float(), ST: r.varint()}
+	ref, ok := rp.srcs[sid]
+	if r.err != nil || !ok {
+		return errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
+	}
+	ref.o.sh.receive(ref.o, ref.s, p, rp.now)
+	return nil
+}
+
+func (rp *replayer) final(r *recReader) error {
+	oid, t, emit := r.uvarint(), r.varint(), r.bool()
+	o := rp.outs[oid]
+	if r.err != nil || o == nil {
+		return errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
+	}
+	o.sh.finalize(o, t, emit)
+	return nil
+}
+
+func (rp *replayer) sent(r *recReader) {
+	oid, t := r.uvarint(), r.varint()
+	if o := rp.outs[oid]; o != nil && r.err == nil {
+		o.sent(t)
+	}
+}
+
+func (rp *replayer) recreated(r *recReader) {
+	sid, t := r.uvarint(), r.varint()
+	if ref, ok := rp.srcs[sid]; ok && r.err == nil {
+		ref.s.recreatedAt = t
+	}
+}
+
+func (rp *replayer) orphan(r *recReader) {
+	oid := r.uvarint()
+	if o := rp.outs[oid]; o != nil && r.err == nil && !o.orphan {
+		o.sh.orphan(o)
+	}
+}
+
+func (rp *replayer) adopt(r *recReader) {
+	oid, part := r.uvarint(), r.str()
+	if o := rp.outs[oid]; o != nil && r.err == nil {
+		o.sh.move(o, part)
+	}
+}
+
+func (rp *replayer) detach(r *recReader) error {
+	oid, sid := r.uvarint(), r.uvarint()
+	ref, ok := rp.srcs[sid]
+	if r.err != nil || !ok || rp.outs[oid] != ref.o {
+		return errors.Join(r.err, fmt.Errorf("detach of unknown source %d", sid))
+	}
+	ref.o.sh.detach(ref.o, func(s *source) bool { return s == ref.s })
+	delete(rp.srcs, sid)
+	return nil
+}
+
+func (rp *replayer) drop(r *recReader) {
+	oid := r.uvarint()
+	if o := rp.outs[oid]; o != nil && r.err == nil {
+		o.sh.forget(o)
+		delete(rp.outs, oid)
+	}
+}
+
+func (rp *replayer) forgotten(r *recReader) {
+	part, h, tb := r.str(), r.uvarint(), tomb{f: r.varint()}
+	if len(r.b) > 0 {
+		n := r.uvarint()
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			tb.srcs = append(tb.srcs, r.uvarint())
+		}
+	}
+	if r.err == nil {
+		rp.m.shardOf(h).setTomb(outKey{part, h}, tb)
+	}
+}
+
+// meta: the state's horizon, the scrape intervals, the boot that wrote the
+// log and whether it was closed, the partition scheme.
+func (rp *replayer) meta(r *recReader) {
+	m := rp.m
+	horizon, n := r.varint(), r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		iv := r.varint()
+		if i < mergeShards {
+			m.shards[i].interval = iv
+		}
+	}
+	boot, closed := m.boot, false // an old log: as if this boot
+	if len(r.b) > 0 {
+		boot, closed = r.str(), r.bool()
+	}
+	known, partitions := false, ""
+	if len(r.b) > 0 { // since the partition scheme is kept
+		known, partitions = r.bool(), r.str()
+	}
+	if r.err == nil {
+		m.horizon = horizon // else the one OpenLog set: the restart
+		m.lastBoot, m.closed = boot, closed
+		m.partitionsKnown, m.partitions = known, partitions
+	}
 }
 
 // replayed completes a replay that read every record: the ids go on after

@@ -15,13 +15,13 @@ import (
 // over them by the hash of their labels, each shard with its own lock, so
 // requests merge in parallel: no lock is global on the hot path. Every
 // output lives in one shard, and a shard is the whole state machine of
-// merge.go for its outputs; what the shards share is the log (one file, its
+// shard.go for its outputs; what the shards share is the log (one file, its
 // own lock, taken after a shard's), the ids, the output count (max_series
 // holds for the whole state) and the metrics.
 const mergeShards = 16
 
 // Merger is the exact counter merge behind the "merge" collision policy; the
-// state machine is described on shard (merge.go). Create one per process and
+// state machine is described on shard (shard.go). Create one per process and
 // pass it to every Pipeline, so that state survives configuration reloads. It
 // is not durable until OpenLog.
 type Merger struct {

@@ -270,7 +270,7 @@ func run(cfg relabel.Config, in []offline.Input, interval time.Duration, configT
 		}
 		c := apiCollision{Output: data.Series[idx[0]].Output, Values: [][2]any{}, Merge: "sum"}
 		if strings.HasSuffix(c.Output[model.MetricNameLabel], "_created") {
-			c.Merge = "min" // as the merge combines _created series (relabel/merge.go)
+			c.Merge = "min" // as the merge combines _created series (relabel/shard.go)
 		}
 		for _, i := range idx {
 			c.Inputs = append(c.Inputs, in[i].Labels.Map())
