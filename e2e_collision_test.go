@@ -321,7 +321,7 @@ func assertMergeValuesExact(t *testing.T, e *e2eEnv, at time.Time) {
 // sender repairs with its own write_relabel_configs (what vmagent, Alloy and
 // metric_relabel_configs do), straight to the receiver. It asserts that the
 // naive repair does lose or corrupt data here, and logs the figures the
-// README quotes.
+// docs/collisions.md quotes.
 func TestE2ECollisionNaiveBaseline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")

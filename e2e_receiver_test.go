@@ -4,7 +4,7 @@ package main
 // requests, each sent to a Prometheus 3.x receiver directly and, through
 // rwfix, to a second one. rwfix must answer with the same status class and
 // the second receiver must store the same series and values as the first —
-// or the difference is one the README documents.
+// or the difference is one docs/senders.md documents.
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ type oddCase struct {
 	name  string
 	proto remoteapi.WriteMessageType
 	raw   []byte
-	// knownDiff: the stored series differ, for the reason the README gives.
+	// knownDiff: the stored series differ, for the reason docs/senders.md gives.
 	knownDiff string
 }
 

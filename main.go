@@ -35,7 +35,7 @@ import (
 )
 
 // A release build sets the version with -ldflags, as Prometheus' own builds
-// do (see README, "Version"):
+// do (see docs/operations.md, "Version"):
 //
 //	go build -ldflags "-X github.com/prometheus/common/version.Version=1.2.3 \
 //	  -X github.com/prometheus/common/version.Revision=$(git rev-parse HEAD) \

@@ -36,7 +36,7 @@ package main
 // Not checked at all: merged outputs while the configuration does not merge
 // (the preset off, keep_distinct), from one wait before that reload to a
 // minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
-// README's promise): gaps at those source samples are excused. A lost data
+// promise in docs/collisions.md): gaps at those source samples are excused. A lost data
 // directory loses what its state held: gaps at the source samples of the
 // requests it answered within the longest hold before the loss (outages not counted: nothing is
 // sent then) are excused. A sender's batch dropped after a lost answer

@@ -2,7 +2,7 @@ package main
 
 // Memory under churn: waves of new LiteLLM keys (every first failure of a
 // new key, user or model starts series) through the real rwfix with a small
-// max_series. What rwfix keeps must stay within the budget the README gives
+// max_series. What rwfix keeps must stay within the budget docs/performance.md gives
 // for max_series (about 1.1 KB per output), whatever the churn: the merge
 // state is bounded by max_series, and so must be everything kept beside it
 // (the decision cache).
@@ -83,7 +83,7 @@ func simChurnRetained(t *testing.T, waves, keys, maxSeries int) (retained uint64
 
 // TestSimulationChurnMemory: what rwfix retains does not grow with the keys
 // that came and went once the merge state is full (max_series), and stays
-// within max_series × 1.1 KB (the README's figure) with room to spare (×1.5,
+// within max_series × 1.1 KB (docs/performance.md's figure) with room to spare (×1.5,
 // plus 8 MiB for buffers and pools).
 func TestSimulationChurnMemory(t *testing.T) {
 	const maxSeries, keys = 2000, 3000 // one wave fills the state

@@ -145,7 +145,7 @@ func TestWebPageInBrowser(t *testing.T) {
 		t.Errorf("the shared link shows another result")
 	}
 	if path := os.Getenv("RWFIX_SCREENSHOT"); path != "" {
-		// The README's picture: RWFIX_SCREENSHOT=testdata/ui/playground.png.
+		// The picture in README.md and docs/web.md: RWFIX_SCREENSHOT=testdata/ui/playground.png.
 		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		if err != nil {
 			t.Fatal(err)

@@ -63,7 +63,7 @@ type stateMemory struct {
 const stateRewalkEvery = time.Second
 
 // defaultOutputBytes is the heap assumed per output before any walk: an
-// output of LiteLLM's labels with a source or two (README, "Memory of the
+// output of LiteLLM's labels with a source or two (docs/performance.md, "Memory of the
 // merge state").
 const defaultOutputBytes = 1000
 

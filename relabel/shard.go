@@ -55,7 +55,7 @@ type MergeTx interface {
 // dropped and the output resets once, like the real counter.
 //
 // Invariants, for every sequence of requests, answers, restarts and crashes
-// (docs: README "Collisions"; proven by the tests and the fault simulation):
+// (docs/collisions.md; proven by the tests and the fault simulation):
 //
 //   - I1 one value per timestamp: an output's sample at T is finalized once;
 //     a re-send (after a failed send, a lost answer or a restart) carries the
