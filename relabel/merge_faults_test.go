@@ -347,3 +347,37 @@ func TestMergeAmbiguousRestartCounted(t *testing.T) {
 		t.Fatalf("rwfix_merge_ambiguous_restarts_total = %v after a plain restart, want still 2", n)
 	}
 }
+
+// A power loss took part of the scrape at which LiteLLM restarted: the
+// None's _created sample of it reached the log, the 500's did not. The held
+// timestamp, finalized unsent after the restart, must not take the None's
+// new creation time for a creation alone while the 500 went on (its sample
+// there was lost): the 500 is gone from right after its last sample kept,
+// so the output restarts, and its _created is the new life's (soak:
+// powerloss seed 1000381).
+func TestMergePowerLossTailPartOfARestart(t *testing.T) {
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	defer func() { h.m.Close() }()
+	h.clock.add(time.Hour)
+	t0 := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+	h.req(g(outTotal, srcNone, sp(t0, 5), src500, sp(t0, 8)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(t0+step, 148))) // LiteLLM restarted; the rest of the scrape was lost
+	h.m.flushLog()
+	powerLossRestart(t, h, dir)
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(base+step, 148), c500, sp(base+step, 146)))
+	h.req(g(outTotal, srcNone, sp(base+step, 1), src500, sp(base+step, 2)))
+	h.drain()
+	if got := h.values(outCreat)[base+step]; got != 146 {
+		t.Fatalf("_created after the restart: %v, want 146 (all %v)", got, h.values(outCreat))
+	}
+	if got := h.values(outTotal)[base+step]; got != 3 {
+		t.Fatalf("total after the restart: %v, want 3 (all %v)", got, h.values(outTotal))
+	}
+}
