@@ -32,7 +32,10 @@ package main
 // a start without state (data directory lost, log set aside),
 // rwfix_merge_state_full_total for outputs a small max_series left unmerged
 // (per count, the merged samples of the request that counted it and the None
-// sample sent raw: see simFleet.call).
+// sample sent raw: see simFleet.call), rwfix_merge_ambiguous_restarts_total
+// for an output restarted where the model LiteLLM looked restarted to its
+// scrapes but its fixed counter went on (llmSet.ambiguous; per count, one
+// output's wrong values and reset while that fixed counter's life lasts).
 // Not checked at all: merged outputs while the configuration does not merge
 // (the preset off, keep_distinct), from one wait before that reload to a
 // minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
@@ -88,12 +91,15 @@ func (r *simResult) checks() []string {
 
 // simExcuses are the budgets of violations rwfix's metrics account for.
 type simExcuses struct {
-	w        *simWorld
-	unknown  float64 // rwfix_merge_unknown_samples_total of processes started without state
-	full     float64 // rwfix_merge_state_full_total, with a small max_series accepted
-	excused  map[string]int
-	skipped  int
-	lossWins []simWindow
+	w       *simWorld
+	unknown float64 // rwfix_merge_unknown_samples_total of processes started without state
+	full    float64 // rwfix_merge_state_full_total, with a small max_series accepted
+	excused map[string]int
+	skipped int
+	// rwfix_merge_ambiguous_restarts_total, and the outputs it paid for
+	ambiguous float64
+	charged   map[string]bool
+	lossWins  []simWindow
 }
 
 func (x *simExcuses) unmerged(t int64) bool {
@@ -121,7 +127,7 @@ func (x *simExcuses) unmerged(t int64) bool {
 const simLostHold = 150_000
 
 // excuse reports whether a violation of an output at t is accounted for.
-func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
+func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*simSeries, t int64) bool {
 	if x.unmerged(t) {
 		x.skipped++
 		return true
@@ -147,6 +153,27 @@ func (x *simExcuses) excuse(check string, srcs [2]*simSeries, t int64) bool {
 				x.excused["carry lost with the data directory"]++
 				return true
 			}
+		}
+	}
+	if set != nil && (strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value")) {
+		// The set looked restarted while its fixed counter went on (a
+		// source removed after another was created again, between two
+		// scrapes): rwfix restarts the output and counts it; excused for
+		// that output while the fixed counter's life lasts, one count each.
+		for _, a := range set.ambiguous {
+			if t < a.t || set.truth[t].epoch != a.epoch {
+				continue
+			}
+			key := fmt.Sprintf("%d/%s/%d", set.id, series, a.t)
+			if !x.charged[key] {
+				if x.ambiguous < 1 {
+					break
+				}
+				x.ambiguous--
+				x.charged[key] = true
+			}
+			x.excused["rwfix_merge_ambiguous_restarts_total"]++
+			return true
 		}
 	}
 	if strings.HasPrefix(check, "missing") {
@@ -187,7 +214,8 @@ func (w *simWorld) check() simResult {
 	res := simResult{seed: w.seed, excused: map[string]int{}}
 	w.faults = append(w.faults, w.db.faults...)
 	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmp.Compare(a.at, b.at) })
-	x := &simExcuses{w: w, excused: res.excused}
+	x := &simExcuses{w: w, excused: res.excused, charged: map[string]bool{}}
+	x.ambiguous = w.fix.metric("rwfix_merge_ambiguous_restarts_total")
 	for _, p := range w.fix.procs {
 		// Unknowable counts are counted after a start without state, and
 		// after a power loss (the horizon moves to the restart).
@@ -207,7 +235,7 @@ func (w *simWorld) check() simResult {
 		res.add(simViolation{check: "rejected-config", set: -1, t: w.drainEnd, msg: fmt.Sprintf("rwfix_merge_state_full_total is %v although no accepted configuration had a small max_series (a refused reload's collision settings were applied)", full)})
 	}
 	add := func(check string, set *llmSet, srcs [2]*simSeries, series string, t int64, msg string) {
-		if x.excuse(check, srcs, t) {
+		if x.excuse(check, set, series, srcs, t) {
 			return
 		}
 		res.add(simViolation{check: check, set: set.id, series: series, t: t, msg: msg})

@@ -82,6 +82,50 @@ type llmSet struct {
 	ok     llmCounter
 	fixed  llmTruth
 	truth  map[int64]llmTruth // at every scrape (absent when it failed)
+	// lastOK: the sources at the last scrape that succeeded. ambiguous:
+	// the scrapes at which the set looked restarted (a source shown before
+	// gone, every source shown now created since) while the fixed counter
+	// went on: a source removed after another was created again, the
+	// order hidden between two scrapes. No scrape can tell it from a
+	// restart; rwfix counts it (rwfix_merge_ambiguous_restarts_total).
+	lastOK    llmShown
+	ambiguous []llmAmbiguity
+}
+
+type llmShown struct {
+	t       int64
+	present [2]bool
+	epoch   int
+}
+
+type llmAmbiguity struct {
+	t     int64
+	epoch int // the fixed counter's life: the excuse holds while it lasts
+}
+
+// looksRestarted records, at a scrape that succeeded at t, whether the set
+// looks restarted to anything reading the scrapes while the fixed counter
+// went on (llmSet.ambiguous).
+func (s *llmSet) looksRestarted(t int64) {
+	shown := llmShown{t: t, epoch: s.fixed.epoch}
+	before, now, created := false, false, true
+	for which := range s.src {
+		c := &s.src[which]
+		shown.present[which] = c.present
+		before = before || s.lastOK.present[which]
+		if c.present {
+			now = true
+			created = created && c.created > s.lastOK.t
+		}
+	}
+	gone := false
+	for which := range s.src {
+		gone = gone || (s.lastOK.present[which] && !s.src[which].present)
+	}
+	if s.lastOK.t != 0 && before && now && created && gone && s.fixed.present && s.fixed.epoch == s.lastOK.epoch {
+		s.ambiguous = append(s.ambiguous, llmAmbiguity{t: t, epoch: s.fixed.epoch})
+	}
+	s.lastOK = shown
 }
 
 type simLiteLLM struct {
@@ -287,6 +331,9 @@ func (l *simLiteLLM) scrape(t int64) (ok bool, pts []llmPoint) {
 	}
 	if failed {
 		return false, nil
+	}
+	for _, s := range l.sets {
+		s.looksRestarted(t)
 	}
 	st := func(c *llmCounter) int64 {
 		if l.w.p.startTS {

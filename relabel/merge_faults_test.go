@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -307,5 +308,76 @@ func TestMergeRetiredOutputFencedAfterRestart(t *testing.T) {
 	h.m.retire(none, false) // the restart's first configuration: keep_distinct
 	if fc, ok := h.m.fencedAt(hashLabels(outTotal)); !ok || !fc.dropRaw || fc.f != step {
 		t.Fatalf("after the restart, the retired output with samples to send is not fenced: %+v %v", fc, ok)
+	}
+}
+
+// The 500 was removed alone (its count carried), the None went on; then
+// both scrapes that could tell the order failed: the 500 came back created
+// again while the None stayed away. An exporter restart, or the None removed
+// after the 500 was created again: the scrapes are alike. The output
+// restarts, as for a restart, and the decision is counted
+// (rwfix_merge_ambiguous_restarts_total); a restart in which every source
+// comes back created again is not (soak: normal seed 1000690).
+func TestMergeAmbiguousRestartCounted(t *testing.T) {
+	h := newHarness(t, "")
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	scrape := func(ts int64, created []any, total []any) {
+		h.clock.add(step * time.Millisecond)
+		if len(created) > 0 {
+			h.req(g(outCreat, created...))
+		}
+		h.req(g(outTotal, total...))
+	}
+	scrape(0, []any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 5), src500, sp(0, 3)})
+	scrape(step, []any{cNone, sp(step, 100), c500, sp(step, stale)}, []any{srcNone, sp(step, 5), src500, sp(step, stale)})
+	scrape(2*step, []any{cNone, sp(2*step, 100)}, []any{srcNone, sp(2*step, 5)})
+	scrape(3*step, []any{cNone, sp(3*step, stale)}, []any{srcNone, sp(3*step, stale)}) // failed scrape
+	scrape(4*step, []any{c500, sp(4*step, 390)}, []any{src500, sp(4*step, 1)})
+	h.drain()
+	wantSeries(t, h.series(outTotal), 8, 8, 8, math.NaN(), 1)
+	if n := testutil.ToFloat64(h.m.metrics.ambiguous); n != 2 { // the _total and the _created output
+		t.Fatalf("rwfix_merge_ambiguous_restarts_total = %v, want 2", n)
+	}
+	// A restart that shows itself: both sources back, created again.
+	scrape(5*step, []any{c500, sp(5*step, stale)}, []any{src500, sp(5*step, stale)})
+	scrape(6*step, []any{cNone, sp(6*step, 590), c500, sp(6*step, 590)}, []any{srcNone, sp(6*step, 1), src500, sp(6*step, 1)})
+	h.drain()
+	wantSeries(t, h.series(outTotal), 8, 8, 8, math.NaN(), 1, math.NaN(), 2)
+	if n := testutil.ToFloat64(h.m.metrics.ambiguous); n != 2 {
+		t.Fatalf("rwfix_merge_ambiguous_restarts_total = %v after a plain restart, want still 2", n)
+	}
+}
+
+// A power loss took part of the scrape at which LiteLLM restarted: the
+// None's _created sample of it reached the log, the 500's did not. The held
+// timestamp, finalized unsent after the restart, must not take the None's
+// new creation time for a creation alone while the 500 went on (its sample
+// there was lost): the 500 is gone from right after its last sample kept,
+// so the output restarts, and its _created is the new life's (soak:
+// powerloss seed 1000381).
+func TestMergePowerLossTailPartOfARestart(t *testing.T) {
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	defer func() { h.m.Close() }()
+	h.clock.add(time.Hour)
+	t0 := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+	h.req(g(outTotal, srcNone, sp(t0, 5), src500, sp(t0, 8)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(t0+step, 148))) // LiteLLM restarted; the rest of the scrape was lost
+	h.m.flushLog()
+	powerLossRestart(t, h, dir)
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, cNone, sp(base+step, 148), c500, sp(base+step, 146)))
+	h.req(g(outTotal, srcNone, sp(base+step, 1), src500, sp(base+step, 2)))
+	h.drain()
+	if got := h.values(outCreat)[base+step]; got != 146 {
+		t.Fatalf("_created after the restart: %v, want 146 (all %v)", got, h.values(outCreat))
+	}
+	if got := h.values(outTotal)[base+step]; got != 3 {
+		t.Fatalf("total after the restart: %v, want 3 (all %v)", got, h.values(outTotal))
 	}
 }

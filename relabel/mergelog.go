@@ -175,16 +175,27 @@ func (m *Merger) lostTail() {
 					if !ok || t >= m.horizon {
 						break
 					}
+					// A source with no sample kept at t is gone from
+					// right after its last one before t is finalized: a
+					// reset of another source there is not taken as
+					// alone on a sample the lost records may have held.
+					goneAfterLoss(o, t)
 					m.metrics.unknown.Inc()
 					sh.finalize(o, t, false)
 				}
-				for _, s := range o.sources {
-					if s.has && !s.stale && len(s.queue) == 0 {
-						s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
-					}
-				}
+				goneAfterLoss(o, math.MaxInt64)
 				sh.list(o)
 			}
+		}
+	}
+}
+
+// goneAfterLoss takes, after a power loss, each source of o that still counts and
+// has no sample kept at or after t as gone right after its last sample.
+func goneAfterLoss(o *output, t int64) {
+	for _, s := range o.sources {
+		if s.has && !s.stale && len(s.queue) == 0 && s.lastT < t {
+			s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
 		}
 	}
 }

@@ -170,6 +170,8 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 			Help: "Failed writes of the merge state log (the state in memory stays exact; a crash would then lose it)."}),
 		fenced: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_fenced_samples_total",
 			Help: "Samples of a series not sent because, after a reload took its label set away from the merge, the merge had sent (or will send) its own sample at or after their timestamp."}),
+		ambiguous: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_ambiguous_restarts_total",
+			Help: "Merged outputs restarted while a source that counted stayed away: an exporter restart, or that source removed while another was created again (then its count is lost from the sum); the scrapes cannot tell them apart."}),
 		hold: f.NewHistogram(prometheus.HistogramOpts{Namespace: "rwfix", Name: "merge_hold_seconds",
 			Help:    "Time from the arrival of the first source sample at a merged output's timestamp to its finalization: the latency the merge adds (births wait collision.birth_wait).",
 			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120}}),

@@ -252,7 +252,7 @@ type partition struct {
 
 type mergeMetrics struct {
 	collisions, merged, emitted, full, overdue, unknown, late, logErrors prometheus.Counter
-	fenced                                                               prometheus.Counter
+	fenced, ambiguous                                                    prometheus.Counter
 	hold                                                                 prometheus.Observer
 }
 
@@ -739,6 +739,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	case dead:
 		switch back, continuing := o.revived(t); {
 		case back && !continuing:
+			m.ambiguousRestart(o)
 			o.restart()
 			resets = 0
 		case back && emit:
@@ -755,6 +756,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	case o.replaced(t):
 		// Every source that counted went away at t while a new one was
 		// born there: the label set was removed and created again.
+		m.ambiguousRestart(o)
 		o.restart()
 		resets = 0
 	case !dead && emit:
@@ -933,6 +935,23 @@ func (o *output) replaced(t int64) bool {
 		}
 	}
 	return old && born
+}
+
+// ambiguousRestart counts a restart of o decided while a source that
+// counted stays away (rwfix_merge_ambiguous_restarts_total): the scrapes
+// look the same whether the exporter restarted or that source was removed
+// after another was created again (its count then still belongs in the
+// sum); the order of the two is not in them. Called before o.restart.
+func (m *shard) ambiguousRestart(o *output) {
+	if m.replay {
+		return
+	}
+	for _, s := range o.sources {
+		if s.has && s.stale {
+			m.metrics.ambiguous.Inc()
+			return
+		}
+	}
 }
 
 // restart drops what the output counted before: the carry and the counts
