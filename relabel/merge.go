@@ -146,11 +146,15 @@ type tomb struct {
 }
 
 type output struct {
-	sh       *shard // the shard that holds it
-	id       uint64
-	part     string
-	labels   labels.Labels
-	min      bool // a _created series: the smallest value, not the sum
+	sh     *shard // the shard that holds it
+	id     uint64
+	part   string
+	labels labels.Labels
+	min    bool // a _created series: the smallest value, not the sum
+	// pre caches the running rules' preimage size for labels (see
+	// shard.preimage), valid while preGen is the Merger's preGen.
+	pre      int16
+	preGen   uint32
 	sources  []*source
 	carry    float64
 	st       int64 // RW 2.0 start timestamp: the earliest since the last real reset
@@ -647,10 +651,17 @@ func (o *output) returning() bool {
 
 // preimage is how many sources the output can have (0: unknown).
 func (m *shard) preimage(o *output) int {
-	if f := m.w.preimage; f != nil {
-		return f(o.labels)
+	if o.preGen != m.w.preGen {
+		n := 0
+		if f := m.w.preimage; f != nil {
+			n = f(o.labels)
+		}
+		if n > math.MaxInt16 {
+			return n // not cached: asked again next time
+		}
+		o.pre, o.preGen = int16(n), m.w.preGen
 	}
-	return 0
+	return int(o.pre)
 }
 
 // complete reports whether every source has been seen at or after t, or is
