@@ -98,16 +98,13 @@ func (c *createdTimes) saw(ls labels.Labels, t int64, v float64) {
 	h.n++
 }
 
-// changed reports whether the source with labels ls, back at t after a
-// gap that began at gone, was created again: its creation time at t (from
-// its _created sample of that scrape) differs from the last one before the
-// gap, said during the life it counts now (since life: a creation time
-// said before is another life's). False where either is unknown.
-func (c *createdTimes) changed(ls labels.Labels, life, gone, t int64) bool {
-	k, ok := familyKey(ls)
-	if !ok {
-		return false
-	}
+// changed reports whether the source of family k (familyKey of its
+// labels), back at t after a gap that began at gone, was created again: its
+// creation time at t (from its _created sample of that scrape) differs from
+// the last one before the gap, said during the life it counts now (since
+// life: a creation time said before is another life's). False where either
+// is unknown.
+func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.m[k]

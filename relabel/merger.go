@@ -44,6 +44,10 @@ type Merger struct {
 	// sources are known, no other can appear, and a complete timestamp is
 	// finalized without the birth wait. Set with every shard locked.
 	preimage func(out labels.Labels) int
+	// preGen numbers the preimage functions set (from 1), so that an output
+	// caches its preimage size until the next one. Set with every shard
+	// locked.
+	preGen uint32
 	// droppedExemplars counts the exemplars of sources whose output sent no
 	// sample in their request (see mergeGroups).
 	droppedExemplars prometheus.Counter
@@ -296,6 +300,10 @@ func (w *Merger) setPreimage(f func(out labels.Labels) int) {
 	w.lockAll()
 	defer w.unlockAll()
 	w.preimage = f
+	w.preGen++
+	if w.preGen == 0 {
+		w.preGen = 1 // 0 is an output's "not cached yet"
+	}
 }
 
 // maxWait is collision.max_wait.

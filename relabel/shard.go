@@ -146,11 +146,15 @@ type tomb struct {
 }
 
 type output struct {
-	sh       *shard // the shard that holds it
-	id       uint64
-	part     string
-	labels   labels.Labels
-	min      bool // a _created series: the smallest value, not the sum
+	sh     *shard // the shard that holds it
+	id     uint64
+	part   string
+	labels labels.Labels
+	min    bool // a _created series: the smallest value, not the sum
+	// pre caches the running rules' preimage size for labels (see
+	// shard.preimage), valid while preGen is the Merger's preGen.
+	pre      int16
+	preGen   uint32
 	sources  []*source
 	carry    float64
 	st       int64 // RW 2.0 start timestamp: the earliest since the last real reset
@@ -216,30 +220,45 @@ type source struct {
 	labels  labels.Labels
 	queue   []Sample // received, not yet consumed (t > the output's frontier)
 	lastT   int64    // last received timestamp (MinInt64: none)
-	lastStl bool     // the last received sample is a stale marker
 	firstT  int64    // first received timestamp (MinInt64: none yet)
 	firstST int64    // the RW 2.0 start timestamp of that first sample (0: none)
-	// fromTomb: known from the output's tomb (it counted before idle GC):
-	// waited for before it is seen, and unknowable before its first sample.
-	// Until it is seen, its labels are unknown and hash names them.
-	fromTomb bool
-	hash     uint64
-	arrival  stamp
-	has      bool    // v holds a count
-	v        float64 // last non-stale value
-	st       int64   // start timestamp of the last consumed sample
-	stale    bool    // the last consumed sample is a stale marker
-	staleAt  int64   // its timestamp
+	hash    uint64   // see fromTomb
+	arrival stamp
+	v       float64 // last non-stale value
+	st      int64   // start timestamp of the last consumed sample
+	staleAt int64   // its timestamp (see stale)
 	// recreatedAt: the timestamp of its sample back after a gap whose
 	// _created series says it was created again (decided and logged before
 	// the finalization that consumes it, so that a replay decides alike)
 	recreatedAt int64
+	resetAt     int64 // timestamp at which it last reset
+	bornAt      int64 // timestamp of its first count (after joining or a real reset)
+	// fam is familyKey(labels), computed once (famState: 0 not yet, 1 fam
+	// holds it, 2 labels have no family); labels set again reset famState.
+	fam      uint64
+	famState uint8
+	lastStl  bool // the last received sample is a stale marker
+	// fromTomb: known from the output's tomb (it counted before idle GC):
+	// waited for before it is seen, and unknowable before its first sample.
+	// Until it is seen, its labels are unknown and hash names them.
+	fromTomb bool
+	has      bool // v holds a count
+	stale    bool // the last consumed sample is a stale marker
 	// alone: it went stale while another counted source of the output did
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
-	alone   bool
-	resetAt int64 // timestamp at which it last reset
-	bornAt  int64 // timestamp of its first count (after joining or a real reset)
+	alone bool
+}
+
+// family is familyKey(s.labels), computed once.
+func (s *source) family() (uint64, bool) {
+	if s.famState == 0 {
+		s.famState = 2
+		if k, ok := familyKey(s.labels); ok {
+			s.fam, s.famState = k, 1
+		}
+	}
+	return s.fam, s.famState == 1
 }
 
 // partition holds the outputs of one tenant (the values of the upstreams'
@@ -451,7 +470,7 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
 	for _, s := range o.sources {
 		if s.hash != 0 && s.hash == ls.Hash() {
-			s.hash, s.id, s.labels, s.arrival = 0, id, ls, stampOf(now)
+			s.hash, s.id, s.labels, s.arrival, s.famState = 0, id, ls, stampOf(now), 0
 			return s
 		}
 	}
@@ -623,7 +642,7 @@ func (m *shard) recreated(o *output, t int64) {
 				break
 			}
 			if !value.IsStaleNaN(p.V) {
-				if m.w.created.changed(s.labels, max(s.bornAt, s.resetAt), before, p.T) {
+				if k, ok := s.family(); ok && m.w.created.changed(k, max(s.bornAt, s.resetAt), before, p.T) {
 					s.recreatedAt = p.T
 					m.logRecreated(s, p.T)
 				}
@@ -647,10 +666,17 @@ func (o *output) returning() bool {
 
 // preimage is how many sources the output can have (0: unknown).
 func (m *shard) preimage(o *output) int {
-	if f := m.w.preimage; f != nil {
-		return f(o.labels)
+	if o.preGen != m.w.preGen {
+		n := 0
+		if f := m.w.preimage; f != nil {
+			n = f(o.labels)
+		}
+		if n > math.MaxInt16 {
+			return n // not cached: asked again next time
+		}
+		o.pre, o.preGen = int16(n), m.w.preGen
 	}
-	return 0
+	return int(o.pre)
 }
 
 // complete reports whether every source has been seen at or after t, or is
