@@ -131,14 +131,15 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 // backlogRetries finds, after a start without state (Merger.backlogBefore),
 // the raw samples stamped before the horizon of the label sets the presets
 // produce (status_code="500"), which the request forwards as they came (not
-// merge sources: keep_distinct, or the preset off). A process whose state is
-// lost may have sent a merged sample of that label set at that timestamp,
-// with another value — and the fence that kept the raw sample out (a retired
-// output's, retire.go) is lost with it: the TSDB would refuse the sender's
-// whole batch (duplicate sample, 400). So they go as retries, in a request
-// of their own, where a refusal is final and counted (guarantee 6, see
-// docs/collisions.md). It returns them, by series, Group holding the series'
-// index; nil when there are none.
+// merge sources: under keep_distinct, or undone by a full state). A process
+// whose state is lost may have sent a merged sample of that label set at
+// that timestamp, with another value — and the fence that kept the raw
+// sample out (a retired output's, retire.go) is lost with it: the TSDB would
+// refuse the sender's whole batch (duplicate sample, 400). So they go as
+// retries, in a request of their own, where a refusal is final and counted
+// (guarantee 6, see docs/collisions.md); the handler answers the sender 503
+// if they were not settled. It returns them, by series, Group holding the
+// series' index; nil when there are none.
 func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 	before := p.merger.backlogBefore.Load()
 	if before == math.MinInt64 || len(p.byName) == 0 {
@@ -151,10 +152,6 @@ func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 		if b.Skip(i) || b.HasHistograms(i) || !p.producible(b.Getter(i)) {
 			continue
 		}
-		smp := b.Samples(i)
-		if len(smp) == 0 || smp[0].T >= before {
-			continue
-		}
 		if edited == nil {
 			edited = make(map[int]bool, len(edits))
 			for _, e := range edits {
@@ -164,6 +161,10 @@ func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 			}
 		}
 		if edited[i] {
+			continue
+		}
+		smp := b.Samples(i)
+		if len(smp) == 0 || smp[0].T >= before {
 			continue
 		}
 		n := 0
