@@ -1,6 +1,10 @@
 package relabel
 
 import (
+	"math"
+	"slices"
+
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/rwfix/rwfix/remotewrite/series"
@@ -44,7 +48,11 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 		tx = p.BeginMerge(part)
 	}
 	fenced := p.merger != nil && p.merger.Fenced()
-	if len(edits) == 0 && tx == nil && !fenced {
+	var backlog []Emit
+	if p.merger != nil {
+		backlog = p.backlogRetries(b, edits)
+	}
+	if len(edits) == 0 && tx == nil && !fenced && backlog == nil {
 		return res, nil
 	}
 	drop := newDropSet(b.Len())
@@ -88,9 +96,29 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 	fencedOut := 0
 	if fenced {
 		var fencedIn bool
-		fencedOut, fencedIn = p.applyFences(b, edits, drop)
+		fencedOut, fencedIn = p.applyFences(b, edits, drop, backlog)
 		if mr, ok := run.(*mergeRun); ok && fencedIn {
 			mr.sequential = len(mr.retries) > 0
+		}
+	}
+	if backlog != nil {
+		var split int
+		var fencedIn bool
+		split, backlog, fencedIn = p.splitBacklog(b, backlog, drop, fenced)
+		fencedOut += split
+		if mr, ok := run.(*mergeRun); ok && fencedIn && len(mr.retries) > 0 {
+			mr.sequential = true
+		}
+		if backlog != nil {
+			mr, _ := run.(*mergeRun)
+			if mr == nil {
+				mr = &mergeRun{}
+				run = mr
+			}
+			mr.retries = append(mr.retries, backlog...)
+			mr.backlog = len(backlog)
+			// Before the rest of their series, which the request carries.
+			mr.sequential = true
 		}
 	}
 	res.Changed = res.Repaired > 0 || drop.n > 0 || handed > 0 || appended > 0 || fencedOut > 0
@@ -100,12 +128,124 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 	return res, run
 }
 
+// backlogRetries finds, after a start without state (Merger.backlogBefore),
+// the raw samples stamped before the horizon of the label sets the presets
+// produce (status_code="500"), which the request forwards as they came (not
+// merge sources: under keep_distinct, or undone by a full state). A process
+// whose state is lost may have sent a merged sample of that label set at
+// that timestamp, with another value — and the fence that kept the raw
+// sample out (a retired output's, retire.go) is lost with it: the TSDB would
+// refuse the sender's whole batch (duplicate sample, 400). So they go as
+// retries, in a request of their own, where a refusal is final and counted
+// (guarantee 6, see docs/collisions.md); the handler answers the sender 503
+// if they were not settled. It returns them, by series, Group holding the
+// series' index; nil when there are none.
+func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
+	before := p.merger.backlogBefore.Load()
+	if before == math.MinInt64 || len(p.byName) == 0 {
+		return nil
+	}
+	var edited map[int]bool
+	var out []Emit
+	var sb labels.ScratchBuilder
+	for i := range b.Len() {
+		if b.Skip(i) || b.HasHistograms(i) || !p.producible(b.Getter(i)) {
+			continue
+		}
+		if edited == nil {
+			edited = make(map[int]bool, len(edits))
+			for _, e := range edits {
+				if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
+					edited[int(e.idx)] = true
+				}
+			}
+		}
+		if edited[i] {
+			continue
+		}
+		smp := b.Samples(i)
+		if len(smp) == 0 || smp[0].T >= before {
+			continue
+		}
+		n := 0
+		for n < len(smp) && smp[n].T < before {
+			n++
+		}
+		out = append(out, Emit{Group: i, Labels: b.Labels(i, &sb), Samples: slices.Clone(smp[:n]), Retry: true})
+	}
+	return out
+}
+
+// producible reports whether the presets produce the series' label set: its
+// metric name is one they rewrite, and its label has their target value.
+func (p *Pipeline) producible(s series.Getter) bool {
+	name := s.Get(model.MetricNameLabel)
+	if !p.nameLen[min(len(name), 255)] {
+		return false
+	}
+	for _, rw := range p.byName[name] {
+		if s.Get(rw.label) == rw.to {
+			return true
+		}
+	}
+	return false
+}
+
+// splitBacklog takes the backlog's samples out of their series in b, and
+// the samples at or before a retired output's fence out of both (see
+// applyFences, which leaves these series to it). It returns how many series
+// it changed, the backlog left, and whether one of them is fenced.
+func (p *Pipeline) splitBacklog(b series.Batch, backlog []Emit, drop *dropSet, fenced bool) (int, []Emit, bool) {
+	fencedIn := false
+	changed := 0
+	kept := backlog[:0]
+	h := newPairHasher()
+	for _, e := range backlog {
+		i := e.Group
+		e.Group = -1
+		smp := b.Samples(i)
+		if fenced {
+			if fc, ok := p.merger.fencedAt(hashSeries(b, i, h)); ok && fc.dropRaw {
+				fencedIn = true
+				n := 0
+				for n < len(smp) && smp[n].T <= fc.f {
+					n++
+				}
+				p.merger.metrics.fenced.Add(float64(n))
+				smp = smp[n:]
+				m := 0
+				for m < len(e.Samples) && e.Samples[m].T <= fc.f {
+					m++
+				}
+				e.Samples = e.Samples[m:]
+			}
+		}
+		changed++
+		smp = smp[len(e.Samples):]
+		if len(e.Samples) > 0 {
+			kept = append(kept, e)
+		}
+		if len(smp) == 0 {
+			drop.add(i)
+			continue
+		}
+		b.SetSamples(i, smp, []int{i})
+	}
+	if len(kept) == 0 {
+		kept = nil
+	}
+	return changed, kept, fencedIn
+}
+
 // applyFences keeps out of the request the samples of series forwarded with
 // their own labels at or before the fence of a retired output with those
 // labels (see retire.go). It returns how many series it changed, and whether
 // the request carries a fenced label set at all.
-func (p *Pipeline) applyFences(b series.Batch, edits []edit, drop *dropSet) (changed int, fencedIn bool) {
-	edited := make(map[int]bool, len(edits))
+func (p *Pipeline) applyFences(b series.Batch, edits []edit, drop *dropSet, backlog []Emit) (changed int, fencedIn bool) {
+	edited := make(map[int]bool, len(edits)+len(backlog))
+	for _, e := range backlog {
+		edited[e.Group] = true // splitBacklog fences them
+	}
 	for _, e := range edits {
 		if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
 			edited[int(e.idx)] = true

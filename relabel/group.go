@@ -19,7 +19,14 @@ type mergeRun struct {
 	tx         MergeTx
 	retries    []Emit
 	sequential bool // see series.MergeRun.Sequential
+	// backlog: how many of retries, the last ones, are the sender's raw
+	// samples (see Pipeline.backlogRetries), not the merge state's.
+	backlog int
 }
+
+// Backlog reports how many of Retries(), the last ones, are the sender's
+// own samples (see series.Backlog).
+func (mr *mergeRun) Backlog() int { return mr.backlog }
 
 func (mr *mergeRun) Retries() []Emit { return mr.retries }
 
@@ -29,6 +36,9 @@ func (mr *mergeRun) Sequential() bool { return mr.sequential }
 // call counts.
 func (mr *mergeRun) Done(ok bool, taken []int) {
 	if mr.tx != nil {
+		if own := len(mr.retries) - mr.backlog; len(taken) > own {
+			taken = taken[:own]
+		}
 		mr.tx.Done(ok, taken)
 		mr.tx = nil
 	}

@@ -111,6 +111,7 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 	// Without a log (a first start, or the directory was lost) the state
 	// begins now: see Merger.horizon. A log's own horizon replaces it.
 	m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+	m.backlogBefore.Store(m.horizon)
 	removeStaleSnapshots(dir)
 	var replayErr error
 	if f, err := os.Open(path); err == nil {
@@ -126,11 +127,13 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 			// nothing: the kernel had every record, torn tail or not.)
 			m.powerLoss = true
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+			m.backlogBefore.Store(m.horizon)
 			m.lostTail()
 		}
 		if replayErr != nil {
 			m.reset()
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
+			m.backlogBefore.Store(m.horizon)
 			_ = os.Rename(path, path+".corrupt")
 			replayErr = fmt.Errorf("%w: %s: %w; starting without merge state (set aside as %s.corrupt)", ErrCorruptLog, path, replayErr, logName)
 		}
@@ -997,6 +1000,7 @@ func (rp *replayer) meta(r *recReader) {
 	}
 	if r.err == nil {
 		m.horizon = horizon // else the one OpenLog set: the restart
+		m.backlogBefore.Store(math.MinInt64)
 		m.lastBoot, m.closed = boot, closed
 		m.partitionsKnown, m.partitions = known, partitions
 	}

@@ -2,6 +2,7 @@ package relabel
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -176,5 +177,30 @@ func TestOpenLogRemovesStaleSnapshots(t *testing.T) {
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The sender's backlog before the horizon goes as retries only after a
+// start without state (Pipeline.backlogRetries): a restart on its log keeps
+// the fences that keep raw samples out, and its horizon is the first start's.
+func TestBacklogHorizonOnlyWithoutLog(t *testing.T) {
+	dir := t.TempDir()
+	m := NewMerger(DefaultCollisionConfig(), nil)
+	if _, err := m.OpenLog(dir); err != nil {
+		t.Fatal(err)
+	}
+	if b := m.backlogBefore.Load(); b != m.horizon || b == math.MinInt64 {
+		t.Fatalf("first start: backlogBefore %d, want the horizon %d", b, m.horizon)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m = NewMerger(DefaultCollisionConfig(), nil)
+	if _, err := m.OpenLog(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Close() }()
+	if b := m.backlogBefore.Load(); b != math.MinInt64 {
+		t.Fatalf("restart on its log: backlogBefore %d, want none", b)
 	}
 }

@@ -39,6 +39,12 @@ type Merger struct {
 	// log across restarts; MinInt64 for a state with no earlier process
 	// (SetClock: tests and offline runs). Written with every shard locked.
 	horizon int64
+	// backlogBefore is the horizon of a state started without a log (a
+	// first start, a lost data directory, no storage path, a corrupt log or
+	// a power loss), MinInt64 after a replay kept the earlier horizon: raw
+	// samples of merge outputs stamped before it go as retries (see
+	// Pipeline.splitBacklog). Read without a lock.
+	backlogBefore atomic.Int64
 	// preimage is the number of label sets that the running rules can map
 	// onto an output (0: unknown, as with user rules): once that many
 	// sources are known, no other can appear, and a complete timestamp is
@@ -154,6 +160,7 @@ const clockSkew = 0
 func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 	cfg.setDefaults()
 	w := &Merger{horizon: time.Now().Add(clockSkew).UnixMilli(), boot: bootID()}
+	w.backlogBefore.Store(w.horizon)
 	f := promauto.With(reg)
 	w.metrics = &mergeMetrics{
 		collisions: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "collisions_total",
@@ -234,6 +241,7 @@ func (w *Merger) SetClock(now func() time.Time) {
 	w.lockAll()
 	defer w.unlockAll()
 	w.horizon = math.MinInt64
+	w.backlogBefore.Store(math.MinInt64)
 	for _, sh := range w.shards {
 		sh.now = now
 		sh.retryUntil = math.MinInt64
@@ -251,6 +259,7 @@ func (w *Merger) SetProcessClock(now func() time.Time) {
 	w.lockAll()
 	defer w.unlockAll()
 	w.horizon = now().Add(clockSkew).UnixMilli()
+	w.backlogBefore.Store(w.horizon)
 	for _, sh := range w.shards {
 		sh.retryUntil = until
 	}

@@ -376,6 +376,15 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	if retriesSettled != nil {
 		retryTaken = <-retriesSettled
 	}
+	if !mr.backlogSettled(retryTaken) {
+		// The sender's own samples sent as retries were not all settled:
+		// it must send them again.
+		mergeOK = false
+		retrying(rt.repairer, partition(r.Header, rt.upstreams))
+		resp.SetStatusCode(http.StatusServiceUnavailable)
+		h.logger.Warn("upstream did not settle the sender's samples sent on their own; the sender will retry")
+		return resp, errors.New("sender's samples sent on their own not settled")
+	}
 	if replies == nil {
 		return h.written(resp, c), nil
 	}

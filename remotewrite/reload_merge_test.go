@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -130,5 +131,53 @@ func TestReloadPresetBackOnSendsRawTimesAsRetries(t *testing.T) {
 	got := up.HeadSeries()[five.String()]
 	if len(got) == 0 || got[len(got)-1] != (rwtest.HeadSample{T: 5 * retryStep, V: 55}) {
 		t.Fatalf("500 series %v, want the merge going on at step 5 (55)", got)
+	}
+}
+
+// After a start without state (the data directory lost), the sender's
+// backlog may carry a genuine 500 stamped before the new state's horizon at
+// a timestamp where the lost process sent the merged output (its merge
+// retired by a reload to keep_distinct, whose fence kept that raw sample out:
+// lost with the directory). Forwarded in the sender's request, the TSDB
+// refuses it as a duplicate with another value (400) and the sender drops
+// the whole batch, the untouched samples with it (soak: TestSimulation/all
+// seed 1000187). It must go as a retry, in a request of its own, where the
+// refusal is final and counted; the samples from the horizon on stay in the
+// sender's request.
+func TestBacklogBeforeHorizonSentAsRetries(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
+	_, five := userSeries(0)
+	const T = 100 * retryStep
+	up.HeadAppend(five, rwtest.HeadSample{T: T, V: 19}) // the lost process's merged sample
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.UnixMilli(T + 3*retryStep))
+	merger.SetProcessClock(clock.Now) // a start without state: the horizon is now
+	cfg := relabel.DefaultConfig()
+	cfg.Collision.Policy = relabel.PolicyKeepDistinct
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	reg := prometheus.NewRegistry()
+	h := NewHandler(p, ups, WithMetrics(NewMetrics(reg)))
+	after := int64(T + 4*retryStep) // stamped after the horizon
+	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}, prompb.Sample{Timestamp: after, Value: 12}),
+		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}),
+	}}))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("the sender's request answered %d %s, want 204", rec.Code, rec.Body)
+	}
+	head := up.HeadSeries()
+	if got, want := head[five.String()], []rwtest.HeadSample{{T: T, V: 19}, {T: after, V: 12}}; !slices.Equal(got, want) {
+		t.Errorf("500 series %v, want %v", got, want)
+	}
+	if got, want := head[okTotal.String()], []rwtest.HeadSample{{T: T, V: 7}}; !slices.Equal(got, want) {
+		t.Errorf("the sender's untouched series %v, want %v (its batch refused?)", got, want)
+	}
+	if n := rwtest.CounterValue(t, reg, "rwfix_merge_retries_refused_total"); n != 1 {
+		t.Errorf("refused retries counted %v, want 1", n)
 	}
 }

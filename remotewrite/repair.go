@@ -38,3 +38,22 @@ func applyRepair(b series.Batch, r series.Repairer, part string) (series.Result,
 	}
 	return res, &mergeRun{run: run}
 }
+
+// backlogSettled reports whether every upstream settled the sender's own
+// samples among the retries (series.Backlog), by taken (see sendRetries).
+func (mr *mergeRun) backlogSettled(taken []int) bool {
+	if mr == nil || mr.run == nil {
+		return true
+	}
+	bl, ok := mr.run.(series.Backlog)
+	if !ok || bl.Backlog() == 0 {
+		return true
+	}
+	retries := mr.run.Retries()
+	for i := len(retries) - bl.Backlog(); i < len(retries); i++ {
+		if i >= len(taken) || taken[i] < len(retries[i].Samples) {
+			return false
+		}
+	}
+	return true
+}

@@ -101,6 +101,15 @@ type MergeRun interface {
 	Sequential() bool
 }
 
+// Backlog is implemented by a MergeRun whose last Backlog() retries are the
+// sender's own samples taken out of its request (raw samples that an earlier
+// process, whose state is lost, may have sent merged with another value):
+// the handler settles them before answering, and answers 503 (the sender
+// retries) if one of them was not settled.
+type Backlog interface {
+	Backlog() int
+}
+
 // Repairer decides what happens to the series of a request; package
 // relabel's Pipeline implements it.
 type Repairer interface {
