@@ -1,10 +1,19 @@
 package remotewrite
 
 import (
+	"bytes"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -12,6 +21,7 @@ import (
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // oneSeries is an RW 1.0 request of one series' samples (one shard's).
@@ -179,5 +189,75 @@ func TestBacklogBeforeHorizonSentAsRetries(t *testing.T) {
 	}
 	if n := rwtest.CounterValue(t, reg, "rwfix_merge_retries_refused_total"); n != 1 {
 		t.Errorf("refused retries counted %v, want 1", n)
+	}
+}
+
+// TestBacklogNotSettledAsksTheSenderAgain: the sender's own samples sent on
+// their own (after a start without state, see the test above) that an
+// upstream did not settle — it answered 503 to that request alone — make
+// rwfix answer the sender 503, so that it sends them again: none is lost,
+// whatever became of the rest of its request.
+func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	_, five := userSeries(0)
+	const T = 100 * retryStep
+	target, err := url.Parse(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Director = func(r *http.Request) { r.URL.Scheme, r.URL.Host, r.URL.Path = target.Scheme, target.Host, target.Path }
+	var refused atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ss, err := wire.Decode(remoteapi.WriteV1MessageType, raw)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// The request of the sender's samples on their own: the 500 series at T alone.
+		if len(ss) == 1 && labels.Equal(ss[0].Labels, five) && ss[0].Samples[0].Timestamp == T {
+			refused.Add(1)
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.UnixMilli(T + 3*retryStep))
+	merger.SetProcessClock(clock.Now) // a start without state: the horizon is now
+	cfg := relabel.DefaultConfig()
+	cfg.Collision.Policy = relabel.PolicyKeepDistinct
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	h := NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}),
+		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}),
+	}}))
+	if refused.Load() == 0 {
+		t.Fatal("the 500 series' sample before the horizon did not travel on its own")
+	}
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("the sender's request answered %d %s, want 503 (send again)", rec.Code, rec.Body)
+	}
+	if got := up.HeadSeries()[five.String()]; len(got) != 0 {
+		t.Errorf("500 series stored %v, want nothing yet", got)
 	}
 }
