@@ -112,20 +112,13 @@ func TestMergeCreationTimesSurviveASnapshot(t *testing.T) {
 func TestMergeCreationTimeOfAnEarlierLife(t *testing.T) {
 	h := newHarness(t, "")
 	cNone, c500 := createdOf(srcNone), createdOf(src500)
-	scrape := func(ts int64, created []any, total []any) {
-		h.clock.add(step * time.Millisecond)
-		if len(created) > 0 {
-			h.req(g(outCreat, created...))
-		}
-		h.req(g(outTotal, total...))
-	}
-	scrape(0, []any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 1), src500, sp(0, 1)})
-	scrape(step, []any{cNone, sp(step, stale), c500, sp(step, stale)}, []any{srcNone, sp(step, stale), src500, sp(step, stale)})
+	h.scrapeCreated([]any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 1), src500, sp(0, 1)})
+	h.scrapeCreated([]any{cNone, sp(step, stale), c500, sp(step, stale)}, []any{srcNone, sp(step, stale), src500, sp(step, stale)})
 	// LiteLLM restarted: the 500 back, created again; the None not yet.
-	scrape(2*step, []any{c500, sp(2*step, 290)}, []any{src500, sp(2*step, 1)})
+	h.scrapeCreated([]any{c500, sp(2*step, 290)}, []any{src500, sp(2*step, 1)})
 	// The None born again; its _created sample of this scrape is lost.
-	scrape(3*step, []any{c500, sp(3*step, 290)}, []any{srcNone, sp(3*step, 1), src500, sp(3*step, 2)})
-	scrape(4*step, []any{cNone, sp(4*step, 350), c500, sp(4*step, 290)}, []any{srcNone, sp(4*step, 1), src500, sp(4*step, 2)})
+	h.scrapeCreated([]any{c500, sp(3*step, 290)}, []any{srcNone, sp(3*step, 1), src500, sp(3*step, 2)})
+	h.scrapeCreated([]any{cNone, sp(4*step, 350), c500, sp(4*step, 290)}, []any{srcNone, sp(4*step, 1), src500, sp(4*step, 2)})
 	h.drain()
 	wantSeries(t, h.series(outTotal), 2, math.NaN(), 1, 3, 3)
 }
@@ -321,26 +314,19 @@ func TestMergeRetiredOutputFencedAfterRestart(t *testing.T) {
 func TestMergeAmbiguousRestartCounted(t *testing.T) {
 	h := newHarness(t, "")
 	cNone, c500 := createdOf(srcNone), createdOf(src500)
-	scrape := func(ts int64, created []any, total []any) {
-		h.clock.add(step * time.Millisecond)
-		if len(created) > 0 {
-			h.req(g(outCreat, created...))
-		}
-		h.req(g(outTotal, total...))
-	}
-	scrape(0, []any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 5), src500, sp(0, 3)})
-	scrape(step, []any{cNone, sp(step, 100), c500, sp(step, stale)}, []any{srcNone, sp(step, 5), src500, sp(step, stale)})
-	scrape(2*step, []any{cNone, sp(2*step, 100)}, []any{srcNone, sp(2*step, 5)})
-	scrape(3*step, []any{cNone, sp(3*step, stale)}, []any{srcNone, sp(3*step, stale)}) // failed scrape
-	scrape(4*step, []any{c500, sp(4*step, 390)}, []any{src500, sp(4*step, 1)})
+	h.scrapeCreated([]any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 5), src500, sp(0, 3)})
+	h.scrapeCreated([]any{cNone, sp(step, 100), c500, sp(step, stale)}, []any{srcNone, sp(step, 5), src500, sp(step, stale)})
+	h.scrapeCreated([]any{cNone, sp(2*step, 100)}, []any{srcNone, sp(2*step, 5)})
+	h.scrapeCreated([]any{cNone, sp(3*step, stale)}, []any{srcNone, sp(3*step, stale)}) // failed scrape
+	h.scrapeCreated([]any{c500, sp(4*step, 390)}, []any{src500, sp(4*step, 1)})
 	h.drain()
 	wantSeries(t, h.series(outTotal), 8, 8, 8, math.NaN(), 1)
 	if n := testutil.ToFloat64(h.m.metrics.ambiguous); n != 2 { // the _total and the _created output
 		t.Fatalf("rwfix_merge_ambiguous_restarts_total = %v, want 2", n)
 	}
 	// A restart that shows itself: both sources back, created again.
-	scrape(5*step, []any{c500, sp(5*step, stale)}, []any{src500, sp(5*step, stale)})
-	scrape(6*step, []any{cNone, sp(6*step, 590), c500, sp(6*step, 590)}, []any{srcNone, sp(6*step, 1), src500, sp(6*step, 1)})
+	h.scrapeCreated([]any{c500, sp(5*step, stale)}, []any{src500, sp(5*step, stale)})
+	h.scrapeCreated([]any{cNone, sp(6*step, 590), c500, sp(6*step, 590)}, []any{srcNone, sp(6*step, 1), src500, sp(6*step, 1)})
 	h.drain()
 	wantSeries(t, h.series(outTotal), 8, 8, 8, math.NaN(), 1, math.NaN(), 2)
 	if n := testutil.ToFloat64(h.m.metrics.ambiguous); n != 2 {
@@ -380,4 +366,15 @@ func TestMergePowerLossTailPartOfARestart(t *testing.T) {
 	if got := h.values(outTotal)[base+step]; got != 3 {
 		t.Fatalf("total after the restart: %v, want 3 (all %v)", got, h.values(outTotal))
 	}
+}
+
+// scrapeCreated is one scrape of the _created and _total sources, a step after the
+// last: the _created group's request first (when any), as LiteLLM's
+// exposition lists them.
+func (h *harness) scrapeCreated(created []any, total []any) {
+	h.clock.add(step * time.Millisecond)
+	if len(created) > 0 {
+		h.req(g(outCreat, created...))
+	}
+	h.req(g(outTotal, total...))
 }

@@ -47,19 +47,13 @@ func TestReloadPresetOffWhileHeld(t *testing.T) {
 	on.Activate(false)
 	h := NewHandler(on, ups)
 	none, five := userSeries(0)
-	send := func(ls labels.Labels, k int64, v float64) {
-		t.Helper()
-		if rec := post(t, h, ctV1, oneSeries(t, ls, prompb.Sample{Timestamp: k * retryStep, Value: v})); rec.Code != http.StatusNoContent {
-			t.Fatalf("step %d %s: %d %s", k, ls, rec.Code, rec.Body)
-		}
-	}
 	for k := int64(1); k <= 3; k++ {
 		clock.Add(retryStep * time.Millisecond)
-		send(none, k, float64(k))
-		send(five, k, float64(10*k))
+		sendStep(t, h, none, k, float64(k))
+		sendStep(t, h, five, k, float64(10*k))
 	}
 	clock.Add(retryStep * time.Millisecond)
-	send(none, 4, 4) // held: the 500 at step 4 is on another shard
+	sendStep(t, h, none, 4, 4) // held: the 500 at step 4 is on another shard
 
 	cfg := relabel.DefaultConfig()
 	cfg.Presets = nil
@@ -69,12 +63,12 @@ func TestReloadPresetOffWhileHeld(t *testing.T) {
 	}
 	off.Activate(false)
 	h.Update(off, ups)
-	send(five, 4, 40) // the sender's request with the 500 of step 4, raw now
+	sendStep(t, h, five, 4, 40) // the sender's request with the 500 of step 4, raw now
 	clock.Add(retryStep * time.Millisecond)
-	send(five, 5, 50)
-	send(none, 5, 5)
+	sendStep(t, h, five, 5, 50)
+	sendStep(t, h, none, 5, 5)
 	clock.Add(time.Minute)
-	send(okTotal, 6, 6)
+	sendStep(t, h, okTotal, 6, 6)
 
 	if c := up.HeadConflicts(); len(c) > 0 {
 		t.Fatalf("two values at one timestamp: %v", c)
@@ -116,27 +110,21 @@ func TestReloadPresetBackOnSendsRawTimesAsRetries(t *testing.T) {
 	}
 	h := NewHandler(pipeline(relabel.DefaultConfig().Presets), ups)
 	none, five := userSeries(0)
-	send := func(ls labels.Labels, k int64, v float64) {
-		t.Helper()
-		if rec := post(t, h, ctV1, oneSeries(t, ls, prompb.Sample{Timestamp: k * retryStep, Value: v})); rec.Code != http.StatusNoContent {
-			t.Fatalf("step %d %s: %d %s", k, ls, rec.Code, rec.Body)
-		}
-	}
 	for k := int64(1); k <= 3; k++ {
 		clock.Add(retryStep * time.Millisecond)
-		send(none, k, float64(k))
-		send(five, k, float64(10*k))
+		sendStep(t, h, none, k, float64(k))
+		sendStep(t, h, five, k, float64(10*k))
 	}
 	h.Update(pipeline(nil), ups) // the preset off
 	clock.Add(retryStep * time.Millisecond)
-	send(five, 4, 40) // raw
+	sendStep(t, h, five, 4, 40) // raw
 	h.Update(pipeline(relabel.DefaultConfig().Presets), ups)
-	send(none, 4, 4) // its shard lagged: it arrives with the merge back on
+	sendStep(t, h, none, 4, 4) // its shard lagged: it arrives with the merge back on
 	clock.Add(retryStep * time.Millisecond)
-	send(five, 5, 50)
-	send(none, 5, 5)
+	sendStep(t, h, five, 5, 50)
+	sendStep(t, h, none, 5, 5)
 	clock.Add(time.Minute)
-	send(okTotal, 6, 6)
+	sendStep(t, h, okTotal, 6, 6)
 
 	got := up.HeadSeries()[five.String()]
 	if len(got) == 0 || got[len(got)-1] != (rwtest.HeadSample{T: 5 * retryStep, V: 55}) {
@@ -261,5 +249,13 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 	}
 	if got := up.HeadSeries()[five.String()]; len(got) != 0 {
 		t.Errorf("500 series stored %v, want nothing yet", got)
+	}
+}
+
+// sendStep posts one sample of ls at step k and wants it accepted.
+func sendStep(t *testing.T, h *Handler, ls labels.Labels, k int64, v float64) {
+	t.Helper()
+	if rec := post(t, h, ctV1, oneSeries(t, ls, prompb.Sample{Timestamp: k * retryStep, Value: v})); rec.Code != http.StatusNoContent {
+		t.Fatalf("step %d %s: %d %s", k, ls, rec.Code, rec.Body)
 	}
 }
