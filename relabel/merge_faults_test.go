@@ -150,13 +150,7 @@ func powerLossRestart(t *testing.T, h *harness, dir string) {
 func TestMergePowerLossTailIsAGap(t *testing.T) {
 	cNone, c500 := createdOf(srcNone), createdOf(src500)
 	t.Run("partial scrape lost", func(t *testing.T) {
-		dir := t.TempDir()
-		h := newHarness(t, dir)
-		defer func() { h.m.Close() }()
-		h.clock.add(time.Hour)
-		t0 := h.clock.now().UnixMilli()
-		h.clock.add(step * time.Millisecond)
-		h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+		h, dir, t0 := powerLossHarness(t)
 		h.req(g(outTotal, srcNone, sp(t0, 2), src500, sp(t0, 1)))
 		h.clock.add(step * time.Millisecond) // a failed scrape
 		h.req(g(outCreat, cNone, sp(t0+step, stale), c500, sp(t0+step, stale)))
@@ -206,13 +200,7 @@ func TestMergePowerLossTailIsAGap(t *testing.T) {
 // powerloss seed 1000093).
 func TestMergePowerLossTailThenResent(t *testing.T) {
 	cNone, c500 := createdOf(srcNone), createdOf(src500)
-	dir := t.TempDir()
-	h := newHarness(t, dir)
-	defer func() { h.m.Close() }()
-	h.clock.add(time.Hour)
-	t0 := h.clock.now().UnixMilli()
-	h.clock.add(step * time.Millisecond)
-	h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+	h, dir, t0 := powerLossHarness(t)
 	h.req(g(outTotal, srcNone, sp(t0, 1), src500, sp(t0, 2)))
 	h.clock.add(step * time.Millisecond)
 	h.req(g(outCreat, c500, sp(t0+step, stale))) // LiteLLM restarted: the 500's stale markers ...
@@ -343,13 +331,7 @@ func TestMergeAmbiguousRestartCounted(t *testing.T) {
 // powerloss seed 1000381).
 func TestMergePowerLossTailPartOfARestart(t *testing.T) {
 	cNone, c500 := createdOf(srcNone), createdOf(src500)
-	dir := t.TempDir()
-	h := newHarness(t, dir)
-	defer func() { h.m.Close() }()
-	h.clock.add(time.Hour)
-	t0 := h.clock.now().UnixMilli()
-	h.clock.add(step * time.Millisecond)
-	h.req(g(outCreat, cNone, sp(t0, 100), c500, sp(t0, 90)))
+	h, dir, t0 := powerLossHarness(t)
 	h.req(g(outTotal, srcNone, sp(t0, 5), src500, sp(t0, 8)))
 	h.clock.add(step * time.Millisecond)
 	h.req(g(outCreat, cNone, sp(t0+step, 148))) // LiteLLM restarted; the rest of the scrape was lost
@@ -377,4 +359,19 @@ func (h *harness) scrapeCreated(created []any, total []any) {
 		h.req(g(outCreat, created...))
 	}
 	h.req(g(outTotal, total...))
+}
+
+// powerLossHarness is a harness on a data directory, an hour into its clock,
+// whose first scrape, at t0, said the sources' creation times (the None's
+// 100, the 500's 90); its state is closed when the test ends (the one a
+// restart put in place).
+func powerLossHarness(t *testing.T) (h *harness, dir string, t0 int64) {
+	dir = t.TempDir()
+	h = newHarness(t, dir)
+	t.Cleanup(func() { h.m.Close() })
+	h.clock.add(time.Hour)
+	t0 = h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, createdOf(srcNone), sp(t0, 100), createdOf(src500), sp(t0, 90)))
+	return h, dir, t0
 }

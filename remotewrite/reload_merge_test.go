@@ -148,16 +148,7 @@ func TestBacklogBeforeHorizonSentAsRetries(t *testing.T) {
 	_, five := userSeries(0)
 	const T = 100 * retryStep
 	up.HeadAppend(five, rwtest.HeadSample{T: T, V: 19}) // the lost process's merged sample
-	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
-	clock := rwtest.NewClock(time.UnixMilli(T + 3*retryStep))
-	merger.SetProcessClock(clock.Now) // a start without state: the horizon is now
-	cfg := relabel.DefaultConfig()
-	cfg.Collision.Policy = relabel.PolicyKeepDistinct
-	p, err := relabel.New(cfg, nil, merger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Activate(false)
+	p := keepDistinctWithoutState(t, T+3*retryStep)
 	reg := prometheus.NewRegistry()
 	h := NewHandler(p, ups, WithMetrics(NewMetrics(reg)))
 	after := int64(T + 4*retryStep) // stamped after the horizon
@@ -226,16 +217,7 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 	}))
 	t.Cleanup(front.Close)
 	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
-	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
-	clock := rwtest.NewClock(time.UnixMilli(T + 3*retryStep))
-	merger.SetProcessClock(clock.Now) // a start without state: the horizon is now
-	cfg := relabel.DefaultConfig()
-	cfg.Collision.Policy = relabel.PolicyKeepDistinct
-	p, err := relabel.New(cfg, nil, merger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Activate(false)
+	p := keepDistinctWithoutState(t, T+3*retryStep)
 	h := NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
 	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}),
@@ -258,4 +240,20 @@ func sendStep(t *testing.T, h *Handler, ls labels.Labels, k int64, v float64) {
 	if rec := post(t, h, ctV1, oneSeries(t, ls, prompb.Sample{Timestamp: k * retryStep, Value: v})); rec.Code != http.StatusNoContent {
 		t.Fatalf("step %d %s: %d %s", k, ls, rec.Code, rec.Body)
 	}
+}
+
+// keepDistinctWithoutState is the default configuration under keep_distinct,
+// started without state at now (ms): the merge state's horizon is now.
+func keepDistinctWithoutState(t *testing.T, now int64) *relabel.Pipeline {
+	t.Helper()
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	merger.SetProcessClock(rwtest.NewClock(time.UnixMilli(now)).Now)
+	cfg := relabel.DefaultConfig()
+	cfg.Collision.Policy = relabel.PolicyKeepDistinct
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	return p
 }
