@@ -50,6 +50,7 @@ var (
 	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of each rwfix phase to this directory")
 	loadHeap     = flag.String("load.heapprofile", "", "write a heap profile of each rwfix row, at its end, to this directory")
 	loadOnly     = flag.String("load.only", "", "run only the rows whose name matches this regular expression (the baseline always runs)")
+	loadCompare  = flag.String("load.compare", "", "an rwfix binary of another build: each rwfix row (one core) runs with it too, right after, as \"rwfix (compared build)\"")
 )
 
 // fwdProxyMain is the byte-forwarding baseline: it streams each request body
@@ -321,12 +322,14 @@ func TestLoad(t *testing.T) {
 	baseline := relay{name: "baseline (byte-forwarding Go proxy)", args: func(port int) []string {
 		return taskset("0", []string{os.Args[0]})
 	}}
-	rwfixArgs := func(port int) []string {
+	rwfixArgsOf := func(bin string, port int) []string {
 		// Defaults: the LiteLLM preset and the merge policy, the merge log
 		// in a data directory.
-		return []string{rwfixBin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--upstream.url=" + sinkURL,
+		return []string{bin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--upstream.url=" + sinkURL,
 			"--log.level=warn", "--storage.path=" + filepath.Join(t.TempDir(), "data")}
 	}
+	rwfixArgs := func(port int) []string { return rwfixArgsOf(rwfixBin, port) }
+	compared := relay{name: "rwfix (compared build)", args: func(port int) []string { return taskset("0", rwfixArgsOf(*loadCompare, port)) }}
 	rwfix := relay{name: "rwfix", args: func(port int) []string { return taskset("0", rwfixArgs(port)) }}
 	rwfix2 := relay{name: "rwfix", args: func(port int) []string { return taskset("0,1", rwfixArgs(port)) }, env: []string{"GOMAXPROCS=2"}}
 	flood := relay{name: "rwfix", args: func(port int) []string {
@@ -393,6 +396,17 @@ func TestLoad(t *testing.T) {
 			{"rwfix, repair-heavy (1/6 of the counters' series None, each colliding with a genuine 500)", "repair-heavy", &rwfix, heavy, 8, mergeLearn, 1},
 			{fmt.Sprintf("rwfix, catch-up: repair-heavy, sample time %d× the clock", catchUp), "catch-up", &rwfix, heavy, 8, mergeLearn, catchUp},
 			{"rwfix, repair-heavy, GOMAXPROCS=2 on both cores (the generator shares core 1)", "", &rwfix2, heavy, 8, mergeLearn, 1},
+		}
+		if *loadCompare != "" {
+			var with []rowSpec
+			for _, c := range specs {
+				with = append(with, c)
+				if c.r == &rwfix {
+					c.name, c.workload, c.r = strings.Replace(c.name, "rwfix", "rwfix (compared build)", 1), "", &compared
+					with = append(with, c)
+				}
+			}
+			specs = with
 		}
 		if vmagent != nil && !proto {
 			// vmagent takes RW 1.0 (its RW 2.0 ingestion is not what Prometheus sends it).

@@ -59,7 +59,7 @@ func compress(dst, raw []byte) []byte {
 // appendSnappyElements appends the snappy elements of raw to dst, without a
 // length header: compress' chunks, whose copies reach only within their own
 // chunk, so they decode the same wherever they land in a block
-// (compressSpliced puts them between windows it reuses).
+// (compressSpliced puts them between elements it reuses).
 func appendSnappyElements(dst, raw []byte) []byte {
 	if len(raw) == 0 {
 		return dst

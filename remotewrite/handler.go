@@ -362,7 +362,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		defer bufPool.Put(buf)
 		defer compressedPool.Put(cbuf)
 		*buf = s.encode((*buf)[:0])
-		*cbuf, _ = s.compressSpliced(*cbuf, in.compressed, *buf) // the sender's untouched windows reused
+		*cbuf, _ = s.compressSpliced(*cbuf, in.compressed, *buf) // the sender's elements reused where unchanged
 		p.raw, p.compressed = *buf, *cbuf
 		h.metrics.forwarded.WithLabelValues("reencoded").Inc()
 	default:

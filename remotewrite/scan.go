@@ -92,10 +92,8 @@ type scanned struct {
 	invalid   []string // reasons of the invalid series, for the metrics
 
 	// Of the last encode, for compressSpliced (snappysplice.go): the runs
-	// copied as they came, and its scratch.
-	kept   []keptSpan
-	reuse  []reusedWindow
-	bounds []uint32
+	// copied as they came.
+	kept []keptSpan
 }
 
 // extraSeries is a merged output appended to the request.
@@ -128,7 +126,7 @@ func (s *scanned) reset() {
 	clear(s.extra)
 	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]
-	s.kept, s.reuse, s.bounds = s.kept[:0], s.reuse[:0], s.bounds[:0]
+	s.kept = s.kept[:0]
 }
 
 func (s *scanned) release() {

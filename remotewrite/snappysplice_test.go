@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -33,9 +31,9 @@ import (
 // and s2's own format, which s2.Decode (the handler's decoder) reads too and
 // whose repeat code snappy decoders refuse.
 var senderEncoders = []struct {
-	name     string
-	windowed bool
-	enc      func(raw []byte) []byte
+	name   string
+	snappy bool // snappy's format (s2's own has a repeat code snappy decoders refuse)
+	enc    func(raw []byte) []byte
 }{
 	{"golang-snappy", true, func(raw []byte) []byte { return snappy.Encode(nil, raw) }},
 	{"prometheus", true, func(raw []byte) []byte {
@@ -48,10 +46,10 @@ var senderEncoders = []struct {
 		}
 		return b
 	}},
-	{"s2-snappy", false, func(raw []byte) []byte { return s2.EncodeSnappy(nil, raw) }},
-	{"s2-snappy-better", false, func(raw []byte) []byte { return s2.EncodeSnappyBetter(nil, raw) }},
+	{"s2-snappy", true, func(raw []byte) []byte { return s2.EncodeSnappy(nil, raw) }},
+	{"s2-snappy-better", true, func(raw []byte) []byte { return s2.EncodeSnappyBetter(nil, raw) }},
 	{"s2", false, func(raw []byte) []byte { return s2.Encode(nil, raw) }},
-	{"rwfix", false, func(raw []byte) []byte { return compress(nil, raw) }},
+	{"rwfix", true, func(raw []byte) []byte { return compress(nil, raw) }},
 }
 
 // randomBody builds a valid RW 1.0 (or 2.0) request of n LiteLLM-like
@@ -160,11 +158,8 @@ func checkSpliced(t *testing.T, got []byte, reused int, out []byte) {
 	for name, dec := range map[string]func([]byte, []byte) ([]byte, error){"golang/snappy": snappy.Decode, "s2": s2.Decode} {
 		d, err := dec(nil, got)
 		if err != nil || !bytes.Equal(d, out) {
-			t.Fatalf("%s: spliced block (%d windows reused) decodes to %d bytes (%v), want the request's %d", name, reused, len(d), err, len(out))
+			t.Fatalf("%s: spliced block (%d bytes reused) decodes to %d bytes (%v), want the request's %d", name, reused, len(d), err, len(out))
 		}
-	}
-	if reused == 0 && !bytes.Equal(got, want) {
-		t.Fatal("no window reused, yet the block differs from compress'")
 	}
 }
 
@@ -180,21 +175,21 @@ func spliceCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
 	defer s.release()
 	randomEdits(rng, s, mode)
 	out := s.encode(nil)
+	kept := 0
+	for _, r := range s.kept {
+		kept += int(r.n)
+	}
 	for _, e := range senderEncoders {
 		in := e.enc(raw)
 		got, reused := s.compressSpliced(nil, in, out)
 		checkSpliced(t, got, reused, out)
-		if !e.windowed {
+		if !e.snappy {
 			continue
 		}
-		// A windowed sender: every window left whole is reused, when
-		// enough are.
-		want := 0
-		if worthWalking(s.reuse) > 0 {
-			want = len(s.reuse)
-		}
-		if reused != want {
-			t.Fatalf("%s: %d windows reused, want %d (%d unchanged)", e.name, reused, want, len(s.reuse))
+		// A snappy sender: its elements are reused when most of the
+		// request is kept, and all of them when nothing changed.
+		if s.worthSplicing(len(out)) && kept >= 4096 && reused == 0 {
+			t.Fatalf("%s: %d of %d bytes kept, nothing reused", e.name, kept, len(out))
 		}
 		if !s.changed() && !bytes.Equal(got, in) {
 			t.Fatalf("%s: nothing changed, yet the block is not the sender's", e.name)
@@ -252,165 +247,144 @@ func (e elements) block(total int) []byte {
 	return append(binary.AppendUvarint(nil, uint64(total)), e...)
 }
 
-// TestSnappyWindows: the walk accepts windowed blocks and finds their
-// windows; it refuses, with the reason, every block whose windows cannot be
-// reused — valid snappy or not — and never panics.
-func TestSnappyWindows(t *testing.T) {
-	win := bytes.Repeat([]byte("litellm_"), snappyWindow/8)
-	abc := []byte("abcd")
+// TestSnappySpliceElements: hand-made blocks and edits, one per way an
+// element is treated — kept as it came, a copy pointed again at its source's
+// new place, bytes compressed anew — each checked by decoding, with the
+// bytes of out the reused elements decode to.
+func TestSnappySpliceElements(t *testing.T) {
+	abcd, xxxx := []byte("abcd"), []byte("XXXX")
+	run := func(raw, out, n int) keptSpan { return keptSpan{raw: uint32(raw), out: uint32(out), n: uint32(n)} }
 	for _, tc := range []struct {
 		name   string
-		block  []byte
-		want   error
-		bounds int // windows found, when valid
+		in     []byte // the sender's block
+		kept   []keptSpan
+		newAt  map[int][]byte // new bytes of out, by where they go
+		reused int
+		want   []byte // the spliced block, when it is given exactly
 	}{
-		{"empty", elements{}.block(0), nil, 0},
-		{"one short window", elements{}.lit(abc).copy1(4, 8).copy2(2, 3).copy4(1, 1).block(16), nil, 1},
-		{"two windows", elements{}.lit(win).lit(abc).copy1(4, 6).block(snappyWindow + 10), nil, 2},
-		{"three windows, copies within each", elements{}.lit(win[:100]).copy2(100, 64).copy4(64, 64).lit(win[:snappyWindow-228]).
-			lit(win).lit(abc).copy1(3, 4).block(2*snappyWindow + 8), nil, 3},
-		// Valid snappy, not windowed:
-		{"copy reaching before its window", elements{}.lit(win).copy2(100, 8).block(snappyWindow + 8), errSnappyReach, 0},
-		{"copy reaching one byte too far", elements{}.lit(win).lit(abc).copy1(5, 4).block(snappyWindow + 8), errSnappyReach, 0},
-		{"literal across a window boundary", elements{}.lit(append(slices.Clone(win), 'x')).block(snappyWindow + 1), errSnappyStraddle, 0},
-		{"copy across a window boundary", elements{}.lit(win[:snappyWindow-4]).copy1(8, 8).block(snappyWindow + 4), errSnappyStraddle, 0},
-		{"offset 0 (s2's repeat code)", elements{}.lit(abc).copy1(0, 4).block(8), errSnappyReach, 0},
-		// Not valid snappy:
-		{"copy before any literal", elements{}.copy1(1, 4).block(4), errSnappyReach, 0},
-		{"truncated copy", elements{}.lit(abc).copy2(4, 4).block(8)[:8], errSnappyTrunc, 0},
-		{"truncated copy4", elements{}.lit(abc).copy4(4, 4).block(8)[:8], errSnappyTrunc, 0},
-		{"truncated literal", elements{}.lit(win[:100]).block(100)[:50], errSnappyTrunc, 0},
-		{"truncated literal length", append(elements{}.block(300), 60<<2), errSnappyTrunc, 0},
-		{"truncated long-literal length", append(elements{}.block(300), 61<<2, 0x2b), errSnappyTrunc, 0},
-		{"header longer than the elements", elements{}.lit(abc).copy1(4, 4).block(9), errSnappyLength, 0},
-		{"header shorter than the elements", elements{}.lit(abc).copy1(4, 4).block(7), errSnappyLength, 0},
-		{"header of an empty block, with elements", elements{}.lit(abc).block(0), errSnappyLength, 0},
-		{"no header", nil, errSnappyHeader, 0},
-		{"bad header", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, errSnappyHeader, 0},
-		{"header beyond 2^32-1", binary.AppendUvarint(nil, 1<<32), errSnappyHeader, 0},
-		// A walk limited to the last window still checks the end:
-		{"elements after the last window", elements{}.lit(win).lit(abc).lit(abc).block(snappyWindow + 4), errSnappyLength, 0},
+		{
+			name: "all kept: the sender's block",
+			in:   elements{}.lit(abcd).copy1(4, 8).copy2(2, 3).copy4(1, 1).block(16),
+			kept: []keptSpan{run(0, 0, 16)}, reused: 16,
+			want: elements{}.lit(abcd).copy1(4, 8).copy2(2, 3).copy4(1, 1).block(16),
+		},
+		{
+			name: "a copy from an earlier run, pointed again",
+			in:   elements{}.lit(append(slices.Clone(abcd), xxxx...)).copy1(8, 4).block(12),
+			kept: []keptSpan{run(0, 0, 4), run(8, 4, 4)}, reused: 4,
+			want: elements{}.lit(abcd).copy1(4, 4).block(8),
+		},
+		{
+			name:   "a copy from an earlier run beyond 64 KiB, with a 4-byte offset",
+			in:     elements{}.lit(abcd).lit(bytes.Repeat([]byte{'y'}, 1<<16)).copy4(1<<16+4, 4).block(1<<16 + 8),
+			kept:   []keptSpan{run(0, 0, 4+1<<16), run(4+1<<16, 12+1<<16, 4)},
+			newAt:  map[int][]byte{4 + 1<<16: []byte("zzzzzzzz")}, // the source now 65,548 bytes back
+			reused: 4 + 1<<16 + 4,
+		},
+		{
+			name: "a copy whose source was dropped: compressed anew",
+			in:   elements{}.lit(append(slices.Clone(xxxx), abcd...)).copy1(8, 4).block(12),
+			kept: []keptSpan{run(4, 0, 8)}, reused: 0,
+			want: elements{}.lit(append(slices.Clone(abcd), xxxx...)).block(8),
+		},
+		{
+			name: "a copy cut by a new byte, from its own run",
+			in:   elements{}.lit([]byte("a")).copy2(1, 20).block(21),
+			kept: []keptSpan{run(0, 0, 10), run(10, 11, 11)}, newAt: map[int][]byte{10: []byte("Z")},
+			reused: 1 + 9, // the literal, and the copy up to the Z; after it the source holds the Z
+		},
+		{
+			name: "kept runs moved by new bytes before them",
+			in:   elements{}.lit(abcd).copy1(4, 4).lit(xxxx).copy1(4, 4).block(16),
+			kept: []keptSpan{run(8, 5, 8)}, newAt: map[int][]byte{0: []byte("new-b")}, reused: 8,
+		},
+		{
+			name: "a copy cut into pieces by two runs",
+			in:   elements{}.lit([]byte("0123456789abcdef")).copy2(16, 16).block(32),
+			kept: []keptSpan{run(0, 0, 16), run(16, 16, 6), run(24, 22, 8)}, reused: 16 + 6 + 8,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			limit := math.MaxInt
-			if tc.name == "elements after the last window" {
-				limit = 2
-			}
-			bounds, _, err := snappyWindows(nil, tc.block, limit)
-			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
-				t.Fatalf("err %v, want %v", err, tc.want)
-			}
-			if err != nil {
-				return
-			}
-			if len(bounds) != tc.bounds+1 || int(bounds[len(bounds)-1]) != len(tc.block) {
-				t.Fatalf("bounds %v for %d bytes, want %d windows", bounds, len(tc.block), tc.bounds)
-			}
-			// A walk stopped after k windows finds the same first ones.
-			for k := 1; k < tc.bounds; k++ {
-				part, _, err := snappyWindows(nil, tc.block, k)
-				if err != nil || !slices.Equal(part, bounds[:k+1]) {
-					t.Fatalf("walk of %d windows: %v (%v), want %v", k, part, err, bounds[:k+1])
-				}
-			}
-			// Each window found decodes on its own to its bytes.
-			whole, err := snappy.Decode(nil, tc.block)
+			raw, err := snappy.Decode(nil, tc.in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for k := range tc.bounds {
-				w := whole[k*snappyWindow : min((k+1)*snappyWindow, len(whole))]
-				got, err := snappy.Decode(nil, append(binary.AppendUvarint(nil, uint64(len(w))), tc.block[bounds[k]:bounds[k+1]]...))
-				if err != nil || !bytes.Equal(got, w) {
-					t.Fatalf("window %d does not decode on its own: %v", k, err)
+			var out []byte
+			pos := 0
+			for _, r := range tc.kept {
+				for pos < int(r.out) {
+					b := tc.newAt[pos]
+					if len(b) == 0 {
+						t.Fatalf("no new bytes at %d", pos)
+					}
+					out, pos = append(out, b...), pos+len(b)
 				}
+				out, pos = append(out, raw[r.raw:r.raw+r.n]...), pos+int(r.n)
+			}
+			s := &scanned{raw: raw, kept: tc.kept}
+			got, reused := s.compressSpliced(nil, tc.in, out)
+			checkSpliced(t, got, reused, out)
+			if reused != tc.reused {
+				t.Errorf("reused elements decode to %d bytes, want %d", reused, tc.reused)
+			}
+			if tc.want != nil && !bytes.Equal(got, tc.want) {
+				t.Errorf("block %x, want %x", got, tc.want)
 			}
 		})
-	}
-}
-
-// TestWorthWalking: the windows to reuse are walked when they are at least
-// half of the windows up to the last of them.
-func TestWorthWalking(t *testing.T) {
-	for _, tc := range []struct {
-		ks   []int
-		want int
-	}{
-		{nil, 0},
-		{[]int{0}, 1},
-		{[]int{1}, 2},
-		{[]int{2}, 0},
-		{[]int{1, 3}, 4},
-		{[]int{1, 4}, 0},
-		{[]int{0, 2, 4, 6, 9}, 10},
-		{[]int{0, 2, 4, 6, 10}, 0},
-		{[]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}, 14},
-	} {
-		var reuse []reusedWindow
-		for _, k := range tc.ks {
-			reuse = append(reuse, reusedWindow{k: k})
-		}
-		if got := worthWalking(reuse); got != tc.want {
-			t.Errorf("windows %v: walk %d, want %d", tc.ks, got, tc.want)
-		}
 	}
 }
 
 // TestSnappySpliceFallsBack: when the walk refuses the sender's block,
 // compressSpliced gives exactly compress' block, and reuses nothing. The
-// request here is copied whole (every window unchanged), so that only the
-// walk can refuse.
+// request here is copied whole, so that only the walk can refuse.
 func TestSnappySpliceFallsBack(t *testing.T) {
 	raw := randomBody(rand.New(rand.NewPCG(1, 2)), 1000, false)
-	if len(raw) < 3*snappyWindow {
-		t.Fatalf("body of %d bytes: want several windows", len(raw))
-	}
-	windowed := snappy.Encode(nil, raw)
-	bounds, _, err := snappyWindows(nil, windowed, math.MaxInt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Valid snappy whose window 1 starts with a literal, then copies the
-	// request's first 4 bytes, from window 0.
-	rawReach := slices.Concat(raw[:snappyWindow+1], raw[:4])
-	reach := elements{}.lit(raw[:snappyWindow]).lit(raw[snappyWindow:snappyWindow+1]).copy4(snappyWindow+1, 4)
+	block := snappy.Encode(nil, raw)
+	_, hdr := binary.Uvarint(block)
+	abcd := []byte("abcd")
 	for _, tc := range []struct {
 		name    string
 		raw, in []byte
 	}{
-		{"s2's encoder (matches across windows)", raw, s2.EncodeSnappy(nil, raw)},
 		{"s2 format (repeat codes)", raw, s2.Encode(nil, raw)},
-		{"rwfix's compress (256 KiB chunks)", raw, compress(nil, raw)},
-		{"copy reaching before its window", rawReach, reach.block(len(rawReach))},
-		{"truncated element", raw, windowed[:len(windowed)-1]},
-		{"header longer than the elements", raw, append(binary.AppendUvarint(nil, uint64(len(raw)+1)), windowed[bounds[0]:]...)},
-		{"header shorter than the request", raw, append(binary.AppendUvarint(nil, uint64(len(raw)-1)), windowed[bounds[0]:]...)},
-		{"another request's block", raw, snappy.Encode(nil, raw[:len(raw)-1])},
+		{"offset 0", slices.Concat(abcd, abcd), elements{}.lit(abcd).copy1(0, 4).block(8)},
+		{"copy before any literal", abcd, elements{}.copy1(1, 4).block(4)},
+		{"copy reaching before the block", slices.Concat(abcd, abcd), elements{}.lit(abcd).copy1(5, 4).block(8)},
+		{"element past the request's end", abcd, elements{}.lit([]byte("ab")).copy1(2, 4).block(4)},
+		{"truncated element", raw, block[:len(block)-1]},
+		{"truncated literal length", make([]byte, 300), append(elements{}.block(300), 60<<2)},
+		{"truncated long-literal length", make([]byte, 300), append(elements{}.block(300), 61<<2, 0x2b)},
+		{"truncated copy4", slices.Concat(abcd, abcd), elements{}.lit(abcd).copy4(4, 4).block(8)[:8]},
+		{"header longer than the request", raw, append(binary.AppendUvarint(nil, uint64(len(raw)+1)), block[hdr:]...)},
+		{"header shorter than the request", raw, append(binary.AppendUvarint(nil, uint64(len(raw)-1)), block[hdr:]...)},
+		{"no header", raw, nil},
+		{"bad header", raw, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &scanned{raw: tc.raw, kept: []keptSpan{{raw: 0, out: 0, n: uint32(len(tc.raw))}}}
-			if len(s.reusableWindows()) == 0 {
-				t.Fatal("no window to reuse: the test would not reach the walk")
-			}
 			got, reused := s.compressSpliced(nil, tc.in, tc.raw)
 			if reused != 0 || !bytes.Equal(got, compress(nil, tc.raw)) {
-				t.Fatalf("reused %d windows; want compress' block", reused)
+				t.Fatalf("reused %d bytes; want compress' block", reused)
 			}
 		})
 	}
-	// The same request copied whole from golang/snappy's block: every window
-	// reused, the sender's block as it came.
-	s := &scanned{raw: raw, kept: []keptSpan{{raw: 0, out: 0, n: uint32(len(raw))}}}
-	if got, reused := s.compressSpliced(nil, windowed, raw); reused != len(bounds)-1 || !bytes.Equal(got, windowed) {
-		t.Fatalf("reused %d of %d windows", reused, len(bounds)-1)
+	// The same request copied whole from a snappy encoder's block: the
+	// sender's block as it came, whichever encoder.
+	for _, e := range senderEncoders {
+		in := e.enc(raw)
+		s := &scanned{raw: raw, kept: []keptSpan{{raw: 0, out: 0, n: uint32(len(raw))}}}
+		got, reused := s.compressSpliced(nil, in, raw)
+		if e.snappy && (reused != len(raw) || !bytes.Equal(got, in)) {
+			t.Errorf("%s: reused %d of %d bytes", e.name, reused, len(raw))
+		}
 	}
 }
 
-// TestHandlerReusesSenderWindows: a 2,000-series request from Prometheus'
+// TestHandlerReusesSenderElements: a 2,000-series request from Prometheus'
 // encoder with one series to repair reaches the upstream as the full
-// re-encode's request, and with the sender's compressed windows after the
-// repair in it (the repair shortens the request by a byte: they land shifted).
-func TestHandlerReusesSenderWindows(t *testing.T) {
+// re-encode's request, with the sender's compressed bytes after the repair
+// in it (the repair shortens the request by a byte: they land shifted).
+func TestHandlerReusesSenderElements(t *testing.T) {
 	for _, rw2 := range []bool{false, true} {
 		t.Run(protoLabel(string(protoFor(rw2))), func(t *testing.T) {
 			w := rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 1.0 / 2000}
@@ -426,10 +400,6 @@ func TestHandlerReusesSenderWindows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bounds, _, err := snappyWindows(nil, in, math.MaxInt)
-			if err != nil || len(bounds) < 4 {
-				t.Fatalf("%d windows, err %v: want several", len(bounds)-1, err)
-			}
 			want, changed := runFast(t, litellmPipeline(t, ""), string(protoFor(rw2)), raw)
 			if !changed {
 				t.Fatal("the request needs no repair: the test would not splice")
@@ -443,23 +413,25 @@ func TestHandlerReusesSenderWindows(t *testing.T) {
 			if len(reqs) != 1 || !bytes.Equal(reqs[0].Raw, want) {
 				t.Fatalf("%d requests; the forwarded one is not the full re-encode's request", len(reqs))
 			}
-			last := in[bounds[len(bounds)-2]:bounds[len(bounds)-1]]
-			if !bytes.Contains(reqs[0].Body, last) {
-				t.Fatal("the sender's last window is not in the forwarded block: not reused")
+			if last := in[len(in)-4096:]; !bytes.Contains(reqs[0].Body, last) {
+				t.Fatal("the sender's last 4 KiB are not in the forwarded block: not reused")
 			}
 		})
 	}
 }
 
 // BenchmarkSnappySplice compares compressing a repaired request in full with
-// reusing the sender's untouched windows, on a 2,000-sample RW 1.0 request
-// from Prometheus' encoder (golang/snappy) with status_code="None" repaired
-// to "500" on one series, on 10 (0.5%) and on every tenth (10%). Each
-// iteration encodes the request, then compresses it both ways, in turn, so
-// that both see the same machine: it reports each way's CPU time per
-// request (the thread's, the goroutine locked to it: on a shared machine
-// wall time also counts the waits for a core), encode and compress, encode
-// alone, and the ratio reuse/full. Run:
+// reusing the sender's elements, on a 2,000-sample RW 1.0 request from
+// Prometheus' encoder (golang/snappy): status_code="None" repaired to "500"
+// on one series, on 10 (0.5%) and on every tenth (10%); and "held=6%", the
+// clean workload's shape, where each genuine 500 (one series in 16) leaves
+// the request, held by the merge, and as many come at its end (the ones
+// held from the request before); and "merged=6%", the same outputs sent
+// in place with the sample they held from the scrape before. Each iteration encodes the request, then
+// compresses it both ways, in turn, so that both see the same machine: it
+// reports each way's CPU time per request (the thread's, the goroutine
+// locked to it: on a shared machine wall time also counts the waits for a
+// core), encode and compress, encode alone, and the ratio reuse/full. Run:
 //
 //	go test -run '^$' -bench SnappySplice -count 6 ./remotewrite > splice.txt
 //	go run golang.org/x/perf/cmd/benchstat@latest splice.txt
@@ -467,10 +439,13 @@ func BenchmarkSnappySplice(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		w    rwtest.Workload
+		held bool
 	}{
-		{"changed=1", rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 1.0 / 2000}},
-		{"changed=0.5%", rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 0.005}},
-		{"changed=10%", rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 0.1}},
+		{"changed=1", rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 1.0 / 2000}, false},
+		{"changed=0.5%", rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 0.005}, false},
+		{"changed=10%", rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 0.1}, false},
+		{"held=6%", rwtest.Workload{Series: 2000, Rounds: 1}, true},
+		{"merged=6%", rwtest.Workload{Series: 2000, Rounds: 1}, false},
 	} {
 		bodies, _ := c.w.RW1()
 		raw, err := snappy.Decode(nil, bodies[0])
@@ -484,8 +459,17 @@ func BenchmarkSnappySplice(b *testing.B) {
 		}
 		var sb labels.ScratchBuilder
 		for i := range s.Len() {
-			if ls := s.Labels(i, &sb); ls.Get("status_code") == "None" {
+			ls := s.Labels(i, &sb)
+			switch {
+			case !c.held && ls.Get("status_code") == "None":
 				s.SetLabels(i, labels.NewBuilder(ls).Set("status_code", "500").Labels())
+			case c.held && i%16 == 7:
+				s.Drop(i)
+				s.AppendSeries(labels.NewBuilder(ls).Set("hashed_api_key", strconv.Itoa(i)).Labels(), []series.Sample{{T: 1_700_000_000_000, V: float64(i)}})
+			case c.name == "merged=6%" && i%16 == 7:
+				smp := s.Samples(i)
+				s.SetLabels(i, ls)
+				s.SetSamples(i, []series.Sample{{T: smp[0].T - 15_000, V: smp[0].V - float64(min(1, int(smp[0].V)/2))}}, []int{i})
 			}
 		}
 		b.Run(c.name, func(b *testing.B) {
@@ -509,21 +493,12 @@ func BenchmarkSnappySplice(b *testing.B) {
 			b.ReportMetric(per(enc+tReuse), "reuse-cpu-ns/op")
 			b.ReportMetric(per(enc), "encode-cpu-ns/op")
 			b.ReportMetric(float64(enc+tReuse)/float64(enc+tFull), "reuse/full")
-			b.ReportMetric(float64(reused), "windows-reused")
-			b.ReportMetric(float64(len(benchWindows(b, in))-1), "windows")
+			b.ReportMetric(float64(reused)/float64(len(buf)), "share-reused")
 			b.ReportMetric(float64(len(full)), "full-bytes")
 			b.ReportMetric(float64(len(spliced)), "reuse-bytes")
 		})
 		s.release()
 	}
-}
-
-func benchWindows(b *testing.B, in []byte) []uint32 {
-	bs, _, err := snappyWindows(nil, in, math.MaxInt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return bs
 }
 
 // threadCPU is the CPU time of the calling thread.

@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"bytes"
 	"math"
 	"slices"
 
@@ -275,9 +276,22 @@ func (s *scanned) encode(dst []byte) []byte {
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
-		body = s.encodeSeries(body[:0], i, &s.edits[i])
+		var pre int
+		body, pre = s.encodeSeries(body[:0], i, &s.edits[i])
+		at := len(dst)
 		dst = protowire.AppendTag(dst, s.seriesField(), protowire.BytesType)
 		dst = protowire.AppendBytes(dst, body)
+		if pre > 0 {
+			// Its labels as they came: a kept run, with the field's tag and
+			// length when they came so too (the samples' length unchanged),
+			// so that the run continues the one before it.
+			bodyAt := len(dst) - len(body)
+			if bytes.Equal(dst[at:bodyAt], s.raw[fs.off:s.series[i].body.off]) {
+				s.keep(span{fs.off, s.series[i].body.off + uint32(pre)}, at-base)
+			} else {
+				s.keep(span{s.series[i].body.off, s.series[i].body.off + uint32(pre)}, bodyAt-base)
+			}
+		}
 	}
 	for _, x := range s.extra {
 		body = s.appendLabels(body[:0], x.ls)
@@ -348,8 +362,10 @@ func (s *scanned) appendSamples(dst []byte, samples []series.Sample) []byte {
 	}
 	for _, p := range samples {
 		smp := s.scratch[:0]
-		smp = protowire.AppendTag(smp, sampleValue, protowire.Fixed64Type)
-		smp = protowire.AppendFixed64(smp, math.Float64bits(p.V))
+		if v := math.Float64bits(p.V); v != 0 { // +0 left out, as the senders' (gogo) encoders do
+			smp = protowire.AppendTag(smp, sampleValue, protowire.Fixed64Type)
+			smp = protowire.AppendFixed64(smp, v)
+		}
 		if p.T != 0 {
 			smp = protowire.AppendTag(smp, sampleTimestamp, protowire.VarintType)
 			smp = protowire.AppendVarint(smp, uint64(p.T))
@@ -367,18 +383,28 @@ func (s *scanned) appendSamples(dst []byte, samples []series.Sample) []byte {
 
 // encodeSeries re-encodes series i: its (new) labels first, then every other
 // field byte for byte; for a merged output, the merged samples, and the
-// exemplars of every source instead of its own.
-func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
+// exemplars of every source instead of its own. When its labels are
+// unchanged and came first and in order (as every sender writes them), they
+// are its label fields as they came, and pre is their length: dst[:pre] is
+// s.raw[body.off:body.off+pre] (encode keeps them as a run of the request,
+// for compressSpliced); else pre is 0.
+func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) (_ []byte, pre int) {
 	ls, relabeled, merged := e.ls, e.relabeled, e.merged
 	v2 := s.proto == ProtoV2
 	refsField, samplesField, exemplarsField := protowire.Number(v1SeriesLabels), protowire.Number(v1SeriesSamples), protowire.Number(v1SeriesExemplars)
 	if v2 {
 		refsField, samplesField, exemplarsField = v2SeriesRefs, v2SeriesSamples, v2SeriesExemplars
 	}
-	if !relabeled {
-		ls = s.Labels(i, &labels.ScratchBuilder{})
+	if pre = s.leadingLabels(i); pre > 0 && (!relabeled || s.sameLabels(i, ls)) {
+		si := &s.series[i]
+		dst = append(dst, s.raw[si.body.off:si.body.off+uint32(pre)]...)
+	} else {
+		pre = 0
+		if !relabeled {
+			ls = s.Labels(i, &labels.ScratchBuilder{})
+		}
+		dst = s.appendLabels(dst, ls)
 	}
-	dst = s.appendLabels(dst, ls)
 	copyFields := func(j int, keep func(protowire.Number) bool) {
 		si := &s.series[j]
 		for off := int(si.body.off); off < int(si.body.end); {
@@ -391,7 +417,7 @@ func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
 	}
 	if !merged {
 		copyFields(i, func(n protowire.Number) bool { return n != refsField })
-		return dst
+		return dst, pre
 	}
 	dst = s.appendSamples(dst, e.samples)
 	for _, j := range e.srcs {
@@ -400,7 +426,55 @@ func (s *scanned) encodeSeries(dst []byte, i int, e *seriesEdit) []byte {
 	// The slot's own other fields (RW 2.0 metadata, unknown fields), but not
 	// its labels, samples or exemplars.
 	copyFields(i, func(n protowire.Number) bool { return n != refsField && n != samplesField && n != exemplarsField })
-	return dst
+	return dst, pre
+}
+
+// leadingLabels returns the length of series i's label fields when they are
+// its first fields, one after another, and sorted; else 0.
+func (s *scanned) leadingLabels(i int) int {
+	si := &s.series[i]
+	if si.unsorted {
+		return 0
+	}
+	field := protowire.Number(v1SeriesLabels)
+	if s.proto == ProtoV2 {
+		field = v2SeriesRefs
+	}
+	b := s.raw[:si.body.end]
+	off := int(si.body.off)
+	for off < len(b) {
+		num, _, _, end := next(b, off) // well-formed: checked by scan
+		if num != field {
+			break
+		}
+		off = end
+	}
+	for o := off; o < len(b); { // and no label field after them
+		num, _, _, end := next(b, o)
+		if num == field {
+			return 0
+		}
+		o = end
+	}
+	return off - int(si.body.off)
+}
+
+// sameLabels reports whether ls is series i's label set (it is sorted: see
+// leadingLabels).
+func (s *scanned) sameLabels(i int, ls labels.Labels) bool {
+	si := &s.series[i]
+	if ls.Len() != int(si.l1-si.l0)/2 {
+		return false
+	}
+	p, j, same := seriesPairs{s, si}, 0, true
+	ls.Range(func(l labels.Label) {
+		if same {
+			n, v := p.pair(j)
+			same = n == l.Name && v == l.Value
+			j++
+		}
+	})
+	return same
 }
 
 // symbol returns the reference of str in the RW 2.0 symbols table, adding it
