@@ -145,6 +145,9 @@ func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 	if before == math.MinInt64 || len(p.byName) == 0 {
 		return nil
 	}
+	if tb, ok := b.(series.TimeBounded); ok && tb.MinTime() >= before {
+		return nil // no sample of it is before the horizon: nothing to look for
+	}
 	var edited map[int]bool
 	var out []Emit
 	var sb labels.ScratchBuilder

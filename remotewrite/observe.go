@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,14 @@ type recordingBatch struct {
 	merged    map[int]mergedSlot
 	removed   []int
 	appended  []Change
+}
+
+// MinTime passes on the watched batch's (series.TimeBounded).
+func (r *recordingBatch) MinTime() int64 {
+	if tb, ok := r.Batch.(series.TimeBounded); ok {
+		return tb.MinTime()
+	}
+	return math.MinInt64
 }
 
 type mergedSlot struct {

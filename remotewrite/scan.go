@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"unsafe"
@@ -94,6 +95,9 @@ type scanned struct {
 	// Of the last encode, for compressSpliced (snappysplice.go): the runs
 	// copied as they came.
 	kept []keptSpan
+	// minT: the smallest sample timestamp, MaxInt64 with no sample,
+	// MinInt64 when one could not be read fast (see MinTime).
+	minT int64
 }
 
 // extraSeries is a merged output appended to the request.
@@ -127,6 +131,7 @@ func (s *scanned) reset() {
 	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]
 	s.kept = s.kept[:0]
+	s.minT = math.MaxInt64
 }
 
 func (s *scanned) release() {
@@ -261,16 +266,39 @@ func wellFormed(b []byte, sp span) bool {
 	return true
 }
 
-// sampleFast recognizes the common encoding of a Sample: value (tag 0x09,
-// 8 bytes) then timestamp (tag 0x10, a varint ending the message).
-func sampleFast(b []byte, val span) bool {
+// sampleTime reads a Sample in its common encoding and returns its
+// timestamp: value (tag 0x09, 8 bytes; left out when +0, as gogo does), then
+// timestamp (tag 0x10, a varint), then for RW 2.0 maybe a start timestamp
+// (tag 0x18, a varint), ending the message. ok is false for anything else,
+// which wellFormed then checks.
+func sampleTime(b []byte, val span) (t int64, ok bool) {
 	o, e := int(val.off), int(val.end)
-	if e-o < 11 || b[o] != 0x09 || b[o+9] != 0x10 {
-		return false
+	if e-o >= 11 && b[o] == 0x09 {
+		o += 9
 	}
-	_, end := varint(b[:e], o+10)
-	return end == e
+	if o >= e || b[o] != 0x10 {
+		return 0, false
+	}
+	u, end := varint(b[:e], o+1)
+	if end > 0 && end < e && b[end] == 0x18 {
+		_, end = varint(b[:e], end+1)
+	}
+	return int64(u), end == e
 }
+
+// sampled records a sample at t (see minT).
+func (s *scanned) sampled(t int64, ok bool) {
+	if !ok {
+		s.minT = math.MinInt64
+	} else if t < s.minT {
+		s.minT = t
+	}
+}
+
+// MinTime returns the smallest sample timestamp of the request (MaxInt64
+// when it has no sample), or MinInt64 when a sample is not in the common
+// encoding: series.TimeBounded.
+func (s *scanned) MinTime() int64 { return s.minT }
 
 // labelFast parses the common encoding of a Label, name then value, each
 // shorter than 128 bytes: 0x0a len name 0x12 len value. ok is false for
@@ -336,9 +364,11 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 			s.lbls = append(s.lbls, name, value)
 		case v1SeriesSamples:
 			s.c.samples++
-			if !sampleFast(b, val) && !wellFormed(b, val) {
+			t, ok := sampleTime(b, val)
+			if !ok && !wellFormed(b, val) {
 				return errTruncated
 			}
+			s.sampled(t, ok)
 		case v1SeriesExemplars:
 			s.c.exemplars++
 		case v1SeriesHistograms:
@@ -474,9 +504,11 @@ func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 		case v2SeriesSamples:
 			if typ == protowire.BytesType {
 				s.c.samples++
-				if !wellFormed(b, val) {
+				t, ok := sampleTime(b, val)
+				if !ok && !wellFormed(b, val) {
 					return 0, errTruncated
 				}
+				s.sampled(t, ok)
 			}
 		case v2SeriesHistograms:
 			s.c.histograms++

@@ -1,7 +1,11 @@
 package remotewrite
 
 import (
+	"math"
 	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 )
 
 // FuzzScan: any bytes, either protocol. The scanner must not panic; what it
@@ -25,6 +29,7 @@ func FuzzScan(f *testing.F) {
 		if s.validate(&lim) != nil {
 			return
 		}
+		checkMinTime(t, s)
 		p := litellmPipeline(t, "collision: {policy: merge}")
 		_, mr := applyRepair(s, p, "")
 		defer mr.done(true, allSamples(mr.retries()))
@@ -38,4 +43,78 @@ func FuzzScan(f *testing.F) {
 		}
 		s2.release()
 	})
+}
+
+// checkMinTime: MinTime is the smallest sample timestamp, or MinInt64 (it
+// could not tell), or MaxInt64 with no sample.
+func checkMinTime(t *testing.T, s *scanned) {
+	t.Helper()
+	got := s.MinTime()
+	if got == math.MinInt64 {
+		return
+	}
+	least := int64(math.MaxInt64)
+	for i := range s.Len() {
+		for _, p := range s.Samples(i) {
+			least = min(least, p.T)
+		}
+	}
+	if got != least {
+		t.Fatalf("MinTime %d, the samples' least timestamp %d", got, least)
+	}
+}
+
+// TestMinTime: the smallest timestamp is read in the common encodings (a +0
+// value left out too), unknown for others, MaxInt64 without samples.
+func TestMinTime(t *testing.T) {
+	ls := prompb.FromLabels(labels.FromStrings("__name__", "m"), nil)
+	for _, tc := range []struct {
+		name    string
+		samples [][]prompb.Sample
+		v2ST    bool // RW 2.0 with a start timestamp on the samples
+		want    int64
+	}{
+		{"values and timestamps", [][]prompb.Sample{{{Value: 1, Timestamp: 5000}}, {{Value: 2, Timestamp: 3000}, {Value: 3, Timestamp: 9000}}}, false, 3000},
+		{"a +0 value left out", [][]prompb.Sample{{{Value: 1, Timestamp: 5000}}, {{Value: 0, Timestamp: 4000}}}, false, 4000},
+		{"a timestamp 0 left out", [][]prompb.Sample{{{Value: 1, Timestamp: 5000}}, {{Value: 2, Timestamp: 0}}}, false, math.MinInt64},
+		{"no samples", [][]prompb.Sample{nil}, false, math.MaxInt64},
+		{"RW 2.0 start timestamps", [][]prompb.Sample{{{Value: 1, Timestamp: 5000}}, {{Value: 0, Timestamp: 7000}}}, true, 5000},
+	} {
+		for _, rw2 := range []bool{false, true} {
+			if tc.v2ST && !rw2 {
+				continue
+			}
+			req := &prompb.WriteRequest{}
+			for _, smp := range tc.samples {
+				req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls, Samples: smp})
+			}
+			var raw []byte
+			var err error
+			if rw2 {
+				v2 := toV2(req) // start timestamps 5 s before the samples
+				if !tc.v2ST {
+					for i := range v2.Timeseries {
+						for j := range v2.Timeseries[i].Samples {
+							v2.Timeseries[i].Samples[j].StartTimestamp = 0
+						}
+					}
+				}
+				raw, err = v2.Marshal()
+			} else {
+				raw, err = req.Marshal()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := scan(protoFor(rw2), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.MinTime(); got != tc.want {
+				t.Errorf("%s (RW 2.0 %v): MinTime %d, want %d", tc.name, rw2, got, tc.want)
+			}
+			checkMinTime(t, s)
+			s.release()
+		}
+	}
 }

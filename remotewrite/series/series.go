@@ -110,6 +110,14 @@ type Backlog interface {
 	Backlog() int
 }
 
+// TimeBounded is implemented by a Batch that knows the smallest sample
+// timestamp it holds: MaxInt64 when it holds none, MinInt64 when it cannot
+// tell. A repairer may skip work that only samples older than some time
+// need.
+type TimeBounded interface {
+	MinTime() int64
+}
+
 // Repairer decides what happens to the series of a request; package
 // relabel's Pipeline implements it.
 type Repairer interface {
