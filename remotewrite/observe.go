@@ -193,8 +193,8 @@ type recordingBatch struct {
 }
 
 // MinTime passes on the watched batch's (series.TimeBounded).
-func (r *recordingBatch) MinTime() int64 {
-	if tb, ok := r.Batch.(series.TimeBounded); ok {
+func (b *recordingBatch) MinTime() int64 {
+	if tb, ok := b.Batch.(series.TimeBounded); ok {
 		return tb.MinTime()
 	}
 	return math.MinInt64
