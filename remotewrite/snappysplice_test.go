@@ -334,6 +334,41 @@ func TestSnappySpliceElements(t *testing.T) {
 	}
 }
 
+// hostileRuns is a block whose one-byte copies alternate between a source in
+// the first kept run and one in the run before, over 2,000 runs of a
+// request whose bytes between runs were replaced (the same length): a walk
+// that looked for each source by stepping across the runs would take time
+// in elements × runs (BenchmarkSnappySplice's "hostile" case measures it).
+func hostileRuns() (s *scanned, in, out []byte) {
+	const runs, runLen = 2000, 100
+	n := runs * (runLen + 1)
+	raw := bytes.Repeat([]byte{'a'}, n)
+	e := elements{}.lit([]byte{'a'})
+	for d := 1; d < n; d++ {
+		if d%2 == 0 {
+			e = e.copy4(d, 1) // from byte 0: run 0
+		} else {
+			e = e.copy2(min(d, runLen+1), 1) // from the run before
+		}
+	}
+	var kept []keptSpan
+	for j := range runs {
+		if j > 0 {
+			out = append(out, 'b') // the byte between, replaced: same length
+		}
+		kept = append(kept, keptSpan{raw: uint32(j * (runLen + 1)), out: uint32(len(out)), n: runLen})
+		out = append(out, raw[j*(runLen+1):j*(runLen+1)+runLen]...)
+	}
+	return &scanned{raw: raw, kept: kept}, e.block(n), append(out, 'b')
+}
+
+// TestSnappySpliceHostileRuns: the hostile block splices right.
+func TestSnappySpliceHostileRuns(t *testing.T) {
+	s, in, out := hostileRuns()
+	got, reused := s.compressSpliced(nil, in, out)
+	checkSpliced(t, got, reused, out)
+}
+
 // TestSnappySpliceFallsBack: when the walk refuses the sender's block,
 // compressSpliced gives exactly compress' block, and reuses nothing. The
 // request here is copied whole, so that only the walk can refuse.
@@ -499,6 +534,22 @@ func BenchmarkSnappySplice(b *testing.B) {
 		})
 		s.release()
 	}
+	b.Run("hostile", func(b *testing.B) {
+		s, in, out := hostileRuns()
+		var full, spliced []byte
+		var tFull, tReuse time.Duration
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for b.Loop() {
+			t0 := threadCPU(b)
+			full = compress(full, out)
+			t1 := threadCPU(b)
+			spliced, _ = s.compressSpliced(spliced, in, out)
+			t2 := threadCPU(b)
+			tFull, tReuse = tFull+t1-t0, tReuse+t2-t1
+		}
+		b.ReportMetric(float64(tReuse)/float64(tFull), "reuse/full")
+	})
 }
 
 // threadCPU is the CPU time of the calling thread.
