@@ -126,7 +126,7 @@ func (h *Handler) flushPartition(ctx context.Context, rt *route, part string) {
 	var settled chan []int
 	if len(retries) > 0 {
 		settled = make(chan []int, 1)
-		go func() { settled <- h.sendRetries(ctx, header, rt.upstreams, proto, retries) }()
+		go func() { settled <- h.sendRetries(ctx, header, rt.upstreams, proto, retries, maxRetryRequests) }()
 	}
 	ok = true
 	if len(emits) > 0 {

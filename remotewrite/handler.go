@@ -343,12 +343,29 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		// of their own, in parallel: a 4xx to them must not fail the
 		// sender's batch.
 		retriesSettled = make(chan []int, 1)
-		if mr.sequential() {
+		switch {
+		case mr.backlog() > 0:
+			// The sender's own samples among them (after a start without
+			// state) go first, and if an upstream did not settle them
+			// nothing of the request is forwarded: the sender sends it all
+			// again, and none of it is stored twice (a batch with two
+			// samples of a series would be refused as out of order the
+			// second time, and dropped).
+			taken := h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, fullBisection(retries))
+			if !mr.backlogSettled(taken) {
+				retryTaken = taken
+				retrying(rt.repairer, partition(r.Header, rt.upstreams))
+				resp.SetStatusCode(http.StatusServiceUnavailable)
+				h.logger.Warn("upstream did not settle the sender's samples sent on their own; the sender will retry")
+				return resp, errors.New("sender's samples sent on their own not settled")
+			}
+			retriesSettled <- taken
+		case mr.sequential():
 			// The request carries, raw, a label set whose last merged
 			// samples are among the retries: they go first.
-			retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries)
-		} else {
-			go func() { retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries) }()
+			retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests)
+		default:
+			go func() { retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests) }()
 		}
 	}
 	var replies []reply
@@ -375,15 +392,6 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	}
 	if retriesSettled != nil {
 		retryTaken = <-retriesSettled
-	}
-	if !mr.backlogSettled(retryTaken) {
-		// The sender's own samples sent as retries were not all settled:
-		// it must send them again.
-		mergeOK = false
-		retrying(rt.repairer, partition(r.Header, rt.upstreams))
-		resp.SetStatusCode(http.StatusServiceUnavailable)
-		h.logger.Warn("upstream did not settle the sender's samples sent on their own; the sender will retry")
-		return resp, errors.New("sender's samples sent on their own not settled")
 	}
 	if replies == nil {
 		return h.written(resp, c), nil

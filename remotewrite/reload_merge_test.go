@@ -189,6 +189,8 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 		r.Out.Host = target.Host
 	}}
 	var refused atomic.Int32
+	var overloaded atomic.Bool
+	overloaded.Store(true)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -206,7 +208,7 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 			return
 		}
 		// The request of the sender's samples on their own: the 500 series at T alone.
-		if len(ss) == 1 && labels.Equal(ss[0].Labels, five) && ss[0].Samples[0].Timestamp == T {
+		if len(ss) == 1 && labels.Equal(ss[0].Labels, five) && ss[0].Samples[0].Timestamp == T && overloaded.Load() {
 			refused.Add(1)
 			http.Error(w, "overloaded", http.StatusServiceUnavailable)
 			return
@@ -219,10 +221,15 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
 	p := keepDistinctWithoutState(t, T+3*retryStep)
 	h := NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
-	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+	// A batch with two samples of the 200 series, as a sender catching up
+	// sends: stored once, a second sending would be out of order (400, and
+	// the sender drops the batch).
+	batch := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}),
 		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}),
-	}}))
+		v1Series(okTotal, prompb.Sample{Timestamp: T + retryStep, Value: 8}),
+	}})
+	rec := post(t, h, ctV1, batch)
 	if refused.Load() == 0 {
 		t.Fatal("the 500 series' sample before the horizon did not travel on its own")
 	}
@@ -231,6 +238,20 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 	}
 	if got := up.HeadSeries()[five.String()]; len(got) != 0 {
 		t.Errorf("500 series stored %v, want nothing yet", got)
+	}
+	if got := up.HeadSeries()[okTotal.String()]; len(got) != 0 {
+		t.Errorf("200 series stored %v before the sender's samples on their own were settled, want nothing yet", got)
+	}
+	// The sender sends the batch again, and it is stored whole.
+	overloaded.Store(false)
+	if rec := post(t, h, ctV1, batch); rec.Code/100 != 2 {
+		t.Fatalf("the batch sent again answered %d %s, want 2xx", rec.Code, rec.Body)
+	}
+	if got := up.HeadSeries()[okTotal.String()]; len(got) != 2 {
+		t.Errorf("200 series stored %v, want its two samples", got)
+	}
+	if got := up.HeadSeries()[five.String()]; len(got) != 1 {
+		t.Errorf("500 series stored %v, want its sample", got)
 	}
 }
 

@@ -39,18 +39,30 @@ func applyRepair(b series.Batch, r series.Repairer, part string) (series.Result,
 	return res, &mergeRun{run: run}
 }
 
+// backlog is how many of the retries are the sender's own samples
+// (series.Backlog).
+func (mr *mergeRun) backlog() int {
+	if mr == nil || mr.run == nil {
+		return 0
+	}
+	if bl, ok := mr.run.(series.Backlog); ok {
+		return bl.Backlog()
+	}
+	return 0
+}
+
 // backlogSettled reports whether every upstream settled the sender's own
 // samples among the retries (series.Backlog), by taken (see sendRetries).
 func (mr *mergeRun) backlogSettled(taken []int) bool {
 	if mr == nil || mr.run == nil {
 		return true
 	}
-	bl, ok := mr.run.(series.Backlog)
-	if !ok || bl.Backlog() == 0 {
+	n := mr.backlog()
+	if n == 0 {
 		return true
 	}
 	retries := mr.run.Retries()
-	for i := len(retries) - bl.Backlog(); i < len(retries); i++ {
+	for i := len(retries) - n; i < len(retries); i++ {
 		if i >= len(taken) || taken[i] < len(retries[i].Samples) {
 			return false
 		}

@@ -26,6 +26,21 @@ import (
 // goes with the next request, as retries again.
 const maxRetryRequests = 32
 
+// fullBisection is the budget that settles every one of the emits' samples
+// unless an upstream fails (5xx, timeout): bisecting n samples that are all
+// refused takes 2n-1 requests. The sender's own samples sent on their own
+// after a start without state (series.Backlog) get it: what is not settled
+// there makes the sender send its whole request again, and the same split
+// again, so a smaller budget would never get through a request with more
+// refused samples than it (the sender would retry forever).
+func fullBisection(emits []series.Emit) int {
+	n := 0
+	for _, e := range emits {
+		n += len(e.Samples)
+	}
+	return max(maxRetryRequests, 2*n)
+}
+
 // retrySpan is a run of one emit's samples: emits[emit].Samples[from:to].
 type retrySpan struct{ emit, from, to int }
 
@@ -48,13 +63,14 @@ type retryBisection struct {
 }
 
 // sendRetries sends re-sent merged samples to every upstream, each on its
-// own (two upstreams may answer differently), and returns, by emit, how many
-// of its samples, from the first, every upstream settled.
-func (h *Handler) sendRetries(ctx context.Context, in http.Header, ups []*Upstream, proto remoteapi.WriteMessageType, emits []series.Emit) []int {
+// own (two upstreams may answer differently), within budget requests per
+// upstream, and returns, by emit, how many of its samples, from the first,
+// every upstream settled.
+func (h *Handler) sendRetries(ctx context.Context, in http.Header, ups []*Upstream, proto remoteapi.WriteMessageType, emits []series.Emit, budget int) []int {
 	per := make([][]int, len(ups))
 	var wg sync.WaitGroup
 	for i, u := range ups {
-		wg.Go(func() { per[i] = h.retryUpstream(ctx, in, u, proto, emits) })
+		wg.Go(func() { per[i] = h.retryUpstream(ctx, in, u, proto, emits, budget) })
 	}
 	wg.Wait()
 	taken := allSamples(emits)
@@ -76,9 +92,9 @@ func allSamples(emits []series.Emit) []int {
 }
 
 // retryUpstream settles the retries with one upstream, within the budget.
-func (h *Handler) retryUpstream(ctx context.Context, in http.Header, u *Upstream, proto remoteapi.WriteMessageType, emits []series.Emit) []int {
+func (h *Handler) retryUpstream(ctx context.Context, in http.Header, u *Upstream, proto remoteapi.WriteMessageType, emits []series.Emit, budget int) []int {
 	b := &retryBisection{h: h, ctx: ctx, in: in, u: u, proto: proto, emits: emits,
-		budget: maxRetryRequests, settled: make([]int, len(emits))}
+		budget: budget, settled: make([]int, len(emits))}
 	var all []retrySpan
 	for i, e := range emits {
 		if len(e.Samples) > 0 {
