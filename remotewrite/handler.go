@@ -365,7 +365,9 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 			// samples are among the retries: they go first.
 			retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests)
 		default:
-			go func() { retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests) }()
+			go func() {
+				retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests)
+			}()
 		}
 	}
 	var replies []reply
