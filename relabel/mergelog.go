@@ -509,7 +509,8 @@ func (m *shard) logDrop(o *output) {
 
 // metaState is the snapshot record of what the whole state knows: its
 // horizon, and each shard's scrape interval (so that a restart does not
-// wait max_wait until it has learned it again).
+// wait max_wait until it has learned it again), and the sender's backlog
+// horizon (Merger.backlogBefore).
 //
 // It also names the boot of the machine (Linux' boot_id) and whether the
 // log was closed: a log that was not closed, written during another boot,
@@ -525,6 +526,7 @@ func metaState(l *mergeLog, m *Merger, closing bool) []byte {
 	l.bool(closing)
 	l.bool(m.partitionsKnown)
 	l.str(m.partitions)
+	l.varint(m.backlogBefore.Load())
 	return l.frame(nil)
 }
 
@@ -980,7 +982,7 @@ func (rp *replayer) forgotten(r *recReader) {
 }
 
 // meta: the state's horizon, the scrape intervals, the boot that wrote the
-// log and whether it was closed, the partition scheme.
+// log and whether it was closed, the partition scheme, the backlog horizon.
 func (rp *replayer) meta(r *recReader) {
 	m := rp.m
 	horizon, n := r.varint(), r.uvarint()
@@ -998,9 +1000,19 @@ func (rp *replayer) meta(r *recReader) {
 	if len(r.b) > 0 { // since the partition scheme is kept
 		known, partitions = r.bool(), r.str()
 	}
+	// The backlog horizon, kept since this field; none in an older log.
+	backlog := int64(math.MinInt64)
+	if len(r.b) > 0 {
+		backlog = r.varint()
+	}
 	if r.err == nil {
 		m.horizon = horizon // else the one OpenLog set: the restart
-		m.backlogBefore.Store(math.MinInt64)
+		// The backlog horizon of the process that wrote the log goes on: a
+		// request of the sender it answered 503 after some of the request's
+		// samples before it were stored on their own comes back now, and
+		// forwarded whole it would be refused (out of order: 400, and the
+		// sender drops it); split, those samples go as retries again.
+		m.backlogBefore.Store(backlog)
 		m.lastBoot, m.closed = boot, closed
 		m.partitionsKnown, m.partitions = known, partitions
 	}

@@ -180,27 +180,32 @@ func TestOpenLogRemovesStaleSnapshots(t *testing.T) {
 	}
 }
 
-// The sender's backlog before the horizon goes as retries only after a
-// start without state (Pipeline.backlogRetries): a restart on its log keeps
-// the fences that keep raw samples out, and its horizon is the first start's.
-func TestBacklogHorizonOnlyWithoutLog(t *testing.T) {
+// The sender's backlog before the horizon goes as retries after a start
+// without state (Pipeline.backlogRetries), and goes on doing so after a
+// restart on its log: a request the process before answered 503 once some of
+// those samples were stored on their own comes back, and forwarded whole it
+// would be refused (out of order). A restart on the log keeps the first
+// start's backlog horizon, not its own start.
+func TestBacklogHorizonKeptInLog(t *testing.T) {
 	dir := t.TempDir()
 	m := NewMerger(DefaultCollisionConfig(), nil)
 	if _, err := m.OpenLog(dir); err != nil {
 		t.Fatal(err)
 	}
-	if b := m.backlogBefore.Load(); b != m.horizon || b == math.MinInt64 {
-		t.Fatalf("first start: backlogBefore %d, want the horizon %d", b, m.horizon)
+	first := m.backlogBefore.Load()
+	if first != m.horizon || first == math.MinInt64 {
+		t.Fatalf("first start: backlogBefore %d, want the horizon %d", first, m.horizon)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 	m = NewMerger(DefaultCollisionConfig(), nil)
+	m.SetProcessClock(func() time.Time { return time.UnixMilli(first).Add(time.Hour) })
 	if _, err := m.OpenLog(dir); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = m.Close() }()
-	if b := m.backlogBefore.Load(); b != math.MinInt64 {
-		t.Fatalf("restart on its log: backlogBefore %d, want none", b)
+	if b := m.backlogBefore.Load(); b != first {
+		t.Fatalf("restart on its log: backlogBefore %d, want the first start's %d", b, first)
 	}
 }

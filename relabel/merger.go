@@ -41,9 +41,12 @@ type Merger struct {
 	horizon int64
 	// backlogBefore is the horizon of a state started without a log (a
 	// first start, a lost data directory, no storage path, a corrupt log or
-	// a power loss), MinInt64 after a replay kept the earlier horizon: raw
-	// samples of merge outputs stamped before it go as retries (see
-	// Pipeline.splitBacklog). Read without a lock.
+	// a power loss): raw samples of merge outputs stamped before it go as
+	// retries (see Pipeline.splitBacklog). It is kept in the log, and a
+	// restart that replays it goes on splitting: a sender's request answered
+	// 503 once some of those samples were stored on their own comes back
+	// after the restart. MinInt64 for a log written before it was kept.
+	// Read without a lock.
 	backlogBefore atomic.Int64
 	// preimage is the number of label sets that the running rules can map
 	// onto an output (0: unknown, as with user rules): once that many

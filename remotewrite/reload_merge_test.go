@@ -278,3 +278,111 @@ func keepDistinctWithoutState(t *testing.T, now int64) *relabel.Pipeline {
 	p.Activate(false)
 	return p
 }
+
+// keepDistinctOnLog is keepDistinctWithoutState with the merge state kept in
+// dir: a start without state when dir holds no log, else a restart that
+// replays it.
+func keepDistinctOnLog(t *testing.T, now int64, dir string) (*relabel.Pipeline, *relabel.Merger) {
+	t.Helper()
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	merger.SetProcessClock(rwtest.NewClock(time.UnixMilli(now)).Now)
+	if _, err := merger.OpenLog(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := relabel.DefaultConfig()
+	cfg.Collision.Policy = relabel.PolicyKeepDistinct
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	return p, merger
+}
+
+// TestBacklogSplitSurvivesRestartOnLog: after a start without state, the
+// sender's samples before the horizon go on their own (see the tests
+// above). When part of them is stored and another part is not settled,
+// rwfix answers 503 and the sender sends the batch again — with samples the
+// upstream has now. If rwfix restarts on its log meanwhile (a SIGKILL), the
+// split must go on: forwarded whole, the batch is refused as out of order
+// (400) and the sender drops it, untouched samples included (the fault
+// simulation, all/31).
+func TestBacklogSplitSurvivesRestartOnLog(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	_, fiveA := userSeries(0)
+	_, fiveB := userSeries(1)
+	const T = 100 * retryStep
+	// What the lost process sent of user 1's 500: its backlog sample is
+	// refused, and the bisection sends each series alone.
+	up.HeadAppend(fiveB, rwtest.HeadSample{T: T + 2*retryStep, V: 30})
+	target, err := url.Parse(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path = target.Scheme, target.Host, target.Path
+		r.Out.Host = target.Host
+	}}
+	var overloaded atomic.Bool
+	overloaded.Store(true)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ss, err := wire.Decode(remoteapi.WriteV1MessageType, raw)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// User 1's 500 alone: not settled (a lost answer, an outage).
+		if len(ss) == 1 && labels.Equal(ss[0].Labels, fiveB) && overloaded.Load() {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	dir := t.TempDir()
+	p, merger := keepDistinctOnLog(t, T+3*retryStep, dir)
+	h := NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	batch := encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(fiveA, prompb.Sample{Timestamp: T, Value: 9}, prompb.Sample{Timestamp: T + retryStep, Value: 10}),
+		v1Series(fiveB, prompb.Sample{Timestamp: T, Value: 19}),
+		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}, prompb.Sample{Timestamp: T + retryStep, Value: 8}),
+	}})
+	if rec := post(t, h, ctV1, batch); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the sender's request answered %d %s, want 503 (user 1's sample not settled)", rec.Code, rec.Body)
+	}
+	if got := up.HeadSeries()[fiveA.String()]; len(got) != 2 {
+		t.Fatalf("user 0's 500 stored %v, want its two samples (taken on their own)", got)
+	}
+	// rwfix restarts on its log; the upstream is back; the sender sends the
+	// batch again.
+	if err := merger.Close(); err != nil {
+		t.Fatal(err)
+	}
+	overloaded.Store(false)
+	p, merger = keepDistinctOnLog(t, T+10*retryStep, dir)
+	t.Cleanup(func() { _ = merger.Close() })
+	h = NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	if rec := post(t, h, ctV1, batch); rec.Code/100 != 2 {
+		t.Fatalf("the batch sent again after the restart answered %d %s, want 2xx (the sender drops it)", rec.Code, rec.Body)
+	}
+	head := up.HeadSeries()
+	if got, want := head[okTotal.String()], []rwtest.HeadSample{{T: T, V: 7}, {T: T + retryStep, V: 8}}; !slices.Equal(got, want) {
+		t.Errorf("the sender's untouched series %v, want %v", got, want)
+	}
+	if got, want := head[fiveA.String()], []rwtest.HeadSample{{T: T, V: 9}, {T: T + retryStep, V: 10}}; !slices.Equal(got, want) {
+		t.Errorf("user 0's 500 %v, want %v", got, want)
+	}
+}
