@@ -180,44 +180,17 @@ func TestBacklogNotSettledAsksTheSenderAgain(t *testing.T) {
 	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
 	_, five := userSeries(0)
 	const T = 100 * retryStep
-	target, err := url.Parse(up.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path = target.Scheme, target.Host, target.Path
-		r.Out.Host = target.Host
-	}}
 	var refused atomic.Int32
 	var overloaded atomic.Bool
 	overloaded.Store(true)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		ss, err := wire.Decode(remoteapi.WriteV1MessageType, raw)
-		if err != nil {
-			t.Error(err)
-			return
-		}
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
 		// The request of the sender's samples on their own: the 500 series at T alone.
 		if len(ss) == 1 && labels.Equal(ss[0].Labels, five) && ss[0].Samples[0].Timestamp == T && overloaded.Load() {
 			refused.Add(1)
-			http.Error(w, "overloaded", http.StatusServiceUnavailable)
-			return
+			return true
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
+		return false
+	})
 	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
 	p := keepDistinctWithoutState(t, T+3*retryStep)
 	h := NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
@@ -263,31 +236,67 @@ func sendStep(t *testing.T, h *Handler, ls labels.Labels, k int64, v float64) {
 	}
 }
 
+// refusingFront is a proxy to the upstream at upURL that answers 503
+// "overloaded", instead, to the RW 1.0 requests refuse says so of (their
+// series decoded).
+func refusingFront(t *testing.T, upURL string, refuse func(ss []wire.Series) bool) *httptest.Server {
+	t.Helper()
+	target, err := url.Parse(upURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path = target.Scheme, target.Host, target.Path
+		r.Out.Host = target.Host
+	}}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ss, err := wire.Decode(remoteapi.WriteV1MessageType, raw)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if refuse(ss) {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	return front
+}
+
 // keepDistinctWithoutState is the default configuration under keep_distinct,
 // started without state at now (ms): the merge state's horizon is now.
 func keepDistinctWithoutState(t *testing.T, now int64) *relabel.Pipeline {
 	t.Helper()
-	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
-	merger.SetProcessClock(rwtest.NewClock(time.UnixMilli(now)).Now)
-	cfg := relabel.DefaultConfig()
-	cfg.Collision.Policy = relabel.PolicyKeepDistinct
-	p, err := relabel.New(cfg, nil, merger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Activate(false)
+	p, _ := keepDistinctOnLog(t, now, "")
 	return p
 }
 
-// keepDistinctOnLog is keepDistinctWithoutState with the merge state kept in
-// dir: a start without state when dir holds no log, else a restart that
-// replays it.
+// keepDistinctOnLog is the default configuration under keep_distinct, at
+// now (ms), with the merge state kept in dir: a start without state when
+// dir holds no log (or is "": no log at all), else a restart that replays
+// it.
 func keepDistinctOnLog(t *testing.T, now int64, dir string) (*relabel.Pipeline, *relabel.Merger) {
 	t.Helper()
 	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
 	merger.SetProcessClock(rwtest.NewClock(time.UnixMilli(now)).Now)
-	if _, err := merger.OpenLog(dir); err != nil {
-		t.Fatal(err)
+	if dir != "" {
+		if _, err := merger.OpenLog(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := relabel.DefaultConfig()
 	cfg.Collision.Policy = relabel.PolicyKeepDistinct
@@ -315,42 +324,12 @@ func TestBacklogSplitSurvivesRestartOnLog(t *testing.T) {
 	// What the lost process sent of user 1's 500: its backlog sample is
 	// refused, and the bisection sends each series alone.
 	up.HeadAppend(fiveB, rwtest.HeadSample{T: T + 2*retryStep, V: 30})
-	target, err := url.Parse(up.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path = target.Scheme, target.Host, target.Path
-		r.Out.Host = target.Host
-	}}
 	var overloaded atomic.Bool
 	overloaded.Store(true)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		ss, err := wire.Decode(remoteapi.WriteV1MessageType, raw)
-		if err != nil {
-			t.Error(err)
-			return
-		}
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
 		// User 1's 500 alone: not settled (a lost answer, an outage).
-		if len(ss) == 1 && labels.Equal(ss[0].Labels, fiveB) && overloaded.Load() {
-			http.Error(w, "overloaded", http.StatusServiceUnavailable)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
+		return len(ss) == 1 && labels.Equal(ss[0].Labels, fiveB) && overloaded.Load()
+	})
 	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
 	dir := t.TempDir()
 	p, merger := keepDistinctOnLog(t, T+3*retryStep, dir)
