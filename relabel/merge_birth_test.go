@@ -637,3 +637,36 @@ func TestMergeRestartBetweenScrapesByCreationTime(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 2, 1)
 }
+
+// RW 2.0: an output that has sent only a stale marker (its one source's
+// last sample before LiteLLM restarted, say, right after a reload turned
+// the merge on) counted nothing; a source born after that gap brings its own
+// start timestamp, from the output's first count on — a stale marker in the
+// TSDB is not a sample a later start timestamp would reset. Also after a
+// restart from the log in between (the snapshot's state).
+func TestMergeBirthAfterOnlyAStaleMarkerTakesItsStartTimestamp(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		dir := t.TempDir()
+		h := newHarness(t, dir)
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, srcNone, sp(0, stale))) // gone: LiteLLM restarted
+		h.drain()
+		if restart {
+			if err := h.m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			h.m = h.open(dir)
+		}
+		born := int64(5*step - 700) // the None series born again, between two scrapes
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, srcNone, []Sample{{T: 6 * step, V: 1, ST: born}}))
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, srcNone, []Sample{{T: 7 * step, V: 2, ST: born}}))
+		h.drain()
+		got := h.series(outTotal)
+		wantSeries(t, got, math.NaN(), 1, 2)
+		if got[1].ST != born || got[2].ST != born {
+			t.Fatalf("restart %v: start timestamps %v, want %d from the birth on", restart, got, born)
+		}
+	}
+}

@@ -846,8 +846,11 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		}
 		// The output's start timestamp is the earliest of its sources' since
 		// the last real reset; it never moves past a sample the output has
-		// finalized (a TSDB would take that for a reset).
-		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || !o.lived || p.ST <= o.f) {
+		// finalized with a count (a TSDB would take that for a reset). An
+		// output that counted nothing yet (it sent only stale markers: its
+		// source's last sample before a gap, say, after a reload turned the
+		// merge on) takes its first source's, born after that gap.
+		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || !o.lived || p.ST <= o.f || !o.counted()) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
@@ -904,6 +907,18 @@ func (m *shard) settleResets(o *output) {
 		}
 	}
 	o.parked = o.parked[:0]
+}
+
+// counted reports whether some source of the output has a count: whether
+// it ever sent a value other than a stale marker in this life (a restart
+// keeps the counts of the sources that came back).
+func (o *output) counted() bool {
+	for _, s := range o.sources {
+		if s.has {
+			return true
+		}
+	}
+	return false
 }
 
 // dead reports whether the output has vanished: some source has a count,
