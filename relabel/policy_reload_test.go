@@ -1,10 +1,11 @@
 package relabel
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // merge -> keep_distinct -> merge: an output held a sample when the merge
