@@ -35,7 +35,11 @@ package main
 // sample sent raw: see simFleet.call), rwfix_merge_ambiguous_restarts_total
 // for an output restarted where the model LiteLLM looked restarted to its
 // scrapes but its fixed counter went on (llmSet.ambiguous; per count, one
-// output's wrong values and reset while that fixed counter's life lasts).
+// output's wrong values and reset while that fixed counter's life lasts),
+// rwfix_merge_unknown_counts_total for an output whose source's first
+// sample after the merge came back from a reload was a stale marker (per
+// count, one output's values from that marker on: its count is unknown to
+// the restarted merge).
 // Not checked at all: merged outputs while the configuration does not merge
 // (the preset off, keep_distinct), from one wait before that reload to a
 // minute after the merge is back (the user asked for it). A power loss may lose what was answered in the last 10 s before it (the
@@ -99,7 +103,10 @@ type simExcuses struct {
 	// rwfix_merge_ambiguous_restarts_total, and the outputs it paid for
 	ambiguous float64
 	charged   map[string]bool
-	lossWins  []simWindow
+	// rwfix_merge_unknown_counts_total: sources first seen as a stale
+	// marker by a merge back from a reload (one count per output).
+	unknownCounts float64
+	lossWins      []simWindow
 }
 
 func (x *simExcuses) unmerged(t int64) bool {
@@ -141,6 +148,17 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 			upTo := simWindow{math.MinInt64, win.to}
 			if t > win.to && (vanished(srcs[0], upTo) || vanished(srcs[1], upTo)) {
 				x.excused["a source vanished while the merge was off"]++
+				return true
+			}
+		}
+		for _, win := range x.w.fix.unmerged {
+			// A source whose last sample came before the merge was back and
+			// whose next is a stale marker (removed meanwhile) was never
+			// live to the restarted merge: its count is unknown to it, left
+			// out of the sum and counted, once per output
+			// (rwfix_merge_unknown_counts_total; docs/collisions.md, Reloads).
+			if at, ok := staleFirstAfter(srcs, win.to); ok && t >= at && x.chargeUnknownCount(set, series, at) {
+				x.excused["rwfix_merge_unknown_counts_total"]++
 				return true
 			}
 		}
@@ -216,6 +234,7 @@ func (w *simWorld) check() simResult {
 	slices.SortStableFunc(w.faults, func(a, b simFault) int { return cmp.Compare(a.at, b.at) })
 	x := &simExcuses{w: w, excused: res.excused, charged: map[string]bool{}}
 	x.ambiguous = w.fix.metric("rwfix_merge_ambiguous_restarts_total")
+	x.unknownCounts = w.fix.metric("rwfix_merge_unknown_counts_total")
 	for _, p := range w.fix.procs {
 		// Unknowable counts are counted after a start without state, and
 		// after a power loss (the horizon moves to the restart).
@@ -702,6 +721,48 @@ func (w *simWorld) trace(vs []simViolation) string {
 		fmt.Fprintf(&b, "  event: %.250s\n", nt.msg)
 	}
 	return b.String()
+}
+
+// chargeUnknownCount takes one count of rwfix_merge_unknown_counts_total
+// for the output (once for all its violations).
+func (x *simExcuses) chargeUnknownCount(set *llmSet, series string, at int64) bool {
+	id := -1
+	if set != nil {
+		id = set.id
+	}
+	key := fmt.Sprintf("unknown-count/%d/%s/%d", id, series, at)
+	if x.charged[key] {
+		return true
+	}
+	if x.unknownCounts < 1 {
+		return false
+	}
+	x.unknownCounts--
+	x.charged[key] = true
+	return true
+}
+
+// staleFirstAfter reports the timestamp of the stale marker of a source that
+// counted before to (a non-stale sample at or before it) and whose first
+// sample after to is that stale marker: a merge back at to never saw it live.
+func staleFirstAfter(srcs [2]*simSeries, to int64) (int64, bool) {
+	for _, s := range srcs {
+		if s == nil {
+			continue
+		}
+		counted := false
+		for _, smp := range s.wal {
+			if smp.t <= to {
+				counted = counted || !value.IsStaleNaN(smp.v)
+				continue
+			}
+			if counted && value.IsStaleNaN(smp.v) {
+				return smp.t, true
+			}
+			break
+		}
+	}
+	return 0, false
 }
 
 // vanished reports whether the source went stale (after it had counted)

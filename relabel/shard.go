@@ -271,7 +271,7 @@ type partition struct {
 
 type mergeMetrics struct {
 	collisions, merged, emitted, full, overdue, unknown, late, logErrors prometheus.Counter
-	fenced, ambiguous                                                    prometheus.Counter
+	fenced, ambiguous, unknownCounts                                     prometheus.Counter
 	hold                                                                 prometheus.Observer
 }
 
@@ -504,6 +504,14 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		}
 	} else {
 		s.firstT, s.firstST = p.T, p.ST
+		if value.IsStaleNaN(p.V) && !m.replay {
+			// A stale marker follows a sample this state never saw (the
+			// merge was off when it came: a reload brought the merge back
+			// after it; or a start without state): the series counted,
+			// by how much is unknown. The output goes on from its other
+			// sources without that count (docs/collisions.md, Reloads).
+			m.metrics.unknownCounts.Inc()
+		}
 	}
 	s.lastT, s.lastStl = p.T, value.IsStaleNaN(p.V)
 	if p.T <= o.f {
