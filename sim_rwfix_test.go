@@ -22,6 +22,7 @@ package main
 //     small max_series, forward_headers on and off, and a refused reload.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -437,6 +438,7 @@ func (f *simFleet) schedule() {
 	w, sc, r := f.w, f.w.sc, f.rng
 	from, to := simBase+w.p.runFor/10, w.runEnd-30_000
 	w.at(simBase+simSyncInterval, f.syncTick)
+	w.at(simBase+simIdleFlushEvery, f.idleFlushTick)
 	if sc.kills {
 		for range 1 + r.IntN(3) {
 			w.at(between(r, from, to), func() {
@@ -494,6 +496,25 @@ func (f *simFleet) syncTick() {
 	}
 	if f.w.now()+simSyncInterval <= f.w.drainEnd {
 		f.w.after(simSyncInterval, f.syncTick)
+	}
+}
+
+// simIdleFlushEvery is how often main.go's RunIdleFlush looks for idle
+// partitions (remotewrite.IdleFlushEvery), in simulated milliseconds.
+var simIdleFlushEvery = remotewrite.IdleFlushEvery.Milliseconds()
+
+// idleFlushTick is main.go's RunIdleFlush on the simulated clock: merged
+// samples of a partition no request names any more (a sender that stopped,
+// or the partitions a forward_headers reload left behind) go out on rwfix's
+// own. A flush is a call of its own for the TSDB's per-call faults.
+func (f *simFleet) idleFlushTick() {
+	if p := f.cur; p != nil {
+		f.calls++
+		f.w.db.beginCall(f.calls, false)
+		p.handler.FlushIdle(context.Background())
+	}
+	if f.w.now()+simIdleFlushEvery <= f.w.drainEnd {
+		f.w.after(simIdleFlushEvery, f.idleFlushTick)
 	}
 }
 
