@@ -3,9 +3,9 @@ package main
 // rwfix in the fault simulation: the real Handler, Pipeline and Merger, built
 // as main.go and reload.go build them (the reloader, a configuration file, the
 // litellm preset and the merge policy by default, the merge log in a data
-// directory), on the simulated clock. Requests go to Handler.ServeHTTP one at
-// a time, in simulation order; rwfix forwards them over real HTTP to the model
-// TSDB on 127.0.0.1.
+// directory, main's idle flush every second), on the simulated clock. Requests
+// go to Handler.ServeHTTP one at a time, in simulation order; rwfix forwards
+// them over real HTTP to the model TSDB on 127.0.0.1.
 //
 // Faults on rwfix:
 //   - SIGKILL between two requests, or inside one: after its log records were
