@@ -312,3 +312,20 @@ func TestSimDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestSimIdleFlush: the simulated rwfix runs main's idle flush. Reload seed
+// 326: forward_headers turned on orphans an output that holds a stale
+// marker, whose label set then comes back only raw (keep_distinct); without
+// the flush the marker waited for a request of the old partition, and went
+// out (refused, out of order) only once forward_headers was off again.
+func TestSimIdleFlush(t *testing.T) {
+	var sc *simScenario
+	for _, s := range simScenarios {
+		if s.name == "reload" {
+			sc = s
+		}
+	}
+	if res := runSimSeed(sc, 326); len(res.violations) > 0 {
+		t.Fatalf("reload seed 326: %v\n%s", res.checks(), res.trace)
+	}
+}

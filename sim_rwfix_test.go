@@ -3,9 +3,9 @@ package main
 // rwfix in the fault simulation: the real Handler, Pipeline and Merger, built
 // as main.go and reload.go build them (the reloader, a configuration file, the
 // litellm preset and the merge policy by default, the merge log in a data
-// directory), on the simulated clock. Requests go to Handler.ServeHTTP one at
-// a time, in simulation order; rwfix forwards them over real HTTP to the model
-// TSDB on 127.0.0.1.
+// directory, main's idle flush every second), on the simulated clock. Requests
+// go to Handler.ServeHTTP one at a time, in simulation order; rwfix forwards
+// them over real HTTP to the model TSDB on 127.0.0.1.
 //
 // Faults on rwfix:
 //   - SIGKILL between two requests, or inside one: after its log records were
@@ -22,6 +22,7 @@ package main
 //     small max_series, forward_headers on and off, and a refused reload.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -437,6 +438,7 @@ func (f *simFleet) schedule() {
 	w, sc, r := f.w, f.w.sc, f.rng
 	from, to := simBase+w.p.runFor/10, w.runEnd-30_000
 	w.at(simBase+simSyncInterval, f.syncTick)
+	w.at(simBase+simIdleFlushEvery, f.idleFlushTick)
 	if sc.kills {
 		for range 1 + r.IntN(3) {
 			w.at(between(r, from, to), func() {
@@ -494,6 +496,25 @@ func (f *simFleet) syncTick() {
 	}
 	if f.w.now()+simSyncInterval <= f.w.drainEnd {
 		f.w.after(simSyncInterval, f.syncTick)
+	}
+}
+
+// simIdleFlushEvery is how often main.go's RunIdleFlush looks for idle
+// partitions (remotewrite.IdleFlushEvery), in simulated milliseconds.
+var simIdleFlushEvery = remotewrite.IdleFlushEvery.Milliseconds()
+
+// idleFlushTick is main.go's RunIdleFlush on the simulated clock: merged
+// samples of a partition no request names any more (a sender that stopped,
+// or the partitions a forward_headers reload left behind) go out on rwfix's
+// own. A flush is a call of its own for the TSDB's per-call faults.
+func (f *simFleet) idleFlushTick() {
+	if p := f.cur; p != nil {
+		f.calls++
+		f.w.db.beginCall(f.calls, false)
+		p.handler.FlushIdle(context.Background())
+	}
+	if f.w.now()+simIdleFlushEvery <= f.w.drainEnd {
+		f.w.after(simIdleFlushEvery, f.idleFlushTick)
 	}
 }
 

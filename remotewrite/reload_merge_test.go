@@ -2,7 +2,9 @@ package remotewrite
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,8 +18,11 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
@@ -363,5 +368,81 @@ func TestBacklogSplitSurvivesRestartOnLog(t *testing.T) {
 	}
 	if got, want := head[fiveA.String()], []rwtest.HeadSample{{T: T, V: 9}, {T: T + retryStep, V: 10}}; !slices.Equal(got, want) {
 		t.Errorf("user 0's 500 %v, want %v", got, want)
+	}
+}
+
+// A reload that turns forward_headers on changes every request's merge
+// partition while an output of the old one holds a stale marker (its only
+// source, the 500, vanished with LiteLLM: a stale source may come back, so
+// the marker waits birth_wait). No request names the old partition again
+// and the 500 stays away, so nothing adopts the orphan: the idle flush, as
+// main's RunIdleFlush calls it every second, sends the marker on the old
+// partition once it has been quiet for the wait bound — before the 500 comes
+// back raw under keep_distinct, whose sample would make a later marker out
+// of order (TestSimulation/reload seed 326, whose rwfix ran no idle flush).
+func TestForwardHeadersReloadOrphanSentByIdleFlush(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	plain := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
+	var fc UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte("url: "+up.URL+"\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
+		t.Fatal(err)
+	}
+	fc.Timeout = model.Duration(5 * time.Second)
+	fwd, err := NewUpstream(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	merger.SetClock(clock.Now)
+	pipeline := func(policy relabel.Policy, scheme string) *relabel.Pipeline {
+		t.Helper()
+		cfg := relabel.DefaultConfig()
+		cfg.Collision.Policy = policy
+		p, err := relabel.New(cfg, nil, merger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Activate(merger.Partitions(scheme)) // as the reloader does
+		return p
+	}
+	h := NewHandler(pipeline(relabel.PolicyMerge, "\x01"), plain)
+	// RunIdleFlush: every second of the merge's clock.
+	wait := func(d time.Duration) {
+		for range d / time.Second {
+			clock.Add(time.Second)
+			h.FlushIdle(context.Background())
+		}
+	}
+	_, five := userSeries(0)
+	sendStep(t, h, okTotal, 1, 1)
+	sendStep(t, h, five, 1, 1) // born: its None may appear, held birth_wait
+	wait(retryStep * time.Millisecond)
+	sendStep(t, h, okTotal, 2, 2)
+	sendStep(t, h, five, 2, 1)
+	wait(retryStep * time.Millisecond)
+	stale := math.Float64frombits(value.StaleNaN)
+	sendStep(t, h, okTotal, 3, stale) // LiteLLM down: the scrape fails
+	sendStep(t, h, five, 3, stale)
+	wait(3 * time.Second)
+	h.Update(pipeline(relabel.PolicyMerge, "X-Scope-OrgID\x01"), []*Upstream{fwd}) // forward_headers on
+	for k := int64(4); k <= 7; k++ {                                               // LiteLLM back; the 500 has not failed again
+		wait(retryStep * time.Millisecond)
+		sendStep(t, h, okTotal, k, float64(k))
+	}
+	h.Update(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), []*Upstream{fwd})
+	wait(retryStep * time.Millisecond)
+	sendStep(t, h, five, 8, 1) // born again, forwarded raw
+
+	got := up.HeadSeries()[five.String()]
+	if len(got) != 4 || got[0] != (rwtest.HeadSample{T: retryStep, V: 1}) || got[1] != (rwtest.HeadSample{T: 2 * retryStep, V: 1}) ||
+		got[2].T != 3*retryStep || !value.IsStaleNaN(got[2].V) || got[3] != (rwtest.HeadSample{T: 8 * retryStep, V: 1}) {
+		t.Fatalf("500 series stored %v, want 1 at steps 1 and 2, the stale marker at step 3, 1 at step 8", got)
+	}
+	if c := up.HeadConflicts(); len(c) > 0 {
+		t.Fatalf("two values at one timestamp: %v", c)
+	}
+	if merger.Pending() {
+		t.Fatal("the merge still holds samples")
 	}
 }
