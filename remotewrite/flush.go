@@ -9,6 +9,8 @@ import (
 	"time"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // A merged sample goes upstream riding on a later request of its partition
@@ -97,10 +99,10 @@ func (h *Handler) FlushIdle(ctx context.Context) {
 // next request would have carried it: the due samples in one request, the
 // retries in requests of their own.
 func (h *Handler) flushPartition(ctx context.Context, rt *route, part string) {
-	header, proto := http.Header{}, ProtoV1
+	header, proto, known := http.Header{}, ProtoV1, false
 	if v, ok := h.partitions.Load(part); ok {
 		sp := v.(*seenPartition)
-		header, proto = sp.header, sp.proto
+		header, proto, known = sp.header, sp.proto, true
 	} else if part != partition(header, rt.upstreams) {
 		// Not seen by this process (restored from the log): without its
 		// headers the request could land in another tenant. Its own next
@@ -119,6 +121,13 @@ func (h *Handler) flushPartition(ctx context.Context, rt *route, part string) {
 	mr := &mergeRun{run: run}
 	defer func() { mr.done(ok, taken) }()
 	retries := run.Retries()
+	if !known && (startStamped(emits) || startStamped(retries)) {
+		// Not seen by this process, so its protocol is not known either;
+		// but start timestamps only come in RW 2.0 requests: its sender
+		// speaks RW 2.0, and RW 1.0 would drop them (send converts for an
+		// upstream that does not speak it).
+		proto = ProtoV2
+	}
 	if h.dryRun {
 		ok, taken = true, allSamples(retries) // as in store: nothing merged is sent
 		return
@@ -145,4 +154,17 @@ func (h *Handler) flushPartition(ctx context.Context, rt *route, part string) {
 	if !ok {
 		h.logger.Warn("sending the merged samples of an idle partition failed; they stay queued", "samples", len(emits))
 	}
+}
+
+// startStamped reports whether some sample of emits carries an RW 2.0
+// start timestamp.
+func startStamped(emits []series.Emit) bool {
+	for _, e := range emits {
+		for _, p := range e.Samples {
+			if p.ST != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }

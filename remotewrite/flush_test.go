@@ -9,13 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // A tenant sends a scrape (None and 500), then a None sample whose 500
@@ -102,5 +106,100 @@ func TestRunIdleFlushStops(t *testing.T) {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
 		t.Fatal("RunIdleFlush did not stop")
+	}
+}
+
+// After a restart, the merge state replayed from its log holds a merged
+// sample of a partition this process has not seen a request of yet (no
+// forward_headers: every request is in the one partition), and the sender
+// has stopped. The idle flush sends it on its own — in RW 2.0, the protocol
+// its sources came in: in RW 1.0 the output's start timestamp would be
+// lost, and the TSDB would store the sample without it (TestSimulation
+// crash seed 121, all seed 113: RW 2.0 start timestamps of 0).
+func TestIdleFlushAfterRestartKeepsStartTimestamps(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
+	dir := t.TempDir()
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	start := func() (*relabel.Pipeline, *relabel.Merger, *Handler) {
+		t.Helper()
+		cfg := relabel.DefaultConfig()
+		m := relabel.NewMerger(cfg.Collision, nil)
+		m.SetClock(clock.Now)
+		if _, err := m.OpenLog(dir); err != nil {
+			t.Fatal(err)
+		}
+		p, err := relabel.New(cfg, nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Activate(false)
+		return p, m, NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	}
+	v2 := func(ts int64, withFive bool) []byte {
+		st := writev2.NewSymbolTable()
+		series := []writev2.TimeSeries{{
+			LabelsRefs: st.SymbolizeLabels(noneTotal, nil),
+			Samples:    []writev2.Sample{{Value: float64(ts / 1000), Timestamp: ts, StartTimestamp: 5000}},
+		}}
+		if withFive {
+			series = append(series, writev2.TimeSeries{
+				LabelsRefs: st.SymbolizeLabels(fixedTotal, nil),
+				Samples:    []writev2.Sample{{Value: 100, Timestamp: ts, StartTimestamp: 3000}},
+			})
+		}
+		return encodeV2(t, &writev2.Request{Symbols: st.Symbols(), Timeseries: series})
+	}
+
+	p, m, h := start()
+	if rec := post(t, h, ctV2, v2(15000, true)); rec.Code/100 != 2 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	clock.Add(15 * time.Second)
+	if rec := post(t, h, ctV2, v2(30000, false)); rec.Code/100 != 2 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if !p.MergePending() {
+		t.Fatal("no merged sample is held: the test shows nothing")
+	}
+	sent := up.Len()
+	if err := m.Close(); err != nil { // SIGTERM: the state stays in the log
+		t.Fatal(err)
+	}
+
+	p, m, h = start()
+	t.Cleanup(func() { _ = m.Close() })
+	if !p.MergePending() {
+		t.Fatal("the restart did not replay the held sample")
+	}
+	clock.Add(p.MaxWait() + time.Second)
+	h.FlushIdle(context.Background())
+	if p.MergePending() {
+		t.Error("the merge still has samples pending")
+	}
+	var got []series.Sample
+	for i, r := range up.Requests()[sent:] {
+		if r.Proto != ProtoV2 {
+			t.Errorf("flush request %d went as %q, want RW 2.0 (its sources came in RW 2.0)", i, r.Proto)
+			continue
+		}
+		req := decodeV2(t, r.Body)
+		var sb labels.ScratchBuilder
+		for _, ts := range req.Timeseries {
+			ls, err := ts.ToLabels(&sb, req.Symbols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if labels.Equal(ls, fixedTotal) {
+				for _, smp := range ts.Samples {
+					got = append(got, series.Sample{T: smp.Timestamp, ST: smp.StartTimestamp, V: smp.Value})
+				}
+			}
+		}
+	}
+	// At 30 s: None 30 plus the 500's latest, 100; started at the earliest
+	// of the sources' start timestamps.
+	if want := []series.Sample{{T: 30000, ST: 3000, V: 130}}; !slices.Equal(got, want) {
+		t.Errorf("the idle flush sent %v of the merged output, want %v", got, want)
 	}
 }
