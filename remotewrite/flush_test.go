@@ -123,17 +123,7 @@ func TestIdleFlushAfterRestartKeepsStartTimestamps(t *testing.T) {
 	clock := rwtest.NewClock(time.Unix(1000, 0))
 	start := func() (*relabel.Pipeline, *relabel.Merger, *Handler) {
 		t.Helper()
-		cfg := relabel.DefaultConfig()
-		m := relabel.NewMerger(cfg.Collision, nil)
-		m.SetClock(clock.Now)
-		if _, err := m.OpenLog(dir); err != nil {
-			t.Fatal(err)
-		}
-		p, err := relabel.New(cfg, nil, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Activate(false)
+		p, m := litellmOnLog(t, dir, clock.Now)
 		return p, m, NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
 	}
 	v2 := func(ts int64, withFive bool) []byte {

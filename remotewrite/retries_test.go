@@ -23,18 +23,8 @@ import (
 // litellmPipeline): every sample is due when its request collects.
 func durableMerge(t *testing.T, dir string) (p *relabel.Pipeline, stop func()) {
 	t.Helper()
-	cfg := relabel.DefaultConfig()
-	m := relabel.NewMerger(cfg.Collision, nil)
 	var ticks atomic.Int64
-	m.SetClock(func() time.Time { return time.Unix(0, 0).Add(time.Duration(ticks.Add(1)) * 3 * time.Minute) })
-	if _, err := m.OpenLog(dir); err != nil {
-		t.Fatal(err)
-	}
-	p, err := relabel.New(cfg, nil, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Activate(false)
+	p, m := litellmOnLog(t, dir, func() time.Time { return time.Unix(0, 0).Add(time.Duration(ticks.Add(1)) * 3 * time.Minute) })
 	stopped := false
 	stop = func() {
 		if !stopped {
@@ -46,6 +36,24 @@ func durableMerge(t *testing.T, dir string) (p *relabel.Pipeline, stop func()) {
 	}
 	t.Cleanup(stop)
 	return p, stop
+}
+
+// litellmOnLog is the LiteLLM preset with its merge state on a log in dir,
+// its merge clock now.
+func litellmOnLog(t *testing.T, dir string, now func() time.Time) (*relabel.Pipeline, *relabel.Merger) {
+	t.Helper()
+	cfg := relabel.DefaultConfig()
+	m := relabel.NewMerger(cfg.Collision, nil)
+	m.SetClock(now)
+	if _, err := m.OpenLog(dir); err != nil {
+		t.Fatal(err)
+	}
+	p, err := relabel.New(cfg, nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	return p, m
 }
 
 // userSeries are user u's None and 500 series and their merged output.
