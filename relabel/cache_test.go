@@ -24,12 +24,7 @@ func churnWave(wave, n int) []labels.Labels {
 			if (code == "None" && i%10 != 0) || len(out) == n {
 				continue
 			}
-			out = append(out, labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total",
-				"api_key_alias", user, "api_provider", "openai", "end_user", "None", "hashed_api_key", key,
-				"instance", "10.0.3.17:4000", "job", "litellm", "litellm_model_name", "gpt-4o",
-				"model_id", key[:8], "requested_model", "gpt-4o", "status_code", code,
-				"team", fmt.Sprintf("team-%03d", i%97), "team_alias", fmt.Sprintf("t%03d", i%97),
-				"user", user, "user_email", user+"@x.io"))
+			out = append(out, litellmLabels(user, key, code, i))
 		}
 	}
 	return out

@@ -236,15 +236,19 @@ func litellmSeries(n int) []labels.Labels {
 			if code == "None" && i%10 != 0 {
 				continue
 			}
-			user := fmt.Sprintf("u%06d", i)
-			key := fmt.Sprintf("%064x", i*7919)
-			out = append(out, labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total",
-				"api_key_alias", user, "api_provider", "openai", "end_user", "None", "hashed_api_key", key,
-				"instance", "10.0.3.17:4000", "job", "litellm", "litellm_model_name", "gpt-4o",
-				"model_id", key[:8], "requested_model", "gpt-4o", "status_code", code,
-				"team", fmt.Sprintf("team-%03d", i%97), "team_alias", fmt.Sprintf("t%03d", i%97),
-				"user", user, "user_email", user+"@x.io"))
+			out = append(out, litellmLabels(fmt.Sprintf("u%06d", i), fmt.Sprintf("%064x", i*7919), code, i))
 		}
 	}
 	return out
+}
+
+// litellmLabels is the label set of LiteLLM's request counter for a user,
+// an API key, a status code and a team number i%97, with LiteLLM's 15 labels.
+func litellmLabels(user, key, code string, i int) labels.Labels {
+	return labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total",
+		"api_key_alias", user, "api_provider", "openai", "end_user", "None", "hashed_api_key", key,
+		"instance", "10.0.3.17:4000", "job", "litellm", "litellm_model_name", "gpt-4o",
+		"model_id", key[:8], "requested_model", "gpt-4o", "status_code", code,
+		"team", fmt.Sprintf("team-%03d", i%97), "team_alias", fmt.Sprintf("t%03d", i%97),
+		"user", user, "user_email", user+"@x.io")
 }

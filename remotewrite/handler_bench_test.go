@@ -127,35 +127,29 @@ func BenchmarkStages(b *testing.B) {
 			}
 			report(b, c.per)
 		})
-		b.Run(c.name+"/scan+repair", func(b *testing.B) {
-			c.load(b)
-			p := litellmPipeline(b, benchRules)
-			for i := 0; b.Loop(); i++ {
-				p = c.wrap(b, i, p)
-				s, _ := scan(c.proto, c.raws[i%len(c.raws)])
-				_, mr := applyRepair(s, p, "")
-				mr.done(true, allSamples(mr.retries()))
-				s.release()
+		for _, encode := range []bool{false, true} {
+			name := c.name + "/scan+repair"
+			if encode {
+				name += "+encode+compress"
 			}
-			report(b, c.per)
-		})
-		b.Run(c.name+"/scan+repair+encode+compress", func(b *testing.B) {
-			c.load(b)
-			p := litellmPipeline(b, benchRules)
-			var buf, cbuf []byte
-			for i := 0; b.Loop(); i++ {
-				p = c.wrap(b, i, p)
-				s, _ := scan(c.proto, c.raws[i%len(c.raws)])
-				_, mr := applyRepair(s, p, "")
-				if s.changed() {
-					buf = s.encode(buf[:0])
-					cbuf = compress(cbuf, buf)
+			b.Run(name, func(b *testing.B) {
+				c.load(b)
+				p := litellmPipeline(b, benchRules)
+				var buf, cbuf []byte
+				for i := 0; b.Loop(); i++ {
+					p = c.wrap(b, i, p)
+					s, _ := scan(c.proto, c.raws[i%len(c.raws)])
+					_, mr := applyRepair(s, p, "")
+					if encode && s.changed() {
+						buf = s.encode(buf[:0])
+						cbuf = compress(cbuf, buf)
+					}
+					mr.done(true, allSamples(mr.retries()))
+					s.release()
 				}
-				mr.done(true, allSamples(mr.retries()))
-				s.release()
-			}
-			report(b, c.per)
-		})
+				report(b, c.per)
+			})
+		}
 		b.Run(c.name+"/reference-gogo", func(b *testing.B) {
 			c.load(b)
 			p := litellmPipeline(b, benchRules)
