@@ -135,7 +135,7 @@ func (w Workload) RW1() (bodies [][]byte, samples int) {
 	w = w.withDefaults()
 	series := w.SeriesLabels()
 	for r := range w.Rounds {
-		ts := int64(1_700_000_000_000 + r*15_000)
+		ts := 1_700_000_000_000 + int64(r)*15_000
 		for off := 0; off < len(series); off += w.BatchSize {
 			req := &prompb.WriteRequest{}
 			for i, ls := range series[off:min(off+w.BatchSize, len(series))] {
@@ -160,7 +160,7 @@ func (w Workload) RW2() (bodies [][]byte, samples int) {
 	w = w.withDefaults()
 	series := w.SeriesLabels()
 	for r := range w.Rounds {
-		ts := int64(1_700_000_000_000 + r*15_000)
+		ts := 1_700_000_000_000 + int64(r)*15_000
 		for off := 0; off < len(series); off += w.BatchSize {
 			st := writev2.NewSymbolTable()
 			req := &writev2.Request{}
