@@ -86,6 +86,7 @@ func runMain(args []string) int {
 	configFile := serve.Flag("config.file", "Configuration file (YAML). Optional: without it the litellm preset runs and --upstream.url gives the upstreams.").String()
 	upstreamURLs := serve.Flag("upstream.url", "Remote-write URL to forward to. Repeatable; added to the upstreams of --config.file.").Strings()
 	upstreamTimeout := serve.Flag("upstream.timeout", "Timeout of one request to an --upstream.url upstream.").Default("30s").Duration()
+	blankShare := serve.Flag("upstream.max-blanked-share", "Largest share of a forwarded request's bytes that may be series blanked in place (their bytes kept under an unknown protobuf field that receivers skip) instead of cut out, so that the sender's compressed bytes are reused rather than compressed again; 0: cut out, compress anew.").Default(strconv.FormatFloat(remotewrite.DefaultBlankShare, 'g', -1, 64)).Float64()
 	lifecycle := serve.Flag("web.enable-lifecycle", "Enable POST /-/reload.").Bool()
 	maxBody := serve.Flag("web.max-request-bytes", "Largest compressed request body accepted (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxBodyBytes)).Int()
 	maxDecoded := serve.Flag("web.max-decoded-bytes", "Largest decompressed request body accepted, checked from the snappy header before allocating (413 beyond).").Default(strconv.Itoa(remotewrite.DefaultMaxDecodedBytes)).Int()
@@ -120,6 +121,10 @@ func runMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "--auto-gomemlimit.ratio must be greater than 0 and at most 1")
 		return 2
 	}
+	if !(*blankShare >= 0 && *blankShare <= 1) { // NaN too
+		fmt.Fprintln(os.Stderr, "--upstream.max-blanked-share must be between 0 and 1")
+		return 2
+	}
 	tuneRuntime(logger, *autoMemLimit, *autoMemRatio, memlimit.FromCgroup)
 	if *captureDir != "" {
 		// Like Prometheus' data directory: created at start, or the start
@@ -141,6 +146,7 @@ func runMain(args []string) int {
 		remotewrite.WithLimits(*maxBody, *maxDecoded),
 		remotewrite.WithInflightLimits(*maxInflight, *maxInflightBytes),
 		remotewrite.WithDryRun(*dryRun),
+		remotewrite.WithBlankShare(*blankShare),
 		remotewrite.WithCapture(*captureDir, *captureMaxReq, *captureMaxBytes),
 		remotewrite.WithObserver(recorder, ui.MaxChangesPerRequest))
 	rl := newReloader(*configFile, *upstreamURLs, *upstreamTimeout, *storagePath, handler, reg, logger)

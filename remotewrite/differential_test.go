@@ -189,6 +189,7 @@ func runFast(t *testing.T, r series.Repairer, proto string, raw []byte) ([]byte,
 	if !s.changed() {
 		return raw, false
 	}
+	s.blank = DefaultBlankShare // as the handler encodes
 	return s.encode(nil), true
 }
 

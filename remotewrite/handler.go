@@ -60,6 +60,12 @@ func WithCapture(dir string, maxRequests int, maxBytes int64) Option {
 	return func(h *Handler) { h.captureDir, h.captureMaxReq, h.captureMaxBytes = dir, int64(maxRequests), maxBytes }
 }
 
+// WithBlankShare sets the largest share of a forwarded request's bytes that
+// may be series blanked in place rather than cut out (see blankTag in
+// splice.go): 0 cuts every dropped or changed series out and compresses the
+// request anew. Default: DefaultBlankShare.
+func WithBlankShare(share float64) Option { return func(h *Handler) { h.blankShare = share } }
+
 // WithLimits sets the compressed and decompressed body limits in bytes.
 func WithLimits(maxBody, maxDecoded int) Option {
 	return func(h *Handler) { h.maxBody, h.maxDecoded = maxBody, maxDecoded }
@@ -72,7 +78,8 @@ type Handler struct {
 	maxBody    int
 	maxDecoded int
 
-	dryRun bool
+	dryRun     bool
+	blankShare float64
 
 	observer      Observer // nil: none (observe.go)
 	maxChanges    int
@@ -108,6 +115,7 @@ func NewHandler(r series.Repairer, upstreams []*Upstream, opts ...Option) *Handl
 		logger:     slog.New(slog.DiscardHandler),
 		maxBody:    DefaultMaxBodyBytes,
 		maxDecoded: DefaultMaxDecodedBytes,
+		blankShare: DefaultBlankShare,
 	}
 	for _, o := range opts {
 		o(h)
@@ -380,7 +388,9 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		buf, cbuf := bufPool.Get().(*[]byte), compressedPool.Get().(*[]byte)
 		defer bufPool.Put(buf)
 		defer compressedPool.Put(cbuf)
+		s.blank = h.blankShare
 		*buf = s.encode((*buf)[:0])
+		h.metrics.blanked.Add(float64(s.blanked))
 		*cbuf, _ = s.compressSpliced(*cbuf, in.compressed, *buf) // the sender's elements reused where unchanged
 		p.raw, p.compressed = *buf, *cbuf
 		h.metrics.forwarded.WithLabelValues("reencoded").Inc()

@@ -24,6 +24,7 @@ type Metrics struct {
 	idleFlushes          prometheus.Counter
 	invalid              *prometheus.CounterVec
 	forwarded            *prometheus.CounterVec
+	blanked              prometheus.Counter
 
 	upstreamRequests  *prometheus.CounterVec
 	upstreamDuration  *prometheus.HistogramVec
@@ -96,6 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rwfix", Name: "batches_forwarded_total",
 			Help: "Requests forwarded upstream, by how: original (untouched bytes) or reencoded (a rule changed them).",
 		}, []string{"mode"}),
+		blanked: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "rwfix", Name: "forwarded_blanked_bytes_total",
+			Help: "Bytes (decompressed) of dropped or changed series left in forwarded requests under an unknown protobuf field, which receivers skip, so that the sender's compressed bytes were reused (--upstream.max-blanked-share).",
+		}),
 		upstreamRequests: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "rwfix", Name: "upstream_requests_total",
 			Help: "Requests sent to each upstream, by protocol and HTTP code (or error, timeout).",

@@ -95,6 +95,12 @@ type scanned struct {
 	// Of the last encode, for compressSpliced (snappysplice.go): the runs
 	// copied as they came.
 	kept []keptSpan
+	// blank is the largest share of the request's bytes that encode may
+	// blank in place (see blankTag); 0: none, changed series are cut out.
+	// Set by the handler before each encode; blanked is what the last
+	// encode blanked, in bytes.
+	blank   float64
+	blanked int
 	// minT: the smallest sample timestamp, MaxInt64 with no sample,
 	// MinInt64 when one could not be read fast (see MinTime).
 	minT int64
@@ -125,6 +131,7 @@ func (s *scanned) reset() {
 	s.edits, s.nEdits = s.edits[:0], 0
 	clear(s.drop)
 	s.drop, s.nDrop, s.symLookup = s.drop[:0], 0, nil
+	s.blank, s.blanked = 0, 0
 	s.arena = s.arena[:0]
 	s.names, s.invalid, s.symASCII = s.names[:0], s.invalid[:0], s.symASCII[:0]
 	clear(s.extra)

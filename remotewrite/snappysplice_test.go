@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/util/compression"
@@ -174,6 +175,7 @@ func spliceCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
 	}
 	defer s.release()
 	randomEdits(rng, s, mode)
+	s.blank = []float64{0, DefaultBlankShare, 1}[seed%3] // cut out, blanked up to the default share, always blanked
 	out := s.encode(nil)
 	kept := 0
 	for _, r := range s.kept {
@@ -451,6 +453,11 @@ func TestHandlerReusesSenderElements(t *testing.T) {
 			if last := in[len(in)-4096:]; !bytes.Contains(reqs[0].Body, last) {
 				t.Fatal("the sender's last 4 KiB are not in the forwarded block: not reused")
 			}
+			// The one series repaired was blanked in place (the default
+			// share), and counted.
+			if n := testutil.ToFloat64(h.metrics.blanked); n <= 0 || int(n) > len(raw)/100 {
+				t.Fatalf("rwfix_forwarded_blanked_bytes_total = %v, want the bytes of one series of %d", n, len(raw))
+			}
 		})
 	}
 }
@@ -507,31 +514,38 @@ func BenchmarkSnappySplice(b *testing.B) {
 				s.SetSamples(i, []series.Sample{{T: smp[0].T - 15_000, V: smp[0].V - float64(min(1, int(smp[0].V)/2))}}, []int{i})
 			}
 		}
-		b.Run(c.name, func(b *testing.B) {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			var buf, full, spliced []byte
-			var enc, tFull, tReuse time.Duration
-			reused := 0
-			for b.Loop() {
-				t0 := threadCPU(b)
-				buf = s.encode(buf[:0])
-				t1 := threadCPU(b)
-				full = compress(full, buf)
-				t2 := threadCPU(b)
-				spliced, reused = s.compressSpliced(spliced, in, buf)
-				t3 := threadCPU(b)
-				enc, tFull, tReuse = enc+t1-t0, tFull+t2-t1, tReuse+t3-t2
+		for _, blank := range []float64{0, DefaultBlankShare} {
+			s.blank = blank
+			name := c.name + "/cut"
+			if blank > 0 {
+				name = c.name + "/blanked"
 			}
-			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
-			b.ReportMetric(per(enc+tFull), "full-cpu-ns/op")
-			b.ReportMetric(per(enc+tReuse), "reuse-cpu-ns/op")
-			b.ReportMetric(per(enc), "encode-cpu-ns/op")
-			b.ReportMetric(float64(enc+tReuse)/float64(enc+tFull), "reuse/full")
-			b.ReportMetric(float64(reused)/float64(len(buf)), "share-reused")
-			b.ReportMetric(float64(len(full)), "full-bytes")
-			b.ReportMetric(float64(len(spliced)), "reuse-bytes")
-		})
+			b.Run(name, func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				var buf, full, spliced []byte
+				var enc, tFull, tReuse time.Duration
+				reused := 0
+				for b.Loop() {
+					t0 := threadCPU(b)
+					buf = s.encode(buf[:0])
+					t1 := threadCPU(b)
+					full = compress(full, buf)
+					t2 := threadCPU(b)
+					spliced, reused = s.compressSpliced(spliced, in, buf)
+					t3 := threadCPU(b)
+					enc, tFull, tReuse = enc+t1-t0, tFull+t2-t1, tReuse+t3-t2
+				}
+				per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
+				b.ReportMetric(per(enc+tFull), "full-cpu-ns/op")
+				b.ReportMetric(per(enc+tReuse), "reuse-cpu-ns/op")
+				b.ReportMetric(per(enc), "encode-cpu-ns/op")
+				b.ReportMetric(float64(enc+tReuse)/float64(enc+tFull), "reuse/full")
+				b.ReportMetric(float64(reused)/float64(len(buf)), "share-reused")
+				b.ReportMetric(float64(len(full)), "full-bytes")
+				b.ReportMetric(float64(len(spliced)), "reuse-bytes")
+			})
+		}
 		s.release()
 	}
 	b.Run("hostile", func(b *testing.B) {

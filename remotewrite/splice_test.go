@@ -9,10 +9,12 @@ package remotewrite
 // CPU time) besides Go's own ns/op, B/op and allocs/op (per request).
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
@@ -106,6 +108,78 @@ func BenchmarkLabelOrder(b *testing.B) {
 				s.release()
 			}
 			report(b, perReq)
+		})
+	}
+}
+
+// TestEncodeBlanksChangedSeries: with a blank share, the series a repair
+// drops or changes keep their bytes at their offsets under an unknown field
+// (one byte changed: the tag), the changed ones come again, re-encoded, after
+// the others, and the request decodes to the repaired series; past the
+// share, they are cut out as before.
+func TestEncodeBlanksChangedSeries(t *testing.T) {
+	for _, rw2 := range []bool{false, true} {
+		t.Run(protoLabel(string(protoFor(rw2))), func(t *testing.T) {
+			w := rwtest.Workload{Series: 200, Rounds: 1}
+			bodies, _ := w.RW1()
+			if rw2 {
+				bodies, _ = w.RW2()
+			}
+			raw, err := snappy.Decode(nil, bodies[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			edit := func(blank float64) (*scanned, []byte) {
+				s, err := scan(protoFor(rw2), raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var sb labels.ScratchBuilder
+				for i := range s.Len() {
+					switch i % 20 {
+					case 3:
+						s.Drop(i)
+					case 11:
+						s.SetLabels(i, labels.NewBuilder(s.Labels(i, &sb)).Set("repaired", "yes").Labels())
+					}
+				}
+				s.blank = blank
+				return s, s.encode(nil)
+			}
+			cut, wantRaw := edit(0)
+			defer cut.release()
+			s, out := edit(DefaultBlankShare)
+			defer s.release()
+			if got, want := rwtest.MustRender(t, string(protoFor(rw2)), out), rwtest.MustRender(t, string(protoFor(rw2)), wantRaw); got != want {
+				t.Fatalf("blanked request decodes to\n%s\nwant (cut out)\n%s", got, want)
+			}
+			if len(out) <= len(raw) {
+				t.Fatalf("blanked request is %d bytes, the sender's %d: the changed series do not come again", len(out), len(raw))
+			}
+			blanked := 0
+			for f, fs := range s.fields {
+				i := int(s.isSer[f])
+				if i < 0 {
+					continue
+				}
+				want := s.raw[fs.off]
+				if i%20 == 3 || i%20 == 11 {
+					want = blankTag
+					blanked++
+				}
+				if out[fs.off] != want || !bytes.Equal(out[fs.off+1:fs.end], raw[fs.off+1:fs.end]) {
+					t.Fatalf("series %d: not at its offset as it came (tag %#x, want %#x)", i, out[fs.off], want)
+				}
+			}
+			if blanked != 20 {
+				t.Fatalf("%d series blanked, want 20", blanked)
+			}
+			// Past the share: cut out.
+			s2, out2 := edit(0.01)
+			defer s2.release()
+			if !bytes.Equal(out2, wantRaw) {
+				t.Fatal("past the blank share the changed series are not cut out")
+			}
 		})
 	}
 }
