@@ -101,6 +101,12 @@ type scanned struct {
 	// encode blanked, in bytes.
 	blank   float64
 	blanked int
+	// holes: where the last encode blanked a series (the tag's offset), in
+	// order, when its output is the request with those bytes changed and
+	// new bytes after it (inPlace; see compressInPlace).
+	holes   []int
+	inPlace bool
+	bits    []uint64 // compressInPlace's scratch, kept zero
 	// minT: the smallest sample timestamp, MaxInt64 with no sample,
 	// MinInt64 when one could not be read fast (see MinTime).
 	minT int64
@@ -132,6 +138,7 @@ func (s *scanned) reset() {
 	clear(s.drop)
 	s.drop, s.nDrop, s.symLookup = s.drop[:0], 0, nil
 	s.blank, s.blanked = 0, 0
+	s.holes, s.inPlace = s.holes[:0], false
 	s.arena = s.arena[:0]
 	s.names, s.invalid, s.symASCII = s.names[:0], s.invalid[:0], s.symASCII[:0]
 	clear(s.extra)

@@ -248,6 +248,14 @@ func (s *scanned) worthSplicing(n int) bool {
 // worthSplicing) or cannot be walked. It also returns how many
 // bytes of out the reused elements decode to.
 func (s *scanned) compressSpliced(dst, in, out []byte) ([]byte, int) {
+	if s.inPlace {
+		if len(s.bits) < len(s.raw)/64+2 {
+			s.bits = make([]uint64, len(s.raw)/64+2)
+		}
+		if r, ok := compressInPlace(dst, in, s.raw, out, s.holes, s.bits); ok {
+			return r, len(s.raw) - len(s.holes)
+		}
+	}
 	if !s.worthSplicing(len(out)) {
 		return compress(dst, out), 0
 	}
@@ -411,4 +419,145 @@ func runAt(runs []keptSpan, pos int) int {
 		return lo
 	}
 	return -1
+}
+
+// compressInPlace is compressSpliced for an output that is the request
+// (raw, decoded from the sender's block in) with the bytes at holes changed
+// and new bytes after it, as encode makes it when it blanks every series it
+// drops or changes (see blankTag): nothing moves, so every element of the
+// sender decodes to the same bytes at the same place, but for those that
+// hold a hole or copy from one. It walks the elements once:
+//
+//   - an element that neither holds a hole nor copies from one is appended
+//     as it came (consecutive ones in one append);
+//   - a literal that holds holes is appended as it came too, and the holes'
+//     new bytes are written into it (a literal's bytes are the request's);
+//   - a copy that holds a hole, or copies from one, is written as a literal
+//     of what it must decode to (at most 64 bytes).
+//
+// The new bytes after the request are compressed on their own. Each element
+// costs a table lookup and a few operations without a branch that depends
+// on its kind (the kinds come in no order a CPU can predict): bits, one bit
+// per byte of the request set at the holes, tells whether a copy's source
+// holds one. bits is scratch of at least len(raw)/64+2 zero words, returned
+// zero. ok is false when the block cannot be walked (not snappy, or not
+// raw), and the caller compresses in another way.
+func compressInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) (_ []byte, ok bool) {
+	n, hdr := binary.Uvarint(in)
+	if hdr <= 0 || n != uint64(len(raw)) || len(out) < len(raw) || len(bits) < len(raw)/64+2 {
+		return dst, false
+	}
+	for _, x := range holes {
+		bits[x>>6] |= 1 << (x & 63)
+	}
+	dst, ok = walkInPlace(binary.AppendUvarint(dst[:0], uint64(len(out))), in[hdr:], raw, out, holes, bits)
+	for _, x := range holes {
+		bits[x>>6] = 0
+	}
+	if !ok {
+		return dst, false
+	}
+	return appendSnappyElements(dst, out[len(raw):]), true
+}
+
+// walkInPlace appends the elements of in, the sender's block after its
+// header, edited as compressInPlace says.
+func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, bool) {
+	next, h, last := len(raw), 0, -1 // the first hole at or after d (holes[h]), the last before
+	if len(holes) > 0 {
+		next = holes[0]
+	}
+	vs := 0         // in[vs:p]: elements appended as they came, not yet
+	var fix []int   // holes inside the literals among them
+	var fixAt []int // and where in in their bytes are
+	d, p := 0, 0
+	for p < len(in) {
+		var length, off, size int
+		var mask uint64
+		if p+5 > len(in) { // the block's last bytes: parsed with care
+			e, nx, ok := nextSnappyElem(in, p)
+			if !ok {
+				return dst, false
+			}
+			length, off, size = e.length, e.offset, nx-p
+			if e.copy {
+				mask = ^uint64(0) >> (64 - min(length, 64))
+			}
+			goto check
+		}
+		switch tag, b := in[p], in[p+1:p+5:p+5]; tag & 3 { // a branch, not a table: predicted, it lets the walk run ahead
+		case 0:
+			x := int(tag >> 2)
+			size = 1
+			if x >= 60 { // the length in the 1-4 bytes after the tag
+				nb := x - 59
+				x = int(binary.LittleEndian.Uint32(b) & (1<<(8*nb) - 1))
+				size += nb
+			}
+			length = x + 1
+			if length > len(raw)-d || length > len(in)-p-size {
+				return dst, false
+			}
+			size += length
+		case 1:
+			length, off, size = 4+int(tag>>2&7), int(tag&0xe0)<<3|int(b[0]), 2
+			mask = ^uint64(0) >> (64 - length)
+		case 2:
+			length, off, size = 1+int(tag>>2), int(b[0])|int(b[1])<<8, 3
+			mask = ^uint64(0) >> (64 - length)
+		default:
+			length, off, size = 1+int(tag>>2), int(binary.LittleEndian.Uint32(b)), 5
+			mask = ^uint64(0) >> (64 - length)
+		}
+	check:
+		if length > len(raw)-d || size > len(in)-p || off > d || (off == 0 && mask != 0) {
+			return dst, false
+		}
+		lit := mask == 0
+		// Does a copy's source hold a hole? Only if one came after its
+		// start (literals: mask 0).
+		var src uint64
+		if from := d - off; from <= last {
+			sh := uint(from & 63)
+			src = (bits[from>>6]>>sh | bits[from>>6+1]<<(64-sh)) & mask
+		}
+		if next < d+length || src != 0 {
+			if lit { // holes in a literal: written into its bytes
+				for next < d+length {
+					fix, fixAt = append(fix, next), append(fixAt, p+size-length+next-d)
+					last, h = next, h+1
+					next = len(raw)
+					if h < len(holes) {
+						next = holes[h]
+					}
+				}
+			} else { // a copy that holds or copies a hole: a literal of its bytes
+				base := len(dst) - vs
+				dst = append(dst, in[vs:p]...)
+				for k, at := range fixAt {
+					dst[base+at] = out[fix[k]]
+				}
+				fix, fixAt = fix[:0], fixAt[:0]
+				dst = appendSnappyLiteral(dst, out[d:d+length])
+				for next < d+length {
+					last, h = next, h+1
+					next = len(raw)
+					if h < len(holes) {
+						next = holes[h]
+					}
+				}
+				vs = p + size
+			}
+		}
+		d, p = d+length, p+size
+	}
+	if d != len(raw) || h != len(holes) {
+		return dst, false
+	}
+	base := len(dst) - vs
+	dst = append(dst, in[vs:]...)
+	for k, at := range fixAt {
+		dst[base+at] = out[fix[k]]
+	}
+	return dst, true
 }

@@ -422,43 +422,65 @@ func TestSnappySpliceFallsBack(t *testing.T) {
 // re-encode's request, with the sender's compressed bytes after the repair
 // in it (the repair shortens the request by a byte: they land shifted).
 func TestHandlerReusesSenderElements(t *testing.T) {
-	for _, rw2 := range []bool{false, true} {
-		t.Run(protoLabel(string(protoFor(rw2))), func(t *testing.T) {
-			w := rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: 1.0 / 2000}
-			bodies, _ := w.RW1()
-			if rw2 {
-				bodies, _ = w.RW2()
-			}
-			raw, err := snappy.Decode(nil, bodies[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			in, err := compression.Encode(compression.Snappy, raw, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, changed := runFast(t, litellmPipeline(t, ""), string(protoFor(rw2)), raw)
-			if !changed {
-				t.Fatal("the request needs no repair: the test would not splice")
-			}
-			up := rwtest.NewRecordingUpstream(t)
-			h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 10*time.Second)})
-			if rec := post(t, h, wire.ContentType(protoFor(rw2)), in); rec.Code != http.StatusNoContent {
-				t.Fatalf("answer %d: %s", rec.Code, rec.Body)
-			}
-			reqs := up.Requests()
-			if len(reqs) != 1 || !bytes.Equal(reqs[0].Raw, want) {
-				t.Fatalf("%d requests; the forwarded one is not the full re-encode's request", len(reqs))
-			}
-			if last := in[len(in)-4096:]; !bytes.Contains(reqs[0].Body, last) {
-				t.Fatal("the sender's last 4 KiB are not in the forwarded block: not reused")
-			}
-			// The one series repaired was blanked in place (the default
-			// share), and counted.
-			if n := testutil.ToFloat64(h.metrics.blanked); n <= 0 || int(n) > len(raw)/100 {
-				t.Fatalf("rwfix_forwarded_blanked_bytes_total = %v, want the bytes of one series of %d", n, len(raw))
-			}
-		})
+	for _, c := range []struct {
+		name    string
+		none    float64
+		blanked bool
+	}{
+		// One repair: cut out, the copies across it pointed again.
+		{"one", 1.0 / 2000, false},
+		// One series in ten: blanked in place (see blankTag).
+		{"tenth", 0.1, true},
+	} {
+		for _, rw2 := range []bool{false, true} {
+			t.Run(c.name+"/"+protoLabel(string(protoFor(rw2))), func(t *testing.T) {
+				w := rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: c.none}
+				bodies, _ := w.RW1()
+				if rw2 {
+					bodies, _ = w.RW2()
+				}
+				raw, err := snappy.Decode(nil, bodies[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				in, err := compression.Encode(compression.Snappy, raw, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, changed := runFast(t, litellmPipeline(t, ""), string(protoFor(rw2)), raw)
+				if !changed {
+					t.Fatal("the request needs no repair: the test would not splice")
+				}
+				up := rwtest.NewRecordingUpstream(t)
+				h := NewHandler(litellmPipeline(t, ""), []*Upstream{upstreamFor(t, up.URL, 10*time.Second)})
+				if rec := post(t, h, wire.ContentType(protoFor(rw2)), in); rec.Code != http.StatusNoContent {
+					t.Fatalf("answer %d: %s", rec.Code, rec.Body)
+				}
+				reqs := up.Requests()
+				if len(reqs) != 1 || !bytes.Equal(reqs[0].Raw, want) {
+					t.Fatalf("%d requests; the forwarded one is not the full re-encode's request", len(reqs))
+				}
+				// Most of the sender's block is in the forwarded block as it
+				// came: reused (64-byte pieces of it, each found in it).
+				found, pieces := 0, 0
+				for off := 0; off+64 <= len(in); off += 64 {
+					pieces++
+					if bytes.Contains(reqs[0].Body, in[off:off+64]) {
+						found++
+					}
+				}
+				if found < pieces*3/4 {
+					t.Fatalf("%d of %d 64-byte pieces of the sender's block in the forwarded block: not reused", found, pieces)
+				}
+				n := testutil.ToFloat64(h.metrics.blanked)
+				switch {
+				case !c.blanked && n != 0:
+					t.Fatalf("rwfix_forwarded_blanked_bytes_total = %v, want 0: one repair is cut out", n)
+				case c.blanked && (n < float64(len(raw))/40 || n > float64(len(raw))*DefaultBlankShare):
+					t.Fatalf("rwfix_forwarded_blanked_bytes_total = %v, want the bytes of the repaired series (about a tenth of the counters' of %d)", n, len(raw))
+				}
+			})
+		}
 	}
 }
 
@@ -573,4 +595,101 @@ func threadCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ts.Nano())
+}
+
+// TestCompressInPlaceElements: hand-made blocks with holes (bytes changed
+// in place, as blanking changes a series' tag), one case per way an element
+// is treated, each checked by decoding with golang/snappy and s2; and
+// blocks it must refuse.
+func TestCompressInPlaceElements(t *testing.T) {
+	abcdefgh := []byte("abcdefgh")
+	for _, tc := range []struct {
+		name  string
+		in    []byte
+		holes []int
+		tail  string
+		// want: the elements it must write (nil: only check decoding)
+		want []byte
+	}{
+		{
+			name:  "no hole: the sender's elements, then the tail",
+			in:    elements{}.lit(abcdefgh).copy1(8, 8).block(16),
+			tail:  "",
+			want:  elements{}.lit(abcdefgh).copy1(8, 8).block(16),
+			holes: nil,
+		},
+		{
+			name:  "a hole in a literal: written into it",
+			in:    elements{}.lit(abcdefgh).copy1(8, 8).block(16),
+			holes: []int{2},
+			// the copy takes bytes 0-7, the hole among them: a literal
+			want: elements{}.lit([]byte("ab\x7adefgh")).lit([]byte("abcdefgh")).block(16),
+		},
+		{
+			name:  "a hole in a copy's bytes: the copy becomes a literal",
+			in:    elements{}.lit(abcdefgh).copy1(8, 8).copy2(16, 4).block(20),
+			holes: []int{12},
+			// the copy2 reads bytes 0-3: no hole, kept
+			want: elements{}.lit(abcdefgh).lit([]byte("abcd\x7afgh")).copy2(16, 4).block(20),
+		},
+		{
+			name:  "an overlapping copy (a repeat) across a hole",
+			in:    elements{}.lit([]byte("a")).copy2(1, 30).block(31),
+			holes: []int{0},
+		},
+		{
+			name:  "a hole at the last byte, and a tail",
+			in:    elements{}.lit(abcdefgh).copy4(8, 8).block(16),
+			holes: []int{15},
+			tail:  "the new bytes after the request",
+		},
+		{
+			name:  "holes in a long literal",
+			in:    elements{}.lit(bytes.Repeat(abcdefgh, 40)).copy2(320, 64).block(384),
+			holes: []int{0, 100, 319},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := snappy.Decode(nil, tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := append(slices.Clone(raw), tc.tail...)
+			for _, x := range tc.holes {
+				out[x] = blankTag
+			}
+			bits := make([]uint64, len(raw)/64+2)
+			got, ok := compressInPlace(nil, tc.in, raw, out, tc.holes, bits)
+			if !ok {
+				t.Fatal("refused a valid block")
+			}
+			if slices.ContainsFunc(bits, func(w uint64) bool { return w != 0 }) {
+				t.Fatal("the scratch bits are not returned zero")
+			}
+			checkSpliced(t, got, 0, out)
+			if tc.want != nil {
+				want := append(binary.AppendUvarint(nil, uint64(len(out))), tc.want[len(binary.AppendUvarint(nil, uint64(len(raw)))):]...)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("elements\n%x\nwant\n%x", got, want)
+				}
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		raw  int
+	}{
+		{"a copy with offset 0 (s2's repeat)", elements{}.lit(abcdefgh).copy2(0, 4).block(12), 12},
+		{"a copy reaching before the block", elements{}.lit(abcdefgh).copy2(9, 4).block(12), 12},
+		{"a header that is not the request's length", elements{}.lit(abcdefgh).block(9), 8},
+		{"truncated", elements{}.lit(abcdefgh).block(8)[:6], 8},
+	} {
+		t.Run("refuses/"+tc.name, func(t *testing.T) {
+			raw := make([]byte, tc.raw)
+			if _, ok := compressInPlace(nil, tc.in, raw, raw, nil, make([]uint64, tc.raw/64+2)); ok {
+				t.Fatal("walked a block it must refuse")
+			}
+		})
+	}
 }
