@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,5 +192,169 @@ func TestIdleFlushAfterRestartKeepsStartTimestamps(t *testing.T) {
 	// of the sources' start timestamps.
 	if want := []series.Sample{{T: 30000, ST: 3000, V: 130}}; !slices.Equal(got, want) {
 		t.Errorf("the idle flush sent %v of the merged output, want %v", got, want)
+	}
+}
+
+// forwardingUpstream is an upstream at url that forwards the sender's
+// headers names (none: forward_headers unset).
+func forwardingUpstream(t *testing.T, url string, names ...string) *Upstream {
+	t.Helper()
+	var uc UpstreamConfig
+	doc := "url: " + url
+	if len(names) > 0 {
+		doc += "\nforward_headers: [" + strings.Join(names, ", ") + "]"
+	}
+	if err := yaml.UnmarshalStrict([]byte(doc), &uc); err != nil {
+		t.Fatal(err)
+	}
+	uc.Timeout = model.Duration(5 * time.Second)
+	u, err := NewUpstream(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// postFrom posts body as the sender with the given headers (name, value
+// pairs) and wants it accepted.
+func postFrom(t *testing.T, h http.Handler, ct string, body []byte, header ...string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Content-Encoding", "snappy")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code/100 != 2 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+}
+
+// mergedSamples returns the samples of the merged output fixedTotal that
+// request r carries.
+func mergedSamples(t *testing.T, r rwtest.Request) []series.Sample {
+	t.Helper()
+	var got []series.Sample
+	if r.Proto == ProtoV2 {
+		req := decodeV2(t, r.Body)
+		var sb labels.ScratchBuilder
+		for _, ts := range req.Timeseries {
+			ls, err := ts.ToLabels(&sb, req.Symbols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if labels.Equal(ls, fixedTotal) {
+				for _, smp := range ts.Samples {
+					got = append(got, series.Sample{T: smp.Timestamp, ST: smp.StartTimestamp, V: smp.Value})
+				}
+			}
+		}
+		return got
+	}
+	for _, ts := range decodeV1(t, r.Body).Timeseries {
+		if labels.Equal(ts.ToLabels(&labels.ScratchBuilder{}, nil), fixedTotal) {
+			for _, smp := range ts.Samples {
+				got = append(got, series.Sample{T: smp.Timestamp, V: smp.Value})
+			}
+		}
+	}
+	return got
+}
+
+// A reload changes the upstreams' forward_headers while merged samples are
+// held (each tenant's None sample at 30 s waits for its 500); the outputs
+// become orphans of their old partitions. rwfix then restarts on its log,
+// and the tenants' senders have stopped: no request will name the old
+// partitions again, nor adopt the orphans. The idle flush sends each
+// tenant's held sample on its own, with that tenant's headers as its
+// sender sent them (those the upstreams forward now go on) — never held
+// forever, never in another tenant.
+func TestIdleFlushAfterRestartSendsOrphansWithTheirHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after []string // forward_headers
+		tenants       []string // X-Scope-OrgID of each sender ("": none)
+	}{
+		{"forward_headers turned on", nil, []string{"X-Scope-OrgID"}, []string{""}},
+		{"a forwarded header added", []string{"X-Scope-OrgID"}, []string{"X-Scope-OrgID", "X-Scope-Team"}, []string{"a", "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := rwtest.NewRecordingUpstream(t)
+			dir := t.TempDir()
+			clock := rwtest.NewClock(time.Unix(1000, 0))
+			scheme := func(names []string) string { return strings.Join(names, "\x00") + "\x01" } // as the reloader names it
+			var merger *relabel.Merger
+			pipeline := func(names []string) *relabel.Pipeline {
+				t.Helper()
+				cfg := relabel.DefaultConfig()
+				p, err := relabel.New(cfg, nil, merger)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.Activate(merger.Partitions(scheme(names))) // as the reloader does
+				return p
+			}
+			start := func(names []string) *Handler {
+				t.Helper()
+				merger = relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+				merger.SetClock(clock.Now)
+				if _, err := merger.OpenLog(dir); err != nil {
+					t.Fatal(err)
+				}
+				return NewHandler(pipeline(names), []*Upstream{forwardingUpstream(t, up.URL, names...)}, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+			}
+			from := func(tenant string) []string {
+				if tenant == "" {
+					return nil
+				}
+				return []string{"X-Scope-OrgID", tenant}
+			}
+			// Tenant i counts None 10i+3 then 10i+4, and 500 10i+5: its
+			// merged sample at 30 s is 20i+9.
+			h := start(tc.before)
+			for i, tenant := range tc.tenants {
+				k := float64(10 * i)
+				postFrom(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+					v1Series(noneTotal, prompb.Sample{Value: k + 3, Timestamp: 15000}), v1Series(fixedTotal, prompb.Sample{Value: k + 5, Timestamp: 15000}),
+				}}), from(tenant)...)
+			}
+			clock.Add(15 * time.Second)
+			for i, tenant := range tc.tenants {
+				postFrom(t, h, ctV1, oneSeries(t, noneTotal, prompb.Sample{Value: float64(10*i) + 4, Timestamp: 30000}), from(tenant)...)
+			}
+			if !merger.Pending() {
+				t.Fatal("no merged sample is held: the test shows nothing")
+			}
+			h.Update(pipeline(tc.after), []*Upstream{forwardingUpstream(t, up.URL, tc.after...)}) // the reload
+			if err := merger.Close(); err != nil { // SIGTERM: the state stays in the log
+				t.Fatal(err)
+			}
+			sent := up.Len()
+
+			h = start(tc.after)
+			t.Cleanup(func() { _ = merger.Close() })
+			if !merger.Pending() {
+				t.Fatal("the restart did not replay the held samples")
+			}
+			clock.Add(time.Duration(relabel.DefaultCollisionConfig().MaxWait) + time.Second)
+			h.FlushIdle(context.Background())
+			if merger.Pending() {
+				t.Error("the merge still holds samples: the idle flush did not send them")
+			}
+			got := map[string][]series.Sample{}
+			for _, r := range up.Requests()[sent:] {
+				if s := mergedSamples(t, r); len(s) > 0 {
+					tenant := r.Header.Get("X-Scope-OrgID")
+					got[tenant] = append(got[tenant], s...)
+				}
+			}
+			for i, tenant := range tc.tenants {
+				if want := []series.Sample{{T: 30000, V: float64(20*i) + 9}}; !slices.Equal(got[tenant], want) {
+					t.Errorf("tenant %q: the idle flush sent %v of its merged output, want %v (all: %v)", tenant, got[tenant], want, got)
+				}
+			}
+		})
 	}
 }
