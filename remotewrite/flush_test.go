@@ -328,7 +328,7 @@ func TestIdleFlushAfterRestartSendsOrphansWithTheirHeaders(t *testing.T) {
 				t.Fatal("no merged sample is held: the test shows nothing")
 			}
 			h.Update(pipeline(tc.after), []*Upstream{forwardingUpstream(t, up.URL, tc.after...)}) // the reload
-			if err := merger.Close(); err != nil { // SIGTERM: the state stays in the log
+			if err := merger.Close(); err != nil {                                                // SIGTERM: the state stays in the log
 				t.Fatal(err)
 			}
 			sent := up.Len()
