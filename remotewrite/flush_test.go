@@ -358,3 +358,75 @@ func TestIdleFlushAfterRestartSendsOrphansWithTheirHeaders(t *testing.T) {
 		})
 	}
 }
+
+// The protocol a partition's sender speaks is kept in the merge log: after
+// a restart, the idle flush sends a held merged sample in it — RW 2.0 from
+// an RW 2.0 sender, though no start timestamp tells so (a flush once took
+// every sample without one for RW 1.0's) — and RW 1.0 from an RW 1.0 one.
+func TestIdleFlushAfterRestartKeepsProtocol(t *testing.T) {
+	for _, ct := range []string{ctV1, ctV2} {
+		t.Run(ct, func(t *testing.T) {
+			up := rwtest.NewRecordingUpstream(t)
+			ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
+			dir := t.TempDir()
+			clock := rwtest.NewClock(time.Unix(1000, 0))
+			start := func() (*relabel.Pipeline, *relabel.Merger, *Handler) {
+				t.Helper()
+				p, m := litellmOnLog(t, dir, clock.Now)
+				return p, m, NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+			}
+			body := func(ts int64, withFive bool) []byte {
+				s := []prompb.TimeSeries{v1Series(noneTotal, prompb.Sample{Value: float64(ts / 1000), Timestamp: ts})}
+				if withFive {
+					s = append(s, v1Series(fixedTotal, prompb.Sample{Value: 100, Timestamp: ts}))
+				}
+				if ct == ctV1 {
+					return encodeV1(t, &prompb.WriteRequest{Timeseries: s})
+				}
+				st := writev2.NewSymbolTable()
+				req := &writev2.Request{}
+				for _, ts := range s {
+					req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+						LabelsRefs: st.SymbolizeLabels(ts.ToLabels(&labels.ScratchBuilder{}, nil), nil),
+						Samples:    []writev2.Sample{{Value: ts.Samples[0].Value, Timestamp: ts.Samples[0].Timestamp}},
+					})
+				}
+				req.Symbols = st.Symbols()
+				return encodeV2(t, req)
+			}
+			p, m, h := start()
+			postFrom(t, h, ct, body(15000, true))
+			clock.Add(15 * time.Second)
+			postFrom(t, h, ct, body(30000, false))
+			if !p.MergePending() {
+				t.Fatal("no merged sample is held: the test shows nothing")
+			}
+			sent := up.Len()
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			p, m, h = start()
+			t.Cleanup(func() { _ = m.Close() })
+			clock.Add(p.MaxWait() + time.Second)
+			h.FlushIdle(context.Background())
+			if p.MergePending() {
+				t.Error("the merge still has samples pending")
+			}
+			want := ProtoV1
+			if ct == ctV2 {
+				want = ProtoV2
+			}
+			var got []series.Sample
+			for i, r := range up.Requests()[sent:] {
+				if r.Proto != want {
+					t.Errorf("flush request %d went as %q, want %q (its sender's)", i, r.Proto, want)
+				}
+				got = append(got, mergedSamples(t, r)...)
+			}
+			if want := []series.Sample{{T: 30000, V: 130}}; !slices.Equal(got, want) {
+				t.Errorf("the idle flush sent %v of the merged output, want %v", got, want)
+			}
+		})
+	}
+}
