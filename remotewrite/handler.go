@@ -95,7 +95,7 @@ type Handler struct {
 	partitions    sync.Map
 	partMu        sync.Mutex
 	unknownOrigin atomic.Bool
-	writer     http.Handler // client_golang's handler: method, content type, Written headers
+	writer        http.Handler // client_golang's handler: method, content type, Written headers
 }
 
 // route is what a reload swaps atomically: the rules and the upstreams.
