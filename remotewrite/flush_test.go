@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -263,92 +264,107 @@ func mergedSamples(t *testing.T, r rwtest.Request) []series.Sample {
 	return got
 }
 
-// A reload changes the upstreams' forward_headers while merged samples are
-// held (each tenant's None sample at 30 s waits for its 500); the outputs
-// become orphans of their old partitions. rwfix then restarts on its log,
-// and the tenants' senders have stopped: no request will name the old
-// partitions again, nor adopt the orphans. The idle flush sends each
-// tenant's held sample on its own, with that tenant's headers as its
-// sender sent them (those the upstreams forward now go on) — never held
-// forever, never in another tenant.
+// orphansFlushedAfterRestart holds a merged sample for each of tenants (the
+// value of X-Scope-OrgID of its sender, "": none): tenant i's None counts
+// 10i+3 then 10i+4, its 500 10i+5, so its sample at 30 s, 20i+9, waits for
+// its 500. A reload changes the upstreams' forward_headers from before to
+// after, making the outputs orphans of their old partitions; rwfix restarts
+// on its log (after forget, if set, has dropped every origin the state
+// knew: as a log written before origins were kept). The senders have
+// stopped: no request names the old partitions again, none adopts an
+// orphan. It runs the idle flush once every held sample is due and returns
+// what it sent of the merged output, by the X-Scope-OrgID it went with.
+func orphansFlushedAfterRestart(t *testing.T, before, after, tenants []string, forget bool, opts ...Option) (got map[string][]series.Sample, m *relabel.Merger) {
+	t.Helper()
+	up := rwtest.NewRecordingUpstream(t)
+	dir := t.TempDir()
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	scheme := func(names []string) string { return strings.Join(names, "\x00") + "\x01" } // as the reloader names it
+	pipeline := func(names []string) *relabel.Pipeline {
+		t.Helper()
+		p, err := relabel.New(relabel.DefaultConfig(), nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Activate(m.Partitions(scheme(names))) // as the reloader does
+		return p
+	}
+	start := func(names []string) *Handler {
+		t.Helper()
+		m = relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+		m.SetClock(clock.Now)
+		if _, err := m.OpenLog(dir); err != nil {
+			t.Fatal(err)
+		}
+		return NewHandler(pipeline(names), []*Upstream{forwardingUpstream(t, up.URL, names...)},
+			append([]Option{WithMetrics(NewMetrics(prometheus.NewRegistry()))}, opts...)...)
+	}
+	from := func(tenant string) []string {
+		if tenant == "" {
+			return nil
+		}
+		return []string{"X-Scope-OrgID", tenant}
+	}
+	h := start(before)
+	for i, tenant := range tenants {
+		k := float64(10 * i)
+		postFrom(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			v1Series(noneTotal, prompb.Sample{Value: k + 3, Timestamp: 15000}), v1Series(fixedTotal, prompb.Sample{Value: k + 5, Timestamp: 15000}),
+		}}), from(tenant)...)
+	}
+	clock.Add(15 * time.Second)
+	for i, tenant := range tenants {
+		postFrom(t, h, ctV1, oneSeries(t, noneTotal, prompb.Sample{Value: float64(10*i) + 4, Timestamp: 30000}), from(tenant)...)
+	}
+	if !m.Pending() {
+		t.Fatal("no merged sample is held: the test shows nothing")
+	}
+	h.Update(pipeline(after), []*Upstream{forwardingUpstream(t, up.URL, after...)}) // the reload
+	if forget {
+		for _, tenant := range tenants {
+			m.ForgetOrigin(partition(http.Header{"X-Scope-Orgid": {tenant}}, []*Upstream{forwardingUpstream(t, up.URL, before...)}))
+		}
+	}
+	// SIGTERM: the state stays in the log.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sent := up.Len()
+
+	h = start(after)
+	t.Cleanup(func() { _ = m.Close() })
+	if !m.Pending() {
+		t.Fatal("the restart did not replay the held samples")
+	}
+	clock.Add(time.Duration(relabel.DefaultCollisionConfig().MaxWait) + time.Second)
+	h.FlushIdle(context.Background())
+	got = map[string][]series.Sample{}
+	for _, r := range up.Requests()[sent:] {
+		if s := mergedSamples(t, r); len(s) > 0 {
+			tenant := r.Header.Get("X-Scope-OrgID")
+			got[tenant] = append(got[tenant], s...)
+		}
+	}
+	return got, m
+}
+
+// After a forward_headers reload and a restart, with every sender stopped,
+// the idle flush sends each tenant's held sample on its own, with that
+// tenant's headers as its sender sent them (those the upstreams forward now
+// go on): never held forever, never in another tenant.
 func TestIdleFlushAfterRestartSendsOrphansWithTheirHeaders(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		before, after []string // forward_headers
-		tenants       []string // X-Scope-OrgID of each sender ("": none)
+		tenants       []string
 	}{
 		{"forward_headers turned on", nil, []string{"X-Scope-OrgID"}, []string{""}},
 		{"a forwarded header added", []string{"X-Scope-OrgID"}, []string{"X-Scope-OrgID", "X-Scope-Team"}, []string{"a", "b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := rwtest.NewRecordingUpstream(t)
-			dir := t.TempDir()
-			clock := rwtest.NewClock(time.Unix(1000, 0))
-			scheme := func(names []string) string { return strings.Join(names, "\x00") + "\x01" } // as the reloader names it
-			var merger *relabel.Merger
-			pipeline := func(names []string) *relabel.Pipeline {
-				t.Helper()
-				cfg := relabel.DefaultConfig()
-				p, err := relabel.New(cfg, nil, merger)
-				if err != nil {
-					t.Fatal(err)
-				}
-				p.Activate(merger.Partitions(scheme(names))) // as the reloader does
-				return p
-			}
-			start := func(names []string) *Handler {
-				t.Helper()
-				merger = relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
-				merger.SetClock(clock.Now)
-				if _, err := merger.OpenLog(dir); err != nil {
-					t.Fatal(err)
-				}
-				return NewHandler(pipeline(names), []*Upstream{forwardingUpstream(t, up.URL, names...)}, WithMetrics(NewMetrics(prometheus.NewRegistry())))
-			}
-			from := func(tenant string) []string {
-				if tenant == "" {
-					return nil
-				}
-				return []string{"X-Scope-OrgID", tenant}
-			}
-			// Tenant i counts None 10i+3 then 10i+4, and 500 10i+5: its
-			// merged sample at 30 s is 20i+9.
-			h := start(tc.before)
-			for i, tenant := range tc.tenants {
-				k := float64(10 * i)
-				postFrom(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-					v1Series(noneTotal, prompb.Sample{Value: k + 3, Timestamp: 15000}), v1Series(fixedTotal, prompb.Sample{Value: k + 5, Timestamp: 15000}),
-				}}), from(tenant)...)
-			}
-			clock.Add(15 * time.Second)
-			for i, tenant := range tc.tenants {
-				postFrom(t, h, ctV1, oneSeries(t, noneTotal, prompb.Sample{Value: float64(10*i) + 4, Timestamp: 30000}), from(tenant)...)
-			}
-			if !merger.Pending() {
-				t.Fatal("no merged sample is held: the test shows nothing")
-			}
-			h.Update(pipeline(tc.after), []*Upstream{forwardingUpstream(t, up.URL, tc.after...)}) // the reload
-			if err := merger.Close(); err != nil {                                                // SIGTERM: the state stays in the log
-				t.Fatal(err)
-			}
-			sent := up.Len()
-
-			h = start(tc.after)
-			t.Cleanup(func() { _ = merger.Close() })
-			if !merger.Pending() {
-				t.Fatal("the restart did not replay the held samples")
-			}
-			clock.Add(time.Duration(relabel.DefaultCollisionConfig().MaxWait) + time.Second)
-			h.FlushIdle(context.Background())
-			if merger.Pending() {
+			got, m := orphansFlushedAfterRestart(t, tc.before, tc.after, tc.tenants, false)
+			if m.Pending() {
 				t.Error("the merge still holds samples: the idle flush did not send them")
-			}
-			got := map[string][]series.Sample{}
-			for _, r := range up.Requests()[sent:] {
-				if s := mergedSamples(t, r); len(s) > 0 {
-					tenant := r.Header.Get("X-Scope-OrgID")
-					got[tenant] = append(got[tenant], s...)
-				}
 			}
 			for i, tenant := range tc.tenants {
 				if want := []series.Sample{{T: 30000, V: float64(20*i) + 9}}; !slices.Equal(got[tenant], want) {
@@ -356,6 +372,29 @@ func TestIdleFlushAfterRestartSendsOrphansWithTheirHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The same from a log written before rwfix kept the partitions' origins:
+// which tenant a partition's samples are of is then known only when its
+// sender sent no forwarded header — flushed without one, as before the
+// restart. Another tenant's samples could land in the wrong tenant: they
+// stay held for its next request (or an adoption), and rwfix warns.
+func TestIdleFlushAfterRestartWithoutOrigins(t *testing.T) {
+	var logs bytes.Buffer
+	got, m := orphansFlushedAfterRestart(t, []string{"X-Scope-OrgID"}, []string{"X-Scope-OrgID", "X-Scope-Team"}, []string{"", "a"}, true,
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if want := []series.Sample{{T: 30000, V: 9}}; !slices.Equal(got[""], want) {
+		t.Errorf("the sender without a tenant header: the idle flush sent %v, want %v", got[""], want)
+	}
+	if len(got["a"]) > 0 || len(got) != 1 {
+		t.Errorf("tenant a's held sample went out (%v) though its headers were not known", got)
+	}
+	if !m.Pending() {
+		t.Error("tenant a's held sample is no longer held")
+	}
+	if !strings.Contains(logs.String(), "forwarded headers are not known") {
+		t.Errorf("no warning logged; logs:\n%s", logs.String())
 	}
 }
 
