@@ -142,10 +142,9 @@ func (w *Merger) KeepOrigin(part string, o series.Origin) {
 	}
 	w.originMu.Unlock()
 	if l != nil {
+		// Written with the request's records, after which it comes in the
+		// buffer: before any record of an output of a new partition.
 		l.mu.Unlock()
-		if changed {
-			w.flushLog() // before any record of the request's outputs
-		}
 	}
 }
 

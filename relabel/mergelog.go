@@ -28,9 +28,9 @@ import (
 // change — an output or source first seen, a source sample taken, an output
 // timestamp finalized (and whether it was sent), samples taken by the
 // upstream, an output forgotten, how a partition's requests come (its
-// sender's protocol and forwarded headers: see idle.go). The records of a request are written
-// (write(2), no fsync) before the request is answered, so a SIGKILL or an
-// OOM kill loses nothing: the kernel has them. The file is fsynced every
+// sender's protocol and forwarded headers: see idle.go). The records of a
+// request are written (write(2), no fsync) before the request is answered,
+// so a SIGKILL or an OOM kill loses nothing: the kernel has them. The file is fsynced every
 // 10 s and at compaction, so a machine crash loses at most that much.
 //
 // A restart replays the records through the same state machine: the clock's
