@@ -30,8 +30,9 @@ import (
 // upstream, an output forgotten, how a partition's requests come (its
 // sender's protocol and forwarded headers: see idle.go). The records of a
 // request are written (write(2), no fsync) before the request is answered,
-// so a SIGKILL or an OOM kill loses nothing: the kernel has them. The file is fsynced every
-// 10 s and at compaction, so a machine crash loses at most that much.
+// so a SIGKILL or an OOM kill loses nothing: the kernel has them. The file
+// is fsynced every 10 s and at compaction, so a machine crash loses at most
+// that much.
 //
 // A restart replays the records through the same state machine: the clock's
 // decisions (end of learning, overdue sources) are in the log as finalized
