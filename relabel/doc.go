@@ -39,7 +39,9 @@
 //     count, the log and the metrics.
 //   - mergelog.go: the merge state's durable log in the data directory.
 //   - idle.go: the partitions (tenants) whose held samples no request of
-//     theirs will carry (their sender stopped), and their flush.
+//     theirs will carry (their sender stopped), and their flush; how each
+//     partition's requests come (its origin), kept in the log for a flush
+//     after a restart.
 //   - retire.go: what a reload does to the merge state — outputs it takes
 //     from the merge retired and fenced, outputs whose partition changed
 //     orphaned and adopted; fences.

@@ -1,6 +1,8 @@
 package relabel
 
 import (
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -105,4 +107,118 @@ func (p *Pipeline) Flush(part string) (emits []Emit, run series.MergeRun) {
 		return nil, nil
 	}
 	return emits, mr
+}
+
+// A flush after a restart sends for partitions this process has seen no
+// request of: an output restored from the log, or an orphan of a
+// partition no request will name again (a forward_headers reload). The
+// partition's name is made of its forwarded headers' values but not their
+// names, which depend on the configuration it was made under; nor does it
+// say the sender's protocol. So the wire side tells the state, at a
+// partition's first request in a process (and when it changes), how its
+// requests come (its Origin), and the state keeps it in the log.
+
+// KeepOrigin records partition part's origin, logging it if it is new or
+// changed. Called with no shard locked.
+func (w *Merger) KeepOrigin(part string, o series.Origin) {
+	l := w.log
+	if l != nil {
+		l.mu.Lock()
+	}
+	w.originMu.Lock()
+	old, known := w.origins[part]
+	changed := !known || !sameOrigin(old, o)
+	if changed {
+		o = cloneOrigin(o)
+		if w.origins == nil {
+			w.origins = map[string]series.Origin{}
+		}
+		w.origins[part] = o
+		if l != nil {
+			l.begin(recOrigin)
+			l.origin(part, o)
+			l.end()
+		}
+	}
+	w.originMu.Unlock()
+	if l != nil {
+		// Written with the request's records, after which it comes in the
+		// buffer: before any record of an output of a new partition.
+		l.mu.Unlock()
+	}
+}
+
+// Origin returns partition part's origin (ok false: unknown).
+func (w *Merger) Origin(part string) (series.Origin, bool) {
+	w.originMu.Lock()
+	defer w.originMu.Unlock()
+	o, ok := w.origins[part]
+	return o, ok
+}
+
+// ForgetOrigin drops partition part's origin. Not logged: a restart that
+// finds it restores it, and drops it at once if no output of part is left
+// (see keepOriginsInUse); a request of part records it again.
+func (w *Merger) ForgetOrigin(part string) {
+	w.originMu.Lock()
+	defer w.originMu.Unlock()
+	delete(w.origins, part)
+}
+
+// keepOriginsInUse drops the origins of partitions without outputs (after a
+// replay: a partition that gets outputs again does so by a request, which
+// records its origin). Called with every shard locked.
+func (w *Merger) keepOriginsInUse() {
+	w.originMu.Lock()
+	defer w.originMu.Unlock()
+	if len(w.origins) == 0 {
+		return
+	}
+	used := map[string]bool{}
+	for _, sh := range w.shards {
+		for k := range sh.outs {
+			used[k.part] = true
+		}
+	}
+	for part := range w.origins {
+		if !used[part] {
+			delete(w.origins, part)
+		}
+	}
+}
+
+func sameOrigin(a, b series.Origin) bool {
+	return a.Proto == b.Proto && maps.EqualFunc(a.Header, b.Header, slices.Equal)
+}
+
+func cloneOrigin(o series.Origin) series.Origin {
+	h := make(map[string][]string, len(o.Header))
+	for k, v := range o.Header {
+		h[k] = slices.Clone(v)
+	}
+	return series.Origin{Proto: o.Proto, Header: h}
+}
+
+// KeepOrigin records how partition part's requests come (see
+// Merger.KeepOrigin); nothing without a merge state.
+func (p *Pipeline) KeepOrigin(part string, o series.Origin) {
+	if p.merger != nil {
+		p.merger.KeepOrigin(part, o)
+	}
+}
+
+// Origin returns how partition part's requests come, as recorded in this
+// process or one before it (ok false: unknown).
+func (p *Pipeline) Origin(part string) (series.Origin, bool) {
+	if p.merger == nil {
+		return series.Origin{}, false
+	}
+	return p.merger.Origin(part)
+}
+
+// ForgetOrigin drops what KeepOrigin recorded for part.
+func (p *Pipeline) ForgetOrigin(part string) {
+	if p.merger != nil {
+		p.merger.ForgetOrigin(part)
+	}
 }

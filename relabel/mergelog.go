@@ -8,14 +8,18 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // The merge log keeps the merge state across restarts and crashes, in the
@@ -23,10 +27,12 @@ import (
 // its head: an append-only file of small binary records, one per state
 // change — an output or source first seen, a source sample taken, an output
 // timestamp finalized (and whether it was sent), samples taken by the
-// upstream, an output forgotten. The records of a request are written
-// (write(2), no fsync) before the request is answered, so a SIGKILL or an
-// OOM kill loses nothing: the kernel has them. The file is fsynced every
-// 10 s and at compaction, so a machine crash loses at most that much.
+// upstream, an output forgotten, how a partition's requests come (its
+// sender's protocol and forwarded headers: see idle.go). The records of a
+// request are written (write(2), no fsync) before the request is answered,
+// so a SIGKILL or an OOM kill loses nothing: the kernel has them. The file
+// is fsynced every 10 s and at compaction, so a machine crash loses at most
+// that much.
 //
 // A restart replays the records through the same state machine: the clock's
 // decisions (end of learning, overdue sources) are in the log as finalized
@@ -68,6 +74,7 @@ const (
 	recOrphan      = 12
 	recAdopt       = 13
 	recRecreated   = 14
+	recOrigin      = 15
 
 	compactSlack = 64 << 20
 )
@@ -137,6 +144,7 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 			_ = os.Rename(path, path+".corrupt")
 			replayErr = fmt.Errorf("%w: %s: %w; starting without merge state (set aside as %s.corrupt)", ErrCorruptLog, path, replayErr, logName)
 		}
+		m.keepOriginsInUse()
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("merge state: %w", err)
 	}
@@ -256,6 +264,9 @@ func (m *Merger) reset() {
 		sh.pending.Store(0)
 	}
 	m.total.Store(0)
+	m.originMu.Lock()
+	m.origins = nil
+	m.originMu.Unlock()
 }
 
 func (m *Merger) syncLoop(l *mergeLog) {
@@ -335,6 +346,14 @@ func (m *Merger) compact(closing bool) error {
 	var size int64
 	n, _ := w.Write(metaState(l, m, closing))
 	size += int64(n)
+	m.originMu.Lock()
+	for _, part := range slices.Sorted(maps.Keys(m.origins)) {
+		l.begin(recOrigin)
+		l.origin(part, m.origins[part])
+		n, _ := w.Write(l.frame(nil))
+		size += int64(n)
+	}
+	m.originMu.Unlock()
 	for _, sh := range m.shards {
 		for _, k := range sh.tombs() {
 			tb := sh.forgotten[k]
@@ -402,6 +421,18 @@ func (l *mergeLog) bool(b bool) {
 		l.rec = append(l.rec, 1)
 	} else {
 		l.rec = append(l.rec, 0)
+	}
+}
+func (l *mergeLog) origin(part string, o series.Origin) {
+	l.str(part)
+	l.str(o.Proto)
+	l.uvarint(uint64(len(o.Header)))
+	for _, name := range slices.Sorted(maps.Keys(o.Header)) {
+		l.str(name)
+		l.uvarint(uint64(len(o.Header[name])))
+		for _, v := range o.Header[name] {
+			l.str(v)
+		}
 	}
 }
 func (l *mergeLog) samples(s []Sample) {
@@ -832,6 +863,8 @@ func (rp *replayer) apply(typ byte, r *recReader) error {
 		rp.forgotten(r)
 	case recMeta:
 		rp.meta(r)
+	case recOrigin:
+		rp.origin(r)
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}
@@ -978,6 +1011,34 @@ func (rp *replayer) forgotten(r *recReader) {
 	}
 	if r.err == nil {
 		rp.m.shardOf(h).setTomb(outKey{part, h}, tb)
+	}
+}
+
+// origin: how a partition's requests come (see idle.go). A log written
+// before it was kept has none: a flush after the restart then knows only
+// what the partition's name tells (see remotewrite's flushPartition).
+func (rp *replayer) origin(r *recReader) {
+	part, o := r.str(), series.Origin{Proto: r.str(), Header: map[string][]string{}}
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		name, k := r.str(), r.uvarint()
+		if k > uint64(len(r.b)) {
+			r.fail()
+			break
+		}
+		vals := make([]string, 0, k)
+		for j := uint64(0); j < k && r.err == nil; j++ {
+			vals = append(vals, r.str())
+		}
+		o.Header[name] = vals
+	}
+	if r.err == nil {
+		rp.m.originMu.Lock()
+		if rp.m.origins == nil {
+			rp.m.origins = map[string]series.Origin{}
+		}
+		rp.m.origins[part] = o
+		rp.m.originMu.Unlock()
 	}
 }
 

@@ -1,12 +1,17 @@
 package relabel
 
 import (
+	"bufio"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // logAfterTwoScrapes runs an output through two scrapes (everything sent)
@@ -207,5 +212,104 @@ func TestBacklogHorizonKeptInLog(t *testing.T) {
 	defer func() { _ = m.Close() }()
 	if b := m.backlogBefore.Load(); b != first {
 		t.Fatalf("restart on its log: backlogBefore %d, want the first start's %d", b, first)
+	}
+}
+
+// withoutRecords rewrites the log in dir without its records of type typ,
+// as a version of rwfix that did not write them would have left it.
+func withoutRecords(t *testing.T, dir string, typ byte) {
+	t.Helper()
+	path := filepath.Join(dir, logName)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd := bufio.NewReader(f)
+	var out, payload []byte
+	dropped := 0
+	for {
+		var end logEnd
+		payload, end, err = readRecord(rd, payload)
+		if err != nil || (end != endNone && end != endClean) {
+			t.Fatalf("reading the log: %v (end %d)", err, end)
+		}
+		if end == endClean {
+			break
+		}
+		if payload[0] == typ {
+			dropped++
+			continue
+		}
+		l := mergeLog{rec: payload}
+		out = l.frame(out)
+	}
+	if dropped == 0 {
+		t.Fatalf("the log holds no record of type %d: the test shows nothing", typ)
+	}
+	if err := os.WriteFile(path, out, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each partition's origin (its sender's protocol and forwarded headers,
+// which a flush after a restart sends with) is kept in the log: a restart
+// after a crash restores it from its record, one after a clean stop from
+// the snapshot, the latest when it changed; the origin of a partition with
+// no output left is dropped at the restart. A log written before origins
+// were kept replays as before: the outputs restored, the origins unknown.
+func TestMergeLogKeepsOrigins(t *testing.T) {
+	v2 := series.Origin{Proto: "io.prometheus.write.v2.Request", Header: map[string][]string{"X-Scope-Orgid": {"a"}, "X-Scope-Team": {"x", "y"}}}
+	v1 := series.Origin{Proto: "prometheus.WriteRequest", Header: map[string][]string{"X-Scope-Orgid": {"a"}, "X-Scope-Team": {"x", "y"}}}
+	const part, idle = "a\xffx\xff", "b\xff"
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	h.m.KeepOrigin(idle, v1) // a tenant with no output
+	h.m.KeepOrigin(part, v2)
+	tx := h.m.Begin(part)
+	if !tx.Add(outTotal, []labels.Labels{srcNone}, [][]Sample{sp(0, 1)}) {
+		t.Fatal("state full")
+	}
+	tx.Collect()
+	tx.Done(true, nil)
+	h.m.flushLog()
+	origin := func(part string) (series.Origin, bool) {
+		t.Helper()
+		o, ok := h.m.Origin(part)
+		if ok && o.Header == nil {
+			t.Fatalf("partition %q: an origin without its header map", part)
+		}
+		return o, ok
+	}
+
+	crash(h.m) // SIGKILL: the records are in the log
+	h.m = h.open(dir)
+	if o, ok := origin(part); !ok || !sameOrigin(o, v2) {
+		t.Fatalf("after a crash: origin %v %v, want %v", o, ok, v2)
+	}
+	if o, ok := origin(idle); ok {
+		t.Fatalf("after a crash: the origin %v of a partition without outputs was kept", o)
+	}
+
+	h.m.KeepOrigin(part, v1) // the sender went back to RW 1.0
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.m = h.open(dir)
+	if o, ok := origin(part); !ok || !sameOrigin(o, v1) {
+		t.Fatalf("after a clean stop: origin %v %v, want the latest, %v", o, ok, v1)
+	}
+
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	withoutRecords(t, dir, recOrigin)
+	h.m = h.open(dir)
+	defer h.m.Close()
+	if n := h.m.outputs(); n != 1 || !h.m.Pending() {
+		t.Fatalf("an older log: %d outputs restored (pending %v), want its one, holding its sample", n, h.m.Pending())
+	}
+	if o, ok := origin(part); ok {
+		t.Fatalf("an older log: origin %v, want none", o)
 	}
 }

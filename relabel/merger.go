@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
 // mergeShards is how many shards the merge state has. Outputs are spread
@@ -97,6 +99,12 @@ type Merger struct {
 	// (see Partitions).
 	partitions      string
 	partitionsKnown bool
+
+	// origins holds, by partition, how its requests come (KeepOrigin),
+	// kept in the log: a flush after a restart sends with it (see
+	// idle.go). Guarded by originMu, taken after the log's lock.
+	originMu sync.Mutex
+	origins  map[string]series.Origin
 }
 
 // Partitions tells the state how requests are partitioned now (scheme: the

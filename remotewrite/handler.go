@@ -96,9 +96,13 @@ type Handler struct {
 	route  atomic.Pointer[route]
 	limits atomic.Pointer[Limits]
 	// partitions remembers, by merge partition, its last request's
-	// forwarded headers and protocol, for FlushIdle (flush.go).
-	partitions sync.Map
-	writer     http.Handler // client_golang's handler: method, content type, Written headers
+	// forwarded headers and protocol, for FlushIdle (flush.go); partMu
+	// orders their changes with their pruning. unknownOrigin: a flush could
+	// not send for a partition, and warned (once).
+	partitions    sync.Map
+	partMu        sync.Mutex
+	unknownOrigin atomic.Bool
+	writer        http.Handler // client_golang's handler: method, content type, Written headers
 }
 
 // route is what a reload swaps atomically: the rules and the upstreams.
@@ -321,7 +325,7 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 	if rt.repairer != nil {
 		part := partition(r.Header, rt.upstreams)
 		if rt.flusher != nil {
-			h.rememberPartition(part, r.Header, rt.upstreams, proto)
+			h.rememberPartition(part, r.Header, rt, proto)
 		}
 		res, mr = applyRepair(s, rt.repairer, part)
 	}

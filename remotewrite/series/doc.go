@@ -3,7 +3,7 @@
 // place and changed through calls), what package relabel's Pipeline
 // implements to repair it (Repairer, and Retrying and IdleFlusher when it
 // merges), and the values that travel between them (Sample, Emit, Result,
-// MergeRun).
+// MergeRun, Origin).
 //
 // Both packages import this one and neither imports the other, as
 // Prometheus' storage/remote and tsdb meet in storage.Appendable: remotewrite

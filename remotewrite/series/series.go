@@ -147,4 +147,27 @@ type IdleFlusher interface {
 	// the samples to send (appended outputs) and a run that holds the
 	// retries and must be told what the upstreams took (nil: nothing).
 	Flush(part string) ([]Emit, MergeRun)
+	// KeepOrigin records how partition part's requests come, durably where
+	// the state is (a restart's flush needs it: see Origin).
+	KeepOrigin(part string, o Origin)
+	// Origin returns what KeepOrigin last recorded for part, in this
+	// process or in one before it whose state was restored; ok false: not
+	// known.
+	Origin(part string) (o Origin, ok bool)
+	// ForgetOrigin drops part's origin: its sender has been quiet for long
+	// and nothing of it is pending. A request of it records it again.
+	ForgetOrigin(part string)
+}
+
+// Origin is how the requests of a merge partition come, so that a request
+// sent on the partition's behalf (an idle flush) goes as its next one would
+// have: with its sender's protocol and forwarded headers.
+type Origin struct {
+	// Proto is the remote-write message type of its last request
+	// (prometheus.WriteRequest, io.prometheus.write.v2.Request).
+	Proto string
+	// Header holds the headers of its last request that the upstreams
+	// forwarded then, as its sender sent them (canonical names). Do not
+	// modify it.
+	Header map[string][]string
 }
