@@ -470,84 +470,77 @@ func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, 
 	vs := 0         // in[vs:p]: elements appended as they came, not yet
 	var fix []int   // holes inside the literals among them
 	var fixAt []int // and where in in their bytes are
-	d, p := 0, 0
-	for p < len(in) {
+	d, p, n := 0, 0, len(in)
+	for p < n {
+		tag := in[p]
+		if tag&3 == 0 { // a literal: as it came, holes written into it
+			length, size := int(tag>>2)+1, 1
+			if length > 60 { // its length in the 1-4 bytes after the tag
+				nb := length - 60
+				if nb > n-p-1 {
+					return dst, false
+				}
+				length = 0
+				for i := range nb {
+					length |= int(in[p+1+i]) << (8 * i)
+				}
+				length, size = length+1, 1+nb
+			}
+			if length > len(raw)-d || length > n-p-size {
+				return dst, false
+			}
+			for next < d+length {
+				fix, fixAt = append(fix, next), append(fixAt, p+size+next-d)
+				last, h, next = next, h+1, len(raw) // on to the next hole
+				if h < len(holes) {
+					next = holes[h]
+				}
+			}
+			d, p = d+length, p+size+length
+			continue
+		}
 		var length, off, size int
-		var mask uint64
-		if p+5 > len(in) { // the block's last bytes: parsed with care
+		if p+5 <= n {
+			switch tag & 3 { // a branch, not a table: predicted, it lets the walk run ahead
+			case 1:
+				length, off, size = 4+int(tag>>2&7), int(tag&0xe0)<<3|int(in[p+1]), 2
+			case 2:
+				length, off, size = 1+int(tag>>2), int(in[p+1])|int(in[p+2])<<8, 3
+			default:
+				length, off, size = 1+int(tag>>2), int(binary.LittleEndian.Uint32(in[p+1:p+5])), 5
+			}
+		} else { // the block's last bytes: parsed with care
 			e, nx, ok := nextSnappyElem(in, p)
 			if !ok {
 				return dst, false
 			}
 			length, off, size = e.length, e.offset, nx-p
-			if e.copy {
-				mask = ^uint64(0) >> (64 - min(length, 64))
-			}
-			goto check
 		}
-		switch tag, b := in[p], in[p+1:p+5:p+5]; tag & 3 { // a branch, not a table: predicted, it lets the walk run ahead
-		case 0:
-			x := int(tag >> 2)
-			size = 1
-			if x >= 60 { // the length in the 1-4 bytes after the tag
-				nb := x - 59
-				x = int(binary.LittleEndian.Uint32(b) & (1<<(8*nb) - 1))
-				size += nb
-			}
-			length = x + 1
-			if length > len(raw)-d || length > len(in)-p-size {
-				return dst, false
-			}
-			size += length
-		case 1:
-			length, off, size = 4+int(tag>>2&7), int(tag&0xe0)<<3|int(b[0]), 2
-			mask = ^uint64(0) >> (64 - length)
-		case 2:
-			length, off, size = 1+int(tag>>2), int(b[0])|int(b[1])<<8, 3
-			mask = ^uint64(0) >> (64 - length)
-		default:
-			length, off, size = 1+int(tag>>2), int(binary.LittleEndian.Uint32(b)), 5
-			mask = ^uint64(0) >> (64 - length)
-		}
-	check:
-		if length > len(raw)-d || size > len(in)-p || off > d || (off == 0 && mask != 0) {
+		if uint(off-1) >= uint(d) || length > len(raw)-d || size > n-p { // offset 0, before the block, past its end
 			return dst, false
 		}
-		lit := mask == 0
-		// Does a copy's source hold a hole? Only if one came after its
-		// start (literals: mask 0).
-		var src uint64
-		if from := d - off; from <= last {
+		// It holds a hole, or copies one: only a copy reaching back past
+		// the last hole can (one bit per byte of the request).
+		hit := next < d+length
+		if from := d - off; !hit && from <= last {
 			sh := uint(from & 63)
-			src = (bits[from>>6]>>sh | bits[from>>6+1]<<(64-sh)) & mask
+			hit = (bits[from>>6]>>sh|bits[from>>6+1]<<(64-sh))&(^uint64(0)>>(64-length)) != 0
 		}
-		if next < d+length || src != 0 {
-			if lit { // holes in a literal: written into its bytes
-				for next < d+length {
-					fix, fixAt = append(fix, next), append(fixAt, p+size-length+next-d)
-					last, h = next, h+1
-					next = len(raw)
-					if h < len(holes) {
-						next = holes[h]
-					}
-				}
-			} else { // a copy that holds or copies a hole: a literal of its bytes
-				base := len(dst) - vs
-				dst = append(dst, in[vs:p]...)
-				for k, at := range fixAt {
-					dst[base+at] = out[fix[k]]
-				}
-				fix, fixAt = fix[:0], fixAt[:0]
-				dst = appendSnappyLiteral(dst, out[d:d+length])
-				for next < d+length {
-					last, h = next, h+1
-					next = len(raw)
-					if h < len(holes) {
-						next = holes[h]
-					}
-				}
-				vs = p + size
+		if hit { // a literal of its bytes
+			base := len(dst) - vs
+			dst = append(dst, in[vs:p]...)
+			for k, at := range fixAt {
+				dst[base+at] = out[fix[k]]
 			}
+			fix, fixAt = fix[:0], fixAt[:0]
+			dst = appendSnappyLiteral(dst, out[d:d+length])
+			for next < d+length {
+				last, h, next = next, h+1, len(raw)
+				if h < len(holes) {
+					next = holes[h]
+				}
+			}
+			vs = p + size
 		}
 		d, p = d+length, p+size
 	}
