@@ -18,6 +18,7 @@ import (
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -179,6 +180,122 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 			if !yield(k) {
 				return
 			}
+		}
+	}
+}
+
+// TestReceiverStoresBlankedRequests: 2,000-series requests with one series
+// in twenty repaired (None or a genuine 500: the merge holds them), RW 1.0
+// and RW 2.0, through rwfix with its defaults to a real Prometheus 3.x
+// receiver, and straight to another. rwfix blanks the repaired series in
+// place (an unknown protobuf field, see remotewrite/splice.go's blankTag):
+// the receiver must take the request and store every other series exactly
+// as the one fed directly does.
+func TestReceiverStoresBlankedRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with real Prometheus; skipped with -short")
+	}
+	bin := prometheus3(t)
+	direct, _ := startPrometheus(t, "receiver-direct", bin, receiverConfig, "--web.enable-remote-write-receiver")
+	behind, _ := startPrometheus(t, "receiver-behind", bin, receiverConfig, "--web.enable-remote-write-receiver")
+	vm := startVictoriaMetrics(t) // RW 1.0 only: the RW 2.0 request reaches it converted
+	rwfix, _ := startRwfix(t, "--upstream.url="+behind+"/api/v1/write", "--upstream.url="+vm+"/api/v1/write")
+	series := rwtest.Workload{Series: 2000, Mixed: true, NoneRatio: 0.02, Scattered: true}.SeriesLabels()
+	repaired := func(ls labels.Labels) bool {
+		for _, n := range []string{"status_code", "exception_status"} {
+			if v := ls.Get(n); v == "None" || v == "500" {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for _, ls := range series {
+		if repaired(ls) {
+			n++
+		}
+	}
+	if n == 0 || n > len(series)/8 {
+		t.Fatalf("%d of %d series would be repaired: not the shape this test needs", n, len(series))
+	}
+	now := time.Now().Add(-time.Minute).UnixMilli()
+	for k, proto := range []remoteapi.WriteMessageType{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType} {
+		ts := now + int64(k)*15_000
+		var raw []byte
+		var err error
+		if proto == remoteapi.WriteV1MessageType {
+			req := &prompb.WriteRequest{}
+			for i, ls := range series {
+				req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil), Samples: []prompb.Sample{{Value: float64(i), Timestamp: ts}}})
+			}
+			raw, err = req.Marshal()
+		} else {
+			st := writev2.NewSymbolTable()
+			req := &writev2.Request{}
+			for i, ls := range series {
+				req.Timeseries = append(req.Timeseries, writev2.TimeSeries{LabelsRefs: st.SymbolizeLabels(ls, nil), Samples: []writev2.Sample{{Value: float64(i), Timestamp: ts}}})
+			}
+			req.Symbols = st.Symbols()
+			raw, err = req.Marshal()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, msg := postRaw(t, direct+"/api/v1/write", proto, raw); c/100 != 2 {
+			t.Fatalf("%s: the receiver answered %d: %s", proto, c, msg)
+		}
+		if c, msg := postRaw(t, rwfix+"/api/v1/write", proto, raw); c/100 != 2 {
+			t.Fatalf("%s: rwfix answered %d: %s", proto, c, msg)
+		}
+	}
+	if b := metricValue(t, rwfix, "rwfix_forwarded_blanked_bytes_total"); b == 0 {
+		t.Fatal("rwfix blanked nothing: the test proved nothing")
+	}
+	stored := func(base string) map[string]string {
+		r, err := query(t, base, `{__name__=~"litellm_.*"}[1h]`, time.Now().Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, s := range r {
+			ls := labels.FromMap(s.Metric)
+			if !repaired(ls) {
+				out[ls.String()] = fmt.Sprint(s.Values)
+			}
+		}
+		return out
+	}
+	// The blanked series are not stored: no None reached either receiver
+	// behind rwfix.
+	for _, base := range []string{behind, vm} {
+		r, err := query(t, base, `{__name__=~"litellm_.*", status_code="None"} or {__name__=~"litellm_.*", exception_status="None"}`, time.Now().Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r) != 0 {
+			t.Errorf("%s behind rwfix stored %d None series (a blanked series was read): %v", base, len(r), r[0].Metric)
+		}
+	}
+	d := stored(direct)
+	if len(d) != len(series)-n {
+		t.Fatalf("the receiver fed directly stored %d untouched series, want %d", len(d), len(series)-n)
+	}
+	var fromVM map[string]string
+	waitFor(t, "VictoriaMetrics to make the samples searchable", 30*time.Second, func() (bool, error) {
+		fromVM = stored(vm)
+		return len(fromVM) >= len(d), nil
+	})
+	for name, b := range map[string]map[string]string{"Prometheus 3.x": stored(behind), "VictoriaMetrics": fromVM} {
+		diffs := 0
+		for k, v := range d {
+			if b[k] != v {
+				if diffs++; diffs <= 3 {
+					t.Errorf("%s behind rwfix stored %s as %s, the receiver fed directly as %s", name, k, b[k], v)
+				}
+			}
+		}
+		if len(b) != len(d) || diffs > 0 {
+			t.Errorf("%s behind rwfix: %d untouched series, %d stored differently; directly %d", name, len(b), diffs, len(d))
 		}
 	}
 }

@@ -206,8 +206,8 @@ func assertRepaired(t *testing.T, e *e2eEnv) {
 	repaired := metricValue(t, e.rwfix, "rwfix_series_repaired_total", `rule="litellm"`)
 	samples := metricValue(t, e.rwfix, "rwfix_samples_received_total")
 	bad := metricValue(t, e.rwfix, "rwfix_requests_total", `code="4`)
-	t.Logf("rwfix: %v samples received, %v series repaired, %v requests answered 4xx, %v 5xx (retried by the sender)",
-		samples, repaired, bad, metricValue(t, e.rwfix, "rwfix_requests_total", `code="5`))
+	t.Logf("rwfix: %v samples received, %v series repaired, %v requests answered 4xx, %v 5xx (retried by the sender), %v bytes of series blanked in place",
+		samples, repaired, bad, metricValue(t, e.rwfix, "rwfix_requests_total", `code="5`), metricValue(t, e.rwfix, "rwfix_forwarded_blanked_bytes_total"))
 	if repaired == 0 || samples == 0 {
 		t.Errorf("rwfix counted %v samples and %v repairs; want both > 0", samples, repaired)
 	}
