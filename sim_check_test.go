@@ -305,7 +305,12 @@ func (w *simWorld) check() simResult {
 		// A drop that loses nothing: an upstream that took a request and
 		// lost its answer refuses the retry (its older samples are out of
 		// order now) — with or without rwfix. Merged samples it carried are
-		// checked as outputs.
+		// checked as outputs. A drop with nothing lost but no lost answer
+		// before it is not excused: guarantee 6 of docs/collisions.md
+		// promises that no batch of the sender is refused, not only that
+		// no sample is lost, and the real sender counts such a batch as
+		// failed samples (a batch of merge sources only, or an RW 2.0
+		// partial write, loses no untouched sample and is still refused).
 		lost := 0
 		for _, smp := range d.batch {
 			// The rewritten histogram is stored under keep_distinct's
