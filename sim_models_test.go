@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -186,7 +187,7 @@ func TestSimTSDBFaultsIgnoreCompression(t *testing.T) {
 	req := &prompb.WriteRequest{}
 	for i := range 20 {
 		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
-			Labels:  []prompb.Label{{Name: "__name__", Value: "litellm_requests_total"}, {Name: "key", Value: fmt.Sprint(i)}},
+			Labels:  []prompb.Label{{Name: "__name__", Value: "litellm_requests_total"}, {Name: "key", Value: strconv.Itoa(i)}},
 			Samples: []prompb.Sample{{Timestamp: 1_000, Value: float64(i)}},
 		})
 	}
