@@ -5,10 +5,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -171,6 +173,62 @@ func (s *stubTarget) call(body []byte, batch []simSample) simAnswer {
 	}
 	s.calls = append(s.calls, stubCall{at: s.w.now(), body: body, batch: batch, code: code})
 	return simAnswer{code: code, msg: "scripted"}
+}
+
+// TestSimTSDBFaultsIgnoreCompression: the model TSDB's faults depend on the
+// request's content, not on its snappy encoding: the same protobuf request,
+// compressed by golang/snappy and written as literals only (another valid
+// snappy block), meets the same fault at every call.
+func TestSimTSDBFaultsIgnoreCompression(t *testing.T) {
+	w := simTestWorld(t, nil, 7)
+	d := newSimTSDB(w)
+	defer d.close()
+	d.faulty = true
+	req := &prompb.WriteRequest{}
+	for i := range 20 {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "litellm_requests_total"}, {Name: "key", Value: strconv.Itoa(i)}},
+			Samples: []prompb.Sample{{Timestamp: 1_000, Value: float64(i)}},
+		})
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, literal := snappy.Encode(nil, raw), snappyLiterals(raw)
+	if bytes.Equal(packed, literal) {
+		t.Fatal("the two encodings are the same bytes: the test would prove nothing")
+	}
+	if back, err := snappy.Decode(nil, literal); err != nil || !bytes.Equal(back, raw) {
+		t.Fatalf("the literal encoding does not decode to the request: %v", err)
+	}
+	faults := 0
+	for call := 1; call <= 400; call++ {
+		d.beginCall(call, false)
+		a, b := d.fault(packed), d.fault(literal)
+		if a != b {
+			t.Fatalf("call %d: fault %d with one encoding, %d with the other", call, a, b)
+		}
+		if a != faultNone {
+			faults++
+		}
+	}
+	// About 10% of the requests meet a fault.
+	if faults < 10 || faults > 100 {
+		t.Errorf("%d faults in 400 calls, want about 40", faults)
+	}
+}
+
+// snappyLiterals encodes raw as one snappy block of literal elements only.
+func snappyLiterals(raw []byte) []byte {
+	out := binary.AppendUvarint(nil, uint64(len(raw)))
+	for len(raw) > 0 {
+		n := min(len(raw), 60)
+		out = append(out, byte(n-1)<<2) // a literal of n <= 60 bytes
+		out = append(out, raw[:n]...)
+		raw = raw[n:]
+	}
+	return out
 }
 
 // TestSimSender: the model sender batches at most max_samples_per_send,

@@ -22,7 +22,7 @@ package main
 //
 // Faults the sim injects: 5xx and 429 (nothing written), outages (503), and
 // lost answers (written, then the connection closed or a 500): decided per
-// request from the seed, the rwfix call and the body, so that two requests
+// request from the seed, the rwfix call and the decompressed body, so that two requests
 // rwfix sends in parallel get the same faults whatever order they arrive in.
 
 import (
@@ -37,6 +37,7 @@ import (
 	"net/http/httptest"
 	"sync"
 
+	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -168,8 +169,15 @@ const (
 )
 
 // fault decides what happens to one request, from the seed, the call and
-// the body only.
+// the content only: the decompressed body (the protobuf request the
+// receiver decodes), so that the faults do not depend on how rwfix
+// compresses it, which a real TSDB's behaviour does not either. A body that
+// is not snappy (refused by the receiver) is hashed as it came.
 func (d *simTSDB) fault(body []byte) dbFault {
+	if raw, err := snappy.Decode(nil, body); err == nil {
+		body = raw
+	}
+
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {

@@ -126,6 +126,16 @@ func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 	return okNow && okBefore && now != before
 }
 
+// awaited reports whether the source of family k said creation times
+// before but has not said its one at t yet (its _created sample of that
+// scrape is still on its way).
+func (c *createdTimes) awaited(k uint64, t int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.m[k]
+	return h != nil && h.n > 0 && h.spans[h.n-1].to < t
+}
+
 // spans returns the creation times known of the source with labels ls,
 // oldest first (for a snapshot of the log: see sourceState).
 func (c *createdTimes) spans(ls labels.Labels) []createdSpan {

@@ -670,3 +670,56 @@ func TestMergeBirthAfterOnlyAStaleMarkerTakesItsStartTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// LiteLLM restarts between two scrapes (no failed scrape: no gap) and one
+// source is back at its old count by the next scrape: its value does not
+// drop, but its _created series says it was created again. Sim normal seed
+// 1567: the None dropped 2 → 1, the 500 was back at 2, and the _created
+// samples of that scrape came in a request after the _total ones. The output
+// must reset to 3 (every live source reset: LiteLLM restarted), not carry
+// the None's 2 as a reset alone (5): it waits for the 500's creation time.
+// Also with the _created samples first, across a SIGKILL right after (the
+// replay decides alike), and when the _created sample never comes (birth_wait,
+// then a reset alone: 5).
+func TestMergeRestartBetweenScrapesAtTheOldCount(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		createdFirst, crash, never bool
+		want                       []float64
+	}{
+		{name: "created after", want: []float64{3, 4, 3, 5}},
+		{name: "created first", createdFirst: true, want: []float64{3, 4, 3, 5}},
+		{name: "SIGKILL after the restart", crash: true, want: []float64{3, 4, 3, 5}},
+		{name: "no creation time", never: true, want: []float64{3, 4, 5, 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			h := newHarness(t, dir)
+			scrape := func(ts int64, none, five, noneBorn, fiveBorn float64) {
+				h.clock.add(step * time.Millisecond)
+				created := g(outCreat, createdOf(srcNone), sp(ts, noneBorn), createdOf(src500), sp(ts, fiveBorn))
+				if tc.never && ts > step {
+					created = g(outCreat, createdOf(srcNone), sp(ts, noneBorn)) // the 500's stays away
+				}
+				if tc.createdFirst {
+					h.req(created)
+				}
+				h.req(g(outTotal, srcNone, sp(ts, none), src500, sp(ts, five)))
+				if !tc.createdFirst {
+					h.clock.add(2 * time.Second) // the _created samples' shard sends later
+					h.req(created)
+				}
+			}
+			scrape(0, 1, 2, 100, 90)
+			scrape(step, 2, 2, 100, 90)
+			scrape(2*step, 1, 2, 200, 210) // LiteLLM restarted between the scrapes
+			if tc.crash {
+				h.m.flushLog()
+				h.m = h.open(dir)
+			}
+			scrape(3*step, 2, 3, 200, 210)
+			h.drain()
+			wantSeries(t, h.series(outTotal), tc.want...)
+		})
+	}
+}

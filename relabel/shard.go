@@ -606,11 +606,51 @@ func (m *shard) advance(o *output, now time.Time) {
 // born reports whether birth_wait has passed since the first sample at t
 // arrived: no source unknown to the output can still bring a sample at t.
 func (m *shard) born(o *output, t int64, now time.Time) bool {
-	if n := m.preimage(o); n > 0 && o.live() >= n && !o.returning() {
+	if n := m.preimage(o); n > 0 && o.live() >= n && !o.returning() && !m.awaitsCreation(o, t) {
 		return true // every possible source is known, and none is stale
 	}
 	at, ok := o.arrivedAt(t)
 	return (!ok || since(now, at) >= m.birthWait()) && m.w.settled(o.part, now, m.birthWait())
+}
+
+// awaitsCreation reports whether the output's value at t hangs on a
+// creation time not in yet: a source's sample at t drops (it reset) while
+// another live source's does not, and that one's _created sample of the
+// same scrape, which travels on its own shard of the sender, has not
+// arrived. Whether the other was created again too — LiteLLM restarted
+// between two scrapes, leaving no gap, and that source is back at its old
+// count already — tells a restart (the output resets) from a reset alone
+// (its count carried). Sources without a _created series wait for nothing;
+// one whose _created sample never comes is waited for birth_wait.
+func (m *shard) awaitsCreation(o *output, t int64) bool {
+	if o.min || len(o.sources) < 2 {
+		return false
+	}
+	// at is the source's sample at t, if it counts: live, with a count.
+	at := func(s *source) (Sample, bool) {
+		if !s.has || s.stale || len(s.queue) == 0 || s.queue[0].T != t || value.IsStaleNaN(s.queue[0].V) {
+			return Sample{}, false
+		}
+		return s.queue[0], true
+	}
+	dropped := false
+	for _, s := range o.sources {
+		if p, ok := at(s); ok && p.V < s.v {
+			dropped = true
+			break
+		}
+	}
+	if !dropped {
+		return false
+	}
+	for _, s := range o.sources {
+		if p, ok := at(s); ok && p.V >= s.v {
+			if k, ok := s.family(); ok && m.w.created.awaited(k, t) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // live is the number of sources seen whose last sample is not a stale
