@@ -111,13 +111,31 @@ type Merger struct {
 // upstreams' forward_headers) and reports whether that changed since the
 // state last ran: by a reload, or while rwfix was down (the scheme is kept
 // in the log). If it did, no output in the state will see its partition
-// again: pass the answer to Pipeline.Activate, which orphans them. Call it
-// once the configuration can no longer be refused.
+// again: they are orphaned (logged before the scheme), and the answer goes
+// to Pipeline.Activate, which retires those the new rules no longer merge.
+// Call it once the configuration can no longer be refused.
 func (w *Merger) Partitions(scheme string) (changed bool) {
 	w.lockAll()
 	told := !w.partitionsKnown || w.partitions != scheme
 	changed = w.partitionsKnown && w.partitions != scheme
 	w.partitions, w.partitionsKnown = scheme, true
+	if changed {
+		// Orphaned before the scheme is logged: a log cut between the two
+		// (a SIGKILL between two writes, a power loss) must never hold the
+		// new scheme with outputs of the old partitions not orphaned — they
+		// would pass for the new scheme's, and the new partition would make
+		// a second output of their label sets beside them. Cut before the
+		// scheme, the restart finds the old one and orphans the rest.
+		for _, sh := range w.shards {
+			for _, l := range sh.outs {
+				for _, o := range l {
+					if !o.orphan && !o.retire {
+						sh.orphan(o)
+					}
+				}
+			}
+		}
+	}
 	if told && w.log != nil {
 		// In the log at once: a restart must know the scheme its outputs'
 		// partitions follow.

@@ -123,6 +123,7 @@ func (m *shard) detach(o *output, gone func(*source) bool) {
 func (m *shard) retired(o *output, now time.Time) {
 	m.w.fence(hashLabels(o.labels), o.f, now, true)
 	o.retire = true
+	m.unorphan(o) // never adopted: a new output of its label set starts after the fence
 	if len(o.q) == 0 && o.inflight == 0 {
 		m.logDrop(o)
 		m.forget(o)
@@ -186,7 +187,12 @@ func (w *Merger) fencedAt(h uint64) (fc fence, ok bool) {
 // it moves there with its sources, counts, queue and frontier, so the
 // tenant's counter goes on exactly (with one tenant, the usual case, always).
 // Where several tenants' orphans share a label set, which one is whose
-// cannot be told: they are retired (finalized, sent as retries, fenced). An
+// cannot be told: they are retired (finalized, sent as retries, fenced) —
+// also when the new scheme names one of their partitions again (find never
+// returns an orphan: every request reaches them through adopt). A retired
+// orphan is never adopted. Merger.Partitions orphans the outputs before it
+// logs the new scheme, so that a restart on a log cut between the two
+// finds the old scheme and orphans the rest. An
 // orphan never adopted is sent by the idle flush to its old partition and
 // forgotten when idle.
 

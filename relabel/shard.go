@@ -313,9 +313,15 @@ func (m *shard) known(out labels.Labels, h uint64) bool {
 	return false
 }
 
+// find returns the output of partition part with labels out (hash h), nil
+// when there is none. Neither an orphan nor a retired output is one: an
+// orphan is reached through adopt, which sees the label set's orphans of
+// every partition (an orphan whose partition the new scheme names again
+// may be another sender's: see retire.go); a retired one only sends its
+// queue.
 func (m *shard) find(part string, out labels.Labels, h uint64) *output {
 	for _, o := range m.outs[outKey{part, h}] {
-		if labels.Equal(o.labels, out) {
+		if !o.orphan && !o.retire && labels.Equal(o.labels, out) {
 			return o
 		}
 	}
