@@ -73,6 +73,13 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 		run = mr
 	}
 	res.Collisions += guardCollisions(edits, b, drop)
+	if tx != nil && p.merger != nil {
+		// The merge may have undone rewrites (a full state: unmerge), and
+		// those series now go raw: their samples before the horizon go on
+		// their own like any raw series' (soak: TestSimulation/all seed
+		// 1932, whose split was decided before the merge undid them).
+		backlog = p.backlogRetries(b, edits)
+	}
 	for _, e := range edits {
 		switch {
 		case !e.keep:

@@ -446,3 +446,57 @@ func TestForwardHeadersReloadOrphanSentByIdleFlush(t *testing.T) {
 		t.Fatal("the merge still holds samples")
 	}
 }
+
+// TestBacklogUndoneByFullStateSentAsRetries: after a start without state,
+// a genuine 500 whose merge a full state undoes (max_series reached) goes
+// raw, like a series no preset rewrites: its samples before the horizon
+// must go as retries of their own too, or one the lost process's merged
+// output already has at that timestamp makes the TSDB refuse the sender's
+// whole batch (soak: TestSimulation/all seed 1932, where the split was
+// decided before the merge undid the rewrite).
+func TestBacklogUndoneByFullStateSentAsRetries(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
+	_, five := userSeries(0)
+	_, other := userSeries(1)
+	const T = 100 * retryStep
+	up.HeadAppend(five, rwtest.HeadSample{T: T, V: 19}) // the lost process's merged sample
+	reg := prometheus.NewRegistry()
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), reg)
+	merger.SetProcessClock(rwtest.NewClock(time.UnixMilli(T + 3*retryStep)).Now)
+	cfg := relabel.DefaultConfig()
+	cfg.Collision.MaxSeries = 1
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	h := NewHandler(p, ups, WithMetrics(NewMetrics(reg)))
+	after := int64(T + 4*retryStep) // stamped after the horizon
+	// Another user's 500 takes the state's one place.
+	if rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(other, prompb.Sample{Timestamp: after, Value: 3}),
+	}})); rec.Code != http.StatusNoContent {
+		t.Fatalf("answered %d %s", rec.Code, rec.Body)
+	}
+	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}, prompb.Sample{Timestamp: after, Value: 12}),
+		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}),
+	}}))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("the sender's request answered %d %s, want 204", rec.Code, rec.Body)
+	}
+	if n := rwtest.CounterValue(t, reg, "rwfix_merge_state_full_total"); n == 0 {
+		t.Fatal("the state was not full: the test proves nothing")
+	}
+	head := up.HeadSeries()
+	if got, want := head[five.String()], []rwtest.HeadSample{{T: T, V: 19}, {T: after, V: 12}}; !slices.Equal(got, want) {
+		t.Errorf("500 series %v, want %v", got, want)
+	}
+	if got, want := head[okTotal.String()], []rwtest.HeadSample{{T: T, V: 7}}; !slices.Equal(got, want) {
+		t.Errorf("the sender's untouched series %v, want %v (its batch refused)", got, want)
+	}
+	if n := rwtest.CounterValue(t, reg, "rwfix_merge_retries_refused_total"); n != 1 {
+		t.Errorf("refused retries counted %v, want 1", n)
+	}
+}
