@@ -132,9 +132,7 @@ func TestReceiverDifferential(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	bin := prometheus3(t)
-	direct, _ := startPrometheus(t, "receiver-direct", bin, receiverConfig, "--web.enable-remote-write-receiver")
-	behind, _ := startPrometheus(t, "receiver-behind", bin, receiverConfig, "--web.enable-remote-write-receiver")
+	direct, behind := twoReceivers(t)
 	rwfix, _ := startRwfix(t, "--upstream.url="+behind+"/api/v1/write")
 	now := time.Now().Add(-time.Minute).UnixMilli()
 	var rows []string
@@ -195,9 +193,7 @@ func TestReceiverStoresBlankedRequests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real Prometheus; skipped with -short")
 	}
-	bin := prometheus3(t)
-	direct, _ := startPrometheus(t, "receiver-direct", bin, receiverConfig, "--web.enable-remote-write-receiver")
-	behind, _ := startPrometheus(t, "receiver-behind", bin, receiverConfig, "--web.enable-remote-write-receiver")
+	direct, behind := twoReceivers(t)
 	vm := startVictoriaMetrics(t) // RW 1.0 only: the RW 2.0 request reaches it converted
 	rwfix, _ := startRwfix(t, "--upstream.url="+behind+"/api/v1/write", "--upstream.url="+vm+"/api/v1/write")
 	series := rwtest.Workload{Series: 2000, Mixed: true, NoneRatio: 0.02, Scattered: true}.SeriesLabels()
@@ -298,4 +294,14 @@ func TestReceiverStoresBlankedRequests(t *testing.T) {
 			t.Errorf("%s behind rwfix: %d untouched series, %d stored differently; directly %d", name, len(b), diffs, len(d))
 		}
 	}
+}
+
+// twoReceivers starts two Prometheus 3.x remote-write receivers: one fed
+// directly, one behind rwfix.
+func twoReceivers(t *testing.T) (direct, behind string) {
+	t.Helper()
+	bin := prometheus3(t)
+	direct, _ = startPrometheus(t, "receiver-direct", bin, receiverConfig, "--web.enable-remote-write-receiver")
+	behind, _ = startPrometheus(t, "receiver-behind", bin, receiverConfig, "--web.enable-remote-write-receiver")
+	return direct, behind
 }

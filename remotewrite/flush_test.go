@@ -121,13 +121,7 @@ func TestRunIdleFlushStops(t *testing.T) {
 func TestIdleFlushAfterRestartKeepsStartTimestamps(t *testing.T) {
 	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
 	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
-	dir := t.TempDir()
-	clock := rwtest.NewClock(time.Unix(1000, 0))
-	start := func() (*relabel.Pipeline, *relabel.Merger, *Handler) {
-		t.Helper()
-		p, m := litellmOnLog(t, dir, clock.Now)
-		return p, m, NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
-	}
+	clock, start := restartable(t, ups)
 	v2 := func(ts int64, withFive bool) []byte {
 		st := writev2.NewSymbolTable()
 		series := []writev2.TimeSeries{{
@@ -175,19 +169,7 @@ func TestIdleFlushAfterRestartKeepsStartTimestamps(t *testing.T) {
 			t.Errorf("flush request %d went as %q, want RW 2.0 (its sources came in RW 2.0)", i, r.Proto)
 			continue
 		}
-		req := decodeV2(t, r.Body)
-		var sb labels.ScratchBuilder
-		for _, ts := range req.Timeseries {
-			ls, err := ts.ToLabels(&sb, req.Symbols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if labels.Equal(ls, fixedTotal) {
-				for _, smp := range ts.Samples {
-					got = append(got, series.Sample{T: smp.Timestamp, ST: smp.StartTimestamp, V: smp.Value})
-				}
-			}
-		}
+		got = append(got, mergedSamples(t, r)...)
 	}
 	// At 30 s: None 30 plus the 500's latest, 100; started at the earliest
 	// of the sources' start timestamps.
@@ -407,13 +389,7 @@ func TestIdleFlushAfterRestartKeepsProtocol(t *testing.T) {
 		t.Run(ct, func(t *testing.T) {
 			up := rwtest.NewRecordingUpstream(t)
 			ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
-			dir := t.TempDir()
-			clock := rwtest.NewClock(time.Unix(1000, 0))
-			start := func() (*relabel.Pipeline, *relabel.Merger, *Handler) {
-				t.Helper()
-				p, m := litellmOnLog(t, dir, clock.Now)
-				return p, m, NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
-			}
+			clock, start := restartable(t, ups)
 			body := func(ts int64, withFive bool) []byte {
 				s := []prompb.TimeSeries{v1Series(noneTotal, prompb.Sample{Value: float64(ts / 1000), Timestamp: ts})}
 				if withFive {
@@ -467,5 +443,18 @@ func TestIdleFlushAfterRestartKeepsProtocol(t *testing.T) {
 				t.Errorf("the idle flush sent %v of the merged output, want %v", got, want)
 			}
 		})
+	}
+}
+
+// restartable returns a clock at 1,000 s and start, which starts the
+// LiteLLM preset on a merge log in a directory of its own (replaying it
+// from the second call on: a restart) and a handler forwarding to ups.
+func restartable(t *testing.T, ups []*Upstream) (*rwtest.Clock, func() (*relabel.Pipeline, *relabel.Merger, *Handler)) {
+	dir := t.TempDir()
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	return clock, func() (*relabel.Pipeline, *relabel.Merger, *Handler) {
+		t.Helper()
+		p, m := litellmOnLog(t, dir, clock.Now)
+		return p, m, NewHandler(p, ups, WithMetrics(NewMetrics(prometheus.NewRegistry())))
 	}
 }

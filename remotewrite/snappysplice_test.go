@@ -434,15 +434,7 @@ func TestHandlerReusesSenderElements(t *testing.T) {
 	} {
 		for _, rw2 := range []bool{false, true} {
 			t.Run(c.name+"/"+protoLabel(string(protoFor(rw2))), func(t *testing.T) {
-				w := rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: c.none}
-				bodies, _ := w.RW1()
-				if rw2 {
-					bodies, _ = w.RW2()
-				}
-				raw, err := snappy.Decode(nil, bodies[0])
-				if err != nil {
-					t.Fatal(err)
-				}
+				raw := firstRequest(t, rwtest.Workload{Series: 2000, Rounds: 1, NoneRatio: c.none}, rw2)
 				in, err := compression.Encode(compression.Snappy, raw, nil)
 				if err != nil {
 					t.Fatal(err)

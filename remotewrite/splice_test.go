@@ -120,15 +120,7 @@ func BenchmarkLabelOrder(b *testing.B) {
 func TestEncodeBlanksChangedSeries(t *testing.T) {
 	for _, rw2 := range []bool{false, true} {
 		t.Run(protoLabel(string(protoFor(rw2))), func(t *testing.T) {
-			w := rwtest.Workload{Series: 200, Rounds: 1}
-			bodies, _ := w.RW1()
-			if rw2 {
-				bodies, _ = w.RW2()
-			}
-			raw, err := snappy.Decode(nil, bodies[0])
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := firstRequest(t, rwtest.Workload{Series: 200, Rounds: 1}, rw2)
 			edit := func(blank float64) (*scanned, []byte) {
 				s, err := scan(protoFor(rw2), raw)
 				if err != nil {
@@ -182,4 +174,19 @@ func TestEncodeBlanksChangedSeries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstRequest is the first request of workload w, decompressed, in RW 2.0
+// when rw2.
+func firstRequest(t *testing.T, w rwtest.Workload, rw2 bool) []byte {
+	t.Helper()
+	bodies, _ := w.RW1()
+	if rw2 {
+		bodies, _ = w.RW2()
+	}
+	raw, err := snappy.Decode(nil, bodies[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
