@@ -149,7 +149,7 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 // series' index; nil when there are none.
 func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 	before := p.merger.backlogBefore.Load()
-	if before == math.MinInt64 || len(p.byName) == 0 {
+	if before == math.MinInt64 {
 		return nil
 	}
 	if tb, ok := b.(series.TimeBounded); ok && tb.MinTime() >= before {
@@ -159,7 +159,7 @@ func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 	var out []Emit
 	var sb labels.ScratchBuilder
 	for i := range b.Len() {
-		if b.Skip(i) || b.HasHistograms(i) || !p.producible(b.Getter(i)) {
+		if b.Skip(i) || b.HasHistograms(i) || !producible(b.Getter(i)) {
 			continue
 		}
 		if edited == nil {
@@ -186,20 +186,36 @@ func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 	return out
 }
 
-// producible reports whether the presets produce the series' label set: its
-// metric name is one they rewrite, and its label has their target value.
-func (p *Pipeline) producible(s series.Getter) bool {
+// producible reports whether a built-in preset produces the series' label
+// set: its metric name is one a preset rewrites, and its label has the
+// preset's target value. Every built-in preset counts, on or off: the lost
+// process whose merged samples a backlog sample may meet ran with its own
+// configuration, and a reload that turns the presets off must not stop the
+// split of a sender's request whose first attempt was split (soak:
+// TestSimulation/all seed 1788, refused as out of order when it went whole).
+func producible(s series.Getter) bool {
 	name := s.Get(model.MetricNameLabel)
-	if !p.nameLen[min(len(name), 255)] {
-		return false
-	}
-	for _, rw := range p.byName[name] {
+	for _, rw := range presetsByName[name] {
 		if s.Get(rw.label) == rw.to {
 			return true
 		}
 	}
 	return false
 }
+
+// presetsByName is every built-in preset's rewrites, by the metric names
+// they rewrite.
+var presetsByName = func() map[string][]valueRewrite {
+	m := map[string][]valueRewrite{}
+	for _, rws := range presets {
+		for _, rw := range rws {
+			for _, n := range rw.names {
+				m[n] = append(m[n], rw)
+			}
+		}
+	}
+	return m
+}()
 
 // splitBacklog takes the backlog's samples out of their series in b, and
 // the samples at or before a retired output's fence out of both (see

@@ -148,29 +148,13 @@ func TestReloadPresetBackOnSendsRawTimesAsRetries(t *testing.T) {
 // refusal is final and counted; the samples from the horizon on stay in the
 // sender's request.
 func TestBacklogBeforeHorizonSentAsRetries(t *testing.T) {
-	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
-	ups := []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}
-	_, five := userSeries(0)
 	const T = 100 * retryStep
-	up.HeadAppend(five, rwtest.HeadSample{T: T, V: 19}) // the lost process's merged sample
+	up, ups, five := lostMergedSample(t, T)
 	p := keepDistinctWithoutState(t, T+3*retryStep)
 	reg := prometheus.NewRegistry()
 	h := NewHandler(p, ups, WithMetrics(NewMetrics(reg)))
 	after := int64(T + 4*retryStep) // stamped after the horizon
-	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}, prompb.Sample{Timestamp: after, Value: 12}),
-		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}),
-	}}))
-	if rec.Code != http.StatusNoContent {
-		t.Fatalf("the sender's request answered %d %s, want 204", rec.Code, rec.Body)
-	}
-	head := up.HeadSeries()
-	if got, want := head[five.String()], []rwtest.HeadSample{{T: T, V: 19}, {T: after, V: 12}}; !slices.Equal(got, want) {
-		t.Errorf("500 series %v, want %v", got, want)
-	}
-	if got, want := head[okTotal.String()], []rwtest.HeadSample{{T: T, V: 7}}; !slices.Equal(got, want) {
-		t.Errorf("the sender's untouched series %v, want %v (its batch refused?)", got, want)
-	}
+	sendBacklogAndCheck(t, h, up, five, T, after)
 	if n := rwtest.CounterValue(t, reg, "rwfix_merge_retries_refused_total"); n != 1 {
 		t.Errorf("refused retries counted %v, want 1", n)
 	}
@@ -479,24 +463,69 @@ func TestBacklogUndoneByFullStateSentAsRetries(t *testing.T) {
 	}})); rec.Code != http.StatusNoContent {
 		t.Fatalf("answered %d %s", rec.Code, rec.Body)
 	}
-	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
-		v1Series(five, prompb.Sample{Timestamp: T, Value: 9}, prompb.Sample{Timestamp: after, Value: 12}),
-		v1Series(okTotal, prompb.Sample{Timestamp: T, Value: 7}),
-	}}))
-	if rec.Code != http.StatusNoContent {
-		t.Fatalf("the sender's request answered %d %s, want 204", rec.Code, rec.Body)
-	}
+	sendBacklogAndCheck(t, h, up, five, T, after)
 	if n := rwtest.CounterValue(t, reg, "rwfix_merge_state_full_total"); n == 0 {
 		t.Fatal("the state was not full: the test proves nothing")
-	}
-	head := up.HeadSeries()
-	if got, want := head[five.String()], []rwtest.HeadSample{{T: T, V: 19}, {T: after, V: 12}}; !slices.Equal(got, want) {
-		t.Errorf("500 series %v, want %v", got, want)
-	}
-	if got, want := head[okTotal.String()], []rwtest.HeadSample{{T: T, V: 7}}; !slices.Equal(got, want) {
-		t.Errorf("the sender's untouched series %v, want %v (its batch refused)", got, want)
 	}
 	if n := rwtest.CounterValue(t, reg, "rwfix_merge_retries_refused_total"); n != 1 {
 		t.Errorf("refused retries counted %v, want 1", n)
 	}
+}
+
+// TestBacklogSplitOutlivesPresetsOff: after a start without state, a reload
+// that turns the presets off must not stop the split of the sender's
+// samples before the horizon: the request whose first attempt was split
+// (and partly stored) comes back, and whole it would be refused as out of
+// order (soak: TestSimulation/all seed 1788). Here the lost process's merged
+// sample meets the sender's raw one at T, as in
+// TestBacklogBeforeHorizonSentAsRetries, with the presets off.
+func TestBacklogSplitOutlivesPresetsOff(t *testing.T) {
+	const T = 100 * retryStep
+	up, ups, five := lostMergedSample(t, T)
+	_, merger := keepDistinctOnLog(t, T+3*retryStep, "")
+	cfg := relabel.DefaultConfig()
+	cfg.Presets = nil // reloaded with the presets off
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Activate(false)
+	reg := prometheus.NewRegistry()
+	h := NewHandler(p, ups, WithMetrics(NewMetrics(reg)))
+	after := int64(T + 4*retryStep)
+	sendBacklogAndCheck(t, h, up, five, T, after)
+}
+
+// sendBacklogAndCheck sends a request with a genuine 500 (five) stamped at,
+// before the horizon, where the upstream's head has the lost process's
+// merged 19, and at after, with an untouched series at T; the request must
+// be taken, the 500 at T refused alone (the head keeps 19) and the rest
+// stored.
+func sendBacklogAndCheck(t *testing.T, h *Handler, up *rwtest.RecordingUpstream, five labels.Labels, at, after int64) {
+	t.Helper()
+	rec := post(t, h, ctV1, encodeV1(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		v1Series(five, prompb.Sample{Timestamp: at, Value: 9}, prompb.Sample{Timestamp: after, Value: 12}),
+		v1Series(okTotal, prompb.Sample{Timestamp: at, Value: 7}),
+	}}))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("the sender's request answered %d %s, want 204", rec.Code, rec.Body)
+	}
+	head := up.HeadSeries()
+	if got, want := head[five.String()], []rwtest.HeadSample{{T: at, V: 19}, {T: after, V: 12}}; !slices.Equal(got, want) {
+		t.Errorf("500 series %v, want %v", got, want)
+	}
+	if got, want := head[okTotal.String()], []rwtest.HeadSample{{T: at, V: 7}}; !slices.Equal(got, want) {
+		t.Errorf("the sender's untouched series %v, want %v (its batch refused)", got, want)
+	}
+}
+
+// lostMergedSample is an upstream with a Prometheus head holding 19 at T
+// for user 0's 500 series (five), as the merged sample of a process whose
+// state is lost.
+func lostMergedSample(t *testing.T, at int64) (*rwtest.RecordingUpstream, []*Upstream, labels.Labels) {
+	t.Helper()
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	_, five := userSeries(0)
+	up.HeadAppend(five, rwtest.HeadSample{T: at, V: 19})
+	return up, []*Upstream{upstreamFor(t, up.URL, 5*time.Second)}, five
 }
