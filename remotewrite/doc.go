@@ -15,15 +15,17 @@
 //   - scan.go: the in-place index of a decompressed request (offsets of
 //     series, labels, symbols; no per-series allocation), the fast path.
 //   - splice.go: the index's series.Batch, and re-encoding a changed request
-//     by splicing: unchanged series copied as they came, changed ones
-//     re-encoded, RW 2.0 symbols appended.
+//     by splicing: unchanged series copied as they came, dropped and changed
+//     ones blanked in place (an unknown field receivers skip; see blankTag)
+//     or cut out, changed ones re-encoded, RW 2.0 symbols appended.
 //   - validate.go: the validation of a request on that index: rwfix's own
 //     limits (too many series or labels, names or values too long, UTF-8),
 //     then the verdict Prometheus' receiver would give each series.
 //   - limits.go: the limits, their defaults and the reasons of refusals.
 //   - snappysplice.go: compressing a spliced request by reusing the
-//     sender's compressed 64 KiB windows that it holds unchanged (verified
-//     element by element; compress otherwise).
+//     sender's compressed elements that decode to bytes it holds unchanged
+//     (compressInPlace when nothing moved, compressSpliced's walk when runs
+//     moved; every element verified; compress otherwise).
 //   - codec.go: compression, generated-struct decode, RW 2.0 -> 1.0
 //     conversion, and the request of merged samples re-sent on their own.
 //   - repair.go: the calls to the Repairer. The reference path, a
