@@ -13,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
@@ -385,5 +387,42 @@ func TestSimIdleFlush(t *testing.T) {
 	}
 	if res := runSimSeed(sc, 326); len(res.violations) > 0 {
 		t.Fatalf("reload seed 326: %v\n%s", res.checks(), res.trace)
+	}
+}
+
+// TestSimCheckerHistMarked: the user rule's histogram is untouched when each
+// sample is stored exactly, raw or under keep_distinct's marker (forwarded
+// while that policy was on, whenever it was scraped: sim all/386); one stored
+// under neither, or with other bits under the marker, is still reported.
+func TestSimCheckerHistMarked(t *testing.T) {
+	s := &simSeries{id: "hist/1", kind: kindHist}
+	hist := func(c uint64) *histogram.Histogram {
+		return &histogram.Histogram{Schema: 0, Count: c, Sum: float64(c), ZeroThreshold: 0.001,
+			PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{int64(c)}}
+	}
+	for i := range 3 {
+		s.wal = append(s.wal, simSample{s: s, t: simBase + int64(i)*simInterval, h: hist(uint64(i + 1))})
+	}
+	db := func(idx ...int) []dbSample {
+		var out []dbSample
+		for _, i := range idx {
+			out = append(out, dbSample{t: s.wal[i].t, h: []byte(s.wal[i].h.String())})
+		}
+		return out
+	}
+	raw := db(0, 2)
+	if _, msg := sameAsSent(s, withMarked(raw, db(1)), simBase+time.Hour.Milliseconds()); msg != "" {
+		t.Errorf("a sample stored under the marker: %s", msg)
+	}
+	if _, msg := sameAsSent(s, withMarked(db(0, 1, 2), db(1)), simBase+time.Hour.Milliseconds()); msg != "" {
+		t.Errorf("a sample stored raw and under the marker: %s", msg)
+	}
+	if at, msg := sameAsSent(s, withMarked(raw, nil), simBase+time.Hour.Milliseconds()); msg == "" || at != s.wal[1].t {
+		t.Errorf("a sample stored nowhere: got %q at %d, want it reported at %d", msg, at, s.wal[1].t)
+	}
+	wrong := db(1)
+	wrong[0].h = []byte(hist(9).String())
+	if _, msg := sameAsSent(s, withMarked(raw, wrong), simBase+time.Hour.Milliseconds()); msg == "" {
+		t.Error("a sample with other bits under the marker: not reported")
 	}
 }
