@@ -486,7 +486,7 @@ func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, 
 				}
 				length, size = length+1, 1+nb
 			}
-			if length > len(raw)-d || length > n-p-size {
+			if length <= 0 || length > len(raw)-d || length > n-p-size { // <= 0: overflow on 32-bit
 				return dst, false
 			}
 			for next < d+length {

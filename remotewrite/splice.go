@@ -262,7 +262,7 @@ func (s *scanned) encode(dst []byte) []byte {
 	s.kept = s.kept[:0]
 	var body []byte
 	blank := s.blanking()
-	s.holes, s.inPlace = s.holes[:0], blank
+	s.holes, s.inPlace, s.blanked = s.holes[:0], blank, 0
 	var moved []int // edited series blanked in place, appended after the others
 	for f, fs := range s.fields {
 		i := int(s.isSer[f])
@@ -278,8 +278,17 @@ func (s *scanned) encode(dst []byte) []byte {
 			dst = append(dst, s.raw[fs.off:fs.end]...)
 			continue
 		}
-		if blank && s.raw[fs.off] == s.seriesTag() {
+		// A changed series goes after the others, so only one whose label set
+		// no later series of the request keeps as it came: one the repair
+		// gave labels (SetLabels: a rewrite, a merged output in its first
+		// source's slot, sorted labels), whose label set's other series are
+		// changed too (the merge's sources, the guard's collisions), not one
+		// whose own samples were only trimmed (fences, the backlog split),
+		// whose later series of the same label set would then come first:
+		// out of order, and the receiver refuses the request.
+		if blank && s.raw[fs.off] == s.seriesTag() && (dropped || s.edits[i].relabeled) {
 			s.holes = append(s.holes, int(fs.off))
+			s.blanked += int(fs.end - fs.off)
 			dst = append(dst, blankTag)
 			s.keep(span{fs.off + 1, fs.end}, len(dst)-base)
 			dst = append(dst, s.raw[fs.off+1:fs.end]...)
@@ -367,7 +376,6 @@ func (s *scanned) seriesTag() byte {
 // blanking reports whether encode blanks the series it drops or changes:
 // they are at most s.blank of the request's bytes.
 func (s *scanned) blanking() bool {
-	s.blanked = 0
 	if s.blank <= 0 || (s.nEdits == 0 && s.nDrop == 0) {
 		return false
 	}
@@ -383,11 +391,7 @@ func (s *scanned) blanking() bool {
 	// compressSpliced points the few copies that cross them again, for
 	// less than the walk of compressInPlace costs, and no bytes are added
 	// (BenchmarkSnappySplice: changed=1 and changed=0.5%).
-	if k*spliceMoveSpan <= len(s.raw) || float64(n) > s.blank*float64(len(s.raw)) {
-		return false
-	}
-	s.blanked = n
-	return true
+	return k*spliceMoveSpan > len(s.raw) && float64(n) <= s.blank*float64(len(s.raw))
 }
 
 // keptSpan is a run of the request that encode copied as it came:
