@@ -90,6 +90,10 @@ type simScenario struct {
 	// size: label sets and run length (minutes) drawn in these ranges.
 	minSets, maxSets int
 	minRun, maxRun   int
+	// regressions: seeds beyond the CI count that a soak once found
+	// breaking an invariant, run with the CI seeds ever after (-sim.seeds
+	// and -sim.soak run theirs only).
+	regressions []int64
 }
 
 func (sc *simScenario) sets(r *rand.Rand) int { return sc.minSets + r.IntN(sc.maxSets-sc.minSets+1) }
@@ -119,7 +123,7 @@ var simScenarios = func() []*simScenario {
 		// deadlines: nothing else.
 		mk("steady", 120, base, nil),
 		// Plus LiteLLM's restarts, evictions and failed scrapes.
-		mk("normal", 150, normal, nil),
+		mk("normal", 150, normal, func(sc *simScenario) { sc.regressions = []int64{1567} }),
 		mk("upstream", 150, normal, func(sc *simScenario) { sc.upstreamFaults, sc.outages = true, true }),
 		mk("crash", 100, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
 		mk("powerloss", 60, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
@@ -133,6 +137,7 @@ var simScenarios = func() []*simScenario {
 			sc.exemplars, sc.histograms = true, true
 			sc.upstreamFaults, sc.outages, sc.kills, sc.tornTails, sc.compactionCrash = true, true, true, true, true
 			sc.powerLoss, sc.zeroTails, sc.dataDirLoss, sc.reloads = true, true, true, true
+			sc.regressions = []int64{380, 386, 1584, 1788, 1799, 1932}
 		}),
 	}
 }()
@@ -169,10 +174,20 @@ func runSimScenario(t *testing.T, sc *simScenario) {
 		if *simSeedsFlag > 0 {
 			n = *simSeedsFlag
 		}
-		seed := int64(-1)
+		seed, extra := int64(-1), sc.regressions
+		if *simSeedsFlag > 0 {
+			extra = nil
+		}
 		next = func() (int64, bool) {
-			seed++
-			return seed, seed < int64(n)
+			if seed+1 < int64(n) {
+				seed++
+				return seed, true
+			}
+			if len(extra) == 0 {
+				return 0, false
+			}
+			seed, extra = extra[0], extra[1:]
+			return seed, true
 		}
 	}
 	var (
