@@ -343,19 +343,21 @@ func (s *scanned) encode(dst []byte) []byte {
 // message's unknown fields are skipped by their length), and a changed
 // series goes again, re-encoded, after the others. Every other byte keeps
 // its place, so the sender's compressed elements decode to the same bytes
-// at the same offsets, and compressSpliced reuses nearly all of them: only
-// the elements that hold or copy a blanked tag, and the re-encoded series,
-// are compressed again. Cutting a series out instead moves everything after
+// at the same offsets, and compressInPlace (snappysplice.go) reuses nearly
+// all of them: only the elements that hold or copy a blanked tag, and the
+// re-encoded series, are written anew. Cutting a series out instead moves everything after
 // it, and the copies of the next series, which took their bytes from the
 // one cut out, lose their source: the request is compressed in full. With
 // every genuine 500 of a clean request held by the merge (one series in
 // 16), that was a third of rwfix's CPU.
 //
 // What it costs is upstream bytes: the blanked series travel too, and the
-// receiver skips them. encode blanks only while they are at most
-// s.blank of the request's bytes (the handler's default:
-// DefaultBlankShare; rwfix's --upstream.max-blanked-share); beyond, a
-// request of many repairs is cut and compressed in full as before.
+// receiver skips them. encode blanks only when the changes are more than
+// one per spliceMoveSpan bytes (fewer are cut out: compressSpliced points
+// the copies across them again, for less, adding nothing) and at most
+// s.blank of the request's bytes (the handler's default: DefaultBlankShare;
+// rwfix's --upstream.max-blanked-share); beyond, a request of many repairs
+// is cut and compressed in full as before.
 //
 // blankTag is field 15, length-delimited: unused by RW 1.0's WriteRequest
 // (1 timeseries, 2 reserved, 3 metadata), RW 2.0's Request (1-3 reserved,
