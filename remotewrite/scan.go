@@ -78,19 +78,19 @@ type scanned struct {
 	c      counts
 
 	// Edits, set by repair: per series, allocated on the first edit.
-	edits     []seriesEdit
-	nEdits    int
-	drop      []bool // series dropped, when nDrop > 0
-	nDrop     int
-	arena     []series.Sample // samples read for the merge
-	extra     []extraSeries
-	scratch   []byte
-	newSyms   []string
-	symLookup map[string]uint32
-	cur       cursor
-	names     []string // scratch of validate
-	symASCII  []bool   // scratch of validate: RW 2.0 symbols without a byte above 0x7f
-	invalid   []string // reasons of the invalid series, for the metrics
+	edits    []seriesEdit
+	nEdits   int
+	drop     []bool // series dropped, when nDrop > 0
+	nDrop    int
+	arena    []series.Sample // samples read for the merge
+	extra    []extraSeries
+	scratch  []byte
+	newSyms  []string
+	symIdx   symIndex // symbol's table (symtable.go)
+	cur      cursor
+	names    []string // scratch of validate
+	symASCII []bool   // scratch of validate: RW 2.0 symbols without a byte above 0x7f
+	invalid  []string // reasons of the invalid series, for the metrics
 
 	// Of the last encode, for compressSpliced (snappysplice.go): the runs
 	// copied as they came.
@@ -136,7 +136,8 @@ func (s *scanned) reset() {
 	clear(s.edits)
 	s.edits, s.nEdits = s.edits[:0], 0
 	clear(s.drop)
-	s.drop, s.nDrop, s.symLookup = s.drop[:0], 0, nil
+	s.drop, s.nDrop = s.drop[:0], 0
+	s.symIdx.reset()
 	s.blank, s.blanked = 0, 0
 	s.holes, s.inPlace = s.holes[:0], false
 	s.arena = s.arena[:0]

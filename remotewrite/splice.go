@@ -566,24 +566,3 @@ func (s *scanned) sameLabels(i int, ls labels.Labels) bool {
 	})
 	return same
 }
-
-// symbol returns the reference of str in the RW 2.0 symbols table, adding it
-// (to newSyms) if the table lacks it.
-func (s *scanned) symbol(str string) uint32 {
-	if s.symLookup == nil {
-		s.symLookup = make(map[string]uint32, len(s.syms))
-		for j, sp := range s.syms {
-			k := s.str(sp)
-			if _, ok := s.symLookup[k]; !ok {
-				s.symLookup[k] = uint32(j)
-			}
-		}
-	}
-	if r, ok := s.symLookup[str]; ok {
-		return r
-	}
-	r := uint32(len(s.syms) + len(s.newSyms))
-	s.newSyms = append(s.newSyms, str)
-	s.symLookup[str] = r
-	return r
-}
