@@ -90,7 +90,10 @@ type scanned struct {
 	cur      cursor
 	names    []string // scratch of validate
 	symASCII []bool   // scratch of validate: RW 2.0 symbols without a byte above 0x7f
-	invalid  []string // reasons of the invalid series, for the metrics
+	// maxLabelRef: the largest label reference of the RW 2.0 series (so
+	// that scanV2 looks for the one outside the table only if there is one)
+	maxLabelRef uint64
+	invalid     []string // reasons of the invalid series, for the metrics
 
 	// Of the last encode, for compressSpliced (snappysplice.go): the runs
 	// copied as they came.
@@ -132,7 +135,7 @@ func (s *scanned) reset() {
 	s.raw = nil
 	s.fields, s.isSer, s.series = s.fields[:0], s.isSer[:0], s.series[:0]
 	s.lbls, s.refs, s.syms = s.lbls[:0], s.refs[:0], s.syms[:0]
-	s.c = counts{}
+	s.c, s.maxLabelRef = counts{}, 0
 	clear(s.edits)
 	s.edits, s.nEdits = s.edits[:0], 0
 	clear(s.drop)
@@ -437,6 +440,9 @@ func (s *scanned) scanV2() error {
 		if (si.l1-si.l0)%2 != 0 {
 			return fmt.Errorf("timeseries[%d]: labels has an odd number of label references", i)
 		}
+		if s.maxLabelRef < uint64(n) {
+			continue // no reference outside: no need to look
+		}
 		for _, r := range s.refs[si.l0:si.l1] {
 			if r >= n {
 				return fmt.Errorf("timeseries[%d]: labels reference %d outside of the symbols table (size %d)", i, r, n)
@@ -456,9 +462,18 @@ func appendRefs(dst []uint32, b []byte, typ protowire.Type, val span) ([]uint32,
 	case protowire.BytesType:
 		p := b[:val.end]
 		for off := int(val.off); off < len(p); {
+			// References below 16,384 (most tables) take one or two
+			// bytes: read them here, the rest through varint.
 			var v uint64
-			if v, off = varint(p, off); off < 0 || v > 1<<32-1 {
-				return dst, 0, errTruncated
+			switch c := p[off]; {
+			case c < 0x80:
+				v, off = uint64(c), off+1
+			case off+1 < len(p) && p[off+1] < 0x80:
+				v, off = uint64(c&0x7f)|uint64(p[off+1])<<7, off+2
+			default:
+				if v, off = varint(p, off); off < 0 || v > 1<<32-1 {
+					return dst, 0, errTruncated
+				}
 			}
 			maxRef = max(maxRef, v)
 			dst = append(dst, uint32(v))
@@ -513,9 +528,11 @@ func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 		var m uint64
 		switch num {
 		case v2SeriesRefs:
-			if s.refs, _, err = appendRefs(s.refs, b, typ, val); err != nil {
+			var r uint64
+			if s.refs, r, err = appendRefs(s.refs, b, typ, val); err != nil {
 				return 0, err
 			}
+			s.maxLabelRef = max(s.maxLabelRef, r)
 		case v2SeriesSamples:
 			if typ == protowire.BytesType {
 				s.c.samples++

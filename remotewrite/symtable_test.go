@@ -3,7 +3,10 @@ package remotewrite
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // TestSymbolIndex checks symbol against a map of first references, over
@@ -51,5 +54,37 @@ func TestSymbolIndex(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+}
+
+// TestAppendRefs reads packed references of every width (the one- and two-byte
+// ones have a path of their own), and refuses truncated or too large ones.
+func TestAppendRefs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		var want []uint32
+		var b []byte
+		for range rng.IntN(40) {
+			v := uint32(rng.Uint64() >> (rng.IntN(5)*7 + 29)) // 1 to 5 bytes
+			want = append(want, v)
+			b = protowire.AppendVarint(b, uint64(v))
+		}
+		got, maxRef, err := appendRefs(nil, b, protowire.BytesType, span{0, uint32(len(b))})
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("appendRefs(%x) = %v, %v; want %v", b, got, err, want)
+		}
+		if len(want) > 0 && maxRef != uint64(slices.Max(want)) {
+			t.Fatalf("appendRefs(%x): max %d, want %d", b, maxRef, slices.Max(want))
+		}
+		if len(b) > 0 && b[len(b)-1] < 0x80 {
+			b[len(b)-1] |= 0x80 // the last varint cut short
+			if _, _, err := appendRefs(nil, b, protowire.BytesType, span{0, uint32(len(b))}); err == nil {
+				t.Fatalf("appendRefs(%x) took a truncated reference", b)
+			}
+		}
+	}
+	big := protowire.AppendVarint(nil, 1<<32)
+	if _, _, err := appendRefs(nil, big, protowire.BytesType, span{0, uint32(len(big))}); err == nil {
+		t.Fatal("appendRefs took a reference above 2^32-1")
 	}
 }
