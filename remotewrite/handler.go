@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -393,10 +394,14 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		defer bufPool.Put(buf)
 		defer compressedPool.Put(cbuf)
 		s.blank = h.blankShare
-		*buf = s.encode((*buf)[:0])
+		var head []byte
+		head, *buf = s.encodeForward((*buf)[:0])
 		h.metrics.blanked.Add(float64(s.blanked))
-		*cbuf, _ = s.compressSpliced(*cbuf, in.compressed, *buf) // the sender's elements reused where unchanged
-		p.raw, p.compressed = *buf, *cbuf
+		*cbuf, _ = s.compressForward(*cbuf, in.compressed, head, *buf) // the sender's elements reused where unchanged
+		p.raw, p.tail, p.compressed = *buf, nil, *cbuf
+		if head != nil {
+			p.raw, p.tail = head, *buf
+		}
 		h.metrics.forwarded.WithLabelValues("reencoded").Inc()
 	default:
 		p.raw, p.compressed = in.raw, in.compressed
@@ -540,7 +545,8 @@ func (h *Handler) written(resp *remoteapi.WriteResponse, c counts) *remoteapi.Wr
 // first need, its RW 1.0 conversion.
 type payloads struct {
 	proto      remoteapi.WriteMessageType
-	raw        []byte // uncompressed, in proto
+	raw        []byte // uncompressed, in proto: raw followed by tail
+	tail       []byte
 	compressed []byte
 
 	onceV1 sync.Once
@@ -555,7 +561,7 @@ func (p *payloads) get(proto remoteapi.WriteMessageType) ([]byte, error) {
 	// RW 2.0 -> 1.0 for an upstream that needs it: rare, so through the
 	// generated structs.
 	p.onceV1.Do(func() {
-		b, err := decode(p.proto, p.raw)
+		b, err := decode(p.proto, slices.Concat(p.raw, p.tail))
 		if err != nil {
 			p.errV1 = err
 			return

@@ -109,6 +109,7 @@ type scanned struct {
 	// new bytes after it (inPlace; see compressInPlace).
 	holes   []int
 	inPlace bool
+	moved   []int    // the series blanked and sent again after the others
 	bits    []uint64 // compressInPlace's scratch, kept zero
 	// minT: the smallest sample timestamp, MaxInt64 with no sample,
 	// MinInt64 when one could not be read fast (see MinTime).

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"encoding/binary"
+	"slices"
 )
 
 // Compressing a repaired request by editing the sender's compressed block.
@@ -252,7 +253,7 @@ func (s *scanned) compressSpliced(dst, in, out []byte) ([]byte, int) {
 		if len(s.bits) < len(s.raw)/64+2 {
 			s.bits = make([]uint64, len(s.raw)/64+2)
 		}
-		if r, ok := compressInPlace(dst, in, s.raw, out, s.holes, s.bits); ok {
+		if r, ok := compressInPlace(dst, in, out[:len(s.raw)], out[len(s.raw):], s.holes, s.bits); ok {
 			return r, len(s.raw) - len(s.holes)
 		}
 	}
@@ -421,9 +422,26 @@ func runAt(runs []keptSpan, pos int) int {
 	return -1
 }
 
+// compressForward is compressSpliced for what encodeForward returned: head
+// (nil, or the request blanked in place) followed by tail.
+func (s *scanned) compressForward(dst, in, head, tail []byte) ([]byte, int) {
+	if head == nil {
+		return s.compressSpliced(dst, in, tail)
+	}
+	if len(s.bits) < len(head)/64+2 {
+		s.bits = make([]uint64, len(head)/64+2)
+	}
+	if r, ok := compressInPlace(dst, in, head, tail, s.holes, s.bits); ok {
+		return r, len(head) - len(s.holes)
+	}
+	// The sender's block cannot be walked (s2's extensions, say): the
+	// output compressed whole, as compressSpliced would.
+	return compress(dst, slices.Concat(head, tail)), 0
+}
+
 // compressInPlace is compressSpliced for an output that is the request
-// (raw, decoded from the sender's block in) with the bytes at holes changed
-// and new bytes after it, as encode makes it when it blanks every series it
+// (req, decoded from the sender's block in) with the bytes at holes changed,
+// and tail after it, as encode makes it when it blanks every series it
 // drops or changes (see blankTag): nothing moves, so every element of the
 // sender decodes to the same bytes at the same place, but for those that
 // hold a hole or copy from one. It walks the elements once:
@@ -442,28 +460,29 @@ func runAt(runs []keptSpan, pos int) int {
 // holds one. bits is scratch of at least len(raw)/64+2 zero words, returned
 // zero. ok is false when the block cannot be walked (not snappy, or not
 // raw), and the caller compresses in another way.
-func compressInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) (_ []byte, ok bool) {
+func compressInPlace(dst, in, req, tail []byte, holes []int, bits []uint64) (_ []byte, ok bool) {
 	n, hdr := binary.Uvarint(in)
-	if hdr <= 0 || n != uint64(len(raw)) || len(out) < len(raw) || len(bits) < len(raw)/64+2 {
+	if hdr <= 0 || n != uint64(len(req)) || len(bits) < len(req)/64+2 {
 		return dst, false
 	}
 	for _, x := range holes {
 		bits[x>>6] |= 1 << (x & 63)
 	}
-	dst, ok = walkInPlace(binary.AppendUvarint(dst[:0], uint64(len(out))), in[hdr:], raw, out, holes, bits)
+	dst, ok = walkInPlace(binary.AppendUvarint(dst[:0], uint64(len(req)+len(tail))), in[hdr:], req, holes, bits)
 	for _, x := range holes {
 		bits[x>>6] = 0
 	}
 	if !ok {
 		return dst, false
 	}
-	return appendSnappyElements(dst, out[len(raw):]), true
+	return appendSnappyElements(dst, tail), true
 }
 
 // walkInPlace appends the elements of in, the sender's block after its
-// header, edited as compressInPlace says.
-func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, bool) {
-	next, h, last := len(raw), 0, -1 // the first hole at or after d (holes[h]), the last before
+// header, edited as compressInPlace says; out is the request as it goes
+// (with the holes' new bytes).
+func walkInPlace(dst, in, out []byte, holes []int, bits []uint64) ([]byte, bool) {
+	next, h, last := len(out), 0, -1 // the first hole at or after d (holes[h]), the last before
 	if len(holes) > 0 {
 		next = holes[0]
 	}
@@ -486,12 +505,12 @@ func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, 
 				}
 				length, size = length+1, 1+nb
 			}
-			if length <= 0 || length > len(raw)-d || length > n-p-size { // <= 0: overflow on 32-bit
+			if length <= 0 || length > len(out)-d || length > n-p-size { // <= 0: overflow on 32-bit
 				return dst, false
 			}
 			for next < d+length {
 				fix, fixAt = append(fix, next), append(fixAt, p+size+next-d)
-				last, h, next = next, h+1, len(raw) // on to the next hole
+				last, h, next = next, h+1, len(out) // on to the next hole
 				if h < len(holes) {
 					next = holes[h]
 				}
@@ -516,7 +535,7 @@ func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, 
 			}
 			length, off, size = e.length, e.offset, nx-p
 		}
-		if uint(off-1) >= uint(d) || length > len(raw)-d || size > n-p { // offset 0, before the block, past its end
+		if uint(off-1) >= uint(d) || length > len(out)-d || size > n-p { // offset 0, before the block, past its end
 			return dst, false
 		}
 		// It holds a hole, or copies one: only a copy reaching back past
@@ -535,7 +554,7 @@ func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, 
 			fix, fixAt = fix[:0], fixAt[:0]
 			dst = appendSnappyLiteral(dst, out[d:d+length])
 			for next < d+length {
-				last, h, next = next, h+1, len(raw)
+				last, h, next = next, h+1, len(out)
 				if h < len(holes) {
 					next = holes[h]
 				}
@@ -544,7 +563,7 @@ func walkInPlace(dst, in, raw, out []byte, holes []int, bits []uint64) ([]byte, 
 		}
 		d, p = d+length, p+size
 	}
-	if d != len(raw) || h != len(holes) {
+	if d != len(out) || h != len(holes) {
 		return dst, false
 	}
 	base := len(dst) - vs
