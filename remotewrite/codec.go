@@ -82,7 +82,7 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, s2.MaxEncodedLen(c
 
 // bufPool holds request-sized buffers: decompressed requests and re-encoded
 // ones; compressedPool the compressed bodies, in and out (about a fifth of
-// the size). Each is returned when the request is answered; bodies sent
+// the size), and the tails of requests blanked in place (encodeForward). Each is returned when the request is answered; bodies sent
 // upstream are read through a guardedReader, so no late read can see a
 // reused buffer.
 var (

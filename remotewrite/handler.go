@@ -390,10 +390,16 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		h.metrics.forwarded.WithLabelValues("none").Inc()
 		mergeOK = true
 	case changed:
-		buf, cbuf := bufPool.Get().(*[]byte), compressedPool.Get().(*[]byte)
-		defer bufPool.Put(buf)
-		defer compressedPool.Put(cbuf)
 		s.blank = h.blankShare
+		// Blanked in place, only the tail is encoded (see encodeForward):
+		// a buffer of compressedPool's size, not a request's.
+		pool := &bufPool
+		if s.blanksWhole() {
+			pool = &compressedPool
+		}
+		buf, cbuf := pool.Get().(*[]byte), compressedPool.Get().(*[]byte)
+		defer pool.Put(buf)
+		defer compressedPool.Put(cbuf)
 		var head []byte
 		head, *buf = s.encodeForward((*buf)[:0])
 		h.metrics.blanked.Add(float64(s.blanked))

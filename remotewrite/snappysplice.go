@@ -2,7 +2,6 @@ package remotewrite
 
 import (
 	"encoding/binary"
-	"slices"
 )
 
 // Compressing a repaired request by editing the sender's compressed block.
@@ -249,7 +248,7 @@ func (s *scanned) worthSplicing(n int) bool {
 // worthSplicing) or cannot be walked. It also returns how many
 // bytes of out the reused elements decode to.
 func (s *scanned) compressSpliced(dst, in, out []byte) ([]byte, int) {
-	if s.inPlace {
+	if s.inPlace && len(out) >= len(s.raw) {
 		if len(s.bits) < len(s.raw)/64+2 {
 			s.bits = make([]uint64, len(s.raw)/64+2)
 		}
@@ -435,8 +434,10 @@ func (s *scanned) compressForward(dst, in, head, tail []byte) ([]byte, int) {
 		return r, len(head) - len(s.holes)
 	}
 	// The sender's block cannot be walked (s2's extensions, say): the
-	// output compressed whole, as compressSpliced would.
-	return compress(dst, slices.Concat(head, tail)), 0
+	// output compressed whole, as compressSpliced would, head and tail
+	// behind one header (a snappy block's elements may end anywhere).
+	dst = binary.AppendUvarint(dst[:0], uint64(len(head)+len(tail)))
+	return appendSnappyElements(appendSnappyElements(dst, head), tail), 0
 }
 
 // compressInPlace is compressSpliced for an output that is the request

@@ -259,6 +259,7 @@ func (s *scanned) encode(dst []byte) []byte {
 	blank, whole := s.blanking()
 	if blank && whole {
 		// As encodeForward makes it, without touching s.raw.
+		dst = slices.Grow(dst, len(s.raw)+len(s.raw)/8)
 		base := len(dst)
 		dst = append(dst, s.raw...)
 		s.blankInPlace(dst[base:])
@@ -283,6 +284,13 @@ func (s *scanned) encodeForward(dst []byte) (head, tail []byte) {
 		return s.raw, s.appendTail(dst[:0])
 	}
 	return nil, s.encodeCopy(dst, blank)
+}
+
+// blanksWhole reports whether encodeForward will blank every change in
+// place (and so encode only the tail).
+func (s *scanned) blanksWhole() bool {
+	blank, whole := s.blanking()
+	return blank && whole
 }
 
 // blankInPlace blanks, in out (the request's bytes: s.raw or a copy), the
