@@ -539,16 +539,50 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 
 // arrived records when the first sample at t arrived (pend is in timestamp
 // order; samples mostly come in order, so this appends).
+//
+// An entry stands for every queued timestamp after the entry before it (see
+// arrivedAt), so a timestamp later than the last entry's, arriving in the
+// same pendQuantum of the clock, extends that entry instead of adding one:
+// its arrival becomes the entry's, the latest of the run, so each timestamp
+// of the run waits from no earlier than its own arrival, and at most
+// pendQuantum longer. A timestamp inside a run gets an entry of its own (it
+// may not have been queued before), which again only makes the earlier ones
+// wait longer. Without it an output at a birth held one entry per queued
+// timestamp: a sender catching up (or the load benchmark's rounds, a few
+// per second) held a third of the held samples' memory in pend.
 func (o *output) arrived(t int64, now time.Time) {
+	at := stampOf(now)
 	i := len(o.pend)
+	if i > 0 && o.pend[i-1].t < t && o.pend[i-1].at/pendQuantum == at/pendQuantum {
+		o.pend[i-1] = pendT{t: t, at: at}
+		return
+	}
 	for i > 0 && o.pend[i-1].t >= t {
 		if o.pend[i-1].t == t {
 			return
 		}
 		i--
 	}
-	o.pend = slices.Insert(o.pend, i, pendT{t: t, at: stampOf(now)})
+	o.pend = slices.Insert(o.pend, i, pendT{t: t, at: at})
 }
+
+// pendDone forgets the arrivals of the timestamps up to t, finalized.
+func (o *output) pendDone(t int64) {
+	n := 0
+	for n < len(o.pend) && o.pend[n].t <= t {
+		n++
+	}
+	if n > 0 {
+		o.pend = o.pend[:copy(o.pend, o.pend[n:])]
+		if len(o.pend) == 0 && cap(o.pend) > 4 {
+			o.pend = nil
+		}
+	}
+}
+
+// pendQuantum is how much of the clock one pend entry's arrivals may span:
+// scanEvery, the granularity at which waiting outputs are checked anyway.
+const pendQuantum = stamp(scanEvery)
 
 // arrivedAt is when the first sample at t arrived (pend's first entry at or
 // after t: a timestamp queued by a source but recorded before a restart
@@ -848,16 +882,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 			}
 		}
 	}
-	n := 0
-	for n < len(o.pend) && o.pend[n].t <= t {
-		n++
-	}
-	if n > 0 {
-		o.pend = o.pend[:copy(o.pend, o.pend[n:])]
-		if len(o.pend) == 0 && cap(o.pend) > 4 {
-			o.pend = nil
-		}
-	}
+	o.pendDone(t)
 	if resets > 0 {
 		m.settleResets(o)
 	}
