@@ -17,7 +17,11 @@
 //   - splice.go: the index's series.Batch, and re-encoding a changed request
 //     by splicing: unchanged series copied as they came, dropped and changed
 //     ones blanked in place (an unknown field receivers skip; see blankTag)
-//     or cut out, changed ones re-encoded, RW 2.0 symbols appended.
+//     or cut out, changed ones re-encoded, RW 2.0 symbols appended. When
+//     every change is blanked, the handler's decoded buffer itself is
+//     blanked and only the tail after it is encoded (encodeForward).
+//   - symtable.go: the table that finds an RW 2.0 symbol's reference for
+//     the series encode writes with labels of their own.
 //   - validate.go: the validation of a request on that index: rwfix's own
 //     limits (too many series or labels, names or values too long, UTF-8),
 //     then the verdict Prometheus' receiver would give each series.

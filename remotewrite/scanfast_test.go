@@ -9,6 +9,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
+// Tests of the fast paths of scanning and encoding: the symbols table
+// (symtable.go) and inline references.
+
 // TestSymbolIndex checks symbol against a map of first references, over
 // random tables with repeated strings, strings added past the table's first
 // size (so that it grows), and one scanned state reused between requests.
