@@ -533,8 +533,19 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		}
 		return
 	}
-	s.queue = append(s.queue, p)
+	s.queue = appendHeld(s.queue, p)
 	o.arrived(p.T, now)
+}
+
+// appendHeld appends p to a source's queue. A queue that holds many (an
+// output at a birth while the sender sends fast, a lagging shard) grows by
+// a quarter, not double: held samples are most of the merge's memory then,
+// and a doubled queue left a third of its room unused.
+func appendHeld(q []Sample, p Sample) []Sample {
+	if len(q) == cap(q) && len(q) >= 32 {
+		q = append(make([]Sample, 0, len(q)+len(q)/4), q...)
+	}
+	return append(q, p)
 }
 
 // arrived records when the first sample at t arrived (pend is in timestamp
