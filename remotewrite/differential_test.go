@@ -193,7 +193,8 @@ func runFast(t *testing.T, r series.Repairer, proto string, raw []byte) ([]byte,
 		return raw, false
 	}
 	s.blank = DefaultBlankShare // as the handler encodes
-	head, tail := s.encodeForward(nil)
+	blank, whole := s.blanking()
+	head, tail := s.encodeForward(nil, blank, whole)
 	return slices.Concat(head, tail), true
 }
 

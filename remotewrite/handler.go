@@ -393,15 +393,16 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		s.blank = h.blankShare
 		// Blanked in place, only the tail is encoded (see encodeForward):
 		// a buffer of compressedPool's size, not a request's.
+		blank, whole := s.blanking()
 		pool := &bufPool
-		if s.blanksWhole() {
+		if blank && whole {
 			pool = &compressedPool
 		}
 		buf, cbuf := pool.Get().(*[]byte), compressedPool.Get().(*[]byte)
 		defer pool.Put(buf)
 		defer compressedPool.Put(cbuf)
 		var head []byte
-		head, *buf = s.encodeForward((*buf)[:0])
+		head, *buf = s.encodeForward((*buf)[:0], blank, whole)
 		h.metrics.blanked.Add(float64(s.blanked))
 		*cbuf, _ = s.compressForward(*cbuf, in.compressed, head, *buf) // the sender's elements reused where unchanged
 		p.raw, p.tail, p.compressed = *buf, nil, *cbuf

@@ -580,7 +580,8 @@ func BenchmarkSnappySplice(b *testing.B) {
 			for b.Loop() {
 				t0 := threadCPU(b)
 				var head []byte
-				head, buf = s.encodeForward(buf[:0])
+				blank, whole := s.blanking()
+				head, buf = s.encodeForward(buf[:0], blank, whole)
 				t1 := threadCPU(b)
 				spliced, _ = s.compressForward(spliced, in, head, buf)
 				t2 := threadCPU(b)

@@ -276,21 +276,15 @@ func (s *scanned) encode(dst []byte) []byte {
 // it (the changed series again, RW 2.0's new symbols) appended to dst as
 // tail: a request's worth of copying (4% of the clean row's CPU) and of
 // memory per request in flight saved. Otherwise head is nil and tail is the
-// whole output, as encode makes it. Call it once per scan.
-func (s *scanned) encodeForward(dst []byte) (head, tail []byte) {
-	blank, whole := s.blanking()
+// whole output, as encode makes it. blank and whole are what blanking
+// says (the handler asks it first, to pick the buffer). Call it once per
+// scan.
+func (s *scanned) encodeForward(dst []byte, blank, whole bool) (head, tail []byte) {
 	if blank && whole {
 		s.blankInPlace(s.raw)
 		return s.raw, s.appendTail(dst[:0])
 	}
 	return nil, s.encodeCopy(dst, blank)
-}
-
-// blanksWhole reports whether encodeForward will blank every change in
-// place (and so encode only the tail).
-func (s *scanned) blanksWhole() bool {
-	blank, whole := s.blanking()
-	return blank && whole
 }
 
 // blankInPlace blanks, in out (the request's bytes: s.raw or a copy), the
@@ -301,8 +295,8 @@ func (s *scanned) blankInPlace(out []byte) {
 	s.kept, s.holes, s.moved = s.kept[:0], s.holes[:0], s.moved[:0]
 	s.inPlace, s.blanked = true, 0
 	for i := range s.series {
-		dropped := s.nDrop > 0 && s.drop[i]
-		if !dropped && (s.nEdits == 0 || !s.edits[i].relabeled && !s.edits[i].merged) {
+		dropped, changed := s.changedAt(i)
+		if !changed {
 			continue
 		}
 		fs := s.series[i].field
@@ -455,8 +449,7 @@ func (s *scanned) blanking() (blank, whole bool) {
 	n, k := 0, 0
 	whole = true
 	for i := range s.series {
-		dropped := s.nDrop > 0 && s.drop[i]
-		if dropped || (s.nEdits > 0 && (s.edits[i].relabeled || s.edits[i].merged)) {
+		if dropped, changed := s.changedAt(i); changed {
 			fs := s.series[i].field
 			n += int(fs.end - fs.off)
 			k++
@@ -469,6 +462,14 @@ func (s *scanned) blanking() (blank, whole bool) {
 	// (BenchmarkSnappySplice: changed=1 and changed=0.5%).
 	blank = k*spliceMoveSpan > len(s.raw) && float64(n) <= s.blank*float64(len(s.raw))
 	return blank, blank && whole
+}
+
+// changedAt reports whether series i is dropped, and whether it is dropped
+// or changed (relabeled or merged): whether encode must not send it as it
+// came.
+func (s *scanned) changedAt(i int) (dropped, changed bool) {
+	dropped = s.nDrop > 0 && s.drop[i]
+	return dropped, dropped || (s.nEdits > 0 && (s.edits[i].relabeled || s.edits[i].merged))
 }
 
 // blankable reports whether changed series i can be blanked: its tag is
