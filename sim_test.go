@@ -124,7 +124,10 @@ var simScenarios = func() []*simScenario {
 		mk("steady", 120, base, nil),
 		// Plus LiteLLM's restarts, evictions and failed scrapes.
 		mk("normal", 150, normal, func(sc *simScenario) { sc.regressions = []int64{1567} }),
-		mk("upstream", 150, normal, func(sc *simScenario) { sc.upstreamFaults, sc.outages = true, true }),
+		mk("upstream", 150, normal, func(sc *simScenario) {
+			sc.upstreamFaults, sc.outages = true, true
+			sc.regressions = []int64{1000557}
+		}),
 		mk("crash", 100, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
 		mk("powerloss", 60, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
 		mk("datadir", 100, normal, func(sc *simScenario) { sc.dataDirLoss = true }),

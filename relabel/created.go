@@ -126,14 +126,26 @@ func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 	return okNow && okBefore && now != before
 }
 
-// awaited reports whether the source of family k said creation times
-// before but has not said its one at t yet (its _created sample of that
-// scrape is still on its way).
-func (c *createdTimes) awaited(k uint64, t int64) bool {
+// awaited reports whether the source of family k has not said its
+// creation time at t yet (its _created sample of that scrape is still on
+// its way): it said creation times before, only older ones — or, with
+// unseen, it said none at all.
+func (c *createdTimes) awaited(k uint64, t int64, unseen bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.m[k]
-	return h != nil && h.n > 0 && h.spans[h.n-1].to < t
+	if h == nil || h.n == 0 {
+		return unseen
+	}
+	return h.spans[h.n-1].to < t
+}
+
+// known reports whether the source of family k said a creation time.
+func (c *createdTimes) known(k uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.m[k]
+	return h != nil && h.n > 0
 }
 
 // spans returns the creation times known of the source with labels ls,

@@ -723,3 +723,66 @@ func TestMergeRestartBetweenScrapesAtTheOldCount(t *testing.T) {
 		})
 	}
 }
+
+// LiteLLM restarts between two scrapes and, at the next scrape, its None is
+// back at its old count while its 500 is stale (not incremented since):
+// the 500's count is kept only if the exporter went on, which the None's
+// _created sample of that scrape tells (created again: the output restarts
+// from the None's 1). Sim upstream seed 1000557: after an upstream outage
+// the _total samples came on one shard while the _created ones were still
+// behind on another — not a single one of the None's seen yet, so nothing
+// said that family had creation times. Both sources known and live, the
+// output must still wait for that creation time: while the sender retries
+// (its shards are behind), and when the 500's family said creation times
+// (one exporter's series have them alike). The output's truth is 1, 2, 1, 2.
+func TestMergeRestartBetweenScrapesCreationTimeBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		retrying, siblingFirst bool
+	}{
+		{name: "sender retrying", retrying: true},
+		{name: "sibling said creation times", siblingFirst: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "")
+			h.clock.add(4 * step * time.Millisecond)
+			if tc.retrying {
+				h.m.Retrying("")
+			}
+			if tc.siblingFirst {
+				h.req(g(outCreat, createdOf(src500), sp(step, 90)))
+			}
+			// The backlog of the _total samples' shard, in one request.
+			h.req(g(outTotal,
+				srcNone, []Sample{{T: 0, V: 1}, {T: step, V: 1}, {T: 2 * step, V: 1}, {T: 3 * step, V: 1}},
+				src500, []Sample{{T: step, V: 1}, {T: 2 * step, V: math.Float64frombits(value.StaleNaN)}, {T: 3 * step, V: 1}}))
+			h.clock.add(time.Second) // the _created samples' shard drains its backlog
+			h.req(g(outCreat,
+				createdOf(srcNone), []Sample{{T: 0, V: 100}, {T: step, V: 100}, {T: 2 * step, V: 200}, {T: 3 * step, V: 200}},
+				createdOf(src500), []Sample{{T: 3 * step, V: 210}}))
+			h.drain()
+			wantSeries(t, h.series(outTotal), 1, 2, 1, 2)
+		})
+	}
+}
+
+// An output that carries a count (its 500 reset alone) and then sees
+// LiteLLM restart between two scrapes with neither source dropping (each
+// back at or past its old count): only the _created samples say so, and the
+// carry goes with the restart. They come after the _total ones (another
+// shard of the sender); the output waits for them though no sample drops.
+func TestMergeRestartBetweenScrapesDropsTheCarry(t *testing.T) {
+	h := newHarness(t, "")
+	scrape := func(ts int64, none, five, noneBorn, fiveBorn float64) {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, srcNone, sp(ts, none), src500, sp(ts, five)))
+		h.clock.add(2 * time.Second)
+		h.req(g(outCreat, createdOf(srcNone), sp(ts, noneBorn), createdOf(src500), sp(ts, fiveBorn)))
+	}
+	scrape(0, 1, 5, 100, 90)
+	scrape(step, 2, 1, 100, 150)   // the 500 created again alone: its 5 carried
+	scrape(2*step, 3, 1, 200, 210) // LiteLLM restarted between the scrapes
+	scrape(3*step, 4, 2, 200, 210)
+	h.drain()
+	wantSeries(t, h.series(outTotal), 6, 8, 4, 6)
+}

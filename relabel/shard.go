@@ -658,7 +658,7 @@ func (m *shard) advance(o *output, now time.Time) {
 // born reports whether birth_wait has passed since the first sample at t
 // arrived: no source unknown to the output can still bring a sample at t.
 func (m *shard) born(o *output, t int64, now time.Time) bool {
-	if n := m.preimage(o); n > 0 && o.live() >= n && !o.returning() && !m.awaitsCreation(o, t) {
+	if n := m.preimage(o); n > 0 && o.live() >= n && !o.returning() && !m.awaitsCreation(o, t, now) {
 		return true // every possible source is known, and none is stale
 	}
 	at, ok := o.arrivedAt(t)
@@ -666,40 +666,62 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 }
 
 // awaitsCreation reports whether the output's value at t hangs on a
-// creation time not in yet: a source's sample at t drops (it reset) while
-// another live source's does not, and that one's _created sample of the
-// same scrape, which travels on its own shard of the sender, has not
-// arrived. Whether the other was created again too — LiteLLM restarted
-// between two scrapes, leaving no gap, and that source is back at its old
-// count already — tells a restart (the output resets) from a reset alone
-// (its count carried). Sources without a _created series wait for nothing;
-// one whose _created sample never comes is waited for birth_wait.
-func (m *shard) awaitsCreation(o *output, t int64) bool {
+// creation time not in yet. A live source's sample at t that does not drop
+// may still be a series created again — LiteLLM restarted between two
+// scrapes, leaving no gap, and that source is back at (or past) its old
+// count already — and only its _created sample of the same scrape, which
+// travels on its own shard of the sender, says so. That matters when the
+// value at t keeps a count beyond the live sources' own: another source's
+// sample at t drops (a restart resets the output; a reset alone is
+// carried), a source that counted is stale or goes stale at t (its count is
+// kept only if the exporter did not restart), or the output carries counts
+// of resets alone. Then each such live source's creation time at t is
+// waited for: the birth wait (or the sender's retries) bounds the wait when
+// it never comes. A family never seen yet (its _created samples all behind,
+// on a shard still draining a backlog: sim upstream seed 1000557) is waited
+// for while the sender retries (its shards are behind) or when another
+// source of the output said creation times (the series of one exporter have
+// them alike); otherwise a source without any waits for nothing.
+func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 	if o.min || len(o.sources) < 2 {
 		return false
 	}
-	// at is the source's sample at t, if it counts: live, with a count.
-	at := func(s *source) (Sample, bool) {
-		if !s.has || s.stale || len(s.queue) == 0 || s.queue[0].T != t || value.IsStaleNaN(s.queue[0].V) {
-			return Sample{}, false
-		}
-		return s.queue[0], true
-	}
-	dropped := false
+	kept := o.carry != 0
 	for _, s := range o.sources {
-		if p, ok := at(s); ok && p.V < s.v {
-			dropped = true
+		if kept {
 			break
 		}
+		switch {
+		case !s.has:
+		case s.stale:
+			kept = true
+		case len(s.queue) > 0 && s.queue[0].T == t:
+			p := s.queue[0]
+			kept = value.IsStaleNaN(p.V) || p.V < s.v
+		}
 	}
-	if !dropped {
+	if !kept {
 		return false
 	}
+	c := &m.w.created
+	unseen := !m.w.settled(o.part, now, m.birthWait()) // whether a family never seen is awaited
 	for _, s := range o.sources {
-		if p, ok := at(s); ok && p.V >= s.v {
-			if k, ok := s.family(); ok && m.w.created.awaited(k, t) {
-				return true
-			}
+		if unseen {
+			break
+		}
+		if k, ok := s.family(); ok && c.known(k) {
+			unseen = true
+		}
+	}
+	for _, s := range o.sources {
+		if !s.has || s.stale || len(s.queue) == 0 || s.queue[0].T != t {
+			continue
+		}
+		if p := s.queue[0]; value.IsStaleNaN(p.V) || p.V < s.v {
+			continue // a drop is a reset whatever its creation time
+		}
+		if k, ok := s.family(); ok && c.awaited(k, t, unseen) {
+			return true
 		}
 	}
 	return false
