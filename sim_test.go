@@ -50,6 +50,7 @@ var (
 	simSeedFlag  = flag.Int64("sim.seed", -1, "TestSimulation: run only this seed (of each scenario selected with -run)")
 	simSeedsFlag = flag.Int("sim.seeds", 0, "TestSimulation: seeds per scenario (0: each scenario's CI count)")
 	simSoakFlag  = flag.Duration("sim.soak", 0, "TestSimulation: keep running new seeds for this long per scenario")
+	simSoakFrom  = flag.Int64("sim.soak.from", 1_000_000, "TestSimulation: with -sim.soak, the seed after which new seeds start (a soak from another start explores other seeds)")
 	simVerbose   = flag.Bool("sim.v", false, "TestSimulation: print the trace of every failing seed, not only the first few")
 	simChecks    = flag.String("sim.checks", "", "TestSimulation: only these checks count (a regexp on the check names, e.g. 'value/other|dropped')")
 )
@@ -167,7 +168,7 @@ func runSimScenario(t *testing.T, sc *simScenario) {
 		}
 	case *simSoakFlag > 0:
 		deadline := time.Now().Add(*simSoakFlag)
-		seed := int64(1_000_000)
+		seed := *simSoakFrom
 		next = func() (int64, bool) {
 			seed++
 			return seed, time.Now().Before(deadline)
