@@ -144,14 +144,17 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 		// merge is back, the output restarts from its live sources: the
 		// count of a source that vanished before it (carried then) is no
 		// longer in it (docs/collisions.md, Reloads).
-		for _, win := range x.w.fix.unmerged {
+		// Also after a small max_series was raised: an output the full
+		// state left out restarts from its live sources alike.
+		offWins := slices.Concat(x.w.fix.unmerged, x.w.fix.fullWins)
+		for _, win := range offWins {
 			upTo := simWindow{math.MinInt64, win.to}
 			if t > win.to && (vanished(srcs[0], upTo) || vanished(srcs[1], upTo)) {
 				x.excused["a source vanished while the merge was off"]++
 				return true
 			}
 		}
-		for _, win := range x.w.fix.unmerged {
+		for _, win := range offWins {
 			// A source whose last sample came before the merge was back and
 			// whose next is a stale marker (removed meanwhile) was never
 			// live to the restarted merge: its count is unknown to it, left

@@ -154,6 +154,11 @@ type simFleet struct {
 	held     []simHeld
 	unmerged []simWindow // the preset off or keep_distinct: outputs not merged
 	smallMax bool        // a small max_series was accepted
+	// fullWins: while a small max_series was on. An output a full state
+	// left out of the merge is, like a merge turned off, started again from
+	// its live sources when the limit is raised (docs/collisions.md).
+	fullWins []simWindow
+	fullAt   int64 // start of the current small max_series window (0: none)
 	// fullBudget: what the outputs a full state refused may cost the
 	// checker (see call).
 	fullBudget float64
@@ -564,6 +569,13 @@ func (f *simFleet) apply(c simConfig) {
 	f.w.fault("reload")
 	if c.maxSeries > 0 {
 		f.smallMax = true
+	}
+	switch {
+	case was.maxSeries == 0 && c.maxSeries > 0:
+		f.fullAt = f.w.now()
+	case was.maxSeries > 0 && c.maxSeries == 0:
+		f.fullWins = append(f.fullWins, simWindow{f.fullAt, f.w.now()})
+		f.fullAt = 0
 	}
 	switch {
 	case was.merges() && !c.merges():

@@ -132,7 +132,10 @@ var simScenarios = func() []*simScenario {
 		mk("crash", 100, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
 		mk("powerloss", 60, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
 		mk("datadir", 100, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
-		mk("reload", 120, normal, func(sc *simScenario) { sc.reloads = true }),
+		mk("reload", 120, normal, func(sc *simScenario) {
+			sc.reloads = true
+			sc.regressions = []int64{1366}
+		}),
 		// RW 2.0 with exemplars on the counters (on merge sources too).
 		mk("exemplars", 80, normal, func(sc *simScenario) { sc.protocols, sc.exemplars = simRW2, true }),
 		// Native histograms and a user rule that lands one on another.
