@@ -205,7 +205,7 @@ func (m *Merger) lostTail() {
 // has no sample kept at or after t as gone right after its last sample.
 func goneAfterLoss(o *output, t int64) {
 	for _, s := range o.sources {
-		if s.has && !s.stale && len(s.queue) == 0 && s.lastT < t {
+		if s.has && !s.stale && s.queue.len() == 0 && s.lastT < t {
 			s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
 		}
 	}
@@ -435,6 +435,17 @@ func (l *mergeLog) origin(part string, o series.Origin) {
 		}
 	}
 }
+// heldSamples writes a source's queue as samples does.
+func (l *mergeLog) heldSamples(q *heldQueue) {
+	l.uvarint(uint64(q.len()))
+	for i := range q.len() {
+		p := q.at(i)
+		l.varint(p.T)
+		l.float(p.V)
+		l.varint(p.ST)
+	}
+}
+
 func (l *mergeLog) samples(s []Sample) {
 	l.uvarint(uint64(len(s)))
 	for _, p := range s {
@@ -592,7 +603,7 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	l.uvarint(o.id)
 	l.uvarint(s.id)
 	l.labels(s.labels)
-	l.samples(s.queue)
+	l.heldSamples(&s.queue)
 	l.varint(s.lastT)
 	l.bool(s.lastStl)
 	l.varint(s.firstT)
@@ -906,7 +917,8 @@ func (rp *replayer) source(state bool, r *recReader) error {
 	}
 	s := o.sh.newSource(o, sid, ls, rp.now)
 	if state {
-		s.queue, s.lastT, s.lastStl, s.firstT = r.samples(), r.varint(), r.bool(), r.varint()
+		s.queue.set(r.samples())
+		s.lastT, s.lastStl, s.firstT = r.varint(), r.bool(), r.varint()
 		s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
 		if len(r.b) > 0 { // written since births became exact
 			s.firstST, s.fromTomb, s.hash = r.varint(), r.bool(), r.uvarint()
@@ -921,7 +933,7 @@ func (rp *replayer) source(state bool, r *recReader) error {
 			}
 			rp.m.created.restore(ls, spans)
 		}
-		for _, p := range s.queue {
+		for _, p := range s.queue.s {
 			o.arrived(p.T, rp.now)
 		}
 	}

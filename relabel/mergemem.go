@@ -119,7 +119,7 @@ func (m *shard) heapBytes() (bytes, outputs int64) {
 			b += outBytes + labelsBytes(o.labels) + allocSize(cap(o.sources)*8) +
 				allocSize(cap(o.q)*sampleBytes) + allocSize(cap(o.parked)*int(unsafe.Sizeof(parked{})))
 			for _, s := range o.sources {
-				b += srcBytes + allocSize(cap(s.queue)*sampleBytes)
+				b += srcBytes + s.queue.heapBytes()
 				if !sameLabelsMemory(s.labels, o.labels) {
 					b += labelsBytes(s.labels)
 				}

@@ -67,20 +67,3 @@ func TestPendArrivalsNeverEarly(t *testing.T) {
 		t.Fatalf("50 timestamps in order within 50 ms: %d pend entries, want at most 2", n)
 	}
 }
-
-// TestAppendHeldKeepsSamplesAndRoom: a queue grown past 32 samples keeps
-// every sample in order, with at most about a quarter of room unused.
-func TestAppendHeldKeepsSamplesAndRoom(t *testing.T) {
-	var q []Sample
-	for i := range 2000 {
-		q = appendHeld(q, Sample{T: int64(i), V: float64(i)})
-		for j, p := range q {
-			if p.T != int64(j) || p.V != float64(j) {
-				t.Fatalf("after %d appends, sample %d is %v", i+1, j, p)
-			}
-		}
-		if n := len(q); n > 64 && cap(q) > n+n/4+n/8 {
-			t.Fatalf("%d samples in a queue of capacity %d: more than a quarter unused", n, cap(q))
-		}
-	}
-}

@@ -218,7 +218,7 @@ const (
 type source struct {
 	id      uint64
 	labels  labels.Labels
-	queue   []Sample // received, not yet consumed (t > the output's frontier)
+	queue   heldQueue // received, not yet consumed (t > the output's frontier)
 	lastT   int64    // last received timestamp (MinInt64: none)
 	firstT  int64    // first received timestamp (MinInt64: none yet)
 	firstST int64    // the RW 2.0 start timestamp of that first sample (0: none)
@@ -527,25 +527,14 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		if !m.replay {
 			m.metrics.late.Inc()
 		}
-		s.queue = append(s.queue, p)
-		if m.consume(o, s, len(s.queue)) {
+		s.queue.push(p)
+		if m.consume(o, s, s.queue.len()) {
 			m.settleResets(o)
 		}
 		return
 	}
-	s.queue = appendHeld(s.queue, p)
+	s.queue.push(p)
 	o.arrived(p.T, now)
-}
-
-// appendHeld appends p to a source's queue. A queue that holds many (an
-// output at a birth while the sender sends fast, a lagging shard) grows by
-// a quarter, not double: held samples are most of the merge's memory then,
-// and a doubled queue left a third of its room unused.
-func appendHeld(q []Sample, p Sample) []Sample {
-	if len(q) == cap(q) && len(q) >= 32 {
-		q = append(make([]Sample, 0, len(q)+len(q)/4), q...)
-	}
-	return append(q, p)
 }
 
 // arrived records when the first sample at t arrived (pend is in timestamp
@@ -609,7 +598,7 @@ func (o *output) arrivedAt(t int64) (stamp, bool) {
 
 func (o *output) hasHeld() bool {
 	for _, s := range o.sources {
-		if len(s.queue) > 0 {
+		if s.queue.len() > 0 {
 			return true
 		}
 	}
@@ -620,8 +609,8 @@ func (o *output) hasHeld() bool {
 func (o *output) next() (int64, bool) {
 	t, ok := int64(math.MaxInt64), false
 	for _, s := range o.sources {
-		if len(s.queue) > 0 && s.queue[0].T < t {
-			t, ok = s.queue[0].T, true
+		if q, ok1 := s.queue.first(); ok1 && q < t {
+			t, ok = q, true
 		}
 	}
 	return t, ok
@@ -695,8 +684,8 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 		case !s.has:
 		case s.stale:
 			kept = true
-		case len(s.queue) > 0 && s.queue[0].T == t:
-			p := s.queue[0]
+		case s.queue.len() > 0 && s.queue.s[0].T == t:
+			p := s.queue.s[0]
 			kept = value.IsStaleNaN(p.V) || p.V < s.v
 		}
 	}
@@ -714,10 +703,10 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 		}
 	}
 	for _, s := range o.sources {
-		if !s.has || s.stale || len(s.queue) == 0 || s.queue[0].T != t {
+		if !s.has || s.stale || s.queue.len() == 0 || s.queue.s[0].T != t {
 			continue
 		}
-		if p := s.queue[0]; value.IsStaleNaN(p.V) || p.V < s.v {
+		if p := s.queue.s[0]; value.IsStaleNaN(p.V) || p.V < s.v {
 			continue // a drop is a reset whatever its creation time
 		}
 		if k, ok := s.family(); ok && c.awaited(k, t, unseen) {
@@ -759,7 +748,7 @@ func (m *shard) recreated(o *output, t int64) {
 		if s.stale {
 			before = s.staleAt
 		}
-		for _, p := range s.queue {
+		for _, p := range s.queue.s {
 			if p.T > t {
 				break
 			}
@@ -845,7 +834,7 @@ func (o *output) knowable(t, horizon int64, n int, lossy bool) bool {
 // than the wait bound ago; or the output holds too many timestamps.
 func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 	for _, s := range o.sources {
-		if len(s.queue) > maxHeld {
+		if s.queue.len() > maxHeld {
 			return true
 		}
 	}
@@ -857,7 +846,7 @@ func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 		return false // a shard of the sender is retrying: its samples are late
 	}
 	for _, s := range o.sources {
-		if len(s.queue) == 0 && !s.lastStl && since(now, s.arrival) < b {
+		if s.queue.len() == 0 && !s.lastStl && since(now, s.arrival) < b {
 			return false
 		}
 	}
@@ -875,7 +864,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	resets := 0
 	for _, s := range o.sources {
 		n := 0
-		for n < len(s.queue) && s.queue[n].T <= t {
+		for n < s.queue.len() && s.queue.s[n].T <= t {
 			n++
 		}
 		if n > 0 && m.consume(o, s, n) {
@@ -933,11 +922,12 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	}
 }
 
-// consume takes s.queue[:n] into the source's value. It reports whether the
+// consume takes the first n samples of s.queue into the source's value. It reports whether the
 // source reset (its value dropped, across a stale gap too); the count it had
 // is then parked in resetFrom until settleResets decides.
 func (m *shard) consume(o *output, s *source, n int) (reset bool) {
-	for _, p := range s.queue[:n] {
+	for i := range n {
+		p := s.queue.at(i)
 		if value.IsStaleNaN(p.V) {
 			if !s.stale {
 				s.staleAt = p.T
@@ -968,7 +958,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		}
 		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
 	}
-	s.queue = dequeue(s.queue, n)
+	s.queue.drop(n)
 	return reset
 }
 
