@@ -435,6 +435,7 @@ func (l *mergeLog) origin(part string, o series.Origin) {
 		}
 	}
 }
+
 // heldSamples writes a source's queue as samples does.
 func (l *mergeLog) heldSamples(q *heldQueue) {
 	l.uvarint(uint64(q.len()))

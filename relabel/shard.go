@@ -219,10 +219,10 @@ type source struct {
 	id      uint64
 	labels  labels.Labels
 	queue   heldQueue // received, not yet consumed (t > the output's frontier)
-	lastT   int64    // last received timestamp (MinInt64: none)
-	firstT  int64    // first received timestamp (MinInt64: none yet)
-	firstST int64    // the RW 2.0 start timestamp of that first sample (0: none)
-	hash    uint64   // see fromTomb
+	lastT   int64     // last received timestamp (MinInt64: none)
+	firstT  int64     // first received timestamp (MinInt64: none yet)
+	firstST int64     // the RW 2.0 start timestamp of that first sample (0: none)
+	hash    uint64    // see fromTomb
 	arrival stamp
 	v       float64 // last non-stale value
 	st      int64   // start timestamp of the last consumed sample
