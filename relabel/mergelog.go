@@ -440,20 +440,21 @@ func (l *mergeLog) origin(part string, o series.Origin) {
 func (l *mergeLog) heldSamples(q *heldQueue) {
 	l.uvarint(uint64(q.len()))
 	for i := range q.len() {
-		p := q.at(i)
-		l.varint(p.T)
-		l.float(p.V)
-		l.varint(p.ST)
+		l.sample(q.at(i))
 	}
 }
 
 func (l *mergeLog) samples(s []Sample) {
 	l.uvarint(uint64(len(s)))
 	for _, p := range s {
-		l.varint(p.T)
-		l.float(p.V)
-		l.varint(p.ST)
+		l.sample(p)
 	}
+}
+
+func (l *mergeLog) sample(p Sample) {
+	l.varint(p.T)
+	l.float(p.V)
+	l.varint(p.ST)
 }
 
 // frame appends the record built since begin to dst.
