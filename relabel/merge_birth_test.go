@@ -786,3 +786,25 @@ func TestMergeRestartBetweenScrapesDropsTheCarry(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 6, 8, 4, 6)
 }
+
+// A reload that takes the output from the merge (keep_distinct, the preset
+// off) finalizes what it holds; a timestamp there that is unknowable (before
+// the horizon of a start without state, a source unknown) is not sent, and
+// is counted like one the clock finalized. Sim all seed 2000166: the
+// samples an upstream outage and a power loss had left before the horizon
+// were finalized by a reload to keep_distinct, uncounted.
+func TestMergeRetiredUnknowableCounted(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(time.Hour)
+	h.m = h.open(t.TempDir()) // starts an hour into the sender's run
+	start := h.clock.now().UnixMilli()
+	h.req(g(outTotal, srcNone, []Sample{{T: start - 2*step, V: 5}, {T: start - step, V: 6}}))
+	h.m.retire(func(src, out labels.Labels) bool { return false }, false)
+	h.drain()
+	if got := h.values(outTotal); len(got) != 0 {
+		t.Fatalf("sent before the horizon, where the 500's count is unknown: %v", got)
+	}
+	if n := testutil.ToFloat64(h.m.metrics.unknown); n != 2 {
+		t.Fatalf("%v samples counted unknown, want 2", n)
+	}
+}

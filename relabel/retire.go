@@ -93,7 +93,11 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 			break
 		}
 		m.metrics.overdue.Inc()
-		m.finalize(o, t, o.knowable(t, m.w.horizon, m.preimage(o), m.w.powerLoss))
+		emit := o.knowable(t, m.w.horizon, m.preimage(o), m.w.powerLoss)
+		if !emit && !m.replay {
+			m.metrics.unknown.Inc() // as when the clock finalizes it (advance)
+		}
+		m.finalize(o, t, emit)
 	}
 	if kept < len(o.sources) {
 		m.detach(o, func(s *source) bool { return s.hash == 0 && !merges(s.labels, o.labels) })
