@@ -130,7 +130,10 @@ var simScenarios = func() []*simScenario {
 			sc.regressions = []int64{1000557}
 		}),
 		mk("crash", 100, normal, func(sc *simScenario) { sc.kills, sc.tornTails, sc.compactionCrash = true, true, true }),
-		mk("powerloss", 60, normal, func(sc *simScenario) { sc.powerLoss, sc.zeroTails = true, true }),
+		mk("powerloss", 60, normal, func(sc *simScenario) {
+			sc.powerLoss, sc.zeroTails = true, true
+			sc.regressions = []int64{3000646}
+		}),
 		mk("datadir", 100, normal, func(sc *simScenario) { sc.dataDirLoss = true }),
 		mk("reload", 120, normal, func(sc *simScenario) {
 			sc.reloads = true

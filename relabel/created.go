@@ -102,8 +102,13 @@ func (c *createdTimes) saw(ls labels.Labels, t int64, v float64) {
 // labels), back at t after a gap that began at gone, was created again: its
 // creation time at t (from its _created sample of that scrape) differs from
 // the last one before the gap, said during the life it counts now (since
-// life: a creation time said before is another life's). False where either
-// is unknown.
+// life: a creation time said before is another life's). When none was said
+// before the gap in this life (its _created samples were in the seconds a
+// power loss cut from the log: sim powerloss seed 3000646), a creation time
+// after gone says it too: the series counted before gone, so one created
+// since is another (the clocks of exporter and sender agree, as rwfix
+// assumes of sender and rwfix: see clockSkew). False where the creation
+// time at t is unknown.
 func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -123,7 +128,10 @@ func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 			before, okBefore = sp.v, true // the latest said before the gap
 		}
 	}
-	return okNow && okBefore && now != before
+	if okNow && !okBefore {
+		return now*1000 > float64(gone)
+	}
+	return okNow && now != before
 }
 
 // awaited reports whether the source of family k has not said its

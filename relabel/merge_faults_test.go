@@ -112,13 +112,15 @@ func TestMergeCreationTimesSurviveASnapshot(t *testing.T) {
 func TestMergeCreationTimeOfAnEarlierLife(t *testing.T) {
 	h := newHarness(t, "")
 	cNone, c500 := createdOf(srcNone), createdOf(src500)
-	h.scrapeCreated([]any{cNone, sp(0, 100), c500, sp(0, 90)}, []any{srcNone, sp(0, 1), src500, sp(0, 1)})
+	// Creation times (seconds) before each series' first sample (ms), as
+	// an exporter's are.
+	h.scrapeCreated([]any{cNone, sp(0, -100), c500, sp(0, -90)}, []any{srcNone, sp(0, 1), src500, sp(0, 1)})
 	h.scrapeCreated([]any{cNone, sp(step, stale), c500, sp(step, stale)}, []any{srcNone, sp(step, stale), src500, sp(step, stale)})
 	// LiteLLM restarted: the 500 back, created again; the None not yet.
-	h.scrapeCreated([]any{c500, sp(2*step, 290)}, []any{src500, sp(2*step, 1)})
+	h.scrapeCreated([]any{c500, sp(2*step, 25)}, []any{src500, sp(2*step, 1)})
 	// The None born again; its _created sample of this scrape is lost.
-	h.scrapeCreated([]any{c500, sp(3*step, 290)}, []any{srcNone, sp(3*step, 1), src500, sp(3*step, 2)})
-	h.scrapeCreated([]any{cNone, sp(4*step, 350), c500, sp(4*step, 290)}, []any{srcNone, sp(4*step, 1), src500, sp(4*step, 2)})
+	h.scrapeCreated([]any{c500, sp(3*step, 25)}, []any{srcNone, sp(3*step, 1), src500, sp(3*step, 2)})
+	h.scrapeCreated([]any{cNone, sp(4*step, 40), c500, sp(4*step, 25)}, []any{srcNone, sp(4*step, 1), src500, sp(4*step, 2)})
 	h.drain()
 	wantSeries(t, h.series(outTotal), 2, math.NaN(), 1, 3, 3)
 }
@@ -374,4 +376,27 @@ func powerLossHarness(t *testing.T) (h *harness, dir string, t0 int64) {
 	h.clock.add(step * time.Millisecond)
 	h.req(g(outCreat, createdOf(srcNone), sp(t0, 100), createdOf(src500), sp(t0, 90)))
 	return h, dir, t0
+}
+
+// A source back after a gap whose creation time before the gap is unknown
+// (the _created samples of its life were in the seconds a power loss cut
+// from the log: sim powerloss seed 3000646) but whose creation time now is
+// after the gap began: it was created since, as a series that counted
+// before the gap cannot have been created after it. The whole output had
+// vanished (LiteLLM restarted) and the only source back was created again:
+// the output restarts from it (1), the None's 3 is not carried (4).
+func TestMergeCreatedAfterTheGapWithoutOneBefore(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(0, 3), src500, sp(0, 1))) // their _created samples lost
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(step, stale), src500, sp(step, stale)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, createdOf(src500), sp(2*step, 25))) // created at 25 s, after the gap began
+	h.req(g(outTotal, src500, sp(2*step, 1)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outCreat, createdOf(src500), sp(3*step, 25)))
+	h.req(g(outTotal, src500, sp(3*step, 2)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 4, math.NaN(), 1, 2)
 }
