@@ -675,25 +675,27 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 	if o.min || len(o.sources) < 2 {
 		return false
 	}
-	kept := o.carry != 0
+	kept, at := o.carry != 0, false // at: a source drops or goes stale at t
 	for _, s := range o.sources {
-		if kept {
-			break
-		}
 		switch {
 		case !s.has:
 		case s.stale:
 			kept = true
 		case s.queue.len() > 0 && s.queue.s[0].T == t:
 			p := s.queue.s[0]
-			kept = value.IsStaleNaN(p.V) || p.V < s.v
+			if value.IsStaleNaN(p.V) || p.V < s.v {
+				kept, at = true, true
+			}
 		}
 	}
 	if !kept {
 		return false
 	}
 	c := &m.w.created
-	unseen := !m.w.settled(o.part, now, m.birthWait()) // whether a family never seen is awaited
+	// Whether a family never seen is awaited: at a drop or a source going
+	// stale (rare: the wait costs little there), while the sender retries,
+	// or when another source said creation times.
+	unseen := at || !m.w.settled(o.part, now, m.birthWait())
 	for _, s := range o.sources {
 		if unseen {
 			break
