@@ -668,9 +668,11 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 // waited for: the birth wait (or the sender's retries) bounds the wait when
 // it never comes. A family never seen yet (its _created samples all behind,
 // on a shard still draining a backlog: sim upstream seed 1000557) is waited
-// for while the sender retries (its shards are behind) or when another
-// source of the output said creation times (the series of one exporter have
-// them alike); otherwise a source without any waits for nothing.
+// for at a drop or a source going stale at t (rare; a shard whose answer
+// was lost is behind while rwfix sees no retry), while the sender retries
+// (its shards are behind) or when another source of the output said
+// creation times (the series of one exporter have them alike); otherwise
+// (a carried count alone) a source without any waits for nothing.
 func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 	if o.min || len(o.sources) < 2 {
 		return false
