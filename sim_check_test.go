@@ -129,6 +129,22 @@ func (x *simExcuses) unmerged(t int64) bool {
 	return false
 }
 
+// leftOut reports whether the output of srcs was left out of the merge by
+// a full state during win (a small max_series): its None source reached the
+// TSDB raw then. An output the state held all along kept its counts.
+func (x *simExcuses) leftOut(srcs [2]*simSeries, win simWindow) bool {
+	s := srcs[srcNone]
+	if s == nil {
+		return false
+	}
+	for _, smp := range x.w.db.stored(s.lbls) {
+		if smp.t >= win.from-simLostHold && smp.t <= win.to {
+			return true
+		}
+	}
+	return false
+}
+
 // simLostHold is the longest a merged sample can be held (received, not yet
 // sent): max_wait plus a request to ride on.
 const simLostHold = 150_000
@@ -146,7 +162,12 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 		// longer in it (docs/collisions.md, Reloads).
 		// Also after a small max_series was raised: an output the full
 		// state left out restarts from its live sources alike.
-		offWins := slices.Concat(x.w.fix.unmerged, x.w.fix.fullWins)
+		offWins := slices.Clone(x.w.fix.unmerged)
+		for _, win := range x.w.fix.fullWins {
+			if x.leftOut(srcs, win) {
+				offWins = append(offWins, win)
+			}
+		}
 		for _, win := range offWins {
 			upTo := simWindow{math.MinInt64, win.to}
 			if t > win.to && (vanished(srcs[0], upTo) || vanished(srcs[1], upTo)) {

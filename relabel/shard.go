@@ -668,32 +668,36 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 // waited for: the birth wait (or the sender's retries) bounds the wait when
 // it never comes. A family never seen yet (its _created samples all behind,
 // on a shard still draining a backlog: sim upstream seed 1000557) is waited
-// for while the sender retries (its shards are behind) or when another
-// source of the output said creation times (the series of one exporter have
-// them alike); otherwise a source without any waits for nothing.
+// for at a drop or a source going stale at t (rare; a shard whose answer
+// was lost is behind while rwfix sees no retry), while the sender retries
+// (its shards are behind) or when another source of the output said
+// creation times (the series of one exporter have them alike); otherwise
+// (a carried count alone) a source without any waits for nothing.
 func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 	if o.min || len(o.sources) < 2 {
 		return false
 	}
-	kept := o.carry != 0
+	kept, at := o.carry != 0, false // at: a source drops or goes stale at t
 	for _, s := range o.sources {
-		if kept {
-			break
-		}
 		switch {
 		case !s.has:
 		case s.stale:
 			kept = true
 		case s.queue.len() > 0 && s.queue.s[0].T == t:
 			p := s.queue.s[0]
-			kept = value.IsStaleNaN(p.V) || p.V < s.v
+			if value.IsStaleNaN(p.V) || p.V < s.v {
+				kept, at = true, true
+			}
 		}
 	}
 	if !kept {
 		return false
 	}
 	c := &m.w.created
-	unseen := !m.w.settled(o.part, now, m.birthWait()) // whether a family never seen is awaited
+	// Whether a family never seen is awaited: at a drop or a source going
+	// stale (rare: the wait costs little there), while the sender retries,
+	// or when another source said creation times.
+	unseen := at || !m.w.settled(o.part, now, m.birthWait())
 	for _, s := range o.sources {
 		if unseen {
 			break
