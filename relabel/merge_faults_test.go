@@ -400,3 +400,22 @@ func TestMergeCreatedAfterTheGapWithoutOneBefore(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 4, math.NaN(), 1, 2)
 }
+
+// A reload that changes the partitions (forward_headers) while the sender
+// retries: its refusals were recorded under the old partition, and its
+// requests now land in a new one that has none yet. The output must still
+// not be finalized by the clock while the sender's stuck shard holds a
+// source's sample (sim all seed 4000262: an upstream outage across a
+// forward_headers flip).
+func TestMergeRetriesCarriedAcrossAPartitionChange(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(step * time.Millisecond)
+	h.m.Retrying("tenant-a") // refused under the old partition
+	h.m.retire(func(src, out labels.Labels) bool { return true }, true)
+	h.req(g(outTotal, src500, sp(0, 10)))
+	h.clock.add(11 * time.Second) // past birth_wait, within its backoff after the retry
+	h.req()
+	h.req(g(outTotal, srcNone, sp(0, 5))) // the None's shard, retrying, gets through
+	h.drain()
+	wantSeries(t, h.series(outTotal), 15)
+}

@@ -87,6 +87,11 @@ type Merger struct {
 	// retrying holds, by partition, when a request of it was last answered
 	// so that the sender retries it (a *atomic.Int64 stamp; see Retrying).
 	retrying sync.Map
+	// retryFloor (when retryFloorSet) is the latest retry of any partition
+	// when a reload last changed the partitions: every partition counts as
+	// retrying since then (see settled).
+	retryFloor    atomic.Int64
+	retryFloorSet atomic.Bool
 
 	// created: the sources' creation times, from their _created series
 	// (see created.go).
@@ -164,6 +169,27 @@ func (w *Merger) Retrying(part string) {
 	v.(*atomic.Int64).Store(now)
 }
 
+// partitionsChanged carries the senders' retries across a reload that
+// changed the partitions (forward_headers): a sender that was retrying
+// under its old partition goes on retrying under a new one, which has no
+// retry of its own yet — seen settled, its outputs would be finalized
+// while the sender's stuck shard still holds their samples (sim all seed
+// 4000262). Which old partition is which new one is not known, so every
+// partition counts as retrying as recently as the latest retry of any.
+func (w *Merger) partitionsChanged() {
+	latest, found := int64(0), false
+	w.retrying.Range(func(_, v any) bool {
+		if s := v.(*atomic.Int64).Load(); !found || s > latest {
+			latest, found = s, true
+		}
+		return true
+	})
+	if found && (!w.retryFloorSet.Load() || latest > w.retryFloor.Load()) {
+		w.retryFloor.Store(latest)
+		w.retryFloorSet.Store(true)
+	}
+}
+
 // senderBackoff is the longest a sender waits before it retries (Prometheus'
 // max_backoff is 5 s by default).
 const senderBackoff = 5 * time.Second
@@ -171,6 +197,9 @@ const senderBackoff = 5 * time.Second
 // settled reports whether partition part's sender has not been retrying for
 // longer than wait plus its longest backoff.
 func (w *Merger) settled(part string, now time.Time, wait time.Duration) bool {
+	if w.retryFloorSet.Load() && since(now, stamp(w.retryFloor.Load())) < wait+senderBackoff {
+		return false
+	}
 	v, ok := w.retrying.Load(part)
 	if !ok {
 		return true

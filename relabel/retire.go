@@ -49,6 +49,9 @@ type fence struct {
 // retire applies a new configuration's coverage; merges reports whether it
 // merges a source into an output. Called with no shard locked.
 func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChanged bool) {
+	if partitionsChanged {
+		w.partitionsChanged()
+	}
 	w.lockAll()
 	now := w.shards[0].now()
 	for _, sh := range w.shards {
