@@ -124,7 +124,7 @@ var simScenarios = func() []*simScenario {
 		// deadlines: nothing else.
 		mk("steady", 120, base, nil),
 		// Plus LiteLLM's restarts, evictions and failed scrapes.
-		mk("normal", 150, normal, func(sc *simScenario) { sc.regressions = []int64{1567} }),
+		mk("normal", 150, normal, func(sc *simScenario) { sc.regressions = []int64{1567, 5000129} }),
 		mk("upstream", 150, normal, func(sc *simScenario) {
 			sc.upstreamFaults, sc.outages = true, true
 			sc.regressions = []int64{1000557}

@@ -830,3 +830,26 @@ func TestMergeRestartBetweenScrapesCreationTimeBehindLostAnswer(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 1, 2, 1, 2)
 }
+
+// LiteLLM restarts between two scrapes and both sources are back at their
+// old counts by the next scrape: no value drops. The None's _created sample
+// of that scrape comes before the _total ones (it was created again); the
+// 500's comes later, on another shard. The None created again is a reset
+// as sure as a drop: the output must wait for the 500's creation time,
+// which tells a restart (every source reset: 2) from a reset alone (its 1
+// carried: 3). Sim normal seed 5000129.
+func TestMergeRestartBetweenScrapesBothAtTheirOldCounts(t *testing.T) {
+	h := newHarness(t, "")
+	scrape := func(ts int64, none, five, noneBorn, fiveBorn float64) {
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, createdOf(srcNone), sp(ts, noneBorn)))
+		h.req(g(outTotal, srcNone, sp(ts, none), src500, sp(ts, five)))
+		h.clock.add(2 * time.Second) // the 500's _created sample, on another shard
+		h.req(g(outCreat, createdOf(src500), sp(ts, fiveBorn)))
+	}
+	scrape(0, 1, 1, -10, -5)
+	scrape(step, 1, 1, 10, 12) // LiteLLM restarted at 9 s: both created again, back at 1
+	scrape(2*step, 2, 1, 10, 12)
+	h.drain()
+	wantSeries(t, h.series(outTotal), 2, 2, 3)
+}

@@ -685,7 +685,7 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 			kept = true
 		case s.queue.len() > 0 && s.queue.s[0].T == t:
 			p := s.queue.s[0]
-			if value.IsStaleNaN(p.V) || p.V < s.v {
+			if value.IsStaleNaN(p.V) || p.V < s.v || m.createdAgainAt(o, s, t) {
 				kept, at = true, true
 			}
 		}
@@ -718,6 +718,17 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// createdAgainAt reports whether the live source s, with a sample at t, was
+// created again by t as its creation time already says: a reset as sure as
+// a drop, which the other live sources' creation times tell from LiteLLM's
+// restart (every source reset: the output restarts) — a restart between two
+// scrapes can bring each source back at its old count (sim normal seed
+// 5000129: both back at 1, one's _created sample in first).
+func (m *shard) createdAgainAt(o *output, s *source, t int64) bool {
+	k, ok := s.family()
+	return ok && m.w.created.changed(k, max(s.bornAt, s.resetAt), o.f+1, t)
 }
 
 // live is the number of sources seen whose last sample is not a stale
