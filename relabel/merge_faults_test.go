@@ -419,3 +419,26 @@ func TestMergeRetriesCarriedAcrossAPartitionChange(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 15)
 }
+
+// A retired output whose queue is not sent yet (the upstream failing) is
+// found when the merge is back; once it has sources again it is in the
+// merge again: sending its old queue must not forget it with what its new
+// sources hold meanwhile (sim all seed 5000090: an upstream outage across
+// keep_distinct and back; the None's sample after LiteLLM's restart was
+// lost with the retired output).
+func TestMergeRetiredOutputBackInTheMergeKeepsWhatItHolds(t *testing.T) {
+	h := newHarness(t, "")
+	h.clock.add(step * time.Millisecond)
+	tx, _ := h.begin(g(outTotal, srcNone, sp(0, 1), src500, sp(0, 10)))
+	tx.Done(false, nil) // the upstream fails: the sum at 0 stays queued
+	none := func(labels.Labels, labels.Labels) bool { return false }
+	h.m.retire(none, false) // keep_distinct
+	all := func(labels.Labels, labels.Labels) bool { return true }
+	h.m.retire(all, false) // the merge back
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(step, 2))) // the queue goes; the None's sample is held
+	h.clock.add(2 * time.Second)
+	h.req(g(outTotal, src500, sp(step, 11)))
+	h.drain()
+	wantSeries(t, h.series(outTotal), 11, 13)
+}

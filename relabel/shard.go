@@ -469,6 +469,12 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	}
 	s := m.newSource(o, m.w.nextID.Add(1), ls, now)
 	m.logNewSource(o, s)
+	// A retired output whose queue is not sent yet is found when the
+	// merge is back (a second output beside it would send out of order:
+	// all seed 380); with a source again it is in the merge again, not to
+	// be forgotten with what it now holds once its old queue is sent (all
+	// seed 5000090). A replay, which knows no retirement, keeps it alike.
+	o.retire = false
 	return s
 }
 
