@@ -733,8 +733,10 @@ func TestMergeRestartBetweenScrapesAtTheOldCount(t *testing.T) {
 // behind on another — not a single one of the None's seen yet, so nothing
 // said that family had creation times. Both sources known and live, the
 // output must still wait for that creation time: while the sender retries
-// (its shards are behind), and when the 500's family said creation times
-// (one exporter's series have them alike). The output's truth is 1, 2, 1, 2.
+// (its shards are behind), when the 500's family said creation times (one
+// exporter's series have them alike), and when neither (the _created
+// shard's answer was lost: a source going stale waits for a family never
+// seen). The output's truth is 1, 2, 1, 2.
 func TestMergeRestartBetweenScrapesCreationTimeBehind(t *testing.T) {
 	for _, tc := range []struct {
 		name                   string
@@ -742,6 +744,9 @@ func TestMergeRestartBetweenScrapesCreationTimeBehind(t *testing.T) {
 	}{
 		{name: "sender retrying", retrying: true},
 		{name: "sibling said creation times", siblingFirst: true},
+		// The _created shard's answer was lost: it sends again after its
+		// remote_timeout, and rwfix, which answered 2xx, sees no retry.
+		{name: "lost answer, rwfix settled, no family seen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, "")
@@ -807,28 +812,6 @@ func TestMergeRetiredUnknowableCounted(t *testing.T) {
 	if n := testutil.ToFloat64(h.m.metrics.unknown); n != 2 {
 		t.Fatalf("%v samples counted unknown, want 2", n)
 	}
-}
-
-// Review (review4): the sequence of TestMergeRestartBetweenScrapesCreationTimeBehind
-// when the _created samples' shard is behind without rwfix having refused
-// anything: its request's answer was lost (or timed out), so the sender
-// retries it after its remote_timeout, while rwfix answered 2xx and its
-// sender counts as settled — and no source of the output said a creation
-// time yet (the set is young, or the state started without them). The
-// None's drop... here, the 500 stale and the None back at its old count: the
-// output's truth is 1, 2, 1, 2 as there.
-func TestMergeRestartBetweenScrapesCreationTimeBehindLostAnswer(t *testing.T) {
-	h := newHarness(t, "")
-	h.clock.add(4 * step * time.Millisecond)
-	h.req(g(outTotal,
-		srcNone, []Sample{{T: 0, V: 1}, {T: step, V: 1}, {T: 2 * step, V: 1}, {T: 3 * step, V: 1}},
-		src500, []Sample{{T: step, V: 1}, {T: 2 * step, V: math.Float64frombits(value.StaleNaN)}, {T: 3 * step, V: 1}}))
-	h.clock.add(time.Second) // the _created samples' request, sent again
-	h.req(g(outCreat,
-		createdOf(srcNone), []Sample{{T: 0, V: 100}, {T: step, V: 100}, {T: 2 * step, V: 200}, {T: 3 * step, V: 200}},
-		createdOf(src500), []Sample{{T: 3 * step, V: 210}}))
-	h.drain()
-	wantSeries(t, h.series(outTotal), 1, 2, 1, 2)
 }
 
 // LiteLLM restarts between two scrapes and both sources are back at their
