@@ -96,18 +96,27 @@ func TestMergeBirthAtLiteLLMRestart(t *testing.T) {
 	wantSeries(t, h.series(outTotal), 50, 51, 52, 6, 9)
 }
 
+// startWithoutStateWithBacklog starts a merge without state an hour into
+// the sender's run (its data directory lost) and gives it the None's
+// samples from the two scrapes before the start (its shard had failed
+// against the lost process; the 500's had delivered them). start is the
+// horizon.
+func startWithoutStateWithBacklog(t *testing.T) (h *harness, start int64) {
+	t.Helper()
+	h = newHarness(t, "")
+	h.clock.add(time.Hour)
+	h.m = h.open(t.TempDir())
+	start = h.clock.now().UnixMilli()
+	h.req(g(outTotal, srcNone, []Sample{{T: start - 2*step, V: 5}, {T: start - step, V: 6}}))
+	return h, start
+}
+
 // A start without state (data directory lost): a source first seen after
 // the start may have counted before it, at timestamps before the horizon;
 // those are a counted gap, never a low value. From the horizon on, a source
 // first seen later was born then.
 func TestMergeBirthBeforeTheHorizonIsAGap(t *testing.T) {
-	h := newHarness(t, "")
-	h.clock.add(time.Hour)
-	h.m = h.open(t.TempDir()) // starts an hour into the sender's run
-	start := h.clock.now().UnixMilli()
-	// The None's shard delivers samples from before the start (it had
-	// failed against the lost process); the 500's shard had delivered them.
-	h.req(g(outTotal, srcNone, []Sample{{T: start - 2*step, V: 5}, {T: start - step, V: 6}}))
+	h, start := startWithoutStateWithBacklog(t)
 	h.clock.add(step * time.Millisecond)
 	h.req(g(outTotal, srcNone, sp(start+step, 7)))
 	h.req(g(outTotal, src500, sp(start+step, 70)))
@@ -799,11 +808,7 @@ func TestMergeRestartBetweenScrapesDropsTheCarry(t *testing.T) {
 // samples an upstream outage and a power loss had left before the horizon
 // were finalized by a reload to keep_distinct, uncounted.
 func TestMergeRetiredUnknowableCounted(t *testing.T) {
-	h := newHarness(t, "")
-	h.clock.add(time.Hour)
-	h.m = h.open(t.TempDir()) // starts an hour into the sender's run
-	start := h.clock.now().UnixMilli()
-	h.req(g(outTotal, srcNone, []Sample{{T: start - 2*step, V: 5}, {T: start - step, V: 6}}))
+	h, _ := startWithoutStateWithBacklog(t)
 	h.m.retire(func(src, out labels.Labels) bool { return false }, false)
 	h.drain()
 	if got := h.values(outTotal); len(got) != 0 {
