@@ -685,6 +685,9 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 	}
 	kept, at := o.carry != 0, false // at: a source drops or goes stale at t
 	for _, s := range o.sources {
+		if at {
+			break // kept too: no further creation time need be looked up
+		}
 		switch {
 		case !s.has:
 		case s.stale:
