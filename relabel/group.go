@@ -46,8 +46,8 @@ func (mr *mergeRun) Done(ok bool, taken []int) {
 
 // mergeGroups hands every output that the merge policy covers to the merge
 // transaction and writes what it collects into the batch: an output's
-// samples go into the slot of its first source, the other sources' slots are
-// dropped; outputs the request carries no source of are appended. A series
+// samples go into the slot of one of its sources (see writeEmits), the other
+// sources' slots are dropped; outputs the request carries no source of are appended. A series
 // that the batch carries unchanged but whose labels equal a merged output
 // joins that output as a source. It returns how many series it merged away
 // or rewrote, how many rewrites it had to undo (merge state full), and the
@@ -165,11 +165,13 @@ func (gr *grouping) sort() {
 
 // heldGroups is what the merge transaction took, by group (in the order of
 // its Add calls): the series slots of the sources (nil: not held, the sources
-// go out unmerged), and the first source's own samples where it is the
-// output's only source and has the output's labels (nil otherwise).
+// go out unmerged), and, where a source of the request has the output's own
+// labels (the genuine series), which of the slots it is (-1: none) and its
+// samples.
 type heldGroups struct {
-	slots [][]int
-	first [][]Sample
+	slots   [][]int
+	genuine []int
+	own     [][]Sample
 }
 
 // addGroups hands each group to the merge transaction. The slots of a held
@@ -204,18 +206,21 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 		p.recountSources(edits, srcs, held, part)
 		if !held {
 			unmerged += p.unmerge(edits, g.out, srcs, samples)
-			h.slots, h.first = append(h.slots, nil), append(h.first, nil)
+			h.slots, h.genuine, h.own = append(h.slots, nil), append(h.genuine, -1), append(h.own, nil)
 			continue
 		}
 		for _, i := range gidx {
 			drop.add(i)
 		}
 		n += len(gidx)
-		var own []Sample
-		if len(gidx) == 1 && labels.Equal(ls[0], g.out) {
-			own = samples[0]
+		genuine, own := -1, []Sample(nil)
+		for k := range ls {
+			if labels.Equal(ls[k], g.out) {
+				genuine, own = k, samples[k]
+				break
+			}
 		}
-		h.slots, h.first = append(h.slots, gidx), append(h.first, own)
+		h.slots, h.genuine, h.own = append(h.slots, gidx), append(h.genuine, genuine), append(h.own, own)
 	}
 	return h, n, collided, unmerged
 }
@@ -263,10 +268,15 @@ func (p *Pipeline) unmerge(edits []edit, out labels.Labels, srcs []groupSource, 
 }
 
 // writeEmits writes what the merge transaction collected into the batch: an
-// output of a held group into its first source's slot, an output of no group
-// appended, retries returned. same counts the slots left as they came (a
-// genuine series alone, its samples unchanged); emitted tells, by group,
-// whether the request carries samples of it.
+// output of a held group into a slot of its sources, an output of no group
+// appended, retries returned. The slot is the genuine series' (the source
+// with the output's labels) when the output's samples have its timestamps
+// (a fast finalization: the sources' samples at t all in, the sum sent at
+// once), so that only the sample values differ from what the sender sent,
+// and the encoder can write them in place (remotewrite: patchable); else
+// the first source's. same counts the slots left as they came (a genuine
+// series alone, its samples unchanged); emitted tells, by group, whether
+// the request carries samples of it.
 func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same, appended int, retries []Emit, emitted []bool) {
 	emitted = make([]bool, len(h.slots))
 	for _, e := range emits {
@@ -280,16 +290,21 @@ func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same
 			b.AppendSeries(e.Labels, e.Samples)
 			appended++
 		default:
-			gidx := h.slots[e.Group]
-			drop.undo(gidx[0])
-			if h.first[e.Group] != nil && sameSamples(e.Samples, h.first[e.Group]) {
-				// A genuine series alone, forwarded as it came: the batch
-				// stays unchanged (and can go out as the sender's bytes).
-				same++
-				continue
+			gidx, slot := h.slots[e.Group], 0
+			if g := h.genuine[e.Group]; g >= 0 && sameTimes(e.Samples, h.own[e.Group]) {
+				slot = g
+				if len(gidx) == 1 && sameSamples(e.Samples, h.own[e.Group]) {
+					// A genuine series alone, forwarded as it came: the
+					// batch stays unchanged (and can go out as the sender's
+					// bytes).
+					drop.undo(gidx[slot])
+					same++
+					continue
+				}
 			}
-			b.SetLabels(gidx[0], e.Labels)
-			b.SetSamples(gidx[0], e.Samples, gidx)
+			drop.undo(gidx[slot])
+			b.SetLabels(gidx[slot], e.Labels)
+			b.SetSamples(gidx[slot], e.Samples, gidx)
 		}
 	}
 	return same, appended, retries, emitted
@@ -330,6 +345,20 @@ func collides(tx MergeTx, k int, sources []labels.Labels) bool {
 }
 
 // sameSamples reports whether a and b are the same samples, bit for bit.
+// sameTimes reports whether a and b have the same timestamps and start
+// timestamps, in order: they differ at most in their values.
+func sameTimes(a, b []Sample) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].T != b[i].T || a[i].ST != b[i].ST {
+			return false
+		}
+	}
+	return true
+}
+
 func sameSamples(a, b []Sample) bool {
 	if len(a) != len(b) {
 		return false

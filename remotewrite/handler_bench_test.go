@@ -66,6 +66,9 @@ var benchCasesList = func() []*benchCase {
 			{"untouched", rwtest.Workload{BatchSize: batch, Rounds: benchRounds, Untouched: true}},
 			{"clean", rwtest.Workload{BatchSize: batch, Rounds: benchRounds}},
 			{"repair", rwtest.Workload{BatchSize: batch, Rounds: benchRounds, NoneRatio: 0.1}},
+			// As the load benchmark's repair-heavy row: every None with its
+			// genuine 500 twin, summed by the merge.
+			{"repair-heavy", rwtest.Workload{BatchSize: batch, Rounds: benchRounds, Mixed: true, NoneRatio: 0.2, GenuineMore: true}},
 		} {
 			for _, proto := range []remoteapi.WriteMessageType{ProtoV1, ProtoV2} {
 				cases = append(cases, &benchCase{name: fmt.Sprintf("%s/%s/batch=%d", protoLabel(string(proto)), wl.name, batch), proto: proto, w: wl.w})

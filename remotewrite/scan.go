@@ -110,6 +110,7 @@ type scanned struct {
 	holes   []int
 	inPlace bool
 	moved   []int    // the series blanked and sent again after the others
+	vals    []uint32 // where patched series' sample values are (see patchable)
 	bits    []uint64 // compressInPlace's scratch, kept zero
 	// minT: the smallest sample timestamp, MaxInt64 with no sample,
 	// MinInt64 when one could not be read fast (see MinTime).
@@ -128,6 +129,10 @@ type seriesEdit struct {
 	srcs      []int           // the merged output's sources
 	relabeled bool
 	merged    bool
+	// patch: only its sample values change, written in place (blanking
+	// decides it: see patchable); s.vals[v0:v1] are where the values are.
+	patch  bool
+	v0, v1 int32
 }
 
 var scannedPool = sync.Pool{New: func() any { return &scanned{} }}
@@ -143,7 +148,7 @@ func (s *scanned) reset() {
 	s.drop, s.nDrop = s.drop[:0], 0
 	s.symIdx.reset()
 	s.blank, s.blanked = 0, 0
-	s.holes, s.inPlace = s.holes[:0], false
+	s.holes, s.inPlace, s.vals = s.holes[:0], false, s.vals[:0]
 	s.arena = s.arena[:0]
 	s.names, s.invalid, s.symASCII = s.names[:0], s.invalid[:0], s.symASCII[:0]
 	clear(s.extra)

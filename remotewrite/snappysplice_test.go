@@ -135,6 +135,14 @@ func randomEdits(rng *rand.Rand, s *scanned, mode uint8) {
 			s.SetLabels(i, b.Labels())
 		case 3:
 			smp := []series.Sample{{T: 1_700_000_000_000, V: float64(rng.IntN(1e6))}}
+			if rng.IntN(2) == 0 {
+				// Only its values changed: written in place when it can be
+				// (see patchable).
+				smp = slices.Clone(s.Samples(i))
+				for k := range smp {
+					smp[k].V += float64(1 + rng.IntN(1e6))
+				}
+			}
 			s.SetSamples(i, smp, []int{i})
 		case 4:
 			s.Drop(i)

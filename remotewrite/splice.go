@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"slices"
 
@@ -299,6 +300,16 @@ func (s *scanned) blankInPlace(out []byte) {
 		if !changed {
 			continue
 		}
+		if !dropped && s.nEdits > 0 && s.edits[i].patch {
+			e := &s.edits[i]
+			for k, at := range s.vals[e.v0:e.v1] {
+				binary.LittleEndian.PutUint64(out[at:], math.Float64bits(e.samples[k].V))
+				for x := range 8 {
+					s.holes = append(s.holes, int(at)+x)
+				}
+			}
+			continue
+		}
 		fs := s.series[i].field
 		out[fs.off] = blankTag
 		s.holes = append(s.holes, int(fs.off))
@@ -448,8 +459,13 @@ func (s *scanned) blanking() (blank, whole bool) {
 	}
 	n, k := 0, 0
 	whole = true
+	s.vals = s.vals[:0]
 	for i := range s.series {
 		if dropped, changed := s.changedAt(i); changed {
+			if s.patchable(i, dropped) {
+				k++ // a change the walk rewrites, with no bytes added
+				continue
+			}
 			fs := s.series[i].field
 			n += int(fs.end - fs.off)
 			k++
@@ -470,6 +486,120 @@ func (s *scanned) blanking() (blank, whole bool) {
 func (s *scanned) changedAt(i int) (dropped, changed bool) {
 	dropped = s.nDrop > 0 && s.drop[i]
 	return dropped, dropped || (s.nEdits > 0 && (s.edits[i].relabeled || s.edits[i].merged))
+}
+
+// patchable reports whether changed series i keeps its place with only its
+// sample values written anew, and if so records where they are (e.patch,
+// s.vals[e.v0:e.v1]). That is a merged output in the slot of its genuine
+// series (relabel's writeEmits puts it there when the output's timestamps
+// are the slot's own: a sum finalized at once, the repair-heavy steady
+// state), where
+//
+//   - its labels are the slot's own, as they came (sorted on the wire);
+//   - its samples have the slot's timestamps (RW 2.0: and start
+//     timestamps), in order, each slot sample with exactly one value field,
+//     a fixed64, whose 8 bytes take the new value (an explicit +0 decodes
+//     as the +0 that appendSamples leaves out);
+//   - its other sources carry no exemplars (an output carries its sources'
+//     exemplars: in place only the slot's own stay).
+//
+// Everything else of the slot (its exemplars, RW 2.0 metadata, unknown
+// fields) is what encodeSeries would copy anyway. A patched series is not
+// blanked and sent again after the others: its bytes stay where they are,
+// and the sender's compressed elements around the 8 changed bytes of each
+// sample are reused (compressInPlace). Anything else is blanked and moved,
+// or re-encoded, as before.
+func (s *scanned) patchable(i int, dropped bool) bool {
+	if dropped || s.nEdits == 0 {
+		return false
+	}
+	e := &s.edits[i]
+	e.patch = false
+	si := &s.series[i]
+	if !e.merged || si.unsorted || si.hasHist || (e.relabeled && !s.sameLabels(i, e.ls)) {
+		return false
+	}
+	v2 := s.proto == ProtoV2
+	field, exField := protowire.Number(v1SeriesSamples), protowire.Number(v1SeriesExemplars)
+	if v2 {
+		field, exField = v2SeriesSamples, v2SeriesExemplars
+	}
+	v0 := len(s.vals)
+	if !s.sampleValues(si, e.samples, field, v2) {
+		s.vals = s.vals[:v0]
+		return false
+	}
+	for _, j := range e.srcs {
+		if j != i && s.hasField(j, exField) {
+			s.vals = s.vals[:v0]
+			return false
+		}
+	}
+	e.patch, e.v0, e.v1 = true, int32(v0), int32(len(s.vals))
+	return true
+}
+
+// sampleValues appends to s.vals the offset of each of si's samples' value
+// when they have want's timestamps (RW 2.0, v2: and start timestamps), in
+// order, each with exactly one value field, a fixed64; else it reports
+// false.
+func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protowire.Number, v2 bool) bool {
+	k := 0
+	b := s.raw[:si.body.end]
+	for off := int(si.body.off); off < len(b); {
+		num, typ, val, end := next(b, off) // well-formed: checked by scan
+		off = end
+		if num != field {
+			continue
+		}
+		if typ != protowire.BytesType || k >= len(want) {
+			return false
+		}
+		var t, st int64
+		at := -1
+		sb := b[:val.end]
+		for so := int(val.off); so < len(sb); {
+			n, wt, v, e := next(sb, so)
+			so = e
+			switch n {
+			case sampleValue:
+				if wt != protowire.Fixed64Type || at >= 0 {
+					return false
+				}
+				at = int(v.off)
+			case sampleTimestamp:
+				if wt == protowire.VarintType {
+					u, _ := protowire.ConsumeVarint(sb[v.off:v.end])
+					t = int64(u)
+				}
+			case sampleStartTimestamp:
+				if wt == protowire.VarintType && v2 {
+					u, _ := protowire.ConsumeVarint(sb[v.off:v.end])
+					st = int64(u)
+				}
+			}
+		}
+		if p := want[k]; at < 0 || t != p.T || (v2 && st != p.ST) {
+			return false
+		}
+		s.vals = append(s.vals, uint32(at))
+		k++
+	}
+	return k == len(want)
+}
+
+// hasField reports whether series i's message has a field numbered num.
+func (s *scanned) hasField(i int, num protowire.Number) bool {
+	si := &s.series[i]
+	b := s.raw[:si.body.end]
+	for off := int(si.body.off); off < len(b); {
+		n, _, _, end := next(b, off) // well-formed: checked by scan
+		if n == num {
+			return true
+		}
+		off = end
+	}
+	return false
 }
 
 // blankable reports whether changed series i can be blanked: its tag is

@@ -12,7 +12,8 @@ type Sample struct {
 // Emit is what a request carries for one merged output: its labels and the
 // samples to send, in timestamp order. Group is the index of the Add call of
 // the same merge transaction that named this output (the request carries its
-// sources: the output takes the first source's slot), or -1 when the request
+// sources: the output takes one source's slot, the genuine series' when only
+// the values differ from its own, else the first source's), or -1 when the request
 // carries none of its sources (the output is appended to the request).
 //
 // Retry marks samples that the upstream may have written already: sent before

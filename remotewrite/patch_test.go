@@ -1,0 +1,220 @@
+package remotewrite
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/series"
+)
+
+// TestMergedSumWrittenInPlace: in the repair-heavy steady state (every
+// None with its genuine 500 twin, both known to the merge, the sum sent at
+// once) each merged output goes out in its genuine series' own bytes, with
+// only the 8 bytes of its sample value changed: nothing is sent again after
+// the request, the request keeps its length, and it decodes to what the
+// reference path (generated structs, full re-encode) sends.
+func TestMergedSumWrittenInPlace(t *testing.T) {
+	for _, rw2 := range []bool{false, true} {
+		proto := string(protoFor(rw2))
+		t.Run(protoLabel(proto), func(t *testing.T) {
+			w := rwtest.Workload{Series: 400, BatchSize: 400, Rounds: 4, NoneRatio: 0.2, GenuineMore: true}
+			bodies, _ := w.RW1()
+			if rw2 {
+				bodies, _ = w.RW2()
+			}
+			fast, ref := litellmPipeline(t, ""), litellmPipeline(t, "")
+			for round, body := range bodies {
+				raw, err := snappy.Decode(nil, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := scan(protoFor(rw2), slices.Clone(raw))
+				if err != nil {
+					t.Fatal(err)
+				}
+				lim := DefaultLimits()
+				if err := s.validate(&lim); err != nil {
+					t.Fatal(err)
+				}
+				s.sortLabels()
+				_, mr := applyRepair(s, fast, "")
+				mr.done(true, allSamples(mr.retries()))
+				s.blank = DefaultBlankShare
+				blank, whole := s.blanking()
+				head, tail := s.encodeForward(nil, blank, whole)
+				out := slices.Concat(head, tail)
+				patched := 0
+				for i := range s.edits {
+					if s.edits[i].patch {
+						patched++
+					}
+				}
+				moved, holes := len(s.moved), len(s.holes)
+				s.release()
+
+				want, _ := runReference(t, ref, proto, raw)
+				if g, w := rwtest.MustRender(t, proto, out), rwtest.MustRender(t, proto, want); g != w {
+					t.Fatalf("round %d: in-place output differs from the reference:\n%s\nreference:\n%s", round, g, w)
+				}
+				if round == 0 {
+					continue // some outputs still learn their sources
+				}
+				if n := nones(t, proto, raw); patched != n || n == 0 {
+					t.Fatalf("round %d: %d merged outputs written in place, want one per None series (%d)", round, patched, n)
+				}
+				if moved != 0 || len(out) != len(raw) {
+					t.Fatalf("round %d: %d series sent again, %d bytes for the sender's %d: want none, the same length", round, moved, len(out), len(raw))
+				}
+				if holes != 9*patched { // 8 value bytes of each sum, the tag of each None blanked
+					t.Fatalf("round %d: %d bytes changed, want %d", round, holes, 9*patched)
+				}
+			}
+		})
+	}
+}
+
+// TestPatchableOnlyWhenOnlyValuesChange: a merged slot is written in place
+// only when its labels, timestamps and exemplars stay what they are;
+// otherwise it is blanked and sent again after the others, as before. Each
+// case decodes to the same series as the request cut and re-encoded.
+func TestPatchableOnlyWhenOnlyValuesChange(t *testing.T) {
+	for _, rw2 := range []bool{false, true} {
+		raw := firstRequest(t, rwtest.Workload{Series: 200, Rounds: 1}, rw2)
+		type mod func(s *scanned, i int, smp []series.Sample)
+		cases := []struct {
+			name  string
+			patch bool
+			mod   mod
+		}{
+			{"values only", true, func(s *scanned, i int, smp []series.Sample) {}},
+			{"same labels given again", true, func(s *scanned, i int, smp []series.Sample) {
+				var sb labels.ScratchBuilder
+				s.SetLabels(i, s.Labels(i, &sb))
+			}},
+			{"other labels", false, func(s *scanned, i int, smp []series.Sample) {
+				var sb labels.ScratchBuilder
+				s.SetLabels(i, labels.NewBuilder(s.Labels(i, &sb)).Set("status_code", "500").Labels())
+			}},
+			{"another timestamp", false, func(s *scanned, i int, smp []series.Sample) { smp[0].T-- }},
+			{"a sample more", false, func(s *scanned, i int, smp []series.Sample) {
+				more := append(slices.Clone(smp), series.Sample{T: smp[0].T + 1, V: 1})
+				s.edits[i].samples = more
+			}},
+		}
+		if rw2 {
+			cases = append(cases, struct {
+				name  string
+				patch bool
+				mod   mod
+			}{"another start timestamp", false, func(s *scanned, i int, smp []series.Sample) { smp[0].ST++ }})
+		}
+		for _, c := range cases {
+			t.Run(c.name+"/"+protoLabel(string(protoFor(rw2))), func(t *testing.T) {
+				edited := 0
+				edit := func(blank float64) (*scanned, []byte) {
+					edited = 0
+					s, err := scan(protoFor(rw2), slices.Clone(raw))
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := range s.Len() {
+						smp := slices.Clone(s.Samples(i))
+						if i%10 != 4 || s.HasHistograms(i) || slices.ContainsFunc(smp, func(p series.Sample) bool { return p.V == 0 }) {
+							continue // (a +0 value has no field on the wire to write into)
+						}
+						for k := range smp {
+							smp[k].V = smp[k].V*3 + 1
+						}
+						s.SetSamples(i, smp, []int{i})
+						c.mod(s, i, smp)
+						edited++
+					}
+					s.blank = blank
+					return s, s.encode(nil)
+				}
+				cut, want := edit(0)
+				defer cut.release()
+				s, out := edit(DefaultBlankShare)
+				defer s.release()
+				if got, want := rwtest.MustRender(t, string(protoFor(rw2)), out), rwtest.MustRender(t, string(protoFor(rw2)), want); got != want {
+					t.Fatalf("decodes to\n%s\nwant\n%s", got, want)
+				}
+				patched := 0
+				for i := range s.edits {
+					if s.edits[i].patch {
+						patched++
+					}
+				}
+				if c.patch {
+					if patched != edited || edited == 0 || len(s.moved) != 0 || len(out) != len(raw) {
+						t.Fatalf("%d of %d merged series written in place, %d sent again, %d bytes for %d: want all in place", patched, edited, len(s.moved), len(out), len(raw))
+					}
+					// Only value bytes changed: 8 per sample, each run a float.
+					diff := 0
+					for k := range raw {
+						if raw[k] != out[k] {
+							diff++
+						}
+					}
+					if diff == 0 || diff > len(s.holes) || len(s.holes)%8 != 0 {
+						t.Fatalf("%d bytes differ, %d recorded as changed", diff, len(s.holes))
+					}
+					return
+				}
+				if patched != 0 {
+					t.Fatalf("%d series written in place, but more than their values changed", patched)
+				}
+			})
+		}
+	}
+}
+
+// TestPatchableKeepsOtherSourcesExemplars: a merged output carries its
+// sources' exemplars, so one whose other source has exemplars is not
+// written in place (where only the slot's own would stay), and the request
+// still decodes to the output with both sources' exemplars.
+func TestPatchableKeepsOtherSourcesExemplars(t *testing.T) {
+	for _, withExemplar := range []bool{false, true} {
+		req := &prompb.WriteRequest{}
+		for k, code := range []string{"500", "None"} {
+			ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", "u")
+			ts := prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil), Samples: []prompb.Sample{{Value: float64(3 + k), Timestamp: 15000}}}
+			if k == 1 && withExemplar {
+				ts.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "t1"}}, Value: 1, Timestamp: 15000}}
+			}
+			req.Timeseries = append(req.Timeseries, ts)
+		}
+		raw, err := req.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := scan(ProtoV1, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetSamples(0, []series.Sample{{T: 15000, V: 7}}, []int{0, 1})
+		s.Drop(1)
+		if got := s.patchable(0, false); got == withExemplar {
+			t.Fatalf("other source with exemplars %v: patchable %v", withExemplar, got)
+		}
+		s.release()
+	}
+}
+
+// nones counts the series of raw with a None status.
+func nones(t *testing.T, proto string, raw []byte) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(rwtest.MustRender(t, proto, raw), "\n") {
+		if strings.Contains(line, `status_code="None"`) || strings.Contains(line, `exception_status="None"`) {
+			n++
+		}
+	}
+	return n
+}
