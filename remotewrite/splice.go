@@ -457,20 +457,28 @@ func (s *scanned) blanking() (blank, whole bool) {
 	if s.blank <= 0 || (s.nEdits == 0 && s.nDrop == 0) {
 		return false, false
 	}
-	n, k := 0, 0
+	n, k, patched := 0, 0, 0
 	whole = true
 	s.vals = s.vals[:0]
 	for i := range s.series {
 		if dropped, changed := s.changedAt(i); changed {
+			fs := s.series[i].field
+			k++
 			if s.patchable(i, dropped) {
-				k++ // a change the walk rewrites, with no bytes added
+				// A change the walk rewrites, with no bytes added; but
+				// encodeCopy (not whole) blanks it and sends it again
+				// when it can be blanked.
+				if s.blankable(i, dropped) {
+					patched += int(fs.end - fs.off)
+				}
 				continue
 			}
-			fs := s.series[i].field
 			n += int(fs.end - fs.off)
-			k++
 			whole = whole && s.blankable(i, dropped)
 		}
+	}
+	if !whole {
+		n += patched
 	}
 	// A few changes (at most one per spliceMoveSpan bytes) are cut out:
 	// compressSpliced points the few copies that cross them again, for
