@@ -344,7 +344,6 @@ func collides(tx MergeTx, k int, sources []labels.Labels) bool {
 	return false
 }
 
-// sameSamples reports whether a and b are the same samples, bit for bit.
 // sameTimes reports whether a and b have the same timestamps and start
 // timestamps, in order: they differ at most in their values.
 func sameTimes(a, b []Sample) bool {
@@ -359,6 +358,7 @@ func sameTimes(a, b []Sample) bool {
 	return true
 }
 
+// sameSamples reports whether a and b are the same samples, bit for bit.
 func sameSamples(a, b []Sample) bool {
 	if len(a) != len(b) {
 		return false
