@@ -179,6 +179,7 @@ const snapshotPattern = ".merge-*.tmp"
 // Called with every shard locked, before the log is open.
 func (m *Merger) lostTail() {
 	for _, sh := range m.shards {
+		sh.lossGaps = nil // a new horizon
 		for _, l := range sh.outs {
 			for _, o := range l {
 				for {
@@ -192,6 +193,7 @@ func (m *Merger) lostTail() {
 					// alone on a sample the lost records may have held.
 					goneAfterLoss(o, t)
 					m.metrics.unknown.Inc()
+					sh.lossGap(o).counted = append(sh.lossGap(o).counted, t)
 					sh.finalize(o, t, false)
 				}
 				goneAfterLoss(o, math.MaxInt64)
@@ -199,6 +201,49 @@ func (m *Merger) lostTail() {
 			}
 		}
 	}
+}
+
+// lossGap is what lostTail left of an output: its frontier before (the
+// timestamps up to it were finalized before the loss) and the timestamps
+// counted unknowable since, in order.
+type lossGap struct {
+	f0      int64
+	counted []int64
+}
+
+func (m *shard) lossGap(o *output) *lossGap {
+	g := m.lossGaps[o]
+	if g == nil {
+		if m.lossGaps == nil {
+			m.lossGaps = map[*output]*lossGap{}
+		}
+		g = &lossGap{f0: o.f}
+		m.lossGaps[o] = g
+	}
+	return g
+}
+
+// lateBeforeHorizon counts, after a power loss, a timestamp that lostTail's
+// finalizations passed over: a source's sample at t arrives after its
+// output finalized later timestamps unsent (its shard of the sender was
+// still behind when the state was restored: sim all seed 8000047), and no
+// source had a sample at t then. The output sends nothing at t — before the
+// horizon its value is unknowable, as at every timestamp lostTail finalized
+// — so t is one more unknowable timestamp, counted once
+// (rwfix_merge_unknown_samples_total), as if it had been held at the
+// restart. Only this process knows what lostTail finalized: after another
+// restart such a timestamp is a late sample only.
+func (m *shard) lateBeforeHorizon(o *output, t int64) {
+	g := m.lossGaps[o]
+	if g == nil || t <= g.f0 || t >= m.w.horizon {
+		return
+	}
+	i, found := slices.BinarySearch(g.counted, t)
+	if found {
+		return
+	}
+	g.counted = slices.Insert(g.counted, i, t)
+	m.metrics.unknown.Inc()
 }
 
 // goneAfterLoss takes, after a power loss, each source of o that still counts and

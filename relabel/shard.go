@@ -112,9 +112,13 @@ type shard struct {
 	// orphans are the outputs whose partition a reload changed, by label
 	// hash, until a request of the new partition adopts them (retire.go).
 	orphans map[uint64][]*output
-	n       int // outputs
-	nsrc    int // sources
-	lastGC  time.Time
+	// lossGaps: for each output whose held timestamps lostTail finalized
+	// unsent after a power loss, what a source's late sample before the
+	// horizon must not count again (see lateBeforeHorizon).
+	lossGaps map[*output]*lossGap
+	n        int // outputs
+	nsrc     int // sources
+	lastGC   time.Time
 	// gcAt is when the next idle GC is due (a stamp), read without the
 	// lock: a request visits a shard it has nothing for only then.
 	gcAt    atomic.Int64
@@ -532,6 +536,7 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		// source is new, or was overdue): it counts from the next one on.
 		if !m.replay {
 			m.metrics.late.Inc()
+			m.lateBeforeHorizon(o, p.T)
 		}
 		s.queue.push(p)
 		if m.consume(o, s, s.queue.len()) {
@@ -1398,6 +1403,7 @@ func (o *output) forgettable() bool {
 // (max_series over all shards): the oldest goes first, the same live and in
 // a replay of the log.
 func (m *shard) forget(o *output) {
+	delete(m.lossGaps, o)
 	for len(m.forgotten) >= max(1, m.cfg.MaxSeries/mergeShards) && len(m.forgottenQ) > 0 {
 		k := m.forgottenQ[0]
 		m.forgottenQ = m.forgottenQ[1:]
