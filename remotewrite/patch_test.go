@@ -117,12 +117,8 @@ func TestPatchableOnlyWhenOnlyValuesChange(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.name+"/"+protoLabel(string(protoFor(rw2))), func(t *testing.T) {
 				edited := 0
-				edit := func(blank float64) (*scanned, []byte) {
+				s, out := encodedBothWays(t, raw, rw2, func(s *scanned) {
 					edited = 0
-					s, err := scan(protoFor(rw2), slices.Clone(raw))
-					if err != nil {
-						t.Fatal(err)
-					}
 					for i := range s.Len() {
 						smp := slices.Clone(s.Samples(i))
 						if i%10 != 4 || s.HasHistograms(i) || slices.ContainsFunc(smp, func(p series.Sample) bool { return p.V == 0 }) {
@@ -135,16 +131,7 @@ func TestPatchableOnlyWhenOnlyValuesChange(t *testing.T) {
 						c.mod(s, i, smp)
 						edited++
 					}
-					s.blank = blank
-					return s, s.encode(nil)
-				}
-				cut, want := edit(0)
-				defer cut.release()
-				s, out := edit(DefaultBlankShare)
-				defer s.release()
-				if got, want := rwtest.MustRender(t, string(protoFor(rw2)), out), rwtest.MustRender(t, string(protoFor(rw2)), want); got != want {
-					t.Fatalf("decodes to\n%s\nwant\n%s", got, want)
-				}
+				})
 				patched := 0
 				for i := range s.edits {
 					if s.edits[i].patch {
@@ -217,4 +204,76 @@ func nones(t *testing.T, proto string, raw []byte) int {
 		}
 	}
 	return n
+}
+
+// TestPatchableCountsInMixedBlankShare: blanking leaves the series it writes
+// in place (patchable) out of the blanked share, but when one other change
+// can be neither patched nor blanked (a series whose samples were only
+// trimmed: a fence, the backlog split), encode copies the request field by
+// field (encodeCopy), which blanks those series and sends them again like
+// any relabeled one. What it blanks must then stay within the share
+// (--upstream.max-blanked-share), and the request still decodes to the one
+// cut and re-encoded.
+func TestPatchableCountsInMixedBlankShare(t *testing.T) {
+	for _, rw2 := range []bool{false, true} {
+		t.Run(protoLabel(string(protoFor(rw2))), func(t *testing.T) {
+			raw := firstRequest(t, rwtest.Workload{Series: 200, Rounds: 1}, rw2)
+			s, _ := encodedBothWays(t, raw, rw2, func(s *scanned) {
+				var sb labels.ScratchBuilder
+				trimmed := false
+				for i := range s.Len() {
+					smp := slices.Clone(s.Samples(i))
+					if s.HasHistograms(i) || len(smp) == 0 || slices.ContainsFunc(smp, func(p series.Sample) bool { return p.V == 0 }) {
+						continue
+					}
+					if i%2 == 1 {
+						if !trimmed {
+							// Another timestamp, its labels its own: neither
+							// written in place nor blanked (re-encoded in its
+							// place).
+							smp[0].T--
+							s.SetSamples(i, smp, []int{i})
+							trimmed = true
+						}
+						continue
+					}
+					// A merged output in its genuine series' slot, only its
+					// values new (as relabel's writeEmits sets it).
+					for k := range smp {
+						smp[k].V = smp[k].V*3 + 1
+					}
+					s.SetLabels(i, s.Labels(i, &sb))
+					s.SetSamples(i, smp, []int{i})
+				}
+			})
+			if limit := DefaultBlankShare * float64(len(raw)); float64(s.blanked) > limit {
+				t.Fatalf("blanked %d bytes of a %d-byte request: more than the share allows (%.0f)", s.blanked, len(raw), limit)
+			}
+		})
+	}
+}
+
+// encodedBothWays scans raw twice, applies edits to each, and encodes one
+// with the changed series cut out (blank share 0) and one blanked (the
+// handler's default share); it fails unless both decode to the same series,
+// and returns the blanked one and its scan (released when the test ends).
+func encodedBothWays(t *testing.T, raw []byte, rw2 bool, edits func(s *scanned)) (*scanned, []byte) {
+	t.Helper()
+	enc := func(blank float64) (*scanned, []byte) {
+		s, err := scan(protoFor(rw2), slices.Clone(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.release)
+		edits(s)
+		s.blank = blank
+		return s, s.encode(nil)
+	}
+	_, want := enc(0)
+	s, out := enc(DefaultBlankShare)
+	proto := string(protoFor(rw2))
+	if got, w := rwtest.MustRender(t, proto, out), rwtest.MustRender(t, proto, want); got != w {
+		t.Fatalf("blanked, decodes to\n%s\nwant (cut out)\n%s", got, w)
+	}
+	return s, out
 }
