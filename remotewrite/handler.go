@@ -375,8 +375,23 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 			retriesSettled <- taken
 		case mr.sequential():
 			// The request carries, raw, a label set whose last merged
-			// samples are among the retries: they go first.
-			retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests)
+			// samples are among the retries: they go first, all of them
+			// settled, or nothing of the request is forwarded and the
+			// sender sends it again. A raw sample stored before them would
+			// make them out of order for good: refused, and lost (sim all
+			// seed 9000133: an upstream failing now and then stopped the
+			// round of retries, and the raw sample of the reload to
+			// keep_distinct went on). The budget settles every sample
+			// unless an upstream fails.
+			taken := h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, fullBisection(retries))
+			if !slices.Equal(taken, allSamples(retries)) {
+				retryTaken = taken
+				retrying(rt.repairer, partition(r.Header, rt.upstreams))
+				resp.SetStatusCode(http.StatusServiceUnavailable)
+				h.logger.Warn("upstream did not settle the merged samples that go before a series the request carries raw; the sender will retry")
+				return resp, errors.New("merged samples before a raw series not settled")
+			}
+			retriesSettled <- taken
 		default:
 			go func() {
 				retriesSettled <- h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, maxRetryRequests)

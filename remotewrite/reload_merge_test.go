@@ -226,6 +226,70 @@ func sendStep(t *testing.T, h *Handler, ls labels.Labels, k int64, v float64) {
 	}
 }
 
+// A reload to keep_distinct retires an output whose last sum waits to be
+// sent again (the upstream failed it): its queue goes as retries, before
+// the sender's request that carries the 500 raw. When the upstream fails
+// the retries again, that request must not go either: the raw sample,
+// stored first, would make the retired sum out of order for good (refused,
+// lost). rwfix answers the sender 503, and when it sends again the sum
+// goes first, then the raw sample (sim all seed 9000133).
+func TestRetiredQueueNotSettledAsksTheSenderAgain(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	none, five := userSeries(0)
+	var failSum atomic.Bool
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
+		// The upstream fails every request with the sum at step 3.
+		for _, x := range ss {
+			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
+				return failSum.Load()
+			}
+		}
+		return false
+	})
+	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	merger.SetClock(clock.Now)
+	pipeline := func(policy relabel.Policy) *relabel.Pipeline {
+		t.Helper()
+		cfg := relabel.DefaultConfig()
+		cfg.Collision.Policy = policy
+		p, err := relabel.New(cfg, nil, merger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Activate(false)
+		return p
+	}
+	h := NewHandler(pipeline(relabel.DefaultConfig().Collision.Policy), ups)
+	for k := int64(1); k <= 2; k++ {
+		clock.Add(retryStep * time.Millisecond)
+		sendStep(t, h, none, k, float64(k))
+		sendStep(t, h, five, k, float64(10*k))
+	}
+	clock.Add(retryStep * time.Millisecond)
+	failSum.Store(true)
+	sendStep(t, h, none, 3, 3)
+	if rec := post(t, h, ctV1, oneSeries(t, five, prompb.Sample{Timestamp: 3 * retryStep, Value: 30})); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the request with the sum at step 3, failed upstream: %d %s, want 503", rec.Code, rec.Body)
+	}
+	h.Update(pipeline("keep_distinct"), ups)
+	clock.Add(retryStep * time.Millisecond)
+	raw4 := oneSeries(t, five, prompb.Sample{Timestamp: 4 * retryStep, Value: 40})
+	if rec := post(t, h, ctV1, raw4); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the 500 raw at step 4 while the retired sum is not settled: %d %s, want 503 (send again)", rec.Code, rec.Body)
+	}
+	failSum.Store(false)
+	if rec := post(t, h, ctV1, raw4); rec.Code != http.StatusNoContent {
+		t.Fatalf("the 500 raw at step 4, sent again: %d %s", rec.Code, rec.Body)
+	}
+	got := up.HeadSeries()[five.String()]
+	want := []rwtest.HeadSample{{T: 1 * retryStep, V: 11}, {T: 2 * retryStep, V: 22}, {T: 3 * retryStep, V: 33}, {T: 4 * retryStep, V: 40}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("500 series %v, want %v: the retired sum before the raw sample", got, want)
+	}
+}
+
 // refusingFront is a proxy to the upstream at upURL that answers 503
 // "overloaded", instead, to the RW 1.0 requests refuse says so of (their
 // series decoded).
