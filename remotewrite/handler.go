@@ -357,39 +357,32 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		// sender's batch.
 		retriesSettled = make(chan []int, 1)
 		switch {
-		case mr.backlog() > 0:
-			// The sender's own samples among them (after a start without
-			// state) go first, and if an upstream did not settle them
-			// nothing of the request is forwarded: the sender sends it all
-			// again, and none of it is stored twice (a batch with two
-			// samples of a series would be refused as out of order the
-			// second time, and dropped).
-			taken := h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, fullBisection(retries))
-			if !mr.backlogSettled(taken) {
-				retryTaken = taken
-				retrying(rt.repairer, partition(r.Header, rt.upstreams))
-				resp.SetStatusCode(http.StatusServiceUnavailable)
-				h.logger.Warn("upstream did not settle the sender's samples sent on their own; the sender will retry")
-				return resp, errors.New("sender's samples sent on their own not settled")
-			}
-			retriesSettled <- taken
-		case mr.sequential():
-			// The request carries, raw, a label set whose last merged
-			// samples are among the retries: they go first, all of them
-			// settled, or nothing of the request is forwarded and the
-			// sender sends it again. A raw sample stored before them would
-			// make them out of order for good: refused, and lost (sim all
-			// seed 9000133: an upstream failing now and then stopped the
-			// round of retries, and the raw sample of the reload to
-			// keep_distinct went on). The budget settles every sample
+		case mr.backlog() > 0 || mr.sequential():
+			// The retries go first, and if an upstream did not settle
+			// what must go first, nothing of the request is forwarded: the
+			// sender sends it all again. The budget settles every sample
 			// unless an upstream fails.
+			//   - The sender's own samples among them (after a start
+			//     without state): none of the request may be stored twice
+			//     (a batch with two samples of a series would be refused as
+			//     out of order the second time, and dropped).
+			//   - Sequential: the request carries, raw, a label set whose
+			//     last merged samples are among the retries; a raw sample
+			//     stored before them would make them out of order for good:
+			//     refused, and lost (sim all seed 9000133: an upstream
+			//     failing now and then stopped the round of retries, and
+			//     the raw sample of the reload to keep_distinct went on).
 			taken := h.sendRetries(r.Context(), r.Header, rt.upstreams, proto, retries, fullBisection(retries))
-			if !slices.Equal(taken, allSamples(retries)) {
+			settled := mr.backlogSettled(taken)
+			if mr.backlog() == 0 {
+				settled = slices.Equal(taken, allSamples(retries))
+			}
+			if !settled {
 				retryTaken = taken
 				retrying(rt.repairer, partition(r.Header, rt.upstreams))
 				resp.SetStatusCode(http.StatusServiceUnavailable)
-				h.logger.Warn("upstream did not settle the merged samples that go before a series the request carries raw; the sender will retry")
-				return resp, errors.New("merged samples before a raw series not settled")
+				h.logger.Warn("upstream did not settle the samples that go before the request; the sender will retry")
+				return resp, errors.New("samples that go before the request not settled")
 			}
 			retriesSettled <- taken
 		default:

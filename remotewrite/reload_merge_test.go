@@ -251,13 +251,7 @@ func TestRetiredQueueNotSettledAsksTheSenderAgain(t *testing.T) {
 	clock := rwtest.NewClock(time.Unix(1000, 0))
 	merger.SetClock(clock.Now)
 	pipeline := func(policy relabel.Policy) *relabel.Pipeline {
-		t.Helper()
-		cfg := relabel.DefaultConfig()
-		cfg.Collision.Policy = policy
-		p, err := relabel.New(cfg, nil, merger)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := policyPipeline(t, merger, policy)
 		p.Activate(false)
 		return p
 	}
@@ -288,6 +282,19 @@ func TestRetiredQueueNotSettledAsksTheSenderAgain(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("500 series %v, want %v: the retired sum before the raw sample", got, want)
 	}
+}
+
+// policyPipeline is the default configuration with the collision policy
+// given, on merger; the caller activates it.
+func policyPipeline(t *testing.T, merger *relabel.Merger, policy relabel.Policy) *relabel.Pipeline {
+	t.Helper()
+	cfg := relabel.DefaultConfig()
+	cfg.Collision.Policy = policy
+	p, err := relabel.New(cfg, nil, merger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // refusingFront is a proxy to the upstream at upURL that answers 503
@@ -445,13 +452,7 @@ func TestForwardHeadersReloadOrphanSentByIdleFlush(t *testing.T) {
 	clock := rwtest.NewClock(time.Unix(1000, 0))
 	merger.SetClock(clock.Now)
 	pipeline := func(policy relabel.Policy, scheme string) *relabel.Pipeline {
-		t.Helper()
-		cfg := relabel.DefaultConfig()
-		cfg.Collision.Policy = policy
-		p, err := relabel.New(cfg, nil, merger)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := policyPipeline(t, merger, policy)
 		p.Activate(merger.Partitions(scheme)) // as the reloader does
 		return p
 	}
