@@ -193,7 +193,8 @@ func (m *Merger) lostTail() {
 					// alone on a sample the lost records may have held.
 					goneAfterLoss(o, t)
 					m.metrics.unknown.Inc()
-					sh.lossGap(o).counted = append(sh.lossGap(o).counted, t)
+					g := sh.lossGap(o)
+					g.counted = append(g.counted, t)
 					sh.finalize(o, t, false)
 				}
 				goneAfterLoss(o, math.MaxInt64)
