@@ -778,3 +778,33 @@ func TestMergeRandomizedConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// The genuine series joining an output that its rewritten twin made keeps
+// one memory for its labels and the output's: a LiteLLM output whose None
+// came first would otherwise hold its label set twice.
+func TestMergeGenuineSourceSharesTheOutputsLabels(t *testing.T) {
+	if !stringLabels {
+		t.Skip("label memory is told apart only with stringlabels, the default build")
+	}
+	h := newHarness(t, "")
+	built := labels.NewBuilder(srcNone).Set("status_code", "500").Labels() // the rewrite's labels
+	if !labels.Equal(built, outTotal) || sameLabelsMemory(built, outTotal) {
+		t.Fatal("the test needs equal label sets in two memories")
+	}
+	tx, emits := h.begin(g(built, srcNone, sp(0, 1)))
+	tx.Done(true, nil)
+	h.accept(emits)
+	tx, emits = h.begin(g(built, srcNone, sp(step, 1), outTotal, sp(step, 2)))
+	tx.Done(true, nil)
+	h.accept(emits)
+	m := h.m.shardOf(built.Hash())
+	o := m.find("", built, built.Hash())
+	if o == nil || len(o.sources) != 2 {
+		t.Fatalf("output %v", o)
+	}
+	for _, s := range o.sources {
+		if labels.Equal(s.labels, o.labels) && !sameLabelsMemory(s.labels, o.labels) {
+			t.Errorf("source %s holds its own copy of the output's labels", s.labels)
+		}
+	}
+}

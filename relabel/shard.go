@@ -485,6 +485,14 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 // newSource adds the source with labels ls to o, or gives a placeholder
 // with the same hash its labels and id.
 func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
+	if labels.Equal(ls, o.labels) {
+		// The genuine series: one memory for its labels and the output's
+		// (the output may have been made by another source, with labels
+		// built by its rewrite), which the decision cache then shares too
+		// (decisionCache.recount), so that later comparisons of the two
+		// are a pointer's.
+		ls = o.labels
+	}
 	for _, s := range o.sources {
 		if s.hash != 0 && s.hash == ls.Hash() {
 			s.hash, s.id, s.labels, s.arrival, s.famState = 0, id, ls, stampOf(now), 0
