@@ -290,9 +290,9 @@ func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same
 			b.AppendSeries(e.Labels, e.Samples)
 			appended++
 		default:
-			gidx, slot := h.slots[e.Group], 0
+			gidx, slot, own := h.slots[e.Group], 0, false
 			if g := h.genuine[e.Group]; g >= 0 && sameTimes(e.Samples, h.own[e.Group]) {
-				slot = g
+				slot, own = g, true
 				if len(gidx) == 1 && sameSamples(e.Samples, h.own[e.Group]) {
 					// A genuine series alone, forwarded as it came: the
 					// batch stays unchanged (and can go out as the sender's
@@ -303,7 +303,13 @@ func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same
 				}
 			}
 			drop.undo(gidx[slot])
-			b.SetLabels(gidx[slot], e.Labels)
+			if !own {
+				// The genuine series' slot has the output's labels
+				// already (its own, equal to the output's: addGroups):
+				// the encoder keeps them as they came, without comparing
+				// them again (remotewrite: patchable).
+				b.SetLabels(gidx[slot], e.Labels)
+			}
 			b.SetSamples(gidx[slot], e.Samples, gidx)
 		}
 	}

@@ -289,7 +289,11 @@ func (b *recordingBatch) changes(maxN, from int) []Change {
 		case 0:
 			i := c.i
 			if m, ok := b.merged[i]; ok {
-				ch := Change{Action: ChangeMerged, Output: b.relabeled[i], Samples: m.samples}
+				output, relabeled := b.relabeled[i]
+				if !relabeled {
+					output = b.Labels(i, &sb) // the genuine series' slot: its own labels are the output's
+				}
+				ch := Change{Action: ChangeMerged, Output: output, Samples: m.samples}
 				for _, j := range m.srcs {
 					ch.Sources = append(ch.Sources, b.source(j, &sb))
 				}
