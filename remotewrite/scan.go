@@ -55,6 +55,9 @@ type seriesIdx struct {
 	lab      span
 	labSplit bool
 	hasHist  bool
+	// hasEx: its message has an exemplars field (of any wire type, as
+	// encodeSeries copies them by number).
+	hasEx bool
 	// unsorted: its labels are not in name order on the wire (vmagent, for
 	// one, appends job and instance last). It is read, repaired and
 	// forwarded with its labels sorted, as Prometheus' receiver sorts them.
@@ -362,6 +365,9 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 		}
 		start := off
 		off = end
+		if num == v1SeriesExemplars {
+			si.hasEx = true
+		}
 		if typ != protowire.BytesType {
 			continue
 		}
@@ -553,6 +559,7 @@ func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 			si.hasHist = true
 		case v2SeriesExemplars:
 			s.c.exemplars++
+			si.hasEx = true
 			if typ == protowire.BytesType {
 				m, err = maxRefIn(b, val, v2ExemplarRefs)
 			}

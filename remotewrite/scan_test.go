@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // FuzzScan: any bytes, either protocol. The scanner must not panic; what it
@@ -25,6 +26,7 @@ func FuzzScan(f *testing.F) {
 			return
 		}
 		defer s.release()
+		checkHasExemplars(t, s)
 		lim := DefaultLimits()
 		if s.validate(&lim) != nil {
 			return
@@ -43,6 +45,32 @@ func FuzzScan(f *testing.F) {
 		}
 		s2.release()
 	})
+}
+
+// checkHasExemplars: a series' hasEx tells whether its message has a field
+// numbered as exemplars, of any wire type (patchable relies on it).
+func checkHasExemplars(t *testing.T, s *scanned) {
+	t.Helper()
+	num := protowire.Number(v1SeriesExemplars)
+	if s.proto == ProtoV2 {
+		num = v2SeriesExemplars
+	}
+	for i := range s.series {
+		si := &s.series[i]
+		want := false
+		b := s.raw[:si.body.end]
+		for off := int(si.body.off); off < len(b); {
+			n, _, _, end := next(b, off)
+			if end < 0 {
+				t.Fatalf("series %d does not walk", i)
+			}
+			want = want || n == num
+			off = end
+		}
+		if si.hasEx != want {
+			t.Fatalf("series %d: hasEx %v, its message has an exemplars field: %v", i, si.hasEx, want)
+		}
+	}
 }
 
 // checkMinTime: MinTime is the smallest sample timestamp, or MinInt64 (it
@@ -116,5 +144,42 @@ func TestMinTime(t *testing.T) {
 			checkMinTime(t, s)
 			s.release()
 		}
+	}
+}
+
+// TestScanHasExemplars: the scan marks the series whose message has an
+// exemplars field, in both protocols (patchable keeps a merged sum in place
+// only when its other sources have none).
+func TestScanHasExemplars(t *testing.T) {
+	with := prompb.TimeSeries{
+		Labels:    prompb.FromLabels(labels.FromStrings("__name__", "a_total"), nil),
+		Samples:   []prompb.Sample{{Value: 1, Timestamp: 1000}},
+		Exemplars: []prompb.Exemplar{{Labels: prompb.FromLabels(labels.FromStrings("trace_id", "x"), nil), Value: 1, Timestamp: 1000}},
+	}
+	without := prompb.TimeSeries{
+		Labels:  prompb.FromLabels(labels.FromStrings("__name__", "b_total"), nil),
+		Samples: []prompb.Sample{{Value: 1, Timestamp: 1000}},
+	}
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{without, with, without}}
+	for _, rw2 := range []bool{false, true} {
+		var raw []byte
+		var err error
+		if rw2 {
+			raw, err = toV2(req).Marshal()
+		} else {
+			raw, err = req.Marshal()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := scan(protoFor(rw2), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := []bool{s.series[0].hasEx, s.series[1].hasEx, s.series[2].hasEx}; got[0] || !got[1] || got[2] {
+			t.Errorf("RW 2.0 %v: hasEx %v, want [false true false]", rw2, got)
+		}
+		checkHasExemplars(t, s)
+		s.release()
 	}
 }

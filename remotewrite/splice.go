@@ -528,9 +528,9 @@ func (s *scanned) patchable(i int, dropped bool) bool {
 		return false
 	}
 	v2 := s.proto == ProtoV2
-	field, exField := protowire.Number(v1SeriesSamples), protowire.Number(v1SeriesExemplars)
+	field := protowire.Number(v1SeriesSamples)
 	if v2 {
-		field, exField = v2SeriesSamples, v2SeriesExemplars
+		field = v2SeriesSamples
 	}
 	v0 := len(s.vals)
 	if !s.sampleValues(si, e.samples, field, v2) {
@@ -538,7 +538,7 @@ func (s *scanned) patchable(i int, dropped bool) bool {
 		return false
 	}
 	for _, j := range e.srcs {
-		if j != i && s.hasField(j, exField) {
+		if j != i && s.series[j].hasEx {
 			s.vals = s.vals[:v0]
 			return false
 		}
@@ -594,20 +594,6 @@ func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protow
 		k++
 	}
 	return k == len(want)
-}
-
-// hasField reports whether series i's message has a field numbered num.
-func (s *scanned) hasField(i int, num protowire.Number) bool {
-	si := &s.series[i]
-	b := s.raw[:si.body.end]
-	for off := int(si.body.off); off < len(b); {
-		n, _, _, end := next(b, off) // well-formed: checked by scan
-		if n == num {
-			return true
-		}
-		off = end
-	}
-	return false
 }
 
 // blankable reports whether changed series i can be blanked: its tag is
