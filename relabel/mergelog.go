@@ -28,7 +28,8 @@ import (
 // change — an output or source first seen, a source sample taken, an output
 // timestamp finalized (and whether it was sent), samples taken by the
 // upstream, an output forgotten, how a partition's requests come (its
-// sender's protocol and forwarded headers: see idle.go). The records of a
+// sender's protocol and forwarded headers: see idle.go), a retired output's
+// fence (see retire.go). The records of a
 // request are written (write(2), no fsync) before the request is answered,
 // so a SIGKILL or an OOM kill loses nothing: the kernel has them. The file
 // is fsynced every 10 s and at compaction, so a machine crash loses at most
@@ -75,6 +76,7 @@ const (
 	recAdopt       = 13
 	recRecreated   = 14
 	recOrigin      = 15
+	recFence       = 16
 
 	compactSlack = 64 << 20
 )
@@ -400,6 +402,8 @@ func (m *Merger) compact(closing bool) error {
 		size += int64(n)
 	}
 	m.originMu.Unlock()
+	n, _ = w.Write(m.fenceRecords(l))
+	size += int64(n)
 	for _, sh := range m.shards {
 		for _, k := range sh.tombs() {
 			tb := sh.forgotten[k]
@@ -924,6 +928,8 @@ func (rp *replayer) apply(typ byte, r *recReader) error {
 		rp.meta(r)
 	case recOrigin:
 		rp.origin(r)
+	case recFence:
+		rp.fence(r)
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}
@@ -1099,6 +1105,15 @@ func (rp *replayer) origin(r *recReader) {
 		}
 		rp.m.origins[part] = o
 		rp.m.originMu.Unlock()
+	}
+}
+
+// fence: a retired output's fence (see Merger.logFence), restored until
+// its end.
+func (rp *replayer) fence(r *recReader) {
+	h, f, until := r.uvarint(), r.varint(), r.varint()
+	if r.err == nil {
+		rp.m.restoreFence(h, f, until, rp.m.shards[0].now())
 	}
 }
 

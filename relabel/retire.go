@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -142,6 +143,14 @@ func (w *Merger) fence(h uint64, f int64, now time.Time, dropRaw bool) {
 	if f == math.MinInt64 {
 		return
 	}
+	if w.setFence(h, f, now, dropRaw) {
+		w.logFence(h, f, now.Add(fenceFor))
+	}
+}
+
+// setFence is fence without the log; it reports whether the fence is one to
+// log (dropRaw, taken).
+func (w *Merger) setFence(h uint64, f int64, now time.Time, dropRaw bool) (logged bool) {
 	w.fenceMu.Lock()
 	defer w.fenceMu.Unlock()
 	if w.fences == nil {
@@ -153,9 +162,79 @@ func (w *Merger) fence(h uint64, f int64, now time.Time, dropRaw bool) {
 	} else if !dropRaw && len(w.fences) >= maxFences {
 		// Under churn with a full state every refused output would leave
 		// one: bounded, the ones a retirement needs are kept first.
-		return
+		return false
 	}
 	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor)), dropRaw: dropRaw}
+	w.fenced.Store(true)
+	return dropRaw
+}
+
+// A retired output's fence is in the log (recFence), with its end on the
+// clock: a restart on the log keeps it until then. Its output may be gone
+// from the state already (its queue sent, then forgotten: only a tomb is
+// left, which does not fence raw samples), and a sender's request from
+// before the reload, answered 5xx, may come back after the restart with the
+// raw sample that the merged one would meet (a duplicate with another
+// value: the TSDB refuses the sender's whole batch). A fence of a full
+// state (not dropRaw) is not kept: it is re-made as the state refuses the
+// output again.
+
+// logFence appends a fence record (see fenceRecord). Called with fenceMu
+// not held (compaction takes it after the log's lock).
+func (w *Merger) logFence(h uint64, f int64, until time.Time) {
+	l := w.log
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, fenceRecord(l, h, f, until.UnixMilli())...)
+}
+
+// fenceRecord is the record of a fence of label hash h at f, until untilMs
+// (ms on the merge's clock).
+func fenceRecord(l *mergeLog, h uint64, f, untilMs int64) []byte {
+	l.begin(recFence)
+	l.uvarint(h)
+	l.varint(f)
+	l.varint(untilMs)
+	return l.frame(nil)
+}
+
+// fenceRecords is the snapshot's records of the fences that keep raw
+// samples out, each until its end. Called with the log locked.
+func (w *Merger) fenceRecords(l *mergeLog) []byte {
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	now := w.shards[0].now()
+	var b []byte
+	for _, h := range slices.Sorted(maps.Keys(w.fences)) {
+		fc := w.fences[h]
+		if !fc.dropRaw || stampOf(now) > fc.until {
+			continue
+		}
+		until := now.Add(time.Duration(fc.until - stampOf(now))).UnixMilli()
+		b = append(b, fenceRecord(l, h, fc.f, until)...)
+	}
+	return b
+}
+
+// restoreFence puts back a fence that a log kept, until untilMs (ms on the
+// merge's clock), unless it has ended.
+func (w *Merger) restoreFence(h uint64, f, untilMs int64, now time.Time) {
+	left := time.Duration(untilMs-now.UnixMilli()) * time.Millisecond
+	if left <= 0 {
+		return
+	}
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	if w.fences == nil {
+		w.fences = map[uint64]fence{}
+	}
+	if old, ok := w.fences[h]; ok {
+		f = max(f, old.f)
+	}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(left)), dropRaw: true}
 	w.fenced.Store(true)
 }
 
