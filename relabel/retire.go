@@ -45,6 +45,11 @@ type fence struct {
 	f       int64
 	until   stamp
 	dropRaw bool
+	// outs are the retired outputs of the label set (of any partition):
+	// while one's queue is not settled, a request that carries the label
+	// set raw waits for it (see Merger.queuedElsewhere). Never changed in
+	// place (a copy is read without the lock).
+	outs []*output
 }
 
 // retire applies a new configuration's coverage; merges reports whether it
@@ -129,7 +134,12 @@ func (m *shard) detach(o *output, gone func(*source) bool) {
 // retired fences an output left without sources and removes it once its
 // queue is sent (at once if it is empty).
 func (m *shard) retired(o *output, now time.Time) {
-	m.w.fence(hashLabels(o.labels), o.f, now, true)
+	if o.f != math.MinInt64 {
+		h := hashLabels(o.labels)
+		if m.w.setFence(h, o.f, now, true, o) {
+			m.w.logFence(h, o.f, now.Add(fenceFor))
+		}
+	}
 	o.retire = true
 	m.unorphan(o) // never adopted: a new output of its label set starts after the fence
 	if len(o.q) == 0 && o.inflight == 0 {
@@ -143,28 +153,39 @@ func (w *Merger) fence(h uint64, f int64, now time.Time, dropRaw bool) {
 	if f == math.MinInt64 {
 		return
 	}
-	if w.setFence(h, f, now, dropRaw) {
+	if w.setFence(h, f, now, dropRaw, nil) {
 		w.logFence(h, f, now.Add(fenceFor))
 	}
 }
 
-// setFence is fence without the log; it reports whether the fence is one to
-// log (dropRaw, taken).
-func (w *Merger) setFence(h uint64, f int64, now time.Time, dropRaw bool) (logged bool) {
+// setFence is fence without the log, for the retired output o (nil: none);
+// it reports whether the fence is one to log (dropRaw, taken). With o, the
+// shard that holds the outputs of its label set is locked.
+func (w *Merger) setFence(h uint64, f int64, now time.Time, dropRaw bool, o *output) (logged bool) {
 	w.fenceMu.Lock()
 	defer w.fenceMu.Unlock()
 	if w.fences == nil {
 		w.fences = map[uint64]fence{}
 	}
 	old, ok := w.fences[h]
+	var outs []*output
 	if ok {
 		f, dropRaw = max(f, old.f), dropRaw || old.dropRaw
+		if o != nil {
+			// A new slice: readers hold copies of the old one.
+			outs = slices.DeleteFunc(slices.Clone(old.outs), func(x *output) bool { return x.gone || x == o })
+		} else {
+			outs = old.outs
+		}
 	} else if !dropRaw && len(w.fences) >= maxFences {
 		// Under churn with a full state every refused output would leave
 		// one: bounded, the ones a retirement needs are kept first.
 		return false
 	}
-	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor)), dropRaw: dropRaw}
+	if o != nil {
+		outs = append(outs, o)
+	}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor)), dropRaw: dropRaw, outs: outs}
 	w.fenced.Store(true)
 	return dropRaw
 }
@@ -231,10 +252,11 @@ func (w *Merger) restoreFence(h uint64, f, untilMs int64, now time.Time) {
 	if w.fences == nil {
 		w.fences = map[uint64]fence{}
 	}
+	var outs []*output
 	if old, ok := w.fences[h]; ok {
-		f = max(f, old.f)
+		f, outs = max(f, old.f), old.outs
 	}
-	w.fences[h] = fence{f: f, until: stampOf(now.Add(left)), dropRaw: true}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(left)), dropRaw: true, outs: outs}
 	w.fenced.Store(true)
 }
 
@@ -361,4 +383,29 @@ func (m *shard) unlink(o *output) {
 		o.listed = 0
 		m.pending.Add(-1)
 	}
+}
+
+// queuedElsewhere reports whether a retired output of fence fc still has
+// samples to send that a request of partition part does not carry as
+// retries (inRequest says which label sets it does): in flight on another
+// request, or queued for another partition (a reload changed them, or
+// several tenants' orphans with one label set). A raw sample of the label
+// set must not reach the upstream before them: stored first, it would make
+// them out of order for good (refused, lost). Called with no shard locked.
+func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.Labels) bool) bool {
+	if len(fc.outs) == 0 {
+		return false
+	}
+	sh := fc.outs[0].sh // one label set: one shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for _, o := range fc.outs {
+		if o.gone || !o.retire || len(o.q) == 0 {
+			continue
+		}
+		if o.part != part || !inRequest(o.labels) {
+			return true
+		}
+	}
+	return false
 }
