@@ -129,7 +129,11 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 			mr.sequential = true
 		}
 	}
-	if len(hit) > 0 && p.queuedElsewhere(hit, part, run) {
+	stale := false
+	if st, ok := tx.(*shardedTx); ok && st.stale() {
+		stale = true // see mergeTx.add
+	}
+	if stale || (len(hit) > 0 && p.queuedElsewhere(hit, part, run)) {
 		mr, _ := run.(*mergeRun)
 		if mr == nil {
 			mr = &mergeRun{}

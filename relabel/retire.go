@@ -59,6 +59,9 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 		w.partitionsChanged()
 	}
 	w.lockAll()
+	if partitionsChanged {
+		w.gen.Add(1)
+	}
 	now := w.shards[0].now()
 	for _, sh := range w.shards {
 		var gone []*output
