@@ -101,9 +101,10 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 		}
 	}
 	fencedOut := 0
+	var hit []fence // the fences of label sets the request carries raw
 	if fenced {
 		var fencedIn bool
-		fencedOut, fencedIn = p.applyFences(b, edits, drop, backlog)
+		fencedOut, fencedIn = p.applyFences(b, edits, drop, backlog, &hit)
 		if mr, ok := run.(*mergeRun); ok && fencedIn {
 			mr.sequential = len(mr.retries) > 0
 		}
@@ -111,7 +112,7 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 	if backlog != nil {
 		var split int
 		var fencedIn bool
-		split, backlog, fencedIn = p.splitBacklog(b, backlog, drop, fenced)
+		split, backlog, fencedIn = p.splitBacklog(b, backlog, drop, fenced, &hit)
 		fencedOut += split
 		if mr, ok := run.(*mergeRun); ok && fencedIn && len(mr.retries) > 0 {
 			mr.sequential = true
@@ -127,6 +128,18 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 			// Before the rest of their series, which the request carries.
 			mr.sequential = true
 		}
+	}
+	stale := false
+	if st, ok := tx.(*shardedTx); ok && st.stale() {
+		stale = true // see mergeTx.add
+	}
+	if stale || (len(hit) > 0 && p.queuedElsewhere(hit, part, run)) {
+		mr, _ := run.(*mergeRun)
+		if mr == nil {
+			mr = &mergeRun{}
+			run = mr
+		}
+		mr.wait = true
 	}
 	res.Changed = res.Repaired > 0 || drop.n > 0 || handed > 0 || appended > 0 || fencedOut > 0
 	for _, i := range drop.members() {
@@ -221,7 +234,7 @@ var presetsByName = func() map[string][]valueRewrite {
 // the samples at or before a retired output's fence out of both (see
 // applyFences, which leaves these series to it). It returns how many series
 // it changed, the backlog left, and whether one of them is fenced.
-func (p *Pipeline) splitBacklog(b series.Batch, backlog []Emit, drop *dropSet, fenced bool) (int, []Emit, bool) {
+func (p *Pipeline) splitBacklog(b series.Batch, backlog []Emit, drop *dropSet, fenced bool, hit *[]fence) (int, []Emit, bool) {
 	fencedIn := false
 	changed := 0
 	kept := backlog[:0]
@@ -233,6 +246,7 @@ func (p *Pipeline) splitBacklog(b series.Batch, backlog []Emit, drop *dropSet, f
 		if fenced {
 			if fc, ok := p.merger.fencedAt(hashSeries(b, i, h)); ok && fc.dropRaw {
 				fencedIn = true
+				*hit = append(*hit, fc)
 				n := 0
 				for n < len(smp) && smp[n].T <= fc.f {
 					n++
@@ -263,11 +277,30 @@ func (p *Pipeline) splitBacklog(b series.Batch, backlog []Emit, drop *dropSet, f
 	return changed, kept, fencedIn
 }
 
+// queuedElsewhere reports whether one of the fences hit has a retired
+// queue that the request does not carry as retries (see
+// Merger.queuedElsewhere): then the request waits.
+func (p *Pipeline) queuedElsewhere(hit []fence, part string, run series.MergeRun) bool {
+	var retries []Emit // the merge state's: not the sender's backlog
+	if mr, ok := run.(*mergeRun); ok && mr != nil {
+		retries = mr.retries[:len(mr.retries)-mr.backlog]
+	}
+	inRequest := func(ls labels.Labels) bool {
+		return slices.ContainsFunc(retries, func(e Emit) bool { return e.Retry && labels.Equal(e.Labels, ls) })
+	}
+	for _, fc := range hit {
+		if p.merger.queuedElsewhere(fc, part, inRequest) {
+			return true
+		}
+	}
+	return false
+}
+
 // applyFences keeps out of the request the samples of series forwarded with
 // their own labels at or before the fence of a retired output with those
 // labels (see retire.go). It returns how many series it changed, and whether
 // the request carries a fenced label set at all.
-func (p *Pipeline) applyFences(b series.Batch, edits []edit, drop *dropSet, backlog []Emit) (changed int, fencedIn bool) {
+func (p *Pipeline) applyFences(b series.Batch, edits []edit, drop *dropSet, backlog []Emit, hit *[]fence) (changed int, fencedIn bool) {
 	edited := make(map[int]bool, len(edits)+len(backlog))
 	for _, e := range backlog {
 		edited[e.Group] = true // splitBacklog fences them
@@ -288,6 +321,7 @@ func (p *Pipeline) applyFences(b series.Batch, edits []edit, drop *dropSet, back
 		}
 		f := fc.f
 		fencedIn = true
+		*hit = append(*hit, fc)
 		smp := b.Samples(i)
 		kept := make([]Sample, 0, len(smp))
 		for _, s := range smp {

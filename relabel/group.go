@@ -22,7 +22,12 @@ type mergeRun struct {
 	// backlog: how many of retries, the last ones, are the sender's raw
 	// samples (see Pipeline.backlogRetries), not the merge state's.
 	backlog int
+	wait    bool // see series.Waiting
 }
+
+// Waiting reports whether the request must not be forwarded now (see
+// series.Waiting).
+func (mr *mergeRun) Waiting() bool { return mr.wait }
 
 // Backlog reports how many of Retries(), the last ones, are the sender's
 // own samples (see series.Backlog).

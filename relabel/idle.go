@@ -76,7 +76,10 @@ func (w *Merger) PendingPartitions() map[string]bool {
 // request to ride on, each with whether it is idle (see
 // Merger.PendingPartitions); nil without the merge policy.
 func (p *Pipeline) PendingPartitions() map[string]bool {
-	if !p.merges() || !p.merger.Pending() {
+	// Whatever the policy: a state left by a merge before a reload to
+	// keep_distinct still sends what it holds (a retired output's queue of
+	// a partition no request names again goes only so).
+	if p.merger == nil || !p.merger.Pending() {
 		return nil
 	}
 	return p.merger.PendingPartitions()
@@ -89,7 +92,7 @@ func (p *Pipeline) PendingPartitions() map[string]bool {
 // upstream has answered, what they took (ok: the emits' request). A nil run:
 // nothing to send.
 func (p *Pipeline) Flush(part string) (emits []Emit, run series.MergeRun) {
-	if !p.merges() {
+	if p.merger == nil {
 		return nil, nil
 	}
 	tx := p.merger.Begin(part)

@@ -28,7 +28,8 @@ import (
 // change — an output or source first seen, a source sample taken, an output
 // timestamp finalized (and whether it was sent), samples taken by the
 // upstream, an output forgotten, how a partition's requests come (its
-// sender's protocol and forwarded headers: see idle.go). The records of a
+// sender's protocol and forwarded headers: see idle.go), a retired output's
+// fence (see retire.go). The records of a
 // request are written (write(2), no fsync) before the request is answered,
 // so a SIGKILL or an OOM kill loses nothing: the kernel has them. The file
 // is fsynced every 10 s and at compaction, so a machine crash loses at most
@@ -75,6 +76,8 @@ const (
 	recAdopt       = 13
 	recRecreated   = 14
 	recOrigin      = 15
+	recFence       = 16
+	recLossGap     = 17
 
 	compactSlack = 64 << 20
 )
@@ -224,6 +227,43 @@ func (m *shard) lossGap(o *output) *lossGap {
 	return g
 }
 
+// lossGapRecord is the record of what lostTail left of o (see lossGap):
+// its frontier before, and the timestamps counted (a snapshot's: all of
+// them; lateBeforeHorizon's: the one it counted). The horizon and the gap
+// outlive a restart on the log (a SIGKILL after the power loss's restart):
+// the late sample that finds the gap may come after it.
+func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64) []byte {
+	l.begin(recLossGap)
+	l.uvarint(o.id)
+	l.varint(f0)
+	l.uvarint(uint64(len(counted)))
+	for _, t := range counted {
+		l.varint(t)
+	}
+	return l.frame(nil)
+}
+
+// lossGap: recLossGap, what lostTail left of an output, and the timestamps
+// counted since.
+func (rp *replayer) lossGap(r *recReader) {
+	oid, f0, n := r.uvarint(), r.varint(), r.uvarint()
+	var ts []int64
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		ts = append(ts, r.varint())
+	}
+	o := rp.outs[oid]
+	if o == nil || r.err != nil {
+		return
+	}
+	g := o.sh.lossGap(o)
+	g.f0 = f0
+	for _, t := range ts {
+		if i, found := slices.BinarySearch(g.counted, t); !found {
+			g.counted = slices.Insert(g.counted, i, t)
+		}
+	}
+}
+
 // lateBeforeHorizon counts, after a power loss, a timestamp that lostTail's
 // finalizations passed over: a source's sample at t arrives after its
 // output finalized later timestamps unsent (its shard of the sender was
@@ -232,8 +272,9 @@ func (m *shard) lossGap(o *output) *lossGap {
 // horizon its value is unknowable, as at every timestamp lostTail finalized
 // — so t is one more unknowable timestamp, counted once
 // (rwfix_merge_unknown_samples_total), as if it had been held at the
-// restart. Only this process knows what lostTail finalized: after another
-// restart such a timestamp is a late sample only.
+// restart. The gap is in the log (recLossGap), so a process restarted on
+// it (a SIGKILL after the power loss's restart) counts alike; a second
+// power loss starts another horizon, and gaps of its own.
 func (m *shard) lateBeforeHorizon(o *output, t int64) {
 	g := m.lossGaps[o]
 	if g == nil || t <= g.f0 || t >= m.w.horizon {
@@ -245,6 +286,11 @@ func (m *shard) lateBeforeHorizon(o *output, t int64) {
 	}
 	g.counted = slices.Insert(g.counted, i, t)
 	m.metrics.unknown.Inc()
+	if l := m.log; l != nil {
+		l.mu.Lock()
+		l.buf = append(l.buf, lossGapRecord(l, o, g.f0, []int64{t})...)
+		l.mu.Unlock()
+	}
 }
 
 // goneAfterLoss takes, after a power loss, each source of o that still counts and
@@ -400,6 +446,8 @@ func (m *Merger) compact(closing bool) error {
 		size += int64(n)
 	}
 	m.originMu.Unlock()
+	n, _ = w.Write(m.fenceRecords(l))
+	size += int64(n)
 	for _, sh := range m.shards {
 		for _, k := range sh.tombs() {
 			tb := sh.forgotten[k]
@@ -420,6 +468,10 @@ func (m *Merger) compact(closing bool) error {
 				size += int64(n)
 				for _, s := range o.sources {
 					n, _ := w.Write(sourceState(l, o, s))
+					size += int64(n)
+				}
+				if g := sh.lossGaps[o]; g != nil {
+					n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted))
 					size += int64(n)
 				}
 			}
@@ -924,6 +976,10 @@ func (rp *replayer) apply(typ byte, r *recReader) error {
 		rp.meta(r)
 	case recOrigin:
 		rp.origin(r)
+	case recFence:
+		rp.fence(r)
+	case recLossGap:
+		rp.lossGap(r)
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}
@@ -1099,6 +1155,15 @@ func (rp *replayer) origin(r *recReader) {
 		}
 		rp.m.origins[part] = o
 		rp.m.originMu.Unlock()
+	}
+}
+
+// fence: a retired output's fence (see Merger.logFence), restored until
+// its end.
+func (rp *replayer) fence(r *recReader) {
+	h, f, until := r.uvarint(), r.varint(), r.varint()
+	if r.err == nil {
+		rp.m.restoreFence(h, f, until, rp.m.shards[0].now())
 	}
 }
 

@@ -105,6 +105,12 @@ type Merger struct {
 	partitions      string
 	partitionsKnown bool
 
+	// gen numbers the configurations that changed what the state merges or
+	// how it partitions (a reload's coverage, its partition scheme): a
+	// Pipeline activated under an older one is stale (see Pipeline.gen).
+	// Changed with every shard locked.
+	gen atomic.Uint64
+
 	// origins holds, by partition, how its requests come (KeepOrigin),
 	// kept in the log: a flush after a restart sends with it (see
 	// idle.go). Guarded by originMu, taken after the log's lock.
@@ -352,6 +358,9 @@ func (w *Merger) setCoverage(coverage string, merges bool) {
 			sh.rawBefore()
 		}
 	}
+	if coverage != w.coverage {
+		w.gen.Add(1)
+	}
 	w.coverage = coverage
 }
 
@@ -420,9 +429,13 @@ func (w *Merger) Pending() bool {
 
 // Begin starts one request's transaction. part is the request's partition
 // (tenant): outputs of different partitions never meet.
-func (w *Merger) Begin(part string) MergeTx {
+func (w *Merger) Begin(part string) MergeTx { return w.begin(part, 0) }
+
+// begin is Begin for a pipeline activated at generation gen (0: any; see
+// Merger.gen).
+func (w *Merger) begin(part string, gen uint64) *shardedTx {
 	w.sawPartition(part)
-	return &shardedTx{w: w, part: part}
+	return &shardedTx{w: w, part: part, gen: gen}
 }
 
 // shardedTx is one request's transaction over the shards it touches: one
@@ -431,6 +444,7 @@ func (w *Merger) Begin(part string) MergeTx {
 type shardedTx struct {
 	w     *Merger
 	part  string
+	gen   uint64 // the pipeline's (see Merger.gen); 0: any
 	subs  [mergeShards]mergeTx
 	began [mergeShards]bool
 	// route is the shard of each Add call, in order: shard sh's k-th Add is
@@ -443,7 +457,7 @@ type shardedTx struct {
 func (tx *shardedTx) sub(i int) *mergeTx {
 	if !tx.began[i] {
 		tx.began[i] = true
-		tx.subs[i] = mergeTx{m: tx.w.shards[i], part: tx.part}
+		tx.subs[i] = mergeTx{m: tx.w.shards[i], part: tx.part, gen: tx.gen}
 	}
 	return &tx.subs[i]
 }
@@ -462,6 +476,19 @@ func (tx *shardedTx) AddHashed(out labels.Labels, h uint64, sources []labels.Lab
 	ok := sub.add(out, h, sources, samples)
 	tx.sources = append(tx.sources, int32(sub.sources))
 	return ok
+}
+
+// stale reports whether an Add found the state reconfigured since the
+// transaction's pipeline was activated (see Merger.gen): it changed nothing
+// then, and the request must not go (the sender sends it again, to the
+// pipeline now running).
+func (tx *shardedTx) stale() bool {
+	for i := range tx.subs {
+		if tx.began[i] && tx.subs[i].stale {
+			return true
+		}
+	}
+	return false
 }
 
 // Sources returns how many sources the output of Add call k has in the

@@ -73,6 +73,9 @@ type Pipeline struct {
 	coverage string
 	merger   *Merger
 	cache    *decisionCache // nil with user relabel_configs
+	// gen is the merge state's configuration generation this pipeline
+	// activated (see Merger.gen); 0: not activated, not checked.
+	gen uint64
 
 	builders sync.Pool
 }
@@ -150,6 +153,7 @@ func (p *Pipeline) Activate(partitionsChanged bool) {
 		p.merger.setCoverage(p.coverage, p.policy == PolicyMerge)
 		p.merger.setPreimage(p.preimageSize)
 		p.merger.retire(p.mergesInto, partitionsChanged)
+		p.gen = p.merger.gen.Load()
 	}
 }
 
@@ -350,7 +354,7 @@ func (p *Pipeline) BeginMerge(part string) MergeTx {
 	if p.merger == nil {
 		return nil
 	}
-	return p.merger.Begin(part)
+	return p.merger.begin(part, p.gen)
 }
 
 // Retrying tells the merge state that a request of partition part was

@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -44,6 +45,11 @@ type fence struct {
 	f       int64
 	until   stamp
 	dropRaw bool
+	// outs are the retired outputs of the label set (of any partition):
+	// while one's queue is not settled, a request that carries the label
+	// set raw waits for it (see Merger.queuedElsewhere). Never changed in
+	// place (a copy is read without the lock).
+	outs []*output
 }
 
 // retire applies a new configuration's coverage; merges reports whether it
@@ -53,6 +59,9 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 		w.partitionsChanged()
 	}
 	w.lockAll()
+	if partitionsChanged {
+		w.gen.Add(1)
+	}
 	now := w.shards[0].now()
 	for _, sh := range w.shards {
 		var gone []*output
@@ -128,7 +137,12 @@ func (m *shard) detach(o *output, gone func(*source) bool) {
 // retired fences an output left without sources and removes it once its
 // queue is sent (at once if it is empty).
 func (m *shard) retired(o *output, now time.Time) {
-	m.w.fence(hashLabels(o.labels), o.f, now, true)
+	if o.f != math.MinInt64 {
+		h := hashLabels(o.labels)
+		if m.w.setFence(h, o.f, now, true, o) {
+			m.w.logFence(h, o.f, now.Add(fenceFor))
+		}
+	}
 	o.retire = true
 	m.unorphan(o) // never adopted: a new output of its label set starts after the fence
 	if len(o.q) == 0 && o.inflight == 0 {
@@ -142,20 +156,110 @@ func (w *Merger) fence(h uint64, f int64, now time.Time, dropRaw bool) {
 	if f == math.MinInt64 {
 		return
 	}
+	if w.setFence(h, f, now, dropRaw, nil) {
+		w.logFence(h, f, now.Add(fenceFor))
+	}
+}
+
+// setFence is fence without the log, for the retired output o (nil: none);
+// it reports whether the fence is one to log (dropRaw, taken). With o, the
+// shard that holds the outputs of its label set is locked.
+func (w *Merger) setFence(h uint64, f int64, now time.Time, dropRaw bool, o *output) (logged bool) {
 	w.fenceMu.Lock()
 	defer w.fenceMu.Unlock()
 	if w.fences == nil {
 		w.fences = map[uint64]fence{}
 	}
 	old, ok := w.fences[h]
+	var outs []*output
 	if ok {
 		f, dropRaw = max(f, old.f), dropRaw || old.dropRaw
+		if o != nil {
+			// A new slice: readers hold copies of the old one.
+			outs = slices.DeleteFunc(slices.Clone(old.outs), func(x *output) bool { return x.gone || x == o })
+		} else {
+			outs = old.outs
+		}
 	} else if !dropRaw && len(w.fences) >= maxFences {
 		// Under churn with a full state every refused output would leave
 		// one: bounded, the ones a retirement needs are kept first.
+		return false
+	}
+	if o != nil {
+		outs = append(outs, o)
+	}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor)), dropRaw: dropRaw, outs: outs}
+	w.fenced.Store(true)
+	return dropRaw
+}
+
+// A retired output's fence is in the log (recFence), with its end on the
+// clock: a restart on the log keeps it until then. Its output may be gone
+// from the state already (its queue sent, then forgotten: only a tomb is
+// left, which does not fence raw samples), and a sender's request from
+// before the reload, answered 5xx, may come back after the restart with the
+// raw sample that the merged one would meet (a duplicate with another
+// value: the TSDB refuses the sender's whole batch). A fence of a full
+// state (not dropRaw) is not kept: it is re-made as the state refuses the
+// output again.
+
+// logFence appends a fence record (see fenceRecord). Called with fenceMu
+// not held (compaction takes it after the log's lock).
+func (w *Merger) logFence(h uint64, f int64, until time.Time) {
+	l := w.log
+	if l == nil {
 		return
 	}
-	w.fences[h] = fence{f: f, until: stampOf(now.Add(fenceFor)), dropRaw: dropRaw}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, fenceRecord(l, h, f, until.UnixMilli())...)
+}
+
+// fenceRecord is the record of a fence of label hash h at f, until untilMs
+// (ms on the merge's clock).
+func fenceRecord(l *mergeLog, h uint64, f, untilMs int64) []byte {
+	l.begin(recFence)
+	l.uvarint(h)
+	l.varint(f)
+	l.varint(untilMs)
+	return l.frame(nil)
+}
+
+// fenceRecords is the snapshot's records of the fences that keep raw
+// samples out, each until its end. Called with the log locked.
+func (w *Merger) fenceRecords(l *mergeLog) []byte {
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	now := w.shards[0].now()
+	var b []byte
+	for _, h := range slices.Sorted(maps.Keys(w.fences)) {
+		fc := w.fences[h]
+		if !fc.dropRaw || stampOf(now) > fc.until {
+			continue
+		}
+		until := now.Add(time.Duration(fc.until - stampOf(now))).UnixMilli()
+		b = append(b, fenceRecord(l, h, fc.f, until)...)
+	}
+	return b
+}
+
+// restoreFence puts back a fence that a log kept, until untilMs (ms on the
+// merge's clock), unless it has ended.
+func (w *Merger) restoreFence(h uint64, f, untilMs int64, now time.Time) {
+	left := time.Duration(untilMs-now.UnixMilli()) * time.Millisecond
+	if left <= 0 {
+		return
+	}
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	if w.fences == nil {
+		w.fences = map[uint64]fence{}
+	}
+	var outs []*output
+	if old, ok := w.fences[h]; ok {
+		f, outs = max(f, old.f), old.outs
+	}
+	w.fences[h] = fence{f: f, until: stampOf(now.Add(left)), dropRaw: true, outs: outs}
 	w.fenced.Store(true)
 }
 
@@ -282,4 +386,29 @@ func (m *shard) unlink(o *output) {
 		o.listed = 0
 		m.pending.Add(-1)
 	}
+}
+
+// queuedElsewhere reports whether a retired output of fence fc still has
+// samples to send that a request of partition part does not carry as
+// retries (inRequest says which label sets it does): in flight on another
+// request, or queued for another partition (a reload changed them, or
+// several tenants' orphans with one label set). A raw sample of the label
+// set must not reach the upstream before them: stored first, it would make
+// them out of order for good (refused, lost). Called with no shard locked.
+func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.Labels) bool) bool {
+	if len(fc.outs) == 0 {
+		return false
+	}
+	sh := fc.outs[0].sh // one label set: one shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for _, o := range fc.outs {
+		if o.gone || !o.retire || len(o.q) == 0 {
+			continue
+		}
+		if o.part != part || !inRequest(o.labels) {
+			return true
+		}
+	}
+	return false
 }

@@ -365,6 +365,8 @@ func (m *shard) Pending() bool { return m.pending.Load() > 0 }
 type mergeTx struct {
 	m        *shard
 	part     string
+	gen      uint64    // see shardedTx
+	stale    bool      // an Add found the state reconfigured (see shardedTx.stale)
 	groups   []*output // by Add call; nil when not merged
 	attached []*output
 	retry    []bool // by attached
@@ -380,6 +382,18 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 	m := tx.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if tx.gen != 0 && tx.gen != m.w.gen.Load() {
+		// A request on the route of the configuration a reload replaced,
+		// merging after the reload reconfigured the state: it would bring
+		// back an output the reload retired (or adopt an orphan into a
+		// partition no request names again), whose samples would then
+		// meet the label set's raw ones. Nothing is taken: the request is
+		// answered 503, and sent again to the new configuration.
+		tx.stale = true
+		tx.groups = append(tx.groups, nil)
+		tx.sources = 0
+		return true
+	}
 	now := m.now()
 	o := m.output(tx.part, out, h, now)
 	if o == nil {

@@ -343,6 +343,15 @@ func (h *Handler) store(r *http.Request, proto remoteapi.WriteMessageType) (*rem
 		mergeOK, retryTaken = true, allSamples(mr.retries())
 	}
 	h.metrics.collisions.Add(float64(res.Collisions))
+	if !h.dryRun && mr.waiting() {
+		// A retired queue of a label set the request carries raw is not
+		// settled, and goes on another request (or partition): the raw
+		// sample must not overtake it. The sender sends the request again.
+		retrying(rt.repairer, partition(r.Header, rt.upstreams))
+		resp.SetStatusCode(http.StatusServiceUnavailable)
+		h.logger.Warn("a re-sent merged sample of a series the request carries is not settled yet; the sender will retry")
+		return resp, errors.New("samples that go before the request not settled")
+	}
 
 	p := &payloads{proto: proto}
 	changed := s.changed()

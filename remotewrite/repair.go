@@ -20,6 +20,15 @@ func (mr *mergeRun) done(ok bool, taken []int) {
 	}
 }
 
+// waiting: the request must not go now (series.Waiting).
+func (mr *mergeRun) waiting() bool {
+	if mr == nil || mr.run == nil {
+		return false
+	}
+	w, ok := mr.run.(series.Waiting)
+	return ok && w.Waiting()
+}
+
 // sequential: the retries must be settled before the request goes.
 func (mr *mergeRun) sequential() bool { return mr != nil && mr.run != nil && mr.run.Sequential() }
 

@@ -111,6 +111,16 @@ type Backlog interface {
 	Backlog() int
 }
 
+// Waiting is implemented by a MergeRun whose request must not be forwarded
+// now: it carries, raw, the label set of a retired output whose queue is not
+// settled and not among its retries (in flight on another request, or
+// queued for another partition). A raw sample there before that queue
+// would make it out of order: the handler answers 503, forwarding nothing,
+// and the sender sends the request again.
+type Waiting interface {
+	Waiting() bool
+}
+
 // TimeBounded is implemented by a Batch that knows the smallest sample
 // timestamp it holds: MaxInt64 when it holds none, MinInt64 when it cannot
 // tell. A repairer may skip work that only samples older than some time

@@ -1,0 +1,179 @@
+package remotewrite
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/rwfix/rwfix/relabel"
+	"github.com/rwfix/rwfix/remotewrite/rwtest"
+	"github.com/rwfix/rwfix/remotewrite/wire"
+)
+
+// TestRetiredQueueInFlightOnAnotherRequest is
+// TestRetiredQueueNotSettledAsksTheSenderAgain with the retired queue in
+// flight on another request of the partition when the 500's raw sample
+// comes: the sender's shards send in parallel. The first request carries the
+// retired sum of step 3 as a retry (it has no raw 500: the retries go beside
+// it); while the upstream has not answered that retry, a request with the
+// 500 raw at step 4 comes on another shard. Stored first, the raw sample
+// would make the retired sum out of order for good when the upstream fails
+// the retry: refused, lost (sim all seed 9000133, with the two requests
+// in parallel).
+func TestRetiredQueueInFlightOnAnotherRequest(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	none, five := userSeries(0)
+	var failSum atomic.Bool
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	var block atomic.Bool
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
+		for _, x := range ss {
+			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
+				if block.CompareAndSwap(true, false) {
+					// The retry request of the retired sum: answered
+					// (failed) once the raw sample's request is done.
+					close(inFlight)
+					<-release
+				}
+				return failSum.Load()
+			}
+		}
+		return false
+	})
+	ups := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	merger.SetClock(clock.Now)
+	pipeline := func(policy relabel.Policy) *relabel.Pipeline {
+		p := policyPipeline(t, merger, policy)
+		p.Activate(false)
+		return p
+	}
+	h := NewHandler(pipeline(relabel.PolicyMerge), ups)
+	for k := int64(1); k <= 2; k++ {
+		clock.Add(retryStep * time.Millisecond)
+		sendStep(t, h, none, k, float64(k))
+		sendStep(t, h, five, k, float64(10*k))
+	}
+	clock.Add(retryStep * time.Millisecond)
+	failSum.Store(true)
+	sendStep(t, h, none, 3, 3)
+	if rec := post(t, h, ctV1, oneSeries(t, five, prompb.Sample{Timestamp: 3 * retryStep, Value: 30})); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the request with the sum at step 3, failed upstream: %d %s, want 503", rec.Code, rec.Body)
+	}
+	h.Update(pipeline(relabel.PolicyKeepDistinct), ups)
+	clock.Add(retryStep * time.Millisecond)
+	// Shard A: the 200 series; the retired sum rides on it as a retry.
+	block.Store(true)
+	first := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		first <- post(t, h, ctV1, oneSeries(t, okTotal, prompb.Sample{Timestamp: 4 * retryStep, Value: 4}))
+	}()
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the retired sum was not sent as a retry with the first request")
+	}
+	// Shard B, meanwhile: the 500 raw at step 4.
+	raw4 := oneSeries(t, five, prompb.Sample{Timestamp: 4 * retryStep, Value: 40})
+	rec := post(t, h, ctV1, raw4)
+	close(release)
+	<-first
+	// The sender sends again whatever was not taken; the upstream is back.
+	failSum.Store(false)
+	if rec.Code != http.StatusNoContent {
+		if rec := post(t, h, ctV1, raw4); rec.Code != http.StatusNoContent {
+			t.Fatalf("the 500 raw at step 4, sent again: %d %s", rec.Code, rec.Body)
+		}
+	}
+	sendStep(t, h, okTotal, 5, 5) // anything left goes
+	got := up.HeadSeries()[five.String()]
+	want := []rwtest.HeadSample{{T: 1 * retryStep, V: 11}, {T: 2 * retryStep, V: 22}, {T: 3 * retryStep, V: 33}, {T: 4 * retryStep, V: 40}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("500 series %v, want %v: the retired sum before the raw sample", got, want)
+	}
+}
+
+// TestRetiredQueueOfAnotherPartitionGoesFirst: one reload turns
+// forward_headers on and the policy to keep_distinct while the upstream
+// fails the output's last sum (33 at step 3): the output is retired under
+// its old partition, which no request names again; only the idle flush
+// sends its queue. A request of the new partition with the 500 raw at step
+// 4 must wait for it (503): stored first, the raw sample would make the
+// retired sum out of order for good (refused, lost).
+func TestRetiredQueueOfAnotherPartitionGoesFirst(t *testing.T) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	none, five := userSeries(0)
+	var failSum atomic.Bool
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
+		for _, x := range ss {
+			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
+				return failSum.Load()
+			}
+		}
+		return false
+	})
+	plain := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	var fc UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte("url: "+front.URL+"/api/v1/write\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
+		t.Fatal(err)
+	}
+	fc.Timeout = model.Duration(5 * time.Second)
+	fwd, err := NewUpstream(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	merger.SetClock(clock.Now)
+	pipeline := func(policy relabel.Policy, scheme string) *relabel.Pipeline {
+		p := policyPipeline(t, merger, policy)
+		p.Activate(merger.Partitions(scheme)) // as the reloader does
+		return p
+	}
+	h := NewHandler(pipeline(relabel.PolicyMerge, "\x01"), plain)
+	for k := int64(1); k <= 2; k++ {
+		clock.Add(retryStep * time.Millisecond)
+		sendStep(t, h, none, k, float64(k))
+		sendStep(t, h, five, k, float64(10*k))
+	}
+	clock.Add(retryStep * time.Millisecond)
+	failSum.Store(true)
+	sendStep(t, h, none, 3, 3)
+	if rec := post(t, h, ctV1, oneSeries(t, five, prompb.Sample{Timestamp: 3 * retryStep, Value: 30})); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the request with the sum at step 3, failed upstream: %d %s, want 503", rec.Code, rec.Body)
+	}
+	failSum.Store(false)
+	h.Update(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), []*Upstream{fwd})
+	clock.Add(retryStep * time.Millisecond)
+	raw4 := oneSeries(t, five, prompb.Sample{Timestamp: 4 * retryStep, Value: 40})
+	first := post(t, h, ctV1, raw4)
+	// RunIdleFlush, every second, until the old partition's queue went.
+	for range 120 {
+		clock.Add(time.Second)
+		h.FlushIdle(context.Background())
+		if !merger.Pending() {
+			break
+		}
+	}
+	if first.Code != http.StatusNoContent {
+		if rec := post(t, h, ctV1, raw4); rec.Code != http.StatusNoContent {
+			t.Fatalf("the 500 raw at step 4, sent again: %d %s", rec.Code, rec.Body)
+		}
+	}
+	got := up.HeadSeries()[five.String()]
+	want := []rwtest.HeadSample{{T: 1 * retryStep, V: 11}, {T: 2 * retryStep, V: 22}, {T: 3 * retryStep, V: 33}, {T: 4 * retryStep, V: 40}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("500 series %v, want %v: the retired sum before the raw sample (the first attempt answered %d)", got, want, first.Code)
+	}
+}
