@@ -73,6 +73,7 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 			}
 		}
 		for _, o := range gone {
+			o.oldPart = o.oldPart || partitionsChanged
 			sh.retired(o, now)
 		}
 	}
@@ -144,6 +145,7 @@ func (m *shard) retired(o *output, now time.Time) {
 		}
 	}
 	o.retire = true
+	o.oldPart = o.oldPart || o.orphan
 	m.unorphan(o) // never adopted: a new output of its label set starts after the fence
 	if len(o.q) == 0 && o.inflight == 0 {
 		m.logDrop(o)
@@ -347,6 +349,7 @@ func (m *shard) adopt(part string, out labels.Labels, h uint64, now time.Time) *
 		return nil
 	case len(found) > 1:
 		for _, o := range found {
+			o.oldPart = true // an orphan: of the old scheme
 			m.unorphan(o)
 			m.retireOne(o, func(labels.Labels, labels.Labels) bool { return false }, false, now)
 			m.retired(o, now)
@@ -391,8 +394,8 @@ func (m *shard) unlink(o *output) {
 // queuedElsewhere reports whether a retired output of fence fc still has
 // samples to send that a request of partition part does not carry as
 // retries (inRequest says which label sets it does): in flight on another
-// request, or queued for another partition (a reload changed them, or
-// several tenants' orphans with one label set). A raw sample of the label
+// request, or queued for a partition of an older scheme (a reload changed
+// them, or several tenants' orphans with one label set). A raw sample of the label
 // set must not reach the upstream before them: stored first, it would make
 // them out of order for good (refused, lost). Called with no shard locked.
 func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.Labels) bool) bool {
@@ -406,7 +409,19 @@ func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.La
 		if o.gone || !o.retire || len(o.q) == 0 {
 			continue
 		}
-		if o.part != part || !inRequest(o.labels) {
+		if o.part != part {
+			// Another partition's queue: one of an older scheme (no
+			// request names it again, only the idle flush sends it) may
+			// be the same tenant's series. A partition of the current
+			// scheme is another tenant's: the raw sample cannot put its
+			// queue out of order, and waiting for it would stall both
+			// tenants (each one's retries go only with its own request).
+			if o.oldPart {
+				return true
+			}
+			continue
+		}
+		if !inRequest(o.labels) {
 			return true
 		}
 	}

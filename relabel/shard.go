@@ -181,6 +181,9 @@ type output struct {
 	// frontier (from a tomb or fence) is its new life's, not a fake reset.
 	lived  bool
 	orphan bool // its partition changed at a reload: the new one adopts it (see retire.go)
+	// oldPart: retired under a partition of an older scheme, which no
+	// request names again (see Merger.queuedElsewhere).
+	oldPart bool
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
