@@ -92,11 +92,6 @@ type Merger struct {
 	// retrying since then (see settled).
 	retryFloor    atomic.Int64
 	retryFloorSet atomic.Bool
-	// schemeAt (when schemeSet) is when a reload of this process last
-	// changed the partitions: a partition seen since is one of the running
-	// scheme (see Merger.currentPart).
-	schemeAt  atomic.Int64
-	schemeSet atomic.Bool
 
 	// created: the sources' creation times, from their _created series
 	// (see created.go).

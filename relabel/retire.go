@@ -4,7 +4,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -60,12 +59,10 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 		w.partitionsChanged()
 	}
 	w.lockAll()
-	now := w.shards[0].now()
 	if partitionsChanged {
 		w.gen.Add(1)
-		w.schemeAt.Store(int64(stampOf(now)))
-		w.schemeSet.Store(true)
 	}
+	now := w.shards[0].now()
 	for _, sh := range w.shards {
 		var gone []*output
 		for _, l := range sh.outs {
@@ -415,16 +412,11 @@ func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.La
 		if o.part != part {
 			// Another partition's queue: one of an older scheme (no
 			// request names it again, only the idle flush sends it) may
-			// be the same tenant's series. A partition of the running
-			// scheme (a request named it since the scheme changed) is
-			// another tenant's: the raw sample cannot put its queue out
-			// of order, and waiting for it would stall both tenants
-			// (each one's retries go only with its own request). After a
-			// restart, oldPart is not known (not in the log): a
-			// partition no transaction of this process named is waited
-			// for (the idle flush takes it as idle at once; its flush
-			// names it, so a failed flush ends the wait: best effort).
-			if o.oldPart || !w.currentPart(o.part) {
+			// be the same tenant's series. A partition of the current
+			// scheme is another tenant's: the raw sample cannot put its
+			// queue out of order, and waiting for it would stall both
+			// tenants (each one's retries go only with its own request).
+			if o.oldPart {
 				return true
 			}
 			continue
@@ -434,15 +426,4 @@ func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.La
 		}
 	}
 	return false
-}
-
-// currentPart reports whether a request named partition part since a
-// reload of this process last changed the partitions (ever, if none did):
-// then it is a partition of the running scheme.
-func (w *Merger) currentPart(part string) bool {
-	v, ok := w.seen.Load(part)
-	if !ok {
-		return false
-	}
-	return !w.schemeSet.Load() || v.(*atomic.Int64).Load() > w.schemeAt.Load()
 }
