@@ -213,6 +213,25 @@ func (w *Merger) settled(part string, now time.Time, wait time.Duration) bool {
 	return since(now, stamp(v.(*atomic.Int64).Load())) >= wait+senderBackoff
 }
 
+// settledAll reports whether no partition's sender has been retrying for
+// longer than wait plus its longest backoff: the test for an orphan, whose
+// sender now sends under a partition of the new scheme that is not known
+// until one adopts it. Its old partition sees no request again, so its own
+// retries end with the reload's carried floor (partitionsChanged) while the
+// sender's stuck shard may go on retrying under the new one for as long as
+// the upstream fails (sim all seed 12010574: a None born during an outage,
+// its shard stuck across a reload that turned forward_headers on, was left
+// out of its orphaned 500's samples, finalized by the clock 36 s after the
+// reload).
+func (w *Merger) settledAll(now time.Time, wait time.Duration) bool {
+	ok := w.settled("", now, wait) // the carried floor, and the "" partition
+	w.retrying.Range(func(_, v any) bool {
+		ok = ok && since(now, stamp(v.(*atomic.Int64).Load())) >= wait+senderBackoff
+		return ok
+	})
+	return ok
+}
+
 // clockSkew is how far the sender's clock (sample timestamps) is taken to
 // run ahead of rwfix's at most. A sample is stamped at its scrape, before it
 // is sent: one stamped after a start without state cannot have reached the

@@ -132,3 +132,49 @@ func TestMergeOrphanInItsOwnPartitionWithAnother(t *testing.T) {
 		t.Fatalf("after the reload: %v, want 55 at %d", got, 4*step)
 	}
 }
+
+// An orphan's sender sends under a partition of the new scheme, which is
+// not known until one adopts it; its old partition sees no request again.
+// While that sender still retries (its shard that carries a source stuck
+// behind an upstream outage), the orphan must not be finalized by the
+// clock: neither the reload's carried retry nor its old partition's silence
+// says the sender settled (sim all seed 12010574: a None born during an
+// outage, its shard stuck across a reload that turned forward_headers on,
+// was left out of its orphaned 500's samples, finalized by the clock 36 s
+// after the reload, and came late).
+func TestMergeOrphanWaitsWhileTheSenderRetriesUnderTheNewScheme(t *testing.T) {
+	h := newHarness(t, "")
+	send := func(part string, groups ...group) {
+		t.Helper()
+		tx := h.m.Begin(part)
+		for _, gr := range groups {
+			if !tx.Add(gr.out, gr.sources, gr.samples) {
+				t.Fatal("state full")
+			}
+		}
+		e := tx.Collect()
+		h.accept(e)
+		tx.Done(true, allTaken(e))
+	}
+	h.clock.add(step * time.Millisecond)
+	send("", g(outTotal, src500, sp(0, 2))) // the 500 born; the None's shard is stuck
+	h.m.Retrying("")
+	all := func(src, out labels.Labels) bool { return true }
+	h.m.retire(all, true) // forward_headers on: the output is an orphan
+	for range 24 {        // two minutes of the sender retrying under its new partition
+		h.clock.add(5 * time.Second)
+		h.m.Retrying("tenant-a")
+		send("tenant-a")
+		send("") // as the idle flush of the orphan's old partition does
+		if got := h.values(outTotal); len(got) != 0 {
+			t.Fatalf("finalized while the sender retries: %v", got)
+		}
+	}
+	send("tenant-a", g(outTotal, srcNone, sp(0, 2))) // the None's shard gets through: adopted
+	h.clock.add(3 * time.Minute)
+	send("tenant-a")
+	send("tenant-a")
+	if got := h.values(outTotal); len(got) != 1 || got[0] != 4 {
+		t.Fatalf("got %v, want 4 at 0 (the None's 2 and the 500's 2)", got)
+	}
+}

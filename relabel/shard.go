@@ -687,7 +687,17 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 		return true // every possible source is known, and none is stale
 	}
 	at, ok := o.arrivedAt(t)
-	return (!ok || since(now, at) >= m.birthWait()) && m.w.settled(o.part, now, m.birthWait())
+	return (!ok || since(now, at) >= m.birthWait()) && m.senderSettled(o, now)
+}
+
+// senderSettled reports whether the sender of o's partition has not been
+// retrying for birth_wait plus its longest backoff (see Merger.Retrying); an
+// orphan's sender may be any partition's (see Merger.settledAll).
+func (m *shard) senderSettled(o *output, now time.Time) bool {
+	if o.orphan {
+		return m.w.settledAll(now, m.birthWait())
+	}
+	return m.w.settled(o.part, now, m.birthWait())
 }
 
 // awaitsCreation reports whether the output's value at t hangs on a
@@ -736,7 +746,7 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 	// Whether a family never seen is awaited: at a drop or a source going
 	// stale (rare: the wait costs little there), while the sender retries,
 	// or when another source said creation times.
-	unseen := at || !m.w.settled(o.part, now, m.birthWait())
+	unseen := at || !m.senderSettled(o, now)
 	for _, s := range o.sources {
 		if unseen {
 			break
@@ -896,7 +906,7 @@ func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 	if at, ok := o.arrivedAt(t); ok && since(now, at) < b {
 		return false
 	}
-	if !m.w.settled(o.part, now, m.birthWait()) {
+	if !m.senderSettled(o, now) {
 		return false // a shard of the sender is retrying: its samples are late
 	}
 	for _, s := range o.sources {
