@@ -228,12 +228,16 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 		// after a power loss, whether a source went on in the lost seconds
 		// is unknown; a restart that may be a removal). Power loss seeds
 		// 806 and 938. Excused for that output while the fixed counter's
-		// life that the lost sample was in lasts, one count each.
+		// life that the lost sample was in lasts, one count each. A
+		// source's sample that had not reached rwfix at the power loss
+		// (its shard of the sender behind, e.g. after an upstream outage)
+		// is as absent from the restarted state as a cut one: rwfix cannot
+		// tell the two apart, and decides alike (all seed 12006643).
 		for _, s := range srcs {
 			if s == nil {
 				continue
 			}
-			for _, lost := range x.w.fix.lostAcked[s] {
+			for _, lost := range slices.Concat(x.w.fix.lostAcked[s], x.w.fix.behindAtLoss[s]) {
 				if lost > t || set.truth[t].epoch != set.truth[lost].epoch {
 					continue
 				}

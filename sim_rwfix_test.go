@@ -155,6 +155,13 @@ type simFleet struct {
 	rebooted  []int64                // starts after a power loss (the horizon moves)
 	lostAcked map[*simSeries][]int64 // source samples answered 2xx whose records a power loss cut
 	lostHeld  map[*simSeries][]int64 // source samples taken in shortly before the data directory was lost
+	// recv: each source series' latest timestamp any process took in (a
+	// request reached the handler). behindAtLoss: source samples scraped
+	// before a power loss that no process had taken in by then (the
+	// sender's shard behind): to the restarted state they are as absent as
+	// the records the loss cut (see simExcuses, ambiguous restarts).
+	recv         map[*simSeries]int64
+	behindAtLoss map[*simSeries][]int64
 	// held: the source samples of the requests rwfix answered since the
 	// state was last lost (a restart without the data directory loses what
 	// the state held of them).
@@ -174,7 +181,7 @@ type simFleet struct {
 }
 
 func newSimFleet(w *simWorld) (*simFleet, error) {
-	f := &simFleet{w: w, rng: w.rngFaults, cfgPath: filepath.Join(w.dir, "rwfix.yml"), lostAcked: map[*simSeries][]int64{}, lostHeld: map[*simSeries][]int64{}}
+	f := &simFleet{w: w, rng: w.rngFaults, cfgPath: filepath.Join(w.dir, "rwfix.yml"), lostAcked: map[*simSeries][]int64{}, lostHeld: map[*simSeries][]int64{}, recv: map[*simSeries]int64{}, behindAtLoss: map[*simSeries][]int64{}}
 	f.cfg.histRule = w.sc.histograms
 	if err := f.writeConfig(f.cfg); err != nil {
 		return nil, err
@@ -273,6 +280,11 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 	kill := f.kill
 	f.kill = killNone
 	f.w.db.beginCall(f.calls, kill == killBeforeForward)
+	for _, smp := range batch {
+		if smp.s.kind == kindSrcTotal || smp.s.kind == kindSrcCreated {
+			f.recv[smp.s] = max(f.recv[smp.s], smp.t)
+		}
+	}
 	before := p.logSize()
 	req := httptest.NewRequest(http.MethodPost, "http://rwfix/api/v1/write", bytes.NewReader(body))
 	for k, v := range simHeaders(f.w.p.proto) {
@@ -390,6 +402,19 @@ func (f *simFleet) crash(why string, cut int64, zeros int, keep bool) {
 		if f.w.sc.compactionCrash && f.rng.IntN(3) == 0 {
 			// A crash during a compaction leaves its temporary file.
 			_ = os.WriteFile(filepath.Join(dir, ".merge-"+strconv.Itoa(f.calls)+".tmp"), []byte("partial snapshot"), 0o640)
+		}
+	}
+	if f.w.sc.powerLoss && strings.HasPrefix(why, "power") {
+		for _, ss := range f.w.snd.series {
+			if ss.kind != kindSrcTotal && ss.kind != kindSrcCreated {
+				continue
+			}
+			last, ok := f.recv[ss]
+			for _, smp := range ss.wal {
+				if (!ok || smp.t > last) && smp.t <= f.w.now() {
+					f.behindAtLoss[ss] = append(f.behindAtLoss[ss], smp.t)
+				}
+			}
 		}
 	}
 	if f.w.sc.powerLoss {
