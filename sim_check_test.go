@@ -115,11 +115,17 @@ func (x *simExcuses) unmerged(t int64) bool {
 		// the new configuration) to a minute after the merge is back; and
 		// from the start of an upstream outage that ended then: the
 		// sender's backlog reaches rwfix after the outage, under the new
-		// configuration.
+		// configuration — from the first of outages that follow one another
+		// with the sender's shard stuck throughout (all seed 12003576: two
+		// outages 4.6 s apart, the backlog of the first reaching rwfix under
+		// keep_distinct after the second).
 		from := win.from - 60_000
-		for _, o := range x.w.db.outages {
-			if o.from < win.from && o.to >= from {
-				from = min(from, o.from-60_000)
+		for more := true; more; {
+			more = false
+			for _, o := range x.w.db.outages {
+				if o.from < win.from && o.to >= from && o.from-60_000 < from {
+					from, more = o.from-60_000, true
+				}
 			}
 		}
 		if t >= from && t <= win.to+60_000 {
