@@ -46,7 +46,8 @@ package main
 // promise in docs/collisions.md): gaps at those source samples are excused. A lost data
 // directory loses what its state held: gaps at the source samples of the
 // requests it answered within the longest hold before the loss (outages not counted: nothing is
-// sent then) are excused. A sender's batch dropped after a lost answer
+// sent then), or earlier where the merged sample reached the receiver and was
+// not stored (a retry the upstream kept refusing or failing), are excused. A sender's batch dropped after a lost answer
 // loses nothing if each of its untouched samples is stored (the rewritten
 // histogram under keep_distinct's marker while that policy is on).
 
@@ -272,7 +273,8 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 			// or waiting, not yet sent — went with it: no process can know
 			// or count it (docs/collisions.md). At most what was answered
 			// within the longest hold before the loss (after an outage,
-			// samples of long before).
+			// samples of long before), or what the state had sent and the
+			// upstream had not stored (simFleet.crash).
 			if s != nil && slices.Contains(x.w.fix.lostHeld[s], t) {
 				x.excused["held by the lost data directory"]++
 				return true

@@ -436,8 +436,15 @@ func (f *simFleet) crash(why string, cut int64, zeros int, keep bool) {
 			for _, o := range f.w.db.outages {
 				out += max(0, min(o.to, f.w.now())-max(o.from, h.at))
 			}
-			if f.w.now()-h.at <= simLostHold+out {
-				for _, smp := range h.samples {
+			recent := f.w.now()-h.at <= simLostHold+out
+			for _, smp := range h.samples {
+				// Or longer: merged samples the state kept sending
+				// while the upstream refused or failed them (retries
+				// after a restart on the log, bisected, each round
+				// stopped by the upstream's next fault) stay held
+				// until it takes them, however long that is. The
+				// receiver saw such a sample and stored nothing at t.
+				if recent || f.w.db.sentNotStored(outputLabels(smp.s.kind, smp.s.set), smp.t) {
 					f.lostHeld[smp.s] = append(f.lostHeld[smp.s], smp.t)
 				}
 			}

@@ -27,6 +27,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -35,6 +36,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 
 	"github.com/golang/snappy"
@@ -79,6 +81,10 @@ type simTSDB struct {
 
 	mu     sync.Mutex
 	series map[string]*dbSeries
+	// received: by series, the timestamps of its samples that some request
+	// carried to the receiver (stored, or refused and rolled back); kept
+	// where a data directory may be lost (simFleet.crash).
+	received map[string]map[int64]bool
 	// The rwfix call being made: its number, whether its requests are lost
 	// (rwfix died before forwarding), and which series each of its requests
 	// carried.
@@ -106,7 +112,7 @@ type simTSDB struct {
 }
 
 func newSimTSDB(w *simWorld) *simTSDB {
-	d := &simTSDB{w: w, series: map[string]*dbSeries{}, callSeries: map[string]int{}, flight: map[string]int{}}
+	d := &simTSDB{w: w, series: map[string]*dbSeries{}, received: map[string]map[int64]bool{}, callSeries: map[string]int{}, flight: map[string]int{}}
 	d.write = remoteapi.NewWriteHandler(d, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType})
 	d.srv = httptest.NewServer(d)
 	return d
@@ -320,6 +326,12 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 		check = func(ls labels.Labels, smp dbSample) {
 			key := ls.String()
 			d.callSeries[key] = req
+			if d.w.sc.dataDirLoss && !d.discard {
+				if d.received[key] == nil {
+					d.received[key] = map[int64]bool{}
+				}
+				d.received[key][smp.t] = true
+			}
 			if s := d.series[key]; s != nil && len(s.samples) > 0 {
 				n := len(s.samples)
 				last := s.samples[n-1]
@@ -429,6 +441,24 @@ func (d *simTSDB) issue(check, series, msg string) {
 	if len(d.issues) < 1000 {
 		d.issues = append(d.issues, dbIssue{check: check, at: d.w.now(), series: series, msg: msg})
 	}
+}
+
+// sentNotStored reports whether a request carried a sample of series ls at
+// t to the receiver while none is stored at t: the sender of that sample
+// (rwfix) had it and did not get it stored.
+func (d *simTSDB) sentNotStored(ls labels.Labels, t int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := ls.String()
+	if !d.received[key][t] {
+		return false
+	}
+	if s := d.series[key]; s != nil {
+		if _, found := slices.BinarySearchFunc(s.samples, t, func(a dbSample, t int64) int { return cmp.Compare(a.t, t) }); found {
+			return false
+		}
+	}
+	return true
 }
 
 // stored returns the samples stored for labels ls.

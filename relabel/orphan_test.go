@@ -178,3 +178,52 @@ func TestMergeOrphanWaitsWhileTheSenderRetriesUnderTheNewScheme(t *testing.T) {
 		t.Fatalf("got %v, want 4 at 0 (the None's 2 and the 500's 2)", got)
 	}
 }
+
+// The same two orphans, one with its queue still unsent, the new scheme
+// naming its partition again (a sender with the forwarded header), and the sender's shards
+// bring the output's sources in two requests of that partition. The first
+// request retires both orphans; the orphan of its own partition, retired,
+// is then what the second request finds (a retired output still sending its
+// queue is found: all seed 380). The first must find it too: a new output
+// made beside it took the None there and the orphan the 500, and both sent
+// the label set at one timestamp with other values (all seed 12010375: two
+// samples of one series in one request, one dropped by the TSDB at commit).
+func TestMergeOrphansRetiredTheRequestsPartitionGoesOn(t *testing.T) {
+	h := newHarness(t, "")
+	send := func(part string, gr group) {
+		t.Helper()
+		tx := h.m.Begin(part)
+		if !tx.Add(gr.out, gr.sources, gr.samples) {
+			t.Fatal("state full")
+		}
+		e := tx.Collect()
+		h.accept(e)
+		tx.Done(true, allTaken(e))
+	}
+	tx := h.m.Begin("tenant-a")
+	tx.Add(outTotal, []labels.Labels{srcNone, src500}, [][]Sample{sp(0, 1), sp(0, 10)})
+	tx.Collect()
+	tx.Done(false, nil) // the upstream failed: the merged sample stays queued
+	h.clock.add(step * time.Millisecond)
+	send("", g(outTotal, srcNone, sp(step, 2), src500, sp(step, 20)))
+	h.clock.add(step * time.Millisecond)
+	h.m.retire(func(src, out labels.Labels) bool { return true }, true) // two orphans, "" and tenant-a
+	tx = h.m.Begin("tenant-a")
+	tx.Add(outTotal, []labels.Labels{srcNone}, [][]Sample{sp(2*step, 3)})
+	tx.Collect()
+	tx.Done(true, nil) // the retries (the retired queue) failed
+	send("tenant-a", g(outTotal, src500, sp(2*step, 30)))
+	h.clock.add(3 * time.Minute) // past every wait: the queues go with the next requests
+	for range 2 {
+		tx = h.m.Begin("tenant-a")
+		e := tx.Collect()
+		h.accept(e)
+		tx.Done(true, allTaken(e))
+	}
+	if n := len(outputsOf(h.m, outTotal)); n > 1 {
+		t.Fatalf("%d outputs of the label set after the drain, want at most 1", n)
+	}
+	if got := h.values(outTotal); got[2*step] != 33 {
+		t.Fatalf("%v, want 33 at %d", got, 2*step)
+	}
+}

@@ -439,6 +439,13 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 	if o := m.adopt(part, out, h, now); o != nil {
 		return o
 	}
+	// adopt may have retired several orphans of the label set, this
+	// partition's among them (the new scheme names it again): that one is
+	// found now, as by the next request. A new output beside it would send
+	// the label set twice (all seed 12010375).
+	if o := m.find(part, out, h); o != nil {
+		return o
+	}
 	if _, back := m.forgotten[outKey{part, h}]; back {
 		m.w.total.Add(1)
 	} else if !m.w.reserve(m.cfg.MaxSeries) {
