@@ -1168,11 +1168,15 @@ func (o *output) restart() {
 	}
 }
 
-// restartAt reports whether every source that counts reset or first counted
-// at r.
+// restartAt reports whether every source that counted at r reset or first
+// counted at r. A source stale since a timestamp after r counted at r: a
+// reset consumed late, at a timestamp already finalized (its shard of the
+// sender was behind), is decided against what the other sources were then,
+// not what they became since (sim all seed 12005251: after a power loss,
+// the None taken as gone right after its sample at r).
 func (o *output) restartAt(r int64) bool {
 	for _, s := range o.sources {
-		if s.has && !s.stale && s.resetAt != r && s.bornAt != r {
+		if s.has && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r {
 			return false
 		}
 	}
