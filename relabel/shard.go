@@ -671,6 +671,12 @@ func (m *shard) advance(o *output, now time.Time) {
 		if at, ok := o.arrivedAt(t); ok {
 			m.metrics.hold.Observe(since(now, at).Seconds())
 		}
+		if m.inLossGap(o, t) {
+			// What lostTail left held: unsent, counted once in the gap.
+			m.lateBeforeHorizon(o, t)
+			m.finalize(o, t, false)
+			continue
+		}
 		emit := o.knowable(t, m.w.horizon, m.preimage(o), m.w.powerLoss)
 		if !emit {
 			m.metrics.unknown.Inc()
@@ -910,6 +916,9 @@ func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 // finalize computes the output at t from every source's samples up to t and,
 // with emit, queues it for sending.
 func (m *shard) finalize(o *output, t int64, emit bool) {
+	if m.inLossGap(o, t) {
+		goneInLossGap(o, t)
+	}
 	if !m.replay {
 		m.recreated(o, t)
 		m.logFinal(o, t, emit)
