@@ -21,9 +21,11 @@ func TestMergeLateSampleBeforeTheHorizonCountedAfterAnotherRestart(t *testing.T)
 	h.req(g(outTotal, src500, sp(t0+2*step, 2))) // the None's shard behind
 	h.m.flushLog()
 	powerLossRestart(t, h, dir)
+	h.clock.add(2 * time.Minute)
+	h.req() // the None overdue: t0+2*step finalized unsent without it
 	first := testutil.ToFloat64(h.m.metrics.unknown)
 	if first != 1 {
-		t.Fatalf("%v timestamps counted unknown at the restart, want 1 (t0+2*step)", first)
+		t.Fatalf("%v timestamps counted unknown after the restart, want 1 (t0+2*step)", first)
 	}
 	h.clock.add(time.Second)
 	h.m.flushLog()
@@ -41,5 +43,71 @@ func TestMergeLateSampleBeforeTheHorizonCountedAfterAnotherRestart(t *testing.T)
 	}
 	if n := first + testutil.ToFloat64(h.m.metrics.unknown); n != 2 {
 		t.Fatalf("%v timestamps counted unknown by both processes, want 2 (t0+2*step, t0+step once)", n)
+	}
+}
+
+// After a power loss, a source's late sample at a timestamp the output
+// finalized before the loss — its shard of the sender was behind — resets
+// it (the 500, back after it vanished alone: created again). The other
+// source, taken as gone right after its last sample kept (the None, at that
+// very timestamp), counted there and did not reset: the 500 reset alone,
+// and its old count stays in the sum. It is not the exporter's restart,
+// which would drop it (sim all seed 12005251: 7 sent, the truth 8).
+func TestMergeLateResetAloneAfterPowerLossKeepsTheCarry(t *testing.T) {
+	h, dir, t0 := powerLossHarness(t)
+	h.req(g(outTotal, srcNone, sp(t0, 3), src500, sp(t0, 1)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(t0+step, 3), src500, sp(t0+step, stale))) // the 500 evicted
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(t0+2*step, 3))) // the 500 born again: its shard behind
+	h.clock.add(step * time.Millisecond)
+	h.req() // t0+2*step finalized without the 500 (stale: not waited for)
+	if _, ok := h.values(outTotal)[t0+2*step]; !ok {
+		t.Fatalf("t0+2*step not finalized before the power loss: %v", h.values(outTotal))
+	}
+	h.m.flushLog()
+	powerLossRestart(t, h, dir)
+	h.req(g(outTotal, src500, sp(t0+2*step, 1))) // late: the 500's new life
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(base+step, 3), src500, sp(base+step, 1)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(base+2*step, 3), src500, sp(base+2*step, 4)))
+	h.drain()
+	got := h.values(outTotal)
+	if got[base+step] != 5 || got[base+2*step] != 8 {
+		t.Fatalf("after the power loss: %v and %v, want 5 and 8 (all %v)", got[base+step], got[base+2*step], got)
+	}
+}
+
+// A power loss while a source lags on its shard of the sender (an upstream
+// outage: the sender retries): the state kept the 500's sample of a scrape,
+// back after it vanished alone, and none of the None's yet. The None is not
+// taken as gone there: its samples may still come, and the output waits for
+// them as for any lagging source. They come: the None went on, the 500 reset
+// alone, and its old count stays in the sum (sim all seeds 12004237 and
+// 12010082: the 500's 3, the None's 6 dropped as by LiteLLM's restart).
+func TestMergePowerLossWhileASourceLagsKeepsTheCarry(t *testing.T) {
+	h, dir, t0 := powerLossHarness(t)
+	h.req(g(outTotal, srcNone, sp(t0, 8), src500, sp(t0, 3)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(t0+step, 8), src500, sp(t0+step, stale))) // the 500 evicted
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(t0+2*step, 8)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(t0+3*step, 1))) // born again; the None's shard behind
+	h.m.flushLog()
+	powerLossRestart(t, h, dir)
+	h.req(g(outTotal, srcNone, sp(t0+3*step, 8))) // the None's shard catches up
+	base := h.clock.now().UnixMilli()
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(base+step, 9), src500, sp(base+step, 2)))
+	h.drain()
+	got := h.values(outTotal)
+	if _, ok := got[t0+3*step]; ok {
+		t.Fatalf("sent at t0+3*step, before the horizon of a power loss: %v", got)
+	}
+	if got[base+step] != 14 {
+		t.Fatalf("after the power loss: %v, want 14 (all %v)", got[base+step], got)
 	}
 }

@@ -178,7 +178,12 @@ const snapshotPattern = ".merge-*.tmp"
 // right after its last sample, as after a failed scrape: when it comes back
 // (a sample the sender sent again after the restart, or a later one), its
 // creation time and its value tell whether it went on or was created again,
-// by the same rules as after any gap. The compaction that follows keeps the result.
+// by the same rules as after any gap. Where a source that counts has nothing
+// kept at a held timestamp or after it, its samples may still be behind on
+// its shard of the sender, not lost: the output's held timestamps from there
+// on wait for it as for any lagging source, and advance finalizes them
+// unsent when it comes or is overdue (see inLossGap). The compaction that
+// follows keeps the result.
 // Called with every shard locked, before the log is open.
 func (m *Merger) lostTail() {
 	for _, sh := range m.shards {
@@ -190,17 +195,23 @@ func (m *Merger) lostTail() {
 					if !ok || t >= m.horizon {
 						break
 					}
-					// A source with no sample kept at t is gone from
-					// right after its last one before t is finalized: a
-					// reset of another source there is not taken as
-					// alone on a sample the lost records may have held.
-					goneAfterLoss(o, t)
-					m.metrics.unknown.Inc()
 					g := sh.lossGap(o)
+					if lagging(o, t) {
+						// A source that counts has nothing kept at or
+						// after t: its samples may be lost, or still
+						// behind on its shard of the sender (sim all
+						// seeds 12004237, 12010082). advance waits for
+						// it, as for any lagging source, and finalizes
+						// the rest of the gap unsent.
+						break
+					}
+					m.metrics.unknown.Inc()
 					g.counted = append(g.counted, t)
 					sh.finalize(o, t, false)
 				}
-				goneAfterLoss(o, math.MaxInt64)
+				if _, held := o.next(); !held {
+					goneAfterLoss(o, math.MaxInt64)
+				}
 				sh.list(o)
 			}
 		}
@@ -276,10 +287,10 @@ func (rp *replayer) lossGap(r *recReader) {
 // it (a SIGKILL after the power loss's restart) counts alike; a second
 // power loss starts another horizon, and gaps of its own.
 func (m *shard) lateBeforeHorizon(o *output, t int64) {
-	g := m.lossGaps[o]
-	if g == nil || t <= g.f0 || t >= m.w.horizon {
+	if !m.inLossGap(o, t) {
 		return
 	}
+	g := m.lossGaps[o]
 	i, found := slices.BinarySearch(g.counted, t)
 	if found {
 		return
@@ -299,6 +310,46 @@ func goneAfterLoss(o *output, t int64) {
 	for _, s := range o.sources {
 		if s.has && !s.stale && s.queue.len() == 0 && s.lastT < t {
 			s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
+		}
+	}
+}
+
+// lagging reports whether a source of o that counts has no sample at or
+// after t (yet).
+func lagging(o *output, t int64) bool {
+	for _, s := range o.sources {
+		if s.has && !s.stale && s.queue.len() == 0 && s.lastT < t {
+			return true
+		}
+	}
+	return false
+}
+
+// inLossGap reports whether t is in what a power loss left of o before its
+// horizon (see lostTail): not sent, and a source with no sample at t is
+// gone from right after its last one.
+func (m *shard) inLossGap(o *output, t int64) bool {
+	g := m.lossGaps[o]
+	return g != nil && t > g.f0 && t < m.w.horizon
+}
+
+// goneInLossGap takes, at a timestamp t in o's loss gap, each source that
+// counts and has no sample at t as gone right after its last one: a reset
+// of another source there is not taken as alone on a sample the lost
+// records may have held. Its samples after t (sent again, or later ones:
+// a series' samples come in order) bring it back, by the rules of any gap.
+// Called by finalize (a replay decides alike).
+func goneInLossGap(o *output, t int64) {
+	for _, s := range o.sources {
+		if !s.has || s.stale {
+			continue
+		}
+		if q, ok := s.queue.first(); ok && q <= t {
+			continue
+		}
+		s.stale, s.staleAt = true, o.f+1
+		if s.queue.len() == 0 {
+			s.lastStl = true
 		}
 	}
 }

@@ -678,6 +678,12 @@ func (m *shard) advance(o *output, now time.Time) {
 		if at, ok := o.arrivedAt(t); ok {
 			m.metrics.hold.Observe(since(now, at).Seconds())
 		}
+		if m.inLossGap(o, t) {
+			// What lostTail left held: unsent, counted once in the gap.
+			m.lateBeforeHorizon(o, t)
+			m.finalize(o, t, false)
+			continue
+		}
 		emit := o.knowable(t, m.w.horizon, m.preimage(o), m.w.powerLoss)
 		if !emit {
 			m.metrics.unknown.Inc()
@@ -927,6 +933,9 @@ func (m *shard) overdue(o *output, t int64, now time.Time) bool {
 // finalize computes the output at t from every source's samples up to t and,
 // with emit, queues it for sending.
 func (m *shard) finalize(o *output, t int64, emit bool) {
+	if m.inLossGap(o, t) {
+		goneInLossGap(o, t)
+	}
 	if !m.replay {
 		m.recreated(o, t)
 		m.logFinal(o, t, emit)
@@ -1185,11 +1194,15 @@ func (o *output) restart() {
 	}
 }
 
-// restartAt reports whether every source that counts reset or first counted
-// at r.
+// restartAt reports whether every source that counted at r reset or first
+// counted at r. A source stale since a timestamp after r counted at r: a
+// reset consumed late, at a timestamp already finalized (its shard of the
+// sender was behind), is decided against what the other sources were then,
+// not what they became since (sim all seed 12005251: after a power loss,
+// the None taken as gone right after its sample at r).
 func (o *output) restartAt(r int64) bool {
 	for _, s := range o.sources {
-		if s.has && !s.stale && s.resetAt != r && s.bornAt != r {
+		if s.has && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r {
 			return false
 		}
 	}
