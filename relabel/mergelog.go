@@ -78,6 +78,7 @@ const (
 	recOrigin      = 15
 	recFence       = 16
 	recLossGap     = 17
+	recOldPart     = 18
 
 	compactSlack = 64 << 20
 )
@@ -525,6 +526,12 @@ func (m *Merger) compact(closing bool) error {
 					n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted))
 					size += int64(n)
 				}
+				if o.oldPart {
+					l.begin(recOldPart)
+					l.uvarint(o.id)
+					n, _ := w.Write(l.frame(nil))
+					size += int64(n)
+				}
 			}
 		}
 	}
@@ -678,6 +685,12 @@ func (m *shard) logRecreated(s *source, t int64) {
 	m.record(recRecreated, func(l *mergeLog) {
 		l.uvarint(s.id)
 		l.varint(t)
+	})
+}
+
+func (m *shard) logOldPart(o *output) {
+	m.record(recOldPart, func(l *mergeLog) {
+		l.uvarint(o.id)
 	})
 }
 
@@ -1031,6 +1044,10 @@ func (rp *replayer) apply(typ byte, r *recReader) error {
 		rp.fence(r)
 	case recLossGap:
 		rp.lossGap(r)
+	case recOldPart:
+		if o := rp.outs[r.uvarint()]; o != nil && r.err == nil {
+			o.oldPart = true
+		}
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}

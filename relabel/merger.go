@@ -140,7 +140,14 @@ func (w *Merger) Partitions(scheme string) (changed bool) {
 		for _, sh := range w.shards {
 			for _, l := range sh.outs {
 				for _, o := range l {
-					if !o.orphan && !o.retire {
+					switch {
+					case o.retire:
+						// Retired before (its queue not sent yet): its
+						// partition is of the old scheme now, whose
+						// sender's raw samples come under a new one
+						// (see queuedElsewhere; sim all seed 12010488).
+						sh.setOldPart(o)
+					case !o.orphan:
 						sh.orphan(o)
 					}
 				}

@@ -73,7 +73,9 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 			}
 		}
 		for _, o := range gone {
-			o.oldPart = o.oldPart || partitionsChanged
+			if partitionsChanged {
+				sh.setOldPart(o)
+			}
 			sh.retired(o, now)
 		}
 	}
@@ -145,7 +147,9 @@ func (m *shard) retired(o *output, now time.Time) {
 		}
 	}
 	o.retire = true
-	o.oldPart = o.oldPart || o.orphan
+	if o.orphan {
+		m.setOldPart(o)
+	}
 	m.unorphan(o) // never adopted: a new output of its label set starts after the fence
 	if len(o.q) == 0 && o.inflight == 0 {
 		m.logDrop(o)
@@ -349,7 +353,7 @@ func (m *shard) adopt(part string, out labels.Labels, h uint64, now time.Time) *
 		return nil
 	case len(found) > 1:
 		for _, o := range found {
-			o.oldPart = true // an orphan: of the old scheme
+			m.setOldPart(o) // an orphan: of the old scheme
 			m.unorphan(o)
 			m.retireOne(o, func(labels.Labels, labels.Labels) bool { return false }, false, now)
 			m.retired(o, now)
@@ -389,6 +393,20 @@ func (m *shard) unlink(o *output) {
 		o.listed = 0
 		m.pending.Add(-1)
 	}
+}
+
+// setOldPart marks o as of a partition of an older scheme (see
+// queuedElsewhere), in the log too (recOldPart): a restart keeps it, as
+// the scheme it was retired under is not known then (sim all seed
+// 12010488: retired under keep_distinct, then forward_headers turned on,
+// then a SIGKILL; the sender's raw 500 under its new partition overtook the
+// retired queue of its old one).
+func (m *shard) setOldPart(o *output) {
+	if o.oldPart {
+		return
+	}
+	o.oldPart = true
+	m.logOldPart(o)
 }
 
 // queuedElsewhere reports whether a retired output of fence fc still has
