@@ -444,7 +444,12 @@ func (f *simFleet) crash(why string, cut int64, zeros int, keep bool) {
 				// stopped by the upstream's next fault) stay held
 				// until it takes them, however long that is. The
 				// receiver saw such a sample and stored nothing at t.
-				if recent || f.w.db.sentNotStored(outputLabels(smp.s.kind, smp.s.set), smp.t) {
+				// So do the output's newer samples, queued behind
+				// them: the receiver refused a request with that
+				// output after the sample was answered, so its queue
+				// was still being settled (all 15004819).
+				out := outputLabels(smp.s.kind, smp.s.set)
+				if recent || f.w.db.sentNotStored(out, smp.t) || f.w.db.refusedSince(out, h.at) {
 					f.lostHeld[smp.s] = append(f.lostHeld[smp.s], smp.t)
 				}
 			}

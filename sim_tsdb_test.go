@@ -85,6 +85,10 @@ type simTSDB struct {
 	// carried to the receiver (stored, or refused and rolled back); kept
 	// where a data directory may be lost (simFleet.crash).
 	received map[string]map[int64]bool
+	// refusedAt: by series, when a request that carried it was last
+	// refused (400): while an output's re-sent samples are refused and
+	// bisected, its newer samples wait behind them in rwfix's state.
+	refusedAt map[string]int64
 	// The rwfix call being made: its number, whether its requests are lost
 	// (rwfix died before forwarding), and which series each of its requests
 	// carried.
@@ -112,7 +116,7 @@ type simTSDB struct {
 }
 
 func newSimTSDB(w *simWorld) *simTSDB {
-	d := &simTSDB{w: w, series: map[string]*dbSeries{}, received: map[string]map[int64]bool{}, callSeries: map[string]int{}, flight: map[string]int{}}
+	d := &simTSDB{w: w, series: map[string]*dbSeries{}, received: map[string]map[int64]bool{}, refusedAt: map[string]int64{}, callSeries: map[string]int{}, flight: map[string]int{}}
 	d.write = remoteapi.NewWriteHandler(d, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType})
 	d.srv = httptest.NewServer(d)
 	return d
@@ -365,6 +369,7 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 		if len(errs) > 0 {
 			// The whole request is rolled back.
 			d.refused++
+			d.markRefused(keys)
 			resp.SetStatusCode(http.StatusBadRequest)
 			return resp, errors.Join(errs...)
 		}
@@ -398,6 +403,7 @@ func (d *simTSDB) Store(r *http.Request, msgType remoteapi.WriteMessageType) (*r
 	resp.Add(remoteapi.WriteResponseStats{Samples: written[0], Histograms: written[1], Exemplars: exs})
 	if len(errs) > 0 {
 		d.refused++
+		d.markRefused(keys)
 		resp.SetStatusCode(http.StatusBadRequest)
 		return resp, errors.Join(errs...)
 	}
@@ -459,6 +465,23 @@ func (d *simTSDB) sentNotStored(ls labels.Labels, t int64) bool {
 		}
 	}
 	return true
+}
+
+// markRefused notes that a request carrying the series keys was refused
+// now; called with d.mu held.
+func (d *simTSDB) markRefused(keys []string) {
+	for _, k := range keys {
+		d.refusedAt[k] = d.w.now()
+	}
+}
+
+// refusedSince reports whether a request that carried series ls was
+// refused after t.
+func (d *simTSDB) refusedSince(ls labels.Labels, t int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.refusedAt[ls.String()]
+	return ok && at > t
 }
 
 // stored returns the samples stored for labels ls.
