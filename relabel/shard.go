@@ -936,6 +936,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	if m.inLossGap(o, t) {
 		goneInLossGap(o, t)
 	}
+	prev := o.f
 	if !m.replay {
 		m.recreated(o, t)
 		m.logFinal(o, t, emit)
@@ -970,7 +971,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 				}
 			}
 		}
-	case o.replaced(t):
+	case m.replaced(o, t, prev):
 		// Every source that counted went away at t while a new one was
 		// born there: the label set was removed and created again.
 		m.ambiguousRestart(o)
@@ -1144,14 +1145,20 @@ func (o *output) revived(t int64) (back, continuing bool) {
 }
 
 // replaced reports whether, at t, every source that counted before went
-// stale and a source born at t counts: nothing of the old life is left.
-func (o *output) replaced(t int64) bool {
+// stale and a source born at t counts: nothing of the old life is left. A
+// source first seen at t whose creation time (its _created sample at t) is
+// at or before prev, the output's frontier before t, was not born there: it
+// lived beside the old life unseen (its samples came while the merge was
+// off, before a reload brought it back), so the old sources vanished alone.
+func (m *shard) replaced(o *output, t, prev int64) bool {
 	old, born := false, false
 	for _, s := range o.sources {
 		switch {
 		case !s.has:
 		case s.bornAt == t && !s.stale:
-			born = true
+			if k, ok := s.family(); !ok || !m.w.created.before(k, t, prev) {
+				born = true
+			}
 		case s.stale:
 			old = old || s.staleAt == t // the last of the old life went at t
 		default:
