@@ -255,6 +255,11 @@ type source struct {
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
 	alone bool
+	// existed: its first sample, consumed by the finalization under way,
+	// said a creation time at or before the output's frontier (decided and
+	// logged before that finalization, as recreatedAt, so that a replay
+	// decides alike): it lived before the merge saw it.
+	existed bool
 }
 
 // family is familyKey(s.labels), computed once.
@@ -817,6 +822,13 @@ func (m *shard) recreated(o *output, t int64) {
 	}
 	for _, s := range o.sources {
 		if !s.has {
+			// First seen: whether it existed before the output's frontier.
+			if p := s.queue.s; !s.existed && len(p) > 0 && p[0].T <= t && !value.IsStaleNaN(p[0].V) {
+				if k, ok := s.family(); ok && m.w.created.before(k, p[0].T, o.f) {
+					s.existed = true
+					m.logExisted(s)
+				}
+			}
 			continue
 		}
 		// Its last creation time: before its gap, or at the output's last
@@ -936,7 +948,6 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	if m.inLossGap(o, t) {
 		goneInLossGap(o, t)
 	}
-	prev := o.f
 	if !m.replay {
 		m.recreated(o, t)
 		m.logFinal(o, t, emit)
@@ -971,7 +982,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 				}
 			}
 		}
-	case m.replaced(o, t, prev):
+	case o.replaced(t):
 		// Every source that counted went away at t while a new one was
 		// born there: the label set was removed and created again.
 		m.ambiguousRestart(o)
@@ -984,6 +995,9 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 				s.alone = alive
 			}
 		}
+	}
+	for _, s := range o.sources {
+		s.existed = false // said for this finalization only
 	}
 	o.pendDone(t)
 	if resets > 0 {
@@ -1146,19 +1160,17 @@ func (o *output) revived(t int64) (back, continuing bool) {
 
 // replaced reports whether, at t, every source that counted before went
 // stale and a source born at t counts: nothing of the old life is left. A
-// source first seen at t whose creation time (its _created sample at t) is
-// at or before prev, the output's frontier before t, was not born there: it
-// lived beside the old life unseen (its samples came while the merge was
-// off, before a reload brought it back), so the old sources vanished alone.
-func (m *shard) replaced(o *output, t, prev int64) bool {
+// source first seen at t that existed before (see recreated) was not born
+// there: it lived beside the old life unseen (its samples came while the
+// merge was off, before a reload brought it back), so the old sources
+// vanished alone.
+func (o *output) replaced(t int64) bool {
 	old, born := false, false
 	for _, s := range o.sources {
 		switch {
 		case !s.has:
 		case s.bornAt == t && !s.stale:
-			if k, ok := s.family(); !ok || !m.w.created.before(k, t, prev) {
-				born = true
-			}
+			born = born || !s.existed
 		case s.stale:
 			old = old || s.staleAt == t // the last of the old life went at t
 		default:
