@@ -815,7 +815,9 @@ func (o *output) live() int {
 
 // recreated marks (and logs) the sources of o whose first sample at or
 // before t has a creation time (its _created series) other than their last
-// one: created again, whatever their value.
+// one: created again, whatever their value; and the sources first seen
+// there whose creation time is at or before the output's frontier: they
+// existed before (see replaced).
 func (m *shard) recreated(o *output, t int64) {
 	if o.min {
 		return
