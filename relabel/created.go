@@ -134,6 +134,24 @@ func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 	return okNow && now != before
 }
 
+// before reports whether the source of family k said at t a creation time
+// at or before by (a sample timestamp): it existed then. False where the
+// creation time at t is unknown.
+func (c *createdTimes) before(k uint64, t, by int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.m[k]
+	if h == nil {
+		return false
+	}
+	for i := h.n - 1; i >= 0; i-- {
+		if sp := h.spans[i]; sp.from <= t && t <= sp.to {
+			return sp.v*1000 <= float64(by)
+		}
+	}
+	return false
+}
+
 // awaited reports whether the source of family k has not said its
 // creation time at t yet (its _created sample of that scrape is still on
 // its way): it said creation times before, only older ones — or, with

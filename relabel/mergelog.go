@@ -79,6 +79,7 @@ const (
 	recFence       = 16
 	recLossGap     = 17
 	recOldPart     = 18
+	recExisted     = 19
 
 	compactSlack = 64 << 20
 )
@@ -688,6 +689,12 @@ func (m *shard) logRecreated(s *source, t int64) {
 	})
 }
 
+func (m *shard) logExisted(s *source) {
+	m.record(recExisted, func(l *mergeLog) {
+		l.uvarint(s.id)
+	})
+}
+
 func (m *shard) logOldPart(o *output) {
 	m.record(recOldPart, func(l *mergeLog) {
 		l.uvarint(o.id)
@@ -1047,6 +1054,10 @@ func (rp *replayer) apply(typ byte, r *recReader) error {
 	case recOldPart:
 		if o := rp.outs[r.uvarint()]; o != nil && r.err == nil {
 			o.oldPart = true
+		}
+	case recExisted:
+		if ref, ok := rp.srcs[r.uvarint()]; ok && r.err == nil {
+			ref.s.existed = true
 		}
 	default:
 		return fmt.Errorf("unknown record type %d", typ)

@@ -98,3 +98,50 @@ func TestMergeBackSourceFirstSeenStaleIsCounted(t *testing.T) {
 		t.Fatalf("rwfix_merge_unknown_counts_total = %v, want 1 (the 500's count, unknown to the restarted merge)", n)
 	}
 }
+
+// The genuine 500 is removed (LiteLLM expired it) at the scrape at which the
+// merge first sees the None, which lived all along: its samples came while
+// the merge was off (a reload without the preset), and a reload brought the
+// merge back just before (sim all 15001395). The None's creation time, long
+// before the 500's last sample, says it was not born there: the label set was
+// not removed and created again, the 500 vanished alone and its count stays
+// in the sum (carried) when it is born again.
+// The decision is logged: a restart that replays the log (a SIGKILL right
+// after that scrape's sample went out) decides alike.
+func TestMergeSourceFirstSeenAsTheOtherGoesIsNotAReplacement(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "live", true: "replayed"}[restart], func(t *testing.T) {
+			dir := t.TempDir()
+			h := newHarness(t, dir)
+			t.Cleanup(func() { h.m.Close() })
+			h.clock.add(time.Hour)
+			t0 := h.clock.now().UnixMilli()
+			cNone, c500 := createdOf(srcNone), createdOf(src500)
+			noneBorn, fiveBorn := float64(t0/1000-600), float64(t0/1000-900)
+			h.scrapeCreated([]any{c500, sp(t0, fiveBorn)}, []any{src500, sp(t0, 5)})
+			h.scrapeCreated([]any{c500, sp(t0+step, fiveBorn)}, []any{src500, sp(t0+step, 5)})
+			h.scrapeCreated([]any{cNone, sp(t0+2*step, noneBorn), c500, sp(t0+2*step, stale)},
+				[]any{srcNone, sp(t0+2*step, 5), src500, sp(t0+2*step, stale)})
+			h.drain()
+			if got := h.values(outTotal)[t0+2*step]; got != 10 {
+				t.Fatalf("as the 500 goes and the None is first seen: got %v, want 10 (all %v)", got, h.values(outTotal))
+			}
+			if restart {
+				h.m = h.open(dir) // SIGKILL: the log is replayed
+			}
+			reborn := float64((t0 + 3*step) / 1000)
+			h.scrapeCreated([]any{cNone, sp(t0+3*step, noneBorn), c500, sp(t0+3*step, reborn)},
+				[]any{srcNone, sp(t0+3*step, 5), src500, sp(t0+3*step, 1)})
+			h.scrapeCreated([]any{cNone, sp(t0+4*step, noneBorn), c500, sp(t0+4*step, reborn)},
+				[]any{srcNone, sp(t0+4*step, 6), src500, sp(t0+4*step, 1)})
+			h.drain()
+			got := h.values(outTotal)
+			want := map[int64]float64{t0: 5, t0 + step: 5, t0 + 2*step: 10, t0 + 3*step: 11, t0 + 4*step: 12}
+			for ts, w := range want {
+				if got[ts] != w {
+					t.Fatalf("at %d: got %v, want %v (all %v)", ts-t0, got[ts], w, got)
+				}
+			}
+		})
+	}
+}

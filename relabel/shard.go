@@ -255,6 +255,11 @@ type source struct {
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
 	alone bool
+	// existed: its first sample, consumed by the finalization under way,
+	// said a creation time at or before the output's frontier (decided and
+	// logged before that finalization, as recreatedAt, so that a replay
+	// decides alike): it lived before the merge saw it.
+	existed bool
 }
 
 // family is familyKey(s.labels), computed once.
@@ -810,13 +815,22 @@ func (o *output) live() int {
 
 // recreated marks (and logs) the sources of o whose first sample at or
 // before t has a creation time (its _created series) other than their last
-// one: created again, whatever their value.
+// one: created again, whatever their value; and the sources first seen
+// there whose creation time is at or before the output's frontier: they
+// existed before (see replaced).
 func (m *shard) recreated(o *output, t int64) {
 	if o.min {
 		return
 	}
 	for _, s := range o.sources {
 		if !s.has {
+			// First seen: whether it existed before the output's frontier.
+			if p := s.queue.s; !s.existed && len(p) > 0 && p[0].T <= t && !value.IsStaleNaN(p[0].V) {
+				if k, ok := s.family(); ok && m.w.created.before(k, p[0].T, o.f) {
+					s.existed = true
+					m.logExisted(s)
+				}
+			}
 			continue
 		}
 		// Its last creation time: before its gap, or at the output's last
@@ -984,6 +998,9 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 			}
 		}
 	}
+	for _, s := range o.sources {
+		s.existed = false // said for this finalization only
+	}
 	o.pendDone(t)
 	if resets > 0 {
 		m.settleResets(o)
@@ -1144,14 +1161,18 @@ func (o *output) revived(t int64) (back, continuing bool) {
 }
 
 // replaced reports whether, at t, every source that counted before went
-// stale and a source born at t counts: nothing of the old life is left.
+// stale and a source born at t counts: nothing of the old life is left. A
+// source first seen at t that existed before (see recreated) was not born
+// there: it lived beside the old life unseen (its samples came while the
+// merge was off, before a reload brought it back), so the old sources
+// vanished alone.
 func (o *output) replaced(t int64) bool {
 	old, born := false, false
 	for _, s := range o.sources {
 		switch {
 		case !s.has:
 		case s.bornAt == t && !s.stale:
-			born = true
+			born = born || !s.existed
 		case s.stale:
 			old = old || s.staleAt == t // the last of the old life went at t
 		default:
