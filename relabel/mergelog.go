@@ -1292,6 +1292,12 @@ func (m *Merger) replayed(maxID uint64, outs map[uint64]*output) {
 	for _, o := range outs {
 		// Every sample restored unsent may have been written: a retry.
 		o.tried = len(o.q)
+		// A recExisted whose finalization's record is not in the log (the
+		// process ended between the two) decided nothing: that
+		// finalization is decided again, and logged, by this process.
+		for _, s := range o.sources {
+			s.existed = false
+		}
 		o.sh.list(o)
 	}
 }

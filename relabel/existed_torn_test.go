@@ -1,0 +1,77 @@
+package relabel
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// cutLogAfterLast truncates the log in dir right after its last record of
+// type typ: the records after it never reached the file (a SIGKILL right
+// after the sync loop wrote the buffer between two records of one
+// finalization: record takes the log's lock per record).
+func cutLogAfterLast(t *testing.T, dir string, typ byte) {
+	t.Helper()
+	path := filepath.Join(dir, logName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := -1
+	for off := 0; off < len(b); {
+		n, k := binary.Uvarint(b[off:])
+		if k <= 0 || n == 0 || off+k+4+int(n) > len(b) {
+			break
+		}
+		end := off + k + 4 + int(n)
+		if b[off+k+4] == typ {
+			cut = end
+		}
+		off = end
+	}
+	if cut < 0 {
+		t.Fatalf("no record of type %d in the log", typ)
+	}
+	if err := os.Truncate(path, int64(cut)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A recExisted whose finalization's record did not reach the log (a SIGKILL
+// between the two) says nothing: the restarted process decides that
+// finalization again, and logs its decision, so that a replay of its log
+// decides alike. Left set, it decided the restarted process's finalization
+// without a record (not in the snapshot, not logged again): a later replay
+// took the None as born where the live process had not (a replacement: the
+// 500's 5 dropped, 6 instead of 11).
+func TestMergeExistedWithoutItsFinalIsDecidedAgain(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	t.Cleanup(func() { h.m.Close() })
+	h.clock.add(time.Hour)
+	t0 := h.clock.now().UnixMilli()
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	noneBorn, fiveBorn := float64(t0/1000-600), float64(t0/1000-900)
+	h.scrapeCreated([]any{c500, sp(t0, fiveBorn)}, []any{src500, sp(t0, 5)})
+	h.scrapeCreated([]any{c500, sp(t0+step, fiveBorn)}, []any{src500, sp(t0+step, 5)})
+	h.scrapeCreated([]any{cNone, sp(t0+2*step, noneBorn), c500, sp(t0+2*step, stale)},
+		[]any{srcNone, sp(t0+2*step, 5), src500, sp(t0+2*step, stale)})
+	h.drain()
+	h.m.flushLog()
+	crash(h.m)
+	cutLogAfterLast(t, dir, recExisted)
+	h.m = h.open(dir) // SIGKILL: t0+2*step finalized again, live
+	h.drain()
+	h.m.flushLog()
+	crash(h.m)
+	h.m = h.open(dir) // SIGKILL: the second process's log replayed
+	reborn := float64((t0 + 3*step) / 1000)
+	h.scrapeCreated([]any{cNone, sp(t0+3*step, noneBorn), c500, sp(t0+3*step, reborn)},
+		[]any{srcNone, sp(t0+3*step, 5), src500, sp(t0+3*step, 1)})
+	h.drain()
+	if got := h.values(outTotal); got[t0+2*step] != 10 || got[t0+3*step] != 11 {
+		t.Fatalf("at 2*step %v, at 3*step %v: want 10 and 11 (all %v)", got[t0+2*step], got[t0+3*step], got)
+	}
+}
