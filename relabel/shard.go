@@ -820,6 +820,16 @@ func (o *output) live() int {
 // existed before (see replaced).
 func (m *shard) recreated(o *output, t int64) {
 	if o.min {
+		// A _created output's sources say their creation time as their
+		// value: one first seen whose creation time is at or before the
+		// frontier existed before, as for its _total output (the two
+		// decide alike: no replacement, the earlier creation time kept).
+		for _, s := range o.sources {
+			if p := s.queue.s; !s.has && !s.existed && len(p) > 0 && p[0].T <= t && !value.IsStaleNaN(p[0].V) && p[0].V*1000 <= float64(o.f) {
+				s.existed = true
+				m.logExisted(s)
+			}
+		}
 		return
 	}
 	for _, s := range o.sources {
