@@ -204,7 +204,11 @@ func (m *Merger) lostTail() {
 						// behind on its shard of the sender (sim all
 						// seeds 12004237, 12010082). advance waits for
 						// it, as for any lagging source, and finalizes
-						// the rest of the gap unsent.
+						// the rest of the gap unsent. The sources
+						// whose samples were kept are gone right after
+						// the last one, once it is finalized (see
+						// keptUntil), as below.
+						g.kept = keptAfterLoss(o)
 						break
 					}
 					m.metrics.unknown.Inc()
@@ -226,6 +230,47 @@ func (m *Merger) lostTail() {
 type lossGap struct {
 	f0      int64
 	counted []int64
+	// kept: the sources that counted with samples kept when lostTail left
+	// held timestamps to wait for a lagging source, and their last sample
+	// kept (see keptUntil).
+	kept []keptLast
+}
+
+type keptLast struct {
+	s    *source
+	last int64
+}
+
+// keptAfterLoss is each source of o that counts and has samples kept, with
+// its last one.
+func keptAfterLoss(o *output) []keptLast {
+	var k []keptLast
+	for _, s := range o.sources {
+		if s.has && !s.stale && !s.lastStl && s.queue.len() > 0 {
+			k = append(k, keptLast{s, s.lastT})
+		}
+	}
+	return k
+}
+
+// keptUntil takes, once o is finalized at its last sample kept, each source
+// of g.kept with no sample since as gone right after it, as lostTail takes
+// every source that counts when nothing is left held: its stale marker may
+// be among the lost records (without it, the output would wait for it at
+// every timestamp, and a reset of the others would be taken as alone).
+// Called by finalize (a replay decides alike).
+func keptUntil(g *lossGap, o *output) {
+	k := g.kept[:0]
+	for _, e := range g.kept {
+		switch s := e.s; {
+		case o.f < e.last:
+			k = append(k, e)
+		case s.has && !s.stale && !s.lastStl && s.queue.len() == 0 && s.lastT == e.last:
+			s.stale, s.lastStl, s.staleAt = true, true, s.lastT+1
+		}
+	}
+	clear(g.kept[len(k):])
+	g.kept = k
 }
 
 func (m *shard) lossGap(o *output) *lossGap {
@@ -245,13 +290,20 @@ func (m *shard) lossGap(o *output) *lossGap {
 // them; lateBeforeHorizon's: the one it counted). The horizon and the gap
 // outlive a restart on the log (a SIGKILL after the power loss's restart):
 // the late sample that finds the gap may come after it.
-func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64) []byte {
+func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64, kept []keptLast, withKept bool) []byte {
 	l.begin(recLossGap)
 	l.uvarint(o.id)
 	l.varint(f0)
 	l.uvarint(uint64(len(counted)))
 	for _, t := range counted {
 		l.varint(t)
+	}
+	if withKept { // a snapshot's: see lossGap.kept
+		l.uvarint(uint64(len(kept)))
+		for _, e := range kept {
+			l.uvarint(e.s.id)
+			l.varint(e.last)
+		}
 	}
 	return l.frame(nil)
 }
@@ -264,12 +316,26 @@ func (rp *replayer) lossGap(r *recReader) {
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		ts = append(ts, r.varint())
 	}
+	withKept := len(r.b) > 0 && r.err == nil // a snapshot's, since kept is
+	var kept []keptLast
+	if withKept {
+		nk := r.uvarint()
+		for i := uint64(0); i < nk && r.err == nil; i++ {
+			id, last := r.uvarint(), r.varint()
+			if ref, ok := rp.srcs[id]; ok {
+				kept = append(kept, keptLast{ref.s, last})
+			}
+		}
+	}
 	o := rp.outs[oid]
 	if o == nil || r.err != nil {
 		return
 	}
 	g := o.sh.lossGap(o)
 	g.f0 = f0
+	if withKept {
+		g.kept = kept
+	}
 	for _, t := range ts {
 		if i, found := slices.BinarySearch(g.counted, t); !found {
 			g.counted = slices.Insert(g.counted, i, t)
@@ -301,7 +367,7 @@ func (m *shard) lateBeforeHorizon(o *output, t int64) {
 	m.metrics.unknown.Inc()
 	if l := m.log; l != nil {
 		l.mu.Lock()
-		l.buf = append(l.buf, lossGapRecord(l, o, g.f0, []int64{t})...)
+		l.buf = append(l.buf, lossGapRecord(l, o, g.f0, []int64{t}, nil, false)...)
 		l.mu.Unlock()
 	}
 }
@@ -524,7 +590,7 @@ func (m *Merger) compact(closing bool) error {
 					size += int64(n)
 				}
 				if g := sh.lossGaps[o]; g != nil {
-					n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted))
+					n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted, g.kept, true))
 					size += int64(n)
 				}
 				if o.oldPart {

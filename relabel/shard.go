@@ -1011,6 +1011,9 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 	for _, s := range o.sources {
 		s.existed = false // said for this finalization only
 	}
+	if g := m.lossGaps[o]; g != nil && len(g.kept) > 0 {
+		keptUntil(g, o)
+	}
 	o.pendDone(t)
 	if resets > 0 {
 		m.settleResets(o)
