@@ -122,7 +122,8 @@ func TestMergePowerLossWhileASourceLagsKeepsTheCarry(t *testing.T) {
 // without the lag (the control) sends the None's next sample after the
 // birth wait; so must this one.
 func TestMergePowerLossWhileASourceLagsTakesTheOtherAsGoneAfterItsLastSample(t *testing.T) {
-	for _, lag := range []bool{false, true} {
+	for _, c := range []struct{ lag, kill bool }{{false, false}, {true, false}, {true, true}} {
+		lag := c.lag
 		h, dir, t0 := powerLossHarness(t)
 		h.req(g(outTotal, srcNone, sp(t0, 8), src500, sp(t0, 3)))
 		h.clock.add(step * time.Millisecond)
@@ -133,6 +134,10 @@ func TestMergePowerLossWhileASourceLagsTakesTheOtherAsGoneAfterItsLastSample(t *
 		}
 		h.m.flushLog()
 		powerLossRestart(t, h, dir) // the 500's stale marker at t0+2*step: never kept
+		if c.kill {
+			crash(h.m)
+			h.m = h.open(dir) // a SIGKILL: the gap restored from the snapshot
+		}
 		if lag {
 			h.req(g(outTotal, srcNone, sp(t0+step, 8))) // the None's shard catches up
 		}
@@ -142,18 +147,18 @@ func TestMergePowerLossWhileASourceLagsTakesTheOtherAsGoneAfterItsLastSample(t *
 		h.clock.add(DefaultBirthWait + time.Second)
 		h.req()
 		if got := h.values(outTotal); got[base+step] != 13 {
-			t.Errorf("lag %v: base+step not sent after the birth wait (%v, want 13; all %v): the 500 waited for as a late source", lag, got[base+step], got)
+			t.Errorf("%+v: base+step not sent after the birth wait (%v, want 13; all %v): the 500 waited for as a late source", c, got[base+step], got)
 		}
 		h.drain()
 		if got := h.values(outTotal); got[base+step] != 13 {
-			t.Errorf("lag %v: base+step %v after the wait bound, want 13 (all %v)", lag, got[base+step], got)
+			t.Errorf("%+v: base+step %v after the wait bound, want 13 (all %v)", c, got[base+step], got)
 		}
 		later := h.clock.now().UnixMilli()
 		h.req(g(outTotal, srcNone, sp(later, 10)))
 		h.clock.add(DefaultBirthWait + time.Second)
 		h.req()
 		if got := h.values(outTotal); got[later] != 14 {
-			t.Errorf("lag %v: a later timestamp not sent after the birth wait either (%v, want 14): every timestamp held for the wait bound", lag, got[later])
+			t.Errorf("%+v: a later timestamp not sent after the birth wait either (%v, want 14): every timestamp held for the wait bound", c, got[later])
 		}
 		h.m.Close()
 	}
