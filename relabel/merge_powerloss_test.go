@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // TestMergeLateSampleBeforeTheHorizonCountedAfterAnotherRestart is
@@ -161,5 +162,26 @@ func TestMergePowerLossWhileASourceLagsTakesTheOtherAsGoneAfterItsLastSample(t *
 			t.Errorf("%+v: a later timestamp not sent after the birth wait either (%v, want 14): every timestamp held for the wait bound", c, got[later])
 		}
 		h.m.Close()
+	}
+}
+
+// A reload that detaches a source (here the 500) while the output waits,
+// after a power loss, for a lagging source (the None) finalizes the held
+// timestamp (t0+step) unsent, counted unknowable once; the None's late
+// sample there, which comes after, must not count it again (guarantee 4: a
+// gap is counted, once).
+func TestMergeRetireInALossGapCountsTheTimestampOnce(t *testing.T) {
+	h, dir, t0 := powerLossHarness(t)
+	h.req(g(outTotal, srcNone, sp(t0, 8), src500, sp(t0, 3)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(t0+step, 4))) // the None's shard behind
+	h.m.flushLog()
+	powerLossRestart(t, h, dir)
+	before := testutil.ToFloat64(h.m.metrics.unknown)
+	h.m.retire(func(src, out labels.Labels) bool { return !labels.Equal(src, src500) }, false)
+	h.req(g(outTotal, srcNone, sp(t0+step, 8))) // late: its timestamp finalized by the reload
+	h.drain()
+	if n := testutil.ToFloat64(h.m.metrics.unknown) - before; n != 1 {
+		t.Fatalf("t0+step counted unknown %v times, want once", n)
 	}
 }

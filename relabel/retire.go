@@ -108,6 +108,15 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 			break
 		}
 		m.metrics.overdue.Inc()
+		if m.inLossGap(o, t) {
+			// What lostTail left held, as in advance: unsent, counted
+			// once in the gap (a late sample there does not count it again).
+			if !m.replay {
+				m.lateBeforeHorizon(o, t)
+			}
+			m.finalize(o, t, false)
+			continue
+		}
 		emit := o.knowable(t, m.w.horizon, m.preimage(o), m.w.powerLoss)
 		if !emit && !m.replay {
 			m.metrics.unknown.Inc() // as when the clock finalizes it (advance)
