@@ -112,6 +112,39 @@ func TestRetiredQueueInFlightOnAnotherRequest(t *testing.T) {
 // 4 must wait for it (503): stored first, the raw sample would make the
 // retired sum out of order for good (refused, lost).
 func TestRetiredQueueOfAnotherPartitionGoesFirst(t *testing.T) {
+	retiredQueueGoesFirst(t, false, false)
+}
+
+// TestRetiredQueueOfAnotherPartitionGoesFirstAfterRestart is
+// TestRetiredQueueOfAnotherPartitionGoesFirst with a SIGKILL between the
+// reload and the raw sample: that the retired output's partition is of the
+// old scheme (waited for by the new partition's requests, unlike another
+// tenant's) comes back from the log (the output was orphaned, logged,
+// before it was retired): the raw 500 at step 4 still waits for the
+// retired sum (33 at step 3), which the idle flush sends.
+func TestRetiredQueueOfAnotherPartitionGoesFirstAfterRestart(t *testing.T) {
+	retiredQueueGoesFirst(t, true, false)
+}
+
+// TestRetiredQueueOfAnOlderSchemeGoesFirstAfterRestart: the output is
+// retired (keep_distinct) under one partition scheme, a later reload changes
+// the scheme (forward_headers on), then a SIGKILL: that its partition is of
+// an older scheme is in the log (recOldPart), so the new partition's raw 500
+// at step 4 still waits for the retired sum (33 at step 3), which the idle
+// flush sends (sim all seed 12010488).
+func TestRetiredQueueOfAnOlderSchemeGoesFirstAfterRestart(t *testing.T) {
+	retiredQueueGoesFirst(t, true, true)
+}
+
+// retiredQueueGoesFirstAfterRestart: with retireFirst, the reload to
+// keep_distinct keeps the scheme and a second one changes it; else one
+// reload does both.
+// retiredQueueGoesFirst runs the sequence of
+// TestRetiredQueueOfAnotherPartitionGoesFirst: with restart, a SIGKILL
+// between the reload and the raw sample, and a start on the merge log; with
+// retireFirst, the reload to keep_distinct keeps the scheme and a second one
+// changes it (else one reload does both).
+func retiredQueueGoesFirst(t *testing.T, restart, retireFirst bool) {
 	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
 	none, five := userSeries(0)
 	var failSum atomic.Bool
@@ -133,9 +166,21 @@ func TestRetiredQueueOfAnotherPartitionGoesFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	merger := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+	dir := t.TempDir()
 	clock := rwtest.NewClock(time.Unix(1000, 0))
-	merger.SetClock(clock.Now)
+	open := func() *relabel.Merger {
+		m := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+		m.SetClock(clock.Now)
+		if !restart {
+			return m
+		}
+		if _, err := m.OpenLog(dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() }) // the first one: after the test, as a SIGKILL leaves it
+		return m
+	}
+	merger := open()
 	pipeline := func(policy relabel.Policy, scheme string) *relabel.Pipeline {
 		p := policyPipeline(t, merger, policy)
 		p.Activate(merger.Partitions(scheme)) // as the reloader does
@@ -154,11 +199,20 @@ func TestRetiredQueueOfAnotherPartitionGoesFirst(t *testing.T) {
 		t.Fatalf("the request with the sum at step 3, failed upstream: %d %s, want 503", rec.Code, rec.Body)
 	}
 	failSum.Store(false)
-	h.Update(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), []*Upstream{fwd})
+	if retireFirst {
+		pipeline(relabel.PolicyKeepDistinct, "\x01") // retired under the scheme it was merged under
+	}
+	if restart {
+		pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01")
+		// SIGKILL, and a start on the log with the new configuration.
+		merger = open()
+		h = NewHandler(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), []*Upstream{fwd})
+	} else {
+		h.Update(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), []*Upstream{fwd})
+	}
 	clock.Add(retryStep * time.Millisecond)
 	raw4 := oneSeries(t, five, prompb.Sample{Timestamp: 4 * retryStep, Value: 40})
 	first := post(t, h, ctV1, raw4)
-	// RunIdleFlush, every second, until the old partition's queue went.
 	for range 120 {
 		clock.Add(time.Second)
 		h.FlushIdle(context.Background())

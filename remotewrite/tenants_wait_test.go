@@ -5,19 +5,15 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
-	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // postTenant posts body as tenant org (X-Scope-OrgID) and returns the answer.
@@ -106,110 +102,5 @@ func TestRetiredQueuesOfTwoTenantsDoNotWaitForEachOther(t *testing.T) {
 	}
 	if merger.Pending() {
 		t.Fatal("a retired queue is still pending")
-	}
-}
-
-// TestRetiredQueueOfAnotherPartitionGoesFirstAfterRestart is
-// TestRetiredQueueOfAnotherPartitionGoesFirst with a SIGKILL between the
-// reload and the raw sample: that the retired output's partition is of the
-// old scheme (waited for by the new partition's requests, unlike another
-// tenant's) comes back from the log (the output was orphaned, logged,
-// before it was retired): the raw 500 at step 4 still waits for the
-// retired sum (33 at step 3), which the idle flush sends.
-func TestRetiredQueueOfAnotherPartitionGoesFirstAfterRestart(t *testing.T) {
-	retiredQueueGoesFirstAfterRestart(t, false)
-}
-
-// TestRetiredQueueOfAnOlderSchemeGoesFirstAfterRestart: the output is
-// retired (keep_distinct) under one partition scheme, a later reload changes
-// the scheme (forward_headers on), then a SIGKILL: that its partition is of
-// an older scheme is in the log (recOldPart), so the new partition's raw 500
-// at step 4 still waits for the retired sum (33 at step 3), which the idle
-// flush sends (sim all seed 12010488).
-func TestRetiredQueueOfAnOlderSchemeGoesFirstAfterRestart(t *testing.T) {
-	retiredQueueGoesFirstAfterRestart(t, true)
-}
-
-// retiredQueueGoesFirstAfterRestart: with retireFirst, the reload to
-// keep_distinct keeps the scheme and a second one changes it; else one
-// reload does both.
-func retiredQueueGoesFirstAfterRestart(t *testing.T, retireFirst bool) {
-	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
-	none, five := userSeries(0)
-	var failSum atomic.Bool
-	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
-		for _, x := range ss {
-			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
-				return failSum.Load()
-			}
-		}
-		return false
-	})
-	plain := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
-	var fc UpstreamConfig
-	if err := yaml.UnmarshalStrict([]byte("url: "+front.URL+"/api/v1/write\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
-		t.Fatal(err)
-	}
-	fc.Timeout = model.Duration(5 * time.Second)
-	fwd, err := NewUpstream(fc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	clock := rwtest.NewClock(time.Unix(1000, 0))
-	open := func() *relabel.Merger {
-		m := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
-		m.SetClock(clock.Now)
-		if _, err := m.OpenLog(dir); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = m.Close() }) // the first one: after the test, as a SIGKILL leaves it
-		return m
-	}
-	merger := open()
-	pipeline := func(policy relabel.Policy, scheme string) *relabel.Pipeline {
-		p := policyPipeline(t, merger, policy)
-		p.Activate(merger.Partitions(scheme)) // as the reloader does
-		return p
-	}
-	h := NewHandler(pipeline(relabel.PolicyMerge, "\x01"), plain)
-	for k := int64(1); k <= 2; k++ {
-		clock.Add(retryStep * time.Millisecond)
-		sendStep(t, h, none, k, float64(k))
-		sendStep(t, h, five, k, float64(10*k))
-	}
-	clock.Add(retryStep * time.Millisecond)
-	failSum.Store(true)
-	sendStep(t, h, none, 3, 3)
-	if rec := post(t, h, ctV1, oneSeries(t, five, prompb.Sample{Timestamp: 3 * retryStep, Value: 30})); rec.Code != http.StatusServiceUnavailable {
-		t.Fatalf("the request with the sum at step 3, failed upstream: %d %s, want 503", rec.Code, rec.Body)
-	}
-	failSum.Store(false)
-	if retireFirst {
-		pipeline(relabel.PolicyKeepDistinct, "\x01") // retired under the scheme it was merged under
-	}
-	pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01")
-	// SIGKILL, and a start on the log with the new configuration.
-	merger = open()
-	h = NewHandler(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), []*Upstream{fwd})
-	clock.Add(retryStep * time.Millisecond)
-	raw4 := oneSeries(t, five, prompb.Sample{Timestamp: 4 * retryStep, Value: 40})
-	first := post(t, h, ctV1, raw4)
-	for range 120 {
-		clock.Add(time.Second)
-		h.FlushIdle(context.Background())
-		if !merger.Pending() {
-			break
-		}
-	}
-	if first.Code != http.StatusNoContent {
-		if rec := post(t, h, ctV1, raw4); rec.Code != http.StatusNoContent {
-			t.Fatalf("the 500 raw at step 4, sent again: %d %s", rec.Code, rec.Body)
-		}
-	}
-	got := up.HeadSeries()[five.String()]
-	want := []rwtest.HeadSample{{T: 1 * retryStep, V: 11}, {T: 2 * retryStep, V: 22}, {T: 3 * retryStep, V: 33}, {T: 4 * retryStep, V: 40}}
-	if !slices.Equal(got, want) {
-		t.Fatalf("500 series %v, want %v: the retired sum before the raw sample (the first attempt answered %d)", got, want, first.Code)
 	}
 }
