@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // cutLogAfterLast truncates the log in dir right after its last record of
@@ -53,13 +54,7 @@ func TestMergeExistedWithoutItsFinalIsDecidedAgain(t *testing.T) {
 	h := newHarness(t, dir)
 	t.Cleanup(func() { h.m.Close() })
 	h.clock.add(time.Hour)
-	t0 := h.clock.now().UnixMilli()
-	cNone, c500 := createdOf(srcNone), createdOf(src500)
-	noneBorn, fiveBorn := float64(t0/1000-600), float64(t0/1000-900)
-	h.scrapeCreated([]any{c500, sp(t0, fiveBorn)}, []any{src500, sp(t0, 5)})
-	h.scrapeCreated([]any{c500, sp(t0+step, fiveBorn)}, []any{src500, sp(t0+step, 5)})
-	h.scrapeCreated([]any{cNone, sp(t0+2*step, noneBorn), c500, sp(t0+2*step, stale)},
-		[]any{srcNone, sp(t0+2*step, 5), src500, sp(t0+2*step, stale)})
+	t0, cNone, c500, noneBorn, _ := noneFirstSeenAsThe500Goes(h)
 	h.drain()
 	h.m.flushLog()
 	crash(h.m)
@@ -92,13 +87,7 @@ func TestMergeCreatedOutputSourceFirstSeenAsTheOtherGoesIsNotAReplacement(t *tes
 			h := newHarness(t, dir)
 			t.Cleanup(func() { h.m.Close() })
 			h.clock.add(time.Hour)
-			t0 := h.clock.now().UnixMilli()
-			cNone, c500 := createdOf(srcNone), createdOf(src500)
-			noneBorn, fiveBorn := float64(t0/1000-600), float64(t0/1000-900)
-			h.scrapeCreated([]any{c500, sp(t0, fiveBorn)}, []any{src500, sp(t0, 5)})
-			h.scrapeCreated([]any{c500, sp(t0+step, fiveBorn)}, []any{src500, sp(t0+step, 5)})
-			h.scrapeCreated([]any{cNone, sp(t0+2*step, noneBorn), c500, sp(t0+2*step, stale)},
-				[]any{srcNone, sp(t0+2*step, 5), src500, sp(t0+2*step, stale)})
+			t0, cNone, _, noneBorn, fiveBorn := noneFirstSeenAsThe500Goes(h)
 			h.drain()
 			if restart {
 				h.m.flushLog()
@@ -121,4 +110,19 @@ func TestMergeCreatedOutputSourceFirstSeenAsTheOtherGoesIsNotAReplacement(t *tes
 			}
 		})
 	}
+}
+
+// noneFirstSeenAsThe500Goes scrapes the 500 (5, created 900 s before) twice,
+// then its stale marker at the scrape where the merge first sees the None
+// (5, created 600 s before: it lived all along). It returns the first
+// scrape's timestamp, the two _created series and their creation times.
+func noneFirstSeenAsThe500Goes(h *harness) (t0 int64, cNone, c500 labels.Labels, noneBorn, fiveBorn float64) {
+	t0 = h.clock.now().UnixMilli()
+	cNone, c500 = createdOf(srcNone), createdOf(src500)
+	noneBorn, fiveBorn = float64(t0/1000-600), float64(t0/1000-900)
+	h.scrapeCreated([]any{c500, sp(t0, fiveBorn)}, []any{src500, sp(t0, 5)})
+	h.scrapeCreated([]any{c500, sp(t0+step, fiveBorn)}, []any{src500, sp(t0+step, 5)})
+	h.scrapeCreated([]any{cNone, sp(t0+2*step, noneBorn), c500, sp(t0+2*step, stale)},
+		[]any{srcNone, sp(t0+2*step, 5), src500, sp(t0+2*step, stale)})
+	return t0, cNone, c500, noneBorn, fiveBorn
 }

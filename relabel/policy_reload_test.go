@@ -115,13 +115,7 @@ func TestMergeSourceFirstSeenAsTheOtherGoesIsNotAReplacement(t *testing.T) {
 			h := newHarness(t, dir)
 			t.Cleanup(func() { h.m.Close() })
 			h.clock.add(time.Hour)
-			t0 := h.clock.now().UnixMilli()
-			cNone, c500 := createdOf(srcNone), createdOf(src500)
-			noneBorn, fiveBorn := float64(t0/1000-600), float64(t0/1000-900)
-			h.scrapeCreated([]any{c500, sp(t0, fiveBorn)}, []any{src500, sp(t0, 5)})
-			h.scrapeCreated([]any{c500, sp(t0+step, fiveBorn)}, []any{src500, sp(t0+step, 5)})
-			h.scrapeCreated([]any{cNone, sp(t0+2*step, noneBorn), c500, sp(t0+2*step, stale)},
-				[]any{srcNone, sp(t0+2*step, 5), src500, sp(t0+2*step, stale)})
+			t0, cNone, c500, noneBorn, _ := noneFirstSeenAsThe500Goes(h)
 			h.drain()
 			if got := h.values(outTotal)[t0+2*step]; got != 10 {
 				t.Fatalf("as the 500 goes and the None is first seen: got %v, want 10 (all %v)", got, h.values(outTotal))
