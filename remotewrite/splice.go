@@ -372,8 +372,10 @@ func (s *scanned) encodeCopy(dst []byte, blank bool) []byte {
 		// A changed series goes after the others, so only one whose label set
 		// no later series of the request keeps as it came: one the repair
 		// gave labels (SetLabels: a rewrite, a merged output in its first
-		// source's slot, sorted labels), whose label set's other series are
-		// changed too (the merge's sources, the guard's collisions), not one
+		// source's slot, sorted labels) or a merged output of several
+		// sources (in its genuine series' slot, with that series' labels),
+		// whose label set's other series are changed too (the merge's
+		// sources, the guard's collisions), not one
 		// whose own samples were only trimmed (fences, the backlog split),
 		// whose later series of the same label set would then come first:
 		// out of order, and the receiver refuses the request.
@@ -597,10 +599,21 @@ func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protow
 }
 
 // blankable reports whether changed series i can be blanked: its tag is
-// one byte, and it is dropped or was given labels (a series whose samples
-// were only trimmed is re-encoded in its place: see encodeCopy).
+// one byte, and it is dropped, was given labels, or is a merged output of
+// more than one source. A series whose samples were only trimmed (fences,
+// the backlog split: SetSamples with itself as its one source) is
+// re-encoded in its place instead: see encodeCopy. A merged output with
+// other sources keeps its slot's labels when the slot is its genuine
+// series' (relabel's writeEmits), but every series of its label set in the
+// request is one of its sources (relabel's joinUnchanged), changed too, so
+// none follows it unchanged; without this, one sum that cannot be written
+// in place (the genuine series' +0 has no value bytes on the wire) sent the
+// whole request through encodeCopy and compressSpliced.
 func (s *scanned) blankable(i int, dropped bool) bool {
-	return s.raw[s.series[i].field.off] == s.seriesTag() && (dropped || s.edits[i].relabeled)
+	if s.raw[s.series[i].field.off] != s.seriesTag() {
+		return false
+	}
+	return dropped || s.edits[i].relabeled || len(s.edits[i].srcs) > 1
 }
 
 // keptSpan is a run of the request that encode copied as it came:
