@@ -279,7 +279,10 @@ func (p *Pipeline) unmerge(edits []edit, out labels.Labels, srcs []groupSource, 
 // (a fast finalization: the sources' samples at t all in, the sum sent at
 // once), so that only the sample values differ from what the sender sent,
 // and the encoder can write them in place (remotewrite: patchable); else
-// the first source's. same counts the slots left as they came (a genuine
+// the first source's (for an output with one source, the genuine series'
+// again: a sample the birth wait held sent in the next scrape's slot, whose
+// value and timestamp the encoder writes in place too). same counts the
+// slots left as they came (a genuine
 // series alone, its samples unchanged); emitted tells, by group, whether
 // the request carries samples of it.
 func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same, appended int, retries []Emit, emitted []bool) {

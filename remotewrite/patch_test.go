@@ -4,15 +4,19 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
+	"github.com/rwfix/rwfix/relabel"
 	"github.com/rwfix/rwfix/remotewrite/rwtest"
 	"github.com/rwfix/rwfix/remotewrite/series"
+	"github.com/rwfix/rwfix/remotewrite/wire"
 )
 
 // TestMergedSumWrittenInPlace: in the repair-heavy steady state (every
@@ -22,7 +26,7 @@ import (
 // the request, the request keeps its length, and it decodes to what the
 // reference path (generated structs, full re-encode) sends.
 func TestMergedSumWrittenInPlace(t *testing.T) {
-	mergedRounds(t, nil, func(t *testing.T, r mergedRound) {
+	mergedRounds(t, mergedRun{}, func(t *testing.T, r mergedRound) {
 		if n := nones(t, r.proto, r.raw); r.patched != n || n == 0 {
 			t.Fatalf("%d merged outputs written in place, want one per None series (%d)", r.patched, n)
 		}
@@ -45,11 +49,11 @@ func TestMergedSumWrittenInPlace(t *testing.T) {
 // and was taken for a series whose samples were only trimmed.
 func TestMergedSumOverAZeroGenuineBlankedInPlace(t *testing.T) {
 	zeroed := 0
-	mergedRounds(t, func(rw2 bool, raw []byte) []byte {
+	mergedRounds(t, mergedRun{modify: func(rw2 bool, raw []byte) []byte {
 		var out []byte
 		zeroed, out = zeroGenuines(t, rw2, raw)
 		return out
-	}, func(t *testing.T, r mergedRound) {
+	}}, func(t *testing.T, r mergedRound) {
 		n := nones(t, r.proto, r.raw)
 		if zeroed == 0 || r.patched != n-zeroed || r.moved != zeroed {
 			t.Fatalf("%d None series, %d genuine twins at +0: %d sums written in place, %d sent again; want %d and %d", n, zeroed, r.patched, r.moved, n-zeroed, zeroed)
@@ -60,6 +64,60 @@ func TestMergedSumOverAZeroGenuineBlankedInPlace(t *testing.T) {
 	})
 }
 
+// TestHeldSampleWrittenInPlace: in the clean steady state each genuine 500
+// is an output with one source, and the birth wait holds its sample at T
+// until the next scrape's request, where it goes in the slot of the
+// series' sample at T+15s. Its timestamp's varint is as long, so both the
+// value and the timestamp are written into the slot's bytes: nothing is
+// blanked and sent again after the request (which sent each 500 twice,
+// 6% more bytes upstream), and the request keeps its length.
+func TestHeldSampleWrittenInPlace(t *testing.T) {
+	mergedRounds(t, mergedRun{clean: true, paced: true}, func(t *testing.T, r mergedRound) {
+		n := genuines(t, r.proto, r.raw)
+		if n == 0 || r.patched != n || r.moved != 0 || len(r.out) != len(r.raw) || !r.whole {
+			t.Fatalf("%d genuine 500s: %d written in place, %d sent again, %d bytes for the sender's %d, blanked whole %v; want all in place, the same length", n, r.patched, r.moved, len(r.out), len(r.raw), r.whole)
+		}
+		// Each the sample before: value and timestamp changed.
+		if held, now := maxStamp(t, r.proto, r.out, "500"), maxStamp(t, r.proto, r.raw, "500"); held != now-15_000 {
+			t.Fatalf("the 500s went out at %d, the request's at %d: want the scrape before's", held, now)
+		}
+	})
+}
+
+// genuines counts the series of raw with a 500 status.
+func genuines(t *testing.T, proto string, raw []byte) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(rwtest.MustRender(t, proto, raw), "\n") {
+		if strings.Contains(line, `status_code="500"`) || strings.Contains(line, `exception_status="500"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// maxStamp is the latest timestamp of raw's series whose status is code.
+func maxStamp(t *testing.T, proto string, raw []byte, code string) int64 {
+	t.Helper()
+	p, err := rwtest.ParseProto(proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := wire.Decode(p, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := int64(-1)
+	for _, s := range ss {
+		if s.Labels.Get("status_code") == code || s.Labels.Get("exception_status") == code {
+			for _, smp := range s.Samples {
+				last = max(last, smp.Timestamp)
+			}
+		}
+	}
+	return last
+}
+
 // mergedRound is what one round of mergedRounds encoded.
 type mergedRound struct {
 	proto                 string
@@ -68,23 +126,59 @@ type mergedRound struct {
 	whole                 bool   // every change blanked in place (encodeForward's head)
 }
 
-// mergedRounds runs four rounds of the repair-heavy workload (400 series,
-// one request per round) through the handler's path, for both protocols,
-// each request first changed by modify (nil: as it came); it fails unless
+// mergedRun says what mergedRounds runs; its zero value is the
+// repair-heavy workload with litellmPipeline's clock.
+type mergedRun struct {
+	// clean: no None, only genuine 500s (each an output with one source).
+	clean bool
+	// paced: the merge's clock at a round is the workload's sample time
+	// (15 s a round), as in production, not litellmPipeline's (3 minutes
+	// on at every reading, so that nothing is held).
+	paced bool
+	// modify changes each request from the second round on (nil: none).
+	modify func(rw2 bool, raw []byte) []byte
+}
+
+// mergedRounds runs rounds of a workload of 400 series (one request per
+// round) through the handler's path, for both protocols; it fails unless
 // each output decodes to what the reference path sends, and from the
 // second round on (the first learns the outputs' sources) hands check what
 // the encoder did.
-func mergedRounds(t *testing.T, modify func(rw2 bool, raw []byte) []byte, check func(t *testing.T, r mergedRound)) {
+func mergedRounds(t *testing.T, run mergedRun, check func(t *testing.T, r mergedRound)) {
 	for _, rw2 := range []bool{false, true} {
 		proto := string(protoFor(rw2))
 		t.Run(protoLabel(proto), func(t *testing.T) {
 			w := rwtest.Workload{Series: 400, BatchSize: 400, Rounds: 4, NoneRatio: 0.2, GenuineMore: true}
+			if run.clean {
+				w.NoneRatio, w.GenuineMore = 0, false
+			}
 			bodies, _ := w.RW1()
 			if rw2 {
 				bodies, _ = w.RW2()
 			}
 			fast, ref := litellmPipeline(t, ""), litellmPipeline(t, "")
+			var now atomic.Int64 // the paced clock, ms
+			if run.paced {
+				w.Rounds = 6
+				bodies, _ = w.RW1()
+				if rw2 {
+					bodies, _ = w.RW2()
+				}
+				clock := func() time.Time { return time.UnixMilli(now.Load()) }
+				fast.SetMergeClock(clock)
+				ref.SetMergeClock(clock)
+			}
+			modify := run.modify
 			for round, body := range bodies {
+				// The workload's sample time (rwtest: 15 s a round), a
+				// second after its scrape; from the second round on,
+				// max_wait later too: the outputs have learned their one
+				// source.
+				at := 1_700_000_000_000 + int64(round)*15_000 + 1_000
+				if round > 0 {
+					at += int64(relabel.DefaultMaxWait / time.Millisecond)
+				}
+				now.Store(at)
 				raw, err := snappy.Decode(nil, body)
 				if err != nil {
 					t.Fatal(err)
@@ -209,9 +303,11 @@ func zeroGenuines(t *testing.T, rw2 bool, raw []byte) (int, []byte) {
 }
 
 // TestPatchableOnlyWhenOnlyValuesChange: a merged slot is written in place
-// only when its labels, timestamps and exemplars stay what they are;
-// otherwise it is blanked and sent again after the others, as before. Each
-// case decodes to the same series as the request cut and re-encoded.
+// only when its labels, number of samples and exemplars stay what they are,
+// and its timestamps too or each one as long on the wire (a held sample
+// sent in the next scrape's slot); otherwise it is blanked and sent again
+// after the others, as before. Each case decodes to the same series as the
+// request cut and re-encoded.
 func TestPatchableOnlyWhenOnlyValuesChange(t *testing.T) {
 	for _, rw2 := range []bool{false, true} {
 		raw := firstRequest(t, rwtest.Workload{Series: 200, Rounds: 1}, rw2)
@@ -230,7 +326,9 @@ func TestPatchableOnlyWhenOnlyValuesChange(t *testing.T) {
 				var sb labels.ScratchBuilder
 				s.SetLabels(i, labels.NewBuilder(s.Labels(i, &sb)).Set("status_code", "500").Labels())
 			}},
-			{"another timestamp", false, func(s *scanned, i int, smp []series.Sample) { smp[0].T-- }},
+			{"the scrape before's timestamp", true, func(s *scanned, i int, smp []series.Sample) { smp[0].T -= 15_000 }},
+			{"a timestamp longer on the wire", false, func(s *scanned, i int, smp []series.Sample) { smp[0].T = 1 << 50 }},
+			{"a timestamp shorter on the wire", false, func(s *scanned, i int, smp []series.Sample) { smp[0].T = 1 }},
 			{"a sample more", false, func(s *scanned, i int, smp []series.Sample) {
 				more := append(slices.Clone(smp), series.Sample{T: smp[0].T + 1, V: 1})
 				s.edits[i].samples = more
@@ -271,15 +369,19 @@ func TestPatchableOnlyWhenOnlyValuesChange(t *testing.T) {
 					if patched != edited || edited == 0 || len(s.moved) != 0 || len(out) != len(raw) {
 						t.Fatalf("%d of %d merged series written in place, %d sent again, %d bytes for %d: want all in place", patched, edited, len(s.moved), len(out), len(raw))
 					}
-					// Only value bytes changed: 8 per sample, each run a float.
+					// Only value bytes changed (8 per sample), and the
+					// timestamps' that differ; each recorded, in order.
 					diff := 0
 					for k := range raw {
 						if raw[k] != out[k] {
 							diff++
+							if !slices.Contains(s.holes, k) {
+								t.Fatalf("byte %d changed, not recorded as a hole", k)
+							}
 						}
 					}
-					if diff == 0 || diff > len(s.holes) || len(s.holes)%8 != 0 {
-						t.Fatalf("%d bytes differ, %d recorded as changed", diff, len(s.holes))
+					if diff == 0 || !slices.IsSorted(s.holes) {
+						t.Fatalf("%d bytes differ, %d recorded as changed, sorted: %v", diff, len(s.holes), slices.IsSorted(s.holes))
 					}
 					return
 				}
@@ -357,10 +459,10 @@ func TestPatchableCountsInMixedBlankShare(t *testing.T) {
 					}
 					if i%2 == 1 {
 						if !trimmed {
-							// Another timestamp, its labels its own: neither
+							// A sample more, its labels its own: neither
 							// written in place nor blanked (re-encoded in its
 							// place).
-							smp[0].T--
+							smp = append(smp, series.Sample{T: smp[len(smp)-1].T + 1, V: 1})
 							s.SetSamples(i, smp, []int{i})
 							trimmed = true
 						}

@@ -112,9 +112,9 @@ type scanned struct {
 	// new bytes after it (inPlace; see compressInPlace).
 	holes   []int
 	inPlace bool
-	moved   []int    // the series blanked and sent again after the others
-	vals    []uint32 // where patched series' sample values are (see patchable)
-	bits    []uint64 // compressInPlace's scratch, kept zero
+	moved   []int     // the series blanked and sent again after the others
+	vals    []patchAt // where patched series' sample values (and timestamps) are (see patchable)
+	bits    []uint64  // compressInPlace's scratch, kept zero
 	// minT: the smallest sample timestamp, MaxInt64 with no sample,
 	// MinInt64 when one could not be read fast (see MinTime).
 	minT int64
@@ -133,7 +133,8 @@ type seriesEdit struct {
 	relabeled bool
 	merged    bool
 	// patch: only its sample values change, written in place (blanking
-	// decides it: see patchable); s.vals[v0:v1] are where the values are.
+	// decides it: see patchable); s.vals[v0:v1] are where the values
+	// (and the timestamps that change) are.
 	patch  bool
 	v0, v1 int32
 }

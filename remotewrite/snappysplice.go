@@ -43,7 +43,9 @@ import (
 // (encodeSeries), and a sample's +0 value is left out as the senders leave
 // it out, so a genuine 500 sent with the sample it held from the scrape
 // before is the same length as the one it replaces, and its neighbours'
-// copies reach across it unchanged.
+// copies reach across it unchanged. When the request is blanked whole
+// (compressInPlace), such a series is not even re-encoded: its value and
+// timestamp are written into its own bytes (patchable).
 //
 // What it costs: a copied element about 3 ns (44,000 elements in a
 // 2,000-sample request: 0.15 ms), one handled on its own about 20 times as

@@ -139,8 +139,12 @@ func randomEdits(rng *rand.Rand, s *scanned, mode uint8) {
 				// Only its values changed: written in place when it can be
 				// (see patchable).
 				smp = slices.Clone(s.Samples(i))
+				later := rng.IntN(2) == 0 // and the timestamps: a held sample's (see patchable)
 				for k := range smp {
 					smp[k].V += float64(1 + rng.IntN(1e6))
+					if later {
+						smp[k].T -= int64(rng.IntN(3)) * 15_000
+					}
 				}
 			}
 			s.SetSamples(i, smp, []int{i})

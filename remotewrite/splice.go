@@ -302,10 +302,18 @@ func (s *scanned) blankInPlace(out []byte) {
 		}
 		if !dropped && s.nEdits > 0 && s.edits[i].patch {
 			e := &s.edits[i]
-			for k, at := range s.vals[e.v0:e.v1] {
-				binary.LittleEndian.PutUint64(out[at:], math.Float64bits(e.samples[k].V))
-				for x := range 8 {
-					s.holes = append(s.holes, int(at)+x)
+			for k, pa := range s.vals[e.v0:e.v1] {
+				binary.LittleEndian.PutUint64(out[pa.v:], math.Float64bits(e.samples[k].V))
+				if pa.t == 0 {
+					s.holes = appendRun(s.holes, int(pa.v), 8)
+					continue
+				}
+				// The timestamp too, over a varint as long (sampleValues).
+				n := len(protowire.AppendVarint(out[pa.t:pa.t], uint64(e.samples[k].T)))
+				if pa.t < pa.v { // the holes in order (compressInPlace)
+					s.holes = appendRun(appendRun(s.holes, int(pa.t), n), int(pa.v), 8)
+				} else {
+					s.holes = appendRun(appendRun(s.holes, int(pa.v), 8), int(pa.t), n)
 				}
 			}
 			continue
@@ -318,6 +326,14 @@ func (s *scanned) blankInPlace(out []byte) {
 			s.moved = append(s.moved, i)
 		}
 	}
+}
+
+// appendRun appends the n offsets from at on.
+func appendRun(holes []int, at, n int) []int {
+	for x := range n {
+		holes = append(holes, at+x)
+	}
+	return holes
 }
 
 // appendTail appends what goes after the request's own fields: the series
@@ -499,17 +515,22 @@ func (s *scanned) changedAt(i int) (dropped, changed bool) {
 }
 
 // patchable reports whether changed series i keeps its place with only its
-// sample values written anew, and if so records where they are (e.patch,
-// s.vals[e.v0:e.v1]). That is a merged output in the slot of its genuine
-// series (relabel's writeEmits puts it there when the output's timestamps
-// are the slot's own: a sum finalized at once, the repair-heavy steady
-// state), where
+// sample values (and timestamps) written anew, and if so records where they
+// are (e.patch, s.vals[e.v0:e.v1]). That is a merged output in the slot of
+// its genuine series: relabel's writeEmits puts it there when the output's
+// timestamps are the slot's own (a sum finalized at once, the repair-heavy
+// steady state), or in its first source's slot otherwise, which for an
+// output with one source is the genuine series' too (a lone 500 sending
+// the sample the birth wait held from the scrape before: the clean steady
+// state). It is patchable when
 //
 //   - its labels are the slot's own, as they came (sorted on the wire);
-//   - its samples have the slot's timestamps (RW 2.0: and start
-//     timestamps), in order, each slot sample with exactly one value field,
-//     a fixed64, whose 8 bytes take the new value (an explicit +0 decodes
-//     as the +0 that appendSamples leaves out);
+//   - it has as many samples as the slot, in order, each slot sample with
+//     exactly one value field, a fixed64, whose 8 bytes take the new value
+//     (an explicit +0 decodes as the +0 that appendSamples leaves out), and
+//     either the slot sample's timestamp or one whose varint is exactly as
+//     long as the slot's (its bytes take it: any timestamp of the last 40
+//     years is 6 bytes); RW 2.0: the slot sample's start timestamp;
 //   - its other sources carry no exemplars (an output carries its sources'
 //     exemplars: in place only the slot's own stay).
 //
@@ -549,10 +570,11 @@ func (s *scanned) patchable(i int, dropped bool) bool {
 	return true
 }
 
-// sampleValues appends to s.vals the offset of each of si's samples' value
-// when they have want's timestamps (RW 2.0, v2: and start timestamps), in
-// order, each with exactly one value field, a fixed64; else it reports
-// false.
+// sampleValues appends to s.vals the offset of each of si's samples' value,
+// and of its timestamp when want's differs, when they can take want's
+// samples in order (see patchable: one fixed64 value field each, a
+// timestamp that is want's or a varint as long as want's; RW 2.0, v2:
+// want's start timestamps); else it reports false.
 func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protowire.Number, v2 bool) bool {
 	k := 0
 	b := s.raw[:si.body.end]
@@ -566,7 +588,7 @@ func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protow
 			return false
 		}
 		var t, st int64
-		at := -1
+		at, tAt, tEnd := -1, 0, 0
 		sb := b[:val.end]
 		for so := int(val.off); so < len(sb); {
 			n, wt, v, e := next(sb, so)
@@ -580,7 +602,7 @@ func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protow
 			case sampleTimestamp:
 				if wt == protowire.VarintType {
 					u, _ := protowire.ConsumeVarint(sb[v.off:v.end])
-					t = int64(u)
+					t, tAt, tEnd = int64(u), int(v.off), int(v.end)
 				}
 			case sampleStartTimestamp:
 				if wt == protowire.VarintType && v2 {
@@ -589,14 +611,29 @@ func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protow
 				}
 			}
 		}
-		if p := want[k]; at < 0 || t != p.T || (v2 && st != p.ST) {
+		p := want[k]
+		if at < 0 || (v2 && st != p.ST) {
 			return false
 		}
-		s.vals = append(s.vals, uint32(at))
+		pa := patchAt{v: uint32(at)}
+		if t != p.T {
+			// tAt > 0: a timestamp field the decoder takes (the last one);
+			// none (a 0) has no bytes to write into.
+			if tAt == 0 || protowire.SizeVarint(uint64(p.T)) != tEnd-tAt {
+				return false
+			}
+			pa.t = uint32(tAt)
+		}
+		s.vals = append(s.vals, pa)
 		k++
 	}
 	return k == len(want)
 }
+
+// patchAt is where blankInPlace writes a patched sample (see patchable):
+// its value's 8 bytes at v, and its timestamp's varint at t (0: the
+// timestamp is the slot's own).
+type patchAt struct{ v, t uint32 }
 
 // blankable reports whether changed series i can be blanked: its tag is
 // one byte, and it is dropped, was given labels, or is a merged output of
