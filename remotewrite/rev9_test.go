@@ -52,11 +52,24 @@ func rev9Request(t *testing.T) []byte {
 // order. Encoded, it must decode as the request cut and re-encoded does.
 func TestRev9MergedSumNotMovedPastItsHistogramTwin(t *testing.T) {
 	raw := rev9Request(t)
-	encodedBothWays(t, raw, false, func(s *scanned) {
-		// As relabel's writeEmits writes it: the sum in the genuine
-		// series' slot, its sources in request order, the None dropped.
-		s.SetSamples(1, []series.Sample{{T: 15000, V: 7}}, []int{0, 1})
-		s.Drop(0)
+	t.Run("genuine slot", func(t *testing.T) {
+		encodedBothWays(t, raw, false, func(s *scanned) {
+			// As relabel's writeEmits writes it: the sum in the genuine
+			// series' slot, its sources in request order, the None dropped.
+			s.SetSamples(1, []series.Sample{{T: 15000, V: 7}}, []int{0, 1})
+			s.Drop(0)
+		})
+	})
+	t.Run("first source's slot", func(t *testing.T) {
+		// The output's timestamps not the genuine series': in the first
+		// source's slot, given the output's labels (blankable before
+		// 679f1bc already).
+		encodedBothWays(t, raw, false, func(s *scanned) {
+			var sb labels.ScratchBuilder
+			s.SetLabels(0, s.Labels(1, &sb))
+			s.SetSamples(0, []series.Sample{{T: 0, V: 3}, {T: 15000, V: 7}}, []int{0, 1})
+			s.Drop(1)
+		})
 	})
 }
 

@@ -645,12 +645,49 @@ type patchAt struct{ v, t uint32 }
 // request is one of its sources (relabel's joinUnchanged), changed too, so
 // none follows it unchanged; without this, one sum that cannot be written
 // in place (the genuine series' +0 has no value bytes on the wire) sent the
-// whole request through encodeCopy and compressSpliced.
+// whole request through encodeCopy and compressSpliced. A series with
+// histograms is never a merge source (relabel: joinUnchanged, decide), so
+// one of the output's label set later in the request, left as it came,
+// keeps the output in its place (histogramTwinAfter).
 func (s *scanned) blankable(i int, dropped bool) bool {
 	if s.raw[s.series[i].field.off] != s.seriesTag() {
 		return false
 	}
-	return dropped || s.edits[i].relabeled || len(s.edits[i].srcs) > 1
+	if dropped {
+		return true
+	}
+	if !s.edits[i].relabeled && len(s.edits[i].srcs) <= 1 {
+		return false
+	}
+	return s.c.histograms == 0 || !s.histogramTwinAfter(i)
+}
+
+// histogramTwinAfter reports whether a series after changed series i, left
+// as it came and with histograms, has series i's (new) labels: moved after
+// the others, series i's samples would follow that series' histograms, out
+// of order for the receiver.
+func (s *scanned) histogramTwinAfter(i int) bool {
+	var sb labels.ScratchBuilder
+	ls := s.edits[i].ls
+	if !s.edits[i].relabeled {
+		ls = s.Labels(i, &sb)
+	}
+	for j := i + 1; j < len(s.series); j++ {
+		if !s.series[j].hasHist {
+			continue
+		}
+		if _, changed := s.changedAt(j); changed {
+			continue
+		}
+		if s.series[j].unsorted {
+			if labels.Equal(s.Labels(j, &sb), ls) {
+				return true
+			}
+		} else if s.sameLabels(j, ls) {
+			return true
+		}
+	}
+	return false
 }
 
 // keptSpan is a run of the request that encode copied as it came:
