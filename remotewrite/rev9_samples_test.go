@@ -10,6 +10,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/rwfix/rwfix/remotewrite/series"
@@ -163,6 +164,93 @@ func TestRev9OddSampleEncodings(t *testing.T) {
 			d, err := snappy.Decode(nil, snappy.Encode(nil, out))
 			if err != nil || !bytes.Equal(d, out) {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// rev9BodyV2 is rev9Body in RW 2.0: target series 20 has the given sample
+// messages.
+func rev9BodyV2(t *testing.T, samples []rev9Sample) []byte {
+	t.Helper()
+	req := &writev2.Request{}
+	st := writev2.NewSymbolTable()
+	for k := range 41 {
+		ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "200", "user", fmt.Sprint("u", k))
+		ts := writev2.TimeSeries{LabelsRefs: st.SymbolizeLabels(ls, nil)}
+		if k != 20 {
+			ts.Samples = []writev2.Sample{{Value: float64(k + 1), Timestamp: 1_700_000_015_000}}
+		}
+		req.Timeseries = append(req.Timeseries, ts)
+	}
+	req.Symbols = st.Symbols()
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Series 20's message, its samples appended.
+	var out []byte
+	k := 0
+	for off := 0; off < len(raw); {
+		num, typ, n := protowire.ConsumeTag(raw[off:])
+		m := protowire.ConsumeFieldValue(num, typ, raw[off+n:])
+		if num == v2ReqSeries && typ == protowire.BytesType {
+			body, _ := protowire.ConsumeBytes(raw[off+n:])
+			if k == 20 {
+				body = slices.Clone(body)
+				for _, smp := range samples {
+					body = protowire.AppendTag(body, v2SeriesSamples, protowire.BytesType)
+					body = protowire.AppendBytes(body, smp)
+				}
+			}
+			out = protowire.AppendTag(out, v2ReqSeries, protowire.BytesType)
+			out = protowire.AppendBytes(out, body)
+			k++
+		} else {
+			out = append(out, raw[off:off+n+m]...)
+		}
+		off += n + m
+	}
+	return out
+}
+
+// TestRev9OddSampleEncodingsV2: RW 2.0 samples with start timestamps in
+// unusual places, each a held sample written in the next scrape's slot.
+func TestRev9OddSampleEncodingsV2(t *testing.T) {
+	const T, S = 1_700_000_015_000, 1_699_999_000_000
+	back := func(smp []series.Sample) {
+		for k := range smp {
+			smp[k].V += 100
+			smp[k].T -= 15_000
+		}
+	}
+	cases := []struct {
+		name    string
+		samples []rev9Sample
+		mod     func([]series.Sample)
+	}{
+		{"start timestamp", []rev9Sample{rev9Sample{}.val(3).ts(T).st(S)}, back},
+		{"start timestamp first", []rev9Sample{rev9Sample{}.st(S).ts(T).val(3)}, back},
+		{"two start timestamps", []rev9Sample{rev9Sample{}.st(S - 1).val(3).ts(T).st(S)}, back},
+		{"another start timestamp", []rev9Sample{rev9Sample{}.val(3).ts(T).st(S)}, func(smp []series.Sample) { back(smp); smp[0].ST = S + 15_000 }},
+		{"a start timestamp where none was", []rev9Sample{rev9Sample{}.val(3).ts(T)}, func(smp []series.Sample) { back(smp); smp[0].ST = S }},
+		{"start timestamp between", []rev9Sample{rev9Sample{}.ts(T).st(S).val(3), rev9Sample{}.val(4).st(S).ts(T + 15_000)}, back},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw := rev9BodyV2(t, c.samples)
+			s, out := encodedBothWays(t, raw, true, func(s *scanned) {
+				smp := slices.Clone(s.Samples(20))
+				c.mod(smp)
+				s.SetSamples(20, smp, []int{20})
+			})
+			t.Logf("patched %v, %d holes, %d bytes for %d", s.edits[20].patch, len(s.holes), len(out), len(raw))
+			if !slices.IsSorted(s.holes) {
+				t.Fatalf("holes out of order: %v", s.holes)
+			}
+			for _, e := range senderEncoders {
+				got, reused := s.compressSpliced(nil, e.enc(raw), out)
+				checkSpliced(t, got, reused, out)
 			}
 		})
 	}
