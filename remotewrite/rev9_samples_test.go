@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -253,5 +254,21 @@ func TestRev9OddSampleEncodingsV2(t *testing.T) {
 				checkSpliced(t, got, reused, out)
 			}
 		})
+	}
+}
+
+// TestRev9RandomEditsDecodeAsCut: randomEdits (relabels, merged outputs of
+// one or two sources, held samples' timestamps, drops, appended series)
+// encoded blanked decode as the request cut and re-encoded does.
+func TestRev9RandomEditsDecodeAsCut(t *testing.T) {
+	for seed := range uint64(40) {
+		rw2 := seed%2 == 1
+		n := []int{1, 40, 300, 900}[seed%4]
+		raw := randomBody(rand.New(rand.NewPCG(seed, 7)), n, rw2)
+		for mode := range uint8(5) {
+			encodedBothWays(t, raw, rw2, func(s *scanned) {
+				randomEdits(rand.New(rand.NewPCG(seed, uint64(mode))), s, mode)
+			})
+		}
 	}
 }
