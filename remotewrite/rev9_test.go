@@ -16,6 +16,14 @@ import (
 // (relabel's joinUnchanged does not make it a source of the merge).
 func rev9Request(t *testing.T) []byte {
 	t.Helper()
+	raw, err := rev9Req().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func rev9Req() *prompb.WriteRequest {
 	req := &prompb.WriteRequest{}
 	for k, code := range []string{"None", "500", "500"} {
 		ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", "u")
@@ -37,11 +45,7 @@ func rev9Request(t *testing.T) []byte {
 		ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "200", "user", fmt.Sprint("other", k))
 		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil), Samples: []prompb.Sample{{Value: float64(k + 1), Timestamp: 15000}}})
 	}
-	raw, err := req.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return req
 }
 
 // TestRev9MergedSumNotMovedPastItsHistogramTwin: a sum of several sources in
@@ -76,10 +80,21 @@ func TestRev9MergedSumNotMovedPastItsHistogramTwin(t *testing.T) {
 // TestRev9PipelineHistogramTwin: the same through the pipeline, against
 // the generated-struct reference.
 func TestRev9PipelineHistogramTwin(t *testing.T) {
-	raw := rev9Request(t)
-	got, _ := runFast(t, litellmPipeline(t, ""), string(ProtoV1), raw)
-	want, _ := runReference(t, litellmPipeline(t, ""), string(ProtoV1), raw)
-	if g, w := rwtest.MustRender(t, string(ProtoV1), got), rwtest.MustRender(t, string(ProtoV1), want); g != w {
-		t.Fatalf("fast path decodes to\n%s\nreference\n%s", g, w)
+	for _, rw2 := range []bool{false, true} {
+		proto := string(protoFor(rw2))
+		t.Run(protoLabel(proto), func(t *testing.T) {
+			raw := rev9Request(t)
+			if rw2 {
+				var err error
+				if raw, err = toV2(rev9Req()).Marshal(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, _ := runFast(t, litellmPipeline(t, ""), proto, raw)
+			want, _ := runReference(t, litellmPipeline(t, ""), proto, raw)
+			if g, w := rwtest.MustRender(t, proto, got), rwtest.MustRender(t, proto, want); g != w {
+				t.Fatalf("fast path decodes to\n%s\nreference\n%s", g, w)
+			}
+		})
 	}
 }
