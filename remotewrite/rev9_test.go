@@ -98,3 +98,50 @@ func TestRev9PipelineHistogramTwin(t *testing.T) {
 		})
 	}
 }
+
+// TestRev9SortedLabelsNotMovedPastTheirTwin: a series whose labels came
+// unsorted is given them sorted (sortLabels); blanked and moved after the
+// others, it would follow a later series of the same label set (sorted on
+// the wire, left as it came, or changed but kept in its place), and its
+// earlier sample would reach the receiver after that series' later one:
+// out of order, the request refused. (Before 679f1bc too.)
+func TestRev9SortedLabelsNotMovedPastTheirTwin(t *testing.T) {
+	req := &prompb.WriteRequest{}
+	m := []prompb.Label{{Name: "__name__", Value: "m"}, {Name: "b", Value: "1"}, {Name: "a", Value: "2"}}
+	req.Timeseries = append(req.Timeseries,
+		prompb.TimeSeries{Labels: m, Samples: []prompb.Sample{{Value: 1, Timestamp: 15000}}},
+		prompb.TimeSeries{Labels: []prompb.Label{m[0], m[2], m[1]}, Samples: []prompb.Sample{{Value: 2, Timestamp: 30000}, {Value: 3, Timestamp: 45000}}})
+	for k := range 40 {
+		ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "200", "user", fmt.Sprint("other", k))
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: prompb.FromLabels(ls, nil), Samples: []prompb.Sample{{Value: float64(k + 1), Timestamp: 15000}}})
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		twin func(s *scanned)
+	}{
+		{"twin as it came", func(*scanned) {}},
+		{"twin's values written in place", func(s *scanned) {
+			s.SetSamples(1, []series.Sample{{T: 30000, V: 20}, {T: 45000, V: 30}}, []int{1})
+		}},
+		{"twin trimmed, re-encoded in its place", func(s *scanned) {
+			s.SetSamples(1, []series.Sample{{T: 30000, V: 2}}, []int{1})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			encodedBothWays(t, raw, false, func(s *scanned) {
+				lim := DefaultLimits()
+				if err := s.validate(&lim); err != nil {
+					t.Fatal(err)
+				}
+				if n := s.sortLabels(); n != 1 {
+					t.Fatalf("%d series sorted, want 1", n)
+				}
+				c.twin(s)
+			})
+		})
+	}
+}
