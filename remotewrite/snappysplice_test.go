@@ -147,7 +147,16 @@ func randomEdits(rng *rand.Rand, s *scanned, mode uint8) {
 					}
 				}
 			}
-			s.SetSamples(i, smp, []int{i})
+			srcs := []int{i}
+			if j := rng.IntN(n); j != i && rng.IntN(3) == 0 {
+				// A merged output of two sources in i's slot (relabel's
+				// writeEmits: the genuine series'), the other dropped:
+				// blankable, when not written in place.
+				srcs = append(srcs, j)
+				slices.Sort(srcs)
+				s.Drop(j)
+			}
+			s.SetSamples(i, smp, srcs)
 		case 4:
 			s.Drop(i)
 		case 5:

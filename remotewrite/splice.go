@@ -645,12 +645,61 @@ type patchAt struct{ v, t uint32 }
 // request is one of its sources (relabel's joinUnchanged), changed too, so
 // none follows it unchanged; without this, one sum that cannot be written
 // in place (the genuine series' +0 has no value bytes on the wire) sent the
-// whole request through encodeCopy and compressSpliced.
+// whole request through encodeCopy and compressSpliced. But a series with
+// histograms is never a merge source (relabel: joinUnchanged, decide), and
+// a series whose labels came unsorted is given them sorted (sortLabels)
+// whatever follows it: a series of its label set later in the request, not
+// dropped, keeps it in its place (twinAfter).
 func (s *scanned) blankable(i int, dropped bool) bool {
 	if s.raw[s.series[i].field.off] != s.seriesTag() {
 		return false
 	}
-	return dropped || s.edits[i].relabeled || len(s.edits[i].srcs) > 1
+	if dropped {
+		return true
+	}
+	if !s.edits[i].relabeled && len(s.edits[i].srcs) <= 1 {
+		return false
+	}
+	if unsorted := s.series[i].unsorted; unsorted || s.c.histograms > 0 {
+		return !s.twinAfter(i, !unsorted)
+	}
+	return true
+}
+
+// twinAfter reports whether a series after changed series i that is not
+// dropped (and, when hist, has histograms) has series i's (new) labels:
+// moved after the others, series i's samples could follow that series',
+// out of order for the receiver.
+func (s *scanned) twinAfter(i int, hist bool) bool {
+	var sb labels.ScratchBuilder
+	ls := s.edits[i].ls
+	if !s.edits[i].relabeled {
+		ls = s.Labels(i, &sb)
+	}
+	for j := i + 1; j < len(s.series); j++ {
+		if hist && !s.series[j].hasHist {
+			continue
+		}
+		if s.nDrop > 0 && s.drop[j] {
+			continue
+		}
+		if s.nEdits > 0 && s.edits[j].relabeled {
+			// Changed too, but maybe kept in its place (re-encoded):
+			// its new labels count.
+			if labels.Equal(s.edits[j].ls, ls) {
+				return true
+			}
+			continue
+		}
+		if s.series[j].unsorted {
+			if labels.Equal(s.Labels(j, &sb), ls) {
+				return true
+			}
+		} else if s.sameLabels(j, ls) {
+			return true
+		}
+	}
+	return false
 }
 
 // keptSpan is a run of the request that encode copied as it came:
