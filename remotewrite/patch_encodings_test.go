@@ -17,21 +17,21 @@ import (
 	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
-// rev9Sample builds one sample message's bytes field by field.
-type rev9Sample []byte
+// rawSample builds one sample message's bytes field by field.
+type rawSample []byte
 
-func (b rev9Sample) val(v float64) rev9Sample {
+func (b rawSample) val(v float64) rawSample {
 	b = protowire.AppendTag(b, sampleValue, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, math.Float64bits(v))
 }
 
-func (b rev9Sample) ts(t int64) rev9Sample {
+func (b rawSample) ts(t int64) rawSample {
 	b = protowire.AppendTag(b, sampleTimestamp, protowire.VarintType)
 	return protowire.AppendVarint(b, uint64(t))
 }
 
 // tsLong is a timestamp as a varint n bytes long (not minimal).
-func (b rev9Sample) tsLong(t int64, n int) rev9Sample {
+func (b rawSample) tsLong(t int64, n int) rawSample {
 	b = protowire.AppendTag(b, sampleTimestamp, protowire.VarintType)
 	v := protowire.AppendVarint(nil, uint64(t))
 	for len(v) < n {
@@ -41,19 +41,19 @@ func (b rev9Sample) tsLong(t int64, n int) rev9Sample {
 	return append(b, v...)
 }
 
-func (b rev9Sample) st(t int64) rev9Sample {
+func (b rawSample) st(t int64) rawSample {
 	b = protowire.AppendTag(b, sampleStartTimestamp, protowire.VarintType)
 	return protowire.AppendVarint(b, uint64(t))
 }
 
-func (b rev9Sample) unknown(num protowire.Number, v uint64) rev9Sample {
+func (b rawSample) unknown(num protowire.Number, v uint64) rawSample {
 	b = protowire.AppendTag(b, num, protowire.VarintType)
 	return protowire.AppendVarint(b, v)
 }
 
-// rev9Body is an RW 1.0 request of filler series with, in their middle,
+// oddBody is an RW 1.0 request of filler series with, in their middle,
 // series target (index 20) whose samples are the given messages.
-func rev9Body(t *testing.T, samples []rev9Sample) []byte {
+func oddBody(t *testing.T, samples []rawSample) []byte {
 	t.Helper()
 	var raw []byte
 	for k := range 41 {
@@ -82,12 +82,12 @@ func rev9Body(t *testing.T, samples []rev9Sample) []byte {
 	return raw
 }
 
-// TestRev9OddSampleEncodings: a merged output of one source in its own
+// TestOddSampleEncodings: a merged output of one source in its own
 // slot (a held sample sent in the next scrape's slot), whose sample
 // messages the sender wrote in unusual ways, decodes as the request cut and
 // re-encoded; what is written in place is recorded as holes, in order, and
 // the spliced snappy block decodes to the output.
-func TestRev9OddSampleEncodings(t *testing.T) {
+func TestOddSampleEncodings(t *testing.T) {
 	const T = 1_700_000_015_000
 	back := func(smp []series.Sample) {
 		for k := range smp {
@@ -102,33 +102,33 @@ func TestRev9OddSampleEncodings(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		samples []rev9Sample
+		samples []rawSample
 		mod     func([]series.Sample)
 	}{
-		{"timestamp before value", []rev9Sample{rev9Sample{}.ts(T).val(3)}, back},
-		{"two timestamps, the first shorter", []rev9Sample{rev9Sample{}.ts(5).val(3).ts(T)}, back},
-		{"two timestamps, the last shorter", []rev9Sample{rev9Sample{}.ts(T).val(3).ts(5)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 7 }},
-		{"two timestamps as long", []rev9Sample{rev9Sample{}.ts(T - 1).val(3).ts(T)}, back},
-		{"two timestamps as long, value between", []rev9Sample{rev9Sample{}.ts(T).val(3).ts(T + 1)}, back},
-		{"non-minimal timestamp", []rev9Sample{rev9Sample{}.val(3).tsLong(T, 7)}, back},
-		{"non-minimal small timestamp", []rev9Sample{rev9Sample{}.val(3).tsLong(1, 2)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 200 }},
-		{"non-minimal small timestamp to a minimal one", []rev9Sample{rev9Sample{}.val(3).tsLong(1, 2)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 2 }},
-		{"negative timestamps", []rev9Sample{rev9Sample{}.val(3).ts(-1000)}, back},
-		{"negative to positive", []rev9Sample{rev9Sample{}.val(3).ts(-1000)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, T }},
-		{"explicit zero timestamp", []rev9Sample{rev9Sample{}.val(3).ts(0)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 100 }},
-		{"timestamp to zero", []rev9Sample{rev9Sample{}.val(3).ts(100)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 0 }},
-		{"no timestamp", []rev9Sample{rev9Sample{}.val(3)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 100 }},
-		{"no timestamp, values only", []rev9Sample{rev9Sample{}.val(3)}, valuesOnly},
-		{"explicit +0 value", []rev9Sample{rev9Sample{}.val(0).ts(T)}, back},
-		{"to +0 and -0", []rev9Sample{rev9Sample{}.val(3).ts(T), rev9Sample{}.val(4).ts(T + 1)}, func(smp []series.Sample) {
+		{"timestamp before value", []rawSample{rawSample{}.ts(T).val(3)}, back},
+		{"two timestamps, the first shorter", []rawSample{rawSample{}.ts(5).val(3).ts(T)}, back},
+		{"two timestamps, the last shorter", []rawSample{rawSample{}.ts(T).val(3).ts(5)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 7 }},
+		{"two timestamps as long", []rawSample{rawSample{}.ts(T - 1).val(3).ts(T)}, back},
+		{"two timestamps as long, value between", []rawSample{rawSample{}.ts(T).val(3).ts(T + 1)}, back},
+		{"non-minimal timestamp", []rawSample{rawSample{}.val(3).tsLong(T, 7)}, back},
+		{"non-minimal small timestamp", []rawSample{rawSample{}.val(3).tsLong(1, 2)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 200 }},
+		{"non-minimal small timestamp to a minimal one", []rawSample{rawSample{}.val(3).tsLong(1, 2)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 2 }},
+		{"negative timestamps", []rawSample{rawSample{}.val(3).ts(-1000)}, back},
+		{"negative to positive", []rawSample{rawSample{}.val(3).ts(-1000)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, T }},
+		{"explicit zero timestamp", []rawSample{rawSample{}.val(3).ts(0)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 100 }},
+		{"timestamp to zero", []rawSample{rawSample{}.val(3).ts(100)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 0 }},
+		{"no timestamp", []rawSample{rawSample{}.val(3)}, func(smp []series.Sample) { smp[0].V, smp[0].T = 9, 100 }},
+		{"no timestamp, values only", []rawSample{rawSample{}.val(3)}, valuesOnly},
+		{"explicit +0 value", []rawSample{rawSample{}.val(0).ts(T)}, back},
+		{"to +0 and -0", []rawSample{rawSample{}.val(3).ts(T), rawSample{}.val(4).ts(T + 1)}, func(smp []series.Sample) {
 			smp[0].V, smp[1].V = 0, math.Copysign(0, -1)
 			smp[0].T -= 15_000
 		}},
-		{"NaN", []rev9Sample{rev9Sample{}.val(3).ts(T)}, func(smp []series.Sample) { smp[0].V, smp[0].T = math.NaN(), T-15_000 }},
-		{"unknown fields", []rev9Sample{rev9Sample{}.unknown(9, 1).val(3).unknown(10, 1<<40).ts(T).unknown(11, 2)}, back},
-		{"v1 start timestamp field (unknown to 1.0)", []rev9Sample{rev9Sample{}.val(3).ts(T).st(T - 60_000)}, back},
-		{"two values", []rev9Sample{rev9Sample{}.val(3).ts(T).val(4)}, back},
-		{"several samples, some moved", []rev9Sample{rev9Sample{}.val(1).ts(T), rev9Sample{}.ts(T + 15_000).val(2), rev9Sample{}.val(3).ts(T + 30_000)}, func(smp []series.Sample) {
+		{"NaN", []rawSample{rawSample{}.val(3).ts(T)}, func(smp []series.Sample) { smp[0].V, smp[0].T = math.NaN(), T-15_000 }},
+		{"unknown fields", []rawSample{rawSample{}.unknown(9, 1).val(3).unknown(10, 1<<40).ts(T).unknown(11, 2)}, back},
+		{"v1 start timestamp field (unknown to 1.0)", []rawSample{rawSample{}.val(3).ts(T).st(T - 60_000)}, back},
+		{"two values", []rawSample{rawSample{}.val(3).ts(T).val(4)}, back},
+		{"several samples, some moved", []rawSample{rawSample{}.val(1).ts(T), rawSample{}.ts(T + 15_000).val(2), rawSample{}.val(3).ts(T + 30_000)}, func(smp []series.Sample) {
 			for k := range smp {
 				smp[k].V *= 10
 				if k != 1 {
@@ -139,7 +139,7 @@ func TestRev9OddSampleEncodings(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			raw := rev9Body(t, c.samples)
+			raw := oddBody(t, c.samples)
 			s, out := encodedBothWays(t, raw, false, func(s *scanned) {
 				smp := slices.Clone(s.Samples(20))
 				c.mod(smp)
@@ -170,9 +170,9 @@ func TestRev9OddSampleEncodings(t *testing.T) {
 	}
 }
 
-// rev9BodyV2 is rev9Body in RW 2.0: target series 20 has the given sample
+// oddBodyV2 is oddBody in RW 2.0: target series 20 has the given sample
 // messages.
-func rev9BodyV2(t *testing.T, samples []rev9Sample) []byte {
+func oddBodyV2(t *testing.T, samples []rawSample) []byte {
 	t.Helper()
 	req := &writev2.Request{}
 	st := writev2.NewSymbolTable()
@@ -215,9 +215,9 @@ func rev9BodyV2(t *testing.T, samples []rev9Sample) []byte {
 	return out
 }
 
-// TestRev9OddSampleEncodingsV2: RW 2.0 samples with start timestamps in
+// TestOddSampleEncodingsV2: RW 2.0 samples with start timestamps in
 // unusual places, each a held sample written in the next scrape's slot.
-func TestRev9OddSampleEncodingsV2(t *testing.T) {
+func TestOddSampleEncodingsV2(t *testing.T) {
 	const T, S = 1_700_000_015_000, 1_699_999_000_000
 	back := func(smp []series.Sample) {
 		for k := range smp {
@@ -227,19 +227,19 @@ func TestRev9OddSampleEncodingsV2(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		samples []rev9Sample
+		samples []rawSample
 		mod     func([]series.Sample)
 	}{
-		{"start timestamp", []rev9Sample{rev9Sample{}.val(3).ts(T).st(S)}, back},
-		{"start timestamp first", []rev9Sample{rev9Sample{}.st(S).ts(T).val(3)}, back},
-		{"two start timestamps", []rev9Sample{rev9Sample{}.st(S - 1).val(3).ts(T).st(S)}, back},
-		{"another start timestamp", []rev9Sample{rev9Sample{}.val(3).ts(T).st(S)}, func(smp []series.Sample) { back(smp); smp[0].ST = S + 15_000 }},
-		{"a start timestamp where none was", []rev9Sample{rev9Sample{}.val(3).ts(T)}, func(smp []series.Sample) { back(smp); smp[0].ST = S }},
-		{"start timestamp between", []rev9Sample{rev9Sample{}.ts(T).st(S).val(3), rev9Sample{}.val(4).st(S).ts(T + 15_000)}, back},
+		{"start timestamp", []rawSample{rawSample{}.val(3).ts(T).st(S)}, back},
+		{"start timestamp first", []rawSample{rawSample{}.st(S).ts(T).val(3)}, back},
+		{"two start timestamps", []rawSample{rawSample{}.st(S - 1).val(3).ts(T).st(S)}, back},
+		{"another start timestamp", []rawSample{rawSample{}.val(3).ts(T).st(S)}, func(smp []series.Sample) { back(smp); smp[0].ST = S + 15_000 }},
+		{"a start timestamp where none was", []rawSample{rawSample{}.val(3).ts(T)}, func(smp []series.Sample) { back(smp); smp[0].ST = S }},
+		{"start timestamp between", []rawSample{rawSample{}.ts(T).st(S).val(3), rawSample{}.val(4).st(S).ts(T + 15_000)}, back},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			raw := rev9BodyV2(t, c.samples)
+			raw := oddBodyV2(t, c.samples)
 			s, out := encodedBothWays(t, raw, true, func(s *scanned) {
 				smp := slices.Clone(s.Samples(20))
 				c.mod(smp)
@@ -257,10 +257,10 @@ func TestRev9OddSampleEncodingsV2(t *testing.T) {
 	}
 }
 
-// TestRev9RandomEditsDecodeAsCut: randomEdits (relabels, merged outputs of
+// TestRandomEditsDecodeAsCut: randomEdits (relabels, merged outputs of
 // one or two sources, held samples' timestamps, drops, appended series)
 // encoded blanked decode as the request cut and re-encoded does.
-func TestRev9RandomEditsDecodeAsCut(t *testing.T) {
+func TestRandomEditsDecodeAsCut(t *testing.T) {
 	for seed := range uint64(40) {
 		rw2 := seed%2 == 1
 		n := []int{1, 40, 300, 900}[seed%4]

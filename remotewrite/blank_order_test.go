@@ -11,19 +11,19 @@ import (
 	"github.com/rwfix/rwfix/remotewrite/series"
 )
 
-// rev9Request: a None series with an exemplar, its genuine 500 twin, and,
+// histTwinRequest: a None series with an exemplar, its genuine 500 twin, and,
 // after them, a series with the 500's labels that carries a histogram
 // (relabel's joinUnchanged does not make it a source of the merge).
-func rev9Request(t *testing.T) []byte {
+func histTwinRequest(t *testing.T) []byte {
 	t.Helper()
-	raw, err := rev9Req().Marshal()
+	raw, err := histTwinReq().Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return raw
 }
 
-func rev9Req() *prompb.WriteRequest {
+func histTwinReq() *prompb.WriteRequest {
 	req := &prompb.WriteRequest{}
 	for k, code := range []string{"None", "500", "500"} {
 		ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", code, "user", "u")
@@ -48,14 +48,14 @@ func rev9Req() *prompb.WriteRequest {
 	return req
 }
 
-// TestRev9MergedSumNotMovedPastItsHistogramTwin: a sum of several sources in
+// TestMergedSumNotMovedPastItsHistogramTwin: a sum of several sources in
 // its genuine slot that cannot be written in place (another source has an
 // exemplar) is blankable since 679f1bc; moved after the others, it would
 // follow an unchanged series of its own label set (one with a histogram,
 // not a merge source): the receiver would get that series' samples out of
 // order. Encoded, it must decode as the request cut and re-encoded does.
-func TestRev9MergedSumNotMovedPastItsHistogramTwin(t *testing.T) {
-	raw := rev9Request(t)
+func TestMergedSumNotMovedPastItsHistogramTwin(t *testing.T) {
+	raw := histTwinRequest(t)
 	t.Run("genuine slot", func(t *testing.T) {
 		encodedBothWays(t, raw, false, func(s *scanned) {
 			// As relabel's writeEmits writes it: the sum in the genuine
@@ -77,16 +77,16 @@ func TestRev9MergedSumNotMovedPastItsHistogramTwin(t *testing.T) {
 	})
 }
 
-// TestRev9PipelineHistogramTwin: the same through the pipeline, against
+// TestPipelineHistogramTwin: the same through the pipeline, against
 // the generated-struct reference.
-func TestRev9PipelineHistogramTwin(t *testing.T) {
+func TestPipelineHistogramTwin(t *testing.T) {
 	for _, rw2 := range []bool{false, true} {
 		proto := string(protoFor(rw2))
 		t.Run(protoLabel(proto), func(t *testing.T) {
-			raw := rev9Request(t)
+			raw := histTwinRequest(t)
 			if rw2 {
 				var err error
-				if raw, err = toV2(rev9Req()).Marshal(); err != nil {
+				if raw, err = toV2(histTwinReq()).Marshal(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -99,13 +99,13 @@ func TestRev9PipelineHistogramTwin(t *testing.T) {
 	}
 }
 
-// TestRev9SortedLabelsNotMovedPastTheirTwin: a series whose labels came
+// TestSortedLabelsNotMovedPastTheirTwin: a series whose labels came
 // unsorted is given them sorted (sortLabels); blanked and moved after the
 // others, it would follow a later series of the same label set (sorted on
 // the wire, left as it came, or changed but kept in its place), and its
 // earlier sample would reach the receiver after that series' later one:
 // out of order, the request refused. (Before 679f1bc too.)
-func TestRev9SortedLabelsNotMovedPastTheirTwin(t *testing.T) {
+func TestSortedLabelsNotMovedPastTheirTwin(t *testing.T) {
 	req := &prompb.WriteRequest{}
 	m := []prompb.Label{{Name: "__name__", Value: "m"}, {Name: "b", Value: "1"}, {Name: "a", Value: "2"}}
 	req.Timeseries = append(req.Timeseries,
