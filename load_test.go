@@ -115,6 +115,16 @@ type loadResult struct {
 	p50, p99         time.Duration // unloaded: one request at a time
 	samplesPerSecond float64
 	errors           int64
+	upstream         int64 // bytes the sink received (compressed) in the saturating phase
+}
+
+// upstreamPerSample is the compressed bytes the relay sent upstream per
+// sample accepted in the saturating phase (the baseline's: the sender's own).
+func (r loadResult) upstreamPerSample() float64 {
+	if r.samples == 0 {
+		return 0
+	}
+	return float64(r.upstream) / float64(r.samples)
 }
 
 func (r loadResult) cpuPerM() float64 {
@@ -159,7 +169,8 @@ func (p *pace) at(round int64) int64 {
 // at a time for latency. drained, when set, reports whether the relay has
 // sent everything it accepted (vmagent queues): CPU is read once it has.
 // rate is how many times faster than the clock sample time runs (see pace).
-func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, learn, d time.Duration, senders int, rate float64, drained func() bool) loadResult {
+// sunk reports the bytes the sink has received so far.
+func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, learn, d time.Duration, senders int, rate float64, drained func() bool, sunk func() int64) loadResult {
 	ct := wire.ContentTypeV1
 	if rw2 {
 		ct = wire.ContentTypeV2
@@ -236,6 +247,7 @@ func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, 
 	samples.Store(0)
 	errs.Store(0)
 	cpu0, _ := procStats(pid)
+	up0 := sunk()
 	start := time.Now()
 	run(senders, start.Add(d))
 	elapsed := time.Since(start)
@@ -243,7 +255,7 @@ func drive(t *testing.T, url string, rw2 bool, tpls []rwtest.Template, pid int, 
 		waitFor(t, "the relay to drain its queue", 60*time.Second, func() (bool, error) { return drained(), nil })
 	}
 	cpu1, _ := procStats(pid)
-	res := loadResult{samples: samples.Load(), cpu: cpu1 - cpu0, warmPeakRSS: warmPeak}
+	res := loadResult{samples: samples.Load(), cpu: cpu1 - cpu0, warmPeakRSS: warmPeak, upstream: sunk() - up0}
 	res.samplesPerSecond = float64(res.samples) / elapsed.Seconds()
 	lats := run(1, time.Now().Add(2*time.Second))
 	slices.Sort(lats)
@@ -470,7 +482,7 @@ func TestLoad(t *testing.T) {
 					_ = os.WriteFile(name, b, 0o644)
 				})
 			}
-			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.learn, *loadDuration, c.senders, c.rate, drained)
+			res := drive(t, url, proto, c.tpls, cmd.Process.Pid, c.learn, *loadDuration, c.senders, c.rate, drained, sink.Discarded)
 			prof.Wait()
 			if *loadHeap != "" && c.r.name == "rwfix" {
 				if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port)); err == nil {
@@ -498,10 +510,10 @@ func TestLoad(t *testing.T) {
 					p.rwfix = &res
 				}
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %.0f | %.3f | %.1f× | %.0f | %.1f× | %.0f | %.2f | %.2f | %.1f× | %d |",
+			rows = append(rows, fmt.Sprintf("| %s | %.0f | %.3f | %.1f× | %.0f | %.1f× | %.0f | %.2f | %.2f | %.1f× | %.1f | %d |",
 				res.name, res.samplesPerSecond, res.cpuPerM(), res.cpuPerM()/base.cpuPerM(),
 				float64(res.peakRSS)/(1<<20), float64(res.peakRSS)/float64(base.peakRSS), float64(res.warmPeakRSS)/(1<<20),
-				res.p50.Seconds()*1000, res.p99.Seconds()*1000, res.p99.Seconds()/base.p99.Seconds(), res.errors))
+				res.p50.Seconds()*1000, res.p99.Seconds()*1000, res.p99.Seconds()/base.p99.Seconds(), res.upstreamPerSample(), res.errors))
 		}
 	}
 	pin := "the relay pinned to core 0, the load generator and the sink on core 1"
@@ -510,8 +522,8 @@ func TestLoad(t *testing.T) {
 	}
 	out := fmt.Sprintf("machine: %d cores (%s/%s), %s; %s; workload: LiteLLM-like, %d series (%s), 2000-sample requests, 15 labels incl. a 64-hex hashed_api_key, timestamps paced by the clock (catch-up: %d× the clock); 8 concurrent senders for %v, then one at a time for latency\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), pin, series, shares, catchUp, *loadDuration) +
-		"| relay | samples/s | CPU-s per M samples | CPU ratio | peak RSS MiB | RSS ratio | warm-up peak RSS MiB | p50 ms | p99 ms | p99 ratio | errors |\n" +
-		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + strings.Join(rows, "\n")
+		"| relay | samples/s | CPU-s per M samples | CPU ratio | peak RSS MiB | RSS ratio | warm-up peak RSS MiB | p50 ms | p99 ms | p99 ratio | upstream B/sample | errors |\n" +
+		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + strings.Join(rows, "\n")
 	var ratios []string
 	for _, w := range workloads {
 		p := byWorkload[w]
