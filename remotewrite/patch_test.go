@@ -84,18 +84,6 @@ func TestHeldSampleWrittenInPlace(t *testing.T) {
 	})
 }
 
-// genuines counts the series of raw with a 500 status.
-func genuines(t *testing.T, proto string, raw []byte) int {
-	t.Helper()
-	n := 0
-	for _, line := range strings.Split(rwtest.MustRender(t, proto, raw), "\n") {
-		if strings.Contains(line, `status_code="500"`) || strings.Contains(line, `exception_status="500"`) {
-			n++
-		}
-	}
-	return n
-}
-
 // maxStamp is the latest timestamp of raw's series whose status is code.
 func maxStamp(t *testing.T, proto string, raw []byte, code string) int64 {
 	t.Helper()
@@ -248,38 +236,34 @@ func zeroGenuines(t *testing.T, rw2 bool, raw []byte) (int, []byte) {
 			}
 		}
 	}
+	// each calls f with the labels and first sample value of every series.
 	var (
-		out []byte
-		err error
+		each    func(f func(ls labels.Labels, v *float64))
+		marshal func() ([]byte, error)
+		sb      labels.ScratchBuilder
 	)
 	if rw2 {
 		var req writev2.Request
 		if err := req.Unmarshal(raw); err != nil {
 			t.Fatal(err)
 		}
-		var sb labels.ScratchBuilder
-		for _, mark := range []bool{true, false} {
+		each = func(f func(ls labels.Labels, v *float64)) {
 			for i := range req.Timeseries {
 				ts := &req.Timeseries[i]
 				ls, err := ts.ToLabels(&sb, req.Symbols)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if mark {
-					genuine(ls, true)
-				} else {
-					zero(ls, &ts.Samples[0].Value)
-				}
+				f(ls, &ts.Samples[0].Value)
 			}
 		}
-		out, err = req.Marshal()
+		marshal = req.Marshal
 	} else {
 		var req prompb.WriteRequest
 		if err := req.Unmarshal(raw); err != nil {
 			t.Fatal(err)
 		}
-		var sb labels.ScratchBuilder
-		for _, mark := range []bool{true, false} {
+		each = func(f func(ls labels.Labels, v *float64)) {
 			for i := range req.Timeseries {
 				ts := &req.Timeseries[i]
 				sb.Reset()
@@ -287,15 +271,14 @@ func zeroGenuines(t *testing.T, rw2 bool, raw []byte) (int, []byte) {
 					sb.Add(l.Name, l.Value)
 				}
 				sb.Sort()
-				if ls := sb.Labels(); mark {
-					genuine(ls, true)
-				} else {
-					zero(ls, &ts.Samples[0].Value)
-				}
+				f(sb.Labels(), &ts.Samples[0].Value)
 			}
 		}
-		out, err = req.Marshal()
+		marshal = req.Marshal
 	}
+	each(func(ls labels.Labels, _ *float64) { genuine(ls, true) }) // the twins first
+	each(zero)
+	out, err := marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,11 +409,18 @@ func TestPatchableKeepsOtherSourcesExemplars(t *testing.T) {
 }
 
 // nones counts the series of raw with a None status.
-func nones(t *testing.T, proto string, raw []byte) int {
+func nones(t *testing.T, proto string, raw []byte) int { return withStatus(t, proto, raw, "None") }
+
+// genuines counts the series of raw with a 500 status.
+func genuines(t *testing.T, proto string, raw []byte) int { return withStatus(t, proto, raw, "500") }
+
+// withStatus counts the series of raw whose status_code or exception_status
+// is code.
+func withStatus(t *testing.T, proto string, raw []byte, code string) int {
 	t.Helper()
 	n := 0
 	for _, line := range strings.Split(rwtest.MustRender(t, proto, raw), "\n") {
-		if strings.Contains(line, `status_code="None"`) || strings.Contains(line, `exception_status="None"`) {
+		if strings.Contains(line, `status_code="`+code+`"`) || strings.Contains(line, `exception_status="`+code+`"`) {
 			n++
 		}
 	}
