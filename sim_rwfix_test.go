@@ -299,7 +299,9 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 	if f.smallMax {
 		// Each output a full state refused in this request (counted once)
 		// goes out unmerged: its merged sample at each of its timestamps
-		// in the request, and its None source raw.
+		// in the request — with start timestamps checked, its start
+		// timestamp there too (all seed 17007618: a refused birth failed
+		// value/birth and start-ts/birth) — and its None source raw.
 		if d := simMetric(p.reg, "rwfix_merge_state_full_total") - full; d > 0 {
 			n := map[*simSeries]int{}
 			most := 0
@@ -307,7 +309,11 @@ func (f *simFleet) call(body []byte, batch []simSample) simAnswer {
 				n[smp.s]++
 				most = max(most, n[smp.s])
 			}
-			f.fullBudget += d * float64(most+1)
+			perSample := 1
+			if f.w.p.startTS {
+				perSample = 2
+			}
+			f.fullBudget += d * float64(most*perSample+1)
 		}
 	}
 	after := p.logSize()
