@@ -1,9 +1,6 @@
 package relabel
 
 import (
-	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,32 +12,7 @@ import (
 // type typ: the records after it never reached the file (a SIGKILL right
 // after the sync loop wrote the buffer between two records of one
 // finalization: record takes the log's lock per record).
-func cutLogAfterLast(t *testing.T, dir string, typ byte) {
-	t.Helper()
-	path := filepath.Join(dir, logName)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := -1
-	for off := 0; off < len(b); {
-		n, k := binary.Uvarint(b[off:])
-		if k <= 0 || n == 0 || off+k+4+int(n) > len(b) {
-			break
-		}
-		end := off + k + 4 + int(n)
-		if b[off+k+4] == typ {
-			cut = end
-		}
-		off = end
-	}
-	if cut < 0 {
-		t.Fatalf("no record of type %d in the log", typ)
-	}
-	if err := os.Truncate(path, int64(cut)); err != nil {
-		t.Fatal(err)
-	}
-}
+func cutLogAfterLast(t *testing.T, dir string, typ byte) { cutLogAtLast(t, dir, typ, true) }
 
 // A recExisted whose finalization's record did not reach the log (a SIGKILL
 // between the two) says nothing: the restarted process decides that

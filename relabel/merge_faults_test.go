@@ -23,7 +23,11 @@ func createdOf(ls labels.Labels) labels.Labels {
 // cutLogBefore truncates the log at the start of its last record of type
 // typ, as a SIGKILL in the middle of the write of a request's records leaves
 // it (the request was never answered: the sender sends it again).
-func cutLogBefore(t *testing.T, dir string, typ byte) {
+func cutLogBefore(t *testing.T, dir string, typ byte) { cutLogAtLast(t, dir, typ, false) }
+
+// cutLogAtLast truncates the log in dir at the start (after: the end) of
+// its last record of type typ.
+func cutLogAtLast(t *testing.T, dir string, typ byte, after bool) {
 	t.Helper()
 	path := filepath.Join(dir, logName)
 	b, err := os.ReadFile(path)
@@ -36,10 +40,14 @@ func cutLogBefore(t *testing.T, dir string, typ byte) {
 		if k <= 0 || off+k+4+int(n) > len(b) {
 			break
 		}
+		end := off + k + 4 + int(n)
 		if n > 0 && b[off+k+4] == typ {
 			cut = off
+			if after {
+				cut = end
+			}
 		}
-		off += k + 4 + int(n)
+		off = end
 	}
 	if cut < 0 {
 		t.Fatalf("no record of type %d in the log", typ)
