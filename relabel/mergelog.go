@@ -190,36 +190,34 @@ const snapshotPattern = ".merge-*.tmp"
 func (m *Merger) lostTail() {
 	for _, sh := range m.shards {
 		sh.lossGaps = nil // a new horizon
-		for _, l := range sh.outs {
-			for _, o := range l {
-				for {
-					t, ok := o.next()
-					if !ok || t >= m.horizon {
-						break
-					}
-					g := sh.lossGap(o)
-					if lagging(o, t) {
-						// A source that counts has nothing kept at or
-						// after t: its samples may be lost, or still
-						// behind on its shard of the sender (sim all
-						// seeds 12004237, 12010082). advance waits for
-						// it, as for any lagging source, and finalizes
-						// the rest of the gap unsent. The sources
-						// whose samples were kept are gone right after
-						// the last one, once it is finalized (see
-						// keptUntil), as below.
-						g.kept = keptAfterLoss(o)
-						break
-					}
-					m.metrics.unknown.Inc()
-					g.counted = append(g.counted, t)
-					sh.finalize(o, t, false)
+		for o := range sh.all() {
+			for {
+				t, ok := o.next()
+				if !ok || t >= m.horizon {
+					break
 				}
-				if _, held := o.next(); !held {
-					goneAfterLoss(o, math.MaxInt64)
+				g := sh.lossGap(o)
+				if lagging(o, t) {
+					// A source that counts has nothing kept at or
+					// after t: its samples may be lost, or still
+					// behind on its shard of the sender (sim all
+					// seeds 12004237, 12010082). advance waits for
+					// it, as for any lagging source, and finalizes
+					// the rest of the gap unsent. The sources
+					// whose samples were kept are gone right after
+					// the last one, once it is finalized (see
+					// keptUntil), as below.
+					g.kept = keptAfterLoss(o)
+					break
 				}
-				sh.list(o)
+				m.metrics.unknown.Inc()
+				g.counted = append(g.counted, t)
+				sh.finalize(o, t, false)
 			}
+			if _, held := o.next(); !held {
+				goneAfterLoss(o, math.MaxInt64)
+			}
+			sh.list(o)
 		}
 	}
 }
@@ -331,7 +329,7 @@ func (rp *replayer) lossGap(r *recReader) {
 	if o == nil || r.err != nil {
 		return
 	}
-	g := o.sh.lossGap(o)
+	g := rp.m.home(o).lossGap(o)
 	g.f0 = f0
 	if withKept {
 		g.kept = kept
@@ -470,7 +468,7 @@ func (m *Merger) Close() error {
 // reset empties every shard. Called with every shard locked.
 func (m *Merger) reset() {
 	for _, sh := range m.shards {
-		sh.outs, sh.parts, sh.n, sh.nsrc = map[outKey][]*output{}, map[string]*partition{}, 0, 0
+		sh.outs, sh.more, sh.parts, sh.n, sh.nsrc = map[outKey]*output{}, nil, map[string]*partition{}, 0, 0
 		sh.forgotten, sh.forgottenQ, sh.interval = map[outKey]tomb{}, nil, 0
 		sh.pending.Store(0)
 	}
@@ -581,24 +579,22 @@ func (m *Merger) compact(closing bool) error {
 			n, _ := w.Write(l.frame(nil))
 			size += int64(n)
 		}
-		for _, list := range sh.outs {
-			for _, o := range list {
-				n, _ := w.Write(outputState(l, o))
+		for o := range sh.all() {
+			n, _ := w.Write(outputState(l, o))
+			size += int64(n)
+			for _, s := range o.sources {
+				n, _ := w.Write(sourceState(l, &m.created, o, s))
 				size += int64(n)
-				for _, s := range o.sources {
-					n, _ := w.Write(sourceState(l, o, s))
-					size += int64(n)
-				}
-				if g := sh.lossGaps[o]; g != nil {
-					n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted, g.kept, true))
-					size += int64(n)
-				}
-				if o.oldPart {
-					l.begin(recOldPart)
-					l.uvarint(o.id)
-					n, _ := w.Write(l.frame(nil))
-					size += int64(n)
-				}
+			}
+			if g := sh.lossGaps[o]; g != nil {
+				n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted, g.kept, true))
+				size += int64(n)
+			}
+			if o.oldPart {
+				l.begin(recOldPart)
+				l.uvarint(o.id)
+				n, _ := w.Write(l.frame(nil))
+				size += int64(n)
 			}
 		}
 	}
@@ -835,7 +831,7 @@ func outputState(l *mergeLog, o *output) []byte {
 }
 
 // sourceState is the snapshot record of a source.
-func sourceState(l *mergeLog, o *output, s *source) []byte {
+func sourceState(l *mergeLog, created *createdTimes, o *output, s *source) []byte {
 	l.begin(recSourceState)
 	l.uvarint(o.id)
 	l.uvarint(s.id)
@@ -860,7 +856,7 @@ func sourceState(l *mergeLog, o *output, s *source) []byte {
 	// the samples that said them are not in the snapshot.
 	var spans []createdSpan
 	if o.min {
-		spans = o.sh.w.created.spans(s.labels)
+		spans = created.spans(s.labels)
 	}
 	l.uvarint(uint64(len(spans)))
 	for _, sp := range spans {
@@ -1148,7 +1144,7 @@ func (rp *replayer) output(state bool, r *recReader) error {
 		o.q = r.samples()
 		o.lived = o.f != math.MinInt64
 		if len(r.b) > 0 && r.bool() {
-			o.sh.orphan(o)
+			rp.m.home(o).orphan(o)
 		}
 	}
 	rp.outs[id] = o
@@ -1164,7 +1160,7 @@ func (rp *replayer) source(state bool, r *recReader) error {
 	if r.err != nil || o == nil {
 		return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
 	}
-	s := o.sh.newSource(o, sid, ls, rp.now)
+	s := rp.m.home(o).newSource(o, sid, ls, rp.now)
 	if state {
 		s.queue.set(r.samples())
 		s.lastT, s.lastStl, s.firstT = r.varint(), r.bool(), r.varint()
@@ -1201,7 +1197,7 @@ func (rp *replayer) sample(r *recReader) error {
 	if r.err != nil || !ok {
 		return errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
 	}
-	ref.o.sh.receive(ref.o, ref.s, p, rp.now)
+	rp.m.home(ref.o).receive(ref.o, ref.s, p, rp.now)
 	return nil
 }
 
@@ -1211,7 +1207,7 @@ func (rp *replayer) final(r *recReader) error {
 	if r.err != nil || o == nil {
 		return errors.Join(r.err, fmt.Errorf("final of unknown output %d", oid))
 	}
-	o.sh.finalize(o, t, emit)
+	rp.m.home(o).finalize(o, t, emit)
 	return nil
 }
 
@@ -1232,14 +1228,14 @@ func (rp *replayer) recreated(r *recReader) {
 func (rp *replayer) orphan(r *recReader) {
 	oid := r.uvarint()
 	if o := rp.outs[oid]; o != nil && r.err == nil && !o.orphan {
-		o.sh.orphan(o)
+		rp.m.home(o).orphan(o)
 	}
 }
 
 func (rp *replayer) adopt(r *recReader) {
 	oid, part := r.uvarint(), r.str()
 	if o := rp.outs[oid]; o != nil && r.err == nil {
-		o.sh.move(o, part)
+		rp.m.home(o).move(o, part)
 	}
 }
 
@@ -1249,7 +1245,7 @@ func (rp *replayer) detach(r *recReader) error {
 	if r.err != nil || !ok || rp.outs[oid] != ref.o {
 		return errors.Join(r.err, fmt.Errorf("detach of unknown source %d", sid))
 	}
-	ref.o.sh.detach(ref.o, func(s *source) bool { return s == ref.s })
+	rp.m.home(ref.o).detach(ref.o, func(s *source) bool { return s == ref.s })
 	delete(rp.srcs, sid)
 	return nil
 }
@@ -1257,7 +1253,7 @@ func (rp *replayer) detach(r *recReader) error {
 func (rp *replayer) drop(r *recReader) {
 	oid := r.uvarint()
 	if o := rp.outs[oid]; o != nil && r.err == nil {
-		o.sh.forget(o)
+		rp.m.home(o).forget(o)
 		delete(rp.outs, oid)
 	}
 }
@@ -1357,13 +1353,13 @@ func (m *Merger) replayed(maxID uint64, outs map[uint64]*output) {
 	}
 	for _, o := range outs {
 		// Every sample restored unsent may have been written: a retry.
-		o.tried = len(o.q)
+		o.tried = int32(len(o.q))
 		// A recExisted whose finalization's record is not in the log (the
 		// process ended between the two) decided nothing: that
 		// finalization is decided again, and logged, by this process.
 		for _, s := range o.sources {
 			s.existed = false
 		}
-		o.sh.list(o)
+		m.home(o).list(o)
 	}
 }

@@ -106,18 +106,23 @@ func (m *shard) heapBytes() (bytes, outputs int64) {
 	var (
 		outBytes = allocSize(int(unsafe.Sizeof(output{})))
 		srcBytes = allocSize(int(unsafe.Sizeof(source{})))
-		outsSlot = mapEntryBytes(unsafe.Sizeof(outKey{}) + unsafe.Sizeof([]*output(nil)))
+		outsSlot = mapEntryBytes(unsafe.Sizeof(outKey{}) + unsafe.Sizeof((*output)(nil)))
+		moreSlot = mapEntryBytes(unsafe.Sizeof(outKey{}) + unsafe.Sizeof([]*output(nil)))
 		fgotSlot = mapEntryBytes(unsafe.Sizeof(outKey{}) + unsafe.Sizeof(int64(0)))
 		waitSlot = mapEntryBytes(unsafe.Sizeof((*output)(nil)))
 	)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b := int64(len(m.outs))*outsSlot + int64(len(m.forgotten))*fgotSlot
-	for k, l := range m.outs {
-		b += allocSize(cap(l)*8) + allocSize(len(k.part))
-		for _, o := range l {
+	b := int64(len(m.outs))*outsSlot + int64(len(m.more))*moreSlot + int64(len(m.forgotten))*fgotSlot
+	for _, l := range m.more {
+		b += allocSize(cap(l) * 8)
+	}
+	for k := range m.outs {
+		b += allocSize(len(k.part))
+		for o := range m.under(k) {
 			b += outBytes + labelsBytes(o.labels) + allocSize(cap(o.sources)*8) +
-				allocSize(cap(o.q)*sampleBytes) + allocSize(cap(o.parked)*int(unsafe.Sizeof(parked{})))
+				allocSize(cap(o.q)*sampleBytes) + allocSize(cap(o.parkedNow())*int(unsafe.Sizeof(parked{}))) +
+				parkedHeader(o)
 			for _, s := range o.sources {
 				b += srcBytes + s.queue.heapBytes()
 				if !sameLabelsMemory(s.labels, o.labels) {
@@ -154,4 +159,13 @@ func (w *Merger) sharedLabels(part string, out labels.Labels, h uint64, orig lab
 		return o.labels, o.labels, true
 	}
 	return o.labels, orig, false
+}
+
+// parkedHeader is the heap of o's pointer to its unsettled resets (the
+// slice header it points to), when it has one.
+func parkedHeader(o *output) int64 {
+	if o.parked == nil {
+		return 0
+	}
+	return allocSize(int(unsafe.Sizeof([]parked(nil))))
 }

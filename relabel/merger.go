@@ -138,18 +138,16 @@ func (w *Merger) Partitions(scheme string) (changed bool) {
 		// a second output of their label sets beside them. Cut before the
 		// scheme, the restart finds the old one and orphans the rest.
 		for _, sh := range w.shards {
-			for _, l := range sh.outs {
-				for _, o := range l {
-					switch {
-					case o.retire:
-						// Retired before (its queue not sent yet): its
-						// partition is of the old scheme now, whose
-						// sender's raw samples come under a new one
-						// (see queuedElsewhere; sim all seed 12010488).
-						sh.setOldPart(o)
-					case !o.orphan:
-						sh.orphan(o)
-					}
+			for o := range sh.all() {
+				switch {
+				case o.retire:
+					// Retired before (its queue not sent yet): its
+					// partition is of the old scheme now, whose
+					// sender's raw samples come under a new one
+					// (see queuedElsewhere; sim all seed 12010488).
+					sh.setOldPart(o)
+				case !o.orphan:
+					sh.orphan(o)
 				}
 			}
 		}
@@ -311,6 +309,10 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 
 // shardOf is the shard that holds the outputs with label hash h.
 func (w *Merger) shardOf(h uint64) *shard { return w.shards[h%mergeShards] }
+
+// home is the shard that holds o (a hash of its labels: the record does not
+// keep a pointer for what only the log's replay and reloads ask).
+func (w *Merger) home(o *output) *shard { return w.shardOf(o.labels.Hash()) }
 
 // lockAll locks every shard, in order (the log's lock comes after).
 func (w *Merger) lockAll() {

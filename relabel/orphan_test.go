@@ -19,11 +19,9 @@ func outputsOf(m *Merger, ls labels.Labels) []*output {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	var r []*output
-	for _, l := range sh.outs {
-		for _, o := range l {
-			if labels.Equal(o.labels, ls) {
-				r = append(r, o)
-			}
+	for o := range sh.all() {
+		if labels.Equal(o.labels, ls) {
+			r = append(r, o)
 		}
 	}
 	return r

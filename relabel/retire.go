@@ -65,11 +65,9 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 	now := w.shards[0].now()
 	for _, sh := range w.shards {
 		var gone []*output
-		for _, l := range sh.outs {
-			for _, o := range l {
-				if sh.retireOne(o, merges, partitionsChanged, now) {
-					gone = append(gone, o)
-				}
+		for o := range sh.all() {
+			if sh.retireOne(o, merges, partitionsChanged, now) {
+				gone = append(gone, o)
 			}
 		}
 		for _, o := range gone {
@@ -126,7 +124,7 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 	if kept < len(o.sources) {
 		m.detach(o, func(s *source) bool { return s.hash == 0 && !merges(s.labels, o.labels) })
 	}
-	o.tried = len(o.q) // the queue goes as retries
+	o.tried = int32(len(o.q)) // the queue goes as retries
 	m.list(o)
 	return len(o.sources) == 0 || partitionsChanged
 }
@@ -134,7 +132,11 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 // detach removes the sources gone says, and what they counted; each
 // removal is logged.
 func (m *shard) detach(o *output, gone func(*source) bool) {
-	o.parked = slices.DeleteFunc(o.parked, func(p parked) bool { return gone(p.s) })
+	if l := slices.DeleteFunc(o.parkedNow(), func(p parked) bool { return gone(p.s) }); len(l) == 0 {
+		o.parked = nil
+	} else {
+		*o.parked = l
+	}
 	n := len(o.sources)
 	o.sources = slices.DeleteFunc(o.sources, func(s *source) bool {
 		if !gone(s) {
@@ -380,20 +382,13 @@ func (m *shard) move(o *output, part string) {
 	m.unlink(o)
 	m.unorphan(o)
 	o.part = part
-	k := outKey{part, o.labels.Hash()}
-	m.outs[k] = append(m.outs[k], o)
+	m.link(outKey{part, o.labels.Hash()}, o)
 	m.list(o)
 }
 
 // unlink takes o out of the outputs map and its partition's lists.
 func (m *shard) unlink(o *output) {
-	k := outKey{o.part, o.labels.Hash()}
-	l := slices.DeleteFunc(m.outs[k], func(x *output) bool { return x == o })
-	if len(l) == 0 {
-		delete(m.outs, k)
-	} else {
-		m.outs[k] = l
-	}
+	m.delink(outKey{o.part, o.labels.Hash()}, o)
 	if o.listed != 0 {
 		if p := m.parts[o.part]; p != nil {
 			delete(p.waiting, o)
@@ -429,7 +424,7 @@ func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.La
 	if len(fc.outs) == 0 {
 		return false
 	}
-	sh := fc.outs[0].sh // one label set: one shard
+	sh := w.home(fc.outs[0]) // one label set: one shard
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for _, o := range fc.outs {

@@ -2,6 +2,7 @@ package relabel
 
 import (
 	"cmp"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -98,11 +99,16 @@ type MergeTx interface {
 // directory before the request that caused it is answered (see mergelog.go),
 // so a restart, a SIGKILL or an OOM kill resumes with the exact state.
 type shard struct {
-	w     *Merger // the shared parts: ids, the output count, the log, the metrics
-	mu    sync.Mutex
-	cfg   CollisionConfig
-	now   func() time.Time
-	outs  map[outKey][]*output
+	w   *Merger // the shared parts: ids, the output count, the log, the metrics
+	mu  sync.Mutex
+	cfg CollisionConfig
+	now func() time.Time
+	// outs holds the outputs by partition and label hash: one per key but
+	// for the rare others (a hash collision, a retired output still sending
+	// beside a new one, orphans after a reload), which more holds, in the
+	// order they came; see link, unlink, under and all.
+	outs  map[outKey]*output
+	more  map[outKey][]*output
 	parts map[string]*partition
 	// forgotten holds what is left of the outputs that idle GC forgot (see
 	// tomb), in the order they were forgotten (forgottenQ, oldest first: the
@@ -150,7 +156,6 @@ type tomb struct {
 }
 
 type output struct {
-	sh     *shard // the shard that holds it
 	id     uint64
 	part   string
 	labels labels.Labels
@@ -164,18 +169,19 @@ type output struct {
 	st       int64 // RW 2.0 start timestamp: the earliest since the last real reset
 	f        int64 // frontier: last finalized timestamp (MinInt64: none)
 	q        []Sample
-	inflight int // q[:inflight] rides on a request not yet answered
-	tried    int // q[:tried] was sent before: a retry
+	inflight int32 // q[:inflight] rides on a request not yet answered
+	tried    int32 // q[:tried] was sent before: a retry
 	// pend is, for each timestamp queued by some source, when its first
 	// sample arrived, in timestamp order: T is finalized no earlier than
 	// birth_wait after it (see advance).
 	pend    []pendT
-	created stamp
 	touched stamp
-	listed  uint8 // on the partition's lists: listReady, listWaiting
-	parked  []parked
-	gone    bool // forgotten (idle): not in the state any more
-	retire  bool // no source left after a reload: leaves once its queue is sent
+	// parked: the resets not settled yet (see settleResets); nil, the
+	// usual case, when there is none: a pointer, not a slice header, so
+	// that every output does not carry 24 bytes for what few hold.
+	parked *[]parked
+	gone   bool // forgotten (idle): not in the state any more
+	retire bool // no source left after a reload: leaves once its queue is sent
 	// lived: it finalized a sample to send in this life (since it was
 	// created, or restored); before that, a start timestamp after its
 	// frontier (from a tomb or fence) is its new life's, not a fake reset.
@@ -184,6 +190,9 @@ type output struct {
 	// oldPart: retired under a partition of an older scheme, which no
 	// request names again (see Merger.queuedElsewhere).
 	oldPart bool
+	listed  uint8 // on the partition's lists: listReady, listWaiting
+	// (The fields are ordered so that the record takes 192 bytes, a size
+	// class of its own; BenchmarkMergeStateMemory measures it.)
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -215,6 +224,22 @@ type parked struct {
 	// recreated: the source came back after it vanished alone (not a drop
 	// of its value)
 	recreated bool
+}
+
+// parkedNow is the output's unsettled resets.
+func (o *output) parkedNow() []parked {
+	if o.parked == nil {
+		return nil
+	}
+	return *o.parked
+}
+
+// park adds a reset to settle.
+func (o *output) park(p parked) {
+	if o.parked == nil {
+		o.parked = new([]parked)
+	}
+	*o.parked = append(*o.parked, p)
 }
 
 const (
@@ -298,7 +323,7 @@ const scanEvery = 250 * time.Millisecond
 
 // newShard creates one shard of w's merge state.
 func newShard(w *Merger, cfg CollisionConfig) *shard {
-	m := &shard{w: w, cfg: cfg, now: time.Now, outs: map[outKey][]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]tomb{}, metrics: w.metrics}
+	m := &shard{w: w, cfg: cfg, now: time.Now, outs: map[outKey]*output{}, parts: map[string]*partition{}, forgotten: map[outKey]tomb{}, metrics: w.metrics}
 	// A minute of margin for the clocks of the sender and rwfix.
 	m.retryUntil = m.now().Add(time.Minute).UnixMilli()
 	return m
@@ -312,11 +337,11 @@ func isCreated(out labels.Labels) bool {
 func (m *shard) known(out labels.Labels, h uint64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k, l := range m.outs {
+	for k := range m.outs {
 		if k.h != h {
 			continue
 		}
-		for _, o := range l {
+		for o := range m.under(k) {
 			if labels.Equal(o.labels, out) {
 				return true
 			}
@@ -333,12 +358,89 @@ func (m *shard) known(out labels.Labels, h uint64) bool {
 // output of its label set beside it would send behind or before it, out of
 // order (soak: TestSimulation/all seed 380).
 func (m *shard) find(part string, out labels.Labels, h uint64) *output {
-	for _, o := range m.outs[outKey{part, h}] {
-		if !o.orphan && labels.Equal(o.labels, out) {
-			return o
+	k := outKey{part, h}
+	o := m.outs[k]
+	if o == nil || (!o.orphan && labels.Equal(o.labels, out)) {
+		return o
+	}
+	if len(m.more) > 0 {
+		for _, o := range m.more[k] {
+			if !o.orphan && labels.Equal(o.labels, out) {
+				return o
+			}
 		}
 	}
 	return nil
+}
+
+// link adds o to the outputs under k (after those there).
+func (m *shard) link(k outKey, o *output) {
+	if _, ok := m.outs[k]; !ok {
+		m.outs[k] = o
+		return
+	}
+	if m.more == nil {
+		m.more = map[outKey][]*output{}
+	}
+	m.more[k] = append(m.more[k], o)
+}
+
+// delink removes o from the outputs under k.
+func (m *shard) delink(k outKey, o *output) {
+	l := m.more[k]
+	switch {
+	case m.outs[k] != o:
+		l = slices.DeleteFunc(l, func(x *output) bool { return x == o })
+	case len(l) > 0:
+		m.outs[k] = l[0]
+		l = slices.Delete(l, 0, 1)
+	default:
+		delete(m.outs, k)
+	}
+	if len(l) == 0 {
+		delete(m.more, k)
+	} else {
+		m.more[k] = l
+	}
+}
+
+// under yields the outputs under k, in the order they came.
+func (m *shard) under(k outKey) iter.Seq[*output] {
+	return func(yield func(*output) bool) {
+		o, ok := m.outs[k]
+		if !ok {
+			return
+		}
+		more := slices.Clone(m.more[k]) // before yield, which may unlink
+		if !yield(o) {
+			return
+		}
+		for _, o := range more {
+			if !o.gone && !yield(o) {
+				return
+			}
+		}
+	}
+}
+
+// all yields every output of the shard. The loop's body may unlink the
+// output it is given (forget, move it).
+func (m *shard) all() iter.Seq[*output] {
+	return func(yield func(*output) bool) {
+		for k, o := range m.outs {
+			if len(m.more) == 0 || len(m.more[k]) == 0 {
+				if !yield(o) {
+					return
+				}
+				continue
+			}
+			for o := range m.under(k) {
+				if !yield(o) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // waitBound is how long an output waits for a known source that has not
@@ -472,7 +574,7 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 // An output that was forgotten takes back its frontier and waits for its
 // sources as known ones (see tomb).
 func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
-	o := &output{sh: m, id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, created: stampOf(now), touched: stampOf(now)}
+	o := &output{id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, touched: stampOf(now)}
 	k := outKey{part, out.Hash()}
 	if tb, ok := m.forgotten[k]; ok {
 		o.f = tb.f // nothing at or before what it sent then
@@ -481,7 +583,7 @@ func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Ti
 		}
 		delete(m.forgotten, k) // forgottenQ drops the key lazily
 	}
-	m.outs[k] = append(m.outs[k], o)
+	m.link(k, o)
 	m.n++
 	return o
 }
@@ -1055,7 +1157,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 			// start timestamp or creation time: the series was created again.
 			reset = true
 			s.resetAt = p.T
-			o.parked = append(o.parked, parked{s: s, v: s.v, t: p.T, recreated: s.stale && s.alone})
+			o.park(parked{s: s, v: s.v, t: p.T, recreated: s.stale && s.alone})
 		}
 		// The output's start timestamp is the earliest of its sources' since
 		// the last real reset; it never moves past a sample the output has
@@ -1096,7 +1198,7 @@ func dequeue(q []Sample, n int) []Sample {
 // finalizations (a source was overdue) is recognized when its last reset is
 // consumed: the carries parked meanwhile are dropped then.
 func (m *shard) settleResets(o *output) {
-	for _, p := range o.parked {
+	for _, p := range o.parkedNow() {
 		if o.restartAt(p.t) {
 			o.carry, o.st = 0, 0
 			for _, s := range o.sources {
@@ -1107,11 +1209,11 @@ func (m *shard) settleResets(o *output) {
 					o.st = s.st
 				}
 			}
-			o.parked = o.parked[:0]
+			o.parked = nil
 			return
 		}
 	}
-	for _, p := range o.parked {
+	for _, p := range o.parkedNow() {
 		switch {
 		case !o.min:
 			o.carry += p.v
@@ -1119,7 +1221,7 @@ func (m *shard) settleResets(o *output) {
 			o.carry = p.v
 		}
 	}
-	o.parked = o.parked[:0]
+	o.parked = nil
 }
 
 // counted reports whether some source of the output has a count: whether
@@ -1166,7 +1268,7 @@ func (o *output) revived(t int64) (back, continuing bool) {
 			continue
 		}
 		back = true
-		if s.bornAt != t && !slices.ContainsFunc(o.parked, func(p parked) bool { return p.s == s }) {
+		if s.bornAt != t && !slices.ContainsFunc(o.parkedNow(), func(p parked) bool { return p.s == s }) {
 			continuing = true // counted before, not created again
 		}
 	}
@@ -1216,7 +1318,7 @@ func (m *shard) ambiguousRestart(o *output) {
 // of the sources that did not come back; the sources that did count from
 // their new values.
 func (o *output) restart() {
-	o.carry, o.st, o.parked = 0, 0, o.parked[:0]
+	o.carry, o.st, o.parked = 0, 0, nil
 	for _, s := range o.sources {
 		s.alone = false
 		if s.stale {
@@ -1321,15 +1423,15 @@ func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
 		return emits
 	}
 	n := 0
-	for n < len(o.q) && (n < o.tried || o.q[n].T <= tx.m.retryUntil) {
+	for n < len(o.q) && (n < int(o.tried) || o.q[n].T <= tx.m.retryUntil) {
 		n++
 	}
 	retry := n > 0
 	if !retry {
 		n = len(o.q)
 	}
-	o.inflight = n
-	o.tried = max(o.tried, n)
+	o.inflight = int32(n) // a queue is bounded far below 2³¹ (the sources' held limit)
+	o.tried = max(o.tried, int32(n))
 	tx.attached = append(tx.attached, o)
 	tx.retry = append(tx.retry, retry)
 	return append(emits, Emit{Group: group, Labels: o.labels, Samples: o.q[:n:n], Retry: retry})
@@ -1408,7 +1510,7 @@ func (tx *mergeTx) Done(ok bool, taken []int) {
 	defer m.mu.Unlock()
 	k := 0 // the next retry's entry in taken
 	for i, o := range tx.attached {
-		n := o.inflight
+		n := int(o.inflight)
 		o.inflight = 0
 		took := 0
 		switch {
@@ -1423,7 +1525,7 @@ func (tx *mergeTx) Done(ok bool, taken []int) {
 		if took > 0 && took <= len(o.q) {
 			last := o.q[took-1].T
 			o.q = dequeue(o.q, took)
-			o.tried = max(0, o.tried-took)
+			o.tried = max(0, o.tried-int32(took))
 			m.logSent(o, last)
 		}
 		if o.retire && len(o.q) == 0 && !o.gone {
@@ -1443,7 +1545,7 @@ func (o *output) sent(t int64) {
 		n++
 	}
 	o.q = dequeue(o.q, n)
-	o.tried = max(0, o.tried-n)
+	o.tried = max(0, o.tried-int32(n))
 }
 
 // gc forgets idle outputs: those whose every source has been silent for
@@ -1459,14 +1561,12 @@ func (m *shard) gc(now time.Time) {
 	m.lastGC = now
 	m.gcAt.Store(int64(stampOf(now.Add(time.Duration(m.cfg.IdleTimeout) / 10))))
 	idle := time.Duration(m.cfg.IdleTimeout)
-	for _, l := range m.outs {
-		for _, o := range l {
-			if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || since(now, o.touched) <= idle || !o.forgettable() {
-				continue
-			}
-			m.logDrop(o)
-			m.forget(o)
+	for o := range m.all() {
+		if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || since(now, o.touched) <= idle || !o.forgettable() {
+			continue
 		}
+		m.logDrop(o)
+		m.forget(o)
 	}
 	for part, p := range m.parts {
 		if len(p.ready) == 0 && len(p.waiting) == 0 {
