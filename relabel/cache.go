@@ -28,8 +28,8 @@ import (
 //	budget = max_series × 1,152 B    (110 MiB at the default 100,000)
 //
 // 1,152 B (1.125 KiB) is what one output of the merge state takes with
-// LiteLLM's labels, about 950 B, plus the cache entries of its sources,
-// about 150 B (docs/performance.md, "Memory of the merge state"): a full state and the
+// LiteLLM's labels, about 920 B, plus the cache entries of its sources,
+// about 140 B (docs/performance.md, "Memory of the merge state"): a full state and the
 // cache of its series fit. The cache may hold what the state leaves: the
 // budget less the state's heap as estimated now (Merger.heapBytes), but at
 // least budget/16, so that it keeps working beside a state larger than
