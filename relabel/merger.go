@@ -496,7 +496,9 @@ func (tx *shardedTx) Add(out labels.Labels, sources []labels.Labels, samples [][
 	return tx.AddHashed(out, out.Hash(), sources, samples)
 }
 
-// AddHashed is Add for an output whose labels.Labels.Hash is known.
+// AddHashed is Add for an output whose labels.Labels.Hash is known: h must
+// be out.Hash() (not hashLabels), which picks the shard and the index key
+// (see Merger.home).
 func (tx *shardedTx) AddHashed(out labels.Labels, h uint64, sources []labels.Labels, samples [][]Sample) bool {
 	i := int(h % mergeShards)
 	tx.route = append(tx.route, uint8(i))

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -80,5 +81,27 @@ func TestOutputIndexMatchesAListPerKey(t *testing.T) {
 		if seen != len(live) || len(m.outs) != 0 || len(m.more) != 0 {
 			t.Fatalf("seed %d: a forgetting walk saw %d of %d outputs and left %d keys, %d with more", seed, seen, len(live), len(m.outs), len(m.more))
 		}
+	}
+}
+
+// Two idle outputs under one key (a hash collision; no other path makes
+// them) are both forgotten by one idle clean-up. The index before this one
+// (a slice per key, unlinked in place while gc walked a copy of its header)
+// skipped the second and read a nil output.
+func TestIdleCleanUpForgetsEveryOutputOfAKey(t *testing.T) {
+	m := NewMerger(DefaultCollisionConfig(), nil)
+	ls := labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_total", "status_code", "500")
+	sh := m.shardOf(ls.Hash())
+	now := time.Now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	a := sh.newOutput(m.nextID.Add(1), "", ls, now)
+	b := sh.newOutput(m.nextID.Add(1), "", ls, now)
+	if got := slices.Collect(sh.under(outKey{"", ls.Hash()})); !slices.Equal(got, []*output{a, b}) {
+		t.Fatalf("under the key: %p, want %p and %p", got, a, b)
+	}
+	sh.gc(now.Add(10 * time.Duration(sh.cfg.IdleTimeout)))
+	if !a.gone || !b.gone || sh.n != 0 || len(sh.outs) != 0 || len(sh.more) != 0 {
+		t.Fatalf("after idle clean-up: gone %v %v, %d outputs, %d keys, %d with more", a.gone, b.gone, sh.n, len(sh.outs), len(sh.more))
 	}
 }

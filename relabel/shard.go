@@ -423,8 +423,10 @@ func (m *shard) under(k outKey) iter.Seq[*output] {
 	}
 }
 
-// all yields every output of the shard. The loop's body may unlink the
-// output it is given (forget, move it).
+// all yields every output of the shard. The loop's body may forget the
+// output it is given (unlink it), and nothing else: an output it linked or
+// moved under another key (a Go map walk may or may not reach a key added
+// during it) could be yielded again or not at all.
 func (m *shard) all() iter.Seq[*output] {
 	return func(yield func(*output) bool) {
 		for k, o := range m.outs {
