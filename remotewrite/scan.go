@@ -413,6 +413,17 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 	return nil
 }
 
+// labelRun returns where its first run of RW 1.0 label fields starts and
+// ends in the request, so that a walk of its fields for its samples steps
+// over the labels at once (15 fields of LiteLLM's); -1 when there is none
+// (RW 2.0: its label references are one field).
+func (si *seriesIdx) labelRun() (at, end int) {
+	if si.lab.end <= si.lab.off {
+		return -1, -1
+	}
+	return int(si.lab.off), int(si.lab.end)
+}
+
 // addLabelField extends the series' label bytes with the field b[off:end].
 func (si *seriesIdx) addLabelField(off, end int) {
 	switch {

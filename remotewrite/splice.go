@@ -158,7 +158,12 @@ func (s *scanned) Samples(i int) []series.Sample {
 	// valid for the request.
 	start := len(s.arena)
 	b := s.raw[:si.body.end]
+	labAt, labEnd := si.labelRun()
 	for off := int(si.body.off); off < len(b); {
+		if off == labAt {
+			off = labEnd
+			continue
+		}
 		num, typ, val, end := next(b, off) // well-formed: checked by scan
 		off = end
 		if num != field || typ != protowire.BytesType {
@@ -578,7 +583,12 @@ func (s *scanned) patchable(i int, dropped bool) bool {
 func (s *scanned) sampleValues(si *seriesIdx, want []series.Sample, field protowire.Number, v2 bool) bool {
 	k := 0
 	b := s.raw[:si.body.end]
+	labAt, labEnd := si.labelRun()
 	for off := int(si.body.off); off < len(b); {
+		if off == labAt {
+			off = labEnd
+			continue
+		}
 		num, typ, val, end := next(b, off) // well-formed: checked by scan
 		off = end
 		if num != field {
@@ -835,6 +845,13 @@ func (s *scanned) leadingLabels(i int) int {
 	field := protowire.Number(v1SeriesLabels)
 	if s.proto == ProtoV2 {
 		field = v2SeriesRefs
+	} else if at, end := si.labelRun(); at >= 0 && !si.labSplit {
+		// RW 1.0, its label fields in one run (as the scan found them):
+		// leading, or not.
+		if at != int(si.body.off) {
+			return 0
+		}
+		return end - at
 	}
 	b := s.raw[:si.body.end]
 	off := int(si.body.off)
