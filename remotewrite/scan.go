@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"unsafe"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -65,6 +67,32 @@ type seriesIdx struct {
 	// invalid: Prometheus' receiver would not store it (see checkLabels); it
 	// is forwarded as it came, never repaired, and the upstream decides.
 	invalid bool
+	// RW 1.0, noted by the scan while each label's bytes are at hand (see
+	// plainSeries, which then reads no label again): notPlain, some name
+	// empty, not after the one before it, or a metric name without a value;
+	// hasName, a metric name; the longest name and value.
+	notPlain, hasName bool
+	nameMax, valueMax uint32
+}
+
+// noteLabel records, for plainSeries, a label of an RW 1.0 series read by
+// the scan; prev is the name before it (an empty span for the first).
+func (si *seriesIdx) noteLabel(b []byte, prev, name, value span) {
+	nl, vl := name.end-name.off, value.end-value.off
+	si.nameMax, si.valueMax = max(si.nameMax, nl), max(si.valueMax, vl)
+	switch {
+	case nl == 0:
+		si.notPlain = true
+	case prev.end > prev.off:
+		// Most neighbours differ in their first byte.
+		if a, c := b[name.off], b[prev.off]; a < c || (a == c && bytes.Compare(b[name.off:name.end], b[prev.off:prev.end]) <= 0) {
+			si.notPlain = true
+		}
+	}
+	if int(nl) == len(model.MetricNameLabel) && string(b[name.off:name.end]) == model.MetricNameLabel {
+		si.hasName = true
+		si.notPlain = si.notPlain || vl == 0
+	}
 }
 
 // scanned is one decompressed request, indexed. It is pooled: Reset clears
@@ -347,12 +375,15 @@ func labelFast(b []byte, val span) (name, value span, ok bool) {
 func (s *scanned) scanSeriesV1(field, body span) error {
 	si := seriesIdx{field: field, body: body, l0: uint32(len(s.lbls))}
 	b := s.raw[:body.end]
+	var prev span // the name of the label before
 	for off := int(body.off); off < len(b); {
 		// Fast path: a label (tag 0x0a) shorter than 128 bytes.
 		if b[off] == 0x0a && off+1 < len(b) && b[off+1] < 0x80 {
 			e := off + 2 + int(b[off+1])
 			if e <= len(b) {
 				if name, value, ok := labelFast(b, span{uint32(off + 2), uint32(e)}); ok {
+					si.noteLabel(b, prev, name, value)
+					prev = name
 					s.lbls = append(s.lbls, name, value)
 					si.addLabelField(off, e)
 					off = e
@@ -392,6 +423,8 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 					}
 				}
 			}
+			si.noteLabel(b, prev, name, value)
+			prev = name
 			s.lbls = append(s.lbls, name, value)
 		case v1SeriesSamples:
 			s.c.samples++

@@ -103,6 +103,9 @@ func (s *scanned) plainSeries(si *seriesIdx, l *Limits) bool {
 	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
 		return false
 	}
+	if s.proto != ProtoV2 { // noted by the scan (seriesIdx.noteLabel)
+		return si.hasName && !si.notPlain && si.nameMax <= uint32(l.MaxLabelNameLength) && si.valueMax <= uint32(l.MaxLabelValueLength)
+	}
 	raw, v2 := s.raw, s.proto == ProtoV2
 	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
 	var prev span
