@@ -73,6 +73,9 @@ type seriesIdx struct {
 	// hasName, a metric name; the longest name and value.
 	notPlain, hasName bool
 	nameMax, valueMax uint32
+	// ascii: its label fields are one run (labSplit false) and all ASCII,
+	// checked by the scan while they are at hand (see validate).
+	ascii bool
 }
 
 // noteLabel records, for plainSeries, a label of an RW 1.0 series read by
@@ -441,6 +444,7 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 		}
 	}
 	si.l1 = uint32(len(s.lbls))
+	si.ascii = !si.labSplit && isASCII(b[si.lab.off:si.lab.end])
 	s.series = append(s.series, si)
 	s.c.series++
 	return nil

@@ -48,7 +48,7 @@ func (s *scanned) validate(l *Limits) error {
 			if s.proto == ProtoV2 {
 				checkUTF = !allASCII && !allRefsASCII(s.refs[si.l0:si.l1], symASCII)
 			} else {
-				checkUTF = si.labSplit || !isASCII(s.raw[si.lab.off:si.lab.end])
+				checkUTF = !si.ascii // noted by the scan
 			}
 		}
 		if !checkUTF && s.plainSeries(si, l) {
