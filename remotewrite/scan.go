@@ -79,18 +79,26 @@ type seriesIdx struct {
 }
 
 // noteLabel records, for plainSeries, a label of an RW 1.0 series read by
-// the scan; prev is the name before it (an empty span for the first).
+// the scan; prev is the name before it (an empty span for the first). Small
+// enough to be inlined: most names are longer than the one before in their
+// first byte and are not the metric name's length.
 func (si *seriesIdx) noteLabel(b []byte, prev, name, value span) {
 	nl, vl := name.end-name.off, value.end-value.off
 	si.nameMax, si.valueMax = max(si.nameMax, nl), max(si.valueMax, vl)
+	if nl == 0 || prev.end == 0 || b[name.off] <= b[prev.off] || b[name.off] == '_' { // '_': the metric name's first byte
+		si.noteLabelSlow(b, prev, name, vl)
+	}
+}
+
+// noteLabelSlow is noteLabel's check of an empty name, of a name not after
+// the one before, and of the metric name.
+func (si *seriesIdx) noteLabelSlow(b []byte, prev, name span, vl uint32) {
+	nl := name.end - name.off
 	switch {
 	case nl == 0:
 		si.notPlain = true
-	case prev.end > prev.off:
-		// Most neighbours differ in their first byte.
-		if a, c := b[name.off], b[prev.off]; a < c || (a == c && bytes.Compare(b[name.off:name.end], b[prev.off:prev.end]) <= 0) {
-			si.notPlain = true
-		}
+	case prev.end > prev.off && bytes.Compare(b[name.off:name.end], b[prev.off:prev.end]) <= 0:
+		si.notPlain = true
 	}
 	if int(nl) == len(model.MetricNameLabel) && string(b[name.off:name.end]) == model.MetricNameLabel {
 		si.hasName = true
@@ -385,7 +393,14 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 			e := off + 2 + int(b[off+1])
 			if e <= len(b) {
 				if name, value, ok := labelFast(b, span{uint32(off + 2), uint32(e)}); ok {
-					si.noteLabel(b, prev, name, value)
+					// si.noteLabel by hand: it is too large for the
+					// inliner, and this is every label of nearly every
+					// request.
+					nl, vl := name.end-name.off, value.end-value.off
+					si.nameMax, si.valueMax = max(si.nameMax, nl), max(si.valueMax, vl)
+					if nl == 0 || prev.end == 0 || b[name.off] <= b[prev.off] || b[name.off] == '_' {
+						si.noteLabelSlow(b, prev, name, vl)
+					}
 					prev = name
 					s.lbls = append(s.lbls, name, value)
 					si.addLabelField(off, e)
