@@ -79,9 +79,10 @@ type seriesIdx struct {
 }
 
 // noteLabel records, for plainSeries, a label of an RW 1.0 series read by
-// the scan; prev is the name before it (an empty span for the first). Small
-// enough to be inlined: most names are longer than the one before in their
-// first byte and are not the metric name's length.
+// the scan; prev is the name before it (an empty span for the first). Most
+// names come after the one before in their first byte and do not start with
+// the metric name's '_': only the others take noteLabelSlow. (Too large for
+// the inliner: the scan's fast path writes it out by hand.)
 func (si *seriesIdx) noteLabel(b []byte, prev, name, value span) {
 	nl, vl := name.end-name.off, value.end-value.off
 	si.nameMax, si.valueMax = max(si.nameMax, nl), max(si.valueMax, vl)
