@@ -190,7 +190,10 @@ type output struct {
 	// oldPart: retired under a partition of an older scheme, which no
 	// request names again (see Merger.queuedElsewhere).
 	oldPart bool
-	listed  uint8 // on the partition's lists: listReady, listWaiting
+	// behind: made while its label set was fenced by retired outputs; it
+	// attaches nothing while one of them still has samples to send.
+	behind bool
+	listed uint8 // on the partition's lists: listReady, listWaiting
 	// (The fields are ordered so that the record takes 192 bytes, a size
 	// class of its own; BenchmarkMergeStateMemory measures it.)
 }
@@ -562,7 +565,13 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 		return nil
 	}
 	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
-	if fc, ok := m.w.fencedAt(hashLabels(out)); ok && fc.f > o.f {
+	fc, fenced := m.w.fencedAt(hashLabels(out))
+	// Retired outputs of its label set may still be sending: it waits for
+	// them (see attach), or its samples could reach the upstream first and
+	// put theirs out of order, refused (all seed 19003517: two orphans
+	// retired at an adoption, one still sending an outage's backlog).
+	o.behind = fenced && len(fc.outs) > 0
+	if fenced && fc.f > o.f {
 		// The label set was retired (another partition, before a reload),
 		// or went out raw while the state was full: its samples up to f
 		// are not this output's.
@@ -1424,6 +1433,12 @@ func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
 	if o.gone || o.inflight > 0 || len(o.q) == 0 {
 		return emits
 	}
+	if o.behind { // as a raw sample waits (Merger.queuedElsewhere)
+		if fc, ok := tx.m.w.fencedAt(hashLabels(o.labels)); ok && retiredQueued(fc, o) {
+			return emits
+		}
+		o.behind = false
+	}
 	n := 0
 	for n < len(o.q) && (n < int(o.tried) || o.q[n].T <= tx.m.retryUntil) {
 		n++
@@ -1671,4 +1686,15 @@ func (m *shard) remove(o *output) {
 	m.n--
 	m.w.total.Add(-1)
 	m.nsrc -= len(o.sources)
+}
+
+// retiredQueued reports whether a retired output of fence fc other than o,
+// of o's partition or of an older scheme, still has samples to send.
+func retiredQueued(fc fence, o *output) bool {
+	for _, x := range fc.outs {
+		if x != o && !x.gone && x.retire && (len(x.q) > 0 || x.inflight > 0) && (x.oldPart || x.part == o.part) {
+			return true
+		}
+	}
+	return false
 }
