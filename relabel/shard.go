@@ -106,7 +106,7 @@ type shard struct {
 	// outs holds the outputs by partition and label hash: one per key but
 	// for the rare others (a hash collision, a retired output still sending
 	// beside a new one, orphans after a reload), which more holds, in the
-	// order they came; see link, unlink, under and all.
+	// order they came; see link, delink, under and all.
 	outs  map[outKey]*output
 	more  map[outKey][]*output
 	parts map[string]*partition
@@ -194,7 +194,7 @@ type output struct {
 	// attaches nothing while one of them still has samples to send.
 	behind bool
 	listed uint8 // on the partition's lists: listReady, listWaiting
-	// (The fields are ordered so that the record takes 192 bytes, a size
+	// (The fields are ordered so that the record takes 176 bytes, a size
 	// class of its own; BenchmarkMergeStateMemory measures it.)
 }
 
