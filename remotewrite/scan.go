@@ -121,18 +121,22 @@ type scanned struct {
 	c      counts
 
 	// Edits, set by repair: per series, allocated on the first edit.
-	edits    []seriesEdit
-	nEdits   int
-	drop     []bool // series dropped, when nDrop > 0
-	nDrop    int
-	arena    []series.Sample // samples read for the merge
-	extra    []extraSeries
-	scratch  []byte
-	newSyms  []string
-	symIdx   symIndex // symbol's table (symtable.go)
-	cur      cursor
-	names    []string // scratch of validate
-	symASCII []bool   // scratch of validate: RW 2.0 symbols without a byte above 0x7f
+	edits   []seriesEdit
+	nEdits  int
+	drop    []bool // series dropped, when nDrop > 0
+	nDrop   int
+	arena   []series.Sample // samples read for the merge
+	extra   []extraSeries
+	scratch []byte
+	newSyms []string
+	symIdx  symIndex // symbol's table (symtable.go)
+	cur     cursor
+	names   []string // scratch of validate
+	// Scratch of validate for RW 2.0 (indexSymbols): per symbol its facts
+	// and its rank as a name; the symbols used as names.
+	symFacts []uint8
+	symRank  []uint32
+	nameSyms []uint32
 	// maxLabelRef: the largest label reference of the RW 2.0 series (so
 	// that scanV2 looks for the one outside the table only if there is one)
 	maxLabelRef uint64
@@ -194,7 +198,8 @@ func (s *scanned) reset() {
 	s.blank, s.blanked = 0, 0
 	s.holes, s.inPlace, s.vals = s.holes[:0], false, s.vals[:0]
 	s.arena = s.arena[:0]
-	s.names, s.invalid, s.symASCII = s.names[:0], s.invalid[:0], s.symASCII[:0]
+	s.names, s.invalid = s.names[:0], s.invalid[:0]
+	s.symFacts, s.symRank, s.nameSyms = s.symFacts[:0], s.symRank[:0], s.nameSyms[:0]
 	clear(s.extra)
 	s.extra = s.extra[:0]
 	s.newSyms = s.newSyms[:0]

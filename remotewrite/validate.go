@@ -27,30 +27,15 @@ func (s *scanned) validate(l *Limits) error {
 		return &RejectError{ReasonTooManySeries, fmt.Sprintf("request has %d series, more than the limit of %d", len(s.series), l.MaxSeriesPerRequest)}
 	}
 	utf := l.ValidateUTF8 == nil || *l.ValidateUTF8
-	// UTF-8 is checked per string only where some byte is not ASCII: RW 1.0
-	// looks at each series' label fields in one pass (tags and one-byte
-	// lengths are ASCII too), RW 2.0 at each symbol once.
-	var symASCII []bool
-	allASCII := true
-	if utf && s.proto == ProtoV2 {
-		symASCII = s.symASCII[:0]
-		for _, sp := range s.syms {
-			a := isASCII(s.raw[sp.off:sp.end])
-			symASCII = append(symASCII, a)
-			allASCII = allASCII && a
-		}
-		s.symASCII = symASCII
+	if s.proto == ProtoV2 {
+		return s.validateV2(l, utf)
 	}
 	for i := range s.series {
 		si := &s.series[i]
-		checkUTF := utf
-		if utf {
-			if s.proto == ProtoV2 {
-				checkUTF = !allASCII && !allRefsASCII(s.refs[si.l0:si.l1], symASCII)
-			} else {
-				checkUTF = !si.ascii // noted by the scan
-			}
-		}
+		// UTF-8 is checked only where some byte is not ASCII: the scan
+		// looked at each series' label fields in one pass (tags and
+		// one-byte lengths are ASCII too).
+		checkUTF := utf && !si.ascii
 		if !checkUTF && s.plainSeries(si, l) {
 			continue // nearly every series: valid, sorted, within the limits
 		}
@@ -59,6 +44,97 @@ func (s *scanned) validate(l *Limits) error {
 		}
 	}
 	return nil
+}
+
+// validateV2 is validate for RW 2.0. The series share their symbols, so
+// what the fast check needs of a label is worked out once per symbol
+// (indexSymbols): its facts (empty, too long as a name or as a value, not
+// ASCII, the metric name) and, for a symbol used as a name, its rank in
+// byte order. A series' fast check then reads two small tables per label
+// instead of the symbols' bytes (plainSeriesV2).
+func (s *scanned) validateV2(l *Limits, utf bool) error {
+	s.indexSymbols(l, utf)
+	for i := range s.series {
+		si := &s.series[i]
+		if s.plainSeriesV2(si, l) {
+			continue
+		}
+		checkUTF := false
+		if utf {
+			for _, r := range s.refs[si.l0:si.l1] {
+				checkUTF = checkUTF || s.symFacts[r]&symNotASCII != 0
+			}
+		}
+		if err := s.checkSeries(i, l, checkUTF); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Facts of an RW 2.0 symbol, for plainSeriesV2.
+const (
+	symEmpty      = 1 << iota // no bytes
+	symLongName               // longer than the limit of a label name
+	symLongValue              // longer than the limit of a label value
+	symNotASCII               // some byte above 0x7f (noted only when UTF-8 is validated)
+	symMetricName             // "__name__"
+)
+
+// indexSymbols fills s.symFacts (per symbol) and s.symRank (per symbol used
+// as a label name: 1 + how many distinct names sort before it; equal bytes,
+// equal ranks; 0 for the others).
+func (s *scanned) indexSymbols(l *Limits, utf bool) {
+	n := len(s.syms)
+	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
+	facts := slices.Grow(s.symFacts[:0], n)
+	for _, sp := range s.syms {
+		var f uint8
+		nl := sp.end - sp.off
+		switch {
+		case nl == 0:
+			f = symEmpty
+		case nl == uint32(len(model.MetricNameLabel)) && string(s.raw[sp.off:sp.end]) == model.MetricNameLabel:
+			f = symMetricName
+		}
+		if nl > maxName {
+			f |= symLongName
+		}
+		if nl > maxValue {
+			f |= symLongValue
+		}
+		if utf && !isASCII(s.raw[sp.off:sp.end]) {
+			f |= symNotASCII
+		}
+		facts = append(facts, f)
+	}
+	s.symFacts = facts
+	rank := s.symRank
+	if cap(rank) < n {
+		rank = make([]uint32, n)
+	}
+	rank = rank[:n]
+	clear(rank)
+	names := s.nameSyms[:0]
+	for i := range s.series {
+		si := &s.series[i]
+		for k := si.l0; k < si.l1; k += 2 {
+			if r := s.refs[k]; rank[r] == 0 {
+				rank[r] = 1
+				names = append(names, r)
+			}
+		}
+	}
+	sym := func(r uint32) []byte { sp := s.syms[r]; return s.raw[sp.off:sp.end] }
+	slices.SortFunc(names, func(a, b uint32) int { return bytes.Compare(sym(a), sym(b)) })
+	rk := uint32(0)
+	for i, r := range names {
+		if i == 0 || !bytes.Equal(sym(names[i-1]), sym(r)) {
+			rk++
+		}
+		rank[r] = rk
+	}
+	s.symRank, s.nameSyms = rank, names
 }
 
 // checkSeries is validate's full check of series i, the one that names the
@@ -98,44 +174,47 @@ func (s *scanned) checkSeries(i int, l *Limits, checkUTF bool) error {
 // plainSeries is validate's fast check, on the index alone: it reports
 // whether the series is within the limits and has a metric name, non-empty
 // label names, strictly in order (so no duplicate). When it does not, the
-// full check (which names the problem) runs. UTF-8 is checked by the caller.
+// full check (which names the problem) runs. UTF-8 is checked by the caller
+// (RW 1.0) or here (RW 2.0: a series with a symbol not ASCII is not plain).
 func (s *scanned) plainSeries(si *seriesIdx, l *Limits) bool {
+	if s.proto == ProtoV2 {
+		return s.plainSeriesV2(si, l)
+	}
 	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
 		return false
 	}
-	if s.proto != ProtoV2 { // noted by the scan (seriesIdx.noteLabel)
-		return si.hasName && !si.notPlain && si.nameMax <= uint32(l.MaxLabelNameLength) && si.valueMax <= uint32(l.MaxLabelValueLength)
+	// Noted by the scan (seriesIdx.noteLabel).
+	return si.hasName && !si.notPlain && si.nameMax <= uint32(l.MaxLabelNameLength) && si.valueMax <= uint32(l.MaxLabelValueLength)
+}
+
+// plainSeriesV2 is plainSeries for RW 2.0, on the tables of indexSymbols:
+// names in strictly rising rank (in order, no name twice), none empty or
+// too long, no value too long, a metric name with a value, every symbol
+// ASCII (when UTF-8 is validated).
+func (s *scanned) plainSeriesV2(si *seriesIdx, l *Limits) bool {
+	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
+		return false
 	}
-	raw, v2 := s.raw, s.proto == ProtoV2
-	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
-	var prev span
+	facts, rank := s.symFacts, s.symRank
+	refs := s.refs[si.l0:si.l1]
+	var bad uint8
+	prev := uint32(0)
 	hasName := false
-	for k := si.l0; k < si.l1; k += 2 {
-		var nm, v span
-		if v2 {
-			nm, v = s.syms[s.refs[k]], s.syms[s.refs[k+1]]
-		} else {
-			nm, v = s.lbls[k], s.lbls[k+1]
-		}
-		nl := nm.end - nm.off
-		if nl == 0 || nl > maxName || v.end-v.off > maxValue {
+	for k := 0; k+1 < len(refs); k += 2 {
+		nm, v := refs[k], refs[k+1]
+		r := rank[nm]
+		if r <= prev {
 			return false
 		}
-		if k > si.l0 {
-			// Most neighbours differ in their first byte.
-			if a, b := raw[nm.off], raw[prev.off]; a < b || (a == b && bytes.Compare(raw[nm.off:nm.end], raw[prev.off:prev.end]) <= 0) {
-				return false
-			}
-		}
-		if int(nl) == len(model.MetricNameLabel) && string(raw[nm.off:nm.end]) == model.MetricNameLabel {
-			if v.end == v.off {
-				return false
-			}
+		prev = r
+		nf, vf := facts[nm], facts[v]
+		bad |= nf&(symEmpty|symLongName|symNotASCII) | vf&(symLongValue|symNotASCII)
+		if nf&symMetricName != 0 {
 			hasName = true
+			bad |= vf & symEmpty
 		}
-		prev = nm
 	}
-	return hasName
+	return hasName && bad == 0
 }
 
 // isASCII reports whether b has no byte above 0x7f, eight bytes at a time.
@@ -154,15 +233,6 @@ func isASCII(b []byte) bool {
 		acc |= uint64(c)
 	}
 	return acc&0x8080808080808080 == 0
-}
-
-func allRefsASCII(refs []uint32, symASCII []bool) bool {
-	for _, r := range refs {
-		if !symASCII[r] {
-			return false
-		}
-	}
-	return true
 }
 
 // labelPairs are one series' labels in wire order.

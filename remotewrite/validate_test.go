@@ -228,12 +228,15 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 	}
 	v2 := func() []byte {
 		syms := []string{""}
-		for range 1 + r.IntN(6) {
+		for range 1 + r.IntN(12) {
 			if r.IntN(2) == 0 {
 				syms = append(syms, names[r.IntN(len(names))])
 			} else {
 				syms = append(syms, values[r.IntN(len(values))])
 			}
+		}
+		if r.IntN(2) == 0 {
+			syms = append(syms, "__name__")
 		}
 		var req []byte
 		for _, s := range syms {
@@ -241,15 +244,39 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 		}
 		for range 1 + r.IntN(3) {
 			var refs []byte
-			for range 2 * r.IntN(6) {
-				refs = protowire.AppendVarint(refs, uint64(r.IntN(len(syms))))
+			plain := r.IntN(2) == 0
+			ns := make([]int, r.IntN(6))
+			for k := range ns {
+				ns[k] = r.IntN(len(syms))
+				for try := 0; plain && try < 3 && (syms[ns[k]] == "" || !isASCII([]byte(syms[ns[k]]))); try++ {
+					ns[k] = r.IntN(len(syms)) // mostly plain names
+				}
+			}
+			if plain {
+				// Names in order, with the metric name most of the
+				// time and duplicates (or symbols of equal bytes)
+				// some of the time: the fast path's case.
+				if syms[len(syms)-1] == "__name__" && r.IntN(4) != 0 {
+					ns = append(ns, len(syms)-1)
+				}
+				slices.SortFunc(ns, func(a, b int) int { return strings.Compare(syms[a], syms[b]) })
+				if r.IntN(4) != 0 {
+					ns = slices.CompactFunc(ns, func(a, b int) bool { return syms[a] == syms[b] })
+				}
+			}
+			for _, n := range ns {
+				v := r.IntN(len(syms))
+				for try := 0; plain && try < 3 && (syms[v] == "" || !isASCII([]byte(syms[v]))); try++ {
+					v = r.IntN(len(syms)) // mostly plain values, so that plain series are common
+				}
+				refs = protowire.AppendVarint(protowire.AppendVarint(refs, uint64(n)), uint64(v))
 			}
 			ts := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), refs)
 			req = protowire.AppendBytes(protowire.AppendTag(req, 5, protowire.BytesType), sample(ts))
 		}
 		return req
 	}
-	checked, plainN := 0, 0 // plainN: series the fast check passed
+	checked, plainN, plainV2 := 0, 0, 0 // plainN: series the fast check passed (plainV2: of RW 2.0)
 	for it := range 40000 {
 		proto, raw := ProtoV1, v1()
 		if it%2 == 1 {
@@ -277,6 +304,9 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 		for i := range fast.series {
 			if fast.plainSeries(&fast.series[i], &l) {
 				plainN++
+				if proto == ProtoV2 {
+					plainV2++
+				}
 			}
 		}
 		if (errFast == nil) != (errFull == nil) || (errFast != nil && errFast.Error() != errFull.Error()) {
@@ -297,7 +327,7 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 		fast.release()
 		full.release()
 	}
-	if checked < 10000 || plainN < 500 {
-		t.Fatalf("only %d of 40000 random requests were well-formed, %d series plain: the fast paths went untested", checked, plainN)
+	if checked < 10000 || plainN < 500 || plainV2 < 500 {
+		t.Fatalf("only %d of 40000 random requests were well-formed, %d series plain (%d RW 2.0): the fast paths went untested", checked, plainN, plainV2)
 	}
 }
