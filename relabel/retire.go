@@ -76,9 +76,42 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 			}
 			sh.retired(o, now)
 		}
+		sh.behindRetired(gone)
 	}
 	w.unlockAll()
 	w.flushLog()
+}
+
+// behindRetired makes the outputs of the shard that share a label set with
+// one of gone (retired now) and still merge wait for its queue
+// (output.behind: attach asks whether it still has samples to send). An
+// output made after the retirement waits from its start (shard.output); one
+// made before did too, but that is not in the log: after a restart the
+// start's retirement (Pipeline.Activate retires again the outputs left
+// without sources) gets here, and it waits again (a SIGKILL between a new
+// output's first sum and the retired queue's: the retired sum refused for
+// good; TestNewOutputWaitsForTheRetiredQueueAfterRestart).
+func (m *shard) behindRetired(gone []*output) {
+	if len(gone) == 0 {
+		return
+	}
+	hs := make(map[uint64]bool, len(gone))
+	for _, o := range gone {
+		hs[o.labels.Hash()] = true
+	}
+	wait := func(h uint64, o *output) {
+		if hs[h] && !o.retire && !o.gone && len(o.sources) > 0 {
+			o.behind = true
+		}
+	}
+	for k, o := range m.outs {
+		wait(k.h, o)
+	}
+	for k, os := range m.more {
+		for _, o := range os {
+			wait(k.h, o)
+		}
+	}
 }
 
 // retireOne applies the coverage to one output; it reports whether the

@@ -231,3 +231,124 @@ func retiredQueueGoesFirst(t *testing.T, restart, retireFirst bool) {
 		t.Fatalf("500 series %v, want %v: the retired sum before the raw sample (the first attempt answered %d)", got, want, first.Code)
 	}
 }
+
+// TestNewOutputWaitsForTheRetiredQueue: a reload to keep_distinct that
+// also turns forward_headers on retires the output under its old partition
+// while the upstream fails its last sum (33 at step 3); only the idle flush
+// sends that queue now. A second reload turns the merge on again. The
+// sender's next scrape makes a new output of the label set under the new
+// partition, whose sums are complete at once. While the retired output
+// still has 33 to send, the new one must not send its sums: stored first,
+// they would make 33 out of order for good (refused, lost; sim all seed
+// 19003517, where the retired output was still sending an outage's
+// backlog).
+func TestNewOutputWaitsForTheRetiredQueue(t *testing.T) {
+	newOutputWaits(t, false)
+}
+
+// TestNewOutputWaitsForTheRetiredQueueAfterRestart is
+// TestNewOutputWaitsForTheRetiredQueue with a SIGKILL after the new
+// output's sum at step 4 and a start on the merge log: that the new output
+// waits is not in the log; the start's retirement of the retired output
+// (Pipeline.Activate) makes it wait again.
+func TestNewOutputWaitsForTheRetiredQueueAfterRestart(t *testing.T) {
+	newOutputWaits(t, true)
+}
+
+func newOutputWaits(t *testing.T, restart bool) {
+	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	none, five := userSeries(0)
+	var failSum atomic.Bool
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
+		for _, x := range ss {
+			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
+				return failSum.Load()
+			}
+		}
+		return false
+	})
+	plain := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	var fc UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte("url: "+front.URL+"/api/v1/write\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
+		t.Fatal(err)
+	}
+	fc.Timeout = model.Duration(5 * time.Second)
+	fwd, err := NewUpstream(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := []*Upstream{fwd}
+	dir := t.TempDir()
+	clock := rwtest.NewClock(time.Unix(1000, 0))
+	open := func() *relabel.Merger {
+		m := relabel.NewMerger(relabel.DefaultCollisionConfig(), nil)
+		m.SetClock(clock.Now)
+		if _, err := m.OpenLog(dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() }) // after the test, as a SIGKILL leaves it
+		return m
+	}
+	merger := open()
+	pipeline := func(policy relabel.Policy, scheme string) *relabel.Pipeline {
+		p := policyPipeline(t, merger, policy)
+		p.Activate(merger.Partitions(scheme)) // as the reloader does
+		return p
+	}
+	h := NewHandler(pipeline(relabel.PolicyMerge, "\x01"), plain)
+	for k := int64(1); k <= 2; k++ {
+		clock.Add(retryStep * time.Millisecond)
+		sendStep(t, h, none, k, noneAt(0, k))
+		sendStep(t, h, five, k, fiveAt(0, k))
+	}
+	clock.Add(retryStep * time.Millisecond)
+	failSum.Store(true)
+	sendStep(t, h, none, 3, noneAt(0, 3))
+	if rec := post(t, h, ctV1, oneSeries(t, five, prompb.Sample{Timestamp: 3 * retryStep, Value: fiveAt(0, 3)})); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the request with the sum at step 3, failed upstream: %d %s, want 503", rec.Code, rec.Body)
+	}
+	h.Update(pipeline(relabel.PolicyKeepDistinct, "X-Scope-OrgID\x01"), ups) // retired under the old partition, 33 queued
+	h.Update(pipeline(relabel.PolicyMerge, "X-Scope-OrgID\x01"), ups)
+	// The sender's requests: what is not answered 204 is sent again
+	// later, as Prometheus does.
+	var unsent [][]byte
+	send := func(ls labels.Labels, k int64, v float64) {
+		body := oneSeries(t, ls, prompb.Sample{Timestamp: k * retryStep, Value: v})
+		if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+			unsent = append(unsent, body)
+		}
+	}
+	for k := int64(4); k <= 8; k++ { // the upstream still fails 33
+		clock.Add(retryStep * time.Millisecond)
+		send(none, k, noneAt(0, k))
+		send(five, k, fiveAt(0, k))
+		if restart && k == 4 {
+			merger = open() // SIGKILL, and a start on the log
+			h = NewHandler(pipeline(relabel.PolicyMerge, "X-Scope-OrgID\x01"), ups)
+		}
+	}
+	failSum.Store(false) // the upstream takes 33 again
+	for range 120 {
+		clock.Add(time.Second)
+		h.FlushIdle(context.Background())
+		if !merger.Pending() {
+			break
+		}
+	}
+	for _, body := range unsent {
+		if rec := post(t, h, ctV1, body); rec.Code != http.StatusNoContent {
+			t.Fatalf("a request sent again: %d %s", rec.Code, rec.Body)
+		}
+	}
+	clock.Add(retryStep * time.Millisecond)
+	send(none, 9, noneAt(0, 9))
+	send(five, 9, fiveAt(0, 9))
+	got := up.HeadSeries()[five.String()]
+	var want []rwtest.HeadSample
+	for k := int64(1); k <= 8; k++ {
+		want = append(want, rwtest.HeadSample{T: k * retryStep, V: mergedAt(0, k)})
+	}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("500 series %v, want %v first: the retired sum at step 3 before the new output's sums", got, want)
+	}
+}
