@@ -225,3 +225,28 @@ func TestMergeOrphansRetiredTheRequestsPartitionGoesOn(t *testing.T) {
 		t.Fatalf("%v, want 33 at %d", got, 2*step)
 	}
 }
+
+// TestRetiredOutputsNeverWaitForEachOther: an output kept back behind
+// retired outputs of its label set (output.behind) waits only for those made
+// before it. Two orphans of one label set retired together at an adoption,
+// each made behind the other's queue in some order, would otherwise wait
+// for each other for good (neither sends, so neither queue settles).
+func TestRetiredOutputsNeverWaitForEachOther(t *testing.T) {
+	a := &output{id: 1, part: "a", retire: true, oldPart: true, behind: true, q: []Sample{{T: 1, V: 1}}}
+	b := &output{id: 2, part: "b", retire: true, oldPart: true, behind: true, q: []Sample{{T: 2, V: 2}}}
+	live := &output{id: 3, part: "c", behind: true}
+	fc := fence{outs: []*output{a, b}}
+	if retiredQueued(fc, a) {
+		t.Error("the first retired output waits for the one retired after it")
+	}
+	if !retiredQueued(fc, b) {
+		t.Error("the later retired output does not wait for the earlier one's queue")
+	}
+	if !retiredQueued(fc, live) {
+		t.Error("a new output of the label set does not wait for the retired queues")
+	}
+	a.q, b.q = nil, nil
+	if retiredQueued(fc, live) {
+		t.Error("a new output waits for retired outputs with nothing left to send")
+	}
+}

@@ -485,6 +485,10 @@ type mergeTx struct {
 	groups   []*output // by Add call; nil when not merged
 	attached []*output
 	retry    []bool // by attached
+	// waited: outputs that attach kept back behind a retired queue
+	// (output.behind); collect lists them again, so that a later request
+	// or the idle flush sends them once that queue is settled.
+	waited []*output
 	// sources is how many sources the last Add's output has (0: not
 	// merged): more than one, and its sources are summed (a collision).
 	sources int
@@ -1435,6 +1439,7 @@ func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
 	}
 	if o.behind { // as a raw sample waits (Merger.queuedElsewhere)
 		if fc, ok := tx.m.w.fencedAt(hashLabels(o.labels)); ok && retiredQueued(fc, o) {
+			tx.waited = append(tx.waited, o)
 			return emits
 		}
 		o.behind = false
@@ -1506,6 +1511,13 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 			}
 		}
 	}
+	// Those kept back stay ready: the retired queue they wait for may be
+	// settled by another partition's request or the idle flush, and
+	// nothing else would list them again (their sender may have stopped).
+	for _, o := range tx.waited {
+		m.list(o)
+	}
+	tx.waited = tx.waited[:0]
 	if m.now().Sub(m.lastGC) > time.Duration(m.cfg.IdleTimeout)/10 {
 		m.gc(now)
 	}
@@ -1688,11 +1700,14 @@ func (m *shard) remove(o *output) {
 	m.nsrc -= len(o.sources)
 }
 
-// retiredQueued reports whether a retired output of fence fc other than o,
-// of o's partition or of an older scheme, still has samples to send.
+// retiredQueued reports whether a retired output of fence fc made before o
+// (a smaller id), of o's partition or of an older scheme, still has samples
+// to send. Only earlier ones: outputs retired together (orphans of several
+// tenants at an adoption), or o retired itself later, never wait for each
+// other.
 func retiredQueued(fc fence, o *output) bool {
 	for _, x := range fc.outs {
-		if x != o && !x.gone && x.retire && (len(x.q) > 0 || x.inflight > 0) && (x.oldPart || x.part == o.part) {
+		if x.id < o.id && !x.gone && x.retire && (len(x.q) > 0 || x.inflight > 0) && (x.oldPart || x.part == o.part) {
 			return true
 		}
 	}
