@@ -90,6 +90,9 @@ type llmSet struct {
 	// restart; rwfix counts it (rwfix_merge_ambiguous_restarts_total).
 	lastOK    llmShown
 	ambiguous []llmAmbiguity
+	// births: when each source's series was born, the first time and
+	// again after each eviction or restart (see simExcuses.excuse).
+	births [2][]int64
 }
 
 type llmShown struct {
@@ -258,6 +261,7 @@ func (l *simLiteLLM) advanceTo(t int64) {
 		}
 		if !s.src[e.which].present {
 			l.w.note(s.id, "LiteLLM: set %d's %s series born at %s", s.id, srcStatus[e.which], rel(e.at))
+			s.births[e.which] = append(s.births[e.which], e.at)
 		}
 		s.src[e.which].inc(e.at)
 		if !s.fixed.present {

@@ -109,12 +109,21 @@ func (c *createdTimes) saw(ls labels.Labels, t int64, v float64) {
 // since is another (the clocks of exporter and sender agree, as rwfix
 // assumes of sender and rwfix: see clockSkew). False where the creation
 // time at t is unknown.
-func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
+//
+// earlier reports a creation time at t that differs from the last one
+// before the gap but lies at or before gone: the series was created again
+// while the state counted it, and what its _created series said then never
+// reached the state (a power loss cut it; or it came after that time was
+// finalized). That is not a creation at t: the count the state has now is
+// the new life's, and carried it would be counted twice (sim all seed
+// 20001895); the count of the life before is unknown (counted by the
+// caller).
+func (c *createdTimes) changed(k uint64, life, gone, t int64) (again, earlier bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.m[k]
 	if h == nil {
-		return false
+		return false, false
 	}
 	now, before, okNow, okBefore := 0.0, 0.0, false, false
 	for i := h.n - 1; i >= 0; i-- {
@@ -129,9 +138,15 @@ func (c *createdTimes) changed(k uint64, life, gone, t int64) bool {
 		}
 	}
 	if okNow && !okBefore {
-		return now*1000 > float64(gone)
+		return now*1000 > float64(gone), false
 	}
-	return okNow && now != before
+	if !okNow || now == before {
+		return false, false
+	}
+	if now*1000 > float64(gone) {
+		return true, false
+	}
+	return false, true
 }
 
 // before reports whether the source of family k said at t a creation time

@@ -217,12 +217,15 @@ func TestMergePowerLossTailThenResent(t *testing.T) {
 	h.req(g(outTotal, src500, sp(t0+step, stale)))
 	h.m.flushLog()
 	h.clock.add(2 * step * time.Millisecond)
-	powerLossRestart(t, h, dir)                   // ... the None's were lost
-	h.req(g(outCreat, cNone, sp(t0+2*step, 200))) // sent again: the None created again
+	powerLossRestart(t, h, dir) // ... the None's were lost
+	// Created again 5 s after the restart's stale markers (creation times
+	// in seconds on the sender's clock, as its sample timestamps).
+	again := float64(t0+step)/1000 + 5
+	h.req(g(outCreat, cNone, sp(t0+2*step, again))) // sent again: the None created again
 	h.req(g(outTotal, srcNone, sp(t0+2*step, 1)))
 	base := h.clock.now().UnixMilli()
 	h.clock.add(step * time.Millisecond)
-	h.req(g(outCreat, cNone, sp(base+step, 200), c500, sp(base+step, 300)))
+	h.req(g(outCreat, cNone, sp(base+step, again), c500, sp(base+step, again+1)))
 	h.req(g(outTotal, srcNone, sp(base+step, 3), src500, sp(base+step, 1)))
 	h.drain()
 	if got := h.values(outTotal)[base+step]; got != 4 {

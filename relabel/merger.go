@@ -272,7 +272,7 @@ func NewMerger(cfg CollisionConfig, reg prometheus.Registerer) *Merger {
 		ambiguous: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_ambiguous_restarts_total",
 			Help: "Merged outputs restarted while a source that counted stayed away: an exporter restart, or that source removed while another was created again (then its count is lost from the sum); the scrapes cannot tell them apart."}),
 		unknownCounts: f.NewCounter(prometheus.CounterOpts{Namespace: "rwfix", Name: "merge_unknown_counts_total",
-			Help: "Merge sources first seen as a stale marker: the series had counted before this state saw it (the merge was off when its last sample came, or a start without state), so its count is not in the output's sum."}),
+			Help: "Merge sources whose count before is not in the output's sum: first seen as a stale marker (the series had counted before this state saw it: the merge was off when its last sample came, or a start without state), or created again, as their creation time says, at a time the state had counted already (its _created samples of that time lost)."}),
 		hold: f.NewHistogram(prometheus.HistogramOpts{Namespace: "rwfix", Name: "merge_hold_seconds",
 			Help:    "Time from the arrival of the first source sample at a merged output's timestamp to its finalization: the latency the merge adds (births wait collision.birth_wait).",
 			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120}}),

@@ -912,7 +912,11 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 // 5000129: both back at 1, one's _created sample in first).
 func (m *shard) createdAgainAt(o *output, s *source, t int64) bool {
 	k, ok := s.family()
-	return ok && m.w.created.changed(k, max(s.bornAt, s.resetAt), o.f+1, t)
+	if !ok {
+		return false
+	}
+	again, _ := m.w.created.changed(k, max(s.bornAt, s.resetAt), o.f+1, t)
+	return again
 }
 
 // live is the number of sources seen whose last sample is not a stale
@@ -971,9 +975,17 @@ func (m *shard) recreated(o *output, t int64) {
 				break
 			}
 			if !value.IsStaleNaN(p.V) {
-				if k, ok := s.family(); ok && m.w.created.changed(k, max(s.bornAt, s.resetAt), before, p.T) {
-					s.recreatedAt = p.T
-					m.logRecreated(s, p.T)
+				if k, ok := s.family(); ok {
+					switch again, earlier := m.w.created.changed(k, max(s.bornAt, s.resetAt), before, p.T); {
+					case again:
+						s.recreatedAt = p.T
+						m.logRecreated(s, p.T)
+					case earlier:
+						// Created again at a time already counted: where
+						// is unknown, and so is the count it had before
+						// (docs/collisions.md, What is unknowable).
+						m.metrics.unknownCounts.Inc()
+					}
 				}
 				break
 			}
