@@ -226,16 +226,20 @@ func TestMergeOrphansRetiredTheRequestsPartitionGoesOn(t *testing.T) {
 	}
 }
 
-// TestRetiredOutputsNeverWaitForEachOther: an output kept back behind
-// retired outputs of its label set (output.behind) waits only for those made
-// before it. Two orphans of one label set retired together at an adoption,
+// TestRetiredOutputsNeverWaitForEachOther: a retired output kept back
+// behind retired outputs of its label set (output.behind) waits only for
+// those made before it; a live one waits for all of them. Two orphans of one label set retired together at an adoption,
 // each made behind the other's queue in some order, would otherwise wait
 // for each other for good (neither sends, so neither queue settles).
 func TestRetiredOutputsNeverWaitForEachOther(t *testing.T) {
 	a := &output{id: 1, part: "a", retire: true, oldPart: true, behind: true, q: []Sample{{T: 1, V: 1}}}
 	b := &output{id: 2, part: "b", retire: true, oldPart: true, behind: true, q: []Sample{{T: 2, V: 2}}}
 	live := &output{id: 3, part: "c", behind: true}
+	older := &output{id: 0, part: "c", behind: true} // live, made before both
 	fc := fence{outs: []*output{a, b}}
+	if !retiredQueued(fc, older) {
+		t.Error("a live output made before the retired ones does not wait for their queues")
+	}
 	if retiredQueued(fc, a) {
 		t.Error("the first retired output waits for the one retired after it")
 	}
@@ -248,5 +252,66 @@ func TestRetiredOutputsNeverWaitForEachOther(t *testing.T) {
 	a.q, b.q = nil, nil
 	if retiredQueued(fc, live) {
 		t.Error("a new output waits for retired outputs with nothing left to send")
+	}
+}
+
+// TestOlderOutputWaitsForANewerRetiredQueue: a reload that changes the
+// partition scheme and stops merging the 500 retires tenant-a's output of
+// the label set (sources None and 500, its sums refused: 22 and 33 queued)
+// and orphans the older output of the "" partition (the None alone). When
+// "" adopts that orphan, it must send nothing while the retired queue of
+// the older scheme still holds samples before its own: stored first, they
+// would make that queue out of order for good. The wait is for retired
+// outputs older or newer than the waiting one (found by a review: only
+// older ones were waited for).
+func TestOlderOutputWaitsForANewerRetiredQueue(t *testing.T) {
+	h := newHarness(t, "")
+	send := func(part string, ok bool, gr group) {
+		t.Helper()
+		tx := h.m.Begin(part)
+		if !tx.Add(gr.out, gr.sources, gr.samples) {
+			t.Fatal("state full")
+		}
+		e := tx.Collect()
+		if ok {
+			h.accept(e) // one upstream series space, as Prometheus has
+			tx.Done(true, allTaken(e))
+			return
+		}
+		tx.Done(false, make([]int, len(e))) // the upstream failed the request
+	}
+	flush := func() {
+		for range 60 {
+			h.clock.add(10 * time.Second)
+			for part := range h.m.PendingPartitions() {
+				tx := h.m.Begin(part)
+				e := tx.Collect()
+				h.accept(e)
+				tx.Done(true, allTaken(e))
+			}
+		}
+	}
+	send("", true, g(outTotal, srcNone, sp(0, 1)))
+	flush() // its sender pauses: the sample at 0 goes out
+	for k := int64(1); k <= 2; k++ {
+		h.clock.add(step * time.Millisecond)
+		send("tenant-a", false, g(outTotal, srcNone, sp(k*step, float64(k)), src500, sp(k*step, float64(20*k))))
+	}
+	h.m.retire(func(src, _ labels.Labels) bool { return !labels.Equal(src, src500) }, true)
+	for k := int64(3); k <= 6; k++ {
+		h.clock.add(step * time.Millisecond)
+		send("", true, g(outTotal, srcNone, sp(k*step, float64(k))))
+	}
+	// The sender stops; the idle flush sends what each partition holds
+	// (the retired queue's old partition is flushed only so).
+	flush()
+	got := h.series(outTotal)
+	for i := 1; i < len(got); i++ {
+		if got[i].T <= got[i-1].T {
+			t.Fatalf("the label set's samples out of order upstream: %v", got)
+		}
+	}
+	if v := h.values(outTotal); v[step] != 21 || v[2*step] != 42 {
+		t.Fatalf("the retired queue (21 and 42 at steps 1 and 2) not stored: %v", got)
 	}
 }

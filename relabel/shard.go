@@ -915,8 +915,11 @@ func (m *shard) createdAgainAt(o *output, s *source, t int64) bool {
 	if !ok {
 		return false
 	}
-	again, _ := m.w.created.changed(k, max(s.bornAt, s.resetAt), o.f+1, t)
-	return again
+	// Any other creation time than before, also one at or before the
+	// frontier (recreated counts that one unknown): what matters here is
+	// only that the value at t may hang on it.
+	again, earlier := m.w.created.changed(k, max(s.bornAt, s.resetAt), o.f+1, t)
+	return again || earlier
 }
 
 // live is the number of sources seen whose last sample is not a stale
@@ -1712,14 +1715,15 @@ func (m *shard) remove(o *output) {
 	m.nsrc -= len(o.sources)
 }
 
-// retiredQueued reports whether a retired output of fence fc made before o
-// (a smaller id), of o's partition or of an older scheme, still has samples
-// to send. Only earlier ones: outputs retired together (orphans of several
-// tenants at an adoption), or o retired itself later, never wait for each
-// other.
+// retiredQueued reports whether a retired output of fence fc, of o's
+// partition or of an older scheme, still has samples to send. Only retired
+// outputs are waited for, so a wait among them is the only possible cycle
+// (orphans of several tenants retired together at an adoption, each made
+// behind the other): a retired o waits only for those made before it (a
+// smaller id). A live o waits for every one, older or newer.
 func retiredQueued(fc fence, o *output) bool {
 	for _, x := range fc.outs {
-		if x.id < o.id && !x.gone && x.retire && (len(x.q) > 0 || x.inflight > 0) && (x.oldPart || x.part == o.part) {
+		if x != o && (!o.retire || x.id < o.id) && !x.gone && x.retire && (len(x.q) > 0 || x.inflight > 0) && (x.oldPart || x.part == o.part) {
 			return true
 		}
 	}

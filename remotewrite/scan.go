@@ -137,6 +137,7 @@ type scanned struct {
 	symFacts []uint8
 	symRank  []uint32
 	nameSyms []uint32
+	unranked bool // too many distinct names to rank (maxRankedNames)
 	// maxLabelRef: the largest label reference of the RW 2.0 series (so
 	// that scanV2 looks for the one outside the table only if there is one)
 	maxLabelRef uint64

@@ -277,10 +277,17 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 		return req
 	}
 	checked, plainN, plainV2 := 0, 0, 0 // plainN: series the fast check passed (plainV2: of RW 2.0)
+	defer func(n int) { maxRankedNames = n }(maxRankedNames)
 	for it := range 40000 {
 		proto, raw := ProtoV1, v1()
 		if it%2 == 1 {
 			proto, raw = ProtoV2, v2()
+		}
+		// Every other RW 2.0 request with too many names to rank (the
+		// names' bytes compared instead).
+		maxRankedNames = 4096
+		if it%4 == 3 {
+			maxRankedNames = 0
 		}
 		utf := r.IntN(3) != 0
 		l := DefaultLimits()
