@@ -204,11 +204,14 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 			}
 		}
 	}
-	if set != nil && (strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value")) {
+	if set != nil && (strings.HasPrefix(check, "value") || strings.HasPrefix(check, "reset") || strings.HasPrefix(check, "created-value") || strings.HasPrefix(check, "start-ts")) {
 		// The set looked restarted while its fixed counter went on (a
 		// source removed after another was created again, between two
 		// scrapes): rwfix restarts the output and counts it; excused for
-		// that output while the fixed counter's life lasts, one count each.
+		// that output while the fixed counter's life lasts, one count each:
+		// its values, and with RW 2.0 its start timestamp, which restarts
+		// with it (all seed 21004144: only the start timestamp was not
+		// excused).
 		for _, a := range set.ambiguous {
 			if t < a.t || set.truth[t].epoch != a.epoch {
 				continue
@@ -257,6 +260,32 @@ func (x *simExcuses) excuse(check string, set *llmSet, series string, srcs [2]*s
 					x.charged[key] = true
 				}
 				x.excused["rwfix_merge_ambiguous_restarts_total after a power loss"]++
+				return true
+			}
+		}
+	}
+	if set != nil && (strings.HasPrefix(check, "value") || strings.HasPrefix(check, "created-value") || strings.HasPrefix(check, "start-ts")) {
+		// A power loss cut every sample of a source the state had (they
+		// came late, its shard of the sender behind) and its next sample
+		// is a stale marker: the restarted state first sees it stale, its
+		// count unknown, left out of the sum and counted
+		// (rwfix_merge_unknown_counts_total; docs/collisions.md, What is
+		// unknowable: a source first seen stale). The output's start
+		// timestamp and _created value are then its other sources' (all
+		// seed 21004504). Excused for that output from that marker on, one
+		// count each, as after a reload.
+		for which, src := range srcs {
+			if src == nil {
+				continue
+			}
+			lost := x.w.fix.lostAcked[src]
+			if len(lost) == 0 {
+				continue
+			}
+			one := [2]*simSeries{}
+			one[which] = src
+			if at, ok := staleFirstAfter(one, slices.Max(lost)); ok && t >= at && x.chargeUnknownCount(set, series, at) {
+				x.excused["rwfix_merge_unknown_counts_total (first seen stale after a power loss)"]++
 				return true
 			}
 		}
