@@ -488,3 +488,39 @@ func TestMergeLateSampleBeforeTheHorizonCounted(t *testing.T) {
 		t.Fatalf("%v timestamps counted unknown, want 2 (t0+step once, t0+2*step)", n)
 	}
 }
+
+// TestMergeLateSampleBeforeAnEarlierHorizonCounted is
+// TestMergeLateSampleBeforeTheHorizonCounted with a second power loss
+// before the None's late sample comes: its timestamp is in the gap of the
+// first one, which the second one's horizon replaced, and it is still
+// counted unknowable once (sim all seed 21004544), also by a process
+// restarted on the log since.
+func TestMergeLateSampleBeforeAnEarlierHorizonCounted(t *testing.T) {
+	h, dir, t0 := powerLossHarness(t)
+	h.req(g(outTotal, srcNone, sp(t0, 1), src500, sp(t0, 1)))
+	h.clock.add(2 * step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(t0+2*step, 2))) // the None's shard behind; the 500 had no sample at t0+step
+	h.m.flushLog()
+	powerLossRestart(t, h, dir)
+	h.clock.add(2 * time.Minute)
+	h.req() // the None overdue: t0+2*step finalized unsent without it
+	h.m.flushLog()
+	powerLossRestart(t, h, dir) // a second power loss: a new horizon
+	unknown := testutil.ToFloat64(h.m.metrics.unknown)
+	h.req(g(outTotal, srcNone, sp(t0+step, 1))) // late: its timestamp no source held, before the first horizon
+	if n := testutil.ToFloat64(h.m.metrics.unknown) - unknown; n != 1 {
+		t.Fatalf("%v more timestamps counted unknown for the late sample, want 1 (t0+step)", n)
+	}
+	h.m.flushLog()
+	crash(h.m) // a SIGKILL: the count and the gap are in the log
+	h.m = h.open(dir)
+	unknown = testutil.ToFloat64(h.m.metrics.unknown)
+	h.req(g(outTotal, srcNone, sp(t0+step, 1))) // sent again by the sender: nothing new
+	h.drain()
+	if n := testutil.ToFloat64(h.m.metrics.unknown) - unknown; n != 0 {
+		t.Fatalf("t0+step counted again after a restart (%v)", n)
+	}
+	if _, ok := h.values(outTotal)[t0+step]; ok {
+		t.Fatalf("sent at t0+step, before the horizon of a power loss: %v", h.values(outTotal))
+	}
+}

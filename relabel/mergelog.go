@@ -138,9 +138,10 @@ func (m *Merger) OpenLog(dir string) (int, error) {
 			// now on may have counted before. (A SIGKILL or an OOM kill loses
 			// nothing: the kernel had every record, torn tail or not.)
 			m.powerLoss = true
+			prev := m.horizon
 			m.horizon = m.shards[0].now().Add(clockSkew).UnixMilli()
 			m.backlogBefore.Store(m.horizon)
-			m.lostTail()
+			m.lostTail(prev)
 		}
 		if replayErr != nil {
 			m.reset()
@@ -186,10 +187,25 @@ const snapshotPattern = ".merge-*.tmp"
 // on wait for it as for any lagging source, and advance finalizes them
 // unsent when it comes or is overdue (see inLossGap). The compaction that
 // follows keeps the result.
-// Called with every shard locked, before the log is open.
-func (m *Merger) lostTail() {
+// Called with every shard locked, before the log is open; prev is the
+// horizon before this power loss.
+func (m *Merger) lostTail(prev int64) {
 	for _, sh := range m.shards {
-		sh.lossGaps = nil // a new horizon
+		// A new horizon: the gaps of an earlier power loss stop holding
+		// timestamps back, and only count late samples in them (pastGap).
+		for o, g := range sh.lossGaps {
+			if o.gone {
+				delete(sh.lossGaps, o)
+				continue
+			}
+			if g.f0 != math.MaxInt64 {
+				g.past = append(g.past, gapSpan{g.f0, prev})
+				if len(g.past) > maxPastGaps {
+					g.past = slices.Delete(g.past, 0, len(g.past)-maxPastGaps)
+				}
+			}
+			g.f0, g.kept = math.MaxInt64, nil
+		}
 		for o := range sh.all() {
 			for {
 				t, ok := o.next()
@@ -226,13 +242,23 @@ func (m *Merger) lostTail() {
 // timestamps up to it were finalized before the loss) and the timestamps
 // counted unknowable since, in order.
 type lossGap struct {
-	f0      int64
+	f0      int64 // MaxInt64: none under the running horizon, only past ones
 	counted []int64
+	// past: the gaps of earlier power losses (frontier before, horizon):
+	// a late sample at a timestamp in one is unknowable too, and counted
+	// once (see lateBeforeHorizon; sim all seed 21004544: the late samples
+	// came after a second power loss).
+	past []gapSpan
 	// kept: the sources that counted with samples kept when lostTail left
 	// held timestamps to wait for a lagging source, and their last sample
 	// kept (see keptUntil).
 	kept []keptLast
 }
+
+type gapSpan struct{ f0, h int64 }
+
+// maxPastGaps bounds the earlier power losses' gaps an output keeps.
+const maxPastGaps = 4
 
 type keptLast struct {
 	s    *source
@@ -279,6 +305,8 @@ func (m *shard) lossGap(o *output) *lossGap {
 		}
 		g = &lossGap{f0: o.f}
 		m.lossGaps[o] = g
+	} else if g.f0 == math.MaxInt64 {
+		g.f0 = o.f // a gap of this horizon beside past ones
 	}
 	return g
 }
@@ -288,7 +316,7 @@ func (m *shard) lossGap(o *output) *lossGap {
 // them; lateBeforeHorizon's: the one it counted). The horizon and the gap
 // outlive a restart on the log (a SIGKILL after the power loss's restart):
 // the late sample that finds the gap may come after it.
-func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64, kept []keptLast, withKept bool) []byte {
+func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64, kept []keptLast, past []gapSpan, withKept bool) []byte {
 	l.begin(recLossGap)
 	l.uvarint(o.id)
 	l.varint(f0)
@@ -296,11 +324,16 @@ func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64, kept []kep
 	for _, t := range counted {
 		l.varint(t)
 	}
-	if withKept { // a snapshot's: see lossGap.kept
+	if withKept { // a snapshot's: see lossGap.kept, lossGap.past
 		l.uvarint(uint64(len(kept)))
 		for _, e := range kept {
 			l.uvarint(e.s.id)
 			l.varint(e.last)
+		}
+		l.uvarint(uint64(len(past)))
+		for _, p := range past {
+			l.varint(p.f0)
+			l.varint(p.h)
 		}
 	}
 	return l.frame(nil)
@@ -325,6 +358,13 @@ func (rp *replayer) lossGap(r *recReader) {
 			}
 		}
 	}
+	var past []gapSpan
+	if withKept && len(r.b) > 0 && r.err == nil { // since past gaps are kept
+		np := r.uvarint()
+		for i := uint64(0); i < np && i < maxPastGaps && r.err == nil; i++ {
+			past = append(past, gapSpan{r.varint(), r.varint()})
+		}
+	}
 	o := rp.outs[oid]
 	if o == nil || r.err != nil {
 		return
@@ -332,7 +372,7 @@ func (rp *replayer) lossGap(r *recReader) {
 	g := rp.m.home(o).lossGap(o)
 	g.f0 = f0
 	if withKept {
-		g.kept = kept
+		g.kept, g.past = kept, past
 	}
 	for _, t := range ts {
 		if i, found := slices.BinarySearch(g.counted, t); !found {
@@ -353,7 +393,7 @@ func (rp *replayer) lossGap(r *recReader) {
 // it (a SIGKILL after the power loss's restart) counts alike; a second
 // power loss starts another horizon, and gaps of its own.
 func (m *shard) lateBeforeHorizon(o *output, t int64) {
-	if !m.inLossGap(o, t) {
+	if !m.inLossGap(o, t) && !m.inPastGap(o, t) {
 		return
 	}
 	g := m.lossGaps[o]
@@ -365,7 +405,7 @@ func (m *shard) lateBeforeHorizon(o *output, t int64) {
 	m.metrics.unknown.Inc()
 	if l := m.log; l != nil {
 		l.mu.Lock()
-		l.buf = append(l.buf, lossGapRecord(l, o, g.f0, []int64{t}, nil, false)...)
+		l.buf = append(l.buf, lossGapRecord(l, o, g.f0, []int64{t}, nil, nil, false)...)
 		l.mu.Unlock()
 	}
 }
@@ -397,6 +437,18 @@ func lagging(o *output, t int64) bool {
 func (m *shard) inLossGap(o *output, t int64) bool {
 	g := m.lossGaps[o]
 	return g != nil && t > g.f0 && t < m.w.horizon
+}
+
+// inPastGap reports whether t is in a gap an earlier power loss left of o.
+func (m *shard) inPastGap(o *output, t int64) bool {
+	if g := m.lossGaps[o]; g != nil {
+		for _, p := range g.past {
+			if t > p.f0 && t < p.h {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // goneInLossGap takes, at a timestamp t in o's loss gap, each source that
@@ -587,7 +639,7 @@ func (m *Merger) compact(closing bool) error {
 				size += int64(n)
 			}
 			if g := sh.lossGaps[o]; g != nil {
-				n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted, g.kept, true))
+				n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted, g.kept, g.past, true))
 				size += int64(n)
 			}
 			if o.oldPart {

@@ -120,7 +120,8 @@ type shard struct {
 	orphans map[uint64][]*output
 	// lossGaps: for each output whose held timestamps lostTail finalized
 	// unsent after a power loss, what a source's late sample before the
-	// horizon must not count again (see lateBeforeHorizon).
+	// horizon must not count again (see lateBeforeHorizon), and the gaps
+	// of earlier power losses, in which a late sample counts too.
 	lossGaps map[*output]*lossGap
 	n        int // outputs
 	nsrc     int // sources
