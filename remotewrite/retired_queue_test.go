@@ -136,36 +136,13 @@ func TestRetiredQueueOfAnOlderSchemeGoesFirstAfterRestart(t *testing.T) {
 	retiredQueueGoesFirst(t, true, true)
 }
 
-// retiredQueueGoesFirstAfterRestart: with retireFirst, the reload to
-// keep_distinct keeps the scheme and a second one changes it; else one
-// reload does both.
 // retiredQueueGoesFirst runs the sequence of
 // TestRetiredQueueOfAnotherPartitionGoesFirst: with restart, a SIGKILL
 // between the reload and the raw sample, and a start on the merge log; with
 // retireFirst, the reload to keep_distinct keeps the scheme and a second one
 // changes it (else one reload does both).
 func retiredQueueGoesFirst(t *testing.T, restart, retireFirst bool) {
-	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
-	none, five := userSeries(0)
-	var failSum atomic.Bool
-	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
-		for _, x := range ss {
-			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
-				return failSum.Load()
-			}
-		}
-		return false
-	})
-	plain := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
-	var fc UpstreamConfig
-	if err := yaml.UnmarshalStrict([]byte("url: "+front.URL+"/api/v1/write\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
-		t.Fatal(err)
-	}
-	fc.Timeout = model.Duration(5 * time.Second)
-	fwd, err := NewUpstream(fc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	up, none, five, failSum, plain, fwd := sumAtStep3(t)
 	dir := t.TempDir()
 	clock := rwtest.NewClock(time.Unix(1000, 0))
 	open := func() *relabel.Merger {
@@ -257,27 +234,7 @@ func TestNewOutputWaitsForTheRetiredQueueAfterRestart(t *testing.T) {
 }
 
 func newOutputWaits(t *testing.T, restart bool) {
-	up := rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
-	none, five := userSeries(0)
-	var failSum atomic.Bool
-	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
-		for _, x := range ss {
-			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
-				return failSum.Load()
-			}
-		}
-		return false
-	})
-	plain := []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
-	var fc UpstreamConfig
-	if err := yaml.UnmarshalStrict([]byte("url: "+front.URL+"/api/v1/write\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
-		t.Fatal(err)
-	}
-	fc.Timeout = model.Duration(5 * time.Second)
-	fwd, err := NewUpstream(fc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	up, none, five, failSum, plain, fwd := sumAtStep3(t)
 	ups := []*Upstream{fwd}
 	dir := t.TempDir()
 	clock := rwtest.NewClock(time.Unix(1000, 0))
@@ -351,4 +308,35 @@ func newOutputWaits(t *testing.T, restart bool) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("500 series %v, want %v: the retired sum at step 3 before the new output's sums, and all of them sent", got, want)
 	}
+}
+
+// sumAtStep3 is the world of the retired-queue tests: a Prometheus-like
+// upstream behind a front that fails every request carrying user 0's 500
+// series at step 3 while failSum is set; user 0's None and 500 series; and
+// two configurations of that upstream: plain, and forwarding X-Scope-OrgID
+// (another partition scheme).
+func sumAtStep3(t *testing.T) (up *rwtest.RecordingUpstream, none, five labels.Labels, failSum *atomic.Bool, plain []*Upstream, fwd *Upstream) {
+	t.Helper()
+	up = rwtest.NewRecordingUpstream(t, rwtest.PrometheusHead())
+	none, five = userSeries(0)
+	failSum = new(atomic.Bool)
+	front := refusingFront(t, up.URL, func(ss []wire.Series) bool {
+		for _, x := range ss {
+			if labels.Equal(x.Labels, five) && slices.ContainsFunc(x.Samples, func(p prompb.Sample) bool { return p.Timestamp == 3*retryStep }) {
+				return failSum.Load()
+			}
+		}
+		return false
+	})
+	plain = []*Upstream{upstreamFor(t, front.URL+"/api/v1/write", 5*time.Second)}
+	var fc UpstreamConfig
+	if err := yaml.UnmarshalStrict([]byte("url: "+front.URL+"/api/v1/write\nforward_headers: [X-Scope-OrgID]"), &fc); err != nil {
+		t.Fatal(err)
+	}
+	fc.Timeout = model.Duration(5 * time.Second)
+	fwd, err := NewUpstream(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return up, none, five, failSum, plain, fwd
 }
