@@ -191,8 +191,9 @@ type output struct {
 	// oldPart: retired under a partition of an older scheme, which no
 	// request names again (see Merger.queuedElsewhere).
 	oldPart bool
-	// behind: made while its label set was fenced by retired outputs; it
-	// attaches nothing while one of them still has samples to send.
+	// behind: made while its label set was fenced by retired outputs, or
+	// sharing its label set with an output retired since (behindRetired);
+	// it attaches nothing while one of them still has samples to send.
 	behind bool
 	listed uint8 // on the partition's lists: listReady, listWaiting
 	// (The fields are ordered so that the record takes 176 bytes, a size
