@@ -181,7 +181,10 @@ func labelsEqualProto(a, b []prompb.Label) bool {
 // limits.
 func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	names := []string{"__name__", "a", "b", "job", "é", "\xff", "", "aa", "zzzzzzz", "A", "__name__x", "_", "ab\xc3", strings.Repeat("n", 130), "a", "job"}
+	names := []string{"__name__", "a", "b", "job", "é", "\xff", "", "aa", "zzzzzzz", "A", "__name__x", "_", "ab\xc3", strings.Repeat("n", 130), "a", "job",
+		// Names alike in their first 8 bytes or fewer, with and without a
+		// NUL (the scan compares names by their first 8 bytes first).
+		"user_api_key_alias", "user_api_key_team", "user_api_key", "user_api", "user_ap", "user_api\x00", "user\x00", "user", "a\x00", "a\x00b", "\x00"}
 	values := []string{"", "x", "\xc3", "ü", "long-value", "v", "\xed\xa0\x80", "ok", strings.Repeat("v", 200)}
 	str := func(b []byte, num protowire.Number, v string) []byte {
 		return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), v)
