@@ -1213,6 +1213,12 @@ func (rp *replayer) source(state bool, r *recReader) error {
 		return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
 	}
 	s := rp.m.home(o).newSource(o, sid, ls, rp.now)
+	if !state {
+		// A source added after the output's recOldPart: it came back into
+		// the merge (shard.source), not retired any more. (A snapshot
+		// writes recOldPart after the output's sources.)
+		o.oldPart = false
+	}
 	if state {
 		s.queue.set(r.samples())
 		s.lastT, s.lastStl, s.firstT = r.varint(), r.bool(), r.varint()

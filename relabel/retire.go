@@ -125,8 +125,16 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 	}
 	// An output without sources was retired before (by a reload before a
 	// restart: retirement is not in the log, its detached sources are): it
-	// is retired again, fenced while its queue is sent.
-	if kept == len(o.sources) && kept > 0 {
+	// is retired again, fenced while its queue is sent. So is one restored
+	// with oldPart and sources left: only a retired output is marked so
+	// (recOldPart), and a reload that changed the partitions retires an
+	// output that keeps some of its sources too. Restored as an orphan (or,
+	// from a snapshot, under its old partition), nothing would wait for it:
+	// a new output of its label set under the new scheme would send its
+	// sums before the retired queue's older ones, refused for good
+	// (TestOutputRetiredInPartWaitedForAfterRestart).
+	again := o.oldPart && !o.retire
+	if kept == len(o.sources) && kept > 0 && !again {
 		if partitionsChanged && !o.orphan {
 			m.orphan(o)
 		}
@@ -159,7 +167,7 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 	}
 	o.tried = int32(len(o.q)) // the queue goes as retries
 	m.list(o)
-	return len(o.sources) == 0 || partitionsChanged
+	return len(o.sources) == 0 || partitionsChanged || again
 }
 
 // detach removes the sources gone says, and what they counted; each

@@ -626,7 +626,11 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	// all seed 380); with a source again it is in the merge again, not to
 	// be forgotten with what it now holds once its old queue is sent (all
 	// seed 5000090). A replay, which knows no retirement, keeps it alike.
+	// Its partition is named again: not of an older scheme any more
+	// (oldPart), which the replay also clears at this record, so that a
+	// start does not take it for still retired (see retireOne).
 	o.retire = false
+	o.oldPart = false
 	return s
 }
 
