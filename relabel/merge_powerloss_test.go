@@ -185,3 +185,40 @@ func TestMergeRetireInALossGapCountsTheTimestampOnce(t *testing.T) {
 		t.Fatalf("t0+step counted unknown %v times, want once", n)
 	}
 }
+
+// After a power loss the state finalizes what it held before the new
+// horizon, unsent; where a source is back after a gap at its old count and
+// its creation time there is not in yet (its _created sample still on its
+// shard of the sender, behind in an outage), that waits for it: whether the
+// source went on or was created again decides whether the stale sources'
+// counts are the same life's. Here LiteLLM restarted: both series vanished,
+// the 500 came back created again at 1, as before, and the None later from
+// zero. Taken as going on at the restart, the 500 kept the None's old 2 in
+// the sum, carried at its reset (sim all seed 25005013: 9 stored, the truth
+// 7).
+func TestMergePowerLossWaitsForTheCreationTimeOfASourceBack(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		h, dir, t0 := powerLossHarness(t) // created: the None at 100 s, the 500 at 90 s
+		h.req(g(outTotal, srcNone, sp(t0, 2), src500, sp(t0, 1)))
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, srcNone, sp(t0+step, stale), src500, sp(t0+step, stale))) // LiteLLM restarted
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(t0+2*step, 1))) // back, created again; its _created sample behind
+		h.m.flushLog()
+		powerLossRestart(t, h, dir)
+		if kill {
+			crash(h.m)
+			h.m = h.open(dir) // a SIGKILL too: the wait restored from the snapshot
+		}
+		// The 500's _created sample of t0+2*step: created after the gap began.
+		h.req(g(outCreat, createdOf(src500), sp(t0+2*step, float64(t0+2*step-1000)/1000)))
+		base := h.clock.now().UnixMilli()
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outTotal, srcNone, sp(base+step, 1), src500, sp(base+step, 2))) // the None born again
+		h.drain()
+		if got := h.values(outTotal); got[base+step] != 3 {
+			t.Errorf("kill %v: %v after LiteLLM's restart, want 3 (the None's 1 and the 500's 2; all %v)", kill, got[base+step], got)
+		}
+		h.m.Close()
+	}
+}

@@ -213,16 +213,25 @@ func (m *Merger) lostTail(prev int64) {
 					break
 				}
 				g := sh.lossGap(o)
-				if lagging(o, t) {
+				if lagging(o, t) || sh.awaitsCreation(o, t, sh.now()) {
 					// A source that counts has nothing kept at or
 					// after t: its samples may be lost, or still
 					// behind on its shard of the sender (sim all
-					// seeds 12004237, 12010082). advance waits for
-					// it, as for any lagging source, and finalizes
-					// the rest of the gap unsent. The sources
-					// whose samples were kept are gone right after
-					// the last one, once it is finalized (see
-					// keptUntil), as below.
+					// seeds 12004237, 12010082). Or a source's
+					// creation time at t is not in yet, and the
+					// value at t hangs on it: a source back after a
+					// gap at its old count went on, or was created
+					// again, which tells whether the stale ones'
+					// counts are the same life's (sim all seed
+					// 25005013: LiteLLM restarted in an outage, its
+					// 500 back at 1 as before, its _created sample
+					// still on its shard of the sender; taken as
+					// going on, the None's count of the life before
+					// stayed in the sum). advance waits for it, as
+					// for any lagging source, and finalizes the rest
+					// of the gap unsent. The sources whose samples
+					// were kept are gone right after the last one,
+					// once it is finalized (see keptUntil), as below.
 					g.kept = keptAfterLoss(o)
 					break
 				}

@@ -897,7 +897,11 @@ func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
 		}
 	}
 	for _, s := range o.sources {
-		if !s.has || s.stale || s.queue.len() == 0 || s.queue.s[0].T != t {
+		// A stale source back at t is asked too: whether it goes on or was
+		// created again decides whether the counts kept are the same life's
+		// (see revived). born does not ask for a returning output (it waits
+		// the birth wait), lostTail does (sim all seed 25005013).
+		if !s.has || s.queue.len() == 0 || s.queue.s[0].T != t {
 			continue
 		}
 		if p := s.queue.s[0]; value.IsStaleNaN(p.V) || p.V < s.v {
