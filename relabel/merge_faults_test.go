@@ -524,3 +524,65 @@ func TestMergeLateSampleBeforeAnEarlierHorizonCounted(t *testing.T) {
 		t.Fatalf("sent at t0+step, before the horizon of a power loss: %v", h.values(outTotal))
 	}
 }
+
+// A source's samples of the exporter's life before its restart come late
+// (its shard of the sender behind: an upstream outage), after the output
+// finalized, with the other source alone, the timestamps of the life after:
+// the 500, created at t0+5 s, counted at t0+step and vanished at t0+2*step
+// (LiteLLM restarted); the None, created at t0+40 s, counts from t0+3*step.
+// When the 500 vanished nothing else of the output counted: in order, the
+// None's birth restarted the output (the ambiguous restart) and dropped the
+// 500's count. Consumed late, the 500's count must leave as well: neither
+// its creation time (t0+5 s, the smallest) nor its count may stay in the
+// output, nor be carried when the 500 comes back created again at t0+6*step
+// (sim all seed 25003954: the _created output stored the old life's
+// creation time, its _total twin, which got its samples in order, did not).
+// Also when a SIGKILL follows the late samples: the replay decides alike.
+func TestMergeLateSourceOfAnEarlierLifeLeaves(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		dir := t.TempDir()
+		h := newHarness(t, dir)
+		h.clock.add(time.Hour)
+		t0 := h.clock.now().UnixMilli()
+		sec := func(ms int64) float64 { return float64(t0+ms) / 1000 }
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		h.clock.add(3 * step * time.Millisecond)
+		for i := int64(3); i <= 5; i++ { // the None alone; the 500's shard behind
+			h.req(g(outCreat, cNone, sp(t0+i*step, sec(40_000))))
+			h.req(g(outTotal, srcNone, sp(t0+i*step, float64(i-2))))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.req() // the birth wait is over: the None's timestamps finalized
+		if got := h.values(outCreat); got[t0+5*step] != sec(40_000) {
+			t.Fatalf("the None's timestamps not finalized alone: %v", got)
+		}
+		// The 500's shard catches up: its life before LiteLLM's restart.
+		h.req(g(outCreat, c500, sp(t0+step, sec(5_000))), g(outTotal, src500, sp(t0+step, 7)))
+		h.req(g(outCreat, c500, sp(t0+2*step, stale)), g(outTotal, src500, sp(t0+2*step, stale)))
+		if restart {
+			h.m.flushLog()
+			crash(h.m)
+			h.m = h.open(dir)
+			if h.m.powerLoss {
+				t.Fatal("a SIGKILL taken for a power loss")
+			}
+		}
+		// The 500 born again: the None 3, the 500 1.
+		at := t0 + 6*step
+		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(85_000))))
+		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 1)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outCreat)[at]; got != sec(40_000) {
+			t.Errorf("restart %v: _created at t0+6*step %.3f, want the None's %.3f (the 500's first life's: %.3f)", restart, got, sec(40_000), sec(5_000))
+		}
+		if got := h.values(outTotal)[at]; got != 4 {
+			t.Errorf("restart %v: total at t0+6*step %v, want 4 (the 500's first life's 7 left)", restart, got)
+		}
+		if n := testutil.ToFloat64(h.m.metrics.ambiguous); !restart && n != 2 {
+			t.Errorf("%v ambiguous restarts counted, want 2 (one per output, as in order)", n)
+		}
+		h.m.Close()
+	}
+}

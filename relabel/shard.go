@@ -702,10 +702,57 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		if m.consume(o, s, s.queue.len()) {
 			m.settleResets(o)
 		}
+		m.vanishedBeforeTheLife(o, s)
 		return
 	}
 	s.queue.push(p)
 	o.arrived(p.T, now)
+}
+
+// vanishedBeforeTheLife drops the count of s when a late sample (at a
+// timestamp its output had finalized without it: its shard of the sender
+// was behind) took it stale before every other source that counts first
+// counted. When s vanished, nothing else of the output counted: the output
+// was dead, and the sources that count now were born while s stayed away —
+// in order, finalize would have restarted the output at that birth (revived:
+// the ambiguous restart, counted) and dropped the count of s. Consumed late,
+// it would stay in the sum (or the smallest creation time) of a life it is
+// not part of, and if s comes back created again, it would be carried (sim
+// all seed 25003954: the 500's samples of the life before LiteLLM's restart
+// came after a power loss, behind the None born after the restart). If s
+// comes back, it counts from there, as a source born then.
+func (m *shard) vanishedBeforeTheLife(o *output, s *source) {
+	if !s.has || !s.stale {
+		return
+	}
+	other := false
+	for _, x := range o.sources {
+		if x == s || !x.has {
+			continue
+		}
+		if x.bornAt <= s.staleAt {
+			return // x counted when s vanished (or may have)
+		}
+		other = true
+	}
+	if !other {
+		return // nothing counts since: a source back later decides (revived)
+	}
+	if !m.replay {
+		m.metrics.ambiguous.Inc()
+	}
+	st := s.st
+	s.has, s.v, s.st, s.alone = false, 0, 0, false
+	if st != 0 && o.st == st && o.carry == 0 {
+		// The start timestamp was the old life's (consume took it): the
+		// earliest of the sources that count, as restart takes it.
+		o.st = 0
+		for _, x := range o.sources {
+			if x.has && x.st != 0 && (o.st == 0 || x.st < o.st) {
+				o.st = x.st
+			}
+		}
+	}
 }
 
 // arrived records when the first sample at t arrived (pend is in timestamp
