@@ -279,7 +279,10 @@ type keptLast struct {
 func keptAfterLoss(o *output) []keptLast {
 	var k []keptLast
 	for _, s := range o.sources {
-		if s.has && !s.stale && !s.lastStl && s.queue.len() > 0 {
+		// A stale source with samples kept is back after a gap (its
+		// return may wait for its creation time: see lostTail): it counts
+		// from there as well.
+		if s.has && !s.lastStl && s.queue.len() > 0 {
 			k = append(k, keptLast{s, s.lastT})
 		}
 	}

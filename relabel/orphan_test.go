@@ -454,3 +454,77 @@ func outputRetiredInPartWaits(t *testing.T, kill bool) {
 		}
 	}
 }
+
+// An output a reload that changed the partitions retired in part (srcThird
+// no longer merged; its None and 500 left) under partition "", which the
+// new scheme names again (here a second reload turns forward_headers off
+// before any request of a tenant): requests feed it through its sources, and
+// it is in the merge again, as when a source is added. It must neither be
+// forgotten with what it holds once its old queue is sent (6*step lost), nor
+// retired again by a start as an output of an older scheme (after a SIGKILL,
+// 5*step finalized at once without the None, which was behind: 54 for 55;
+// an adversarial review of the start's retirement of such outputs).
+func TestOutputRetiredInPartFedAgainIsInTheMerge(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		dir := t.TempDir()
+		h := newHarness(t, dir)
+		h.preimage = 3
+		down := false
+		send := func(part string, groups ...group) {
+			t.Helper()
+			tx := h.m.Begin(part)
+			for _, gr := range groups {
+				if !tx.Add(gr.out, gr.sources, gr.samples) {
+					t.Fatal("state full")
+				}
+			}
+			e := tx.Collect()
+			if down {
+				tx.Done(false, make([]int, len(e)))
+				return
+			}
+			h.accept(e)
+			tx.Done(true, allTaken(e))
+		}
+		merges := func(src, _ labels.Labels) bool { return !labels.Equal(src, srcThird) }
+		h.m.Partitions("")
+		for k := int64(1); k <= 3; k++ {
+			down = k == 3
+			h.clock.add(step * time.Millisecond)
+			send("", g(outTotal, srcNone, sp(k*step, float64(k)), src500, sp(k*step, float64(10*k)), srcThird, sp(k*step, float64(100*k))))
+		}
+		down = true
+		h.m.retire(merges, h.m.Partitions("X-Scope-OrgID"))
+		if os := outputsOf(h.m, outTotal); len(os) != 1 || !os[0].retire || !os[0].oldPart {
+			t.Fatalf("not retired in part")
+		}
+		// A second reload turns forward_headers off again before any
+		// request of the tenant: the retired output is orphaned, and the
+		// next request of "" adopts it, still retired, oldPart set.
+		h.m.retire(merges, h.m.Partitions(""))
+		h.clock.add(step * time.Millisecond)
+		send("", g(outTotal, srcNone, sp(4*step, 4), src500, sp(4*step, 40)))
+		h.clock.add(step * time.Millisecond)
+		send("", g(outTotal, src500, sp(5*step, 50))) // the None's shard behind
+		h.m.flushLog()
+		if kill {
+			crash(h.m)
+			h.m = h.open(dir)
+			h.m.retire(merges, h.m.Partitions(""))
+		}
+		down = false
+		h.clock.add(2 * time.Second)
+		send("", g(outTotal, srcNone, sp(5*step, 5)))
+		h.clock.add(step * time.Millisecond)
+		send("", g(outTotal, srcNone, sp(6*step, 6), src500, sp(6*step, 60)))
+		h.drain()
+		got := h.values(outTotal)
+		if got[6*step] != 66 {
+			t.Errorf("kill %v: nothing at 6*step (all %v): the output, fed again, forgotten with what it held once its old queue was sent", kill, got)
+		}
+		if got[5*step] != 55 || got[3*step] != 333 {
+			t.Errorf("kill %v: at 5*step %v, want 55 (all %v)", kill, got[5*step], got)
+		}
+		h.m.Close()
+	}
+}

@@ -668,6 +668,15 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 	if p.T <= s.lastT {
 		return
 	}
+	if o.retire || o.oldPart {
+		// A reload that changed the partitions retired the output with
+		// sources left, and the new scheme names its partition again: a
+		// request feeds it through them, and it is in the merge again, as
+		// when a source is added (source) — not to be forgotten with what
+		// it holds once its old queue is sent, nor retired again by a
+		// start (retireOne). The replay clears oldPart at the same sample.
+		o.retire, o.oldPart = false, false
+	}
 	if o.min && !value.IsStaleNaN(p.V) {
 		m.w.created.saw(s.labels, p.T, p.V)
 	}
