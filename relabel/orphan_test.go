@@ -528,3 +528,71 @@ func TestOutputRetiredInPartFedAgainIsInTheMerge(t *testing.T) {
 		h.m.Close()
 	}
 }
+
+// An output retired in part and fed again is in the merge again (see
+// TestOutputRetiredInPartFedAgainIsInTheMerge), and waits, as a new output
+// of its label set does, for the retired queue of the label set's other
+// partition (an adversarial review: nothing made it wait). forward_headers goes on (O1, partition "", retired in
+// part: its queue unsent, the upstream down); the sender, as tenant "A",
+// feeds a new output O3, behind O1; forward_headers goes off again with the
+// None no longer merged: O3 is retired in part with its sums of 4*step and
+// 5*step unsent, and the sender's requests of "" feed O1 again through the
+// 500. O1's sum at 6*step goes first; O3's queue, sent by the idle flush
+// after it, is out of order: refused, lost (4*step, 5*step missing).
+func TestOutputFedAgainWaitsForTheOtherRetiredQueue(t *testing.T) {
+	h := newHarness(t, "")
+	h.preimage = 3
+	down := false
+	send := func(part string, groups ...group) {
+		t.Helper()
+		tx := h.m.Begin(part)
+		for _, gr := range groups {
+			if !tx.Add(gr.out, gr.sources, gr.samples) {
+				t.Fatal("state full")
+			}
+		}
+		e := tx.Collect()
+		if down {
+			tx.Done(false, make([]int, len(e)))
+			return
+		}
+		h.accept(e)
+		tx.Done(true, allTaken(e))
+	}
+	merges1 := func(src, _ labels.Labels) bool { return !labels.Equal(src, srcThird) }
+	merges2 := func(src, _ labels.Labels) bool {
+		return !labels.Equal(src, srcThird) && !labels.Equal(src, srcNone)
+	}
+	h.m.Partitions("")
+	for k := int64(1); k <= 3; k++ {
+		down = k == 3
+		h.clock.add(step * time.Millisecond)
+		send("", g(outTotal, srcNone, sp(k*step, float64(k)), src500, sp(k*step, float64(10*k)), srcThird, sp(k*step, float64(100*k))))
+	}
+	down = true
+	h.m.retire(merges1, h.m.Partitions("X-Scope-OrgID"))
+	for k := int64(4); k <= 5; k++ {
+		h.clock.add(step * time.Millisecond)
+		send("A", g(outTotal, srcNone, sp(k*step, float64(k)), src500, sp(k*step, float64(10*k))))
+	}
+	h.m.retire(merges2, h.m.Partitions(""))
+	down = false
+	for k := int64(6); k <= 7; k++ {
+		h.clock.add(step * time.Millisecond)
+		send("", g(outTotal, src500, sp(k*step, float64(10*k))))
+	}
+	h.clock.add(time.Minute)
+	send("")
+	for i := 0; i < 3; i++ { // as the idle flush of "A" does
+		h.clock.add(time.Minute)
+		send("A")
+	}
+	h.drain()
+	got := h.values(outTotal)
+	if _, ok := got[4*step]; !ok {
+		t.Errorf("4*step lost: O3's retired queue went after O1's later sums (all %v)", got)
+	}
+	if _, ok := got[5*step]; !ok {
+		t.Errorf("5*step lost (all %v)", got)
+	}
+}

@@ -629,9 +629,26 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	// Its partition is named again: not of an older scheme any more
 	// (oldPart), which the replay also clears at this record, so that a
 	// start does not take it for still retired (see retireOne).
-	o.retire = false
-	o.oldPart = false
+	m.backInTheMerge(o)
 	return s
+}
+
+// backInTheMerge takes back into the merge an output a reload retired, which
+// a request feeds again (a source added, or one it kept: see receive). It
+// waits, as a new output of its label set does (output), for the other
+// retired outputs of the label set that still have samples to send (another
+// partition's, an older scheme's): its sums reaching the upstream first
+// would put theirs out of order, refused for good (an adversarial review:
+// TestOutputFedAgainWaitsForTheOtherRetiredQueue). behind is not in the
+// log; after a restart the start's retirement marks it again
+// (behindRetired).
+func (m *shard) backInTheMerge(o *output) {
+	if o.retire && !m.replay {
+		if fc, fenced := m.w.fencedAt(hashLabels(o.labels)); fenced && len(fc.outs) > 0 {
+			o.behind = true
+		}
+	}
+	o.retire, o.oldPart = false, false
 }
 
 // newSource adds the source with labels ls to o, or gives a placeholder
@@ -675,7 +692,7 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		// when a source is added (source) — not to be forgotten with what
 		// it holds once its old queue is sent, nor retired again by a
 		// start (retireOne). The replay clears oldPart at the same sample.
-		o.retire, o.oldPart = false, false
+		m.backInTheMerge(o)
 	}
 	if o.min && !value.IsStaleNaN(p.V) {
 		m.w.created.saw(s.labels, p.T, p.V)
