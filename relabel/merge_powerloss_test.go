@@ -199,11 +199,7 @@ func TestMergeRetireInALossGapCountsTheTimestampOnce(t *testing.T) {
 func TestMergePowerLossWaitsForTheCreationTimeOfASourceBack(t *testing.T) {
 	for _, kill := range []bool{false, true} {
 		h, dir, t0 := powerLossHarness(t) // created: the None at 100 s, the 500 at 90 s
-		h.req(g(outTotal, srcNone, sp(t0, 2), src500, sp(t0, 1)))
-		h.clock.add(step * time.Millisecond)
-		h.req(g(outTotal, srcNone, sp(t0+step, stale), src500, sp(t0+step, stale))) // LiteLLM restarted
-		h.clock.add(step * time.Millisecond)
-		h.req(g(outTotal, src500, sp(t0+2*step, 1))) // back, created again; its _created sample behind
+		restartedThen500Back(h, t0)
 		h.m.flushLog()
 		powerLossRestart(t, h, dir)
 		if kill {
@@ -236,11 +232,7 @@ func TestMergePowerLossWaitsForTheCreationTimeOfASourceBack(t *testing.T) {
 func TestMergePowerLossTakesASourceBackAsGoneAfterItsLastSample(t *testing.T) {
 	for _, withCreated := range []bool{true, false} {
 		h, dir, t0 := powerLossHarness(t)
-		h.req(g(outTotal, srcNone, sp(t0, 2), src500, sp(t0, 1)))
-		h.clock.add(step * time.Millisecond)
-		h.req(g(outTotal, srcNone, sp(t0+step, stale), src500, sp(t0+step, stale))) // LiteLLM restarted
-		h.clock.add(step * time.Millisecond)
-		h.req(g(outTotal, src500, sp(t0+2*step, 1))) // back, created again; its _created sample behind
+		restartedThen500Back(h, t0)
 		// lost: LiteLLM restarted again at t0+3*step, the 500's stale marker
 		h.m.flushLog()
 		powerLossRestart(t, h, dir)
@@ -263,4 +255,15 @@ func TestMergePowerLossTakesASourceBackAsGoneAfterItsLastSample(t *testing.T) {
 		}
 		h.m.Close()
 	}
+}
+
+// restartedThen500Back: the None at 2 and the 500 at 1 from t0; LiteLLM
+// restarts (both stale at t0+step); the 500 is back at t0+2*step, created
+// again, at 1 as before, its _created sample still behind on its shard.
+func restartedThen500Back(h *harness, t0 int64) {
+	h.req(g(outTotal, srcNone, sp(t0, 2), src500, sp(t0, 1)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, srcNone, sp(t0+step, stale), src500, sp(t0+step, stale)))
+	h.clock.add(step * time.Millisecond)
+	h.req(g(outTotal, src500, sp(t0+2*step, 1)))
 }

@@ -470,22 +470,7 @@ func TestOutputRetiredInPartFedAgainIsInTheMerge(t *testing.T) {
 		h := newHarness(t, dir)
 		h.preimage = 3
 		down := false
-		send := func(part string, groups ...group) {
-			t.Helper()
-			tx := h.m.Begin(part)
-			for _, gr := range groups {
-				if !tx.Add(gr.out, gr.sources, gr.samples) {
-					t.Fatal("state full")
-				}
-			}
-			e := tx.Collect()
-			if down {
-				tx.Done(false, make([]int, len(e)))
-				return
-			}
-			h.accept(e)
-			tx.Done(true, allTaken(e))
-		}
+		send := partSender(t, h, &down)
 		merges := func(src, _ labels.Labels) bool { return !labels.Equal(src, srcThird) }
 		h.m.Partitions("")
 		for k := int64(1); k <= 3; k++ {
@@ -543,22 +528,7 @@ func TestOutputFedAgainWaitsForTheOtherRetiredQueue(t *testing.T) {
 	h := newHarness(t, "")
 	h.preimage = 3
 	down := false
-	send := func(part string, groups ...group) {
-		t.Helper()
-		tx := h.m.Begin(part)
-		for _, gr := range groups {
-			if !tx.Add(gr.out, gr.sources, gr.samples) {
-				t.Fatal("state full")
-			}
-		}
-		e := tx.Collect()
-		if down {
-			tx.Done(false, make([]int, len(e)))
-			return
-		}
-		h.accept(e)
-		tx.Done(true, allTaken(e))
-	}
+	send := partSender(t, h, &down)
 	merges1 := func(src, _ labels.Labels) bool { return !labels.Equal(src, srcThird) }
 	merges2 := func(src, _ labels.Labels) bool {
 		return !labels.Equal(src, srcThird) && !labels.Equal(src, srcNone)
@@ -594,5 +564,27 @@ func TestOutputFedAgainWaitsForTheOtherRetiredQueue(t *testing.T) {
 	}
 	if _, ok := got[5*step]; !ok {
 		t.Errorf("5*step lost (all %v)", got)
+	}
+}
+
+// partSender returns a function that sends one request of a partition
+// through h's merge: the upstream stores what it is given (h.accept), or,
+// while *down, fails all of it.
+func partSender(t *testing.T, h *harness, down *bool) func(part string, groups ...group) {
+	return func(part string, groups ...group) {
+		t.Helper()
+		tx := h.m.Begin(part)
+		for _, gr := range groups {
+			if !tx.Add(gr.out, gr.sources, gr.samples) {
+				t.Fatal("state full")
+			}
+		}
+		e := tx.Collect()
+		if *down {
+			tx.Done(false, make([]int, len(e)))
+			return
+		}
+		h.accept(e)
+		tx.Done(true, allTaken(e))
 	}
 }
