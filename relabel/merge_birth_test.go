@@ -841,3 +841,43 @@ func TestMergeRestartBetweenScrapesBothAtTheirOldCounts(t *testing.T) {
 	h.drain()
 	wantSeries(t, h.series(outTotal), 2, 2, 3)
 }
+
+// LiteLLM restarts after a scrape, its None is created again before the
+// next one, and that next scrape fails (both sources stale). The None comes
+// back at its old count (1) with the 500 still away: its _created sample
+// says a creation time after the last count the state had of it but before
+// its stale marker. That is a creation in the gap (the output restarts from
+// the None's 1), not one inside what the state counted (sim all seed
+// 30002069: the gap was measured from the stale marker, the 500's old 3
+// kept, 4 stored where the truth is 1). Across a SIGKILL (the log replayed)
+// and a clean stop (the snapshot read back), the same.
+func TestMergeCreatedAgainBeforeAFailedScrape(t *testing.T) {
+	for _, stop := range []string{"", "SIGKILL", "clean stop"} {
+		t.Run("restart="+stop, func(t *testing.T) {
+			dir := t.TempDir()
+			h := newHarness(t, dir)
+			defer func() { h.m.Close() }()
+			scrape := func(ts int64, none, five, noneBorn, fiveBorn float64) {
+				h.scrapeCreated([]any{createdOf(srcNone), sp(ts, noneBorn), createdOf(src500), sp(ts, fiveBorn)},
+					[]any{srcNone, sp(ts, none), src500, sp(ts, five)})
+			}
+			scrape(0, 1, 3, -10, -5)
+			scrape(step, 1, 3, -10, -5)
+			// LiteLLM restarts at 20 s, its None created again at 22.5 s;
+			// the scrape at 30 s fails.
+			scrape(2*step, stale, stale, stale, stale)
+			switch stop {
+			case "SIGKILL":
+				h.m.flushLog()
+				h.m = h.open(dir)
+			case "clean stop":
+				h.m.Close()
+				h.m = h.open(dir)
+			}
+			h.scrapeCreated([]any{createdOf(srcNone), sp(3*step, 22.5)}, []any{srcNone, sp(3*step, 1)})
+			h.scrapeCreated([]any{createdOf(srcNone), sp(4*step, 22.5)}, []any{srcNone, sp(4*step, 2)})
+			h.drain()
+			wantSeries(t, h.series(outTotal), 4, 4, math.NaN(), 1, 2)
+		})
+	}
+}

@@ -928,6 +928,7 @@ func sourceState(l *mergeLog, created *createdTimes, o *output, s *source) []byt
 		l.varint(sp.to)
 		l.float(sp.v)
 	}
+	l.varint(s.countT)
 	return l.frame(nil)
 }
 
@@ -1247,6 +1248,12 @@ func (rp *replayer) source(state bool, r *recReader) error {
 				spans[i] = createdSpan{from: r.varint(), to: r.varint(), v: r.float()}
 			}
 			rp.m.created.restore(ls, spans)
+		}
+		// Its last count (unknown in a log older than it: the stale
+		// marker's timestamp bounds its gap, as it did then).
+		s.countT = math.MinInt64
+		if len(r.b) > 0 {
+			s.countT = r.varint()
 		}
 		for _, p := range s.queue.s {
 			o.arrived(p.T, rp.now)

@@ -264,6 +264,10 @@ type source struct {
 	v       float64 // last non-stale value
 	st      int64   // start timestamp of the last consumed sample
 	staleAt int64   // its timestamp (see stale)
+	// countT: the timestamp of its last consumed count (a stale marker
+	// after it: staleAt). A creation time after countT was never counted.
+	// MinInt64: unknown (restored from a log older than it).
+	countT int64
 	// recreatedAt: the timestamp of its sample back after a gap whose
 	// _created series says it was created again (decided and logged before
 	// the finalization that consumes it, so that a replay decides alike)
@@ -1050,11 +1054,16 @@ func (m *shard) recreated(o *output, t int64) {
 			}
 			continue
 		}
-		// Its last creation time: before its gap, or at the output's last
+		// Its last creation time: before its gap (after its last count:
+		// the scrape of its stale marker may have been one after a
+		// creation, sim all seed 30002069), or at the output's last
 		// timestamp (a restart between two scrapes leaves no gap).
 		before := o.f + 1
 		if s.stale {
 			before = s.staleAt
+			if s.countT != math.MinInt64 {
+				before = s.countT + 1
+			}
 		}
 		for _, p := range s.queue.s {
 			if p.T > t {
@@ -1281,7 +1290,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || !o.lived || p.ST <= o.f || !o.counted()) {
 			o.st = p.ST
 		}
-		s.v, s.st, s.has, s.stale, s.alone = p.V, p.ST, true, false, false
+		s.v, s.st, s.has, s.stale, s.alone, s.countT = p.V, p.ST, true, false, false, p.T
 	}
 	s.queue.drop(n)
 	return reset
