@@ -586,3 +586,113 @@ func TestMergeLateSourceOfAnEarlierLifeLeaves(t *testing.T) {
 		h.m.Close()
 	}
 }
+
+// lateEarlierLife is the fixture of the tests below: a harness on a data
+// directory an hour into its clock, t0, sec (a creation time t0+ms, in
+// seconds) and stop, which restarts the process after a SIGKILL (the log
+// replayed) or a clean stop (the snapshot read back), or not at all.
+func lateEarlierLife(t *testing.T) (h *harness, t0 int64, sec func(int64) float64, stop func(string)) {
+	dir := t.TempDir()
+	h = newHarness(t, dir)
+	t.Cleanup(func() { h.m.Close() })
+	h.clock.add(time.Hour)
+	t0 = h.clock.now().UnixMilli()
+	stop = func(how string) {
+		switch how {
+		case "SIGKILL":
+			h.m.flushLog()
+			crash(h.m)
+		case "clean stop":
+			h.m.Close()
+		default:
+			return
+		}
+		h.m = h.open(dir)
+	}
+	return h, t0, func(ms int64) float64 { return float64(t0+ms) / 1000 }, stop
+}
+
+// As above, but the None counted in the life before LiteLLM's restart too
+// (4, 5), vanished with it at t0+2*step and came back created again at
+// t0+3*step: the output restarted there, its bornAt still the first life's.
+// The 500's late samples (7 at t0+step, stale at t0+2*step) are of the
+// life before that restart: they must leave, not be carried when the 500
+// comes back created again (11 stored for 4). Also when the process
+// restarts between the restart and the late samples.
+func TestMergeLateSourceOfAnEarlierLifeLeavesAfterARestart(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		none := []float64{4, 5, stale, 1, 2, 3}
+		for i, v := range none { // the None alone; the 500's shard behind
+			c := sec(-20_000)
+			switch {
+			case i == 2:
+				c = stale
+			case i > 2:
+				c = sec(40_000)
+			}
+			h.req(g(outCreat, cNone, sp(t0+int64(i)*step, c)))
+			h.req(g(outTotal, srcNone, sp(t0+int64(i)*step, v)))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.req() // the birth wait is over: the None's timestamps finalized
+		if got := h.values(outTotal); got[t0+5*step] != 3 {
+			t.Fatalf("the None's timestamps not finalized alone: %v", got)
+		}
+		stop(restart) // the restart at t0+3*step kept across it
+		h.req(g(outCreat, c500, sp(t0+step, sec(5_000))), g(outTotal, src500, sp(t0+step, 7)))
+		h.req(g(outCreat, c500, sp(t0+2*step, stale)), g(outTotal, src500, sp(t0+2*step, stale)))
+		at := t0 + 6*step
+		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(85_000))))
+		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 1)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outTotal)[at]; got != 4 {
+			t.Errorf("restart %q: total at t0+6*step %v, want 4 (the 500's 7 of the life before the restart left)", restart, got)
+		}
+		if got := h.values(outCreat)[at]; got != sec(40_000) {
+			t.Errorf("restart %q: _created at t0+6*step %.3f, want the None's %.3f", restart, got, sec(40_000))
+		}
+	}
+}
+
+// The 500's late samples carry a drop of the life before (7 at t0, 3 at
+// t0+step: LiteLLM restarted between them, the None not yet born), then
+// its stale marker at t0+2*step. In order, the drop restarted the output
+// (the 500 was all that counted): its 7 is not carried. The None, born at
+// t0+3*step, after the drop, did not count at it: it is not a source that
+// went on across the drop (12 stored for 5: the 7 carried as a reset alone).
+func TestMergeLateDropOfAnEarlierLifeIsNotCarried(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		h.clock.add(3 * step * time.Millisecond)
+		for i := int64(3); i <= 5; i++ { // the None alone; the 500's shard behind
+			h.req(g(outCreat, cNone, sp(t0+i*step, sec(40_000))))
+			h.req(g(outTotal, srcNone, sp(t0+i*step, float64(i-1))))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.req()
+		if got := h.values(outTotal); got[t0+5*step] != 4 {
+			t.Fatalf("the None's timestamps not finalized alone: %v", got)
+		}
+		h.req(g(outCreat, c500, sp(t0, sec(-5_000))), g(outTotal, src500, sp(t0, 7)))
+		h.req(g(outCreat, c500, sp(t0+step, sec(10_000))), g(outTotal, src500, sp(t0+step, 3)))
+		h.req(g(outCreat, c500, sp(t0+2*step, stale)), g(outTotal, src500, sp(t0+2*step, stale)))
+		stop(restart)
+		at := t0 + 6*step
+		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(85_000))))
+		h.req(g(outTotal, srcNone, sp(at, 4), src500, sp(at, 1)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outTotal)[at]; got != 5 {
+			t.Errorf("restart %q: total at t0+6*step %v, want 5 (the 500's 7 of the life before its drop not carried)", restart, got)
+		}
+		if got := h.values(outCreat)[at]; got != sec(40_000) {
+			t.Errorf("restart %q: _created at t0+6*step %.3f, want the None's %.3f", restart, got, sec(40_000))
+		}
+	}
+}

@@ -891,6 +891,7 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.bool(false) // was: learning (no longer used)
 	l.samples(o.q)
 	l.bool(o.orphan)
+	l.varint(o.lifeAt)
 	return l.frame(nil)
 }
 
@@ -1210,6 +1211,9 @@ func (rp *replayer) output(state bool, r *recReader) error {
 		o.lived = o.f != math.MinInt64
 		if len(r.b) > 0 && r.bool() {
 			rp.m.home(o).orphan(o)
+		}
+		if len(r.b) > 0 { // since restarts are kept (0: none known)
+			o.lifeAt = r.varint()
 		}
 	}
 	rp.outs[id] = o

@@ -163,12 +163,17 @@ type output struct {
 	min    bool // a _created series: the smallest value, not the sum
 	// pre caches the running rules' preimage size for labels (see
 	// shard.preimage), valid while preGen is the Merger's preGen.
-	pre      int16
-	preGen   uint32
-	sources  []*source
-	carry    float64
-	st       int64 // RW 2.0 start timestamp: the earliest since the last real reset
-	f        int64 // frontier: last finalized timestamp (MinInt64: none)
+	pre     int16
+	preGen  uint32
+	sources []*source
+	carry   float64
+	st      int64 // RW 2.0 start timestamp: the earliest since the last real reset
+	f       int64 // frontier: last finalized timestamp (MinInt64: none)
+	// lifeAt: the timestamp of its last restart (0: none known), when the
+	// counts of its stale sources were dropped: a source's late samples
+	// that went stale before it are of an earlier life (see
+	// vanishedBeforeTheLife).
+	lifeAt   int64
 	q        []Sample
 	inflight int32 // q[:inflight] rides on a request not yet answered
 	tried    int32 // q[:tried] was sent before: a retry
@@ -196,8 +201,8 @@ type output struct {
 	// it attaches nothing while one of them still has samples to send.
 	behind bool
 	listed uint8 // on the partition's lists: listReady, listWaiting
-	// (The fields are ordered so that the record takes 176 bytes, a size
-	// class of its own; BenchmarkMergeStateMemory measures it.)
+	// (The record takes 184 bytes, in the 192-byte size class;
+	// BenchmarkMergeStateMemory measures it.)
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -755,18 +760,24 @@ func (m *shard) vanishedBeforeTheLife(o *output, s *source) {
 	if !s.has || !s.stale {
 		return
 	}
-	other := false
-	for _, x := range o.sources {
-		if x == s || !x.has {
-			continue
+	// Or the output restarted after s vanished: in order, that restart
+	// dropped the count of s, stale then (a review of seed 25003954's fix:
+	// the None counted before LiteLLM's restart too, and came back created
+	// again, so its bornAt is its first life's).
+	if o.lifeAt <= s.staleAt {
+		other := false
+		for _, x := range o.sources {
+			if x == s || !x.has {
+				continue
+			}
+			if x.bornAt <= s.staleAt {
+				return // x counted when s vanished (or may have)
+			}
+			other = true
 		}
-		if x.bornAt <= s.staleAt {
-			return // x counted when s vanished (or may have)
+		if !other {
+			return // nothing counts since: a source back later decides (revived)
 		}
-		other = true
-	}
-	if !other {
-		return // nothing counts since: a source back later decides (revived)
 	}
 	if !m.replay {
 		m.metrics.ambiguous.Inc()
@@ -1205,7 +1216,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		switch back, continuing := o.revived(t); {
 		case back && !continuing:
 			m.ambiguousRestart(o)
-			o.restart()
+			o.restart(t)
 			resets = 0
 		case back && emit:
 			// The same life: what stayed away vanished alone. (Not told
@@ -1222,7 +1233,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		// Every source that counted went away at t while a new one was
 		// born there: the label set was removed and created again.
 		m.ambiguousRestart(o)
-		o.restart()
+		o.restart(t)
 		resets = 0
 	case !dead && emit:
 		alive := !o.dead()
@@ -1322,9 +1333,14 @@ func dequeue(q []Sample, n int) []Sample {
 func (m *shard) settleResets(o *output) {
 	for _, p := range o.parkedNow() {
 		if o.restartAt(p.t) {
-			o.carry, o.st = 0, 0
+			o.carry, o.st, o.lifeAt = 0, 0, max(o.lifeAt, p.t)
 			for _, s := range o.sources {
-				if s.stale || (s.resetAt != p.t && s.bornAt != p.t) {
+				// Dropped: what did not come back, and what counted
+				// before p.t and did not reset there (none but what
+				// went stale: see restartAt). A source born after p.t
+				// is the new life's (consumed late, the drop comes after
+				// it: sim all, a review of seed 25003954's fix).
+				if s.stale || (s.bornAt < p.t && s.resetAt != p.t) {
 					s.has, s.v = false, 0
 				}
 				if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
@@ -1436,11 +1452,11 @@ func (m *shard) ambiguousRestart(o *output) {
 	}
 }
 
-// restart drops what the output counted before: the carry and the counts
+// restart drops what the output counted before t: the carry and the counts
 // of the sources that did not come back; the sources that did count from
 // their new values.
-func (o *output) restart() {
-	o.carry, o.st, o.parked = 0, 0, nil
+func (o *output) restart(t int64) {
+	o.carry, o.st, o.parked, o.lifeAt = 0, 0, nil, max(o.lifeAt, t)
 	for _, s := range o.sources {
 		s.alone = false
 		if s.stale {
@@ -1453,14 +1469,16 @@ func (o *output) restart() {
 }
 
 // restartAt reports whether every source that counted at r reset or first
-// counted at r. A source stale since a timestamp after r counted at r: a
-// reset consumed late, at a timestamp already finalized (its shard of the
-// sender was behind), is decided against what the other sources were then,
-// not what they became since (sim all seed 12005251: after a power loss,
-// the None taken as gone right after its sample at r).
+// counted at r. A source stale since a timestamp after r counted at r, and
+// one born after r did not: a reset consumed late, at a timestamp already
+// finalized (its shard of the sender was behind), is decided against what
+// the other sources were then, not what they became since (sim all seed
+// 12005251: after a power loss, the None taken as gone right after its
+// sample at r; and a review of seed 25003954's fix: the None born after the
+// 500's drop of an earlier life, which then was carried as a reset alone).
 func (o *output) restartAt(r int64) bool {
 	for _, s := range o.sources {
-		if s.has && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r {
+		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r {
 			return false
 		}
 	}
