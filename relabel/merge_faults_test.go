@@ -696,3 +696,54 @@ func TestMergeLateDropOfAnEarlierLifeIsNotCarried(t *testing.T) {
 		}
 	}
 }
+
+// As above, but the None, born after the 500's late drop (t0+3*step), went
+// stale at t0+5*step while the 500 went on (LiteLLM removed it: it vanished
+// alone, its 3 stays in the sum). The state finalized the None's timestamps
+// alone (the 500's shard behind) and took its stale marker for the whole
+// output's. The 500's late drop at t0+step restarts the output (the None
+// did not count there), and that restart dropped every source stale by
+// then, the None's count of the new life among them (5 stored for 8; before
+// restartAt left out sources born after r, the 7 was carried: 15).
+func TestMergeLateDropKeepsAStaleSourceOfTheNewLife(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		h.clock.add(3 * step * time.Millisecond)
+		for i, v := range []float64{2, 3, stale} { // the None alone: t3..t5; the 500's shard behind
+			ts := t0 + int64(3+i)*step
+			c := sec(40_000)
+			if v != v {
+				c = stale
+			}
+			h.req(g(outCreat, cNone, sp(ts, c)))
+			h.req(g(outTotal, srcNone, sp(ts, v)))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.req()
+		if got := h.values(outTotal); got[t0+4*step] != 3 {
+			t.Fatalf("the None's timestamps not finalized alone: %v", got)
+		}
+		// The 500's shard catches up: 7, LiteLLM restarted (3), 3, 4, 4, 5.
+		for i, v := range []float64{7, 3, 3, 4, 4, 5} {
+			c := sec(10_000)
+			if i == 0 {
+				c = sec(-5_000)
+			}
+			ts := t0 + int64(i)*step
+			h.req(g(outCreat, c500, sp(ts, c)), g(outTotal, src500, sp(ts, v)))
+		}
+		stop(restart)
+		at := t0 + 6*step
+		h.req(g(outCreat, c500, sp(at, sec(10_000))), g(outTotal, src500, sp(at, 5)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outTotal)[at]; got != 8 {
+			t.Errorf("restart %q: total at t0+6*step %v, want 8 (the 500's 5 and the None's 3, kept: it vanished alone)", restart, got)
+		}
+		if got := h.values(outCreat)[at]; got != sec(10_000) {
+			t.Errorf("restart %q: _created at t0+6*step %.3f, want the 500's %.3f", restart, got, sec(10_000))
+		}
+	}
+}

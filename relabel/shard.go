@@ -1335,12 +1335,17 @@ func (m *shard) settleResets(o *output) {
 		if o.restartAt(p.t) {
 			o.carry, o.st, o.lifeAt = 0, 0, max(o.lifeAt, p.t)
 			for _, s := range o.sources {
-				// Dropped: what did not come back, and what counted
-				// before p.t and did not reset there (none but what
-				// went stale: see restartAt). A source born after p.t
-				// is the new life's (consumed late, the drop comes after
-				// it: sim all, a review of seed 25003954's fix).
-				if s.stale || (s.bornAt < p.t && s.resetAt != p.t) {
+				// Dropped: what was stale at p.t (did not come back),
+				// and what counted before p.t and did not reset there
+				// (none but what went stale: see restartAt). A source
+				// born after p.t is the new life's (consumed late, the
+				// drop comes after it: sim all, a review of seed
+				// 25003954's fix), and so is one that reset or was born
+				// at p.t: gone stale since (a reset consumed late: the
+				// state finalized the timestamps after p.t), its count
+				// is what the live state decided it is (a source that
+				// vanished alone keeps it: a review of that review).
+				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t) {
 					s.has, s.v = false, 0
 				}
 				if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
