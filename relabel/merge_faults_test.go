@@ -747,3 +747,50 @@ func TestMergeLateDropKeepsAStaleSourceOfTheNewLife(t *testing.T) {
 		}
 	}
 }
+
+// The 500 counted (7 at t0), then its shard fell behind: LiteLLM restarted
+// (the 500 at 3 from t0+step), the None was born at t0+3*step (5) and
+// created again at t0+50 s (1 at t0+4*step: a reset alone, its 5 carried),
+// finalized with the 500 overdue at its 7. The 500's late drop at t0+step
+// restarts the output (the None, born after it, did not count there): the
+// carry it drops is what was counted at or before t0+step, not the None's
+// 5, counted after (5 stored for 10; before restartAt left out sources born
+// after r, the 7 was carried too: 17).
+func TestMergeLateDropKeepsTheCarryOfTheNewLife(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		h.req(g(outCreat, c500, sp(t0, sec(-5_000))), g(outTotal, src500, sp(t0, 7)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		if got := h.values(outTotal); got[t0] != 7 {
+			t.Fatalf("t0 not finalized: %v", got)
+		}
+		h.clock.add(2 * step * time.Millisecond)
+		// The None: 5 at t3, created again at t0+50 s: 1 at t4 (a reset alone).
+		h.req(g(outCreat, cNone, sp(t0+3*step, sec(40_000))))
+		h.req(g(outTotal, srcNone, sp(t0+3*step, 5)))
+		h.clock.add(step * time.Millisecond)
+		h.req(g(outCreat, cNone, sp(t0+4*step, sec(50_000))))
+		h.req(g(outTotal, srcNone, sp(t0+4*step, 1)))
+		h.clock.add(3 * time.Minute) // the 500 overdue
+		h.req()
+		if got := h.values(outTotal); len(got) != 3 {
+			t.Fatalf("the None's timestamps not finalized with the 500 overdue: %v", got)
+		}
+		for i := int64(1); i <= 4; i++ { // the 500's shard catches up
+			ts := t0 + i*step
+			h.req(g(outCreat, c500, sp(ts, sec(10_000))), g(outTotal, src500, sp(ts, 3)))
+		}
+		stop(restart)
+		at := t0 + 5*step
+		h.req(g(outCreat, cNone, sp(at, sec(50_000)), c500, sp(at, sec(10_000))))
+		h.req(g(outTotal, srcNone, sp(at, 2), src500, sp(at, 3)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outTotal)[at]; got != 10 {
+			t.Errorf("restart %q: total at t0+5*step %v, want 10 (3 + 2 + the None's 5 carried)", restart, got)
+		}
+	}
+}

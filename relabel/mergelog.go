@@ -892,6 +892,7 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.samples(o.q)
 	l.bool(o.orphan)
 	l.varint(o.lifeAt)
+	l.varint(o.carryT)
 	return l.frame(nil)
 }
 
@@ -1214,6 +1215,9 @@ func (rp *replayer) output(state bool, r *recReader) error {
 		}
 		if len(r.b) > 0 { // since restarts are kept (0: none known)
 			o.lifeAt = r.varint()
+		}
+		if len(r.b) > 0 { // since the carry's first reset is kept (0: unknown)
+			o.carryT = r.varint()
 		}
 	}
 	rp.outs[id] = o

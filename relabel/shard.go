@@ -173,7 +173,12 @@ type output struct {
 	// counts of its stale sources were dropped: a source's late samples
 	// that went stale before it are of an earlier life (see
 	// vanishedBeforeTheLife).
-	lifeAt   int64
+	lifeAt int64
+	// carryT: the timestamp of the earliest reset whose count the carry
+	// holds (while carry is not 0; 0: unknown). A reset consumed late at r
+	// before it restarts the output at r, and the carry, all counted
+	// after r, is the new life's (see settleResets).
+	carryT   int64
 	q        []Sample
 	inflight int32 // q[:inflight] rides on a request not yet answered
 	tried    int32 // q[:tried] was sent before: a retry
@@ -201,7 +206,7 @@ type output struct {
 	// it attaches nothing while one of them still has samples to send.
 	behind bool
 	listed uint8 // on the partition's lists: listReady, listWaiting
-	// (The record takes 184 bytes, in the 192-byte size class;
+	// (The record takes 192 bytes, the 192-byte size class;
 	// BenchmarkMergeStateMemory measures it.)
 }
 
@@ -1333,7 +1338,14 @@ func dequeue(q []Sample, n int) []Sample {
 func (m *shard) settleResets(o *output) {
 	for _, p := range o.parkedNow() {
 		if o.restartAt(p.t) {
-			o.carry, o.st, o.lifeAt = 0, 0, max(o.lifeAt, p.t)
+			if o.carryT <= p.t {
+				// Counted at or before p.t (in order: always, p.t is
+				// the frontier), or unknown. A carry counted only after
+				// p.t (a reset consumed late, a source born after it
+				// reset alone since) is the new life's, and stays.
+				o.carry = 0
+			}
+			o.st, o.lifeAt = 0, max(o.lifeAt, p.t)
 			for _, s := range o.sources {
 				// Dropped: what was stale at p.t (did not come back),
 				// and what counted before p.t and did not reset there
@@ -1357,12 +1369,16 @@ func (m *shard) settleResets(o *output) {
 		}
 	}
 	for _, p := range o.parkedNow() {
+		if o.carry == 0 {
+			o.carryT = p.t
+		}
 		switch {
 		case !o.min:
 			o.carry += p.v
 		case o.carry == 0 || p.v < o.carry: // creation times are never 0
 			o.carry = p.v
 		}
+		o.carryT = min(o.carryT, p.t)
 	}
 	o.parked = nil
 }
