@@ -194,7 +194,7 @@ func (m *Merger) lostTail(prev int64) {
 		// A new horizon: the gaps of an earlier power loss stop holding
 		// timestamps back, and only count late samples in them (pastGap).
 		for o, g := range sh.lossGaps {
-			if o.gone {
+			if o.is(outGone) {
 				delete(sh.lossGaps, o)
 				continue
 			}
@@ -339,7 +339,7 @@ func lossGapRecord(l *mergeLog, o *output, f0 int64, counted []int64, kept []kep
 	if withKept { // a snapshot's: see lossGap.kept, lossGap.past
 		l.uvarint(uint64(len(kept)))
 		for _, e := range kept {
-			l.uvarint(e.s.id)
+			l.uvarint(e.s.id())
 			l.varint(e.last)
 		}
 		l.uvarint(uint64(len(past)))
@@ -654,7 +654,7 @@ func (m *Merger) compact(closing bool) error {
 				n, _ := w.Write(lossGapRecord(l, o, g.f0, g.counted, g.kept, g.past, true))
 				size += int64(n)
 			}
-			if o.oldPart {
+			if o.is(outOldPart) {
 				l.begin(recOldPart)
 				l.uvarint(o.id)
 				n, _ := w.Write(l.frame(nil))
@@ -772,14 +772,14 @@ func (m *shard) logNewOutput(o *output) {
 func (m *shard) logNewSource(o *output, s *source) {
 	m.record(recNewSource, func(l *mergeLog) {
 		l.uvarint(o.id)
-		l.uvarint(s.id)
+		l.uvarint(s.id())
 		l.labels(s.labels)
 	})
 }
 
 func (m *shard) logSample(s *source, p Sample) {
 	m.record(recSample, func(l *mergeLog) {
-		l.uvarint(s.id)
+		l.uvarint(s.id())
 		l.varint(p.T)
 		l.float(p.V)
 		l.varint(p.ST)
@@ -804,20 +804,20 @@ func (m *shard) logSent(o *output, t int64) {
 func (m *shard) logDetach(o *output, s *source) {
 	m.record(recDetach, func(l *mergeLog) {
 		l.uvarint(o.id)
-		l.uvarint(s.id)
+		l.uvarint(s.id())
 	})
 }
 
 func (m *shard) logRecreated(s *source, t int64) {
 	m.record(recRecreated, func(l *mergeLog) {
-		l.uvarint(s.id)
+		l.uvarint(s.id())
 		l.varint(t)
 	})
 }
 
 func (m *shard) logExisted(s *source) {
 	m.record(recExisted, func(l *mergeLog) {
-		l.uvarint(s.id)
+		l.uvarint(s.id())
 	})
 }
 
@@ -885,14 +885,15 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.uvarint(o.id)
 	l.str(o.part)
 	l.labels(o.labels)
-	l.float(o.carry)
+	carry, carryT := o.carry()
+	l.float(carry)
 	l.varint(o.st)
 	l.varint(o.f)
 	l.bool(false) // was: learning (no longer used)
 	l.samples(o.q)
-	l.bool(o.orphan)
+	l.bool(o.is(outOrphan))
 	l.varint(o.lifeAt)
-	l.varint(o.carryT)
+	l.varint(carryT)
 	return l.frame(nil)
 }
 
@@ -900,7 +901,7 @@ func outputState(l *mergeLog, o *output) []byte {
 func sourceState(l *mergeLog, created *createdTimes, o *output, s *source) []byte {
 	l.begin(recSourceState)
 	l.uvarint(o.id)
-	l.uvarint(s.id)
+	l.uvarint(s.id())
 	l.labels(s.labels)
 	l.heldSamples(&s.queue)
 	l.varint(s.lastT)
@@ -914,14 +915,14 @@ func sourceState(l *mergeLog, created *createdTimes, o *output, s *source) []byt
 	l.varint(s.bornAt)
 	l.varint(s.firstST)
 	l.bool(s.fromTomb)
-	l.uvarint(s.hash)
+	l.uvarint(s.tombHash())
 	l.varint(s.staleAt)
 	l.bool(s.alone)
 	// The creation times said by a _created source: a _total source back
 	// after a gap compares its creation time with them (created.go), and
 	// the samples that said them are not in the snapshot.
 	var spans []createdSpan
-	if o.min {
+	if o.is(outMin) {
 		spans = created.spans(s.labels)
 	}
 	l.uvarint(uint64(len(spans)))
@@ -1182,7 +1183,7 @@ func (rp *replayer) apply(typ byte, r *recReader) error {
 		rp.lossGap(r)
 	case recOldPart:
 		if o := rp.outs[r.uvarint()]; o != nil && r.err == nil {
-			o.oldPart = true
+			o.set(outOldPart, true)
 		}
 	case recExisted:
 		if ref, ok := rp.srcs[r.uvarint()]; ok && r.err == nil {
@@ -1206,19 +1207,22 @@ func (rp *replayer) output(state bool, r *recReader) error {
 	o := rp.m.shardOf(ls.Hash()).newOutput(id, part, ls, rp.now)
 	rp.m.total.Add(1)
 	if state {
-		o.carry, o.st, o.f = r.float(), r.varint(), r.varint()
+		var carry float64
+		carry, o.st, o.f = r.float(), r.varint(), r.varint()
 		_ = r.bool() // was: learning
 		o.q = r.samples()
-		o.lived = o.f != math.MinInt64
+		o.set(outLived, o.f != math.MinInt64)
 		if len(r.b) > 0 && r.bool() {
 			rp.m.home(o).orphan(o)
 		}
 		if len(r.b) > 0 { // since restarts are kept (0: none known)
 			o.lifeAt = r.varint()
 		}
+		var carryT int64
 		if len(r.b) > 0 { // since the carry's first reset is kept (0: unknown)
-			o.carryT = r.varint()
+			carryT = r.varint()
 		}
+		o.setCarry(carry, carryT)
 	}
 	rp.outs[id] = o
 	rp.maxID = max(rp.maxID, id)
@@ -1238,14 +1242,15 @@ func (rp *replayer) source(state bool, r *recReader) error {
 		// A source added after the output's recOldPart: it came back into
 		// the merge (shard.source), not retired any more. (A snapshot
 		// writes recOldPart after the output's sources.)
-		o.oldPart = false
+		o.set(outOldPart, false)
 	}
 	if state {
 		s.queue.set(r.samples())
 		s.lastT, s.lastStl, s.firstT = r.varint(), r.bool(), r.varint()
 		s.has, s.v, s.st, s.stale, s.resetAt, s.bornAt = r.bool(), r.float(), r.varint(), r.bool(), r.varint(), r.varint()
 		if len(r.b) > 0 { // written since births became exact
-			s.firstST, s.fromTomb, s.hash = r.varint(), r.bool(), r.uvarint()
+			s.firstST, s.fromTomb = r.varint(), r.bool()
+			s.setTombHash(r.uvarint())
 		}
 		if len(r.b) > 0 { // since vanished sources are told apart
 			s.staleAt, s.alone = r.varint(), r.bool()
@@ -1267,7 +1272,7 @@ func (rp *replayer) source(state bool, r *recReader) error {
 			o.arrived(p.T, rp.now)
 		}
 	}
-	if s.hash != 0 {
+	if s.unseen {
 		return nil // a placeholder of a tomb: no id of its own yet
 	}
 	rp.srcs[sid] = srcRef{o, s}
@@ -1312,7 +1317,7 @@ func (rp *replayer) recreated(r *recReader) {
 
 func (rp *replayer) orphan(r *recReader) {
 	oid := r.uvarint()
-	if o := rp.outs[oid]; o != nil && r.err == nil && !o.orphan {
+	if o := rp.outs[oid]; o != nil && r.err == nil && !o.is(outOrphan) {
 		rp.m.home(o).orphan(o)
 	}
 }

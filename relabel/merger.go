@@ -140,13 +140,13 @@ func (w *Merger) Partitions(scheme string) (changed bool) {
 		for _, sh := range w.shards {
 			for o := range sh.all() {
 				switch {
-				case o.retire:
+				case o.is(outRetire):
 					// Retired before (its queue not sent yet): its
 					// partition is of the old scheme now, whose
 					// sender's raw samples come under a new one
 					// (see queuedElsewhere; sim all seed 12010488).
 					sh.setOldPart(o)
-				case !o.orphan:
+				case !o.is(outOrphan):
 					sh.orphan(o)
 				}
 			}

@@ -227,15 +227,15 @@ func TestMergeOrphansRetiredTheRequestsPartitionGoesOn(t *testing.T) {
 }
 
 // TestRetiredOutputsNeverWaitForEachOther: a retired output kept back
-// behind retired outputs of its label set (output.behind) waits only for
+// behind retired outputs of its label set (outBehind) waits only for
 // those made before it; a live one waits for all of them. Two orphans of one label set retired together at an adoption,
 // each made behind the other's queue in some order, would otherwise wait
 // for each other for good (neither sends, so neither queue settles).
 func TestRetiredOutputsNeverWaitForEachOther(t *testing.T) {
-	a := &output{id: 1, part: "a", retire: true, oldPart: true, behind: true, q: []Sample{{T: 1, V: 1}}}
-	b := &output{id: 2, part: "b", retire: true, oldPart: true, behind: true, q: []Sample{{T: 2, V: 2}}}
-	live := &output{id: 3, part: "c", behind: true}
-	older := &output{id: 0, part: "c", behind: true} // live, made before both
+	a := &output{id: 1, part: "a", flags: outRetire | outOldPart | outBehind, q: []Sample{{T: 1, V: 1}}}
+	b := &output{id: 2, part: "b", flags: outRetire | outOldPart | outBehind, q: []Sample{{T: 2, V: 2}}}
+	live := &output{id: 3, part: "c", flags: outBehind}
+	older := &output{id: 0, part: "c", flags: outBehind} // live, made before both
 	fc := fence{outs: []*output{a, b}}
 	if !retiredQueued(fc, older) {
 		t.Error("a live output made before the retired ones does not wait for their queues")
@@ -336,7 +336,7 @@ func TestOutputRetiredInPartWaitedForAfterRestart(t *testing.T) {
 // TestOutputRetiredInPartWaitedForAfterRestart with a clean stop instead of
 // the SIGKILL: the start reads the snapshot Close wrote, where the retired
 // output is under its old partition, not an orphan (retired unorphans it),
-// oldPart set.
+// outOldPart set.
 func TestOutputRetiredInPartWaitedForAfterCleanStop(t *testing.T) {
 	outputRetiredInPartWaits(t, false)
 }
@@ -415,7 +415,7 @@ func outputRetiredInPartWaits(t *testing.T, kill bool) {
 		send("", k <= 2, three(k)) // from step 3 the upstream is down: 333 and 444 queued
 	}
 	h.m.retire(merges, h.m.Partitions(scheme)) // the reload, as the reloader and Pipeline.Activate do
-	if os := outputsOf(h.m, outTotal); len(os) != 1 || !os[0].retire || len(os[0].sources) != 2 {
+	if os := outputsOf(h.m, outTotal); len(os) != 1 || !os[0].is(outRetire) || len(os[0].sources) != 2 {
 		t.Fatalf("after the reload: %d outputs, want one retired with its None and 500 left", len(os))
 	}
 	h.clock.add(step * time.Millisecond)
@@ -480,12 +480,12 @@ func TestOutputRetiredInPartFedAgainIsInTheMerge(t *testing.T) {
 		}
 		down = true
 		h.m.retire(merges, h.m.Partitions("X-Scope-OrgID"))
-		if os := outputsOf(h.m, outTotal); len(os) != 1 || !os[0].retire || !os[0].oldPart {
+		if os := outputsOf(h.m, outTotal); len(os) != 1 || !os[0].is(outRetire) || !os[0].is(outOldPart) {
 			t.Fatalf("not retired in part")
 		}
 		// A second reload turns forward_headers off again before any
 		// request of the tenant: the retired output is orphaned, and the
-		// next request of "" adopts it, still retired, oldPart set.
+		// next request of "" adopts it, still retired, outOldPart set.
 		h.m.retire(merges, h.m.Partitions(""))
 		h.clock.add(step * time.Millisecond)
 		send("", g(outTotal, srcNone, sp(4*step, 4), src500, sp(4*step, 40)))

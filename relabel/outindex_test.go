@@ -76,7 +76,7 @@ func TestOutputIndexMatchesAListPerKey(t *testing.T) {
 					m.delink(k, o)
 				}
 			}
-			o.gone = true
+			o.set(outGone, true)
 		}
 		if seen != len(live) || len(m.outs) != 0 || len(m.more) != 0 {
 			t.Fatalf("seed %d: a forgetting walk saw %d of %d outputs and left %d keys, %d with more", seed, seen, len(live), len(m.outs), len(m.more))
@@ -101,7 +101,7 @@ func TestIdleCleanUpForgetsEveryOutputOfAKey(t *testing.T) {
 		t.Fatalf("under the key: %p, want %p and %p", got, a, b)
 	}
 	sh.gc(now.Add(10 * time.Duration(sh.cfg.IdleTimeout)))
-	if !a.gone || !b.gone || sh.n != 0 || len(sh.outs) != 0 || len(sh.more) != 0 {
-		t.Fatalf("after idle clean-up: gone %v %v, %d outputs, %d keys, %d with more", a.gone, b.gone, sh.n, len(sh.outs), len(sh.more))
+	if !a.is(outGone) || !b.is(outGone) || sh.n != 0 || len(sh.outs) != 0 || len(sh.more) != 0 {
+		t.Fatalf("after idle clean-up: gone %v %v, %d outputs, %d keys, %d with more", a.is(outGone), b.is(outGone), sh.n, len(sh.outs), len(sh.more))
 	}
 }

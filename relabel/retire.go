@@ -84,7 +84,7 @@ func (w *Merger) retire(merges func(src, out labels.Labels) bool, partitionsChan
 
 // behindRetired makes the outputs of the shard that share a label set with
 // one of gone (retired now) and still merge wait for its queue
-// (output.behind: attach asks whether it still has samples to send). An
+// (outBehind: attach asks whether it still has samples to send). An
 // output made after the retirement waits from its start (shard.output); one
 // made before did too, but that is not in the log: after a restart the
 // start's retirement (Pipeline.Activate retires again the outputs left
@@ -100,8 +100,8 @@ func (m *shard) behindRetired(gone []*output) {
 		hs[o.labels.Hash()] = true
 	}
 	wait := func(h uint64, o *output) {
-		if hs[h] && !o.retire && !o.gone && len(o.sources) > 0 {
-			o.behind = true
+		if hs[h] && !o.is(outRetire) && !o.is(outGone) && len(o.sources) > 0 {
+			o.set(outBehind, true)
 		}
 	}
 	for k, o := range m.outs {
@@ -119,23 +119,23 @@ func (m *shard) behindRetired(gone []*output) {
 func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, partitionsChanged bool, now time.Time) bool {
 	kept := 0
 	for _, s := range o.sources {
-		if s.hash != 0 || merges(s.labels, o.labels) { // a tomb's placeholder stays: unknown labels
+		if s.unseen || merges(s.labels, o.labels) { // a tomb's placeholder stays: unknown labels
 			kept++
 		}
 	}
 	// An output without sources was retired before (by a reload before a
 	// restart: retirement is not in the log, its detached sources are): it
 	// is retired again, fenced while its queue is sent. So is one restored
-	// with oldPart and sources left: only a retired output is marked so
+	// with outOldPart and sources left: only a retired output is marked so
 	// (recOldPart), and a reload that changed the partitions retires an
 	// output that keeps some of its sources too. Restored as an orphan (or,
 	// from a snapshot, under its old partition), nothing would wait for it:
 	// a new output of its label set under the new scheme would send its
 	// sums before the retired queue's older ones, refused for good
 	// (TestOutputRetiredInPartWaitedForAfterRestart).
-	again := o.oldPart && !o.retire
+	again := o.is(outOldPart) && !o.is(outRetire)
 	if kept == len(o.sources) && kept > 0 && !again {
-		if partitionsChanged && !o.orphan {
+		if partitionsChanged && !o.is(outOrphan) {
 			m.orphan(o)
 		}
 		return false
@@ -163,7 +163,7 @@ func (m *shard) retireOne(o *output, merges func(src, out labels.Labels) bool, p
 		m.finalize(o, t, emit)
 	}
 	if kept < len(o.sources) {
-		m.detach(o, func(s *source) bool { return s.hash == 0 && !merges(s.labels, o.labels) })
+		m.detach(o, func(s *source) bool { return !s.unseen && !merges(s.labels, o.labels) })
 	}
 	o.tried = int32(len(o.q)) // the queue goes as retries
 	m.list(o)
@@ -198,8 +198,8 @@ func (m *shard) retired(o *output, now time.Time) {
 			m.w.logFence(h, o.f, now.Add(fenceFor))
 		}
 	}
-	o.retire = true
-	if o.orphan {
+	o.set(outRetire, true)
+	if o.is(outOrphan) {
 		m.setOldPart(o)
 	}
 	m.unorphan(o) // never adopted: a new output of its label set starts after the fence
@@ -234,7 +234,7 @@ func (w *Merger) setFence(h uint64, f int64, now time.Time, dropRaw bool, o *out
 		f, dropRaw = max(f, old.f), dropRaw || old.dropRaw
 		if o != nil {
 			// A new slice: readers hold copies of the old one.
-			outs = slices.DeleteFunc(slices.Clone(old.outs), func(x *output) bool { return x.gone || x == o })
+			outs = slices.DeleteFunc(slices.Clone(old.outs), func(x *output) bool { return x.is(outGone) || x == o })
 		} else {
 			outs = old.outs
 		}
@@ -367,7 +367,7 @@ func (w *Merger) fencedAt(h uint64) (fc fence, ok bool) {
 
 // orphan marks o as an orphan (logged).
 func (m *shard) orphan(o *output) {
-	o.orphan = true
+	o.set(outOrphan, true)
 	if m.orphans == nil {
 		m.orphans = map[uint64][]*output{}
 	}
@@ -378,10 +378,10 @@ func (m *shard) orphan(o *output) {
 
 // unorphan takes o out of the orphans.
 func (m *shard) unorphan(o *output) {
-	if !o.orphan {
+	if !o.is(outOrphan) {
 		return
 	}
-	o.orphan = false
+	o.set(outOrphan, false)
 	h := o.labels.Hash()
 	if l := slices.DeleteFunc(m.orphans[h], func(x *output) bool { return x == o }); len(l) > 0 {
 		m.orphans[h] = l
@@ -447,10 +447,10 @@ func (m *shard) unlink(o *output) {
 // then a SIGKILL; the sender's raw 500 under its new partition overtook the
 // retired queue of its old one).
 func (m *shard) setOldPart(o *output) {
-	if o.oldPart {
+	if o.is(outOldPart) {
 		return
 	}
-	o.oldPart = true
+	o.set(outOldPart, true)
 	m.logOldPart(o)
 }
 
@@ -469,7 +469,7 @@ func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.La
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for _, o := range fc.outs {
-		if o.gone || !o.retire || len(o.q) == 0 {
+		if o.is(outGone) || !o.is(outRetire) || len(o.q) == 0 {
 			continue
 		}
 		if o.part != part {
@@ -479,7 +479,7 @@ func (w *Merger) queuedElsewhere(fc fence, part string, inRequest func(labels.La
 			// scheme is another tenant's: the raw sample cannot put its
 			// queue out of order, and waiting for it would stall both
 			// tenants (each one's retries go only with its own request).
-			if o.oldPart {
+			if o.is(outOldPart) {
 				return true
 			}
 			continue

@@ -160,25 +160,25 @@ type output struct {
 	id     uint64
 	part   string
 	labels labels.Labels
-	min    bool // a _created series: the smallest value, not the sum
+	flags  outFlag // what it is and where it stands: outMin, outGone, ... (see is)
+	listed uint8   // on the partition's lists: listReady, listWaiting
 	// pre caches the running rules' preimage size for labels (see
 	// shard.preimage), valid while preGen is the Merger's preGen.
 	pre     int16
 	preGen  uint32
 	sources []*source
-	carry   float64
+	// carried: the counts of sources that reset alone, kept in the sum
+	// (see settleResets); nil, the usual case, when there is none: a
+	// pointer, so that every output does not take 16 bytes for what few
+	// hold. Read with carry, written with setCarry.
+	carried *carried
 	st      int64 // RW 2.0 start timestamp: the earliest since the last real reset
 	f       int64 // frontier: last finalized timestamp (MinInt64: none)
 	// lifeAt: the timestamp of its last restart (0: none known), when the
 	// counts of its stale sources were dropped: a source's late samples
 	// that went stale before it are of an earlier life (see
 	// vanishedBeforeTheLife).
-	lifeAt int64
-	// carryT: the timestamp of the earliest reset whose count the carry
-	// holds (while carry is not 0; 0: unknown). A reset consumed late at r
-	// before it restarts the output at r, and the carry, all counted
-	// after r, is the new life's (see settleResets).
-	carryT   int64
+	lifeAt   int64
 	q        []Sample
 	inflight int32 // q[:inflight] rides on a request not yet answered
 	tried    int32 // q[:tried] was sent before: a retry
@@ -191,23 +191,83 @@ type output struct {
 	// usual case, when there is none: a pointer, not a slice header, so
 	// that every output does not carry 24 bytes for what few hold.
 	parked *[]parked
-	gone   bool // forgotten (idle): not in the state any more
-	retire bool // no source left after a reload: leaves once its queue is sent
-	// lived: it finalized a sample to send in this life (since it was
+	// (The record takes 176 bytes, in the 176-byte size class: its yes/no
+	// states are bits of flags, not a bool each, so that its small fields
+	// fill two words. BenchmarkMergeStateMemory measures it.)
+}
+
+// carried is what an output carries: never 0 (an output carrying nothing
+// has none).
+type carried struct {
+	// v: the counts of its sources that reset alone (a _created output:
+	// the earliest creation time of those created again alone).
+	v float64
+	// t: the timestamp of the earliest reset v holds (0: unknown). A reset
+	// consumed late at r before it restarts the output at r, and v, all
+	// counted after r, is the new life's (see settleResets).
+	t int64
+}
+
+// carry is what o carries (0: nothing) and the timestamp of the earliest
+// reset it holds.
+func (o *output) carry() (float64, int64) {
+	if o.carried == nil {
+		return 0, 0
+	}
+	return o.carried.v, o.carried.t
+}
+
+// setCarry sets what o carries; 0 is nothing.
+func (o *output) setCarry(v float64, t int64) {
+	switch {
+	case v == 0:
+		o.carried = nil
+	case o.carried == nil:
+		o.carried = &carried{v: v, t: t}
+	default:
+		o.carried.v, o.carried.t = v, t
+	}
+}
+
+// outFlag is one yes/no state of an output, a bit of output.flags.
+type outFlag uint8
+
+const (
+	// outMin: a _created series: the smallest value, not the sum.
+	outMin outFlag = 1 << iota
+	// outGone: forgotten (idle): not in the state any more.
+	outGone
+	// outRetire: no source left after a reload: leaves once its queue is
+	// sent.
+	outRetire
+	// outLived: it finalized a sample to send in this life (since it was
 	// created, or restored); before that, a start timestamp after its
 	// frontier (from a tomb or fence) is its new life's, not a fake reset.
-	lived  bool
-	orphan bool // its partition changed at a reload: the new one adopts it (see retire.go)
-	// oldPart: retired under a partition of an older scheme, which no
+	outLived
+	// outOrphan: its partition changed at a reload: the new one adopts it
+	// (see retire.go).
+	outOrphan
+	// outOldPart: retired under a partition of an older scheme, which no
 	// request names again (see Merger.queuedElsewhere).
-	oldPart bool
-	// behind: made while its label set was fenced by retired outputs, or
-	// sharing its label set with an output retired since (behindRetired);
-	// it attaches nothing while one of them still has samples to send.
-	behind bool
-	listed uint8 // on the partition's lists: listReady, listWaiting
-	// (The record takes 192 bytes, the 192-byte size class;
-	// BenchmarkMergeStateMemory measures it.)
+	outOldPart
+	// outBehind: made while its label set was fenced by retired outputs,
+	// or sharing its label set with an output retired since
+	// (behindRetired); it attaches nothing while one of them still has
+	// samples to send.
+	outBehind
+)
+
+// is reports whether o has the state f (each of them, if f holds several).
+func (o *output) is(f outFlag) bool { return o.flags&f == f }
+
+// set gives o the state f (each of them, if f holds several), or takes it
+// away (v false).
+func (o *output) set(f outFlag, v bool) {
+	if v {
+		o.flags |= f
+	} else {
+		o.flags &^= f
+	}
 }
 
 // stamp is an instant of the merge's clock, in nanoseconds since
@@ -263,17 +323,19 @@ const (
 )
 
 type source struct {
-	id      uint64
-	labels  labels.Labels
-	queue   heldQueue // received, not yet consumed (t > the output's frontier)
-	lastT   int64     // last received timestamp (MinInt64: none)
-	firstT  int64     // first received timestamp (MinInt64: none yet)
-	firstST int64     // the RW 2.0 start timestamp of that first sample (0: none)
-	hash    uint64    // see fromTomb
-	arrival stamp
-	v       float64 // last non-stale value
-	st      int64   // start timestamp of the last consumed sample
-	staleAt int64   // its timestamp (see stale)
+	// idOrHash holds its id once it is seen (see id) and, while it is
+	// unseen (a tomb's placeholder: no id yet, its labels unknown), the
+	// hash of its labels (see tombHash): never both, so one field.
+	idOrHash uint64
+	labels   labels.Labels
+	queue    heldQueue // received, not yet consumed (t > the output's frontier)
+	lastT    int64     // last received timestamp (MinInt64: none)
+	firstT   int64     // first received timestamp (MinInt64: none yet)
+	firstST  int64     // the RW 2.0 start timestamp of that first sample (0: none)
+	arrival  stamp
+	v        float64 // last non-stale value
+	st       int64   // start timestamp of the last consumed sample
+	staleAt  int64   // its timestamp (see stale)
 	// countT: the timestamp of its last consumed count (a stale marker
 	// after it: staleAt). A creation time after countT was never counted.
 	// MinInt64: unknown (restored from a log older than it).
@@ -291,10 +353,14 @@ type source struct {
 	lastStl  bool // the last received sample is a stale marker
 	// fromTomb: known from the output's tomb (it counted before idle GC):
 	// waited for before it is seen, and unknowable before its first sample.
-	// Until it is seen, its labels are unknown and hash names them.
+	// Until it is seen (unseen), its labels are unknown and the hash in
+	// idOrHash names them.
 	fromTomb bool
-	has      bool // v holds a count
-	stale    bool // the last consumed sample is a stale marker
+	// unseen: a placeholder of a tomb not seen yet, with no id or labels:
+	// idOrHash holds the hash of its labels.
+	unseen bool
+	has    bool // v holds a count
+	stale  bool // the last consumed sample is a stale marker
 	// alone: it went stale while another counted source of the output did
 	// not (LiteLLM removed the series): if it comes back, it was created
 	// again, from zero, whatever its value.
@@ -304,6 +370,34 @@ type source struct {
 	// logged before that finalization, as recreatedAt, so that a replay
 	// decides alike): it lived before the merge saw it.
 	existed bool
+	// (The record takes 160 bytes, in the 160-byte size class;
+	// BenchmarkMergeStateMemory measures it.)
+}
+
+// id is the source's id: 0 for a placeholder of a tomb not seen yet.
+func (s *source) id() uint64 {
+	if s.unseen {
+		return 0
+	}
+	return s.idOrHash
+}
+
+// tombHash is, for a placeholder of a tomb not seen yet, the hash of its
+// labels the tomb gave; 0 for a source seen.
+func (s *source) tombHash() uint64 {
+	if s.unseen {
+		return s.idOrHash
+	}
+	return 0
+}
+
+// setTombHash makes s a placeholder of a tomb not seen yet, named by the
+// hash h of its labels. A hash of 0 names none (a snapshot writes 0 for a
+// source seen): s is left as it is.
+func (s *source) setTombHash(h uint64) {
+	if h != 0 {
+		s.idOrHash, s.unseen = h, true
+	}
 }
 
 // family is familyKey(s.labels), computed once.
@@ -379,12 +473,12 @@ func (m *shard) known(out labels.Labels, h uint64) bool {
 func (m *shard) find(part string, out labels.Labels, h uint64) *output {
 	k := outKey{part, h}
 	o := m.outs[k]
-	if o == nil || (!o.orphan && labels.Equal(o.labels, out)) {
+	if o == nil || (!o.is(outOrphan) && labels.Equal(o.labels, out)) {
 		return o
 	}
 	if len(m.more) > 0 {
 		for _, o := range m.more[k] {
-			if !o.orphan && labels.Equal(o.labels, out) {
+			if !o.is(outOrphan) && labels.Equal(o.labels, out) {
 				return o
 			}
 		}
@@ -435,7 +529,7 @@ func (m *shard) under(k outKey) iter.Seq[*output] {
 			return
 		}
 		for _, o := range more {
-			if !o.gone && !yield(o) {
+			if !o.is(outGone) && !yield(o) {
 				return
 			}
 		}
@@ -502,7 +596,7 @@ type mergeTx struct {
 	attached []*output
 	retry    []bool // by attached
 	// waited: outputs that attach kept back behind a retired queue
-	// (output.behind); collect lists them again, so that a later request
+	// (outBehind); collect lists them again, so that a later request
 	// or the idle flush sends them once that queue is settled.
 	waited []*output
 	// sources is how many sources the last Add's output has (0: not
@@ -590,7 +684,7 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 	// them (see attach), or its samples could reach the upstream first and
 	// put theirs out of order, refused (all seed 19003517: two orphans
 	// retired at an adoption, one still sending an outage's backlog).
-	o.behind = fenced && len(fc.outs) > 0
+	o.set(outBehind, fenced && len(fc.outs) > 0)
 	if fenced && fc.f > o.f {
 		// The label set was retired (another partition, before a reload),
 		// or went out raw while the state was full: its samples up to f
@@ -605,7 +699,8 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 // An output that was forgotten takes back its frontier and waits for its
 // sources as known ones (see tomb).
 func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
-	o := &output{id: id, part: part, labels: out, min: isCreated(out), f: math.MinInt64, touched: stampOf(now)}
+	o := &output{id: id, part: part, labels: out, f: math.MinInt64, touched: stampOf(now)}
+	o.set(outMin, isCreated(out))
 	k := outKey{part, out.Hash()}
 	if tb, ok := m.forgotten[k]; ok {
 		o.f = tb.f // nothing at or before what it sent then
@@ -622,14 +717,16 @@ func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Ti
 // placeholder is a source known from a tomb by the hash of its labels.
 func (m *shard) placeholder(h uint64, now time.Time) *source {
 	m.nsrc++
-	return &source{hash: h, fromTomb: true, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
+	s := &source{fromTomb: true, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
 		resetAt: math.MinInt64, bornAt: math.MinInt64, recreatedAt: math.MinInt64}
+	s.setTombHash(h)
+	return s
 }
 
 // source finds or adds the source with labels ls.
 func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	for _, s := range o.sources { // few: no hashing
-		if s.hash == 0 && labels.Equal(s.labels, ls) {
+		if !s.unseen && labels.Equal(s.labels, ls) {
 			return s
 		}
 	}
@@ -641,7 +738,7 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 	// be forgotten with what it now holds once its old queue is sent (all
 	// seed 5000090). A replay, which knows no retirement, keeps it alike.
 	// Its partition is named again: not of an older scheme any more
-	// (oldPart), which the replay also clears at this record, so that a
+	// (outOldPart), which the replay also clears at this record, so that a
 	// start does not take it for still retired (see retireOne).
 	m.backInTheMerge(o)
 	return s
@@ -653,16 +750,16 @@ func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
 // retired outputs of the label set that still have samples to send (another
 // partition's, an older scheme's): its sums reaching the upstream first
 // would put theirs out of order, refused for good (an adversarial review:
-// TestOutputFedAgainWaitsForTheOtherRetiredQueue). behind is not in the
+// TestOutputFedAgainWaitsForTheOtherRetiredQueue). outBehind is not in the
 // log; after a restart the start's retirement marks it again
 // (behindRetired).
 func (m *shard) backInTheMerge(o *output) {
-	if o.retire && !m.replay {
+	if o.is(outRetire) && !m.replay {
 		if fc, fenced := m.w.fencedAt(hashLabels(o.labels)); fenced && len(fc.outs) > 0 {
-			o.behind = true
+			o.set(outBehind, true)
 		}
 	}
-	o.retire, o.oldPart = false, false
+	o.set(outRetire|outOldPart, false)
 }
 
 // newSource adds the source with labels ls to o, or gives a placeholder
@@ -677,12 +774,12 @@ func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time)
 		ls = o.labels
 	}
 	for _, s := range o.sources {
-		if s.hash != 0 && s.hash == ls.Hash() {
-			s.hash, s.id, s.labels, s.arrival, s.famState = 0, id, ls, stampOf(now), 0
+		if s.unseen && s.tombHash() == ls.Hash() {
+			s.idOrHash, s.unseen, s.labels, s.arrival, s.famState = id, false, ls, stampOf(now), 0
 			return s
 		}
 	}
-	s := &source{id: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
+	s := &source{idOrHash: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
 		resetAt: math.MinInt64, bornAt: math.MinInt64, recreatedAt: math.MinInt64}
 	if len(o.sources) > 0 && !m.replay {
 		m.metrics.collisions.Inc()
@@ -699,16 +796,16 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 	if p.T <= s.lastT {
 		return
 	}
-	if o.retire || o.oldPart {
+	if o.is(outRetire) || o.is(outOldPart) {
 		// A reload that changed the partitions retired the output with
 		// sources left, and the new scheme names its partition again: a
 		// request feeds it through them, and it is in the merge again, as
 		// when a source is added (source) — not to be forgotten with what
 		// it holds once its old queue is sent, nor retired again by a
-		// start (retireOne). The replay clears oldPart at the same sample.
+		// start (retireOne). The replay clears outOldPart at the same sample.
 		m.backInTheMerge(o)
 	}
-	if o.min && !value.IsStaleNaN(p.V) {
+	if o.is(outMin) && !value.IsStaleNaN(p.V) {
 		m.w.created.saw(s.labels, p.T, p.V)
 	}
 	if !m.replay {
@@ -789,7 +886,7 @@ func (m *shard) vanishedBeforeTheLife(o *output, s *source) {
 	}
 	st := s.st
 	s.has, s.v, s.st, s.alone = false, 0, 0, false
-	if st != 0 && o.st == st && o.carry == 0 {
+	if st != 0 && o.st == st && o.carried == nil {
 		// The start timestamp was the old life's (consume took it): the
 		// earliest of the sources that count, as restart takes it.
 		o.st = 0
@@ -928,7 +1025,7 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 // retrying for birth_wait plus its longest backoff (see Merger.Retrying); an
 // orphan's sender may be any partition's (see Merger.settledAll).
 func (m *shard) senderSettled(o *output, now time.Time) bool {
-	if o.orphan {
+	if o.is(outOrphan) {
 		return m.w.settledAll(now, m.birthWait())
 	}
 	return m.w.settled(o.part, now, m.birthWait())
@@ -954,10 +1051,10 @@ func (m *shard) senderSettled(o *output, now time.Time) bool {
 // creation times (the series of one exporter have them alike); otherwise
 // (a carried count alone) a source without any waits for nothing.
 func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
-	if o.min || len(o.sources) < 2 {
+	if o.is(outMin) || len(o.sources) < 2 {
 		return false
 	}
-	kept, at := o.carry != 0, false // at: a source drops or goes stale at t
+	kept, at := o.carried != nil, false // at: a source drops or goes stale at t
 	for _, s := range o.sources {
 		if at {
 			break // kept too: no further creation time need be looked up
@@ -1046,7 +1143,7 @@ func (o *output) live() int {
 // there whose creation time is at or before the output's frontier: they
 // existed before (see replaced).
 func (m *shard) recreated(o *output, t int64) {
-	if o.min {
+	if o.is(outMin) {
 		// A _created output's sources say their creation time as their
 		// value: one first seen whose creation time is at or before the
 		// frontier existed before, as for its _total output (the two
@@ -1266,7 +1363,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		v = math.Float64frombits(value.StaleNaN)
 	}
 	o.q = append(o.q, Sample{T: t, V: v, ST: o.st})
-	o.lived = true
+	o.set(outLived, true)
 	if !m.replay {
 		m.metrics.emitted.Inc()
 	}
@@ -1288,7 +1385,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		switch {
 		case !s.has:
 			s.bornAt = p.T
-		case (p.V < s.v && !o.min) || (p.V > s.v && o.min) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0) ||
+		case (p.V < s.v && !o.is(outMin)) || (p.V > s.v && o.is(outMin)) || (s.stale && s.alone) || (p.ST > s.st && s.st != 0) ||
 			s.recreatedAt == p.T:
 			// A counter that dropped, a _created that moved later, a source
 			// back after it vanished alone, or back after a gap with a later
@@ -1303,7 +1400,7 @@ func (m *shard) consume(o *output, s *source, n int) (reset bool) {
 		// output that counted nothing yet (it sent only stale markers: its
 		// source's last sample before a gap, say, after a reload turned the
 		// merge on) takes its first source's, born after that gap.
-		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || !o.lived || p.ST <= o.f || !o.counted()) {
+		if p.ST != 0 && (o.st == 0 || p.ST < o.st) && (o.f == math.MinInt64 || !o.is(outLived) || p.ST <= o.f || !o.counted()) {
 			o.st = p.ST
 		}
 		s.v, s.st, s.has, s.stale, s.alone, s.countT = p.V, p.ST, true, false, false, p.T
@@ -1338,12 +1435,12 @@ func dequeue(q []Sample, n int) []Sample {
 func (m *shard) settleResets(o *output) {
 	for _, p := range o.parkedNow() {
 		if o.restartAt(p.t) {
-			if o.carryT <= p.t {
+			if _, t := o.carry(); t <= p.t {
 				// Counted at or before p.t (in order: always, p.t is
 				// the frontier), or unknown. A carry counted only after
 				// p.t (a reset consumed late, a source born after it
 				// reset alone since) is the new life's, and stays.
-				o.carry = 0
+				o.carried = nil
 			}
 			o.st, o.lifeAt = 0, max(o.lifeAt, p.t)
 			for _, s := range o.sources {
@@ -1369,16 +1466,17 @@ func (m *shard) settleResets(o *output) {
 		}
 	}
 	for _, p := range o.parkedNow() {
-		if o.carry == 0 {
-			o.carryT = p.t
+		c, t := o.carry()
+		if c == 0 {
+			t = p.t
 		}
 		switch {
-		case !o.min:
-			o.carry += p.v
-		case o.carry == 0 || p.v < o.carry: // creation times are never 0
-			o.carry = p.v
+		case !o.is(outMin):
+			c += p.v
+		case c == 0 || p.v < c: // creation times are never 0
+			c = p.v
 		}
-		o.carryT = min(o.carryT, p.t)
+		o.setCarry(c, min(t, p.t))
 	}
 	o.parked = nil
 }
@@ -1477,7 +1575,7 @@ func (m *shard) ambiguousRestart(o *output) {
 // of the sources that did not come back; the sources that did count from
 // their new values.
 func (o *output) restart(t int64) {
-	o.carry, o.st, o.parked, o.lifeAt = 0, 0, nil, max(o.lifeAt, t)
+	o.carried, o.st, o.parked, o.lifeAt = nil, 0, nil, max(o.lifeAt, t)
 	for _, s := range o.sources {
 		s.alone = false
 		if s.stale {
@@ -1512,10 +1610,10 @@ func (o *output) restartAt(r int64) bool {
 // carry), as a fixed exporter's one series was created at its first count.
 func (o *output) value() (v float64, stale bool) {
 	stale = true
-	if o.min {
+	if o.is(outMin) {
 		v = math.Inf(1)
-		if o.carry != 0 {
-			v = o.carry
+		if o.carried != nil {
+			v = o.carried.v
 		}
 		for _, s := range o.sources {
 			if s.has {
@@ -1527,7 +1625,7 @@ func (o *output) value() (v float64, stale bool) {
 		}
 		return v, stale
 	}
-	v = o.carry
+	v, _ = o.carry()
 	for _, s := range o.sources {
 		if s.has {
 			v += s.v
@@ -1551,7 +1649,7 @@ func (m *shard) partition(part string) *partition {
 // list puts the output on its partition's lists: ready (samples to send, none
 // in flight) and waiting (samples held for a source or the clock).
 func (m *shard) list(o *output) {
-	if o.gone {
+	if o.is(outGone) {
 		return
 	}
 	was := o.listed
@@ -1580,15 +1678,15 @@ func (m *shard) list(o *output) {
 // attach puts the output's unsent samples on the transaction: the retries
 // first, alone (the rest follows once they are answered), else all of them.
 func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
-	if o.gone || o.inflight > 0 || len(o.q) == 0 {
+	if o.is(outGone) || o.inflight > 0 || len(o.q) == 0 {
 		return emits
 	}
-	if o.behind { // as a raw sample waits (Merger.queuedElsewhere)
+	if o.is(outBehind) { // as a raw sample waits (Merger.queuedElsewhere)
 		if fc, ok := tx.m.w.fencedAt(hashLabels(o.labels)); ok && retiredQueued(fc, o) {
 			tx.waited = append(tx.waited, o)
 			return emits
 		}
-		o.behind = false
+		o.set(outBehind, false)
 	}
 	n := 0
 	for n < len(o.q) && (n < int(o.tried) || o.q[n].T <= tx.m.retryUntil) {
@@ -1703,7 +1801,7 @@ func (tx *mergeTx) Done(ok bool, taken []int) {
 			o.tried = max(0, o.tried-int32(took))
 			m.logSent(o, last)
 		}
-		if o.retire && len(o.q) == 0 && !o.gone {
+		if o.is(outRetire) && len(o.q) == 0 && !o.is(outGone) {
 			m.logDrop(o) // retired, its queue sent: see retire.go
 			m.forget(o)
 			continue
@@ -1760,7 +1858,7 @@ func (o *output) forgettable() bool {
 			allStale = false
 		}
 	}
-	return allStale || (o.carry == 0 && !staleCount)
+	return allStale || (o.carried == nil && !staleCount)
 }
 
 // forget removes an idle output, keeping its tomb. The tombs are bounded
@@ -1826,21 +1924,21 @@ func (o *output) allStale() bool {
 // labelHash is the hash of the source's labels (of a placeholder: the one
 // its tomb gave).
 func (s *source) labelHash() uint64 {
-	if s.hash != 0 {
-		return s.hash
+	if s.unseen {
+		return s.tombHash()
 	}
 	return s.labels.Hash()
 }
 
 func (m *shard) remove(o *output) {
-	if o.min {
+	if o.is(outMin) {
 		for _, s := range o.sources {
 			m.w.created.forget(s.labels)
 		}
 	}
 	m.unlink(o)
 	m.unorphan(o)
-	o.gone = true
+	o.set(outGone, true)
 	m.n--
 	m.w.total.Add(-1)
 	m.nsrc -= len(o.sources)
@@ -1854,7 +1952,7 @@ func (m *shard) remove(o *output) {
 // smaller id). A live o waits for every one, older or newer.
 func retiredQueued(fc fence, o *output) bool {
 	for _, x := range fc.outs {
-		if x != o && (!o.retire || x.id < o.id) && !x.gone && x.retire && (len(x.q) > 0 || x.inflight > 0) && (x.oldPart || x.part == o.part) {
+		if x != o && (!o.is(outRetire) || x.id < o.id) && !x.is(outGone) && x.is(outRetire) && (len(x.q) > 0 || x.inflight > 0) && (x.is(outOldPart) || x.part == o.part) {
 			return true
 		}
 	}
