@@ -794,3 +794,62 @@ func TestMergeLateDropKeepsTheCarryOfTheNewLife(t *testing.T) {
 		}
 	}
 }
+
+// The None counted before LiteLLM's restart (4 at t0), went stale at
+// t0+step and came back created again at t0+3*step: the output, dead, was
+// revived there (restarted), the None's bornAt still its first life's. The
+// 500's shard was behind: its late samples carry its drop at t0+step (7,
+// then 3), where the None was away. In order that drop restarted the
+// output; late, restartAt took the None (live now, born at t0) for a source
+// that counted at t0+step and did not reset there, and the 7 was carried
+// (13 stored for 6; a review of 517c0f6). The state keeps that its last
+// restart revived a dead output: a source stale before it stayed away
+// until it (a None back before t0+step going on, and dropping at a later
+// restart, looks the same by lifeAt alone). Also across a SIGKILL and a
+// clean stop between the revival and the late samples.
+func TestMergeLateDropWhileTheOtherWasAway(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		none := []float64{4, stale, stale, 1, 2}
+		for i, v := range none {
+			ts := t0 + int64(i)*step
+			c := sec(-20_000)
+			switch {
+			case v != v:
+				c = stale
+			case i >= 3:
+				c = sec(40_000)
+			}
+			if i == 2 {
+				h.clock.add(step * time.Millisecond)
+				continue
+			}
+			h.req(g(outCreat, cNone, sp(ts, c)))
+			h.req(g(outTotal, srcNone, sp(ts, v)))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.req()
+		if got := h.values(outTotal); got[t0+4*step] != 2 {
+			t.Fatalf("the None's timestamps not finalized alone: %v", got)
+		}
+		stop(restart) // the revival at t0+3*step kept across it
+		for i, v := range []float64{7, 3, 3, 3, 3} {
+			c := sec(10_000)
+			if i == 0 {
+				c = sec(-5_000)
+			}
+			ts := t0 + int64(i)*step
+			h.req(g(outCreat, c500, sp(ts, c)), g(outTotal, src500, sp(ts, v)))
+		}
+		at := t0 + 5*step
+		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(10_000))))
+		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 3)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outTotal)[at]; got != 6 {
+			t.Errorf("restart %q: total at t0+5*step %v, want 6 (the 500's 7 of the life before not carried)", restart, got)
+		}
+	}
+}

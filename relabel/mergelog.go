@@ -894,6 +894,7 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.bool(o.is(outOrphan))
 	l.varint(o.lifeAt)
 	l.varint(carryT)
+	l.bool(o.is(outRevived))
 	return l.frame(nil)
 }
 
@@ -1223,6 +1224,9 @@ func (rp *replayer) output(state bool, r *recReader) error {
 			carryT = r.varint()
 		}
 		o.setCarry(carry, carryT)
+		if len(r.b) > 0 { // since a revival is told from other restarts
+			o.set(outRevived, r.bool())
+		}
 	}
 	rp.outs[id] = o
 	rp.maxID = max(rp.maxID, id)

@@ -255,6 +255,10 @@ const (
 	// (behindRetired); it attaches nothing while one of them still has
 	// samples to send.
 	outBehind
+	// outRevived: its last restart (lifeAt) was of a dead output (every
+	// source stale): each source stale before it stayed away until it
+	// (see awayAt).
+	outRevived
 )
 
 // is reports whether o has the state f (each of them, if f holds several).
@@ -1319,6 +1323,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		case back && !continuing:
 			m.ambiguousRestart(o)
 			o.restart(t)
+			o.set(outRevived, true)
 			resets = 0
 		case back && emit:
 			// The same life: what stayed away vanished alone. (Not told
@@ -1442,6 +1447,9 @@ func (m *shard) settleResets(o *output) {
 				// reset alone since) is the new life's, and stays.
 				o.carried = nil
 			}
+			if p.t >= o.lifeAt {
+				o.set(outRevived, false)
+			}
 			o.st, o.lifeAt = 0, max(o.lifeAt, p.t)
 			for _, s := range o.sources {
 				// Dropped: what was stale at p.t (did not come back),
@@ -1454,7 +1462,8 @@ func (m *shard) settleResets(o *output) {
 				// state finalized the timestamps after p.t), its count
 				// is what the live state decided it is (a source that
 				// vanished alone keeps it: a review of that review).
-				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t) {
+				// Nor did one away at p.t that came back since.
+				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t && !o.awayAt(s, p.t)) {
 					s.has, s.v = false, 0
 				}
 				if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
@@ -1576,6 +1585,7 @@ func (m *shard) ambiguousRestart(o *output) {
 // their new values.
 func (o *output) restart(t int64) {
 	o.carried, o.st, o.parked, o.lifeAt = nil, 0, nil, max(o.lifeAt, t)
+	o.set(outRevived, false)
 	for _, s := range o.sources {
 		s.alone = false
 		if s.stale {
@@ -1597,11 +1607,21 @@ func (o *output) restart(t int64) {
 // 500's drop of an earlier life, which then was carried as a reset alone).
 func (o *output) restartAt(r int64) bool {
 	for _, s := range o.sources {
-		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r {
+		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r && !o.awayAt(s, r) {
 			return false
 		}
 	}
 	return true
+}
+
+// awayAt reports whether s, back now, was away (stale) at r, before the
+// output's last restart: that restart revived the dead output, so each
+// source stale before it stayed away until it, and s went stale at or
+// before r (a review of 517c0f6: the None away at the 500's late drop,
+// back created again at a restart after it, its bornAt its first life's,
+// taken for a source that went on across the drop: 13 stored for 6).
+func (o *output) awayAt(s *source, r int64) bool {
+	return o.is(outRevived) && r < o.lifeAt && !s.stale && s.staleAt != 0 && s.staleAt <= r
 }
 
 // value is the output's current value; stale when no source counts. For a
