@@ -853,3 +853,108 @@ func TestMergeLateDropWhileTheOtherWasAway(t *testing.T) {
 		}
 	}
 }
+
+// As TestMergeLateDropWhileTheOtherWasAway (the None away at the 500's late
+// drop at t0+step, back created again at t0+3*step: the output, dead, was
+// revived there), but a failed scrape at t0+4*step (both sources stale, back
+// at t0+5*step going on) came after the revival. The None's stale marker of
+// that scrape is its last: its staleAt says t0+4*step, and awayAt no longer
+// saw that the None was away at t0+step. In order the drop at t0+step
+// restarted the output (the None stale there): 6 at t0+6*step; late, the
+// None vetoed the restart and the 500's 7 was carried (13, its _created
+// twin the 500's first life's creation time; a review of 5f44266, failing
+// the same before it). The output keeps when it died before the revival
+// (deadFrom): no source that counted was live from there to the revival.
+func TestMergeLateDropWhileTheOtherWasAwayThenAFailedScrape(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		cNone, c500 := createdOf(srcNone), createdOf(src500)
+		none := []float64{4, stale, stale, 1, stale, 2}
+		for i, v := range none {
+			ts := t0 + int64(i)*step
+			c := sec(-20_000)
+			switch {
+			case v != v:
+				c = stale
+			case i >= 3:
+				c = sec(40_000)
+			}
+			if i == 2 {
+				h.clock.add(step * time.Millisecond)
+				continue
+			}
+			h.req(g(outCreat, cNone, sp(ts, c)))
+			h.req(g(outTotal, srcNone, sp(ts, v)))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.req()
+		if got := h.values(outTotal); got[t0+5*step] != 2 {
+			t.Fatalf("the None's timestamps not finalized alone: %v", got)
+		}
+		stop(restart)
+		for i, v := range []float64{7, 3, 3, 3, stale, 3} {
+			c := sec(10_000)
+			switch {
+			case i == 0:
+				c = sec(-5_000)
+			case v != v:
+				c = stale
+			}
+			ts := t0 + int64(i)*step
+			h.req(g(outCreat, c500, sp(ts, c)), g(outTotal, src500, sp(ts, v)))
+		}
+		at := t0 + 6*step
+		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(10_000))))
+		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 3)))
+		h.clock.add(step * time.Millisecond)
+		h.req()
+		h.drain()
+		if got := h.values(outTotal)[at]; got != 6 {
+			t.Errorf("restart %q: total at t0+6*step %v, want 6 (the 500's 7 of the life before not carried)", restart, got)
+		}
+		if got := h.values(outCreat)[at]; got != sec(10_000) {
+			t.Errorf("restart %q: _created at t0+6*step %.3f, want the 500's %.3f", restart, got, sec(10_000))
+		}
+	}
+}
+
+// deadFrom (when an output died before its revival) is a side record of
+// the shard; after a LiteLLM restart with a failed scrape every output is
+// revived, so it must not stay for every output: it goes once each source
+// has sent a sample after the revival (no sample before it can come then).
+func TestMergeDeadFromLeavesOnceEverySourceIsBack(t *testing.T) {
+	h := newHarness(t, "")
+	entries := func() (n int) {
+		for _, sh := range h.m.shards {
+			sh.mu.Lock()
+			n += len(sh.deadFrom)
+			sh.mu.Unlock()
+		}
+		return n
+	}
+	cNone, c500 := createdOf(srcNone), createdOf(src500)
+	scrape := func(ts int64, none, five, noneBorn, fiveBorn float64, only500 bool) {
+		h.clock.add(step * time.Millisecond)
+		if !only500 {
+			h.req(g(outCreat, cNone, sp(ts, noneBorn)), g(outTotal, srcNone, sp(ts, none)))
+		}
+		h.req(g(outCreat, c500, sp(ts, fiveBorn)), g(outTotal, src500, sp(ts, five)))
+	}
+	scrape(step, 2, 3, 1, 2, false)
+	scrape(2*step, stale, stale, stale, stale, false) // LiteLLM restarted: a failed scrape
+	scrape(3*step, 0, 1, 40, 41, true)                // back created again: the 500 first
+	h.clock.add(DefaultBirthWait + time.Second)
+	h.req()
+	if got := h.values(outTotal)[3*step]; got != 1 {
+		t.Fatalf("the revival at 3*step: %v, want 1 (all %v)", got, h.values(outTotal))
+	}
+	if n := entries(); n != 2 {
+		t.Fatalf("%d deadFrom entries while the None is away, want 2 (the _total and _created outputs)", n)
+	}
+	scrape(4*step, 1, 2, 40, 41, false) // the None back too
+	h.drain()
+	wantSeries(t, h.series(outTotal), 5, math.NaN(), 1, 3)
+	if n := entries(); n != 0 {
+		t.Fatalf("%d deadFrom entries once every source is back, want 0", n)
+	}
+}

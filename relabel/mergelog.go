@@ -644,7 +644,7 @@ func (m *Merger) compact(closing bool) error {
 			size += int64(n)
 		}
 		for o := range sh.all() {
-			n, _ := w.Write(outputState(l, o))
+			n, _ := w.Write(outputState(l, o, sh.deadSince(o)))
 			size += int64(n)
 			for _, s := range o.sources {
 				n, _ := w.Write(sourceState(l, &m.created, o, s))
@@ -880,7 +880,7 @@ var bootID = func() string {
 }
 
 // outputState is the snapshot record of an output.
-func outputState(l *mergeLog, o *output) []byte {
+func outputState(l *mergeLog, o *output, deadFrom int64) []byte {
 	l.begin(recOutputState)
 	l.uvarint(o.id)
 	l.str(o.part)
@@ -895,6 +895,7 @@ func outputState(l *mergeLog, o *output) []byte {
 	l.varint(o.lifeAt)
 	l.varint(carryT)
 	l.bool(o.is(outRevived))
+	l.varint(deadFrom)
 	return l.frame(nil)
 }
 
@@ -1226,6 +1227,9 @@ func (rp *replayer) output(state bool, r *recReader) error {
 		o.setCarry(carry, carryT)
 		if len(r.b) > 0 { // since a revival is told from other restarts
 			o.set(outRevived, r.bool())
+		}
+		if len(r.b) > 0 { // since the revival's dead span is kept (0: unknown)
+			rp.m.home(o).setDeadFrom(o, r.varint())
 		}
 	}
 	rp.outs[id] = o

@@ -123,6 +123,12 @@ type shard struct {
 	// horizon must not count again (see lateBeforeHorizon), and the gaps
 	// of earlier power losses, in which a late sample counts too.
 	lossGaps map[*output]*lossGap
+	// deadFrom: for each output whose last restart revived it dead
+	// (outRevived), the timestamp from which every source that counted
+	// was away until that restart (see awayAt). A side record, not a field
+	// of output: revivals are rare, and the output record keeps its size
+	// class. An entry of an output no longer revived is not read.
+	deadFrom map[*output]int64
 	n        int // outputs
 	nsrc     int // sources
 	lastGC   time.Time
@@ -1305,7 +1311,18 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		m.recreated(o, t)
 		m.logFinal(o, t, emit)
 	}
+	if o.is(outRevived) && len(m.deadFrom) > 0 {
+		m.pruneDeadFrom(o)
+	}
 	dead := o.dead()
+	var diedAt int64 // dead: since when (the last source that counted went stale)
+	if dead {
+		for _, s := range o.sources {
+			if s.has && s.stale {
+				diedAt = max(diedAt, s.staleAt)
+			}
+		}
+	}
 	resets := 0
 	for _, s := range o.sources {
 		n := 0
@@ -1323,7 +1340,7 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		case back && !continuing:
 			m.ambiguousRestart(o)
 			o.restart(t)
-			o.set(outRevived, true)
+			m.revived(o, diedAt)
 			resets = 0
 		case back && emit:
 			// The same life: what stayed away vanished alone. (Not told
@@ -1439,7 +1456,7 @@ func dequeue(q []Sample, n int) []Sample {
 // consumed: the carries parked meanwhile are dropped then.
 func (m *shard) settleResets(o *output) {
 	for _, p := range o.parkedNow() {
-		if o.restartAt(p.t) {
+		if o.restartAt(p.t, m.deadFrom[o]) {
 			if _, t := o.carry(); t <= p.t {
 				// Counted at or before p.t (in order: always, p.t is
 				// the frontier), or unknown. A carry counted only after
@@ -1449,6 +1466,7 @@ func (m *shard) settleResets(o *output) {
 			}
 			if p.t >= o.lifeAt {
 				o.set(outRevived, false)
+				delete(m.deadFrom, o)
 			}
 			o.st, o.lifeAt = 0, max(o.lifeAt, p.t)
 			for _, s := range o.sources {
@@ -1463,7 +1481,7 @@ func (m *shard) settleResets(o *output) {
 				// is what the live state decided it is (a source that
 				// vanished alone keeps it: a review of that review).
 				// Nor did one away at p.t that came back since.
-				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t && !o.awayAt(s, p.t)) {
+				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t && !o.awayAt(s, p.t, m.deadFrom[o])) {
 					s.has, s.v = false, 0
 				}
 				if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
@@ -1605,9 +1623,9 @@ func (o *output) restart(t int64) {
 // 12005251: after a power loss, the None taken as gone right after its
 // sample at r; and a review of seed 25003954's fix: the None born after the
 // 500's drop of an earlier life, which then was carried as a reset alone).
-func (o *output) restartAt(r int64) bool {
+func (o *output) restartAt(r, deadFrom int64) bool {
 	for _, s := range o.sources {
-		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r && !o.awayAt(s, r) {
+		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r && !o.awayAt(s, r, deadFrom) {
 			return false
 		}
 	}
@@ -1620,8 +1638,67 @@ func (o *output) restartAt(r int64) bool {
 // before r (a review of 517c0f6: the None away at the 500's late drop,
 // back created again at a restart after it, its bornAt its first life's,
 // taken for a source that went on across the drop: 13 stored for 6).
-func (o *output) awayAt(s *source, r int64) bool {
-	return o.is(outRevived) && r < o.lifeAt && !s.stale && s.staleAt != 0 && s.staleAt <= r
+//
+// A source's staleAt is its last gap's: one that went away again after the
+// revival (a failed scrape after it, say) no longer says it was away at r.
+// deadFrom (the output's deadFrom entry: when the output died before the
+// revival) still does: from it until the revival, no source that counted
+// was live (a review of 5f44266: a failed scrape after the revival, 13
+// stored for 6 again).
+func (o *output) awayAt(s *source, r, deadFrom int64) bool {
+	if !o.is(outRevived) || r >= o.lifeAt {
+		return false
+	}
+	return (deadFrom != 0 && deadFrom <= r) || (!s.stale && s.staleAt != 0 && s.staleAt <= r)
+}
+
+// revived marks o's restart at o.lifeAt as the revival of a dead output,
+// dead since diedAt (0: unknown).
+func (m *shard) revived(o *output, diedAt int64) {
+	o.set(outRevived, true)
+	m.setDeadFrom(o, diedAt)
+}
+
+// setDeadFrom records when o died before the revival at o.lifeAt (0:
+// unknown, no entry).
+func (m *shard) setDeadFrom(o *output, d int64) {
+	if d == 0 {
+		delete(m.deadFrom, o)
+		return
+	}
+	if m.deadFrom == nil {
+		m.deadFrom = map[*output]int64{}
+	}
+	m.deadFrom[o] = d
+}
+
+// pruneDeadFrom drops o's deadFrom entry once no sample before its revival
+// can come: each of its sources (two at least, as the preset's outputs have:
+// a source not seen yet may bring late samples) has sent one at or after
+// it, and a source's samples come in order (receive ignores one at or
+// before its latest). After a LiteLLM restart with a failed scrape every
+// output is revived; this keeps the side record to the outputs whose
+// sources are still away. (Decided from replayed state: a replay prunes
+// alike.)
+func (m *shard) pruneDeadFrom(o *output) {
+	if _, ok := m.deadFrom[o]; !ok || len(o.sources) < 2 {
+		return
+	}
+	for _, s := range o.sources {
+		if s.lastT < o.lifeAt {
+			return
+		}
+	}
+	delete(m.deadFrom, o)
+}
+
+// deadSince is o's deadFrom entry while its last restart is a revival (0:
+// none).
+func (m *shard) deadSince(o *output) int64 {
+	if !o.is(outRevived) {
+		return 0
+	}
+	return m.deadFrom[o]
 }
 
 // value is the output's current value; stale when no source counts. For a
@@ -1886,6 +1963,7 @@ func (o *output) forgettable() bool {
 // a replay of the log.
 func (m *shard) forget(o *output) {
 	delete(m.lossGaps, o)
+	delete(m.deadFrom, o)
 	for len(m.forgotten) >= max(1, m.cfg.MaxSeries/mergeShards) && len(m.forgottenQ) > 0 {
 		k := m.forgottenQ[0]
 		m.forgottenQ = m.forgottenQ[1:]
