@@ -646,15 +646,7 @@ func TestMergeLateSourceOfAnEarlierLifeLeavesAfterARestart(t *testing.T) {
 		at := t0 + 6*step
 		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(85_000))))
 		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 1)))
-		h.clock.add(step * time.Millisecond)
-		h.req()
-		h.drain()
-		if got := h.values(outTotal)[at]; got != 4 {
-			t.Errorf("restart %q: total at t0+6*step %v, want 4 (the 500's 7 of the life before the restart left)", restart, got)
-		}
-		if got := h.values(outCreat)[at]; got != sec(40_000) {
-			t.Errorf("restart %q: _created at t0+6*step %.3f, want the None's %.3f", restart, got, sec(40_000))
-		}
+		lateOutcome(t, h, restart, "t0+6*step", at, 4, sec(40_000), "the 500's 7 of the life before the restart left")
 	}
 }
 
@@ -685,15 +677,7 @@ func TestMergeLateDropOfAnEarlierLifeIsNotCarried(t *testing.T) {
 		at := t0 + 6*step
 		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(85_000))))
 		h.req(g(outTotal, srcNone, sp(at, 4), src500, sp(at, 1)))
-		h.clock.add(step * time.Millisecond)
-		h.req()
-		h.drain()
-		if got := h.values(outTotal)[at]; got != 5 {
-			t.Errorf("restart %q: total at t0+6*step %v, want 5 (the 500's 7 of the life before its drop not carried)", restart, got)
-		}
-		if got := h.values(outCreat)[at]; got != sec(40_000) {
-			t.Errorf("restart %q: _created at t0+6*step %.3f, want the None's %.3f", restart, got, sec(40_000))
-		}
+		lateOutcome(t, h, restart, "t0+6*step", at, 5, sec(40_000), "the 500's 7 of the life before its drop not carried")
 	}
 }
 
@@ -736,15 +720,7 @@ func TestMergeLateDropKeepsAStaleSourceOfTheNewLife(t *testing.T) {
 		stop(restart)
 		at := t0 + 6*step
 		h.req(g(outCreat, c500, sp(at, sec(10_000))), g(outTotal, src500, sp(at, 5)))
-		h.clock.add(step * time.Millisecond)
-		h.req()
-		h.drain()
-		if got := h.values(outTotal)[at]; got != 8 {
-			t.Errorf("restart %q: total at t0+6*step %v, want 8 (the 500's 5 and the None's 3, kept: it vanished alone)", restart, got)
-		}
-		if got := h.values(outCreat)[at]; got != sec(10_000) {
-			t.Errorf("restart %q: _created at t0+6*step %.3f, want the 500's %.3f", restart, got, sec(10_000))
-		}
+		lateOutcome(t, h, restart, "t0+6*step", at, 8, sec(10_000), "the 500's 5 and the None's 3, kept: it vanished alone")
 	}
 }
 
@@ -786,12 +762,7 @@ func TestMergeLateDropKeepsTheCarryOfTheNewLife(t *testing.T) {
 		at := t0 + 5*step
 		h.req(g(outCreat, cNone, sp(at, sec(50_000)), c500, sp(at, sec(10_000))))
 		h.req(g(outTotal, srcNone, sp(at, 2), src500, sp(at, 3)))
-		h.clock.add(step * time.Millisecond)
-		h.req()
-		h.drain()
-		if got := h.values(outTotal)[at]; got != 10 {
-			t.Errorf("restart %q: total at t0+5*step %v, want 10 (3 + 2 + the None's 5 carried)", restart, got)
-		}
+		lateOutcome(t, h, restart, "t0+5*step", at, 10, 0, "3 + 2 + the None's 5 carried")
 	}
 }
 
@@ -810,47 +781,54 @@ func TestMergeLateDropKeepsTheCarryOfTheNewLife(t *testing.T) {
 func TestMergeLateDropWhileTheOtherWasAway(t *testing.T) {
 	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
 		h, t0, sec, stop := lateEarlierLife(t)
-		cNone, c500 := createdOf(srcNone), createdOf(src500)
-		none := []float64{4, stale, stale, 1, 2}
-		for i, v := range none {
-			ts := t0 + int64(i)*step
-			c := sec(-20_000)
-			switch {
-			case v != v:
-				c = stale
-			case i >= 3:
-				c = sec(40_000)
-			}
-			if i == 2 {
-				h.clock.add(step * time.Millisecond)
-				continue
-			}
-			h.req(g(outCreat, cNone, sp(ts, c)))
-			h.req(g(outTotal, srcNone, sp(ts, v)))
-			h.clock.add(step * time.Millisecond)
-		}
-		h.req()
-		if got := h.values(outTotal); got[t0+4*step] != 2 {
-			t.Fatalf("the None's timestamps not finalized alone: %v", got)
-		}
-		stop(restart) // the revival at t0+3*step kept across it
-		for i, v := range []float64{7, 3, 3, 3, 3} {
-			c := sec(10_000)
-			if i == 0 {
-				c = sec(-5_000)
-			}
-			ts := t0 + int64(i)*step
-			h.req(g(outCreat, c500, sp(ts, c)), g(outTotal, src500, sp(ts, v)))
-		}
+		lateRevival(t, h, t0, sec, func() { stop(restart) }, []float64{4, stale, stale, 1, 2}, []float64{7, 3, 3, 3, 3})
 		at := t0 + 5*step
-		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(10_000))))
+		h.req(g(outCreat, createdOf(srcNone), sp(at, sec(40_000)), createdOf(src500), sp(at, sec(10_000))))
 		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 3)))
-		h.clock.add(step * time.Millisecond)
-		h.req()
-		h.drain()
-		if got := h.values(outTotal)[at]; got != 6 {
-			t.Errorf("restart %q: total at t0+5*step %v, want 6 (the 500's 7 of the life before not carried)", restart, got)
+		lateOutcome(t, h, restart, "t0+5*step", at, 6, 0, "the 500's 7 of the life before not carried")
+	}
+}
+
+// lateRevival feeds the None's samples none, one a scrape from t0 (the
+// third scrape failed: nothing sent; created at t0-20 s, again at t0+40 s
+// from the fourth scrape on), finalized alone; calls stop (the revival
+// kept across it); then sends the 500's samples five, late, from t0
+// (created at t0-5 s, again at t0+10 s from the second scrape on).
+func lateRevival(t *testing.T, h *harness, t0 int64, sec func(int64) float64, stop func(), none, five []float64) {
+	t.Helper()
+	for i, v := range none {
+		ts := t0 + int64(i)*step
+		c := sec(-20_000)
+		switch {
+		case v != v:
+			c = stale
+		case i >= 3:
+			c = sec(40_000)
 		}
+		if i == 2 {
+			h.clock.add(step * time.Millisecond)
+			continue
+		}
+		h.req(g(outCreat, createdOf(srcNone), sp(ts, c)))
+		h.req(g(outTotal, srcNone, sp(ts, v)))
+		h.clock.add(step * time.Millisecond)
+	}
+	h.req()
+	last := t0 + int64(len(none)-1)*step
+	if got := h.values(outTotal); got[last] != none[len(none)-1] {
+		t.Fatalf("the None's timestamps not finalized alone: %v", got)
+	}
+	stop()
+	for i, v := range five {
+		c := sec(10_000)
+		switch {
+		case i == 0:
+			c = sec(-5_000)
+		case v != v:
+			c = stale
+		}
+		ts := t0 + int64(i)*step
+		h.req(g(outCreat, createdOf(src500), sp(ts, c)), g(outTotal, src500, sp(ts, v)))
 	}
 }
 
@@ -868,53 +846,11 @@ func TestMergeLateDropWhileTheOtherWasAway(t *testing.T) {
 func TestMergeLateDropWhileTheOtherWasAwayThenAFailedScrape(t *testing.T) {
 	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
 		h, t0, sec, stop := lateEarlierLife(t)
-		cNone, c500 := createdOf(srcNone), createdOf(src500)
-		none := []float64{4, stale, stale, 1, stale, 2}
-		for i, v := range none {
-			ts := t0 + int64(i)*step
-			c := sec(-20_000)
-			switch {
-			case v != v:
-				c = stale
-			case i >= 3:
-				c = sec(40_000)
-			}
-			if i == 2 {
-				h.clock.add(step * time.Millisecond)
-				continue
-			}
-			h.req(g(outCreat, cNone, sp(ts, c)))
-			h.req(g(outTotal, srcNone, sp(ts, v)))
-			h.clock.add(step * time.Millisecond)
-		}
-		h.req()
-		if got := h.values(outTotal); got[t0+5*step] != 2 {
-			t.Fatalf("the None's timestamps not finalized alone: %v", got)
-		}
-		stop(restart)
-		for i, v := range []float64{7, 3, 3, 3, stale, 3} {
-			c := sec(10_000)
-			switch {
-			case i == 0:
-				c = sec(-5_000)
-			case v != v:
-				c = stale
-			}
-			ts := t0 + int64(i)*step
-			h.req(g(outCreat, c500, sp(ts, c)), g(outTotal, src500, sp(ts, v)))
-		}
+		lateRevival(t, h, t0, sec, func() { stop(restart) }, []float64{4, stale, stale, 1, stale, 2}, []float64{7, 3, 3, 3, stale, 3})
 		at := t0 + 6*step
-		h.req(g(outCreat, cNone, sp(at, sec(40_000)), c500, sp(at, sec(10_000))))
+		h.req(g(outCreat, createdOf(srcNone), sp(at, sec(40_000)), createdOf(src500), sp(at, sec(10_000))))
 		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 3)))
-		h.clock.add(step * time.Millisecond)
-		h.req()
-		h.drain()
-		if got := h.values(outTotal)[at]; got != 6 {
-			t.Errorf("restart %q: total at t0+6*step %v, want 6 (the 500's 7 of the life before not carried)", restart, got)
-		}
-		if got := h.values(outCreat)[at]; got != sec(10_000) {
-			t.Errorf("restart %q: _created at t0+6*step %.3f, want the 500's %.3f", restart, got, sec(10_000))
-		}
+		lateOutcome(t, h, restart, "t0+6*step", at, 6, sec(10_000), "the 500's 7 of the life before not carried")
 	}
 }
 
@@ -956,5 +892,21 @@ func TestMergeDeadFromLeavesOnceEverySourceIsBack(t *testing.T) {
 	wantSeries(t, h.series(outTotal), 5, math.NaN(), 1, 3)
 	if n := entries(); n != 0 {
 		t.Fatalf("%d deadFrom entries once every source is back, want 0", n)
+	}
+}
+
+// lateOutcome lets the scrape at `at` (when, as the test names it), just
+// sent, finalize, and checks the total output there and, unless created is
+// 0, the _created output; why says what the right total is made of.
+func lateOutcome(t *testing.T, h *harness, restart, when string, at int64, total, created float64, why string) {
+	t.Helper()
+	h.clock.add(step * time.Millisecond)
+	h.req()
+	h.drain()
+	if got := h.values(outTotal)[at]; got != total {
+		t.Errorf("restart %q: total at %s %v, want %v (%s)", restart, when, got, total, why)
+	}
+	if got := h.values(outCreat)[at]; created != 0 && got != created {
+		t.Errorf("restart %q: _created at %s %.3f, want %.3f", restart, when, got, created)
 	}
 }
