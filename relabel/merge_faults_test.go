@@ -910,3 +910,43 @@ func lateOutcome(t *testing.T, h *harness, restart, when string, at int64, total
 		t.Errorf("restart %q: _created at %s %.3f, want %.3f", restart, when, got, created)
 	}
 }
+
+// Three sources (user rules). The 500 counted (5 at t0), went away with a
+// failed scrape at t0+step and came back created again (1) at t0+4*step:
+// finalized alone, the dead output is revived there (deadFrom t0+step). The
+// None and the third source were born at t0+2*step after that failed
+// scrape, their shards behind; the third dropped at t0+3*step (4, then 1:
+// created again alone) while the None went on (1, 2, 3, 4). Their samples
+// come late. In order the third's drop is a reset alone: the None counted
+// at t0+3*step, so the third's 4 is carried (12 at t0+5*step). deadFrom
+// took every source as away at t0+3*step, the None (born late, after the
+// revival was decided: never stale) with them: the drop restarted the
+// output and the 4 was lost (8). Before deadFrom the None's own staleAt (0)
+// said it counted there.
+func TestMergeDeadFromDoesNotTakeALateBornSourceAsAway(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, _, stop := lateEarlierLife(t)
+		h.preimage = 3
+		for i, v := range []float64{5, stale} {
+			h.req(g(outTotal, src500, sp(t0+int64(i)*step, v)))
+			h.clock.add(step * time.Millisecond)
+		}
+		h.clock.add(2 * step * time.Millisecond)
+		h.req(g(outTotal, src500, sp(t0+4*step, 1)))
+		h.clock.add(3 * time.Minute)
+		h.req()
+		h.req()
+		if got := h.values(outTotal); got[t0+4*step] != 1 {
+			t.Fatalf("the 500 not finalized alone: %v", got)
+		}
+		stop(restart)
+		for i := int64(2); i <= 4; i++ { // the None's and the third's shards catch up
+			ts := t0 + i*step
+			h.req(g(outTotal, srcNone, sp(ts, float64(i-1))))
+			h.req(g(outTotal, srcThird, sp(ts, []float64{4, 1, 2}[i-2])))
+		}
+		at := t0 + 5*step
+		h.req(g(outTotal, src500, sp(at, 1), srcNone, sp(at, 4), srcThird, sp(at, 3)))
+		lateOutcome(t, h, restart, "t0+5*step", at, 12, 0, "1 + 4 + 3 + the third's 4 carried: the None counted at its drop")
+	}
+}

@@ -1649,7 +1649,14 @@ func (o *output) awayAt(s *source, r, deadFrom int64) bool {
 	if !o.is(outRevived) || r >= o.lifeAt {
 		return false
 	}
-	return (deadFrom != 0 && deadFrom <= r) || (!s.stale && s.staleAt != 0 && s.staleAt <= r)
+	// deadFrom speaks for the sources the revival brought back (each reset
+	// there: created again; one born there is not before r), not for one
+	// that counts since from a late sample: the revival was decided without
+	// it, and it counted from that sample on (its own staleAt says whether
+	// it went away since). A review of 5f7484c: a None born late beside a
+	// third source of user rules, taken as away at the third's late drop,
+	// which then restarted the output (its 4 lost, 8 stored for 12).
+	return (deadFrom != 0 && deadFrom <= r && s.resetAt == o.lifeAt) || (!s.stale && s.staleAt != 0 && s.staleAt <= r)
 }
 
 // revived marks o's restart at o.lifeAt as the revival of a dead output,
