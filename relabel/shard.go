@@ -88,6 +88,16 @@ type MergeTx interface {
 // learned from the traffic: see waitBound). A sample that arrives for a
 // timestamp its output had finalized anyway is counted late
 // (rwfix_merge_late_samples_total) and counts from the next one on.
+// What it says of the past (a reset, a stale marker) is still decided as
+// in order: against what the output and its other sources were at its
+// timestamp, not what they became since. The state keeps a few facts of
+// that past for it: each source's first and last count, last reset and
+// last stale marker; the output's last restart, whether that revived a
+// dead output and (a side record, while a source may still send samples
+// from before it) since when it was dead, and the earliest reset its carry
+// holds (receive's late path, settleResets, restartAt, awayAt,
+// vanishedBeforeTheLife). Where they do not tell (two revivals in a row
+// before the late sample), docs/collisions.md says so.
 //
 // A finalized sample joins the output's send queue; the queue rides on the
 // request that finalized it, or, if the output already has samples in
