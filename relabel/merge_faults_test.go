@@ -796,12 +796,21 @@ func TestMergeLateDropWhileTheOtherWasAway(t *testing.T) {
 // (created at t0-5 s, again at t0+10 s from the second scrape on).
 func lateRevival(t *testing.T, h *harness, t0 int64, sec func(int64) float64, stop func(), none, five []float64) {
 	t.Helper()
+	lateRevivalAgain(t, h, t0, sec, stop, none, five, 0)
+}
+
+// lateRevivalAgain is lateRevival with a second LiteLLM restart: from the
+// scrape again on (0: none), both sources are created at t0+70 s.
+func lateRevivalAgain(t *testing.T, h *harness, t0 int64, sec func(int64) float64, stop func(), none, five []float64, again int) {
+	t.Helper()
 	for i, v := range none {
 		ts := t0 + int64(i)*step
 		c := sec(-20_000)
 		switch {
 		case v != v:
 			c = stale
+		case again > 0 && i >= again:
+			c = sec(70_000)
 		case i >= 3:
 			c = sec(40_000)
 		}
@@ -826,6 +835,8 @@ func lateRevival(t *testing.T, h *harness, t0 int64, sec func(int64) float64, st
 			c = sec(-5_000)
 		case v != v:
 			c = stale
+		case again > 0 && i >= again:
+			c = sec(70_000)
 		}
 		ts := t0 + int64(i)*step
 		h.req(g(outCreat, createdOf(src500), sp(ts, c)), g(outTotal, src500, sp(ts, v)))
@@ -851,6 +862,28 @@ func TestMergeLateDropWhileTheOtherWasAwayThenAFailedScrape(t *testing.T) {
 		h.req(g(outCreat, createdOf(srcNone), sp(at, sec(40_000)), createdOf(src500), sp(at, sec(10_000))))
 		h.req(g(outTotal, srcNone, sp(at, 3), src500, sp(at, 3)))
 		lateOutcome(t, h, restart, "t0+6*step", at, 6, sec(10_000), "the 500's 7 of the life before not carried")
+	}
+}
+
+// As TestMergeLateDropWhileTheOtherWasAwayThenAFailedScrape, but the
+// failed scrape at t0+4*step is LiteLLM's second restart: both sources come
+// back created again (t0+70 s) at t0+5*step, the None at 1 first, alone:
+// the output, dead again, is revived a second time. The None's stale
+// marker and the last revival's dead span are of that second gap, so
+// nothing said the None was away at the 500's late drop at t0+step: it
+// vetoed the restart there and the 500's 7 was carried (11 stored at
+// t0+6*step, its _created twin the 500's first life's creation time). In
+// order the drop restarted the output, and so did the second restart:
+// 2 + 2 at t0+6*step. The output keeps the dead span of each recent
+// revival, and which sources each brought back.
+func TestMergeLateDropWhileTheOtherWasAwayThenASecondRevival(t *testing.T) {
+	for _, restart := range []string{"", "SIGKILL", "clean stop"} {
+		h, t0, sec, stop := lateEarlierLife(t)
+		lateRevivalAgain(t, h, t0, sec, func() { stop(restart) }, []float64{4, stale, stale, 1, stale, 1}, []float64{7, 3, 3, 3, stale, 1}, 5)
+		at := t0 + 6*step
+		h.req(g(outCreat, createdOf(srcNone), sp(at, sec(70_000)), createdOf(src500), sp(at, sec(70_000))))
+		h.req(g(outTotal, srcNone, sp(at, 2), src500, sp(at, 2)))
+		lateOutcome(t, h, restart, "t0+6*step", at, 4, sec(70_000), "the 500's 7 of the life before the first restart not carried")
 	}
 }
 

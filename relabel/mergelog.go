@@ -880,7 +880,7 @@ var bootID = func() string {
 }
 
 // outputState is the snapshot record of an output.
-func outputState(l *mergeLog, o *output, deadFrom int64) []byte {
+func outputState(l *mergeLog, o *output, dead []deadSpan) []byte {
 	l.begin(recOutputState)
 	l.uvarint(o.id)
 	l.str(o.part)
@@ -895,7 +895,13 @@ func outputState(l *mergeLog, o *output, deadFrom int64) []byte {
 	l.varint(o.lifeAt)
 	l.varint(carryT)
 	l.bool(o.is(outRevived))
-	l.varint(deadFrom)
+	l.varint(0) // was: the last revival's dead span's start (now in dead)
+	l.uvarint(uint64(len(dead)))
+	for _, d := range dead {
+		l.varint(d.from)
+		l.varint(d.to)
+		l.uvarint(d.back)
+	}
 	return l.frame(nil)
 }
 
@@ -1228,9 +1234,21 @@ func (rp *replayer) output(state bool, r *recReader) error {
 		if len(r.b) > 0 { // since a revival is told from other restarts
 			o.set(outRevived, r.bool())
 		}
+		var dead []deadSpan
 		if len(r.b) > 0 { // since the revival's dead span is kept (0: unknown)
-			rp.m.home(o).setDeadFrom(o, r.varint())
+			if from := r.varint(); from != 0 {
+				// The last revival's only, its sources not told: those
+				// that reset at it (see deadSpan.brought).
+				dead = []deadSpan{{from: from, to: o.lifeAt}}
+			}
 		}
+		if len(r.b) > 0 { // since the dead spans of revivals in a row are kept
+			dead = nil
+			for range min(r.uvarint(), maxDeadSpans) {
+				dead = append(dead, deadSpan{from: r.varint(), to: r.varint(), back: r.uvarint()})
+			}
+		}
+		rp.m.home(o).setDeadFrom(o, dead)
 	}
 	rp.outs[id] = o
 	rp.maxID = max(rp.maxID, id)

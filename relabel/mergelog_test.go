@@ -2,10 +2,12 @@ package relabel
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -311,5 +313,51 @@ func TestMergeLogKeepsOrigins(t *testing.T) {
 	}
 	if o, ok := origin(part); ok {
 		t.Fatalf("an older log: origin %v, want none", o)
+	}
+}
+
+// An output's snapshot record keeps the dead spans of its revivals in a
+// row, and which sources each brought back; an older record's single dead
+// span (its start: deadFrom) is read as the last revival's, its sources told
+// as then (those that reset at it: back 0).
+func TestMergeDeadSpansInTheSnapshot(t *testing.T) {
+	read := func(rec []byte) []deadSpan {
+		t.Helper()
+		m := NewMerger(DefaultCollisionConfig(), nil)
+		payload, end, err := readRecord(bufio.NewReader(bytes.NewReader(rec)), nil)
+		if err != nil || end != endNone {
+			t.Fatalf("record not read: %v (%v)", err, end)
+		}
+		rp := &replayer{m: m, now: m.shards[0].now(), outs: map[uint64]*output{}, srcs: map[uint64]srcRef{}}
+		if err := rp.apply(payload[0], &recReader{b: payload[1:]}); err != nil {
+			t.Fatal(err)
+		}
+		o := rp.outs[1]
+		return m.home(o).deadSince(o)
+	}
+	o := &output{id: 1, labels: outTotal, f: 50, lifeAt: 40}
+	o.set(outRevived, true)
+	dead := []deadSpan{{from: 10, to: 20, back: 1}, {from: 30, to: 40, back: 3}}
+	l := &mergeLog{}
+	if got := read(outputState(l, o, dead)); !slices.Equal(got, dead) {
+		t.Errorf("dead spans %v read back, want %v", got, dead)
+	}
+	// The record as written before the spans: deadFrom last.
+	l.begin(recOutputState)
+	l.uvarint(o.id)
+	l.str(o.part)
+	l.labels(o.labels)
+	l.float(0)
+	l.varint(o.st)
+	l.varint(o.f)
+	l.bool(false)
+	l.samples(o.q)
+	l.bool(false)
+	l.varint(o.lifeAt)
+	l.varint(0)
+	l.bool(true)
+	l.varint(30)
+	if got, want := read(l.frame(nil)), []deadSpan{{from: 30, to: 40}}; !slices.Equal(got, want) {
+		t.Errorf("an older record: dead spans %v read back, want %v", got, want)
 	}
 }

@@ -187,6 +187,13 @@ func (m *shard) detach(o *output, gone func(*source) bool) {
 		return true
 	})
 	m.nsrc -= n - len(o.sources)
+	if n > len(o.sources) {
+		// The sources its revivals brought back are told by index: not
+		// known any more (see deadSpan.brought).
+		for i := range m.deadFrom[o] {
+			m.deadFrom[o][i].back = 0
+		}
+	}
 }
 
 // retired fences an output left without sources and removes it once its

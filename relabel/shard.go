@@ -94,10 +94,9 @@ type MergeTx interface {
 // that past for it: each source's first and last count, last reset and
 // last stale marker; the output's last restart, whether that revived a
 // dead output and (a side record, while a source may still send samples
-// from before it) since when it was dead, and the earliest reset its carry
-// holds (receive's late path, settleResets, restartAt, awayAt,
-// vanishedBeforeTheLife). Where they do not tell (two revivals in a row
-// before the late sample), docs/collisions.md says so.
+// from before them) the dead spans of its last revivals and which sources
+// each brought back, and the earliest reset its carry holds (receive's
+// late path, settleResets, restartAt, awayAt, vanishedBeforeTheLife).
 //
 // A finalized sample joins the output's send queue; the queue rides on the
 // request that finalized it, or, if the output already has samples in
@@ -134,11 +133,12 @@ type shard struct {
 	// of earlier power losses, in which a late sample counts too.
 	lossGaps map[*output]*lossGap
 	// deadFrom: for each output whose last restart revived it dead
-	// (outRevived), the timestamp from which every source that counted
-	// was away until that restart (see awayAt). A side record, not a field
-	// of output: revivals are rare, and the output record keeps its size
+	// (outRevived), the dead spans of its last revivals in a row (at most
+	// maxDeadSpans, oldest first): from when every source that counted was
+	// away until the revival (see awayAt). A side record, not a field of
+	// output: revivals are rare, and the output record keeps its size
 	// class. An entry of an output no longer revived is not read.
-	deadFrom map[*output]int64
+	deadFrom map[*output][]deadSpan
 	n        int // outputs
 	nsrc     int // sources
 	lastGC   time.Time
@@ -156,6 +156,20 @@ type shard struct {
 	retryUntil int64
 	metrics    *mergeMetrics
 }
+
+// deadSpan is the dead span of a revival: from when the output died (its
+// last source that counted went stale) until the revival at to, and the
+// sources the revival brought back (bit i: o.sources[i]; 0: not known, a
+// log older than it, or sources past the 64th: those that reset at to).
+type deadSpan struct {
+	from, to int64
+	back     uint64
+}
+
+// maxDeadSpans bounds the dead spans kept of an output's revivals in a row
+// (each a LiteLLM restart with a failed scrape while a shard of the sender
+// is behind): the oldest goes first.
+const maxDeadSpans = 4
 
 type outKey struct {
 	part string
@@ -1349,8 +1363,9 @@ func (m *shard) finalize(o *output, t int64, emit bool) {
 		switch back, continuing := o.revived(t); {
 		case back && !continuing:
 			m.ambiguousRestart(o)
+			again := o.is(outRevived) // its last restart a revival too
 			o.restart(t)
-			m.revived(o, diedAt)
+			m.revived(o, diedAt, again)
 			resets = 0
 		case back && emit:
 			// The same life: what stayed away vanished alone. (Not told
@@ -1479,7 +1494,7 @@ func (m *shard) settleResets(o *output) {
 				delete(m.deadFrom, o)
 			}
 			o.st, o.lifeAt = 0, max(o.lifeAt, p.t)
-			for _, s := range o.sources {
+			for i, s := range o.sources {
 				// Dropped: what was stale at p.t (did not come back),
 				// and what counted before p.t and did not reset there
 				// (none but what went stale: see restartAt). A source
@@ -1491,7 +1506,7 @@ func (m *shard) settleResets(o *output) {
 				// is what the live state decided it is (a source that
 				// vanished alone keeps it: a review of that review).
 				// Nor did one away at p.t that came back since.
-				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t && !o.awayAt(s, p.t, m.deadFrom[o])) {
+				if (s.stale && s.staleAt <= p.t) || (s.bornAt < p.t && s.resetAt != p.t && !o.awayAt(i, p.t, m.deadFrom[o])) {
 					s.has, s.v = false, 0
 				}
 				if s.has && s.st != 0 && (o.st == 0 || s.st < o.st) {
@@ -1633,87 +1648,128 @@ func (o *output) restart(t int64) {
 // 12005251: after a power loss, the None taken as gone right after its
 // sample at r; and a review of seed 25003954's fix: the None born after the
 // 500's drop of an earlier life, which then was carried as a reset alone).
-func (o *output) restartAt(r, deadFrom int64) bool {
-	for _, s := range o.sources {
-		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r && !o.awayAt(s, r, deadFrom) {
+func (o *output) restartAt(r int64, dead []deadSpan) bool {
+	for i, s := range o.sources {
+		if s.has && s.bornAt <= r && (!s.stale || s.staleAt > r) && s.resetAt != r && s.bornAt != r && !o.awayAt(i, r, dead) {
 			return false
 		}
 	}
 	return true
 }
 
-// awayAt reports whether s, back now, was away (stale) at r, before the
-// output's last restart: that restart revived the dead output, so each
-// source stale before it stayed away until it, and s went stale at or
-// before r (a review of 517c0f6: the None away at the 500's late drop,
+// awayAt reports whether o.sources[i], back now, was away (stale) at r,
+// before the output's last restart: that restart revived the dead output,
+// so each source stale before it stayed away until it, and s went stale at
+// or before r (a review of 517c0f6: the None away at the 500's late drop,
 // back created again at a restart after it, its bornAt its first life's,
 // taken for a source that went on across the drop: 13 stored for 6).
 //
 // A source's staleAt is its last gap's: one that went away again after the
 // revival (a failed scrape after it, say) no longer says it was away at r.
-// deadFrom (the output's deadFrom entry: when the output died before the
-// revival) still does: from it until the revival, no source that counted
-// was live (a review of 5f44266: a failed scrape after the revival, 13
-// stored for 6 again).
-func (o *output) awayAt(s *source, r, deadFrom int64) bool {
+// The dead spans of the output's last revivals (dead, the output's deadFrom
+// entry) still do: in each, from when the output died until the revival, no
+// source that counted was live (a review of 5f44266: a failed scrape after
+// the revival, 13 stored for 6 again), nor before an earlier revival of a
+// row (a second LiteLLM restart with a failed scrape: the None's stale
+// marker and the last dead span both of the second gap, 11 stored for 4).
+func (o *output) awayAt(i int, r int64, dead []deadSpan) bool {
 	if !o.is(outRevived) || r >= o.lifeAt {
 		return false
 	}
-	// deadFrom speaks for the sources the revival brought back (each reset
-	// there: created again; one born there is not before r), not for one
-	// that counts since from a late sample: the revival was decided without
-	// it, and it counted from that sample on (its own staleAt says whether
-	// it went away since). A review of 5f7484c: a None born late beside a
-	// third source of user rules, taken as away at the third's late drop,
-	// which then restarted the output (its 4 lost, 8 stored for 12).
-	return (deadFrom != 0 && deadFrom <= r && s.resetAt == o.lifeAt) || (!s.stale && s.staleAt != 0 && s.staleAt <= r)
+	s := o.sources[i]
+	for _, d := range dead {
+		if d.from <= r && r < d.to && d.brought(i, s) {
+			return true
+		}
+	}
+	return !s.stale && s.staleAt != 0 && s.staleAt <= r
+}
+
+// brought reports whether the revival of d brought s, o.sources[i], back:
+// it counted when the revival was decided, and came back there. A dead span
+// speaks only for those, not for a source that counts since from late
+// samples: the revival was decided without it, and it counted from that
+// sample on (its own staleAt says whether it went away since). A review of
+// 5f7484c: a None born late beside a third source of user rules, taken as
+// away at the third's late drop, which then restarted the output (its 4
+// lost, 8 stored for 12). Asked of a source that counted at or before r,
+// before the revival: one brought back keeps that life until it is asked
+// (a count dropped since is born again after the revival), whatever it did
+// since (a reset at a later revival, or alone).
+func (d deadSpan) brought(i int, s *source) bool {
+	if d.back == 0 {
+		return s.resetAt == d.to // not known: as it was told before
+	}
+	return i < 64 && d.back&(1<<i) != 0
 }
 
 // revived marks o's restart at o.lifeAt as the revival of a dead output,
-// dead since diedAt (0: unknown).
-func (m *shard) revived(o *output, diedAt int64) {
+// dead since diedAt (0: unknown), and keeps its dead span, after those of
+// the revivals before it in a row (again: its last restart was one).
+func (m *shard) revived(o *output, diedAt int64, again bool) {
 	o.set(outRevived, true)
-	m.setDeadFrom(o, diedAt)
+	dead := m.deadFrom[o]
+	if !again {
+		dead = nil
+	}
+	if diedAt != 0 {
+		d := deadSpan{from: diedAt, to: o.lifeAt}
+		for i, s := range o.sources {
+			if s.has && i < 64 {
+				d.back |= 1 << i // came back: restart dropped the others
+			}
+		}
+		if len(dead) == maxDeadSpans {
+			dead = slices.Delete(dead, 0, 1)
+		}
+		dead = append(dead, d)
+	}
+	m.setDeadFrom(o, dead)
 }
 
-// setDeadFrom records when o died before the revival at o.lifeAt (0:
-// unknown, no entry).
-func (m *shard) setDeadFrom(o *output, d int64) {
-	if d == 0 {
+// setDeadFrom records the dead spans of o's last revivals (none: no entry).
+func (m *shard) setDeadFrom(o *output, dead []deadSpan) {
+	if len(dead) == 0 {
 		delete(m.deadFrom, o)
 		return
 	}
 	if m.deadFrom == nil {
-		m.deadFrom = map[*output]int64{}
+		m.deadFrom = map[*output][]deadSpan{}
 	}
-	m.deadFrom[o] = d
+	m.deadFrom[o] = dead
 }
 
-// pruneDeadFrom drops o's deadFrom entry once no sample before its revival
-// can come: each of its sources (two at least, as the preset's outputs have:
-// a source not seen yet may bring late samples) has sent one at or after
-// it, and a source's samples come in order (receive ignores one at or
-// before its latest). After a LiteLLM restart with a failed scrape every
-// output is revived; this keeps the side record to the outputs whose
+// pruneDeadFrom drops o's dead spans whose revival no sample before can
+// come any more: each of its sources (two at least, as the preset's
+// outputs have: a source not seen yet may bring late samples) has sent one
+// at or after it, and a source's samples come in order (receive ignores one
+// at or before its latest). After a LiteLLM restart with a failed scrape
+// every output is revived; this keeps the side record to the outputs whose
 // sources are still away. (Decided from replayed state: a replay prunes
 // alike.)
 func (m *shard) pruneDeadFrom(o *output) {
-	if _, ok := m.deadFrom[o]; !ok || len(o.sources) < 2 {
+	dead, ok := m.deadFrom[o]
+	if !ok || len(o.sources) < 2 {
 		return
 	}
+	seen := int64(math.MaxInt64) // every source has sent a sample at or after it
 	for _, s := range o.sources {
-		if s.lastT < o.lifeAt {
-			return
-		}
+		seen = min(seen, s.lastT)
 	}
-	delete(m.deadFrom, o)
+	n := 0
+	for n < len(dead) && dead[n].to <= seen {
+		n++
+	}
+	if n > 0 {
+		m.setDeadFrom(o, dead[n:])
+	}
 }
 
-// deadSince is o's deadFrom entry while its last restart is a revival (0:
-// none).
-func (m *shard) deadSince(o *output) int64 {
+// deadSince is o's deadFrom entry while its last restart is a revival
+// (none: nil).
+func (m *shard) deadSince(o *output) []deadSpan {
 	if !o.is(outRevived) {
-		return 0
+		return nil
 	}
 	return m.deadFrom[o]
 }
