@@ -134,7 +134,39 @@ func (m *shard) heapBytes() (bytes, outputs int64) {
 	for _, p := range m.parts {
 		b += allocSize(cap(p.ready)*8) + int64(len(p.waiting))*waitSlot
 	}
-	return b, int64(m.n)
+	return b + m.sideBytes(), int64(m.n)
+}
+
+// sideBytes is the heap of the shard's side records: the sources of the
+// forgotten outputs' tombs, the dead spans of revived outputs (after a
+// LiteLLM restart with a failed scrape, every output alone with its 500
+// keeps one until its next restart: about 70 bytes), the power-loss gaps,
+// and the orphans' lists.
+func (m *shard) sideBytes() int64 {
+	var (
+		deadSlot  = mapEntryBytes(unsafe.Sizeof((*output)(nil)) + unsafe.Sizeof([]deadSpan(nil)))
+		gapSlot   = mapEntryBytes(unsafe.Sizeof((*output)(nil)) + unsafe.Sizeof((*lossGap)(nil)))
+		orphSlot  = mapEntryBytes(unsafe.Sizeof(uint64(0)) + unsafe.Sizeof([]*output(nil)))
+		gapRecord = allocSize(int(unsafe.Sizeof(lossGap{})))
+	)
+	var b int64
+	for _, t := range m.forgotten {
+		b += allocSize(cap(t.srcs) * 8)
+	}
+	b += int64(len(m.deadFrom)) * deadSlot
+	for _, d := range m.deadFrom {
+		b += allocSize(cap(d) * int(unsafe.Sizeof(deadSpan{})))
+	}
+	b += int64(len(m.lossGaps)) * (gapSlot + gapRecord)
+	for _, g := range m.lossGaps {
+		b += allocSize(cap(g.counted)*8) + allocSize(cap(g.past)*int(unsafe.Sizeof(gapSpan{}))) +
+			allocSize(cap(g.kept)*int(unsafe.Sizeof(keptLast{})))
+	}
+	b += int64(len(m.orphans)) * orphSlot
+	for _, l := range m.orphans {
+		b += allocSize(cap(l) * 8)
+	}
+	return b
 }
 
 // sharedLabels returns the state's copies of out (an output of partition
