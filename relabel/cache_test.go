@@ -2,12 +2,16 @@ package relabel
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -276,6 +280,8 @@ func TestMergeStateHeapEstimate(t *testing.T) {
 		{"steady/shape=shared", litellmSharedSeries, []float64{0, 1}},
 		{"after a revival", litellmSeries, []float64{5, 6, stale, 0, 1, 2}},
 		{"after a revival/shape=shared", litellmSharedSeries, []float64{5, 6, stale, 0, 1, 2}},
+		{"steady/shape=created", litellmCreatedSeries, []float64{0, 1}},
+		{"after a revival/shape=created", litellmCreatedSeries, []float64{5, 6, stale, 0, 1, 2}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			const outputs = 20_000
@@ -293,6 +299,11 @@ func TestMergeStateHeapEstimate(t *testing.T) {
 				applyScrape(p, series, 2000, int64(round)*step, func(b *sliceBatch) {
 					for i := range b.samples {
 						b.samples[i][0].V = v
+						if !math.IsNaN(v) && strings.HasSuffix(b.ls[i].Get(model.MetricNameLabel), "_created") {
+							// A creation time; after the restart (a
+							// count of 0), a new one.
+							b.samples[i][0].V = createdAt + float64(min(round, 3)/3)*45
+						}
 					}
 				})
 			}

@@ -1,6 +1,8 @@
 package relabel
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -39,4 +41,44 @@ func TestCreatedChangedAtOrBeforeTheGap(t *testing.T) {
 			t.Errorf("%s (%v): again %v earlier %v, want %v %v", c.name, c.v, again, earlier, c.again, c.earlier)
 		}
 	}
+}
+
+// TestCreatedTimesHeapBytes: what the creation times say they hold (which
+// the state's estimate of its heap adds) is what they retain, as families
+// come, say one creation time or several (up to createdKept: each restart
+// a new one), are restored from a snapshot and are forgotten; nothing once
+// all are forgotten.
+func TestCreatedTimesHeapBytes(t *testing.T) {
+	const families = 50_000
+	lss := make([]labels.Labels, families)
+	for i := range lss {
+		lss[i] = labels.FromStrings("__name__", "litellm_proxy_total_requests_metric_created", "user", fmt.Sprintf("u%06d", i))
+	}
+	before := retainedHeap()
+	c := &createdTimes{}
+	for i, ls := range lss {
+		for j := range 1 + i%3*i%11 { // 1 span for most; up to createdKept, some shifted out
+			c.saw(ls, int64(j+1)*step, createdAt+float64(j)*60)
+			c.saw(ls, int64(j+1)*step+1, createdAt+float64(j)*60) // the same creation time: no new span
+		}
+	}
+	for i := 0; i < families; i += 7 {
+		c.restore(lss[i], c.spans(lss[i]))
+	}
+	for i := 0; i < families; i += 5 {
+		c.forget(lss[i])
+	}
+	retained := int64(retainedHeap() - before)
+	est := c.heapBytes()
+	t.Logf("%d families, %d kept: retained %d B, estimated %d", families, len(c.m), retained, est)
+	if est < retained*95/100 || est > retained*125/100 {
+		t.Fatalf("estimated %d bytes, retained %d", est, retained)
+	}
+	for _, ls := range lss {
+		c.forget(ls)
+	}
+	if est := c.heapBytes(); est != 0 || len(c.m) != 0 {
+		t.Fatalf("all forgotten: %d families, %d bytes estimated", len(c.m), est)
+	}
+	runtime.KeepAlive(c)
 }

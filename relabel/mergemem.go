@@ -94,7 +94,7 @@ func (w *Merger) heapBytes() int64 {
 	if last > 0 {
 		per = b / last
 	}
-	return max(0, b+(n-last)*per)
+	return max(0, b+(n-last)*per) + w.created.heapBytes()
 }
 
 // heapBytes walks the shard's outputs and sources, under its lock, and adds
