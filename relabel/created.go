@@ -71,12 +71,9 @@ func familyKey(ls labels.Labels) (uint64, bool) {
 	return d.Sum64(), true
 }
 
-// saw records a _created sample of the source with labels ls.
-func (c *createdTimes) saw(ls labels.Labels, t int64, v float64) {
-	k, ok := familyKey(ls)
-	if !ok {
-		return
-	}
+// saw records a _created sample of the source of family k (familyKey of
+// its labels: the source's family, computed once, not per sample).
+func (c *createdTimes) saw(k uint64, t int64, v float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {

@@ -33,9 +33,9 @@ func TestCreatedChangedAtOrBeforeTheGap(t *testing.T) {
 	} {
 		var ct createdTimes
 		for ts := int64(246_411); ts <= 366_411; ts += 15_000 {
-			ct.saw(ls, ts, 240.306)
+			ct.saw(k, ts, 240.306)
 		}
-		ct.saw(ls, at, c.v)
+		ct.saw(k, at, c.v)
 		again, earlier := ct.changed(k, life, gone, at)
 		if again != c.again || earlier != c.earlier {
 			t.Errorf("%s (%v): again %v earlier %v, want %v %v", c.name, c.v, again, earlier, c.again, c.earlier)
@@ -57,9 +57,10 @@ func TestCreatedTimesHeapBytes(t *testing.T) {
 	before := retainedHeap()
 	c := &createdTimes{}
 	for i, ls := range lss {
+		k, _ := familyKey(ls)
 		for j := range 1 + i%3*i%11 { // 1 span for most; up to createdKept, some shifted out
-			c.saw(ls, int64(j+1)*step, createdAt+float64(j)*60)
-			c.saw(ls, int64(j+1)*step+1, createdAt+float64(j)*60) // the same creation time: no new span
+			c.saw(k, int64(j+1)*step, createdAt+float64(j)*60)
+			c.saw(k, int64(j+1)*step+1, createdAt+float64(j)*60) // the same creation time: no new span
 		}
 	}
 	for i := 0; i < families; i += 7 {

@@ -92,18 +92,27 @@ func BenchmarkMerge(b *testing.B) {
 	for _, lone := range []bool{false, true} {
 		for _, durable := range []bool{false, true} {
 			for _, n := range []int{100, 1000} {
-				benchMerge(b, lone, durable, n)
+				benchMerge(b, lone, durable, false, n)
 			}
 		}
 	}
+	for _, durable := range []bool{false, true} {
+		benchMerge(b, false, durable, true, 1000)
+	}
 }
 
-func benchMerge(b *testing.B, lone, durable bool, n int) {
+// benchMerge runs one case of BenchmarkMerge; with created, the series are
+// the _created twins of the counters (a creation time each, the same every
+// scrape), which LiteLLM's counters come with.
+func benchMerge(b *testing.B, lone, durable, created bool, n int) {
 	{
 		{
 			name := fmt.Sprintf("outputs=%d/log=%v", n, durable)
 			if lone {
 				name = "lone/" + name
+			}
+			if created {
+				name = "created/" + name
 			}
 			b.Run(name, func(b *testing.B) {
 				p, err := New(DefaultConfig(), nil, nil)
@@ -120,6 +129,9 @@ func benchMerge(b *testing.B, lone, durable bool, n int) {
 					defer p.merger.Close()
 				}
 				none, five := mergeWorkload(n)
+				if created {
+					none, five = createdTwins(none), createdTwins(five)
+				}
 				var batches []*sliceBatch
 				own := map[*sliceBatch][]Sample{} // the samples' memory: SetSamples puts the merge's own in b.samples
 				sets := [][]labels.Labels{none, five}
@@ -136,6 +148,9 @@ func benchMerge(b *testing.B, lone, durable bool, n int) {
 						b.again()
 						for i := range b.samples {
 							own[b][i] = Sample{T: ts, V: float64(ts / 1000)}
+							if created {
+								own[b][i].V = createdAt
+							}
 							b.samples[i] = own[b][i : i+1 : i+1]
 						}
 						_, run := p.Apply(b, "")
@@ -314,6 +329,17 @@ func litellmCreatedSeries(n int) []labels.Labels {
 		b := labels.NewBuilder(ls)
 		b.Set(model.MetricNameLabel, strings.TrimSuffix(name, "_total")+"_created")
 		out = append(out, ls, b.Labels().Copy())
+	}
+	return out
+}
+
+// createdTwins is the _created series of the counters lss.
+func createdTwins(lss []labels.Labels) []labels.Labels {
+	out := make([]labels.Labels, len(lss))
+	for i, ls := range lss {
+		b := labels.NewBuilder(ls)
+		b.Set(model.MetricNameLabel, strings.TrimSuffix(ls.Get(model.MetricNameLabel), "_total")+"_created")
+		out[i] = b.Labels().Copy()
 	}
 	return out
 }

@@ -840,7 +840,9 @@ func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
 		m.backInTheMerge(o)
 	}
 	if o.is(outMin) && !value.IsStaleNaN(p.V) {
-		m.w.created.saw(s.labels, p.T, p.V)
+		if k, ok := s.family(); ok {
+			m.w.created.saw(k, p.T, p.V)
+		}
 	}
 	if !m.replay {
 		m.metrics.merged.Inc()
