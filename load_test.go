@@ -296,10 +296,10 @@ func pinSelf(t *testing.T, cpu int) {
 }
 
 // vmagentRelabel is the same repair as rwfix's LiteLLM preset, for vmagent.
-const vmagentRelabel = `- if: '{__name__="litellm_proxy_total_requests_metric_total", status_code="None"}'
+const vmagentRelabel = `- if: '{__name__=~"litellm_proxy_total_requests_metric_(total|created)", status_code="None"}'
   target_label: status_code
   replacement: "500"
-- if: '{__name__="litellm_proxy_failed_requests_metric_total", exception_status="None"}'
+- if: '{__name__=~"litellm_proxy_failed_requests_metric_(total|created)", exception_status="None"}'
   target_label: exception_status
   replacement: "500"
 `
@@ -374,7 +374,7 @@ func TestLoad(t *testing.T) {
 	// the ratios table.
 	type pair struct{ rwfix, vmagent *loadResult }
 	byWorkload := map[string]*pair{}
-	workloads := []string{"clean", "sparse", "repair-heavy", "catch-up"}
+	workloads := []string{"clean", "sparse", "repair-heavy", "catch-up", "repair-heavy, _created"}
 	for _, proto := range []bool{false, true} {
 		pname := "RW 1.0"
 		if proto {
@@ -386,11 +386,17 @@ func TestLoad(t *testing.T) {
 		// 0.2 makes 1/6 of each counter's series None (9.1% of all).
 		heavyW := rwtest.Workload{Series: series, Mixed: true, NoneRatio: 0.2, GenuineMore: true}
 		sparseW := rwtest.Workload{Series: series, Mixed: true, NoneRatio: 0.005, GenuineMore: true, Scattered: true}
+		// LiteLLM's exposition as prometheus_client writes it: every
+		// counter series with its _created twin (rewritten and merged
+		// too), the same number of series in all.
+		createdW := heavyW
+		createdW.Created = true
 		if !proto {
 			shares = fmt.Sprintf("clean: %s; sparse: %s, scattered, each colliding with a genuine 500; repair-heavy and catch-up: %s, evenly spread, each colliding with a genuine 500",
 				share(cleanW), share(sparseW), share(heavyW))
 		}
 		untouched, clean, heavy, sparse := untouchedW.Templates(proto), cleanW.Templates(proto), heavyW.Templates(proto), sparseW.Templates(proto)
+		created := createdW.Templates(proto)
 		type rowSpec struct {
 			name     string
 			workload string // for the ratios table: rwfix and vmagent rows of one workload
@@ -408,6 +414,7 @@ func TestLoad(t *testing.T) {
 			{"rwfix, repair-heavy (1/6 of the counters' series None, each colliding with a genuine 500)", "repair-heavy", &rwfix, heavy, 8, mergeLearn, 1},
 			{fmt.Sprintf("rwfix, catch-up: repair-heavy, sample time %d× the clock", catchUp), "catch-up", &rwfix, heavy, 8, mergeLearn, catchUp},
 			{"rwfix, repair-heavy, GOMAXPROCS=2 on both cores (the generator shares core 1)", "", &rwfix2, heavy, 8, mergeLearn, 1},
+			{"rwfix, repair-heavy, _created: every counter series with its _created twin", "repair-heavy, _created", &rwfix, created, 8, mergeLearn, 1},
 		}
 		if *loadCompare != "" {
 			var with []rowSpec
@@ -426,7 +433,8 @@ func TestLoad(t *testing.T) {
 				rowSpec{"vmagent v1.151, clean, same relabel rule", "clean", vmagent, clean, 8, 0, 1},
 				rowSpec{"vmagent v1.151, sparse, same relabel rule", "sparse", vmagent, sparse, 8, 0, 1},
 				rowSpec{"vmagent v1.151, repair-heavy, same relabel rule", "repair-heavy", vmagent, heavy, 8, 0, 1},
-				rowSpec{fmt.Sprintf("vmagent v1.151, catch-up: repair-heavy, sample time %d× the clock, same relabel rule", catchUp), "catch-up", vmagent, heavy, 8, 0, catchUp})
+				rowSpec{fmt.Sprintf("vmagent v1.151, catch-up: repair-heavy, sample time %d× the clock, same relabel rule", catchUp), "catch-up", vmagent, heavy, 8, 0, catchUp},
+				rowSpec{"vmagent v1.151, repair-heavy, _created: every counter series with its _created twin, same relabel rule", "repair-heavy, _created", vmagent, created, 8, 0, 1})
 		}
 		if !proto {
 			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", "", &flood, heavy, 32, mergeLearn, 1})

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
@@ -36,7 +37,16 @@ type Workload struct {
 	// (exception_status), a latency histogram's buckets (le) and a gauge.
 	// The None and 500 values land on the two counters.
 	Mixed bool
+	// Created: every counter series (a _total name) comes with its
+	// _created twin, right after it, as prometheus_client (LiteLLM's)
+	// exposes a counter; its value is a creation time, the same every
+	// round. The twins count in Series.
+	Created bool
 }
+
+// CreatedAt is the creation time (Unix seconds) that a workload's
+// _created series say.
+const CreatedAt = 1_699_999_000
 
 func (w Workload) withDefaults() Workload {
 	if w.Series == 0 {
@@ -106,19 +116,50 @@ func (w Workload) SeriesLabels() []labels.Labels {
 		b.Add("user", user)
 		b.Add("user_email", user+"@x.io")
 		b.Sort()
-		out = append(out, b.Labels())
+		ls := b.Labels()
+		out = w.appendSeries(out, ls)
 		if none && w.GenuineMore && len(out) < w.Series {
 			b.Reset()
-			out[len(out)-1].Range(func(l labels.Label) {
+			ls.Range(func(l labels.Label) {
 				if l.Name == codeLabel {
 					l.Value = "500"
 				}
 				b.Add(l.Name, l.Value)
 			})
-			out = append(out, b.Labels())
+			out = w.appendSeries(out, b.Labels())
 		}
 	}
 	return out
+}
+
+// appendSeries appends ls and, with Created, its _created twin if it is a
+// counter, within Series.
+func (w Workload) appendSeries(out []labels.Labels, ls labels.Labels) []labels.Labels {
+	if len(out) >= w.Series {
+		return out
+	}
+	out = append(out, ls)
+	name := ls.Get(labels.MetricName)
+	if base, ok := strings.CutSuffix(name, "_total"); ok && w.Created && len(out) < w.Series {
+		b := labels.NewBuilder(ls)
+		b.Set(labels.MetricName, base+"_created")
+		out = append(out, b.Labels())
+	}
+	return out
+}
+
+// IsCreated reports whether ls is a _created series (its value a creation
+// time).
+func IsCreated(ls labels.Labels) bool {
+	return strings.HasSuffix(ls.Get(labels.MetricName), "_created")
+}
+
+// value is series i's sample value in round r.
+func value(ls labels.Labels, r, i int) float64 {
+	if IsCreated(ls) {
+		return CreatedAt + float64(i%7)
+	}
+	return float64(r*10 + i%7)
 }
 
 // mix64 is splitmix64's finalizer: a fixed pseudo-random value per series.
@@ -141,7 +182,7 @@ func (w Workload) RW1() (bodies [][]byte, samples int) {
 			for i, ls := range series[off:min(off+w.BatchSize, len(series))] {
 				req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
 					Labels:  prompb.FromLabels(ls, nil),
-					Samples: []prompb.Sample{{Value: float64(r*10 + (off+i)%7), Timestamp: ts}},
+					Samples: []prompb.Sample{{Value: value(ls, r, off+i), Timestamp: ts}},
 				})
 				samples++
 			}
@@ -168,7 +209,7 @@ func (w Workload) RW2() (bodies [][]byte, samples int) {
 			for i, ls := range series[off:min(off+w.BatchSize, len(series))] {
 				req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
 					LabelsRefs: st.SymbolizeLabels(ls, nil),
-					Samples:    []writev2.Sample{{Value: float64(r*10 + (off+i)%7), Timestamp: ts}},
+					Samples:    []writev2.Sample{{Value: value(ls, r, off+i), Timestamp: ts}},
 					Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: help},
 				})
 				samples++

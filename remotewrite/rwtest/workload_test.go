@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -119,5 +121,66 @@ func TestTemplateRender(t *testing.T) {
 		if n != 50 {
 			t.Errorf("rw2=%v: %d samples carry the new timestamp, want 50", rw2, n)
 		}
+	}
+}
+
+// TestWorkloadCreated: with Created, every counter series is followed by
+// its _created twin (the same labels but the name), the twins count in
+// Series, and a twin's value is a creation time, the same every round.
+func TestWorkloadCreated(t *testing.T) {
+	w := Workload{Series: 4000, Mixed: true, NoneRatio: 0.2, GenuineMore: true, Created: true, Rounds: 2}
+	series := w.SeriesLabels()
+	if len(series) != w.Series {
+		t.Fatalf("%d series, want %d", len(series), w.Series)
+	}
+	twins, counters := 0, 0
+	for i, ls := range series {
+		name := ls.Get("__name__")
+		if base, ok := strings.CutSuffix(name, "_total"); ok {
+			counters++
+			if i+1 == len(series) {
+				continue // the last: its twin did not fit
+			}
+			b := labels.NewBuilder(ls)
+			b.Set("__name__", base+"_created")
+			if !labels.Equal(series[i+1], b.Labels()) {
+				t.Fatalf("series %d %s is followed by %s, not its _created twin", i, ls, series[i+1])
+			}
+		}
+		if IsCreated(ls) {
+			twins++
+		}
+	}
+	if twins == 0 || twins < counters-1 {
+		t.Fatalf("%d _created twins of %d counters", twins, counters)
+	}
+	bodies, _ := w.RW1()
+	values := map[string]float64{}
+	for _, body := range bodies {
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, ts := range req.Timeseries {
+			ls := ts.ToLabels(&labels.ScratchBuilder{}, nil)
+			v := ts.Samples[0].Value
+			if !IsCreated(ls) {
+				continue
+			}
+			if v < CreatedAt || v > CreatedAt+7 {
+				t.Fatalf("%s: value %v, not a creation time", ls, v)
+			}
+			if old, ok := values[ls.String()]; ok && old != v {
+				t.Fatalf("%s: creation time %v, then %v", ls, old, v)
+			}
+			values[ls.String()] = v
+		}
+	}
+	if len(values) != twins {
+		t.Fatalf("%d _created series sent, want %d", len(values), twins)
 	}
 }
