@@ -179,6 +179,20 @@ func (c *createdTimes) before(k uint64, t, by int64) bool {
 	return false
 }
 
+// at is the creation time (ms) the source of family k said at t; ok false
+// where it is unknown.
+func (c *createdTimes) at(k uint64, t int64) (ms float64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.m[k]
+	for i := len(h) - 1; i >= 0; i-- {
+		if sp := h[i]; sp.from <= t && t <= sp.to {
+			return sp.v * 1000, true
+		}
+	}
+	return 0, false
+}
+
 // awaited reports whether the source of family k has not said its
 // creation time at t yet (its _created sample of that scrape is still on
 // its way): it said creation times before, only older ones — or, with
