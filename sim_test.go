@@ -152,6 +152,7 @@ var simScenarios = func() []*simScenario {
 				25003954, // a source's late samples of the life before LiteLLM's restart kept its count
 				30002069, // a creation between a source's last count and its stale marker taken as one already counted
 				36000008, // a power loss cut a gap whole: a revival with a source born while the other may have lived, uncounted
+				37001067, // a retired output of an older scheme taken back where the partition's orphan was to be adopted
 			}
 		}),
 	}

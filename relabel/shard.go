@@ -503,21 +503,29 @@ func (m *shard) known(out labels.Labels, h uint64) bool {
 // partition the new scheme names again may be another sender's: see
 // retire.go). A retired output is: while it still sends its queue, a new
 // output of its label set beside it would send behind or before it, out of
-// order (soak: TestSimulation/all seed 380).
+// order (soak: TestSimulation/all seed 380). But an output in the merge
+// comes first: an orphan adopted beside a retired output of an older scheme
+// (see output) is the one that counts the label set, and the retired one
+// only sends its queue.
 func (m *shard) find(part string, out labels.Labels, h uint64) *output {
 	k := outKey{part, h}
 	o := m.outs[k]
-	if o == nil || (!o.is(outOrphan) && labels.Equal(o.labels, out)) {
-		return o
+	if o != nil && (o.is(outOrphan) || !labels.Equal(o.labels, out)) {
+		o = nil
 	}
-	if len(m.more) > 0 {
-		for _, o := range m.more[k] {
-			if !o.is(outOrphan) && labels.Equal(o.labels, out) {
-				return o
+	if (o == nil || o.is(outRetire)) && len(m.more) > 0 {
+		for _, x := range m.more[k] {
+			if !x.is(outOrphan) && labels.Equal(x.labels, out) {
+				if !x.is(outRetire) {
+					return x
+				}
+				if o == nil {
+					o = x
+				}
 			}
 		}
 	}
-	return nil
+	return o
 }
 
 // link adds o to the outputs under k (after those there).
@@ -693,8 +701,34 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 // The state then holds at most max_series outputs plus the forgotten ones
 // that came back, which are bounded by max_series too.
 func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) *output {
-	if o := m.find(part, out, h); o != nil {
+	o := m.find(part, out, h)
+	if o != nil && (!o.is(outRetire) || !m.oneOrphan(out, h)) {
 		return o
+	}
+	if o != nil {
+		// A retired output of an older scheme, still sending its queue,
+		// under the partition the new scheme names again — and the label
+		// set has an orphan: the output that merged it under the scheme
+		// just replaced, later than the retired one (its frontier is past
+		// the retirement's fence), its sums perhaps still queued. The
+		// orphan is adopted and goes on counting; the retired output only
+		// sends its queue, first (the adopted one waits behind it, as a
+		// new output of the label set does). Taken back into the merge
+		// instead, the retired output would send the request's samples
+		// while the orphan, never adopted, held its queue: sent later, by
+		// the idle flush, behind them, out of order and lost (sim all seed
+		// 37001067: an upstream outage across reloads to keep_distinct,
+		// forward_headers on, the merge back, forward_headers off). With
+		// several orphans (several tenants) nothing changes: which one is
+		// whose cannot be told.
+		a := m.adopt(part, out, h, now)
+		if a == nil {
+			return o
+		}
+		if fc, fenced := m.w.fencedAt(hashLabels(out)); fenced && len(fc.outs) > 0 {
+			a.set(outBehind, true) // attach clears it once their queues are settled
+		}
+		return a
 	}
 	if o := m.adopt(part, out, h, now); o != nil {
 		return o
@@ -712,7 +746,7 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 		m.metrics.full.Inc()
 		return nil
 	}
-	o := m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
+	o = m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
 	fc, fenced := m.w.fencedAt(hashLabels(out))
 	// Retired outputs of its label set may still be sending: it waits for
 	// them (see attach), or its samples could reach the upstream first and
@@ -727,6 +761,18 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 	}
 	m.logNewOutput(o)
 	return o
+}
+
+// oneOrphan reports whether the label set out (hash h) has exactly one
+// orphan, which adopt would move.
+func (m *shard) oneOrphan(out labels.Labels, h uint64) bool {
+	n := 0
+	for _, o := range m.orphans[h] {
+		if labels.Equal(o.labels, out) {
+			n++
+		}
+	}
+	return n == 1
 }
 
 // newOutput adds an output to the shard; the caller counts it in w.total.
