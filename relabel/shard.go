@@ -2149,12 +2149,23 @@ func (o *output) forgettable() bool {
 func (m *shard) forget(o *output) {
 	delete(m.lossGaps, o)
 	delete(m.deadFrom, o)
+	k := outKey{o.part, o.labels.Hash()}
+	if m.besideLater(k, o) {
+		// A retired output whose queue is sent while the orphan adopted
+		// beside it goes on (see output): that one holds the label set,
+		// with a later frontier, and leaves its own tomb when forgotten. A
+		// tomb here would be taken by it when a snapshot is read at a
+		// start (newOutput), this output's sources as placeholders among
+		// its own. (Told by the frontiers, not by outRetire, which a
+		// replay of the log does not know: it decides alike.)
+		m.remove(o)
+		return
+	}
 	for len(m.forgotten) >= max(1, m.cfg.MaxSeries/mergeShards) && len(m.forgottenQ) > 0 {
 		k := m.forgottenQ[0]
 		m.forgottenQ = m.forgottenQ[1:]
 		delete(m.forgotten, k)
 	}
-	k := outKey{o.part, o.labels.Hash()}
 	tb := tomb{f: o.f}
 	if !o.allStale() {
 		for _, s := range o.sources {
@@ -2163,6 +2174,17 @@ func (m *shard) forget(o *output) {
 	}
 	m.setTomb(k, tb)
 	m.remove(o)
+}
+
+// besideLater reports whether another output with o's labels is under k,
+// its frontier at or after o's.
+func (m *shard) besideLater(k outKey, o *output) bool {
+	for x := range m.under(k) {
+		if x != o && !x.is(outGone) && x.f >= o.f && labels.Equal(x.labels, o.labels) {
+			return true
+		}
+	}
+	return false
 }
 
 // setTomb records a tomb, last in the eviction order. forgottenQ may hold
