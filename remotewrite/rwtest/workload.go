@@ -8,6 +8,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -139,10 +140,10 @@ func (w Workload) appendSeries(out []labels.Labels, ls labels.Labels) []labels.L
 		return out
 	}
 	out = append(out, ls)
-	name := ls.Get(labels.MetricName)
+	name := ls.Get(model.MetricNameLabel)
 	if base, ok := strings.CutSuffix(name, "_total"); ok && w.Created && len(out) < w.Series {
 		b := labels.NewBuilder(ls)
-		b.Set(labels.MetricName, base+"_created")
+		b.Set(model.MetricNameLabel, base+"_created")
 		out = append(out, b.Labels())
 	}
 	return out
@@ -151,7 +152,7 @@ func (w Workload) appendSeries(out []labels.Labels, ls labels.Labels) []labels.L
 // IsCreated reports whether ls is a _created series (its value a creation
 // time).
 func IsCreated(ls labels.Labels) bool {
-	return strings.HasSuffix(ls.Get(labels.MetricName), "_created")
+	return strings.HasSuffix(ls.Get(model.MetricNameLabel), "_created")
 }
 
 // value is series i's sample value in round r.
