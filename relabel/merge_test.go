@@ -117,6 +117,26 @@ func (h *harness) begin(groups ...group) (MergeTx, []Emit) {
 	return tx, tx.Collect()
 }
 
+// sendPart runs a request of partition part through Done: with up, deliver
+// sees its emits and the upstream takes them all; without, the upstream is
+// down and takes none.
+func (h *harness) sendPart(part string, up bool, deliver func([]Emit), groups ...group) {
+	h.t.Helper()
+	tx := h.m.Begin(part)
+	for _, gr := range groups {
+		if !tx.Add(gr.out, gr.sources, gr.samples) {
+			h.t.Fatal("state full")
+		}
+	}
+	e := tx.Collect()
+	if !up {
+		tx.Done(false, make([]int, len(e)))
+		return
+	}
+	deliver(e)
+	tx.Done(true, allTaken(e))
+}
+
 // accept records emits as taken by the upstream.
 func (h *harness) accept(emits []Emit) {
 	h.t.Helper()

@@ -377,19 +377,7 @@ func outputRetiredInPartWaits(t *testing.T, kill bool) {
 	}
 	send := func(part string, up bool, groups ...group) {
 		t.Helper()
-		tx := h.m.Begin(part)
-		for _, gr := range groups {
-			if !tx.Add(gr.out, gr.sources, gr.samples) {
-				t.Fatal("state full")
-			}
-		}
-		e := tx.Collect()
-		if !up {
-			tx.Done(false, make([]int, len(e))) // the upstream is down
-			return
-		}
-		prom(e)
-		tx.Done(true, allTaken(e)) // a 400 is final too: the sender drops it
+		h.sendPart(part, up, prom, groups...) // a 400 is final too: the sender drops it
 	}
 	three := func(k int64) group {
 		return g(outTotal, srcNone, sp(k*step, float64(k)), src500, sp(k*step, float64(10*k)), srcThird, sp(k*step, float64(100*k)))
@@ -611,19 +599,7 @@ func orphanBesideRetired(t *testing.T, restart string) {
 	none := func(src, out labels.Labels) bool { return false }
 	send := func(part string, up bool, groups ...group) {
 		t.Helper()
-		tx := h.m.Begin(part)
-		for _, gr := range groups {
-			if !tx.Add(gr.out, gr.sources, gr.samples) {
-				t.Fatal("state full")
-			}
-		}
-		e := tx.Collect()
-		if !up {
-			tx.Done(false, make([]int, len(e))) // the upstream is down
-			return
-		}
-		h.accept(e)
-		tx.Done(true, allTaken(e))
+		h.sendPart(part, up, h.accept, groups...)
 	}
 	flush := func(up bool) {
 		t.Helper()
