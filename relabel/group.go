@@ -194,6 +194,9 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 		idx[j] = gr.srcs[j].idx
 	}
 	h.slots = make([][]int, 0, len(gr.groups))
+	if st, ok := tx.(*shardedTx); ok {
+		st.expect(len(gr.groups))
+	}
 	for start := 0; start < len(gr.srcs); {
 		g := &gr.groups[gr.srcs[start].group]
 		end := start + int(g.nsrc)

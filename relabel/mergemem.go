@@ -132,7 +132,7 @@ func (m *shard) heapBytes() (bytes, outputs int64) {
 		}
 	}
 	for _, p := range m.parts {
-		b += allocSize(cap(p.ready)*8) + int64(len(p.waiting))*waitSlot
+		b += allocSize(cap(p.ready)*8) + allocSize(cap(p.spare)*8) + int64(len(p.waiting))*waitSlot
 	}
 	return b + m.sideBytes(), int64(m.n)
 }

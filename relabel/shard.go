@@ -448,7 +448,11 @@ func (s *source) family() (uint64, bool) {
 // partition holds the outputs of one tenant (the values of the upstreams'
 // forward_headers) that wait for a request to ride on.
 type partition struct {
-	ready    []*output
+	ready []*output
+	// spare is the array ready had before the last collect took it: ready
+	// starts on it again, so that the list does not grow from nothing
+	// with every request.
+	spare    []*output
 	waiting  map[*output]struct{}
 	nextScan time.Time
 }
@@ -2003,8 +2007,10 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 		}
 	}
 	if p := m.parts[tx.part]; p != nil {
+		// attach may list an output again (on p.ready): the loop reads
+		// the array taken, the list goes on in the spare one.
 		ready := p.ready
-		p.ready = nil
+		p.ready, p.spare = p.spare[:0], nil
 		for _, o := range ready {
 			o.listed &^= listReady
 			emits = tx.attach(o, -1, emits)
@@ -2012,6 +2018,8 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 				m.pending.Add(-1)
 			}
 		}
+		clear(ready) // no output kept alive by the spare array
+		p.spare = ready[:0]
 		if !now.Before(p.nextScan) && len(p.waiting) > 0 {
 			p.nextScan = now.Add(scanEvery)
 			// In a fixed order (the outputs' age), so that two states fed
