@@ -168,15 +168,8 @@ func (c *createdTimes) changed(k uint64, life, gone, t int64) (again, earlier bo
 // at or before by (a sample timestamp): it existed then. False where the
 // creation time at t is unknown.
 func (c *createdTimes) before(k uint64, t, by int64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.m[k]
-	for i := len(h) - 1; i >= 0; i-- {
-		if sp := h[i]; sp.from <= t && t <= sp.to {
-			return sp.v*1000 <= float64(by)
-		}
-	}
-	return false
+	ms, ok := c.at(k, t)
+	return ok && ms <= float64(by)
 }
 
 // at is the creation time (ms) the source of family k said at t; ok false
