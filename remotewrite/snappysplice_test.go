@@ -220,10 +220,37 @@ func spliceCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
 	}
 }
 
-// FuzzSnappySplice is the differential test of compressSpliced: random
-// bodies (RW 1.0 and 2.0, up to a few MiB), random edits, bodies from every
-// sender encoder; the spliced block must decode to exactly what the full
-// re-encode decodes to. .ci/run fuzzes it; its seeds run in every go test.
+// forwardCase is spliceCase for the handler's path: encodeForward (which
+// blanks the series it changes in the request's own bytes when it can)
+// and compressForward (compressInPlace's walk when it did). The block must
+// decode to exactly the request it made, head and tail.
+func forwardCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	raw := randomBody(rng, nSeries, rw2)
+	s, err := scan(protoFor(rw2), slices.Clone(raw)) // blanked in place: raw stays the sender's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.release()
+	randomEdits(rng, s, mode)
+	s.blank = []float64{0, DefaultBlankShare, 1}[seed%3]
+	blank, whole := s.blanking()
+	head, tail := s.encodeForward(nil, blank, whole)
+	out := slices.Concat(head, tail)
+	for _, e := range senderEncoders {
+		got, reused := s.compressForward(nil, e.enc(raw), head, tail)
+		checkSpliced(t, got, reused, out)
+		if head != nil && e.snappy && reused == 0 {
+			t.Fatalf("%s: the request was blanked in place, yet its block was not walked", e.name)
+		}
+	}
+}
+
+// FuzzSnappySplice is the differential test of compressSpliced and of
+// compressForward: random bodies (RW 1.0 and 2.0, up to a few MiB), random
+// edits, bodies from every sender encoder; the spliced block must decode to
+// exactly what the full re-encode decodes to. .ci/run fuzzes it; its seeds
+// run in every go test.
 func FuzzSnappySplice(f *testing.F) {
 	for i, c := range []struct {
 		n    uint16
@@ -233,6 +260,7 @@ func FuzzSnappySplice(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, seed uint64, rw2 bool, n uint16, mode uint8) {
 		spliceCase(t, seed, rw2, int(n%4000), mode)
+		forwardCase(t, seed, rw2, int(n%4000), mode)
 	})
 }
 
