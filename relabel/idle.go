@@ -38,7 +38,7 @@ func (w *Merger) sawPartition(part string) {
 // long), so a flush sends them all. A partition never seen by this process
 // (restored from the log) is idle.
 func (w *Merger) PendingPartitions() map[string]bool {
-	now := w.shards[0].now()
+	now := stampOf(w.shards[0].now())
 	need := map[string]time.Duration{} // by pending partition: the wait
 	for _, sh := range w.shards {
 		if !sh.Pending() {

@@ -213,7 +213,7 @@ func (m *Merger) lostTail(prev int64) {
 					break
 				}
 				g := sh.lossGap(o)
-				if lagging(o, t) || sh.awaitsCreation(o, t, sh.now()) {
+				if lagging(o, t) || sh.awaitsCreation(o, t, stampOf(sh.now())) {
 					// A source that counts has nothing kept at or
 					// after t: its samples may be lost, or still
 					// behind on its shard of the sender (sim all
@@ -1212,7 +1212,7 @@ func (rp *replayer) output(state bool, r *recReader) error {
 	if _, dup := rp.outs[id]; dup {
 		return fmt.Errorf("output %d defined twice", id)
 	}
-	o := rp.m.shardOf(ls.Hash()).newOutput(id, part, ls, rp.now)
+	o := rp.m.shardOf(ls.Hash()).newOutput(id, part, ls, stampOf(rp.now))
 	rp.m.total.Add(1)
 	if state {
 		var carry float64
@@ -1263,7 +1263,7 @@ func (rp *replayer) source(state bool, r *recReader) error {
 	if r.err != nil || o == nil {
 		return errors.Join(r.err, fmt.Errorf("source %d of unknown output %d", sid, oid))
 	}
-	s := rp.m.home(o).newSource(o, sid, ls, rp.now)
+	s := rp.m.home(o).newSource(o, sid, ls, stampOf(rp.now))
 	if !state {
 		// A source added after the output's recOldPart: it came back into
 		// the merge (shard.source), not retired any more. (A snapshot
@@ -1295,7 +1295,7 @@ func (rp *replayer) source(state bool, r *recReader) error {
 			s.countT = r.varint()
 		}
 		for _, p := range s.queue.s {
-			o.arrived(p.T, rp.now)
+			o.arrived(p.T, stampOf(rp.now))
 		}
 	}
 	if s.unseen {
@@ -1313,7 +1313,7 @@ func (rp *replayer) sample(r *recReader) error {
 	if r.err != nil || !ok {
 		return errors.Join(r.err, fmt.Errorf("sample of unknown source %d", sid))
 	}
-	rp.m.home(ref.o).receive(ref.o, ref.s, p, rp.now)
+	rp.m.home(ref.o).receive(ref.o, ref.s, p, stampOf(rp.now))
 	return nil
 }
 

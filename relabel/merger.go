@@ -208,7 +208,7 @@ const senderBackoff = 5 * time.Second
 
 // settled reports whether partition part's sender has not been retrying for
 // longer than wait plus its longest backoff.
-func (w *Merger) settled(part string, now time.Time, wait time.Duration) bool {
+func (w *Merger) settled(part string, now stamp, wait time.Duration) bool {
 	if w.retryFloorSet.Load() && since(now, stamp(w.retryFloor.Load())) < wait+senderBackoff {
 		return false
 	}
@@ -229,7 +229,7 @@ func (w *Merger) settled(part string, now time.Time, wait time.Duration) bool {
 // its shard stuck across a reload that turned forward_headers on, was left
 // out of its orphaned 500's samples, finalized by the clock 36 s after the
 // reload).
-func (w *Merger) settledAll(now time.Time, wait time.Duration) bool {
+func (w *Merger) settledAll(now stamp, wait time.Duration) bool {
 	ok := w.settled("", now, wait) // the carried floor, and the "" partition
 	w.retrying.Range(func(_, v any) bool {
 		ok = ok && since(now, stamp(v.(*atomic.Int64).Load())) >= wait+senderBackoff

@@ -95,8 +95,8 @@ func TestIdleCleanUpForgetsEveryOutputOfAKey(t *testing.T) {
 	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	a := sh.newOutput(m.nextID.Add(1), "", ls, now)
-	b := sh.newOutput(m.nextID.Add(1), "", ls, now)
+	a := sh.newOutput(m.nextID.Add(1), "", ls, stampOf(now))
+	b := sh.newOutput(m.nextID.Add(1), "", ls, stampOf(now))
 	if got := slices.Collect(sh.under(outKey{"", ls.Hash()})); !slices.Equal(got, []*output{a, b}) {
 		t.Fatalf("under the key: %p, want %p and %p", got, a, b)
 	}

@@ -45,7 +45,7 @@ func TestPendArrivalsNeverEarly(t *testing.T) {
 			if _, ok := first[ts]; !ok {
 				first[ts] = stampOf(now)
 			}
-			o.arrived(ts, now)
+			o.arrived(ts, stampOf(now))
 			for q, at := range first {
 				got, ok := o.arrivedAt(q)
 				if !ok || got < at {
@@ -61,7 +61,7 @@ func TestPendArrivalsNeverEarly(t *testing.T) {
 	o := &output{}
 	now := base
 	for ts := range int64(50) {
-		o.arrived(ts+1, now.Add(time.Duration(ts)*time.Millisecond))
+		o.arrived(ts+1, stampOf(now.Add(time.Duration(ts)*time.Millisecond)))
 	}
 	if n := len(o.pend); n > 2 { // the 50 ms may cross one quantum's end
 		t.Fatalf("50 timestamps in order within 50 ms: %d pend entries, want at most 2", n)

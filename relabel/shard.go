@@ -316,7 +316,7 @@ var clockBase = time.Now()
 func stampOf(t time.Time) stamp { return stamp(t.Sub(clockBase)) }
 
 // since is how long before now s was.
-func since(now time.Time, s stamp) time.Duration { return time.Duration(stampOf(now) - s) }
+func since(now, s stamp) time.Duration { return time.Duration(now - s) }
 
 // pendT is a queued timestamp and the arrival of its first sample.
 type pendT struct {
@@ -669,15 +669,20 @@ func (tx *mergeTx) add(out labels.Labels, h uint64, sources []labels.Labels, sam
 		tx.sources = 0
 		return true
 	}
-	now := m.now()
-	o := m.output(tx.part, out, h, now)
+	// The clock is read once, and turned into a stamp once: every wait
+	// below compares stamps, which costs a subtraction where a time.Time
+	// costs a call (a clock without a monotonic reading, as a test's or
+	// the simulation's, several).
+	wall := m.now()
+	now := stampOf(wall)
+	o := m.output(tx.part, out, h, wall)
 	if o == nil {
 		tx.groups = append(tx.groups, nil)
 		tx.sources = 0
 		return false
 	}
 	tx.groups = append(tx.groups, o)
-	o.touched = stampOf(now)
+	o.touched = now
 	// Every sample of every source, each source's in timestamp order (a
 	// request may carry one series several times).
 	for i, ls := range sources {
@@ -750,7 +755,7 @@ func (m *shard) output(part string, out labels.Labels, h uint64, now time.Time) 
 		m.metrics.full.Inc()
 		return nil
 	}
-	o = m.newOutput(m.w.nextID.Add(1), part, out, now) // counted above
+	o = m.newOutput(m.w.nextID.Add(1), part, out, stampOf(now)) // counted above
 	fc, fenced := m.w.fencedAt(hashLabels(out))
 	// Retired outputs of its label set may still be sending: it waits for
 	// them (see attach), or its samples could reach the upstream first and
@@ -782,8 +787,8 @@ func (m *shard) oneOrphan(out labels.Labels, h uint64) bool {
 // newOutput adds an output to the shard; the caller counts it in w.total.
 // An output that was forgotten takes back its frontier and waits for its
 // sources as known ones (see tomb).
-func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Time) *output {
-	o := &output{id: id, part: part, labels: out, f: math.MinInt64, touched: stampOf(now)}
+func (m *shard) newOutput(id uint64, part string, out labels.Labels, now stamp) *output {
+	o := &output{id: id, part: part, labels: out, f: math.MinInt64, touched: now}
 	o.set(outMin, isCreated(out))
 	k := outKey{part, out.Hash()}
 	if tb, ok := m.forgotten[k]; ok {
@@ -799,16 +804,16 @@ func (m *shard) newOutput(id uint64, part string, out labels.Labels, now time.Ti
 }
 
 // placeholder is a source known from a tomb by the hash of its labels.
-func (m *shard) placeholder(h uint64, now time.Time) *source {
+func (m *shard) placeholder(h uint64, now stamp) *source {
 	m.nsrc++
-	s := &source{fromTomb: true, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
+	s := &source{fromTomb: true, lastT: math.MinInt64, firstT: math.MinInt64, arrival: now,
 		resetAt: math.MinInt64, bornAt: math.MinInt64, recreatedAt: math.MinInt64}
 	s.setTombHash(h)
 	return s
 }
 
 // source finds or adds the source with labels ls.
-func (m *shard) source(o *output, ls labels.Labels, now time.Time) *source {
+func (m *shard) source(o *output, ls labels.Labels, now stamp) *source {
 	for _, s := range o.sources { // few: no hashing
 		if !s.unseen && labels.Equal(s.labels, ls) {
 			return s
@@ -848,7 +853,7 @@ func (m *shard) backInTheMerge(o *output) {
 
 // newSource adds the source with labels ls to o, or gives a placeholder
 // with the same hash its labels and id.
-func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time) *source {
+func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now stamp) *source {
 	if labels.Equal(ls, o.labels) {
 		// The genuine series: one memory for its labels and the output's
 		// (the output may have been made by another source, with labels
@@ -859,11 +864,11 @@ func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time)
 	}
 	for _, s := range o.sources {
 		if s.unseen && s.tombHash() == ls.Hash() {
-			s.idOrHash, s.unseen, s.labels, s.arrival, s.famState = id, false, ls, stampOf(now), 0
+			s.idOrHash, s.unseen, s.labels, s.arrival, s.famState = id, false, ls, now, 0
 			return s
 		}
 	}
-	s := &source{idOrHash: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: stampOf(now),
+	s := &source{idOrHash: id, labels: ls, lastT: math.MinInt64, firstT: math.MinInt64, arrival: now,
 		resetAt: math.MinInt64, bornAt: math.MinInt64, recreatedAt: math.MinInt64}
 	if len(o.sources) > 0 && !m.replay {
 		m.metrics.collisions.Inc()
@@ -875,8 +880,8 @@ func (m *shard) newSource(o *output, id uint64, ls labels.Labels, now time.Time)
 
 // receive queues one source sample. A sample at or before the source's
 // latest is a sender's retry (or a duplicate series): ignored.
-func (m *shard) receive(o *output, s *source, p Sample, now time.Time) {
-	s.arrival = stampOf(now)
+func (m *shard) receive(o *output, s *source, p Sample, now stamp) {
+	s.arrival = now
 	if p.T <= s.lastT {
 		return
 	}
@@ -997,8 +1002,7 @@ func (m *shard) vanishedBeforeTheLife(o *output, s *source) {
 // wait longer. Without it an output at a birth held one entry per queued
 // timestamp: a sender catching up (or the load benchmark's rounds, a few
 // per second) held a third of the held samples' memory in pend.
-func (o *output) arrived(t int64, now time.Time) {
-	at := stampOf(now)
+func (o *output) arrived(t int64, at stamp) {
 	i := len(o.pend)
 	if i > 0 && o.pend[i-1].t < t && o.pend[i-1].at/pendQuantum == at/pendQuantum {
 		o.pend[i-1] = pendT{t: t, at: at}
@@ -1067,7 +1071,7 @@ func (o *output) next() (int64, bool) {
 // decisions: the birth wait, overdue sources. Each finalized timestamp is
 // logged with whether it was sent, so that a replay of the log makes the
 // same decisions without the clock.
-func (m *shard) advance(o *output, now time.Time) {
+func (m *shard) advance(o *output, now stamp) {
 	for {
 		t, ok := o.next()
 		if !ok {
@@ -1099,7 +1103,7 @@ func (m *shard) advance(o *output, now time.Time) {
 
 // born reports whether birth_wait has passed since the first sample at t
 // arrived: no source unknown to the output can still bring a sample at t.
-func (m *shard) born(o *output, t int64, now time.Time) bool {
+func (m *shard) born(o *output, t int64, now stamp) bool {
 	if n := m.preimage(o); n > 0 && o.live() >= n && !o.returning() && !m.awaitsCreation(o, t, now) {
 		return true // every possible source is known, and none is stale
 	}
@@ -1110,7 +1114,7 @@ func (m *shard) born(o *output, t int64, now time.Time) bool {
 // senderSettled reports whether the sender of o's partition has not been
 // retrying for birth_wait plus its longest backoff (see Merger.Retrying); an
 // orphan's sender may be any partition's (see Merger.settledAll).
-func (m *shard) senderSettled(o *output, now time.Time) bool {
+func (m *shard) senderSettled(o *output, now stamp) bool {
 	if o.is(outOrphan) {
 		return m.w.settledAll(now, m.birthWait())
 	}
@@ -1136,7 +1140,7 @@ func (m *shard) senderSettled(o *output, now time.Time) bool {
 // (its shards are behind) or when another source of the output said
 // creation times (the series of one exporter have them alike); otherwise
 // (a carried count alone) a source without any waits for nothing.
-func (m *shard) awaitsCreation(o *output, t int64, now time.Time) bool {
+func (m *shard) awaitsCreation(o *output, t int64, now stamp) bool {
 	if o.is(outMin) || len(o.sources) < 2 {
 		return false
 	}
@@ -1356,7 +1360,7 @@ func (o *output) knowable(t, horizon int64, n int, lossy bool) bool {
 // overdue reports whether the output may stop waiting for its lagging
 // sources at t: each has been silent, and t's first sample arrived, longer
 // than the wait bound ago; or the output holds too many timestamps.
-func (m *shard) overdue(o *output, t int64, now time.Time) bool {
+func (m *shard) overdue(o *output, t int64, now stamp) bool {
 	for _, s := range o.sources {
 		if s.queue.len() > maxHeld {
 			return true
@@ -1997,7 +2001,8 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 	m := tx.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
+	wall := m.now()
+	now := stampOf(wall)
 	for g, o := range tx.groups {
 		if o != nil {
 			// The clock's decisions first (birth wait, overdue), so
@@ -2020,8 +2025,8 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 		}
 		clear(ready) // no output kept alive by the spare array
 		p.spare = ready[:0]
-		if !now.Before(p.nextScan) && len(p.waiting) > 0 {
-			p.nextScan = now.Add(scanEvery)
+		if !wall.Before(p.nextScan) && len(p.waiting) > 0 {
+			p.nextScan = wall.Add(scanEvery)
 			// In a fixed order (the outputs' age), so that two states fed
 			// the same requests send the same requests.
 			waiting := make([]*output, 0, len(p.waiting))
@@ -2053,7 +2058,7 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 	}
 	tx.waited = tx.waited[:0]
 	if m.now().Sub(m.lastGC) > time.Duration(m.cfg.IdleTimeout)/10 {
-		m.gc(now)
+		m.gc(wall)
 	}
 	return emits
 }
@@ -2124,8 +2129,9 @@ func (m *shard) gc(now time.Time) {
 	m.lastGC = now
 	m.gcAt.Store(int64(stampOf(now.Add(time.Duration(m.cfg.IdleTimeout) / 10))))
 	idle := time.Duration(m.cfg.IdleTimeout)
+	at := stampOf(now)
 	for o := range m.all() {
-		if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || since(now, o.touched) <= idle || !o.forgettable() {
+		if o.inflight > 0 || len(o.q) > 0 || o.hasHeld() || since(at, o.touched) <= idle || !o.forgettable() {
 			continue
 		}
 		m.logDrop(o)
