@@ -168,22 +168,27 @@ func (p *Pipeline) backlogRetries(b series.Batch, edits []edit) []Emit {
 	if tb, ok := b.(series.TimeBounded); ok && tb.MinTime() >= before {
 		return nil // no sample of it is before the horizon: nothing to look for
 	}
-	var edited map[int]bool
-	var out []Emit
-	var sb labels.ScratchBuilder
-	for i := range b.Len() {
-		if b.Skip(i) || b.HasHistograms(i) || !producible(b.Getter(i)) {
-			continue
-		}
-		if edited == nil {
-			edited = make(map[int]bool, len(edits))
-			for _, e := range edits {
-				if e.merge || !labels.Equal(e.out, e.orig) || !e.keep {
-					edited[int(e.idx)] = true
-				}
+	// The series the pipeline edited, a bit each, looked at first: a
+	// merged request edits most of its series, and the bit saves them
+	// producible's label lookups (the conditions below only read, so
+	// their order changes nothing but the cost).
+	n := b.Len()
+	var edited []uint64
+	if len(edits) > 0 {
+		edited = make([]uint64, (n+63)/64)
+		for _, e := range edits {
+			if i := int(e.idx); i >= 0 && i < n && (e.merge || !labels.Equal(e.out, e.orig) || !e.keep) {
+				edited[i/64] |= 1 << (i % 64)
 			}
 		}
-		if edited[i] {
+	}
+	var out []Emit
+	var sb labels.ScratchBuilder
+	for i := range n {
+		if edited != nil && edited[i/64]&(1<<(i%64)) != 0 {
+			continue
+		}
+		if b.Skip(i) || b.HasHistograms(i) || !producible(b.Getter(i)) {
 			continue
 		}
 		smp := b.Samples(i)
