@@ -55,7 +55,7 @@ func (p *Pipeline) Apply(b series.Batch, part string) (res series.Result, run se
 	if len(edits) == 0 && tx == nil && !fenced && backlog == nil {
 		return res, nil
 	}
-	drop := newDropSet(b.Len())
+	drop := newDropSet(b.Len(), len(edits))
 	appended, handed := 0, 0 // handed: series whose slot the merge changed
 	if tx != nil {
 		// Whatever happens below, the samples Collect put in flight must be
@@ -427,7 +427,12 @@ type dropSet struct {
 	n   int
 }
 
-func newDropSet(n int) *dropSet { return &dropSet{in: make([]bool, n)} }
+// newDropSet is a set over a batch of n series; expect is how many it will
+// likely hold (the request's edits: a merged request drops the slots of
+// its sources), its list's room from the start.
+func newDropSet(n, expect int) *dropSet {
+	return &dropSet{in: make([]bool, n), idx: make([]int, 0, min(n, expect))}
+}
 
 func (d *dropSet) add(i int) {
 	if !d.in[i] {

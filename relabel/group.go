@@ -193,7 +193,11 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 	for j := range gr.srcs {
 		idx[j] = gr.srcs[j].idx
 	}
+	// One entry per group in each: room for all of them at once, where
+	// growing them by doubling allocated each about twice over.
 	h.slots = make([][]int, 0, len(gr.groups))
+	h.genuine = make([]int, 0, len(gr.groups))
+	h.own = make([][]Sample, 0, len(gr.groups))
 	if st, ok := tx.(*shardedTx); ok {
 		st.expect(len(gr.groups))
 	}

@@ -567,7 +567,9 @@ func (tx *shardedTx) Collect() []Emit {
 			continue // nothing for this request there, no GC due
 		}
 		from := len(emits)
-		emits = tx.sub(i).collect(emits)
+		sub := tx.sub(i)
+		sub.room = len(tx.route)
+		emits = sub.collect(emits)
 		if from == len(emits) {
 			continue
 		}

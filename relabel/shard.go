@@ -648,6 +648,11 @@ type mergeTx struct {
 	// sources is how many sources the last Add's output has (0: not
 	// merged): more than one, and its sources are summed (a collision).
 	sources int
+	// room is how many emits the request likely carries (its Add calls
+	// over every shard; 0: unknown): the first emit attached makes the
+	// list with room for them, where growing it by doubling allocated it
+	// about twice over. A request that emits nothing allocates nothing.
+	room int
 }
 
 // add folds one request's float samples for the sources of out (label
@@ -1990,6 +1995,9 @@ func (tx *mergeTx) attach(o *output, group int, emits []Emit) []Emit {
 	o.tried = max(o.tried, int32(n))
 	tx.attached = append(tx.attached, o)
 	tx.retry = append(tx.retry, retry)
+	if emits == nil && tx.room > 0 {
+		emits = make([]Emit, 0, tx.room)
+	}
 	return append(emits, Emit{Group: group, Labels: o.labels, Samples: o.q[:n:n], Retry: retry})
 }
 
