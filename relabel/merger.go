@@ -561,10 +561,23 @@ func (tx *shardedTx) Sources(k int) int {
 // log: the request may be answered.
 func (tx *shardedTx) Collect() []Emit {
 	var emits []Emit
-	var adds []int // shard sh's Add calls, numbered here
+	// The Add calls by shard, numbered here: shard sh's g-th is
+	// adds[first[sh]+g]. One pass over the calls makes the table, made once
+	// the first shard emits (a pass per shard that emits took sixteen).
+	var adds []int32
+	var first [mergeShards + 1]int32
+	// The clock, read once (when a shard needs it): whether a shard's idle
+	// GC is due is asked of the same instant for every shard.
+	var now stamp
+	clock := false
 	for i, sh := range tx.w.shards {
-		if !tx.began[i] && !sh.Pending() && int64(stampOf(sh.now())) < sh.gcAt.Load() {
-			continue // nothing for this request there, no GC due
+		if !tx.began[i] && !sh.Pending() {
+			if !clock {
+				now, clock = stampOf(sh.now()), true
+			}
+			if int64(now) < sh.gcAt.Load() {
+				continue // nothing for this request there, no GC due
+			}
 		}
 		from := len(emits)
 		sub := tx.sub(i)
@@ -573,20 +586,36 @@ func (tx *shardedTx) Collect() []Emit {
 		if from == len(emits) {
 			continue
 		}
-		adds = adds[:0]
-		for k, r := range tx.route {
-			if int(r) == i {
-				adds = append(adds, k)
-			}
+		if adds == nil && len(tx.route) > 0 {
+			adds = tx.numberAdds(&first)
 		}
 		for j := from; j < len(emits); j++ {
 			if g := emits[j].Group; g >= 0 {
-				emits[j].Group = adds[g]
+				emits[j].Group = int(adds[first[i]+int32(g)])
 			}
 		}
 	}
 	tx.w.flushLog()
 	return emits
+}
+
+// numberAdds lists the transaction's Add calls shard after shard, each
+// shard's in order, and sets first[sh] to where shard sh's begin (a counting
+// sort of tx.route).
+func (tx *shardedTx) numberAdds(first *[mergeShards + 1]int32) []int32 {
+	for _, r := range tx.route {
+		first[r+1]++
+	}
+	for sh := range mergeShards {
+		first[sh+1] += first[sh]
+	}
+	next := *first
+	adds := make([]int32, len(tx.route))
+	for k, r := range tx.route {
+		adds[next[r]] = int32(k)
+		next[r]++
+	}
+	return adds
 }
 
 // Done tells every shard the upstreams' answers (see mergeTx.Done). Collect
