@@ -534,6 +534,7 @@ func (m *Merger) reset() {
 	for _, sh := range m.shards {
 		sh.outs, sh.more, sh.parts, sh.n, sh.nsrc = map[outKey]*output{}, nil, map[string]*partition{}, 0, 0
 		sh.forgotten, sh.forgottenQ, sh.interval = map[outKey]tomb{}, nil, 0
+		sh.forgetParts()
 		sh.pending.Store(0)
 	}
 	m.total.Store(0)

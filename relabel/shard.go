@@ -119,6 +119,13 @@ type shard struct {
 	outs  map[outKey]*output
 	more  map[outKey][]*output
 	parts map[string]*partition
+	// lastPart is the partition partition returned last, and its name:
+	// the outputs a request lists are nearly all of its partition, whose
+	// lookup then compares a string (mostly the very same) instead of
+	// hashing it. Whatever takes a partition out of parts clears it
+	// (forgetParts).
+	lastPart     *partition
+	lastPartName string
 	// forgotten holds what is left of the outputs that idle GC forgot (see
 	// tomb), in the order they were forgotten (forgottenQ, oldest first: the
 	// one dropped when the set is full, the same in a replay of the log).
@@ -1933,13 +1940,21 @@ func (o *output) value() (v float64, stale bool) {
 }
 
 func (m *shard) partition(part string) *partition {
+	if m.lastPart != nil && m.lastPartName == part {
+		return m.lastPart
+	}
 	p := m.parts[part]
 	if p == nil {
 		p = &partition{waiting: map[*output]struct{}{}}
 		m.parts[part] = p
 	}
+	m.lastPart, m.lastPartName = p, part
 	return p
 }
+
+// forgetParts clears partition's memory of the last one: parts has lost
+// some (gc), or was replaced (reset).
+func (m *shard) forgetParts() { m.lastPart, m.lastPartName = nil, "" }
 
 // list puts the output on its partition's lists: ready (samples to send, none
 // in flight) and waiting (samples held for a source or the clock).
@@ -2148,6 +2163,7 @@ func (m *shard) gc(now time.Time) {
 	for part, p := range m.parts {
 		if len(p.ready) == 0 && len(p.waiting) == 0 {
 			delete(m.parts, part)
+			m.forgetParts()
 		}
 	}
 }
