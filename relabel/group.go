@@ -3,6 +3,7 @@ package relabel
 import (
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 
@@ -66,7 +67,8 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.B
 		gr.joinUnchanged(b, edits)
 	}
 	gr.sort()
-	held, n, collided, unmerged := p.addGroups(tx, part, edits, b, &gr, drop)
+	held, n, collided, unmerged := p.addGroups(tx, part, edits, b, gr, drop)
+	gr.release() // what the rest needs of it, held has
 	same, appended, retries, emitted := writeEmits(tx.Collect(), b, drop, held)
 	p.dropUnsentExemplars(b, held.slots, emitted)
 	return n - same, collided, unmerged, appended, retries
@@ -97,9 +99,21 @@ type groupSource struct {
 	ls    labels.Labels // its labels
 }
 
-// groupEdits groups the merge edits by output.
-func groupEdits(edits []edit) grouping {
-	var gr grouping
+// groupings keeps the groupings of finished requests for the next ones
+// (see release): a grouping is as large as its request's merge edits, and
+// made anew for each request its map and lists were a fifth of the bytes a
+// merged request allocated.
+var groupings = sync.Pool{New: func() any { return new(grouping) }}
+
+// maxPooledGrouping is the most sources a grouping kept for another request
+// may have held: one grown by a far larger request than usual is left to the
+// GC, not cleared again and again at the size it had.
+const maxPooledGrouping = 1 << 14
+
+// groupEdits groups the merge edits by output. The caller releases the
+// grouping once done with it.
+func groupEdits(edits []edit) *grouping {
+	gr := groupings.Get().(*grouping)
 	for k := range edits {
 		e := &edits[k]
 		if !e.merge {
@@ -107,6 +121,8 @@ func groupEdits(edits []edit) grouping {
 		}
 		if gr.byHash == nil {
 			gr.byHash = make(map[uint64]int32, len(edits))
+		}
+		if gr.groups == nil {
 			gr.groups = make([]outGroup, 0, len(edits))
 			gr.srcs = make([]groupSource, 0, len(edits))
 		}
@@ -124,6 +140,19 @@ func groupEdits(edits []edit) grouping {
 		gr.srcs = append(gr.srcs, groupSource{group: g, idx: int(e.idx), k: int32(k), ls: e.orig})
 	}
 	return gr
+}
+
+// release empties the grouping, so that it keeps no request's labels alive,
+// and gives it back for another request.
+func (gr *grouping) release() {
+	if cap(gr.srcs) > maxPooledGrouping || cap(gr.groups) > maxPooledGrouping {
+		return
+	}
+	clear(gr.byHash)
+	clear(gr.groups)
+	clear(gr.srcs)
+	gr.groups, gr.srcs = gr.groups[:0], gr.srcs[:0]
+	groupings.Put(gr)
 }
 
 // find returns the group of output out (hash h), or -1.
