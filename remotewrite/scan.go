@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -70,7 +71,8 @@ type seriesIdx struct {
 	// RW 1.0, noted by the scan while each label's bytes are at hand (see
 	// plainSeries, which then reads no label again): notPlain, some name
 	// empty, not after the one before it, or a metric name without a value;
-	// hasName, a metric name; the longest name and value.
+	// hasName, a metric name; the longest name and value, or a bound of
+	// them below 128 (see labelNotes).
 	notPlain, hasName bool
 	nameMax, valueMax uint32
 	// ascii: its label fields are one run (labSplit false) and all ASCII,
@@ -81,8 +83,8 @@ type seriesIdx struct {
 // noteLabel records, for plainSeries, a label of an RW 1.0 series read by
 // the scan; prev is the name before it (an empty span for the first). Most
 // names come after the one before in their first byte and do not start with
-// the metric name's '_': only the others take noteLabelSlow. (Too large for
-// the inliner: the scan's fast path writes it out by hand.)
+// the metric name's '_': only the others take noteLabelSlow. (The scan's
+// fast path does not call it: it orders names by their nameKey.)
 func (si *seriesIdx) noteLabel(b []byte, prev, name, value span) {
 	nl, vl := name.end-name.off, value.end-value.off
 	si.nameMax, si.valueMax = max(si.nameMax, nl), max(si.valueMax, vl)
@@ -377,32 +379,19 @@ func (s *scanned) MinTime() int64 { return s.minT }
 func (s *scanned) scanSeriesV1(field, body span) error {
 	si := seriesIdx{field: field, body: body, l0: uint32(len(s.lbls))}
 	b := s.raw[:body.end]
-	var prev span // the name of the label before
+	var (
+		prev span // the name of the label before
+		fast labelNotes
+	)
 	for off := int(body.off); off < len(b); {
-		// Fast path: a label (tag 0x0a) shorter than 128 bytes in the
-		// common encoding, name then value, each shorter than 128 bytes:
-		// 0x0a len 0x0a len name 0x12 len value. Anything else takes the
-		// general loop below. (Written out: as a function it was not
-		// inlined, and its calls were a tenth of a clean request's scan.)
-		if b[off] == 0x0a && off+1 < len(b) && b[off+1] < 0x80 {
-			o, e := off+2, off+2+int(b[off+1])
-			if e <= len(b) && e-o >= 4 && b[o] == 0x0a && b[o+1] < 0x80 {
-				if vo := o + 2 + int(b[o+1]); vo+2 <= e && b[vo] == 0x12 && b[vo+1] < 0x80 && vo+2+int(b[vo+1]) == e {
-					name, value := span{uint32(o + 2), uint32(vo)}, span{uint32(vo + 2), uint32(e)}
-					// si.noteLabel by hand: it is too large for the
-					// inliner, and this is every label of nearly every
-					// request.
-					nl, vl := name.end-name.off, value.end-value.off
-					si.nameMax, si.valueMax = max(si.nameMax, nl), max(si.valueMax, vl)
-					if nl == 0 || prev.end == 0 || b[name.off] <= b[prev.off] || b[name.off] == '_' {
-						si.noteLabelSlow(b, prev, name, vl)
-					}
-					prev = name
-					s.lbls = append(s.lbls, name, value)
-					si.addLabelField(off, e)
-					off = e
-					continue
-				}
+		// Nearly every label takes the fast path (scanLabels), a run of
+		// them at once; the others, the general loop below.
+		if b[off] == 0x0a {
+			end := 0
+			if end, s.lbls = scanLabels(b, off, s.lbls, &fast); end > off {
+				si.addLabelField(off, end)
+				prev, off = s.lbls[len(s.lbls)-2], end
+				continue
 			}
 		}
 		num, typ, val, end := next(b, off)
@@ -439,6 +428,7 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 			}
 			si.noteLabel(b, prev, name, value)
 			prev = name
+			fast.prev = nameKey(s.raw, name)
 			s.lbls = append(s.lbls, name, value)
 		case v1SeriesSamples:
 			s.c.samples++
@@ -454,12 +444,118 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 			si.hasHist = true
 		}
 	}
+	// The fast path's notes: its lengths are bounds, above the longest
+	// only where plainSeries' limits are below 128.
+	si.nameMax, si.valueMax = max(si.nameMax, fast.lens&0xff), max(si.valueMax, fast.lens>>8)
+	if fast.named > 0 {
+		value := s.lbls[fast.named-1]
+		si.hasName, si.notPlain = true, si.notPlain || value.end == value.off
+	}
 	si.l1 = uint32(len(s.lbls))
 	si.ascii = !si.labSplit && isASCII(b[si.lab.off:si.lab.end])
 	s.series = append(s.series, si)
 	s.c.series++
 	return nil
 }
+
+// labelNotes is what scanLabels notes of a series' labels for plainSeries,
+// as noteLabel does, and the nameKey of the last name.
+type labelNotes struct {
+	// prev is the nameKey of the name before: 0 before the first label,
+	// all ones when it is not known (then scanLabels leaves the next label
+	// to the general loop, which compares the names' bytes).
+	prev uint64
+	// lens is every name's length ORed, and every value's shifted by 8:
+	// at least the longest (each is below 128), for plainSeries.
+	lens uint32
+	// named is 1 + the index in lbls of the metric name's value (0: none
+	// seen).
+	named uint32
+}
+
+// scanLabels is the scan's fast path: from off, it appends to lbls the
+// labels of a run of label fields of an RW 1.0 series in the common
+// encoding, each shorter than 128 bytes with a name and a value shorter
+// than 128 bytes (0x0a len 0x0a len name 0x12 len value), as long as each
+// name comes after the one before by its nameKey, eight bytes of b start at
+// the name, and lbls has room. It returns where it stopped, before the
+// first field it left to the general loop (off when it took none). b ends
+// where the series does.
+//
+// A function of its own, called once or twice per series: it calls nothing,
+// and keeps most of its state in registers. Within the scan's loop, where
+// the general path's calls are, the compiler spilled and reloaded it for
+// every label; and names now compare by eight bytes at once, not by their
+// first byte with a call for the others (three of LiteLLM's fifteen, and
+// the metric name). A clean request of 2,000 LiteLLM series (30,000 labels)
+// took 5.6 million instructions to scan, 4.3 million now.
+func scanLabels(b []byte, off int, lbls []span, ln *labelNotes) (int, []span) {
+	pk, lens, named := ln.prev, ln.lens, ln.named
+	n := len(lbls)
+	dst := lbls[n:cap(lbls)]
+	for off+12 <= len(b) && len(dst) >= 2 {
+		f := b[off : off+12]
+		// 0x0a (a label) and its length, then 0x0a (its name) and its
+		// length, both below 0x80: one load.
+		w := binary.LittleEndian.Uint32(f)
+		if w&0x80ff80ff != 0x000a000a {
+			break
+		}
+		nl := int(w >> 24)
+		e, vo := off+2+int(w>>8&0xff), off+4+nl // the label's end, its value's tag
+		if e > len(b) || vo+2 > e {
+			break
+		}
+		// 0x12 (its value) and its length, below 0x80, ending the label.
+		vl := int(b[vo+1])
+		if b[vo] != 0x12 || vo+2+vl != e {
+			break
+		}
+		// The name's order, as noteLabel checks it: a key above the one
+		// before says the name comes after it, so it is not empty either.
+		k := binary.BigEndian.Uint64(f[4:])
+		if nl < 8 {
+			k &^= math.MaxUint64 >> (8 * nl)
+		}
+		if k <= pk {
+			break
+		}
+		if k == metricNameKey && nl == len(model.MetricNameLabel) {
+			named = uint32(cap(lbls) - len(dst) + 2)
+		}
+		pk = k
+		lens |= uint32(nl) | uint32(vl)<<8
+		dst[0], dst[1] = span{uint32(off + 4), uint32(vo)}, span{uint32(vo + 2), uint32(e)}
+		dst = dst[2:]
+		off = e
+	}
+	ln.prev, ln.lens, ln.named = pk, lens, named
+	return off, lbls[:cap(lbls)-len(dst)]
+}
+
+// nameKey returns the first eight bytes of the label name b[name] as a
+// big-endian number, zero-padded when the name is shorter: where the keys
+// of two names differ, they order the names as bytes.Compare does (a name
+// that is a prefix of the other has zeros where the other has bytes), so
+// that the scan's fast path checks the order of most names with one
+// comparison. Equal keys say nothing (names that share eight bytes, or
+// differ in zero bytes after their end), nor does a key of 0 (an empty
+// name). It returns all ones (which no name follows) when fewer than eight
+// bytes of b start at the name.
+func nameKey(b []byte, name span) uint64 {
+	if int(name.off) > len(b)-8 {
+		return math.MaxUint64
+	}
+	k := binary.BigEndian.Uint64(b[name.off:])
+	if nl := name.end - name.off; nl < 8 {
+		k &^= math.MaxUint64 >> (8 * nl)
+	}
+	return k
+}
+
+// metricNameKey is nameKey of the metric name, which is eight bytes long.
+const metricNameKey = uint64('_')<<56 | uint64('_')<<48 | uint64('n')<<40 | uint64('a')<<32 |
+	uint64('m')<<24 | uint64('e')<<16 | uint64('_')<<8 | uint64('_')
 
 // labelRun returns where its first run of RW 1.0 label fields starts and
 // ends in the request, so that a walk of its fields for its samples steps

@@ -2,6 +2,9 @@ package remotewrite
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -27,6 +30,7 @@ func FuzzScan(f *testing.F) {
 		}
 		defer s.release()
 		checkHasExemplars(t, s)
+		checkLabelNotes(t, s)
 		lim := DefaultLimits()
 		if s.validate(&lim) != nil {
 			return
@@ -70,6 +74,99 @@ func checkHasExemplars(t *testing.T, s *scanned) {
 		if si.hasEx != want {
 			t.Fatalf("series %d: hasEx %v, its message has an exemplars field: %v", i, si.hasEx, want)
 		}
+	}
+}
+
+// checkLabelNotes: what the RW 1.0 scan noted of each series' labels for
+// plainSeries (its fast path by nameKey, the general loop by noteLabel) is
+// what the labels say: a metric name; some name empty, not after the one
+// before, or the metric name without a value; the longest name and value
+// (bounds where below 128, the fast path's labels being shorter).
+func checkLabelNotes(t *testing.T, s *scanned) {
+	t.Helper()
+	if s.proto == ProtoV2 {
+		return
+	}
+	for i := range s.series {
+		si := &s.series[i]
+		var hasName, notPlain bool
+		var nameMax, valueMax uint32
+		var prev string
+		for j := si.l0; j < si.l1; j += 2 {
+			name, value := s.str(s.lbls[j]), s.str(s.lbls[j+1])
+			nameMax, valueMax = max(nameMax, uint32(len(name))), max(valueMax, uint32(len(value)))
+			notPlain = notPlain || name == "" || j > si.l0 && prev != "" && name <= prev
+			if name == "__name__" {
+				hasName = true
+				notPlain = notPlain || value == ""
+			}
+			prev = name
+		}
+		if si.hasName != hasName || si.notPlain != notPlain {
+			t.Fatalf("series %d: hasName %v notPlain %v, its labels say %v %v", i, si.hasName, si.notPlain, hasName, notPlain)
+		}
+		for _, m := range [][2]uint32{{si.nameMax, nameMax}, {si.valueMax, valueMax}} {
+			if m[0] < m[1] || m[0] > m[1] && m[0] >= 128 {
+				t.Fatalf("series %d: noted the longest %d, its labels' is %d", i, m[0], m[1])
+			}
+		}
+	}
+}
+
+// TestScanLabelNotes runs checkLabelNotes on random RW 1.0 series whose
+// names are the fast path's edge cases: names sharing their first eight
+// bytes, one a prefix of the other, with zero bytes, empty, repeated, out
+// of order, the metric name with and without a value, names and values of
+// 127 and 128 bytes, a series without samples (its last label at its end),
+// label fields in another encoding, and a scan whose label slice starts
+// small (so that it grows midway).
+func TestScanLabelNotes(t *testing.T) {
+	names := []string{"", "__name__", "__name__x", "__name_", "_", "a", "a\x00", "a\x00\x00", "ab", "job",
+		"kubernetes_namespace", "kubernetes_pod_name", "kubernetes_p", "team", "team_alias", "teamteam", "teamteam_",
+		"\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+		strings.Repeat("n", 127), strings.Repeat("n", 128)}
+	values := []string{"", "v", "None", strings.Repeat("v", 127), strings.Repeat("v", 128)}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 3000 {
+		var raw []byte
+		for range 1 + rng.IntN(4) {
+			var ser []byte
+			ns := slices.Clone(names)
+			rng.Shuffle(len(ns), func(a, b int) { ns[a], ns[b] = ns[b], ns[a] })
+			ns = ns[:rng.IntN(8)]
+			if rng.IntN(2) == 0 {
+				slices.Sort(ns)
+			}
+			for _, n := range ns {
+				var l []byte
+				if rng.IntN(8) == 0 { // value first: another encoding
+					l = protowire.AppendTag(l, v1LabelValue, protowire.BytesType)
+					l = protowire.AppendString(l, values[rng.IntN(len(values))])
+					l = protowire.AppendTag(l, v1LabelName, protowire.BytesType)
+					l = protowire.AppendString(l, n)
+				} else {
+					l = protowire.AppendTag(l, v1LabelName, protowire.BytesType)
+					l = protowire.AppendString(l, n)
+					l = protowire.AppendTag(l, v1LabelValue, protowire.BytesType)
+					l = protowire.AppendString(l, values[rng.IntN(len(values))])
+				}
+				ser = protowire.AppendTag(ser, v1SeriesLabels, protowire.BytesType)
+				ser = protowire.AppendBytes(ser, l)
+			}
+			if rng.IntN(4) > 0 {
+				ser = protowire.AppendTag(ser, v1SeriesSamples, protowire.BytesType)
+				ser = protowire.AppendBytes(ser, []byte{0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x01})
+			}
+			raw = protowire.AppendTag(raw, v1ReqSeries, protowire.BytesType)
+			raw = protowire.AppendBytes(raw, ser)
+		}
+		s := &scanned{lbls: make([]span, 0, rng.IntN(6))}
+		s.reset()
+		s.proto, s.raw = ProtoV1, raw
+		if err := s.scanV1(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		checkLabelNotes(t, s)
 	}
 }
 

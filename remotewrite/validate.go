@@ -194,7 +194,9 @@ func (s *scanned) plainSeries(si *seriesIdx, l *Limits) bool {
 	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
 		return false
 	}
-	// Noted by the scan (seriesIdx.noteLabel).
+	// Noted by the scan (scanLabels, seriesIdx.noteLabel). Its lengths may
+	// be bounds (below 128): a series beyond a limit so small takes the full
+	// check, which measures them.
 	return si.hasName && !si.notPlain && si.nameMax <= uint32(l.MaxLabelNameLength) && si.valueMax <= uint32(l.MaxLabelValueLength)
 }
 
