@@ -363,11 +363,12 @@ func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger !=
 // sample, 400) and the sender drop its batch.
 func (p *Pipeline) decide(b series.Batch) (edits []edit, undone int) {
 	var (
-		sb labels.ScratchBuilder
-		h  *pairHasher // allocated once per request, if needed
+		sb   labels.ScratchBuilder
+		h    *pairHasher // allocated once per request, if needed
+		last nameRewrites
 	)
 	for i := range b.Len() {
-		if b.Skip(i) || !p.MayChange(b.Getter(i)) {
+		if b.Skip(i) || !p.mayChange(b.Getter(i), &last) {
 			continue
 		}
 		var d *decision

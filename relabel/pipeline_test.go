@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -64,6 +65,40 @@ func TestLiteLLMPreset(t *testing.T) {
 	} {
 		if got := p.MayChange(mustParse(t, in)); got != want {
 			t.Errorf("MayChange(%s) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// TestMayChangeNameMemo: decide's mayChange, which keeps the last metric
+// name's rewrites from series to series, answers as MayChange does, over a
+// sequence of series of a few metrics, grouped and mixed.
+func TestMayChangeNameMemo(t *testing.T) {
+	p := pipeline(t, "collision: {policy: merge}", nil)
+	var sets []labels.Labels
+	for _, s := range []string{
+		`{__name__="up"}`,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="200"}`,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="None"}`,
+		`{__name__="litellm_proxy_total_requests_metric_total", status_code="500"}`,
+		`{__name__="litellm_proxy_total_requests_metric_total", exception_status="None"}`,
+		`{__name__="litellm_proxy_failed_requests_metric_total", status_code="None"}`,
+		`{__name__="litellm_proxy_failed_requests_metric_total", exception_status="None"}`,
+		`{__name__="litellm_proxy_failed_requests_metric_total", exception_status="500"}`,
+		`{__name__="litellm_proxy_failed_requests_metric_created", exception_status="None"}`,
+		`{__name__="litellm_proxy_failed_requests_metric_totax", exception_status="None"}`,
+		`{status_code="None"}`,
+	} {
+		sets = append(sets, mustParse(t, s))
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	var last nameRewrites
+	ls := sets[0]
+	for k := range 2000 {
+		if rng.IntN(3) > 0 { // else the same again: runs of one metric, as requests have
+			ls = sets[rng.IntN(len(sets))]
+		}
+		if got, want := p.mayChange(ls, &last), p.MayChange(ls); got != want {
+			t.Fatalf("series %d, %s: mayChange %v after %q, MayChange %v", k, ls, got, last.name, want)
 		}
 	}
 }

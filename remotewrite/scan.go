@@ -74,10 +74,14 @@ type seriesIdx struct {
 	// hasName, a metric name; the longest name and value, or a bound of
 	// them below 128 (see labelNotes).
 	notPlain, hasName bool
-	nameMax, valueMax uint32
 	// ascii: its label fields are one run (labSplit false) and all ASCII,
 	// checked by the scan while they are at hand (see validate).
-	ascii bool
+	ascii             bool
+	nameMax, valueMax uint32
+	// named: 1 + the index in lbls of its metric name's value, when the
+	// scan's fast path read it (0: not), so that cursor.Get finds it
+	// without a walk.
+	named uint32
 }
 
 // noteLabel records, for plainSeries, a label of an RW 1.0 series read by
@@ -450,6 +454,7 @@ func (s *scanned) scanSeriesV1(field, body span) error {
 	if fast.named > 0 {
 		value := s.lbls[fast.named-1]
 		si.hasName, si.notPlain = true, si.notPlain || value.end == value.off
+		si.named = fast.named
 	}
 	si.l1 = uint32(len(s.lbls))
 	si.ascii = !si.labSplit && isASCII(b[si.lab.off:si.lab.end])

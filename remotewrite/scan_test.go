@@ -31,6 +31,7 @@ func FuzzScan(f *testing.F) {
 		defer s.release()
 		checkHasExemplars(t, s)
 		checkLabelNotes(t, s)
+		checkGet(t, s)
 		lim := DefaultLimits()
 		if s.validate(&lim) != nil {
 			return
@@ -137,6 +138,10 @@ func TestScanLabelNotes(t *testing.T) {
 			if rng.IntN(2) == 0 {
 				slices.Sort(ns)
 			}
+			if len(ns) > 0 && rng.IntN(4) == 0 { // a name twice
+				at := rng.IntN(len(ns) + 1)
+				ns = slices.Insert(ns, at, names[rng.IntN(3)])
+			}
 			for _, n := range ns {
 				var l []byte
 				if rng.IntN(8) == 0 { // value first: another encoding
@@ -167,6 +172,32 @@ func TestScanLabelNotes(t *testing.T) {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		checkLabelNotes(t, s)
+		checkGet(t, s)
+	}
+}
+
+// checkGet: a series' Getter finds each of its label names, the metric
+// name and a name it lacks as a walk of its labels in wire order does (the
+// first of a name given twice); cursor.Get takes the metric name from the
+// scan's note, and compares lengths first.
+func checkGet(t *testing.T, s *scanned) {
+	t.Helper()
+	for i := range s.series {
+		g := s.Getter(i)
+		var names []string
+		s.rawPairs(i, func(name, _ string) { names = append(names, name) })
+		for _, name := range append(names, "__name__", "status_code", "") {
+			want := ""
+			found := false
+			s.rawPairs(i, func(n, v string) {
+				if !found && n == name {
+					want, found = v, true
+				}
+			})
+			if got := g.Get(name); got != want {
+				t.Fatalf("series %d: Get(%q) = %q, want %q", i, name, got, want)
+			}
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -27,15 +28,23 @@ func (c *cursor) Get(name string) string {
 	if s.proto == ProtoV2 {
 		refs := s.refs[si.l0:si.l1]
 		for j := 0; j+1 < len(refs); j += 2 {
-			if s.str(s.syms[refs[j]]) == name {
+			if sp := s.syms[refs[j]]; sp.end-sp.off == uint32(len(name)) && s.str(sp) == name {
 				return s.str(s.syms[refs[j+1]])
 			}
 		}
 		return ""
 	}
-	for j := si.l0; j+1 < si.l1; j += 2 {
-		if s.str(s.lbls[j]) == name {
-			return s.str(s.lbls[j+1])
+	// The metric name (MayChange asks every series for it) where the scan
+	// noted it: the only one, as the names are in order.
+	if si.named > 0 && !si.notPlain && name == model.MetricNameLabel {
+		return s.str(s.lbls[si.named-1])
+	}
+	// Lengths first: most names differ in theirs, and their bytes are not
+	// read then.
+	lbls, n := s.lbls[si.l0:si.l1], uint32(len(name))
+	for j := 0; j+1 < len(lbls); j += 2 {
+		if sp := lbls[j]; sp.end-sp.off == n && s.str(sp) == name {
+			return s.str(lbls[j+1])
 		}
 	}
 	return ""
