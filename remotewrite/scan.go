@@ -134,6 +134,7 @@ type scanned struct {
 	arena   []series.Sample // samples read for the merge
 	extra   []extraSeries
 	scratch []byte
+	keyBuf  []byte // SeriesKey's, RW 2.0 (see symbolsKey)
 	newSyms []string
 	symIdx  symIndex // symbol's table (symtable.go)
 	cur     cursor

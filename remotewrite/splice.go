@@ -99,26 +99,56 @@ func (s *scanned) Pairs(i int, f func(name, value string)) {
 func (s *scanned) Skip(i int) bool { return s.series[i].invalid }
 
 // Seeds of SeriesKey's hashes: its keys never meet the pipeline's own
-// (relabel.seriesKey), which hash the pairs with other seeds.
+// (relabel.seriesKey), which hash the pairs with other seeds, and RW 1.0's
+// wire bytes and RW 2.0's gathered strings never meet either.
 const (
 	rawKeySeed1 = 0x243f6a8885a308d3
 	rawKeySeed2 = 0x13198a2e03707344
+	symKeySeed1 = 0xa4093822299f31d0
+	symKeySeed2 = 0x082efa98ec4e6c89
 )
 
 // SeriesKey hashes an RW 1.0 series' label fields as they are on the wire
-// (contiguous: nearly always), twice: the bytes name the label set. RW 2.0
-// refs name symbols of this request only: no key.
+// (contiguous: nearly always), twice: the bytes name the label set. An RW
+// 2.0 series' refs name symbols of its request only: its key hashes the
+// strings they name (symbolsKey).
 func (s *scanned) SeriesKey(i int) (h1, h2 uint64, ok bool) {
 	si := &s.series[i]
-	if s.proto == ProtoV2 || si.labSplit || si.lab.end == si.lab.off {
+	if s.proto == ProtoV2 {
+		return s.symbolsKey(si)
+	}
+	if si.labSplit || si.lab.end == si.lab.off {
 		return 0, 0, false
 	}
-	b := s.raw[si.lab.off:si.lab.end]
+	return hashTwice(s.raw[si.lab.off:si.lab.end], rawKeySeed1, rawKeySeed2)
+}
+
+// symbolsKey is SeriesKey for RW 2.0: the series' label names and values in
+// wire order, each after its length (so that the bytes name one label set,
+// whatever its strings hold), gathered from the symbols table in one buffer
+// and hashed twice, as RW 1.0's wire bytes are. A label set has one key in
+// every request, whatever its references. It costs about half of what the
+// pipeline's key of the series' pairs did (relabel.seriesKey: a call per
+// label, two hashes fed as it goes): 2,500 instructions for a LiteLLM
+// series, 4,500 before.
+func (s *scanned) symbolsKey(si *seriesIdx) (h1, h2 uint64, ok bool) {
+	buf := s.keyBuf[:0]
+	for _, r := range s.refs[si.l0:si.l1] {
+		sp := s.syms[r]
+		buf = binary.AppendUvarint(buf, uint64(sp.end-sp.off))
+		buf = append(buf, s.raw[sp.off:sp.end]...)
+	}
+	s.keyBuf = buf
+	return hashTwice(buf, symKeySeed1, symKeySeed2)
+}
+
+// hashTwice hashes b with each seed.
+func hashTwice(b []byte, seed1, seed2 uint64) (h1, h2 uint64, ok bool) {
 	var d xxhash.Digest
-	d.ResetWithSeed(rawKeySeed1)
+	d.ResetWithSeed(seed1)
 	_, _ = d.Write(b)
 	h1 = d.Sum64()
-	d.ResetWithSeed(rawKeySeed2)
+	d.ResetWithSeed(seed2)
 	_, _ = d.Write(b)
 	return h1, d.Sum64(), true
 }

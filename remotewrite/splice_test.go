@@ -11,6 +11,7 @@ package remotewrite
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -189,4 +190,70 @@ func firstRequest(t *testing.T, w rwtest.Workload, rw2 bool) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// TestSeriesKeyNamesOneLabelSet: the decision cache trusts SeriesKey's keys
+// (see relabel's TestDecisionCacheKeysNameOneLabelSet). Label sets whose
+// strings run together alike (a value holding what would separate them, one
+// string split in two) have keys of their own; a label set has one key in
+// every RW 2.0 request, whatever the references of its symbols, and in RW
+// 1.0 as its bytes on the wire.
+func TestSeriesKeyNamesOneLabelSet(t *testing.T) {
+	n := "litellm_proxy_total_requests_metric_total"
+	long := strings.Repeat("k", 600)
+	sets := []labels.Labels{
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "a\xffzz\xffb"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "a", "zz", "b"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "ab"),
+		labels.FromStrings("__name__", n, "status_code", "None", "usera", "b"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", "\x02ab"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user\x02", "ab"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", long),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", long+"x"),
+		labels.FromStrings("__name__", n, "status_code", "None", "user", long[:300], "v", long[:300]),
+	}
+	for _, rw2 := range []bool{false, true} {
+		seen := map[[2]uint64]int{}
+		for order := range 3 { // the series in other orders: other symbol tables
+			req := &prompb.WriteRequest{}
+			idx := make([]int, len(sets))
+			for k := range idx {
+				idx[k] = (k*(order+1) + order) % len(sets)
+			}
+			for _, k := range idx {
+				req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+					Labels:  prompb.FromLabels(sets[k], nil),
+					Samples: []prompb.Sample{{Value: 1, Timestamp: 1000}},
+				})
+			}
+			var raw []byte
+			var err error
+			if rw2 {
+				raw, err = toV2(req).Marshal()
+			} else {
+				raw, err = req.Marshal()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := scan(protoFor(rw2), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range idx {
+				h1, h2, ok := s.SeriesKey(i)
+				if !ok {
+					t.Fatalf("RW 2.0 %v: no key for %v", rw2, sets[k])
+				}
+				if j, dup := seen[[2]uint64{h1, h2}]; dup && j != k {
+					t.Fatalf("RW 2.0 %v: %v and %v share a key", rw2, sets[j], sets[k])
+				}
+				seen[[2]uint64{h1, h2}] = k
+			}
+			s.release()
+		}
+		if len(seen) != len(sets) {
+			t.Fatalf("RW 2.0 %v: %d keys for %d label sets, in three requests", rw2, len(seen), len(sets))
+		}
+	}
 }

@@ -65,8 +65,8 @@ type Batch interface {
 	// label name, invalid UTF-8).
 	Skip(i int) bool
 	// SeriesKey is a 128-bit key of series i's label set that the batch can
-	// compute cheaply (RW 1.0: a hash of the label fields' bytes), with seeds
-	// of its own, or ok false. A key names one label set; one label set may
+	// compute cheaply (RW 1.0: a hash of the label fields' bytes; RW 2.0, of
+	// the strings its references name), with seeds of its own, or ok false. A key names one label set; one label set may
 	// have several keys.
 	SeriesKey(i int) (h1, h2 uint64, ok bool)
 }
