@@ -82,8 +82,8 @@ const (
 )
 
 // indexSymbols fills s.symFacts (per symbol) and s.symRank (per symbol used
-// as a label name: 1 + how many distinct names sort before it; equal bytes,
-// equal ranks; 0 for the others).
+// as a label name: 1 + how many distinct names sort before it, shifted by 8
+// above its facts; equal bytes, equal ranks; 0 for the others).
 func (s *scanned) indexSymbols(l *Limits, utf bool) {
 	n := len(s.syms)
 	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
@@ -116,10 +116,11 @@ func (s *scanned) indexSymbols(l *Limits, utf bool) {
 	rank = rank[:n]
 	clear(rank)
 	names := s.nameSyms[:0]
+	refs := s.refs
 	for i := range s.series {
 		si := &s.series[i]
 		for k := si.l0; k < si.l1; k += 2 {
-			if r := s.refs[k]; rank[r] == 0 {
+			if r := refs[k]; rank[r] == 0 {
 				rank[r] = 1
 				names = append(names, r)
 			}
@@ -136,7 +137,7 @@ func (s *scanned) indexSymbols(l *Limits, utf bool) {
 		if i == 0 || !bytes.Equal(sym(names[i-1]), sym(r)) {
 			rk++
 		}
-		rank[r] = rk
+		rank[r] = rk<<8 | uint32(facts[r])
 	}
 }
 
@@ -208,26 +209,44 @@ func (s *scanned) plainSeriesV2(si *seriesIdx, l *Limits) bool {
 	if int(si.l1-si.l0)/2 > l.MaxLabelsPerSeries {
 		return false
 	}
+	if s.unranked {
+		return s.plainSeriesV2Unranked(si)
+	}
 	facts, rank := s.symFacts, s.symRank
 	refs := s.refs[si.l0:si.l1]
-	var bad uint8
+	// Without a branch but the order's: names ORs the names' facts (one is
+	// the metric name), bad a metric name's empty value (vf's symEmpty, bit
+	// 0, where nf>>4 is its symMetricName, bit 4, the highest). A name's
+	// rank carries its facts (see indexSymbols): one load.
+	var bad, names uint8
 	prev := uint32(0)
+	for ; len(refs) >= 2; refs = refs[2:] {
+		r := rank[refs[0]]
+		if r <= prev {
+			return false
+		}
+		prev = r
+		nf, vf := uint8(r), facts[refs[1]]
+		names |= nf
+		bad |= nf&(symEmpty|symLongName|symNotASCII) | vf&(symLongValue|symNotASCII) | vf&(nf>>4)
+	}
+	return names&symMetricName != 0 && bad == 0
+}
+
+// plainSeriesV2Unranked is plainSeriesV2 where indexSymbols did not rank
+// the names: it compares their bytes.
+func (s *scanned) plainSeriesV2Unranked(si *seriesIdx) bool {
+	facts := s.symFacts
+	refs := s.refs[si.l0:si.l1]
+	var bad uint8
 	hasName := false
 	for k := 0; k+1 < len(refs); k += 2 {
 		nm, v := refs[k], refs[k+1]
-		if s.unranked {
-			if k > 0 {
-				a, b := s.syms[nm], s.syms[refs[k-2]]
-				if bytes.Compare(s.raw[a.off:a.end], s.raw[b.off:b.end]) <= 0 {
-					return false
-				}
-			}
-		} else {
-			r := rank[nm]
-			if r <= prev {
+		if k > 0 {
+			a, b := s.syms[nm], s.syms[refs[k-2]]
+			if bytes.Compare(s.raw[a.off:a.end], s.raw[b.off:b.end]) <= 0 {
 				return false
 			}
-			prev = r
 		}
 		nf, vf := facts[nm], facts[v]
 		bad |= nf&(symEmpty|symLongName|symNotASCII) | vf&(symLongValue|symNotASCII)
