@@ -486,7 +486,7 @@ func compressInPlace(dst, in, req, tail []byte, holes []int, bits []uint64) (_ [
 // (with the holes' new bytes). keptElements passes over the elements that
 // stay as they came; this loop handles the others, one at a time.
 func walkInPlace(dst, in, out []byte, holes []int, bits []uint64) ([]byte, bool) {
-	next, h := len(out), 0 // the first hole at or after d (holes[h])
+	next, h, last := len(out), 0, -1 // the first hole at or after d (holes[h]), the last before
 	if len(holes) > 0 {
 		next = holes[0]
 	}
@@ -495,7 +495,7 @@ func walkInPlace(dst, in, out []byte, holes []int, bits []uint64) ([]byte, bool)
 	var fixAt []int // and where in in their bytes are
 	d, p, n := 0, 0, len(in)
 	for {
-		p, d = keptElements(in, p, d, next, bits)
+		p, d = keptElements(in, p, d, next, last, bits)
 		if p >= n {
 			break
 		}
@@ -507,7 +507,7 @@ func walkInPlace(dst, in, out []byte, holes []int, bits []uint64) ([]byte, bool)
 		if !e.copy { // a literal: as it came, holes written into it
 			for next < d+length {
 				fix, fixAt = append(fix, next), append(fixAt, nx-length+next-d)
-				h, next = h+1, len(out) // on to the next hole
+				last, h, next = next, h+1, len(out) // on to the next hole
 				if h < len(holes) {
 					next = holes[h]
 				}
@@ -515,7 +515,7 @@ func walkInPlace(dst, in, out []byte, holes []int, bits []uint64) ([]byte, bool)
 			d, p = d+length, nx
 			continue
 		}
-		if next < d+length || copiesAHole(bits, d-e.offset, length) { // a literal of its bytes
+		if next < d+length || d-e.offset <= last && copiesAHole(bits, d-e.offset, length) { // a literal of its bytes
 			base := len(dst) - vs
 			dst = append(dst, in[vs:p]...)
 			for k, at := range fixAt {
@@ -524,7 +524,7 @@ func walkInPlace(dst, in, out []byte, holes []int, bits []uint64) ([]byte, bool)
 			fix, fixAt = fix[:0], fixAt[:0]
 			dst = appendSnappyLiteral(dst, out[d:d+length])
 			for next < d+length {
-				h, next = h+1, len(out)
+				last, h, next = next, h+1, len(out)
 				if h < len(holes) {
 					next = holes[h]
 				}
@@ -556,7 +556,9 @@ func copiesAHole(bits []uint64, from, length int) bool {
 // without a hole, a copy that neither holds a hole nor copies one. It
 // returns where the first other element starts, and what it decodes to:
 // one that reaches the hole next, or past the request's end (next is never
-// after it), or copies a hole (bits); one not well formed (offset 0,
+// after it), or copies a hole (bits; only a copy from at or before last,
+// the last hole before d, can: most copies reach back less far, to the
+// series before, and skip the bit test); one not well formed (offset 0,
 // reaching before the block, past the block's end); or one in the block's
 // last four bytes, which it leaves to the caller's careful parse.
 //
@@ -565,7 +567,7 @@ func copiesAHole(bits []uint64, from, length int) bool {
 // registers: inline in walkInPlace, beside the state of the edits, they
 // were spilled to the stack at every element, and the walk took 1.4 times
 // as long (BenchmarkSnappySplice/merged=6%/forward).
-func keptElements(in []byte, p, d, next int, bits []uint64) (int, int) {
+func keptElements(in []byte, p, d, next, last int, bits []uint64) (int, int) {
 	for p+5 <= len(in) {
 		e := in[p : p+5 : p+5] // the tag and the 4 bytes after it: one bounds check
 		tag := e[0]
@@ -593,7 +595,7 @@ func keptElements(in []byte, p, d, next int, bits []uint64) (int, int) {
 		}
 		// A hole in its bytes, or in its source's: a copy reaching into
 		// the bytes after d (a repeat) reaches the hole next first.
-		if d+length > next || uint(off-1) >= uint(d) || copiesAHole(bits, d-off, length) {
+		if d+length > next || uint(off-1) >= uint(d) || d-off <= last && copiesAHole(bits, d-off, length) {
 			return p, d
 		}
 		d, p = d+length, p+size

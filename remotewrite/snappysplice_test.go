@@ -707,6 +707,16 @@ func TestCompressInPlaceElements(t *testing.T) {
 			want: elements{}.lit(abcdefgh).lit([]byte("abcd\x7afgh")).copy2(16, 4).block(20),
 		},
 		{
+			name:  "a copy from the last hole itself: a literal",
+			in:    elements{}.lit(abcdefgh).copy1(8, 4).lit([]byte("ijklmnop")).block(20),
+			holes: []int{0},
+			// the copy's source starts at the hole: its bytes are the
+			// request's, not the hole's new byte (the literal after it
+			// keeps the copy off the block's last bytes, which the walk
+			// parses apart)
+			want: elements{}.lit([]byte("\x7abcdefgh")).lit([]byte("abcd")).lit([]byte("ijklmnop")).block(20),
+		},
+		{
 			name:  "an overlapping copy (a repeat) across a hole",
 			in:    elements{}.lit([]byte("a")).copy2(1, 30).block(31),
 			holes: []int{0},
