@@ -90,6 +90,22 @@ func encodeV1(t *testing.T, req *prompb.WriteRequest) []byte {
 	return snappy.Encode(nil, raw)
 }
 
+// marshalAs is req's uncompressed body in RW 1.0, or in RW 2.0 (toV2).
+func marshalAs(t *testing.T, req *prompb.WriteRequest, rw2 bool) []byte {
+	t.Helper()
+	var raw []byte
+	var err error
+	if rw2 {
+		raw, err = toV2(req).Marshal()
+	} else {
+		raw, err = req.Marshal()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
 func decodeV1(t *testing.T, body []byte) *prompb.WriteRequest {
 	t.Helper()
 	raw, err := snappy.Decode(nil, body)

@@ -290,17 +290,7 @@ func TestScanHasExemplars(t *testing.T) {
 	}
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{without, with, without}}
 	for _, rw2 := range []bool{false, true} {
-		var raw []byte
-		var err error
-		if rw2 {
-			raw, err = toV2(req).Marshal()
-		} else {
-			raw, err = req.Marshal()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := scan(protoFor(rw2), raw)
+		s, err := scan(protoFor(rw2), marshalAs(t, req, rw2))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -226,17 +226,7 @@ func TestSeriesKeyNamesOneLabelSet(t *testing.T) {
 					Samples: []prompb.Sample{{Value: 1, Timestamp: 1000}},
 				})
 			}
-			var raw []byte
-			var err error
-			if rw2 {
-				raw, err = toV2(req).Marshal()
-			} else {
-				raw, err = req.Marshal()
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := scan(protoFor(rw2), raw)
+			s, err := scan(protoFor(rw2), marshalAs(t, req, rw2))
 			if err != nil {
 				t.Fatal(err)
 			}
