@@ -139,16 +139,7 @@ relabel_configs:
 					for step := int64(1); step <= 12; step++ {
 						now = step * 10000
 						v1 := randomRequest(rng, step*10000)
-						var raw []byte
-						var err error
-						if proto == string(ProtoV1) {
-							raw, err = v1.Marshal()
-						} else {
-							raw, err = toV2(v1).Marshal()
-						}
-						if err != nil {
-							t.Fatal(err)
-						}
+						raw := marshalAs(t, v1, proto != string(ProtoV1))
 						got, gotChanged := runFast(t, fast, proto, raw)
 						want, wantChanged := runReference(t, ref, proto, raw)
 						if gotChanged {

@@ -90,16 +90,7 @@ func FuzzValidRequests(f *testing.F) {
 		fast, ref := litellmPipeline(t, "collision: {policy: merge}"), litellmPipeline(t, "collision: {policy: merge}")
 		for step := range int64(steps%6) + 1 {
 			v1 := randomRequest(rng, (step+1)*10000)
-			var raw []byte
-			var err error
-			if rw2 {
-				raw, err = toV2(v1).Marshal()
-			} else {
-				raw, err = v1.Marshal()
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := marshalAs(t, v1, rw2)
 			got, _ := runFast(t, fast, proto, raw)
 			want, _ := runReference(t, ref, proto, raw)
 			if g, w := rwtest.MustRender(t, proto, got), rwtest.MustRender(t, proto, want); g != w {

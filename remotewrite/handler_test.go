@@ -91,7 +91,7 @@ func encodeV1(t *testing.T, req *prompb.WriteRequest) []byte {
 }
 
 // marshalAs is req's uncompressed body in RW 1.0, or in RW 2.0 (toV2).
-func marshalAs(t *testing.T, req *prompb.WriteRequest, rw2 bool) []byte {
+func marshalAs(t testing.TB, req *prompb.WriteRequest, rw2 bool) []byte {
 	t.Helper()
 	var raw []byte
 	var err error

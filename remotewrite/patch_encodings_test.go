@@ -264,7 +264,7 @@ func TestRandomEditsDecodeAsCut(t *testing.T) {
 	for seed := range uint64(40) {
 		rw2 := seed%2 == 1
 		n := []int{1, 40, 300, 900}[seed%4]
-		raw := randomBody(rand.New(rand.NewPCG(seed, 7)), n, rw2)
+		raw := randomBody(t, rand.New(rand.NewPCG(seed, 7)), n, rw2)
 		for mode := range uint8(5) {
 			encodedBothWays(t, raw, rw2, func(s *scanned) {
 				randomEdits(rand.New(rand.NewPCG(seed, uint64(mode))), s, mode)

@@ -57,7 +57,7 @@ var senderEncoders = []struct {
 // series whose label values vary in length (so that series straddle the
 // 64 KiB windows at every alignment), some of them random bytes (which do
 // not compress), with 1-3 samples each and sometimes metadata.
-func randomBody(rng *rand.Rand, n int, rw2 bool) []byte {
+func randomBody(t testing.TB, rng *rand.Rand, n int, rw2 bool) []byte {
 	codes := []string{"200", "500", "None", "429", "503"}
 	req := &prompb.WriteRequest{}
 	for i := range n {
@@ -81,17 +81,7 @@ func randomBody(rng *rand.Rand, n int, rw2 bool) []byte {
 	if rng.IntN(3) == 0 {
 		req.Metadata = []prompb.MetricMetadata{{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "litellm_proxy_total_requests_metric", Help: "total"}}
 	}
-	var raw []byte
-	var err error
-	if rw2 {
-		raw, err = toV2(req).Marshal()
-	} else {
-		raw, err = req.Marshal()
-	}
-	if err != nil {
-		panic(err)
-	}
-	return raw
+	return marshalAs(t, req, rw2)
 }
 
 // randomEdits changes series of s through its series.Batch, as a repair
@@ -189,7 +179,7 @@ func checkSpliced(t *testing.T, got []byte, reused int, out []byte) {
 // and checks the spliced block against the full re-encode.
 func spliceCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	raw := randomBody(rng, nSeries, rw2)
+	raw := randomBody(t, rng, nSeries, rw2)
 	s, err := scan(protoFor(rw2), raw)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +216,7 @@ func spliceCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
 // decode to exactly the request it made, head and tail.
 func forwardCase(t *testing.T, seed uint64, rw2 bool, nSeries int, mode uint8) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	raw := randomBody(rng, nSeries, rw2)
+	raw := randomBody(t, rng, nSeries, rw2)
 	s, err := scan(protoFor(rw2), slices.Clone(raw)) // blanked in place: raw stays the sender's
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +414,7 @@ func TestSnappySpliceHostileRuns(t *testing.T) {
 // compressSpliced gives exactly compress' block, and reuses nothing. The
 // request here is copied whole, so that only the walk can refuse.
 func TestSnappySpliceFallsBack(t *testing.T) {
-	raw := randomBody(rand.New(rand.NewPCG(1, 2)), 1000, false)
+	raw := randomBody(t, rand.New(rand.NewPCG(1, 2)), 1000, false)
 	block := snappy.Encode(nil, raw)
 	_, hdr := binary.Uvarint(block)
 	abcd := []byte("abcd")
