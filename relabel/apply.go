@@ -3,6 +3,7 @@ package relabel
 import (
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -362,8 +363,45 @@ func (p *Pipeline) merges() bool { return p.policy == PolicyMerge && p.merger !=
 // the sender) — the TSDB would then refuse the whole request (duplicate
 // sample, 400) and the sender drop its batch.
 func (p *Pipeline) decide(b series.Batch) (edits []edit, undone int) {
+	if p.cache == nil {
+		var (
+			sb   labels.ScratchBuilder
+			last nameRewrites
+		)
+		for i := range b.Len() {
+			if b.Skip(i) || !p.mayChange(b.Getter(i), &last) {
+				continue
+			}
+			edits, undone = p.edit(edits, undone, b, i, p.decideSeries(b.Labels(i, &sb)), nil)
+		}
+		return edits, undone
+	}
+	// The series to look up first, then the look-ups: the request's edits
+	// in one allocation of the right size, not grown from nothing (a
+	// request of LiteLLM's has hundreds).
+	sc := probeLists.Get().(*[]probe)
+	defer func() { probeLists.Put(sc) }()
+	*sc = p.keys(b, (*sc)[:0])
+	var sb labels.ScratchBuilder
+	for _, pr := range *sc {
+		d := p.cache.get(pr.k)
+		if d != nil {
+			p.countFired(d.fired)
+		} else {
+			d = p.cache.put(pr.k, p.decideSeries(b.Labels(int(pr.i), &sb)))
+		}
+		if edits == nil {
+			edits = make([]edit, 0, len(*sc))
+		}
+		edits, undone = p.edit(edits, undone, b, int(pr.i), d, d)
+	}
+	return edits, undone
+}
+
+// keys appends to probes the series of b that the pipeline may change
+// (mayChange), each with its key in the decision cache.
+func (p *Pipeline) keys(b series.Batch, probes []probe) []probe {
 	var (
-		sb   labels.ScratchBuilder
 		h    *pairHasher // allocated once per request, if needed
 		last nameRewrites
 	)
@@ -371,42 +409,43 @@ func (p *Pipeline) decide(b series.Batch) (edits []edit, undone int) {
 		if b.Skip(i) || !p.mayChange(b.Getter(i), &last) {
 			continue
 		}
-		var d *decision
-		if p.cache != nil {
-			// Seen before: no labels built, no rules run.
-			var k cacheKey
-			var ok bool
-			if k.h1, k.h2, ok = b.SeriesKey(i); !ok {
-				if h == nil {
-					h = newPairHasher()
-				}
-				k = seriesKey(b, i, h)
+		var k cacheKey
+		var ok bool
+		if k.h1, k.h2, ok = b.SeriesKey(i); !ok {
+			if h == nil {
+				h = newPairHasher()
 			}
-			if d = p.cache.get(k); d != nil {
-				p.countFired(d.fired)
-			} else {
-				d = p.cache.put(k, p.decideSeries(b.Labels(i, &sb)))
-			}
-		} else {
-			d = p.decideSeries(b.Labels(i, &sb))
+			k = seriesKey(b, i, h)
 		}
-		var cached *decision
-		if p.cache != nil {
-			cached = d
+		probes = append(probes, probe{i: int32(i), k: k})
+	}
+	return probes
+}
+
+// edit appends to edits what d, the decision for series i of b, makes of
+// it; cached is d when it came from the cache.
+func (p *Pipeline) edit(edits []edit, undone int, b series.Batch, i int, d, cached *decision) ([]edit, int) {
+	switch {
+	case d.merge && b.HasHistograms(i):
+		if !labels.Equal(d.out, d.orig) {
+			undone++
 		}
-		switch {
-		case d.merge && b.HasHistograms(i):
-			if !labels.Equal(d.out, d.orig) {
-				undone++
-			}
-		case d.merge:
-			edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash, d: cached})
-		case !d.changed && d.keep:
-		default:
-			edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: d.keep, d: cached})
-		}
+	case d.merge:
+		edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: true, merge: true, hash: d.outHash, d: cached})
+	case !d.changed && d.keep:
+	default:
+		edits = append(edits, edit{idx: int32(i), orig: d.orig, out: d.out, keep: d.keep, d: cached})
 	}
 	return edits, undone
+}
+
+// probeLists pools decide's lists of series to look up.
+var probeLists = sync.Pool{New: func() any { return new([]probe) }}
+
+// probe is a series of a request to look up in the decision cache.
+type probe struct {
+	i int32
+	k cacheKey
 }
 
 // decideSeries runs the rules over one series' labels.

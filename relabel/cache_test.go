@@ -437,3 +437,32 @@ func BenchmarkDecideCached(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch.Len()), "ns/series")
 }
+
+// BenchmarkDecideCachedCold is BenchmarkDecideCached over a cache of
+// 100,000 decisions (50,000 users), one 2,000-series request after another
+// in turn, as a LiteLLM proxy's scrape comes: each request's decisions were
+// last touched 49 requests before, so the probes meet the memory latency a
+// large cache has in production, which the warm benchmark does not.
+func BenchmarkDecideCachedCold(b *testing.B) {
+	p, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const users, per = 50_000, 1000
+	none, five := mergeWorkload(users)
+	var batches []*sliceBatch
+	for off := 0; off < users; off += per {
+		ls := append(slices.Clone(none[off:off+per]), five[off:off+per]...)
+		batches = append(batches, newSliceBatch(ls, make([][]Sample, len(ls))))
+	}
+	for _, batch := range batches {
+		p.decide(batch)
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		p.decide(batches[n%len(batches)])
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*2*per), "ns/series")
+}
