@@ -191,18 +191,42 @@ func (p *Pipeline) MayChange(s series.Getter) bool {
 	return p.mayChange(s, &nameRewrites{})
 }
 
-// nameRewrites is the last metric name whose rewrites mayChange looked up,
-// and them: a request's series come grouped by metric, and comparing the
-// name with the last one costs a third of the map lookup (a hash of the
-// name, a probe, a comparison). The name points into the request: it is
-// kept for one request's series only (see decide).
+// nameRewrites is the last metric names whose rewrites mayChange looked
+// up, and them: a request's series come grouped by metric, or, with
+// LiteLLM's _created twins, alternating between a counter and its twin; a
+// comparison with the names seen last costs a third of the map lookup (a
+// hash of the name, a probe, a comparison). The names point into the
+// request: they are kept for one request's series only (see decide).
 type nameRewrites struct {
-	name string
-	rws  []*presetRewrite
-	ok   bool // name and rws are set
+	names [nameMemo]string
+	rws   [nameMemo][]*presetRewrite
+	n     int // names set, up to nameMemo
+	next  int // the one to replace next, when all are set
 }
 
-// mayChange is MayChange, with the last name's rewrites in last.
+// nameMemo is how many names nameRewrites keeps: a counter, its _created
+// twin, and the two of the other counter.
+const nameMemo = 4
+
+// lookup returns the rewrites of the metric name, from the memo or the map.
+func (m *nameRewrites) lookup(p *Pipeline, name string) []*presetRewrite {
+	for k := range m.n {
+		if m.names[k] == name {
+			return m.rws[k]
+		}
+	}
+	rws := p.byName[name]
+	k := m.n
+	if k < nameMemo {
+		m.n++
+	} else {
+		k, m.next = m.next, (m.next+1)%nameMemo
+	}
+	m.names[k], m.rws[k] = name, rws
+	return rws
+}
+
+// mayChange is MayChange, with the last names' rewrites in last.
 func (p *Pipeline) mayChange(s series.Getter, last *nameRewrites) bool {
 	if len(p.rules) > 0 {
 		return true // User rules can match on any label.
@@ -211,10 +235,7 @@ func (p *Pipeline) mayChange(s series.Getter, last *nameRewrites) bool {
 	if !p.nameLen[min(len(name), 255)] {
 		return false
 	}
-	if !last.ok || name != last.name {
-		*last = nameRewrites{name: name, rws: p.byName[name], ok: true}
-	}
-	for _, rw := range last.rws {
+	for _, rw := range last.lookup(p, name) {
 		if v := s.Get(rw.label); v == rw.from || (p.policy == PolicyMerge && v == rw.to) {
 			return true
 		}

@@ -70,8 +70,9 @@ func TestLiteLLMPreset(t *testing.T) {
 }
 
 // TestMayChangeNameMemo: decide's mayChange, which keeps the last metric
-// name's rewrites from series to series, answers as MayChange does, over a
-// sequence of series of a few metrics, grouped and mixed.
+// names' rewrites from series to series, answers as MayChange does, over a
+// sequence of series of a few metrics (more than the memo holds), grouped
+// and mixed.
 func TestMayChangeNameMemo(t *testing.T) {
 	p := pipeline(t, "collision: {policy: merge}", nil)
 	var sets []labels.Labels
@@ -98,7 +99,7 @@ func TestMayChangeNameMemo(t *testing.T) {
 			ls = sets[rng.IntN(len(sets))]
 		}
 		if got, want := p.mayChange(ls, &last), p.MayChange(ls); got != want {
-			t.Fatalf("series %d, %s: mayChange %v after %q, MayChange %v", k, ls, got, last.name, want)
+			t.Fatalf("series %d, %s: mayChange %v after %q, MayChange %v", k, ls, got, last.names[:last.n], want)
 		}
 	}
 }
