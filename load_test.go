@@ -20,6 +20,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -50,6 +51,7 @@ var (
 	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of each rwfix phase to this directory")
 	loadHeap     = flag.String("load.heapprofile", "", "write a heap profile of each rwfix row, at its end, to this directory")
 	loadOnly     = flag.String("load.only", "", "run only the rows whose name matches this regular expression (the baseline always runs)")
+	loadRounds   = flag.Int("load.rounds", 1, "run every row this many times, in turn (rounds of the whole table), and report each row's run of median CPU per sample, with the range over the rounds: the machine's noise moves one run's ratios by 10-15%")
 	loadCompare  = flag.String("load.compare", "", "an rwfix binary of another build: each rwfix row (one core) runs with it too, right after, as \"rwfix (compared build)\"")
 )
 
@@ -439,11 +441,9 @@ func TestLoad(t *testing.T) {
 		if !proto {
 			specs = append(specs, rowSpec{"rwfix, repair-heavy, flood: 32 senders, --web.max-inflight-requests=4 (errors = 503s)", "", &flood, heavy, 32, mergeLearn, 1})
 		}
-		var base loadResult
-		for k, c := range specs {
-			if k > 0 && *loadOnly != "" && !regexp.MustCompile(*loadOnly).MatchString(pname+", "+c.name) {
-				continue
-			}
+		// runRow starts the relay of row c, drives its load, stops it and
+		// returns what it measured.
+		runRow := func(c rowSpec) loadResult {
 			port := freePort(t)
 			args := c.r.args(port)
 			cmd := exec.Command(args[0], args[1:]...)
@@ -502,6 +502,26 @@ func TestLoad(t *testing.T) {
 			}
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
+			return res
+		}
+		runs := make([][]loadResult, len(specs)) // each row's result in each round
+		for round := range max(1, *loadRounds) {
+			if *loadRounds > 1 {
+				t.Logf("%s: round %d of %d", pname, round+1, *loadRounds)
+			}
+			for k, c := range specs {
+				if k > 0 && *loadOnly != "" && !regexp.MustCompile(*loadOnly).MatchString(pname+", "+c.name) {
+					continue
+				}
+				runs[k] = append(runs[k], runRow(c))
+			}
+		}
+		var base loadResult
+		for k, c := range specs {
+			if len(runs[k]) == 0 {
+				continue
+			}
+			res, lo, hi := medianRun(runs[k])
 			res.name = pname + ", " + c.name
 			if k == 0 {
 				base = res
@@ -518,8 +538,12 @@ func TestLoad(t *testing.T) {
 					p.rwfix = &res
 				}
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %.0f | %.3f | %.1f× | %.0f | %.1f× | %.0f | %.2f | %.2f | %.1f× | %.1f | %d |",
-				res.name, res.samplesPerSecond, res.cpuPerM(), res.cpuPerM()/base.cpuPerM(),
+			cpu := fmt.Sprintf("%.3f", res.cpuPerM())
+			if len(runs[k]) > 1 {
+				cpu += fmt.Sprintf(" (%.3f–%.3f)", lo, hi)
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %.0f | %s | %.1f× | %.0f | %.1f× | %.0f | %.2f | %.2f | %.1f× | %.1f | %d |",
+				res.name, res.samplesPerSecond, cpu, res.cpuPerM()/base.cpuPerM(),
 				float64(res.peakRSS)/(1<<20), float64(res.peakRSS)/float64(base.peakRSS), float64(res.warmPeakRSS)/(1<<20),
 				res.p50.Seconds()*1000, res.p99.Seconds()*1000, res.p99.Seconds()/base.p99.Seconds(), res.upstreamPerSample(), res.errors))
 		}
@@ -607,4 +631,11 @@ func findVmagent() string {
 		return p
 	}
 	return ""
+}
+
+// medianRun returns, of a row's runs, the one of median CPU per sample (of
+// two, the lower), and the least and most CPU per sample among them.
+func medianRun(runs []loadResult) (loadResult, float64, float64) {
+	sorted := slices.SortedFunc(slices.Values(runs), func(a, b loadResult) int { return cmp.Compare(a.cpuPerM(), b.cpuPerM()) })
+	return sorted[(len(sorted)-1)/2], sorted[0].cpuPerM(), sorted[len(sorted)-1].cpuPerM()
 }
