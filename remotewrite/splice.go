@@ -252,6 +252,9 @@ func (s *scanned) Exemplars(idx []int) int {
 	}
 	n := 0
 	for _, i := range idx {
+		if !s.series[i].hasEx {
+			continue // the scan saw no exemplars field: nothing to count (most series)
+		}
 		_ = walk(s.raw, s.series[i].body, func(num protowire.Number, _ protowire.Type, _ span) error {
 			if num == field {
 				n++
