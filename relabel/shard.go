@@ -162,6 +162,7 @@ type shard struct {
 	// by an earlier process; they are sent as retries.
 	retryUntil int64
 	metrics    *mergeMetrics
+	scan       scanOrder // collect's, under mu
 }
 
 // deadSpan is the dead span of a revival: from when the output died (its
@@ -638,6 +639,56 @@ func (m *shard) birthWait() time.Duration {
 // to ride on (or for the clock): then every request should Begin and
 // Collect, even one that carries no source.
 func (m *shard) Pending() bool { return m.pending.Load() > 0 }
+
+// scanOrder puts a partition's waiting outputs in the order of their ids
+// (their age) for collect's scan, in arrays kept from one scan to the next.
+// Each id goes into a key with its output's place in the list below it,
+// and the keys are sorted as integers: the sort neither calls a comparison
+// nor reads an output (a cache miss each) to compare two.
+type scanOrder struct {
+	keys       []uint64
+	outs, byID []*output
+}
+
+// scanPlaceBits is how many low bits of a key hold the output's place;
+// the id takes the others (an id is never near 2⁴⁴, but the order does not
+// hang on it: see byAge).
+const scanPlaceBits = 20
+
+// byAge returns the outputs of set in the order of their ids. The list is
+// valid until release.
+func (s *scanOrder) byAge(set map[*output]struct{}) []*output {
+	packed := len(set) <= 1<<scanPlaceBits
+	for o := range set {
+		packed = packed && o.id < 1<<(64-scanPlaceBits)
+		s.keys = append(s.keys, o.id<<scanPlaceBits|uint64(len(s.outs)))
+		s.outs = append(s.outs, o)
+	}
+	if !packed {
+		slices.SortFunc(s.outs, func(a, b *output) int { return cmp.Compare(int64(a.id), int64(b.id)) })
+		return s.outs
+	}
+	slices.Sort(s.keys) // ids are unique: the places never decide
+	for _, k := range s.keys {
+		s.byID = append(s.byID, s.outs[k&(1<<scanPlaceBits-1)])
+	}
+	return s.byID
+}
+
+// release empties the lists, keeping their arrays but no output alive;
+// arrays grown by a scan far larger than usual are left to the GC.
+func (s *scanOrder) release() {
+	if cap(s.keys) > maxScanKept {
+		*s = scanOrder{}
+		return
+	}
+	clear(s.outs)
+	clear(s.byID)
+	s.keys, s.outs, s.byID = s.keys[:0], s.outs[:0], s.byID[:0]
+}
+
+// maxScanKept is the most outputs whose scan arrays a shard keeps.
+const maxScanKept = 1 << 14
 
 // mergeTx is one request's transaction on one shard (see shardedTx).
 type mergeTx struct {
@@ -2052,15 +2103,11 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 			p.nextScan = wall.Add(scanEvery)
 			// In a fixed order (the outputs' age), so that two states fed
 			// the same requests send the same requests.
-			waiting := make([]*output, 0, len(p.waiting))
-			for o := range p.waiting {
-				waiting = append(waiting, o)
-			}
-			slices.SortFunc(waiting, func(a, b *output) int { return cmp.Compare(int64(a.id), int64(b.id)) })
-			for _, o := range waiting {
+			for _, o := range m.scan.byAge(p.waiting) {
 				m.advance(o, now)
 				emits = tx.attach(o, -1, emits)
 			}
+			m.scan.release()
 		}
 		// Outputs attached here leave the ready list until Done.
 		for _, o := range tx.attached {
