@@ -247,6 +247,7 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 	if st, ok := tx.(*shardedTx); ok {
 		st.expect(len(gr.groups))
 	}
+	counter, _ := tx.(sourceCounter) // asked once, not at every group
 	for start := 0; start < len(gr.srcs); {
 		g := &gr.groups[gr.srcs[start].group]
 		end := start + int(g.nsrc)
@@ -258,7 +259,7 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 			samples = append(samples, b.Samples(src.idx))
 		}
 		held := tx.AddHashed(g.out, g.hash, ls, samples)
-		if collides(tx, len(h.slots), ls) {
+		if collides(counter, len(h.slots), ls) {
 			collided += len(gidx)
 		}
 		p.recountSources(edits, srcs, held, part)
@@ -396,12 +397,16 @@ func (p *Pipeline) dropUnsentExemplars(b series.Batch, slots [][]int, emitted []
 	}
 }
 
+// sourceCounter is a MergeTx that tells how many sources the output of an
+// Add call has in the merge state (shardedTx.Sources).
+type sourceCounter interface{ Sources(k int) int }
+
 // collides reports whether the sources of Add call k are summed with
-// another series: their output has several sources in the merge state, or
-// (a MergeTx that cannot tell) in this request.
-func collides(tx MergeTx, k int, sources []labels.Labels) bool {
-	if st, ok := tx.(interface{ Sources(k int) int }); ok {
-		return st.Sources(k) > 1
+// another series: their output has several sources in the merge state
+// (counter: the transaction, if it can tell), or in this request.
+func collides(counter sourceCounter, k int, sources []labels.Labels) bool {
+	if counter != nil {
+		return counter.Sources(k) > 1
 	}
 	for _, ls := range sources[1:] {
 		if !labels.Equal(ls, sources[0]) {
