@@ -69,8 +69,9 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.B
 	gr.sort()
 	held, n, collided, unmerged := p.addGroups(tx, part, edits, b, gr, drop)
 	gr.release() // what the rest needs of it, held has
-	same, appended, retries, emitted := writeEmits(tx.Collect(), b, drop, held)
-	p.dropUnsentExemplars(b, held.slots, emitted)
+	same, appended, retries := writeEmits(tx.Collect(), b, drop, held)
+	p.dropUnsentExemplars(b, held)
+	held.release()
 	return n - same, collided, unmerged, appended, retries
 }
 
@@ -215,14 +216,43 @@ func (gr *grouping) sorted() bool {
 }
 
 // heldGroups is what the merge transaction took, by group (in the order of
-// its Add calls): the series slots of the sources (nil: not held, the sources
-// go out unmerged), and, where a source of the request has the output's own
-// labels (the genuine series), which of the slots it is (-1: none) and its
-// samples.
+// its Add calls), and whether the request carries samples of each (see
+// writeEmits). Its lists are kept for the next request (see release): made
+// anew, they were about 57 KB a request of 1,000 outputs.
 type heldGroups struct {
-	slots   [][]int
-	genuine []int
-	own     [][]Sample
+	groups  []heldGroup
+	emitted []bool
+	// ls and samples: one group's sources, handed to the transaction
+	ls      []labels.Labels
+	samples [][]Sample
+}
+
+// heldGroup is one group of heldGroups: the series slots of its sources
+// (nil: not held, the sources go out unmerged), and, where a source of the
+// request has the output's own labels (the genuine series), which of the
+// slots it is (-1: none) and its samples. One record, not a list each:
+// writeEmits reads the three together.
+type heldGroup struct {
+	slots   []int
+	genuine int
+	own     []Sample
+}
+
+// helds keeps the heldGroups of finished requests for the next ones.
+var helds = sync.Pool{New: func() any { return new(heldGroups) }}
+
+// release empties h, so that it keeps no request's slots, labels or
+// samples alive, and gives it back for another request (one grown by a far
+// larger request than usual is left to the GC, as a grouping is).
+func (h *heldGroups) release() {
+	if cap(h.groups) > maxPooledGrouping {
+		return
+	}
+	clear(h.groups)
+	clear(h.ls)
+	clear(h.samples)
+	h.groups, h.emitted, h.ls, h.samples = h.groups[:0], h.emitted[:0], h.ls[:0], h.samples[:0]
+	helds.Put(h)
 }
 
 // addGroups hands each group to the merge transaction. The slots of a held
@@ -230,20 +260,15 @@ type heldGroups struct {
 // a group the state has no room for goes out unmerged. It returns how many
 // series it merged, how many collide (summed with another), and how many
 // rewrites it undid.
-func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Batch, gr *grouping, drop *dropSet) (h heldGroups, n, collided, unmerged int) {
-	var (
-		ls      []labels.Labels
-		samples [][]Sample
-		idx     = make([]int, len(gr.srcs)) // sources' series indices, kept by SetSamples
-	)
+func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Batch, gr *grouping, drop *dropSet) (h *heldGroups, n, collided, unmerged int) {
+	idx := make([]int, len(gr.srcs)) // sources' series indices, kept by SetSamples
 	for j := range gr.srcs {
 		idx[j] = gr.srcs[j].idx
 	}
-	// One entry per group in each: room for all of them at once, where
-	// growing them by doubling allocated each about twice over.
-	h.slots = make([][]int, 0, len(gr.groups))
-	h.genuine = make([]int, 0, len(gr.groups))
-	h.own = make([][]Sample, 0, len(gr.groups))
+	h = helds.Get().(*heldGroups)
+	// One entry per group: room for all of them at once, where growing the
+	// list by doubling allocated it about twice over.
+	h.groups = slices.Grow(h.groups, len(gr.groups))
 	if st, ok := tx.(*shardedTx); ok {
 		st.expect(len(gr.groups))
 	}
@@ -253,19 +278,20 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 		end := start + int(g.nsrc)
 		srcs, gidx := gr.srcs[start:end], idx[start:end:end]
 		start = end
-		ls, samples = ls[:0], samples[:0]
+		ls, samples := h.ls[:0], h.samples[:0]
 		for _, src := range srcs {
 			ls = append(ls, src.ls)
 			samples = append(samples, b.Samples(src.idx))
 		}
+		h.ls, h.samples = ls, samples
 		held := tx.AddHashed(g.out, g.hash, ls, samples)
-		if collides(counter, len(h.slots), ls) {
+		if collides(counter, len(h.groups), ls) {
 			collided += len(gidx)
 		}
 		p.recountSources(edits, srcs, held, part)
 		if !held {
 			unmerged += p.unmerge(edits, g.out, srcs, samples)
-			h.slots, h.genuine, h.own = append(h.slots, nil), append(h.genuine, -1), append(h.own, nil)
+			h.groups = append(h.groups, heldGroup{genuine: -1})
 			continue
 		}
 		for _, i := range gidx {
@@ -279,7 +305,7 @@ func (p *Pipeline) addGroups(tx MergeTx, part string, edits []edit, b series.Bat
 				break
 			}
 		}
-		h.slots, h.genuine, h.own = append(h.slots, gidx), append(h.genuine, genuine), append(h.own, own)
+		h.groups = append(h.groups, heldGroup{slots: gidx, genuine: genuine, own: own})
 	}
 	return h, n, collided, unmerged
 }
@@ -337,10 +363,12 @@ func (p *Pipeline) unmerge(edits []edit, out labels.Labels, srcs []groupSource, 
 // again: a sample the birth wait held sent in the next scrape's slot, whose
 // value and timestamp the encoder writes in place too). same counts the
 // slots left as they came (a genuine
-// series alone, its samples unchanged); emitted tells, by group, whether
+// series alone, its samples unchanged); h.emitted tells, by group, whether
 // the request carries samples of it.
-func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same, appended int, retries []Emit, emitted []bool) {
-	emitted = make([]bool, len(h.slots))
+func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h *heldGroups) (same, appended int, retries []Emit) {
+	h.emitted = slices.Grow(h.emitted[:0], len(h.groups))[:len(h.groups)]
+	clear(h.emitted)
+	emitted := h.emitted
 	for _, e := range emits {
 		if e.Group >= 0 && e.Group < len(emitted) && !e.Retry {
 			emitted[e.Group] = true
@@ -348,14 +376,15 @@ func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same
 		switch {
 		case e.Retry:
 			retries = append(retries, e)
-		case e.Group < 0 || e.Group >= len(h.slots) || h.slots[e.Group] == nil:
+		case e.Group < 0 || e.Group >= len(h.groups) || h.groups[e.Group].slots == nil:
 			b.AppendSeries(e.Labels, e.Samples)
 			appended++
 		default:
-			gidx, slot, own := h.slots[e.Group], 0, false
-			if g := h.genuine[e.Group]; g >= 0 && sameTimes(e.Samples, h.own[e.Group]) {
+			hg := &h.groups[e.Group]
+			gidx, slot, own := hg.slots, 0, false
+			if g := hg.genuine; g >= 0 && sameTimes(e.Samples, hg.own) {
 				slot, own = g, true
-				if len(gidx) == 1 && sameSamples(e.Samples, h.own[e.Group]) {
+				if len(gidx) == 1 && sameSamples(e.Samples, hg.own) {
 					// A genuine series alone, forwarded as it came: the
 					// batch stays unchanged (and can go out as the sender's
 					// bytes).
@@ -375,7 +404,7 @@ func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same
 			b.SetSamples(gidx[slot], e.Samples, gidx)
 		}
 	}
-	return same, appended, retries, emitted
+	return same, appended, retries
 }
 
 // dropUnsentExemplars counts the exemplars of the outputs that send nothing
@@ -387,9 +416,9 @@ func writeEmits(emits []Emit, b series.Batch, drop *dropSet, h heldGroups) (same
 // keeps best effort (a ring buffer; out-of-order exemplars are dropped
 // silently). An output that does send here carries its sources' exemplars
 // (SetSamples).
-func (p *Pipeline) dropUnsentExemplars(b series.Batch, slots [][]int, emitted []bool) {
-	for gi, gidx := range slots {
-		if gidx != nil && !emitted[gi] {
+func (p *Pipeline) dropUnsentExemplars(b series.Batch, h *heldGroups) {
+	for gi := range h.groups {
+		if gidx := h.groups[gi].slots; gidx != nil && !h.emitted[gi] {
 			if k := b.Exemplars(gidx); k > 0 {
 				p.merger.droppedExemplars.Add(float64(k))
 			}
