@@ -69,7 +69,11 @@ func (p *Pipeline) mergeGroups(tx MergeTx, part string, edits []edit, b series.B
 	gr.sort()
 	held, n, collided, unmerged := p.addGroups(tx, part, edits, b, gr, drop)
 	gr.release() // what the rest needs of it, held has
-	same, appended, retries := writeEmits(tx.Collect(), b, drop, held)
+	emits := tx.Collect()
+	same, appended, retries := writeEmits(emits, b, drop, held)
+	if st, ok := tx.(*shardedTx); ok {
+		st.releaseEmits() // writeEmits copied what it keeps
+	}
 	p.dropUnsentExemplars(b, held)
 	held.release()
 	return n - same, collided, unmerged, appended, retries
