@@ -50,3 +50,42 @@ func TestCollectListsKeptCleared(t *testing.T) {
 		tx.Done(true, nil)
 	}
 }
+
+// TestShardListsKeptCleared checks that a shard's lists given back at the
+// end of a transaction keep none of its outputs alive, and that the
+// transaction no longer holds them.
+func TestShardListsKeptCleared(t *testing.T) {
+	clock := &fakeClock{t: time.UnixMilli(0)}
+	m := NewMerger(DefaultCollisionConfig(), nil)
+	m.SetClock(clock.now)
+	m.setPreimage(func(labels.Labels) int { return 1 })
+	tx := m.begin("", 0)
+	tx.expect(64)
+	for i := range 64 {
+		out := labels.FromStrings("__name__", "c_total", "i", strconv.Itoa(i))
+		tx.Add(out, []labels.Labels{out}, [][]Sample{{{T: 15000, V: 1}}})
+	}
+	tx.Collect()
+	var kept []*shardLists
+	for i := range tx.subs {
+		if tx.began[i] && tx.subs[i].lists != nil {
+			kept = append(kept, tx.subs[i].lists)
+		}
+	}
+	if len(kept) == 0 {
+		t.Fatal("no shard took its lists from the pool")
+	}
+	tx.Done(true, nil)
+	for i := range tx.subs {
+		if sub := &tx.subs[i]; sub.lists != nil || sub.groups != nil || sub.attached != nil || sub.retry != nil {
+			t.Fatalf("shard %d: the transaction keeps its lists after Done", i)
+		}
+	}
+	for _, sl := range kept {
+		for _, o := range append(sl.groups[:cap(sl.groups)], sl.attached[:cap(sl.attached)]...) {
+			if o != nil {
+				t.Fatalf("lists given back keep output %d", o.id)
+			}
+		}
+	}
+}

@@ -711,6 +711,22 @@ type mergeTx struct {
 	// list with room for them, where growing it by doubling allocated it
 	// about twice over. A request that emits nothing allocates nothing.
 	room int
+	// lists is where groups, attached and retry came from (nil: made
+	// here), given back by release.
+	lists *shardLists
+}
+
+// release ends the transaction's use of its lists: they go back for
+// another request's (see shardLists), cleared of its outputs, if they came
+// from there. Done calls it: the request is over.
+func (tx *mergeTx) release() {
+	if sl := tx.lists; sl != nil && cap(tx.groups) <= maxPooledGrouping && cap(tx.attached) <= maxPooledGrouping {
+		clear(tx.groups)
+		clear(tx.attached)
+		sl.groups, sl.attached, sl.retry = tx.groups[:0], tx.attached[:0], tx.retry[:0]
+		shardListsPool.Put(sl)
+	}
+	tx.lists, tx.groups, tx.attached, tx.retry = nil, nil, nil, nil
 }
 
 // add folds one request's float samples for the sources of out (label
@@ -2141,6 +2157,7 @@ func (tx *mergeTx) collect(emits []Emit) []Emit {
 // retries.
 func (tx *mergeTx) Done(ok bool, taken []int) {
 	if len(tx.attached) == 0 {
+		tx.release()
 		return
 	}
 	m := tx.m
@@ -2173,7 +2190,7 @@ func (tx *mergeTx) Done(ok bool, taken []int) {
 		}
 		m.list(o)
 	}
-	tx.attached, tx.retry = nil, nil
+	tx.release()
 }
 
 // sent drops the queued samples up to t (replaying a log).
