@@ -37,3 +37,14 @@ func TestScanByAge(t *testing.T) {
 		}
 	}
 }
+
+// TestScanByAgeAfterUnreleasedScan checks that a scan whose lists were
+// never released (a panic in it) leaves nothing in the next one.
+func TestScanByAgeAfterUnreleasedScan(t *testing.T) {
+	var s scanOrder
+	s.byAge(map[*output]struct{}{{id: 5}: {}, {id: 9}: {}}) // not released
+	got := s.byAge(map[*output]struct{}{{id: 7}: {}})
+	if len(got) != 1 || got[0].id != 7 {
+		t.Fatalf("scanned %d outputs after an unreleased scan, want the one of this scan", len(got))
+	}
+}

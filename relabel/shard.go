@@ -658,6 +658,10 @@ const scanPlaceBits = 20
 // byAge returns the outputs of set in the order of their ids. The list is
 // valid until release.
 func (s *scanOrder) byAge(set map[*output]struct{}) []*output {
+	// From empty lists even if the last scan never got to release (a
+	// panic in it, recovered by the server): its outputs are not this
+	// one's.
+	s.keys, s.outs, s.byID = s.keys[:0], s.outs[:0], s.byID[:0]
 	packed := len(set) <= 1<<scanPlaceBits
 	for o := range set {
 		packed = packed && o.id < 1<<(64-scanPlaceBits)
