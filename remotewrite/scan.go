@@ -590,6 +590,27 @@ func (s *scanned) scanV2() error {
 	b := s.raw
 	maxRef := uint64(0)
 	for off := 0; off < len(b); {
+		// Nearly every symbol takes the fast path (scanSymbols), the whole
+		// table at once; the others, the general loop below.
+		if b[off] == 0x22 {
+			nf, ns := len(s.fields), len(s.syms)
+			room := min(cap(s.fields)-nf, cap(s.isSer)-nf, cap(s.syms)-ns)
+			if room < 16 {
+				n := max(64, nf)
+				s.fields, s.isSer, s.syms = slices.Grow(s.fields, n), slices.Grow(s.isSer, n), slices.Grow(s.syms, n)
+				room = min(cap(s.fields)-nf, cap(s.isSer)-nf, cap(s.syms)-ns)
+			}
+			if end, k := scanSymbols(b, off, s.fields[nf:nf+room], s.syms[ns:ns+room]); k > 0 {
+				s.fields, s.syms = s.fields[:nf+k], s.syms[:ns+k]
+				isSer := s.isSer[nf : nf+k]
+				for j := range isSer {
+					isSer[j] = -1
+				}
+				s.isSer = s.isSer[:nf+k]
+				off = end
+				continue
+			}
+		}
 		num, typ, val, end := next(b, off)
 		if end < 0 {
 			return errTruncated
@@ -627,6 +648,37 @@ func (s *scanned) scanV2() error {
 		return fmt.Errorf("exemplar or metadata reference %d outside of the symbols table (size %d)", maxRef, n)
 	}
 	return nil
+}
+
+// scanSymbols is scanV2's fast path, as scanLabels is scanV1's: from off,
+// it indexes a run of symbol fields (tag 0x22, a length of one or two
+// bytes) into fields (the whole field) and syms (its string), as long as
+// they have room. It returns where it stopped, before the first field it
+// left to the general loop (off when it took none), and how many it took.
+//
+// A request has a symbol for each distinct string (8,000 in one of 2,000
+// LiteLLM series), each its own field: the general loop spent a call to
+// next and two appends on each. Its caller marks them as no series: with
+// that third slice here, the loop kept too little in registers.
+func scanSymbols(b []byte, off int, fields, syms []span) (int, int) {
+	syms = syms[:len(fields)]
+	k := 0
+	for ; k < len(fields) && off+2 <= len(b) && b[off] == 0x22; k++ {
+		l, o := uint32(b[off+1]), off+2
+		if l >= 0x80 {
+			if o >= len(b) || b[o] >= 0x80 {
+				break
+			}
+			l, o = l&0x7f|uint32(b[o])<<7, o+1
+		}
+		if int(l) > len(b)-o {
+			break
+		}
+		e := o + int(l)
+		fields[k], syms[k] = span{uint32(off), uint32(e)}, span{uint32(o), uint32(e)}
+		off = e
+	}
+	return off, k
 }
 
 // appendRefs decodes label references, packed or not.
