@@ -683,34 +683,59 @@ func scanSymbols(b []byte, off int, fields, syms []span) (int, int) {
 
 // appendRefs decodes label references, packed or not.
 func appendRefs(dst []uint32, b []byte, typ protowire.Type, val span) ([]uint32, uint64, error) {
-	var maxRef uint64
 	switch typ {
 	case protowire.BytesType:
-		p := b[:val.end]
-		for off := int(val.off); off < len(p); {
-			// References below 16,384 (most tables) take one or two
-			// bytes: read them here, the rest through varint.
-			var v uint64
-			switch c := p[off]; {
-			case c < 0x80:
-				v, off = uint64(c), off+1
-			case off+1 < len(p) && p[off+1] < 0x80:
-				v, off = uint64(c&0x7f)|uint64(p[off+1])<<7, off+2
-			default:
-				if v, off = varint(p, off); off < 0 || v > 1<<32-1 {
-					return dst, 0, errTruncated
+		// References below 16,384 (most tables' every one) take one or two
+		// bytes: read them here, in a loop that calls nothing (with the
+		// call of varint in it, the compiler saved and reloaded its state
+		// on every reference of two bytes). Each takes a byte at least: dst
+		// grows once, for as many as there are bytes, and takes them
+		// without append's check of its room. A longer one (or a malformed
+		// one) sends the field to appendRefsSlow.
+		p := b[val.off:val.end]
+		n := len(dst)
+		dst = slices.Grow(dst, len(p))
+		out := dst[n : n+len(p)]
+		var maxRef uint32
+		off, k := uint(0), 0
+		for off < uint(len(p)) {
+			v := uint32(p[off])
+			if v < 0x80 {
+				off++
+			} else {
+				if off+1 >= uint(len(p)) || p[off+1] >= 0x80 {
+					return appendRefsSlow(dst[:n], p)
 				}
+				v = v&0x7f | uint32(p[off+1])<<7
+				off += 2
 			}
 			maxRef = max(maxRef, v)
-			dst = append(dst, uint32(v))
+			out[k] = v
+			k++
 		}
+		return dst[:n+k], uint64(maxRef), nil
 	case protowire.VarintType:
 		v, off := varint(b[:val.end], int(val.off))
 		if off < 0 || v > 1<<32-1 {
 			return dst, 0, errTruncated
 		}
-		maxRef = v
+		return append(dst, uint32(v)), v, nil
+	}
+	return dst, 0, nil
+}
+
+// appendRefsSlow is appendRefs of packed references p, any of them three
+// bytes or more.
+func appendRefsSlow(dst []uint32, p []byte) ([]uint32, uint64, error) {
+	var maxRef uint64
+	for off := 0; off < len(p); {
+		v, e := varint(p, off)
+		if e < 0 || v > 1<<32-1 {
+			return dst, 0, errTruncated
+		}
+		maxRef = max(maxRef, v)
 		dst = append(dst, uint32(v))
+		off = e
 	}
 	return dst, maxRef, nil
 }
