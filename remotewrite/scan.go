@@ -126,6 +126,12 @@ type scanned struct {
 	syms   []span // RW 2.0 symbols
 	c      counts
 
+	// symRun is the bytes of the RW 2.0 symbol fields when they are
+	// contiguous (symSplit false): if they are all ASCII, so is every
+	// symbol, and validate checks UTF-8 with one pass over them.
+	symRun   span
+	symSplit bool
+
 	// Edits, set by repair: per series, allocated on the first edit.
 	edits   []seriesEdit
 	nEdits  int
@@ -197,6 +203,7 @@ func (s *scanned) reset() {
 	s.raw = nil
 	s.fields, s.isSer, s.series = s.fields[:0], s.isSer[:0], s.series[:0]
 	s.lbls, s.refs, s.syms = s.lbls[:0], s.refs[:0], s.syms[:0]
+	s.symRun, s.symSplit = span{}, false
 	s.c, s.maxLabelRef = counts{}, 0
 	clear(s.edits)
 	s.edits, s.nEdits = s.edits[:0], 0
@@ -607,6 +614,7 @@ func (s *scanned) scanV2() error {
 					isSer[j] = -1
 				}
 				s.isSer = s.isSer[:nf+k]
+				s.addSymbolFields(off, end)
 				off = end
 				continue
 			}
@@ -620,6 +628,7 @@ func (s *scanned) scanV2() error {
 		switch {
 		case num == v2ReqSymbols && typ == protowire.BytesType:
 			s.syms = append(s.syms, val)
+			s.addSymbolFields(off, end)
 		case num == v2ReqSeries && typ == protowire.BytesType:
 			s.isSer[len(s.isSer)-1] = int32(len(s.series))
 			m, err := s.scanSeriesV2(span{uint32(off), uint32(end)}, val)
@@ -648,6 +657,19 @@ func (s *scanned) scanV2() error {
 		return fmt.Errorf("exemplar or metadata reference %d outside of the symbols table (size %d)", maxRef, n)
 	}
 	return nil
+}
+
+// addSymbolFields extends the request's symbol bytes (symRun) with the
+// symbol fields b[off:end].
+func (s *scanned) addSymbolFields(off, end int) {
+	switch {
+	case s.symRun.end == 0:
+		s.symRun = span{uint32(off), uint32(end)}
+	case s.symRun.end == uint32(off):
+		s.symRun.end = uint32(end)
+	default:
+		s.symSplit = true
+	}
 }
 
 // scanSymbols is scanV2's fast path, as scanLabels is scanV1's: from off,

@@ -87,8 +87,12 @@ const (
 func (s *scanned) indexSymbols(l *Limits, utf bool) {
 	n := len(s.syms)
 	maxName, maxValue := uint32(l.MaxLabelNameLength), uint32(l.MaxLabelValueLength)
-	facts := slices.Grow(s.symFacts[:0], n)
-	for _, sp := range s.syms {
+	// UTF-8 is checked per symbol only where some byte of the symbol
+	// fields is not ASCII (their tags and one-byte lengths are ASCII too):
+	// nearly always one pass over them all, not a call per symbol.
+	perSym := utf && (s.symSplit || !isASCII(s.raw[s.symRun.off:s.symRun.end]))
+	facts := slices.Grow(s.symFacts[:0], n)[:n]
+	for i, sp := range s.syms {
 		var f uint8
 		nl := sp.end - sp.off
 		switch {
@@ -103,10 +107,10 @@ func (s *scanned) indexSymbols(l *Limits, utf bool) {
 		if nl > maxValue {
 			f |= symLongValue
 		}
-		if utf && !isASCII(s.raw[sp.off:sp.end]) {
+		if perSym && !isASCII(s.raw[sp.off:sp.end]) {
 			f |= symNotASCII
 		}
-		facts = append(facts, f)
+		facts[i] = f
 	}
 	s.symFacts = facts
 	rank := s.symRank
@@ -115,15 +119,19 @@ func (s *scanned) indexSymbols(l *Limits, utf bool) {
 	}
 	rank = rank[:n]
 	clear(rank)
-	names := s.nameSyms[:0]
+	// The names: every other reference, as each series has an even number
+	// of them (scanV2 refuses a request otherwise) and they follow each
+	// other in s.refs, series after series. They are marked, then listed
+	// in one pass over the table: the same few names come back in every
+	// series, and a mark costs no more than a check that it is there.
 	refs := s.refs
-	for i := range s.series {
-		si := &s.series[i]
-		for k := si.l0; k < si.l1; k += 2 {
-			if r := refs[k]; rank[r] == 0 {
-				rank[r] = 1
-				names = append(names, r)
-			}
+	for k := 0; k < len(refs); k += 2 {
+		rank[refs[k]] = 1
+	}
+	names := s.nameSyms[:0]
+	for r, v := range rank {
+		if v != 0 {
+			names = append(names, uint32(r))
 		}
 	}
 	s.symRank, s.nameSyms = rank, names

@@ -241,11 +241,18 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 		if r.IntN(2) == 0 {
 			syms = append(syms, "__name__")
 		}
+		// A quarter of the tables split by the first series: the symbols
+		// after it are not in one run of bytes with the others (see
+		// scanned.symRun).
+		split := len(syms)
+		if r.IntN(4) == 0 {
+			split = r.IntN(len(syms) + 1)
+		}
 		var req []byte
-		for _, s := range syms {
+		for _, s := range syms[:split] {
 			req = str(req, 4, s)
 		}
-		for range 1 + r.IntN(3) {
+		for k := range 1 + r.IntN(3) {
 			var refs []byte
 			plain := r.IntN(2) == 0
 			ns := make([]int, r.IntN(6))
@@ -276,6 +283,11 @@ func TestValidateFastPathsMatchFullCheck(t *testing.T) {
 			}
 			ts := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), refs)
 			req = protowire.AppendBytes(protowire.AppendTag(req, 5, protowire.BytesType), sample(ts))
+			if k == 0 {
+				for _, s := range syms[split:] {
+					req = str(req, 4, s)
+				}
+			}
 		}
 		return req
 	}
