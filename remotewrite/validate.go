@@ -222,23 +222,25 @@ func (s *scanned) plainSeriesV2(si *seriesIdx, l *Limits) bool {
 	}
 	facts, rank := s.symFacts, s.symRank
 	refs := s.refs[si.l0:si.l1]
-	// Without a branch but the order's: names ORs the names' facts (one is
-	// the metric name), bad a metric name's empty value (vf's symEmpty, bit
-	// 0, where nf>>4 is its symMetricName, bit 4, the highest). A name's
-	// rank carries its facts (see indexSymbols): one load.
-	var bad, names uint8
+	// Without a branch but the order's, and by index (the compiler kept
+	// less in registers with refs resliced on each pair): acc ORs the
+	// names' facts that make a series not plain and their symMetricName
+	// (bit 4, the highest), the values' that do, and a metric name's empty
+	// value (vf's symEmpty, bit 0, where nf>>4 is its symMetricName). A
+	// name's rank carries its facts (see indexSymbols): one load.
+	const nameBad, valueBad = symEmpty | symLongName | symNotASCII, symLongValue | symNotASCII
+	var acc uint32
 	prev := uint32(0)
-	for ; len(refs) >= 2; refs = refs[2:] {
-		r := rank[refs[0]]
+	for k := 1; k < len(refs); k += 2 {
+		r := rank[refs[k-1]]
 		if r <= prev {
 			return false
 		}
 		prev = r
-		nf, vf := uint8(r), facts[refs[1]]
-		names |= nf
-		bad |= nf&(symEmpty|symLongName|symNotASCII) | vf&(symLongValue|symNotASCII) | vf&(nf>>4)
+		nf, vf := r&0xff, uint32(facts[refs[k]])
+		acc |= nf&(nameBad|symMetricName) | vf&valueBad | vf&(nf>>4)
 	}
-	return names&symMetricName != 0 && bad == 0
+	return acc == symMetricName
 }
 
 // plainSeriesV2Unranked is plainSeriesV2 where indexSymbols did not rank
