@@ -313,6 +313,21 @@ func varint(b []byte, off int) (uint64, int) {
 // next reads the field at off in b (b ends where the message ends). For a
 // LEN field, val is its content; for others, its encoded value.
 func next(b []byte, off int) (num protowire.Number, typ protowire.Type, val span, end int) {
+	// Most fields of a request take a one-byte tag, and a one-byte length
+	// (LEN) or value (VARINT): read them here, without the two calls of
+	// varint.
+	if off+2 <= len(b) {
+		if t, v := b[off], b[off+1]; t < 0x80 && t >= 8 && v < 0x80 {
+			switch typ = protowire.Type(t & 7); typ {
+			case protowire.BytesType:
+				if o, e := off+2, off+2+int(v); e <= len(b) {
+					return protowire.Number(t >> 3), typ, span{uint32(o), uint32(e)}, e
+				}
+			case protowire.VarintType:
+				return protowire.Number(t >> 3), typ, span{uint32(off + 1), uint32(off + 2)}, off + 2
+			}
+		}
+	}
 	tag, off := varint(b, off)
 	if off < 0 || tag>>3 == 0 {
 		return 0, 0, span{}, -1
