@@ -777,9 +777,9 @@ func appendRefsSlow(dst []uint32, p []byte) ([]uint32, uint64, error) {
 	return dst, maxRef, nil
 }
 
-// maxRefIn returns the largest label reference (field 1) of an RW 2.0
-// exemplar, or the largest help/unit reference of its metadata.
-func maxRefIn(b []byte, val span, refsField protowire.Number, refFields ...protowire.Number) (uint64, error) {
+// maxExemplarRef returns the largest label reference (field 1) of an RW 2.0
+// exemplar.
+func maxExemplarRef(b []byte, val span) (uint64, error) {
 	var m uint64
 	sub := b[:val.end]
 	for off := int(val.off); off < len(sub); {
@@ -788,15 +788,32 @@ func maxRefIn(b []byte, val span, refsField protowire.Number, refFields ...proto
 			return 0, errTruncated
 		}
 		off = e
-		switch {
-		case n == refsField && refsField != 0:
+		if n == v2ExemplarRefs {
 			var scratch [16]uint32
 			_, r, err := appendRefs(scratch[:0], b, t, v)
 			if err != nil {
 				return 0, err
 			}
 			m = max(m, r)
-		case t == protowire.VarintType && slices.Contains(refFields, n):
+		}
+	}
+	return m, nil
+}
+
+// maxMetadataRef returns the larger of the help and unit references of an
+// RW 2.0 series' metadata. (Each series has its metadata: a function of its
+// own, without the variadic fields and the call of slices.Contains of one
+// shared with the exemplars, costs about 50 instructions less per series.)
+func maxMetadataRef(b []byte, val span) (uint64, error) {
+	var m uint64
+	sub := b[:val.end]
+	for off := int(val.off); off < len(sub); {
+		n, t, v, e := next(sub, off)
+		if e < 0 {
+			return 0, errTruncated
+		}
+		off = e
+		if t == protowire.VarintType && (n == v2MetadataHelpRef || n == v2MetadataUnitRef) {
 			r, _ := varint(sub, int(v.off))
 			m = max(m, r)
 		}
@@ -837,11 +854,11 @@ func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 			s.c.exemplars++
 			si.hasEx = true
 			if typ == protowire.BytesType {
-				m, err = maxRefIn(b, val, v2ExemplarRefs)
+				m, err = maxExemplarRef(b, val)
 			}
 		case v2SeriesMetadata:
 			if typ == protowire.BytesType {
-				m, err = maxRefIn(b, val, 0, v2MetadataHelpRef, v2MetadataUnitRef)
+				m, err = maxMetadataRef(b, val)
 			}
 		}
 		if err != nil {

@@ -91,3 +91,55 @@ func TestAppendRefs(t *testing.T) {
 		t.Fatal("appendRefs took a reference above 2^32-1")
 	}
 }
+
+// TestScanV2RefsOutsideTable checks that scanV2 refuses a reference outside
+// the symbols table in each place a series holds one: its labels, its
+// exemplars' labels, its metadata's help and unit.
+func TestScanV2RefsOutsideTable(t *testing.T) {
+	str := func(b []byte, num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+	}
+	vint := func(b []byte, num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+	}
+	sample := vint(nil, sampleTimestamp, 5)
+	for _, tc := range []struct {
+		name   string
+		series func(bad uint64) []byte // a series with one reference bad
+	}{
+		{"labels", func(bad uint64) []byte {
+			return str(str(nil, v2SeriesRefs, []byte{1, byte(bad)}), v2SeriesSamples, sample)
+		}},
+		{"exemplar", func(bad uint64) []byte {
+			ex := vint(str(nil, v2ExemplarRefs, []byte{1, byte(bad)}), 3, 5)
+			return str(str(str(nil, v2SeriesRefs, []byte{1, 2}), v2SeriesSamples, sample), v2SeriesExemplars, ex)
+		}},
+		{"help", func(bad uint64) []byte {
+			md := vint(vint(vint(nil, 1, 1), v2MetadataHelpRef, bad), v2MetadataUnitRef, 2)
+			return str(str(str(nil, v2SeriesRefs, []byte{1, 2}), v2SeriesSamples, sample), v2SeriesMetadata, md)
+		}},
+		{"unit", func(bad uint64) []byte {
+			md := vint(vint(vint(nil, 1, 1), v2MetadataHelpRef, 2), v2MetadataUnitRef, bad)
+			return str(str(str(nil, v2SeriesRefs, []byte{1, 2}), v2SeriesSamples, sample), v2SeriesMetadata, md)
+		}},
+	} {
+		for _, bad := range []uint64{2, 3, 100} {
+			var req []byte
+			for _, sym := range []string{"", "__name__", "m"} {
+				req = str(req, v2ReqSymbols, []byte(sym))
+			}
+			req = str(req, v2ReqSeries, tc.series(bad))
+			s, err := scan(ProtoV2, req)
+			if bad < 3 {
+				if err != nil {
+					t.Errorf("%s: reference %d in the table: %v", tc.name, bad, err)
+				} else {
+					s.release()
+				}
+			} else if err == nil {
+				s.release()
+				t.Errorf("%s: reference %d outside the table (size 3) taken", tc.name, bad)
+			}
+		}
+	}
+}
