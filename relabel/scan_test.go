@@ -7,8 +7,8 @@ import (
 )
 
 // TestScanByAge checks that the scan's order is the outputs' ids, with ids
-// that fit the packed keys and with one that does not, over scans that
-// reuse the arrays.
+// that fit the packed keys and with one that does not, scan after scan,
+// and that a released scan keeps no output alive.
 func TestScanByAge(t *testing.T) {
 	var s scanOrder
 	r := rand.New(rand.NewPCG(1, 2))
