@@ -597,14 +597,18 @@ func (si *seriesIdx) labelRun() (at, end int) {
 }
 
 // addLabelField extends the series' label bytes with the field b[off:end].
-func (si *seriesIdx) addLabelField(off, end int) {
+func (si *seriesIdx) addLabelField(off, end int) { extendRun(&si.lab, &si.labSplit, off, end) }
+
+// extendRun extends run, the bytes of fields that follow each other, with
+// the field b[off:end], or sets split when the field does not follow them.
+func extendRun(run *span, split *bool, off, end int) {
 	switch {
-	case si.lab.end == 0:
-		si.lab = span{uint32(off), uint32(end)}
-	case si.lab.end == uint32(off):
-		si.lab.end = uint32(end)
+	case run.end == 0:
+		*run = span{uint32(off), uint32(end)}
+	case run.end == uint32(off):
+		run.end = uint32(end)
 	default:
-		si.labSplit = true
+		*split = true
 	}
 }
 
@@ -676,16 +680,7 @@ func (s *scanned) scanV2() error {
 
 // addSymbolFields extends the request's symbol bytes (symRun) with the
 // symbol fields b[off:end].
-func (s *scanned) addSymbolFields(off, end int) {
-	switch {
-	case s.symRun.end == 0:
-		s.symRun = span{uint32(off), uint32(end)}
-	case s.symRun.end == uint32(off):
-		s.symRun.end = uint32(end)
-	default:
-		s.symSplit = true
-	}
-}
+func (s *scanned) addSymbolFields(off, end int) { extendRun(&s.symRun, &s.symSplit, off, end) }
 
 // scanSymbols is scanV2's fast path, as scanLabels is scanV1's: from off,
 // it indexes a run of symbol fields (tag 0x22, a length of one or two
@@ -777,9 +772,12 @@ func appendRefsSlow(dst []uint32, p []byte) ([]uint32, uint64, error) {
 	return dst, maxRef, nil
 }
 
-// maxExemplarRef returns the largest label reference (field 1) of an RW 2.0
-// exemplar.
-func maxExemplarRef(b []byte, val span) (uint64, error) {
+// maxRefIn returns the largest label reference (field 1) of an RW 2.0
+// exemplar, or (metadata) the larger of the help and unit references of a
+// series' metadata. (Each series has its metadata: a flag, where a list of
+// the fields to read and a call of slices.Contains took about 50
+// instructions more per series.)
+func maxRefIn(b []byte, val span, metadata bool) (uint64, error) {
 	var m uint64
 	sub := b[:val.end]
 	for off := int(val.off); off < len(sub); {
@@ -788,33 +786,18 @@ func maxExemplarRef(b []byte, val span) (uint64, error) {
 			return 0, errTruncated
 		}
 		off = e
-		if n == v2ExemplarRefs {
+		switch {
+		case metadata:
+			if t == protowire.VarintType && (n == v2MetadataHelpRef || n == v2MetadataUnitRef) {
+				r, _ := varint(sub, int(v.off))
+				m = max(m, r)
+			}
+		case n == v2ExemplarRefs:
 			var scratch [16]uint32
 			_, r, err := appendRefs(scratch[:0], b, t, v)
 			if err != nil {
 				return 0, err
 			}
-			m = max(m, r)
-		}
-	}
-	return m, nil
-}
-
-// maxMetadataRef returns the larger of the help and unit references of an
-// RW 2.0 series' metadata. (Each series has its metadata: a function of its
-// own, without the variadic fields and the call of slices.Contains of one
-// shared with the exemplars, costs about 50 instructions less per series.)
-func maxMetadataRef(b []byte, val span) (uint64, error) {
-	var m uint64
-	sub := b[:val.end]
-	for off := int(val.off); off < len(sub); {
-		n, t, v, e := next(sub, off)
-		if e < 0 {
-			return 0, errTruncated
-		}
-		off = e
-		if t == protowire.VarintType && (n == v2MetadataHelpRef || n == v2MetadataUnitRef) {
-			r, _ := varint(sub, int(v.off))
 			m = max(m, r)
 		}
 	}
@@ -854,11 +837,11 @@ func (s *scanned) scanSeriesV2(field, body span) (maxRef uint64, err error) {
 			s.c.exemplars++
 			si.hasEx = true
 			if typ == protowire.BytesType {
-				m, err = maxExemplarRef(b, val)
+				m, err = maxRefIn(b, val, false)
 			}
 		case v2SeriesMetadata:
 			if typ == protowire.BytesType {
-				m, err = maxMetadataRef(b, val)
+				m, err = maxRefIn(b, val, true)
 			}
 		}
 		if err != nil {
