@@ -382,6 +382,9 @@ func (p *Pipeline) decide(b series.Batch) (edits []edit, undone int) {
 	sc := probeLists.Get().(*[]probe)
 	defer func() { probeLists.Put(sc) }()
 	*sc = p.keys(b, (*sc)[:0])
+	if len(*sc) > 0 {
+		edits = make([]edit, 0, len(*sc))
+	}
 	var sb labels.ScratchBuilder
 	for _, pr := range *sc {
 		d := p.cache.get(pr.k)
@@ -389,9 +392,6 @@ func (p *Pipeline) decide(b series.Batch) (edits []edit, undone int) {
 			p.countFired(d.fired)
 		} else {
 			d = p.cache.put(pr.k, p.decideSeries(b.Labels(int(pr.i), &sb)))
-		}
-		if edits == nil {
-			edits = make([]edit, 0, len(*sc))
 		}
 		edits, undone = p.edit(edits, undone, b, int(pr.i), d, d)
 	}
